@@ -1,0 +1,144 @@
+//! The command line: argument definitions (clap derive) and dispatch, one file per subcommand.
+//!
+//! Exit codes: 0 success, 1 a build or test failed, 2 bad usage or configuration.
+
+mod build;
+mod graph;
+mod internal;
+mod plan;
+mod shell;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::printer::Printer;
+
+const EXAMPLES: &str = "\
+Examples:
+  gib build                                 build every image of ./gib.yaml
+  gib build app --archive app.tar           build app (and its parents), write a docker/podman archive
+  gib build --oci-layout ./oci              write every image into an OCI layout
+  gib plan --json                           print the build order, tags and generated Portage files
+  gib graph --format mermaid                draw the image DAG
+  gib shell base                            a shell in the builder root of image base
+";
+
+#[derive(Parser, Debug)]
+#[command(name = "gib", version, about = "Build tiny distroless OCI images from Gentoo, rootless, with no container runtime", after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build images (and their ancestors) and write them to the chosen outputs.
+    Build(BuildArgs),
+    /// Show the build order, tags and the Portage files gib would write; builds nothing.
+    Plan(PlanArgs),
+    /// Draw the image DAG.
+    Graph(GraphArgs),
+    /// An interactive shell in an image's builder root, with the mounts `gib build` uses.
+    Shell(ShellArgs),
+    /// Hidden helpers that gib runs inside its own namespaces.
+    #[command(hide = true, name = "__internal")]
+    Internal(internal::InternalArgs),
+}
+
+/// Options every subcommand that reads gib.yaml shares.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// The configuration file.
+    #[arg(short = 'f', long = "file", default_value = "gib.yaml", value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Images to build (with their ancestors); all when none is named.
+    pub images: Vec<String>,
+    /// Write the images into this OCI image layout (other entries are kept).
+    #[arg(long, value_name = "DIR")]
+    pub oci_layout: Option<PathBuf>,
+    /// Write one tar that `podman load`, `docker load` and `skopeo copy oci-archive:` accept.
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    /// Push every tag of every built image to the registry.
+    #[arg(long)]
+    pub push: bool,
+    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Rebuild even when nothing changed.
+    #[arg(long)]
+    pub force: bool,
+    /// Print a JSON report of what was built on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Stream the output of emerge and other build commands.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Network inside the builder: `host` (default; emerge fetches sources) or `none`.
+    #[arg(long, value_name = "MODE", default_value = "host")]
+    pub network: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Images to plan (with their ancestors); all when none is named.
+    pub images: Vec<String>,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "mermaid")]
+    pub format: GraphFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
+#[derive(Args, Debug)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The image whose builder root to enter; the stage3 root when none is named.
+    pub image: Option<String>,
+    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Network inside the builder: `host` (default) or `none`.
+    #[arg(long, value_name = "MODE", default_value = "host")]
+    pub network: String,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let printer = Printer::new(false);
+    let result = match cli.command {
+        Command::Build(args) => build::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Graph(args) => graph::run(args),
+        Command::Shell(args) => shell::run(args),
+        Command::Internal(args) => internal::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => printer.fail(&err),
+    }
+}

@@ -1,0 +1,2 @@
+//! Everything gib knows about Gentoo in one place: package atoms and versions, make.conf and
+//! package.use generation, the package database (/var/db/pkg).

@@ -1,0 +1,29 @@
+//! gib: build tiny distroless OCI images from Gentoo, rootless, with no container runtime.
+//!
+//! The folders are the pipeline:
+//! `config -> plan -> stage3 -> sandbox -> emerge -> rootfs -> oci -> output`.
+//! `cli/` holds one file per subcommand; `printer` is the only place that writes to the terminal.
+
+mod cache;
+mod cli;
+mod config;
+mod emerge;
+mod gentoo;
+mod oci;
+mod output;
+mod plan;
+mod printer;
+mod rootfs;
+mod sandbox;
+mod stage3;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // The sandbox helper must run before anything starts a thread: unshare(CLONE_NEWUSER)
+    // fails with EINVAL in a multi-threaded process.
+    if let Some(code) = sandbox::helper::run_if_helper() {
+        return code;
+    }
+    cli::main()
+}

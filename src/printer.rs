@@ -1,0 +1,126 @@
+//! The one place that writes to the terminal: status lines, warnings, progress and errors.
+//!
+//! Logic never prints; it reports through a `Printer`. Errors print as `error:` with one
+//! `caused by:` line per cause and an optional `hint:`, and map to the exit codes of the CLI:
+//! 2 for a user error (bad usage or configuration), 1 for anything else.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// A mistake in the user's input (gib.yaml, arguments, a path that does not exist):
+/// exit code 2, with an optional hint on how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UserError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl UserError {
+    pub fn new(message: impl Into<String>) -> Self {
+        UserError {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        UserError {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+/// Exit code for a failed build or test.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for bad usage or configuration.
+pub const EXIT_USAGE: u8 = 2;
+
+pub struct Printer {
+    verbose: bool,
+    color: bool,
+    started: Instant,
+    warned_once: AtomicBool,
+}
+
+impl Printer {
+    pub fn new(verbose: bool) -> Self {
+        Printer {
+            verbose,
+            color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            started: Instant::now(),
+            warned_once: AtomicBool::new(false),
+        }
+    }
+
+    pub fn verbose(&self) -> bool {
+        self.verbose
+    }
+
+    /// A status line: what gib is doing now, with the time since it started.
+    pub fn status(&self, verb: &str, message: &str) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let verb = if self.color {
+            format!("\x1b[1;32m{verb:>12}\x1b[0m")
+        } else {
+            format!("{verb:>12}")
+        };
+        eprintln!("{verb} {message} [{elapsed:.1}s]");
+    }
+
+    /// A detail only shown with `-v`.
+    pub fn detail(&self, message: &str) {
+        if self.verbose {
+            eprintln!("             {message}");
+        }
+    }
+
+    pub fn warn(&self, message: &str) {
+        let label = if self.color {
+            "\x1b[1;33mwarning\x1b[0m"
+        } else {
+            "warning"
+        };
+        eprintln!("{label}: {message}");
+    }
+
+    /// A warning printed at most once per process (e.g. "no subordinate id range").
+    pub fn warn_once(&self, message: &str) {
+        if !self.warned_once.swap(true, Ordering::Relaxed) {
+            self.warn(message);
+        }
+    }
+
+    /// Raw lines (a build log excerpt, a test's output), indented under the last status.
+    pub fn excerpt(&self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        for line in text.lines() {
+            let _ = writeln!(err, "  | {line}");
+        }
+    }
+
+    /// Print an error with its causes and hint; return the exit code it maps to.
+    pub fn fail(&self, err: &anyhow::Error) -> ExitCode {
+        let label = if self.color {
+            "\x1b[1;31merror\x1b[0m"
+        } else {
+            "error"
+        };
+        eprintln!("{label}: {err}");
+        for cause in err.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        let user_error = err.chain().find_map(|e| e.downcast_ref::<UserError>());
+        if let Some(hint) = user_error.and_then(|e| e.hint.as_deref()) {
+            eprintln!("  hint: {hint}");
+        }
+        ExitCode::from(if user_error.is_some() {
+            EXIT_USAGE
+        } else {
+            EXIT_FAILURE
+        })
+    }
+}

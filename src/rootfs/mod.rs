@@ -1,0 +1,2 @@
+//! Finishing a staging root for a distroless image (trim, accounts, os-release) and finding
+//! what an image adds over its parent (the `ChangeSet` that becomes its layer).

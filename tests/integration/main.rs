@@ -1,0 +1,6 @@
+//! gib's integration tests: one binary, one module per capability, shared helpers in `util`.
+//!
+//! They use the real tools (skopeo, umoci, podman, Portage, a registry). A test that cannot
+//! find a tool it needs fails; it never skips silently.
+
+mod util;

@@ -4,17 +4,28 @@
 //! `config -> plan -> stage3 -> sandbox -> emerge -> rootfs -> oci -> output`.
 //! `cli/` holds one file per subcommand; `printer` is the only place that writes to the terminal.
 
+#[allow(dead_code)] // wired up as the pipeline lands
 mod cache;
 mod cli;
+#[allow(dead_code)]
 mod config;
+#[allow(dead_code)] // wired up as the pipeline lands
 mod emerge;
+#[allow(dead_code)] // wired up as the pipeline lands
 mod gentoo;
+#[allow(dead_code)] // wired up as the pipeline lands
 mod oci;
+#[allow(dead_code)] // wired up as the pipeline lands
 mod output;
+#[allow(dead_code)] // wired up as the pipeline lands
 mod plan;
+#[allow(dead_code)] // wired up as the pipeline lands
 mod printer;
+#[allow(dead_code)] // wired up as the pipeline lands
 mod rootfs;
+#[allow(dead_code)] // wired up as the pipeline lands
 mod sandbox;
+#[allow(dead_code)] // wired up as the pipeline lands
 mod stage3;
 
 use std::process::ExitCode;

@@ -51,7 +51,12 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct ConfigArgs {
     /// The configuration file.
-    #[arg(short = 'f', long = "file", default_value = "gib.yaml", value_name = "FILE")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        default_value = "gib.yaml",
+        value_name = "FILE"
+    )]
     pub file: PathBuf,
 }
 

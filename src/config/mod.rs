@@ -1,3 +1,328 @@
 //! gib.yaml: the strict, typed form of the user's configuration (see the design contract),
 //! and the predecessor's single-image `config.yaml`. Parsing and validation only; what the
 //! keys mean is resolved in `plan`.
+//!
+//! Every relative path in the file is resolved against the file's directory at load time, so
+//! the rest of gib only sees absolute paths.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// A whole gib.yaml, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this was read from.
+    pub file: PathBuf,
+    /// Absent only when every image is a `rootfs:` image.
+    pub stage3: Option<Stage3>,
+    pub portage: Portage,
+    pub repositories: Vec<Repository>,
+    pub build: Build,
+    /// Prefix for image references, e.g. `registry.example.org/mycontainers`.
+    pub registry: Option<String>,
+    /// Images by name (the DAG; order in the file does not matter).
+    pub images: BTreeMap<String, Image>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stage3 {
+    Flavor {
+        flavor: String,
+        mirror: String,
+        pin: Option<String>,
+    },
+    Url {
+        url: String,
+        sha512: Option<String>,
+    },
+    Path {
+        path: PathBuf,
+        sha512: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncType {
+    Git,
+    Rsync,
+    Webrsync,
+    Local,
+    None,
+}
+
+/// The main ebuild repository ("gentoo").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Portage {
+    pub sync_type: SyncType,
+    pub uri: Option<String>,
+    pub pin: Option<String>,
+}
+
+/// An extra ebuild repository (overlay).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repository {
+    pub name: String,
+    pub sync_type: SyncType,
+    pub uri: Option<String>,
+    pub ca_certificate: Option<PathBuf>,
+    pub priority: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Binhost {
+    Official,
+    /// A URL or a directory of the user's own.
+    Custom(String),
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UseFlags {
+    pub add: Vec<String>,
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Build {
+    pub threads: Option<u32>,
+    pub max_parallel_jobs: Option<u32>,
+    pub global_use_flags: UseFlags,
+    /// atom -> flags ("-flag" disables)
+    pub package_use_flags: BTreeMap<String, Vec<String>>,
+    /// atom -> keywords
+    pub accept_keywords: BTreeMap<String, Vec<String>>,
+    pub compression: Compression,
+    pub keep_headers: bool,
+    pub keep_static_libs: bool,
+    pub keep_package_db: bool,
+    pub binhost: Binhost,
+}
+
+/// Where an image starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parent {
+    Scratch,
+    /// Another image of this file.
+    Image(String),
+    /// A registry reference (`registry.example.org/base:1.0`, or by digest).
+    Registry(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LayeringStrategy {
+    #[default]
+    Single,
+    PerPackage,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Layering {
+    pub strategy: LayeringStrategy,
+    pub budget: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: Option<String>,
+    pub shell: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Accounts {
+    pub users: Vec<User>,
+    pub groups: Vec<Group>,
+    pub run_as: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PathKind {
+    Directory,
+    /// A file copied from the host (absolute path after load).
+    File {
+        source: PathBuf,
+    },
+    Symlink {
+        target: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathEntry {
+    pub path: String,
+    pub kind: PathKind,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Octal permission bits, e.g. 0o755.
+    pub mode: Option<u32>,
+}
+
+/// One image of the DAG.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    pub name: String,
+    pub from: Parent,
+    /// Package atoms to emerge (may be empty for `script:` or `rootfs:` images).
+    pub packages: Vec<String>,
+    /// A user script run in the builder with ROOT=/staging (absolute path after load).
+    pub script: Option<PathBuf>,
+    /// A directory or tarball taken as the image's layer (absolute path after load).
+    pub rootfs: Option<PathBuf>,
+    pub tag: Option<String>,
+    /// `None`: the default (true only for images built from scratch).
+    pub latest: Option<bool>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub expose: Vec<String>,
+    pub volumes: Vec<String>,
+    pub test: Option<String>,
+    pub layering: Layering,
+    pub accounts: Option<Accounts>,
+    pub paths: Vec<PathEntry>,
+}
+
+impl Image {
+    /// Whether `latest` is among the image's tags.
+    pub fn wants_latest(&self) -> bool {
+        self.latest.unwrap_or(self.from == Parent::Scratch)
+    }
+}
+
+/// Read and validate a gib.yaml (or the predecessor's config.yaml).
+///
+/// Provisional, lenient reader of the image keys only; the strict reader replaces it.
+pub fn load(path: &Path) -> Result<Config> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let raw: RawProvisional =
+        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let base = base
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", base.display()))?;
+    let images = raw
+        .images
+        .into_iter()
+        .map(|(name, img)| {
+            let from = match img.from.as_deref() {
+                None | Some("scratch") => Parent::Scratch,
+                Some(p) if p.contains('/') || p.contains(':') => Parent::Registry(p.to_string()),
+                Some(p) => Parent::Image(p.to_string()),
+            };
+            let image = Image {
+                name: name.clone(),
+                from,
+                packages: img.packages,
+                script: img.script.map(|p| base.join(p)),
+                rootfs: img.rootfs.map(|p| base.join(p)),
+                tag: img.tag,
+                latest: img.latest,
+                entrypoint: img.entrypoint,
+                cmd: img.cmd,
+                env: img.env,
+                user: img.user,
+                workdir: img.workdir,
+                labels: img.labels,
+                expose: img.expose,
+                volumes: img.volumes,
+                test: img.test,
+                layering: Layering::default(),
+                accounts: None,
+                paths: Vec::new(),
+            };
+            (name, image)
+        })
+        .collect();
+    Ok(Config {
+        file: path.to_path_buf(),
+        stage3: None,
+        portage: Portage {
+            sync_type: SyncType::None,
+            uri: None,
+            pin: None,
+        },
+        repositories: Vec::new(),
+        build: Build {
+            threads: None,
+            max_parallel_jobs: None,
+            global_use_flags: UseFlags::default(),
+            package_use_flags: BTreeMap::new(),
+            accept_keywords: BTreeMap::new(),
+            compression: raw.build.map(|b| b.compression).unwrap_or_default(),
+            keep_headers: false,
+            keep_static_libs: false,
+            keep_package_db: true,
+            binhost: Binhost::None,
+        },
+        registry: raw.registry,
+        images,
+    })
+}
+
+#[derive(Deserialize)]
+struct RawProvisional {
+    #[serde(default)]
+    registry: Option<String>,
+    #[serde(default)]
+    build: Option<RawProvisionalBuild>,
+    images: BTreeMap<String, RawProvisionalImage>,
+}
+
+#[derive(Deserialize)]
+struct RawProvisionalBuild {
+    #[serde(default)]
+    compression: Compression,
+}
+
+#[derive(Deserialize)]
+struct RawProvisionalImage {
+    from: Option<String>,
+    #[serde(default)]
+    packages: Vec<String>,
+    script: Option<PathBuf>,
+    rootfs: Option<PathBuf>,
+    tag: Option<String>,
+    latest: Option<bool>,
+    entrypoint: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    user: Option<String>,
+    workdir: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    expose: Vec<String>,
+    #[serde(default)]
+    volumes: Vec<String>,
+    test: Option<String>,
+}

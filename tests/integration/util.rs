@@ -68,7 +68,8 @@ fn make_world_traversable(path: &Path) {
         if let Ok(meta) = std::fs::metadata(dir) {
             let mode = meta.permissions().mode();
             if mode & 0o005 != 0o005 && dir.starts_with(env!("CARGO_TARGET_TMPDIR")) {
-                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o755));
+                let _ =
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o755));
             }
         }
         p = dir.parent();
@@ -81,7 +82,11 @@ pub fn test_user() -> &'static str {
     static USER: OnceLock<&'static str> = OnceLock::new();
     USER.get_or_init(|| {
         const NAME: &str = "gibtest";
-        let exists = Command::new("id").arg(NAME).output().map(|o| o.status.success()).unwrap_or(false);
+        let exists = Command::new("id")
+            .arg(NAME)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
         if !exists {
             run_ok(Command::new("useradd").args(["-m", "-s", "/bin/sh", NAME]));
         }

@@ -1,0 +1,44 @@
+#!/bin/sh
+# configure-portage: install the Portage files gib generated from gib.yaml into the builder.
+#
+# Runs inside the builder root before emerge. The stage3's own make.conf is kept (its
+# COMMON_FLAGS, CHOST and the like) and gib's fragment is appended to it; the original is
+# saved once as make.conf.stage3 so a child image's builder, which starts from its parent's,
+# does not stack fragments. Inputs come read-only from $GIB_INPUT (default /var/tmp/gib).
+set -eu
+
+input=${GIB_INPUT:-/var/tmp/gib}
+etc=/etc/portage
+
+mkdir -p "$etc"
+if [ ! -f "$etc/make.conf.stage3" ]; then
+	if [ -f "$etc/make.conf" ]; then
+		cp -p "$etc/make.conf" "$etc/make.conf.stage3"
+	else
+		: >"$etc/make.conf.stage3"
+	fi
+fi
+{
+	cat "$etc/make.conf.stage3"
+	echo
+	cat "$input/portage/make.conf"
+} >"$etc/make.conf"
+
+# package.use and package.accept_keywords may be files or directories in a stage3; gib's
+# settings go in a directory so they sit beside the user's own.
+as_directory() {
+	if [ -f "$1" ]; then
+		mv "$1" "$1.stage3"
+		mkdir -p "$1"
+		mv "$1.stage3" "$1/00-stage3"
+	fi
+	mkdir -p "$1"
+}
+as_directory "$etc/package.use"
+cp "$input/portage/package.use" "$etc/package.use/zz-gib"
+as_directory "$etc/package.accept_keywords"
+cp "$input/portage/package.accept_keywords" "$etc/package.accept_keywords/zz-gib"
+if [ -s "$input/portage/repos.conf" ]; then
+	as_directory "$etc/repos.conf"
+	cp "$input/portage/repos.conf" "$etc/repos.conf/zz-gib.conf"
+fi

@@ -1,0 +1,91 @@
+#!/bin/sh
+# finish-root: turn the root emerge filled into a distroless image root.
+#
+# Runs inside the builder after emerge, with ROOT (default /staging). Removes what only the
+# package manager needs, headers and static libraries unless asked to keep them, trims the
+# package database to what scanners read, and adds the few files every image needs:
+# /etc/passwd and /etc/group (root, nobody, nonroot), /tmp (1777) and /etc/os-release.
+# Settings: GIB_KEEP_HEADERS, GIB_KEEP_STATIC_LIBS, GIB_KEEP_PACKAGE_DB (1 keeps).
+set -eu
+
+ROOT=${ROOT:-/staging}
+keep_headers=${GIB_KEEP_HEADERS:-0}
+keep_static_libs=${GIB_KEEP_STATIC_LIBS:-0}
+keep_package_db=${GIB_KEEP_PACKAGE_DB:-1}
+
+cd "$ROOT"
+
+# Portage's own state and scratch space.
+rm -rf var/cache/edb var/lib/portage etc/portage var/tmp/portage var/log/portage \
+	var/cache/distfiles var/cache/binpkgs etc/ld.so.cache~
+find tmp var/tmp -mindepth 1 -delete 2>/dev/null || true
+
+if [ "$keep_headers" != 1 ]; then
+	rm -rf usr/include usr/share/aclocal usr/share/pkgconfig usr/lib*/pkgconfig \
+		usr/lib*/cmake usr/share/cmake
+fi
+if [ "$keep_static_libs" != 1 ]; then
+	for dir in lib lib32 lib64 usr/lib usr/lib32 usr/lib64; do
+		[ -d "$dir" ] && find "$dir" \( -name '*.a' -o -name '*.la' \) \( -type f -o -type l \) -delete
+	done
+fi
+
+# The package database: what scanners (syft's portage cataloger) read, nothing that
+# records the build machine or time.
+if [ "$keep_package_db" = 1 ]; then
+	if [ -d var/db/pkg ]; then
+		for pkg in var/db/pkg/*/*; do
+			[ -d "$pkg" ] || continue
+			for entry in "$pkg"/* "$pkg"/.[!.]*; do
+				[ -e "$entry" ] || continue
+				case ${entry##*/} in
+				CATEGORY | PF | SLOT | CONTENTS | LICENSE | USE | IUSE | repository | SIZE | \
+					DESCRIPTION | HOMEPAGE | EAPI | KEYWORDS | RDEPEND | DEPEND | BDEPEND | \
+					PDEPEND | IDEPEND | PROVIDES | REQUIRES | NEEDED | NEEDED.ELF.2) ;;
+				*) rm -rf "$entry" ;;
+				esac
+			done
+		done
+	fi
+else
+	rm -rf var/db/pkg
+fi
+# Leave no empty /var/db behind when nothing was recorded there.
+rmdir var/db 2>/dev/null || true
+
+# Accounts every distroless image has, unless packages provided them.
+mkdir -p etc
+touch etc/passwd etc/group
+add_line() { # file name line
+	grep -q "^$2:" "$1" || echo "$3" >>"$1"
+}
+add_line etc/passwd root 'root:x:0:0:root:/root:/sbin/nologin'
+add_line etc/passwd nobody 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin'
+add_line etc/passwd nonroot 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin'
+add_line etc/group root 'root:x:0:'
+add_line etc/group nobody 'nobody:x:65534:'
+add_line etc/group nonroot 'nonroot:x:65532:'
+chmod 0644 etc/passwd etc/group
+mkdir -p home/nonroot root
+chown 65532:65532 home/nonroot
+chmod 0700 home/nonroot root
+
+mkdir -p tmp
+chmod 1777 tmp
+
+if [ ! -e etc/os-release ] && [ ! -e usr/lib/os-release ]; then
+	cat >etc/os-release <<'OS'
+NAME=Gentoo
+ID=gentoo
+PRETTY_NAME="Gentoo Linux (distroless)"
+VARIANT="distroless"
+VARIANT_ID=distroless
+HOME_URL="https://www.gentoo.org/"
+BUG_REPORT_URL="https://bugs.gentoo.org/"
+OS
+fi
+
+# The dynamic linker's cache, last, so it sees the final set of libraries.
+if command -v ldconfig >/dev/null 2>&1; then
+	ldconfig -r "$ROOT" 2>/dev/null || echo "finish-root: ldconfig -r $ROOT failed; the image has no ld.so.cache" >&2
+fi

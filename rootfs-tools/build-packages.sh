@@ -1,0 +1,23 @@
+#!/bin/sh
+# build-packages: configure Portage from gib's files, emerge the image's atoms into ROOT,
+# then finish ROOT as a distroless root. Runs inside the builder; gib reads its output.
+#
+# Arguments: the package atoms. Settings (environment): GIB_INPUT (gib's read-only input
+# directory), GIB_EMERGE_OPTS (extra emerge options), and finish-root.sh's GIB_KEEP_*.
+set -eu
+
+input=${GIB_INPUT:-/var/tmp/gib}
+ROOT=${ROOT:-/staging}
+export ROOT
+
+sh "$input/tools/configure-portage.sh"
+
+mkdir -p "$ROOT"
+echo ">>> gib: emerge --root=$ROOT $*"
+# Build dependencies (BDEPEND) land in the builder's / by themselves since EAPI 7.
+# shellcheck disable=SC2086 # GIB_EMERGE_OPTS is a list of options
+emerge --root="$ROOT" --oneshot --usepkg --binpkg-respect-use=y --binpkg-changed-deps=y \
+	--color=n --nospinner ${GIB_EMERGE_OPTS:-} "$@"
+
+echo ">>> gib: finishing $ROOT"
+sh "$input/tools/finish-root.sh"

@@ -1,0 +1,327 @@
+//! One emerge session: gib's input directory (Portage files and rootfs-tools) bound
+//! read-only into the builder, the shared caches bound read-write, `build-packages.sh` run
+//! in the sandbox, its output kept in a log file and read for progress and failures.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::progress::{EmergeEvent, parse_line};
+use crate::printer::Printer;
+use crate::sandbox::{self, ExtraMount, IdMode, Network, RootFs, SandboxSpec, SandboxStdio};
+
+/// Where gib's input directory appears inside the builder.
+const INPUT_DIR: &str = "/var/tmp/gib";
+/// Where Portage writes per-package build logs inside the builder.
+const PORTAGE_LOG_DIR: &str = "/var/log/portage";
+
+/// The shell helpers that run inside the builder, embedded so gib stays one file.
+const TOOLS: [(&str, &str); 3] = [
+    (
+        "configure-portage.sh",
+        include_str!("../../rootfs-tools/configure-portage.sh"),
+    ),
+    (
+        "build-packages.sh",
+        include_str!("../../rootfs-tools/build-packages.sh"),
+    ),
+    (
+        "finish-root.sh",
+        include_str!("../../rootfs-tools/finish-root.sh"),
+    ),
+];
+
+/// The Portage files gib generated from gib.yaml, as written into the builder.
+#[derive(Debug, Clone, Default)]
+pub struct PortageFiles {
+    /// Appended to the stage3's own make.conf.
+    pub make_conf: String,
+    pub package_use: String,
+    pub package_accept_keywords: String,
+    pub repos_conf: String,
+}
+
+/// What to keep when finishing the image root.
+#[derive(Debug, Clone, Copy)]
+pub struct FinishOptions {
+    pub keep_headers: bool,
+    pub keep_static_libs: bool,
+    pub keep_package_db: bool,
+}
+
+/// Host directories the build shares with every other build.
+#[derive(Debug, Clone)]
+pub struct SharedCaches {
+    pub distfiles: PathBuf,
+    pub binpkgs: PathBuf,
+}
+
+/// An emerge of one image's atoms.
+pub struct EmergeJob<'a> {
+    pub image: &'a str,
+    pub packages: &'a [String],
+    pub portage: &'a PortageFiles,
+    pub finish: FinishOptions,
+    /// The builder root (an overlay over the stage3 or the parent's builder).
+    pub builder: RootFs,
+    /// The image root at /staging (a bind of a fresh directory, or an overlay).
+    pub staging: ExtraMount,
+    /// Extra read-only binds (ebuild repositories).
+    pub repositories: Vec<ExtraMount>,
+    pub caches: &'a SharedCaches,
+    pub network: Network,
+    /// A scratch directory for gib's input files.
+    pub input_dir: &'a Path,
+    /// Where this image's logs go: `emerge.log` and Portage's per-package logs.
+    pub log_dir: &'a Path,
+}
+
+/// Why an emerge failed: the failing package, its phase and its build log.
+#[derive(Debug, thiserror::Error)]
+#[error("emerge failed{}", failed_what(.package, .phase))]
+pub struct EmergeFailed {
+    pub package: Option<String>,
+    pub phase: Option<String>,
+    /// The failing package's build log on the host, when emerge named one.
+    pub build_log: Option<PathBuf>,
+    /// The whole session's log on the host.
+    pub session_log: PathBuf,
+}
+
+fn failed_what(package: &Option<String>, phase: &Option<String>) -> String {
+    match (package, phase) {
+        (Some(p), Some(ph)) => format!(": {p} ({ph} phase)"),
+        (Some(p), None) => format!(": {p}"),
+        _ => String::new(),
+    }
+}
+
+/// What a successful emerge did.
+#[derive(Debug, Clone, Default)]
+pub struct EmergeOutcome {
+    /// Packages merged into the image root, `category/name-version`, and whether each came
+    /// from a binary package.
+    pub merged: Vec<(String, bool)>,
+    pub session_log: PathBuf,
+}
+
+pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
+    write_input(job.input_dir, job.portage)?;
+    fs::create_dir_all(job.log_dir.join("portage"))
+        .with_context(|| format!("cannot create {}", job.log_dir.display()))?;
+    let session_log = job.log_dir.join("emerge.log");
+    let mut log = File::create(&session_log)
+        .with_context(|| format!("cannot create {}", session_log.display()))?;
+
+    let spec = spec_for(job)?;
+    let mut child = sandbox::spawn(&spec, SandboxStdio::piped())
+        .with_context(|| format!("cannot start the builder of image {}", job.image))?;
+    let stdout = child
+        .take_stdout()
+        .context("the builder's output is not captured")?;
+
+    let mut outcome = EmergeOutcome {
+        session_log: session_log.clone(),
+        ..EmergeOutcome::default()
+    };
+    let mut failed_package = None;
+    let mut failed_phase = None;
+    let mut build_log = None;
+    let mut started = Instant::now();
+    for line in BufReader::new(stdout).split(b'\n') {
+        let line = line.context("cannot read the builder's output")?;
+        let line = String::from_utf8_lossy(&line);
+        writeln!(log, "{line}").with_context(|| format!("cannot write {}", session_log.display()))?;
+        if printer.verbose() {
+            eprintln!("{line}");
+        }
+        match parse_line(&line) {
+            Some(EmergeEvent::Started {
+                index,
+                total,
+                package,
+                binary,
+                into_image,
+            }) => {
+                let from = if binary { "binary package" } else { "source" };
+                let dest = if into_image { "image" } else { "builder" };
+                printer.status(
+                    "Emerging",
+                    &format!("({index} of {total}) {package} from {from} into the {dest}"),
+                );
+                if into_image {
+                    outcome.merged.push((package, binary));
+                }
+                started = Instant::now();
+            }
+            Some(EmergeEvent::Failed { package, phase }) => {
+                failed_package = Some(package);
+                failed_phase = Some(phase);
+            }
+            Some(EmergeEvent::BuildLog { path }) => {
+                build_log = Some(host_log_path(job.log_dir, &path));
+            }
+            None => {}
+        }
+    }
+    let _ = started;
+    let stderr = child.take_stderr().map(read_all).unwrap_or_default();
+    if !stderr.is_empty() {
+        log.write_all(stderr.as_bytes())
+            .with_context(|| format!("cannot write {}", session_log.display()))?;
+    }
+    let exit = child.wait()?;
+    if !exit.success() {
+        if printer.verbose() {
+            eprint!("{stderr}");
+        }
+        return Err(EmergeFailed {
+            package: failed_package,
+            phase: failed_phase,
+            build_log,
+            session_log,
+        }
+        .into());
+    }
+    Ok(outcome)
+}
+
+/// The sandbox that runs build-packages.sh for `job`.
+fn spec_for(job: &EmergeJob<'_>) -> Result<SandboxSpec> {
+    let mut env = sandbox::default_env();
+    env.extend(
+        [
+            ("GIB_INPUT", INPUT_DIR.to_string()),
+            ("ROOT", "/staging".to_string()),
+            ("NOCOLOR", "true".to_string()),
+            ("EMERGE_WARNING_DELAY", "0".to_string()),
+            ("CLEAN_DELAY", "0".to_string()),
+            ("PORTAGE_LOGDIR", PORTAGE_LOG_DIR.to_string()),
+            ("GIB_KEEP_HEADERS", flag(job.finish.keep_headers)),
+            ("GIB_KEEP_STATIC_LIBS", flag(job.finish.keep_static_libs)),
+            ("GIB_KEEP_PACKAGE_DB", flag(job.finish.keep_package_db)),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
+    if sandbox::id_mode()?.is_single() {
+        // One mapped id: Portage cannot switch to its own user (gentoo.md §4, fix A).
+        env.push(("PORTAGE_USERNAME".into(), "root".into()));
+        env.push(("PORTAGE_GRPNAME".into(), "root".into()));
+    }
+    let mut mounts = vec![
+        job.staging.clone(),
+        bind(job.input_dir, INPUT_DIR, true),
+        bind(&job.caches.distfiles, "/var/cache/distfiles", false),
+        bind(&job.caches.binpkgs, "/var/cache/binpkgs", false),
+        bind(&job.log_dir.join("portage"), PORTAGE_LOG_DIR, false),
+    ];
+    mounts.extend(job.repositories.iter().cloned());
+    let mut command: Vec<OsString> = vec![
+        "/bin/sh".into(),
+        format!("{INPUT_DIR}/tools/build-packages.sh").into(),
+    ];
+    command.extend(job.packages.iter().map(OsString::from));
+    Ok(SandboxSpec {
+        root: Some(job.builder.clone()),
+        mounts,
+        network: job.network,
+        hostname: format!("gib-{}", job.image),
+        command,
+        env,
+        cwd: PathBuf::from("/"),
+        interactive: false,
+    })
+}
+
+fn bind(source: &Path, target: &str, readonly: bool) -> ExtraMount {
+    ExtraMount::Bind {
+        source: source.to_path_buf(),
+        target: PathBuf::from(target),
+        readonly,
+    }
+}
+
+fn flag(on: bool) -> String {
+    if on { "1" } else { "0" }.to_string()
+}
+
+/// gib's input directory: the Portage files and the rootfs-tools.
+fn write_input(dir: &Path, portage: &PortageFiles) -> Result<()> {
+    let files = [
+        ("portage/make.conf", portage.make_conf.as_str()),
+        ("portage/package.use", portage.package_use.as_str()),
+        (
+            "portage/package.accept_keywords",
+            portage.package_accept_keywords.as_str(),
+        ),
+        ("portage/repos.conf", portage.repos_conf.as_str()),
+    ]
+    .into_iter()
+    .chain(TOOLS.iter().map(|(name, text)| (*name, *text)).map(|(n, t)| (n, t)));
+    for (name, text) in files {
+        let path = if name.starts_with("portage/") {
+            dir.join(name)
+        } else {
+            dir.join("tools").join(name)
+        };
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A build-log path as emerge printed it (inside the builder) mapped to the host.
+fn host_log_path(log_dir: &Path, inside: &str) -> PathBuf {
+    match Path::new(inside).strip_prefix(PORTAGE_LOG_DIR) {
+        Ok(rest) => log_dir.join("portage").join(rest),
+        Err(_) => PathBuf::from(inside),
+    }
+}
+
+fn read_all(mut reader: impl std::io::Read) -> String {
+    let mut text = String::new();
+    let _ = reader.read_to_string(&mut text);
+    text
+}
+
+/// The last `n` lines of a log file, for the error report.
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let text = fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_logs_map_to_the_host() {
+        assert_eq!(
+            host_log_path(Path::new("/c/logs/app"), "/var/log/portage/app-misc:broken-1.0:x.log"),
+            PathBuf::from("/c/logs/app/portage/app-misc:broken-1.0:x.log")
+        );
+        assert_eq!(
+            host_log_path(Path::new("/c"), "/var/tmp/portage/x/temp/build.log"),
+            PathBuf::from("/var/tmp/portage/x/temp/build.log")
+        );
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        fs::write(&path, "a\nb\nc\nd\n").unwrap();
+        assert_eq!(log_tail(&path, 2), "c\nd");
+        assert_eq!(log_tail(&path, 10), "a\nb\nc\nd");
+    }
+}

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::process::Stdio;
 
 use anyhow::{Context, Result};
 
@@ -118,11 +118,16 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
         .with_context(|| format!("cannot create {}", session_log.display()))?;
 
     let spec = spec_for(job)?;
-    let mut child = sandbox::spawn(&spec, SandboxStdio::piped())
+    // One pipe for both streams, so emerge's order of lines is kept and a full stderr pipe
+    // can never stall the build while gib reads stdout.
+    let (output, output_writer) = std::io::pipe().context("cannot create a pipe")?;
+    let stdio = SandboxStdio {
+        stdin: Stdio::null(),
+        stdout: Stdio::from(output_writer.try_clone().context("cannot duplicate a pipe")?),
+        stderr: Stdio::from(output_writer),
+    };
+    let child = sandbox::spawn(&spec, stdio)
         .with_context(|| format!("cannot start the builder of image {}", job.image))?;
-    let stdout = child
-        .take_stdout()
-        .context("the builder's output is not captured")?;
 
     let mut outcome = EmergeOutcome {
         session_log: session_log.clone(),
@@ -131,8 +136,7 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     let mut failed_package = None;
     let mut failed_phase = None;
     let mut build_log = None;
-    let mut started = Instant::now();
-    for line in BufReader::new(stdout).split(b'\n') {
+    for line in BufReader::new(output).split(b'\n') {
         let line = line.context("cannot read the builder's output")?;
         let line = String::from_utf8_lossy(&line);
         writeln!(log, "{line}").with_context(|| format!("cannot write {}", session_log.display()))?;
@@ -156,7 +160,6 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
                 if into_image {
                     outcome.merged.push((package, binary));
                 }
-                started = Instant::now();
             }
             Some(EmergeEvent::Failed { package, phase }) => {
                 failed_package = Some(package);
@@ -168,17 +171,8 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
             None => {}
         }
     }
-    let _ = started;
-    let stderr = child.take_stderr().map(read_all).unwrap_or_default();
-    if !stderr.is_empty() {
-        log.write_all(stderr.as_bytes())
-            .with_context(|| format!("cannot write {}", session_log.display()))?;
-    }
     let exit = child.wait()?;
     if !exit.success() {
-        if printer.verbose() {
-            eprint!("{stderr}");
-        }
         return Err(EmergeFailed {
             package: failed_package,
             phase: failed_phase,
@@ -283,12 +277,6 @@ fn host_log_path(log_dir: &Path, inside: &str) -> PathBuf {
         Ok(rest) => log_dir.join("portage").join(rest),
         Err(_) => PathBuf::from(inside),
     }
-}
-
-fn read_all(mut reader: impl std::io::Read) -> String {
-    let mut text = String::new();
-    let _ = reader.read_to_string(&mut text);
-    text
 }
 
 /// The last `n` lines of a log file, for the error report.

@@ -1,0 +1,114 @@
+//! Errors that point into gib.yaml: `FILE:LINE:COLUMN: message` plus an optional hint, as a
+//! `UserError` so the command line exits with 2.
+//!
+//! Also translates the YAML reader's errors (syntax, wrong type, unknown key) into the same
+//! form, adding "did you mean" for misspelt keys.
+
+use serde_saphyr::{Location, MessageFormatter, UserMessageFormatter};
+
+use crate::printer::UserError;
+
+/// Where a configuration is being read from, for error messages.
+pub struct SourceFile {
+    /// The file name as the user gave it (`gib.yaml`, `./x/gib.yaml`).
+    pub label: String,
+}
+
+impl SourceFile {
+    /// An error at a location of the file.
+    pub fn error(&self, at: Location, message: impl AsRef<str>) -> UserError {
+        UserError::new(self.located(at, message.as_ref()))
+    }
+
+    pub fn error_with_hint(
+        &self,
+        at: Location,
+        message: impl AsRef<str>,
+        hint: impl Into<String>,
+    ) -> UserError {
+        UserError::with_hint(self.located(at, message.as_ref()), hint)
+    }
+
+    fn located(&self, at: Location, message: &str) -> String {
+        if at == Location::UNKNOWN {
+            // Only the YAML reader can fail without a position (e.g. invalid UTF-8).
+            format!("{}:1:1: {message}", self.label)
+        } else {
+            format!("{}:{}:{}: {message}", self.label, at.line(), at.column())
+        }
+    }
+
+    /// Translate an error of the YAML reader.
+    pub fn yaml_error(&self, err: &serde_saphyr::Error) -> UserError {
+        let location = err.location().unwrap_or(Location::UNKNOWN);
+        let mut inner = err.without_snippet();
+        if let serde_saphyr::Error::AliasError { error, .. } = inner {
+            inner = error.without_snippet();
+        }
+        match inner {
+            serde_saphyr::Error::SerdeUnknownField {
+                field, expected, ..
+            } => {
+                let message = format!("unknown key `{field}`");
+                match did_you_mean(field, expected.iter().copied()) {
+                    Some(best) => self.error_with_hint(
+                        location,
+                        message,
+                        format!("did you mean `{best}`?"),
+                    ),
+                    None => self.error_with_hint(
+                        location,
+                        message,
+                        format!("the keys allowed here are: {}", expected.join(", ")),
+                    ),
+                }
+            }
+            serde_saphyr::Error::SerdeMissingField { field, .. } => {
+                self.error(location, format!("missing key `{field}`"))
+            }
+            serde_saphyr::Error::SerdeInvalidType {
+                unexpected,
+                expected,
+                ..
+            } => self.error(location, format!("expected {expected}, found {unexpected}")),
+            serde_saphyr::Error::DuplicateMappingKey { key: Some(key), .. } => {
+                self.error(location, format!("duplicate key `{key}`"))
+            }
+            serde_saphyr::Error::Eof { .. } if location == Location::UNKNOWN => {
+                self.error(location, "the file is empty")
+            }
+            other => {
+                let message: String = UserMessageFormatter
+                    .format_message(other)
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                self.error(location, message)
+            }
+        }
+    }
+}
+
+/// The candidate closest to `given`, if it is close enough to be a plausible typo.
+pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::jaro_winkler(given, candidate), candidate))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let keys = ["stage3", "portage", "images", "registry"];
+        assert_eq!(did_you_mean("imges", keys), Some("images"));
+        assert_eq!(did_you_mean("registy", keys), Some("registry"));
+        assert_eq!(did_you_mean("stage", keys), Some("stage3"));
+        assert_eq!(did_you_mean("zzz", keys), None);
+    }
+}

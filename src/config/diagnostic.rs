@@ -51,11 +51,9 @@ impl SourceFile {
             } => {
                 let message = format!("unknown key `{field}`");
                 match did_you_mean(field, expected.iter().copied()) {
-                    Some(best) => self.error_with_hint(
-                        location,
-                        message,
-                        format!("did you mean `{best}`?"),
-                    ),
+                    Some(best) => {
+                        self.error_with_hint(location, message, format!("did you mean `{best}`?"))
+                    }
                     None => self.error_with_hint(
                         location,
                         message,
@@ -90,7 +88,10 @@ impl SourceFile {
 }
 
 /// The candidate closest to `given`, if it is close enough to be a plausible typo.
-pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    given: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|candidate| (strsim::jaro_winkler(given, candidate), candidate))

@@ -19,9 +19,7 @@ mod diagnostic;
 mod raw;
 mod validate;
 
-pub use validate::{
-    DEFAULT_PORTAGE_GIT_URI, DEFAULT_STAGE3_MIRROR, LEGACY_REPOSITORY_NAME, LEGACY_STAGE3_FLAVOR,
-};
+pub use diagnostic::did_you_mean;
 
 /// A whole gib.yaml, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,8 +258,8 @@ pub fn load(path: &Path) -> Result<Config> {
             .map_err(|e| source.yaml_error(&e))?;
         return Ok(validator.legacy_config(file, raw)?);
     }
-    let raw: raw::RawFile = serde_saphyr::from_str_with_options(&text, options)
-        .map_err(|e| source.yaml_error(&e))?;
+    let raw: raw::RawFile =
+        serde_saphyr::from_str_with_options(&text, options).map_err(|e| source.yaml_error(&e))?;
     Ok(validator.config(file, raw)?)
 }
 

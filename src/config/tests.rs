@@ -1,5 +1,6 @@
 //! Loader tests on small files written to a scratch directory.
 
+use super::validate::{DEFAULT_PORTAGE_GIT_URI, DEFAULT_STAGE3_MIRROR};
 use super::*;
 
 pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -26,7 +27,10 @@ const STAGE3: &str = "stage3:\n  flavor: amd64-openrc\n";
 
 #[test]
 fn minimal_file_gets_defaults() {
-    let config = load_text(&format!("{STAGE3}images:\n  base:\n    packages: sys-libs/glibc\n")).unwrap();
+    let config = load_text(&format!(
+        "{STAGE3}images:\n  base:\n    packages: sys-libs/glibc\n"
+    ))
+    .unwrap();
     assert_eq!(
         config.stage3,
         Some(Stage3::Flavor {

@@ -164,10 +164,11 @@ impl Validator<'_> {
     fn stage3(&self, raw: S<RawStage3>) -> Checked<Stage3> {
         let at = raw.referenced;
         let r = raw.value;
-        let sources: Vec<(&str, &S<String>)> = [("flavor", &r.flavor), ("url", &r.url), ("path", &r.path)]
-            .into_iter()
-            .filter_map(|(key, value)| value.as_ref().map(|v| (key, v)))
-            .collect();
+        let sources: Vec<(&str, &S<String>)> =
+            [("flavor", &r.flavor), ("url", &r.url), ("path", &r.path)]
+                .into_iter()
+                .filter_map(|(key, value)| value.as_ref().map(|v| (key, v)))
+                .collect();
         let (key, value) = match sources.as_slice() {
             [] => {
                 return Err(self.source.error_with_hint(
@@ -184,7 +185,10 @@ impl Validator<'_> {
                         "`stage3` has both `{}` and `{}`; it needs exactly one source",
                         first.0, second.0
                     ),
-                    format!("keep one of {}", STAGE3_KEYS.map(|k| format!("`{k}`")).join(", ")),
+                    format!(
+                        "keep one of {}",
+                        STAGE3_KEYS.map(|k| format!("`{k}`")).join(", ")
+                    ),
                 ));
             }
         };
@@ -290,7 +294,10 @@ impl Validator<'_> {
             (SyncType::None, None) => None,
             (SyncType::Local, Some(u)) => Some(self.existing_dir(u, "repository")?),
             (SyncType::Local, None) => {
-                return Err(self.source.error(at, "`sync_type: local` needs `uri:`, the repository's directory"));
+                return Err(self.source.error(
+                    at,
+                    "`sync_type: local` needs `uri:`, the repository's directory",
+                ));
             }
             (_, Some(u)) => Some(self.url(u, "uri")?),
             (SyncType::Git, None) => Some(DEFAULT_PORTAGE_GIT_URI.to_string()),
@@ -298,7 +305,11 @@ impl Validator<'_> {
             // webrsync defaults to the stage3 mirror's snapshots/.
             (SyncType::Webrsync, None) => None,
         };
-        let pin = r.pin.as_ref().map(|p| self.repository_pin(p, sync_type)).transpose()?;
+        let pin = r
+            .pin
+            .as_ref()
+            .map(|p| self.repository_pin(p, sync_type))
+            .transpose()?;
         Ok(Portage {
             sync_type,
             uri,
@@ -308,9 +319,8 @@ impl Validator<'_> {
 
     fn repository_pin(&self, pin: &S<String>, sync_type: SyncType) -> Checked<String> {
         let value = pin.value.trim();
-        let is_commit = value.len() >= 7
-            && value.len() <= 40
-            && value.bytes().all(|b| b.is_ascii_hexdigit());
+        let is_commit =
+            value.len() >= 7 && value.len() <= 40 && value.bytes().all(|b| b.is_ascii_hexdigit());
         let ok = match sync_type {
             SyncType::Git => is_date(value) || is_commit,
             SyncType::Webrsync => is_date(value),
@@ -421,9 +431,9 @@ impl Validator<'_> {
     fn build(&self, r: RawBuild) -> Checked<Build> {
         let positive = |v: &Option<S<u32>>, key: &str| -> Checked<Option<u32>> {
             match v {
-                Some(n) if n.value == 0 => {
-                    Err(self.source.error(n.referenced, format!("`{key}` must be at least 1")))
-                }
+                Some(n) if n.value == 0 => Err(self
+                    .source
+                    .error(n.referenced, format!("`{key}` must be at least 1"))),
                 Some(n) => Ok(Some(n.value)),
                 None => Ok(None),
             }
@@ -455,7 +465,10 @@ impl Validator<'_> {
             };
             let add = check(flags.add, "add")?;
             let remove = check(flags.remove, "remove")?;
-            if let Some(both) = remove.iter().find(|r| add.iter().any(|a| a.value == r.value)) {
+            if let Some(both) = remove
+                .iter()
+                .find(|r| add.iter().any(|a| a.value == r.value))
+            {
                 return Err(self.source.error(
                     both.referenced,
                     format!("USE flag `{}` is both added and removed", both.value),
@@ -474,7 +487,10 @@ impl Validator<'_> {
                 if !atom::is_use_flag_name(name) {
                     return Err(self.source.error(
                         flag.referenced,
-                        format!("`{}` is not a USE flag (`flag` enables, `-flag` disables)", flag.value),
+                        format!(
+                            "`{}` is not a USE flag (`flag` enables, `-flag` disables)",
+                            flag.value
+                        ),
                     ));
                 }
                 list.push(flag.value);
@@ -505,7 +521,12 @@ impl Validator<'_> {
                 "gzip" => Compression::Gzip,
                 "zstd" => Compression::Zstd,
                 other => {
-                    return Err(self.choice_error(c.referenced, "compression", other, &["gzip", "zstd"]));
+                    return Err(self.choice_error(
+                        c.referenced,
+                        "compression",
+                        other,
+                        &["gzip", "zstd"],
+                    ));
                 }
             },
         };
@@ -591,9 +612,11 @@ impl Validator<'_> {
 
     fn url(&self, raw: &S<String>, key: &str) -> Checked<String> {
         let value = raw.value.trim();
-        let ok = ["https://", "http://", "rsync://", "ssh://", "git://", "file://", "ftp://"]
-            .iter()
-            .any(|scheme| value.len() > scheme.len() && value.starts_with(scheme))
+        let ok = [
+            "https://", "http://", "rsync://", "ssh://", "git://", "file://", "ftp://",
+        ]
+        .iter()
+        .any(|scheme| value.len() > scheme.len() && value.starts_with(scheme))
             || (value.contains('@') && value.contains(':') && !value.contains(' '));
         if ok {
             Ok(value.to_string())
@@ -610,9 +633,17 @@ impl Validator<'_> {
     fn existing_path(&self, raw: &S<String>, what: &str) -> Checked<PathBuf> {
         let value = raw.value.trim();
         if value.is_empty() {
-            return Err(self.source.error(raw.referenced, format!("empty {what} path")));
+            return Err(self
+                .source
+                .error(raw.referenced, format!("empty {what} path")));
         }
-        let path = self.base.join(value);
+        // Lexically, without `.` parts; symlinks are left for the reader to follow.
+        let path: PathBuf = self
+            .base
+            .join(value)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
         if std::fs::symlink_metadata(&path).is_err() {
             return Err(self.source.error_with_hint(
                 raw.referenced,
@@ -640,7 +671,9 @@ impl Validator<'_> {
 
     fn image_name(&self, name: &str, at: Location) -> Checked<()> {
         if name == "scratch" {
-            return Err(self.source.error(at, "`scratch` is the empty parent, not an image name"));
+            return Err(self
+                .source
+                .error(at, "`scratch` is the empty parent, not an image name"));
         }
         if !is_image_name(name) {
             return Err(self.source.error_with_hint(
@@ -741,7 +774,9 @@ impl Validator<'_> {
                 if path.is_file() {
                     Ok(path)
                 } else {
-                    Err(self.source.error(s.referenced, format!("script `{}` is not a file", s.value)))
+                    Err(self
+                        .source
+                        .error(s.referenced, format!("script `{}` is not a file", s.value)))
                 }
             })
             .transpose()?;
@@ -765,9 +800,10 @@ impl Validator<'_> {
             let valid = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                return Err(self
-                    .source
-                    .error(key.referenced, format!("`{k}` is not an environment variable name")));
+                return Err(self.source.error(
+                    key.referenced,
+                    format!("`{k}` is not an environment variable name"),
+                ));
             }
             env.insert(key.value, value);
         }
@@ -868,9 +904,10 @@ impl Validator<'_> {
         }
         if value.contains(['/', ':', '@']) {
             if value.chars().any(char::is_whitespace) {
-                return Err(self
-                    .source
-                    .error(raw.referenced, format!("`{value}` is not an image reference")));
+                return Err(self.source.error(
+                    raw.referenced,
+                    format!("`{value}` is not an image reference"),
+                ));
             }
             return Ok(Parent::Registry(value.to_string()));
         }
@@ -928,7 +965,9 @@ impl Validator<'_> {
         };
         let budget = match (&r.budget, strategy) {
             (Some(b), _) if b.value == 0 => {
-                return Err(self.source.error(b.referenced, "`budget` must be at least 1"));
+                return Err(self
+                    .source
+                    .error(b.referenced, "`budget` must be at least 1"));
             }
             (Some(b), LayeringStrategy::Single) if b.value != 1 => {
                 return Err(self.source.error_with_hint(
@@ -952,9 +991,10 @@ impl Validator<'_> {
             let g = g.value;
             self.account_name(&g.name)?;
             if !group_names.insert(g.name.value.clone()) {
-                return Err(self
-                    .source
-                    .error(g.name.referenced, format!("group `{}` is listed twice", g.name.value)));
+                return Err(self.source.error(
+                    g.name.referenced,
+                    format!("group `{}` is listed twice", g.name.value),
+                ));
             }
             groups.push(Group {
                 name: g.name.value,
@@ -967,12 +1007,21 @@ impl Validator<'_> {
             let u = u.value;
             self.account_name(&u.name)?;
             if !user_names.insert(u.name.value.clone()) {
-                return Err(self
-                    .source
-                    .error(u.name.referenced, format!("user `{}` is listed twice", u.name.value)));
+                return Err(self.source.error(
+                    u.name.referenced,
+                    format!("user `{}` is listed twice", u.name.value),
+                ));
             }
-            let home = u.home.as_ref().map(|h| self.absolute(h, "home")).transpose()?;
-            let shell = u.shell.as_ref().map(|s| self.absolute(s, "shell")).transpose()?;
+            let home = u
+                .home
+                .as_ref()
+                .map(|h| self.absolute(h, "home"))
+                .transpose()?;
+            let shell = u
+                .shell
+                .as_ref()
+                .map(|s| self.absolute(s, "shell"))
+                .transpose()?;
             users.push(User {
                 name: u.name.value,
                 uid: u.uid,
@@ -986,17 +1035,20 @@ impl Validator<'_> {
             None => None,
             Some(run_as) => {
                 let value = run_as.value.trim();
-                let numeric = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit() || b == b':');
+                let numeric =
+                    !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit() || b == b':');
                 if !numeric && !user_names.contains(value) {
                     let message = format!("`run_as: {value}` names no user of `accounts.users`");
-                    return Err(match did_you_mean(value, user_names.iter().map(String::as_str)) {
-                        Some(best) => self.source.error_with_hint(
-                            run_as.referenced,
-                            message,
-                            format!("did you mean `{best}`?"),
-                        ),
-                        None => self.source.error(run_as.referenced, message),
-                    });
+                    return Err(
+                        match did_you_mean(value, user_names.iter().map(String::as_str)) {
+                            Some(best) => self.source.error_with_hint(
+                                run_as.referenced,
+                                message,
+                                format!("did you mean `{best}`?"),
+                            ),
+                            None => self.source.error(run_as.referenced, message),
+                        },
+                    );
                 }
                 Some(value.to_string())
             }
@@ -1049,9 +1101,10 @@ impl Validator<'_> {
             .transpose()?;
         let unexpected = |value: &Option<S<String>>, key: &str, kind: &str| -> Checked<()> {
             match value {
-                Some(v) => Err(self
-                    .source
-                    .error(v.referenced, format!("`{key}` does not apply to `type: {kind}`"))),
+                Some(v) => Err(self.source.error(
+                    v.referenced,
+                    format!("`{key}` does not apply to `type: {kind}`"),
+                )),
                 None => Ok(()),
             }
         };
@@ -1064,14 +1117,17 @@ impl Validator<'_> {
             "file" => {
                 unexpected(&r.target, "target", "file")?;
                 let source = r.source.as_ref().ok_or_else(|| {
-                    self.source
-                        .error(at, format!("`{path}` is a file: it needs `source:`, the file to copy"))
+                    self.source.error(
+                        at,
+                        format!("`{path}` is a file: it needs `source:`, the file to copy"),
+                    )
                 })?;
                 let resolved = self.existing_path(source, "source")?;
                 if !resolved.is_file() {
-                    return Err(self
-                        .source
-                        .error(source.referenced, format!("source `{}` is not a file", source.value)));
+                    return Err(self.source.error(
+                        source.referenced,
+                        format!("source `{}` is not a file", source.value),
+                    ));
                 }
                 PathKind::File { source: resolved }
             }

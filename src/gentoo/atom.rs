@@ -72,7 +72,9 @@ impl Atom {
             return Err(fail("it is empty"));
         }
         if text.chars().any(char::is_whitespace) {
-            return Err(fail("an atom has no spaces (list several atoms as a YAML list)"));
+            return Err(fail(
+                "an atom has no spaces (list several atoms as a YAML list)",
+            ));
         }
         if text.starts_with('!') {
             return Err(fail("blockers (`!`, `!!`) are not allowed here"));
@@ -84,9 +86,7 @@ impl Atom {
 
         let (rest, use_deps) = match rest.strip_suffix(']') {
             Some(inner) => {
-                let open = inner
-                    .rfind('[')
-                    .ok_or_else(|| fail("`]` without `[`"))?;
+                let open = inner.rfind('[').ok_or_else(|| fail("`]` without `[`"))?;
                 let deps: Vec<String> = inner[open + 1..].split(',').map(str::to_string).collect();
                 for dep in &deps {
                     check_use_dep(dep).map_err(|reason| fail(&reason))?;
@@ -346,7 +346,10 @@ mod tests {
         assert_eq!(atom.version.as_deref(), Some("3.0"));
         assert_eq!(atom.slot.as_deref(), Some("0/3="));
         assert_eq!(atom.use_deps, ["-bindist", "ssl(+)"]);
-        assert_eq!(atom.to_string(), ">=dev-libs/openssl-3.0:0/3=[-bindist,ssl(+)]");
+        assert_eq!(
+            atom.to_string(),
+            ">=dev-libs/openssl-3.0:0/3=[-bindist,ssl(+)]"
+        );
 
         let atom = Atom::parse("=media-fonts/font-ibm-type1-1.0.3-r2").unwrap();
         assert_eq!(atom.package, "font-ibm-type1");

@@ -80,7 +80,11 @@ impl PortageFiles {
         [
             (MAKE_CONF_PATH, &self.make_conf, true),
             (PACKAGE_USE_PATH, &self.package_use, false),
-            (PACKAGE_ACCEPT_KEYWORDS_PATH, &self.package_accept_keywords, false),
+            (
+                PACKAGE_ACCEPT_KEYWORDS_PATH,
+                &self.package_accept_keywords,
+                false,
+            ),
             (REPOS_CONF_PATH, &self.repos_conf, false),
         ]
     }

@@ -235,8 +235,21 @@ mod tests {
     #[test]
     fn rejects_invalid_versions() {
         for bad in [
-            "", "a", "1.", ".1", "1..2", "1.2A", "1.2ab", "1_foo", "1-r", "1-rc1", "1.2-r1-r2",
-            "1_rc-1", "1 2", "v1", "1.0-r1a",
+            "",
+            "a",
+            "1.",
+            ".1",
+            "1..2",
+            "1.2A",
+            "1.2ab",
+            "1_foo",
+            "1-r",
+            "1-rc1",
+            "1.2-r1-r2",
+            "1_rc-1",
+            "1 2",
+            "v1",
+            "1.0-r1a",
         ] {
             assert!(Version::parse(bad).is_err(), "{bad:?} should be invalid");
         }
@@ -297,7 +310,10 @@ mod tests {
             split_pvr("font-ibm-type1-1.0.3-r2"),
             Some(("font-ibm-type1", "1.0.3", Some("r2")))
         );
-        assert_eq!(split_pvr("gcc-14.2.1_p20241221"), Some(("gcc", "14.2.1_p20241221", None)));
+        assert_eq!(
+            split_pvr("gcc-14.2.1_p20241221"),
+            Some(("gcc", "14.2.1_p20241221", None))
+        );
         assert_eq!(split_pvr("python"), None);
         assert_eq!(split_pvr("-1.0"), None);
     }

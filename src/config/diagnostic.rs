@@ -87,17 +87,23 @@ impl SourceFile {
     }
 }
 
-/// The candidate closest to `given`, if it is close enough to be a plausible typo.
+/// The candidate closest to `given`, if it is close enough to be a plausible typo: a few
+/// edits away (transpositions count as one), or sharing most of its prefix.
 pub fn did_you_mean<'a>(
     given: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    let max_edits = (given.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|candidate| (strsim::jaro_winkler(given, candidate), candidate))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, candidate)| candidate)
+        .map(|candidate| {
+            let edits = strsim::damerau_levenshtein(given, candidate);
+            let similarity = strsim::jaro_winkler(given, candidate);
+            (edits, similarity, candidate)
+        })
+        .filter(|(edits, similarity, _)| *edits <= max_edits || *similarity > 0.85)
+        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
+        .map(|(_, _, candidate)| candidate)
 }
 
 #[cfg(test)]
@@ -111,5 +117,7 @@ mod tests {
         assert_eq!(did_you_mean("registy", keys), Some("registry"));
         assert_eq!(did_you_mean("stage", keys), Some("stage3"));
         assert_eq!(did_you_mean("zzz", keys), None);
+        assert_eq!(did_you_mean("gti", ["git", "rsync", "none"]), Some("git"));
+        assert_eq!(did_you_mean("ww", ["www"]), Some("www"));
     }
 }

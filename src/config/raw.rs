@@ -260,6 +260,10 @@ impl<'de> Deserialize<'de> for ModeText {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
                 Ok(ModeText(Err(v.to_string())))
             }
+            // The YAML reader may resolve an unquoted `0755` as a float.
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(ModeText(Err(v.to_string())))
+            }
         }
         deserializer.deserialize_any(Mode)
     }

@@ -63,14 +63,14 @@ impl Validator<'_> {
         })?;
         let images_at = images.referenced;
         let images = self.images(images_at, images.value)?;
-        if stage3.is_none() {
-            if let Some((name, at)) = images.needs_stage3.first() {
-                return Err(self.source.error_with_hint(
-                    *at,
-                    format!("image `{name}` is built with Portage, but the file has no `stage3:`"),
-                    "add a stage3 to build in, e.g.\nstage3:\n  flavor: amd64-openrc",
-                ));
-            }
+        if stage3.is_none()
+            && let Some((name, at)) = images.needs_stage3.first()
+        {
+            return Err(self.source.error_with_hint(
+                *at,
+                format!("image `{name}` is built with Portage, but the file has no `stage3:`"),
+                "add a stage3 to build in, e.g.\nstage3:\n  flavor: amd64-openrc",
+            ));
         }
         Ok(Config {
             file,

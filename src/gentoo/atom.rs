@@ -145,13 +145,13 @@ impl Atom {
                 (package.to_string(), Some(version.to_string()), wildcard)
             }
         };
-        if !is_package_name(&package) {
-            return Err(fail(&format!("`{package}` is not a valid package name")));
-        }
         if operator.is_none() && split_package_version(&package).is_some() {
             return Err(fail(&format!(
                 "a version needs an operator (e.g. ={category}/{package})"
             )));
+        }
+        if !is_package_name(&package) {
+            return Err(fail(&format!("`{package}` is not a valid package name")));
         }
         Ok(Atom {
             operator,

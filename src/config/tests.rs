@@ -315,7 +315,7 @@ fn modes_ports_layering_accounts() {
             "    accounts: {users: [{name: www, uid: 1}], run_as: ww}\n"
         ))
         .0,
-        "5:51: `run_as: ww` names no user of `accounts.users`"
+        "5:54: `run_as: ww` names no user of `accounts.users`"
     );
     assert_eq!(
         rejected(&image("    paths: [{path: /x, type: file}]\n")).0,

@@ -72,6 +72,27 @@ impl SourceFile {
             serde_saphyr::Error::DuplicateMappingKey { key: Some(key), .. } => {
                 self.error(location, format!("duplicate key `{key}`"))
             }
+            serde_saphyr::Error::Unexpected { expected, .. } => {
+                // The reader names YAML events; say what the user has to write instead.
+                let expected = match *expected {
+                    "string scalar" | "scalar" | "value" => {
+                        "a single value (not a list or mapping)"
+                    }
+                    "mapping start" => "a mapping (`key: value` lines)",
+                    "sequence start" => "a list",
+                    other => other,
+                };
+                self.error(location, format!("expected {expected}"))
+            }
+            serde_saphyr::Error::InvalidScalar { ty, .. } => {
+                let expected = match *ty {
+                    "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more",
+                    "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+                    "bool" | "boolean" => "true or false",
+                    other => other,
+                };
+                self.error(location, format!("expected {expected}"))
+            }
             serde_saphyr::Error::Eof { .. } if location == Location::UNKNOWN => {
                 self.error(location, "the file is empty")
             }

@@ -101,10 +101,13 @@ fn unknown_keys_suggest_the_closest() {
 
 #[test]
 fn yaml_errors_have_positions() {
-    assert_eq!(rejected("images: [\n").0, "1:9: expected mapping start");
+    assert_eq!(
+        rejected("images: [\n").0,
+        "1:9: expected a mapping (`key: value` lines)"
+    );
     assert_eq!(
         rejected(&image("    latest: maybe\n")).0,
-        "5:13: invalid boolean"
+        "5:13: expected true or false"
     );
     assert_eq!(
         rejected(&image("    packages: {a: b}\n")).0,

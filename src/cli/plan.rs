@@ -60,7 +60,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let config = config::load(&args.config.file)?;
     let plan = Plan::resolve(&config, &args.images)?;
     if args.json {
-        let json = serde_json::to_string_pretty(&PlanJson::new(&plan, config.registry.as_deref()))?;
+        let json = serde_json::to_string_pretty(&PlanJson::new(&plan))?;
         println!("{json}");
     } else {
         print!("{}", render_text(&plan));
@@ -136,11 +136,11 @@ struct RuntimeJson<'a> {
 }
 
 impl<'a> PlanJson<'a> {
-    fn new(plan: &'a Plan, registry: Option<&'a str>) -> Self {
+    fn new(plan: &'a Plan) -> Self {
         PlanJson {
             schema_version: 1,
             file: plan.file.display().to_string(),
-            registry,
+            registry: plan.registry.as_deref(),
             stage3: plan.stage3.as_ref().map(|s| match s {
                 Stage3::Flavor {
                     flavor,

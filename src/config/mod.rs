@@ -263,14 +263,17 @@ pub fn load(path: &Path) -> Result<Config> {
     Ok(validator.config(file, raw)?)
 }
 
-/// Whether the text is the predecessor's format: a mapping with a non-null `target:`.
+/// Whether the text is the predecessor's format: a mapping with `target:` and no `images:`
+/// (a gib.yaml with a stray `target:` gets gib.yaml's "unknown key" error instead).
 fn is_legacy_format(text: &str) -> bool {
     #[derive(Deserialize)]
     struct Probe {
         target: Option<serde::de::IgnoredAny>,
+        images: Option<serde::de::IgnoredAny>,
     }
     // A file that does not even parse is reported by the strict gib.yaml reader.
-    serde_saphyr::from_str::<Probe>(text).is_ok_and(|probe| probe.target.is_some())
+    serde_saphyr::from_str::<Probe>(text)
+        .is_ok_and(|probe| probe.target.is_some() && probe.images.is_none())
 }
 
 #[cfg(test)]

@@ -51,7 +51,8 @@ fn minimal_file_gets_defaults() {
     assert!(config.file.is_absolute());
 }
 
-fn message(text: &str) -> (String, Option<String>) {
+/// `(position and message, hint)` of a rejected file.
+fn rejected(text: &str) -> (String, Option<String>) {
     let err = user_error(text);
     // The label is the path the test passed; keep only what follows it.
     let message = err
@@ -60,11 +61,6 @@ fn message(text: &str) -> (String, Option<String>) {
         .map(|(_, rest)| rest.to_string())
         .unwrap_or(err.message);
     (message, err.hint)
-}
-
-/// `(position and message, hint)` of a rejected file.
-fn rejected(text: &str) -> (String, Option<String>) {
-    message(text)
 }
 
 fn image(body: &str) -> String {

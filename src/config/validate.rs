@@ -989,13 +989,7 @@ impl Validator<'_> {
         let mut group_names = BTreeSet::new();
         for g in r.groups.unwrap_or_default() {
             let g = g.value;
-            self.account_name(&g.name)?;
-            if !group_names.insert(g.name.value.clone()) {
-                return Err(self.source.error(
-                    g.name.referenced,
-                    format!("group `{}` is listed twice", g.name.value),
-                ));
-            }
+            self.new_account_name(&mut group_names, &g.name, "group")?;
             groups.push(Group {
                 name: g.name.value,
                 gid: g.gid,
@@ -1005,13 +999,7 @@ impl Validator<'_> {
         let mut user_names = BTreeSet::new();
         for u in r.users.unwrap_or_default() {
             let u = u.value;
-            self.account_name(&u.name)?;
-            if !user_names.insert(u.name.value.clone()) {
-                return Err(self.source.error(
-                    u.name.referenced,
-                    format!("user `{}` is listed twice", u.name.value),
-                ));
-            }
+            self.new_account_name(&mut user_names, &u.name, "user")?;
             let home = u
                 .home
                 .as_ref()
@@ -1058,6 +1046,23 @@ impl Validator<'_> {
             groups,
             run_as,
         })
+    }
+
+    /// A valid user or group name not seen before in its list.
+    fn new_account_name(
+        &self,
+        seen: &mut BTreeSet<String>,
+        name: &S<String>,
+        what: &str,
+    ) -> Checked<()> {
+        self.account_name(name)?;
+        if !seen.insert(name.value.clone()) {
+            return Err(self.source.error(
+                name.referenced,
+                format!("{what} `{}` is listed twice", name.value),
+            ));
+        }
+        Ok(())
     }
 
     fn account_name(&self, name: &S<String>) -> Checked<()> {

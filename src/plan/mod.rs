@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::config::{Accounts, Compression, Config, Image, Layering, Parent, PathEntry, Stage3};
+use crate::config::{
+    Accounts, Compression, Config, Image, Layering, Parent, PathEntry, Portage, Repository, Stage3,
+};
 use crate::gentoo::portage_conf::PortageFiles;
 use crate::printer::UserError;
 
@@ -20,6 +22,11 @@ pub struct Plan {
     /// The configuration file the plan comes from (absolute).
     pub file: PathBuf,
     pub stage3: Option<Stage3>,
+    /// The main ebuild repository and the overlays, to sync before building.
+    pub portage: Portage,
+    pub repositories: Vec<Repository>,
+    /// The prefix of the image references, if any.
+    pub registry: Option<String>,
     /// In build order: every image comes after its parent; ties are broken by name.
     pub images: Vec<ImagePlan>,
 }
@@ -176,6 +183,9 @@ impl Plan {
         Ok(Plan {
             file: config.file.clone(),
             stage3: config.stage3.clone(),
+            portage: config.portage.clone(),
+            repositories: config.repositories.clone(),
+            registry: config.registry.clone(),
             images,
         })
     }

@@ -16,6 +16,7 @@ use diagnostic::SourceFile;
 use validate::Validator;
 
 mod diagnostic;
+mod legacy;
 mod raw;
 mod validate;
 

@@ -385,7 +385,7 @@ fn predecessor_format_is_one_image() {
     assert_eq!(
         config.stage3,
         Some(Stage3::Flavor {
-            flavor: super::validate::LEGACY_STAGE3_FLAVOR.into(),
+            flavor: super::legacy::LEGACY_STAGE3_FLAVOR.into(),
             mirror: DEFAULT_STAGE3_MIRROR.into(),
             pin: None
         })
@@ -409,7 +409,7 @@ fn predecessor_custom_repository_and_atom_list() {
     let path = write(dir.path(), "config.yaml", &text);
     let config = load(&path).unwrap_or_else(|e| panic!("{e:#}"));
     let repo = &config.repositories[0];
-    assert_eq!(repo.name, super::validate::LEGACY_REPOSITORY_NAME);
+    assert_eq!(repo.name, super::legacy::LEGACY_REPOSITORY_NAME);
     assert_eq!(repo.uri.as_deref(), Some("https://git.example.org/o.git"));
     assert_eq!(
         repo.ca_certificate,

@@ -11,8 +11,8 @@ use serde_saphyr::Location;
 
 use super::diagnostic::{SourceFile, did_you_mean};
 use super::raw::{
-    Entries, LegacyCustomRepository, OneOrMany, RawAccounts, RawBuild, RawFile, RawImage,
-    RawLayering, RawLegacyFile, RawPath, RawPortage, RawRepository, RawStage3, S,
+    Entries, OneOrMany, RawAccounts, RawBuild, RawFile, RawImage, RawLayering, RawPath, RawPortage,
+    RawRepository, RawStage3, S,
 };
 use super::*;
 use crate::gentoo::atom::{self, Atom};
@@ -27,10 +27,6 @@ pub const DEFAULT_STAGE3_MIRROR: &str = "https://distfiles.gentoo.org";
 pub const DEFAULT_PORTAGE_GIT_URI: &str = "https://github.com/gentoo-mirror/gentoo.git";
 /// Portage's own default rsync source, used when `sync_type: rsync` has no `uri`.
 pub const DEFAULT_PORTAGE_RSYNC_URI: &str = "rsync://rsync.gentoo.org/gentoo-portage";
-/// The predecessor's format has no stage3 key; its builds ran on an amd64 OpenRC stage3.
-pub const LEGACY_STAGE3_FLAVOR: &str = "amd64-openrc";
-/// The overlay name given to the predecessor's `custom_ebuild_repository`, which had none.
-pub const LEGACY_REPOSITORY_NAME: &str = "custom";
 /// Layers for `strategy: per-package` without `budget:`: enough to split the big packages
 /// out of the shared base, few enough to stay far below overlayfs' layer limits.
 pub const DEFAULT_PER_PACKAGE_BUDGET: u32 = 8;
@@ -80,84 +76,6 @@ impl Validator<'_> {
             build,
             registry,
             images: images.images,
-        })
-    }
-
-    pub fn legacy_config(&self, file: PathBuf, raw: RawLegacyFile) -> Checked<Config> {
-        let portage = self.portage(raw.portage_mirror)?;
-        let build = match raw.build {
-            Some(b) => self.build(b.value)?,
-            None => default_build(),
-        };
-        let mut repositories = Vec::new();
-        if let Some(custom) = raw.custom_ebuild_repository {
-            let at = custom.referenced;
-            if let LegacyCustomRepository::Enabled(repo) = custom.value {
-                let spanned = |v: Option<String>| v.map(|value| S::new(value, at, at));
-                let raw_repo = RawRepository {
-                    name: S::new(LEGACY_REPOSITORY_NAME.to_string(), at, at),
-                    sync_type: spanned(repo.sync_type),
-                    uri: spanned(repo.uri),
-                    ca_certificate: spanned(repo.certificate),
-                    priority: None,
-                };
-                repositories.push(self.repository(&S::new(raw_repo, at, at))?);
-            }
-        }
-
-        let target = raw.target.value;
-        let tag_at = target.container_tag.referenced;
-        let container_tag = target.container_tag.value.trim();
-        // `mycontainers/python:3.12`: the image is the last path part, the rest its registry.
-        let (repository, tag) = match container_tag.rsplit_once(':') {
-            Some((repo, tag)) if !tag.contains('/') => (repo, Some(tag)),
-            _ => (container_tag, None),
-        };
-        let (registry, name) = match repository.rsplit_once('/') {
-            Some((registry, name)) => (Some(registry.to_string()), name),
-            None => (None, repository),
-        };
-        self.image_name(name, tag_at)?;
-        if let Some(tag) = tag {
-            check_tag(tag).map_err(|m| self.source.error(tag_at, m))?;
-        }
-        let packages = match target.package_atoms {
-            Some(atoms) => self.atoms(atoms)?,
-            None => Vec::new(),
-        };
-        let image = Image {
-            name: name.to_string(),
-            from: Parent::Scratch,
-            packages,
-            script: None,
-            rootfs: None,
-            tag: tag.map(str::to_string),
-            latest: None,
-            entrypoint: None,
-            cmd: None,
-            env: BTreeMap::new(),
-            user: None,
-            workdir: None,
-            labels: BTreeMap::new(),
-            expose: Vec::new(),
-            volumes: Vec::new(),
-            test: None,
-            layering: default_layering(),
-            accounts: None,
-            paths: Vec::new(),
-        };
-        Ok(Config {
-            file,
-            stage3: Some(Stage3::Flavor {
-                flavor: LEGACY_STAGE3_FLAVOR.to_string(),
-                mirror: DEFAULT_STAGE3_MIRROR.to_string(),
-                pin: None,
-            }),
-            portage,
-            repositories,
-            build,
-            registry,
-            images: BTreeMap::from([(name.to_string(), image)]),
         })
     }
 
@@ -274,7 +192,7 @@ impl Validator<'_> {
         Ok(Stage3::Path { path, sha512 })
     }
 
-    fn portage(&self, raw: Option<S<RawPortage>>) -> Checked<Portage> {
+    pub(super) fn portage(&self, raw: Option<S<RawPortage>>) -> Checked<Portage> {
         let Some(raw) = raw else {
             return Ok(default_portage());
         };
@@ -358,7 +276,7 @@ impl Validator<'_> {
         Ok(repositories)
     }
 
-    fn repository(&self, raw: &S<RawRepository>) -> Checked<Repository> {
+    pub(super) fn repository(&self, raw: &S<RawRepository>) -> Checked<Repository> {
         let r = &raw.value;
         let name = r.name.value.trim();
         if !atom::is_repository_name(name) {
@@ -428,7 +346,7 @@ impl Validator<'_> {
             .error_with_hint(at, format!("`{given}` is not a valid `{key}`"), hint)
     }
 
-    fn build(&self, r: RawBuild) -> Checked<Build> {
+    pub(super) fn build(&self, r: RawBuild) -> Checked<Build> {
         let positive = |v: &Option<S<u32>>, key: &str| -> Checked<Option<u32>> {
             match v {
                 Some(n) if n.value == 0 => Err(self
@@ -589,7 +507,7 @@ impl Validator<'_> {
         Ok(text.to_string())
     }
 
-    fn atoms(&self, raw: S<OneOrMany>) -> Checked<Vec<String>> {
+    pub(super) fn atoms(&self, raw: S<OneOrMany>) -> Checked<Vec<String>> {
         let at = raw.referenced;
         let items = raw.value.items(at);
         if items.is_empty() {
@@ -669,7 +587,7 @@ impl Validator<'_> {
         Ok(path.to_string_lossy().into_owned())
     }
 
-    fn image_name(&self, name: &str, at: Location) -> Checked<()> {
+    pub(super) fn image_name(&self, name: &str, at: Location) -> Checked<()> {
         if name == "scratch" {
             return Err(self
                 .source
@@ -1214,7 +1132,7 @@ pub fn is_image_name(name: &str) -> bool {
 }
 
 /// OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
-fn check_tag(tag: &str) -> Result<(), String> {
+pub(super) fn check_tag(tag: &str) -> Result<(), String> {
     let valid = !tag.is_empty()
         && tag.len() <= 128
         && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')

@@ -309,6 +309,7 @@ fn check_use_dep(dep: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    // Both lists agree with `portage.dep.Atom(…, allow_repo=True)` (portage from PyPI).
     #[test]
     fn accepts_pms_atoms() {
         for good in [

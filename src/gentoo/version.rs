@@ -257,7 +257,8 @@ mod tests {
 
     #[test]
     fn orders_per_pms() {
-        // The vectors of reference/gentoo.md §6, checked against Portage's vercmp.
+        // reference/gentoo.md §6 and more; every pair (and `equal_spellings`) agrees with
+        // `portage.versions.vercmp` (portage from PyPI).
         let ascending = [
             ("1.2.3_rc1-r2", "1.2.3"),
             ("1.2.3", "1.2.3-r1"),

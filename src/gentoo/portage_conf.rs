@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{Build, Portage, Repository};
+use crate::config::{Build, Repository};
 
 /// Where each file goes in the builder root.
 pub const MAKE_CONF_PATH: &str = "/etc/portage/make.conf";
@@ -62,7 +62,6 @@ impl PortageFiles {
     /// `threads` and `jobs` are the resolved values (the build's or the defaults).
     pub fn generate(
         build: &Build,
-        portage: &Portage,
         repositories: &[Repository],
         threads: u32,
         jobs: u32,
@@ -71,7 +70,7 @@ impl PortageFiles {
             make_conf: make_conf_fragment(build, threads, jobs),
             package_use: package_use(&build.package_use_flags),
             package_accept_keywords: package_accept_keywords(&build.accept_keywords),
-            repos_conf: repos_conf(portage, repositories),
+            repos_conf: repos_conf(repositories),
         }
     }
 
@@ -146,7 +145,7 @@ pub fn package_accept_keywords(keywords: &BTreeMap<String, Vec<String>>) -> Stri
 /// repos.conf for the main repository and the overlays. gib syncs the repositories itself and
 /// binds them read-only, so Portage must never sync: `sync-type` is empty ("never sync",
 /// portage(5)) and `auto-sync = no`.
-pub fn repos_conf(_portage: &Portage, repositories: &[Repository]) -> String {
+pub fn repos_conf(repositories: &[Repository]) -> String {
     let mut out = String::from(HEADER);
     out.push_str("[DEFAULT]\nmain-repo = gentoo\n");
     let mut section = |name: &str, priority: Option<i32>| {
@@ -244,11 +243,6 @@ mod tests {
 
     #[test]
     fn repos_conf_never_syncs() {
-        let portage = Portage {
-            sync_type: SyncType::Git,
-            uri: None,
-            pin: None,
-        };
         let repo = |name: &str, priority| Repository {
             name: name.into(),
             sync_type: SyncType::Git,
@@ -257,7 +251,7 @@ mod tests {
             priority,
         };
         assert_eq!(
-            repos_conf(&portage, &[repo("zeta", None), repo("mine", Some(60))]),
+            repos_conf(&[repo("zeta", None), repo("mine", Some(60))]),
             format!(
                 "{HEADER}[DEFAULT]\nmain-repo = gentoo\n\n\
                  [gentoo]\nlocation = /var/db/repos/gentoo\nsync-type =\nauto-sync = no\n\n\

@@ -1,9 +1,343 @@
-//! `gib plan`.
+//! `gib plan`: the build order, each image's parent, kind, packages and tags, and the exact
+//! Portage files gib would write. Builds nothing and touches no network.
+//!
+//! `--json` prints one JSON object (schema version 1; keys are only ever added):
+//!
+//! ```text
+//! {
+//!   "schema_version": 1,
+//!   "file": "/abs/path/gib.yaml",
+//!   "registry": "registry.example.org/mine" | null,
+//!   "stage3": {"source": "flavor", "flavor": "amd64-openrc", "mirror": "https://…", "pin": null}
+//!           | {"source": "url", "url": "https://…", "sha512": "…" | null}
+//!           | {"source": "path", "path": "/abs/stage3.tar.xz", "sha512": "…" | null}
+//!           | null,                                   // only when every image is `rootfs:`
+//!   "order": ["base", "python", "app"],                // build order, parents first
+//!   "images": [                                        // in build order
+//!     {
+//!       "name": "python",
+//!       "from": "base",                                // as written: scratch | image | reference
+//!       "from_kind": "scratch" | "image" | "registry",
+//!       "depends_on": ["base"],                        // images of this file built first
+//!       "kind": "packages" | "script" | "packages+script" | "files" | "rootfs",
+//!       "packages": ["dev-lang/python"],
+//!       "script": "/abs/build.sh" | null,
+//!       "rootfs": "/abs/tree" | null,
+//!       "tag_rule": {"rule": "explicit", "tag": "3.12"}
+//!                 | {"rule": "package-version", "package": "python"}
+//!                 | {"rule": "snapshot-date"},
+//!       "latest": false,
+//!       "tags": ["3.12"],                              // the tags known before building
+//!       "references": ["registry.example.org/mine/python:3.12"],  // for those tags
+//!       "runtime": {"entrypoint": […] | null, "cmd": […] | null, "env": {…}, "user": … | null,
+//!                   "workdir": … | null, "labels": {…}, "expose": ["8080/tcp"], "volumes": […]},
+//!       "test": "python3 -c 'print(42)'" | null,
+//!       "portage": {                                   // path in the builder -> exact text
+//!         "/etc/portage/make.conf": "…",               // appended to the stage3's make.conf
+//!         "/etc/portage/package.use/gib": "…",
+//!         "/etc/portage/package.accept_keywords/gib": "…",
+//!         "/etc/portage/repos.conf/gib.conf": "…"
+//!       }
+//!     }
+//!   ]
+//! }
+//! ```
+//!
+//! With a `package-version` or `snapshot-date` rule the version tag is only known after the
+//! build, so `tags` and `references` then hold `latest` alone (or nothing).
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use super::PlanArgs;
+use serde::Serialize;
 
-pub fn run(_args: PlanArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("gib plan is being assembled")
+use super::PlanArgs;
+use crate::config::{self, Parent, Stage3};
+use crate::plan::{ImagePlan, Plan, Runtime, TagRule};
+
+pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let config = config::load(&args.config.file)?;
+    let plan = Plan::resolve(&config, &args.images)?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&PlanJson::new(&plan))?;
+        println!("{json}");
+    } else {
+        print!("{}", render_text(&plan));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct PlanJson<'a> {
+    schema_version: u32,
+    file: String,
+    registry: Option<&'a str>,
+    stage3: Option<Stage3Json<'a>>,
+    order: Vec<&'a str>,
+    images: Vec<ImageJson<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "source", rename_all = "lowercase")]
+enum Stage3Json<'a> {
+    Flavor {
+        flavor: &'a str,
+        mirror: &'a str,
+        pin: Option<&'a str>,
+    },
+    Url {
+        url: &'a str,
+        sha512: Option<&'a str>,
+    },
+    Path {
+        path: String,
+        sha512: Option<&'a str>,
+    },
+}
+
+#[derive(Serialize)]
+struct ImageJson<'a> {
+    name: &'a str,
+    from: &'a str,
+    from_kind: &'static str,
+    depends_on: Vec<&'a str>,
+    kind: &'static str,
+    packages: &'a [String],
+    script: Option<String>,
+    rootfs: Option<String>,
+    tag_rule: TagRuleJson<'a>,
+    latest: bool,
+    tags: Vec<String>,
+    references: Vec<String>,
+    runtime: RuntimeJson<'a>,
+    test: Option<&'a str>,
+    portage: BTreeMap<&'static str, &'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "rule", rename_all = "kebab-case")]
+enum TagRuleJson<'a> {
+    Explicit { tag: &'a str },
+    PackageVersion { package: &'a str },
+    SnapshotDate,
+}
+
+#[derive(Serialize)]
+struct RuntimeJson<'a> {
+    entrypoint: Option<&'a [String]>,
+    cmd: Option<&'a [String]>,
+    env: &'a BTreeMap<String, String>,
+    user: Option<&'a str>,
+    workdir: Option<&'a str>,
+    labels: &'a BTreeMap<String, String>,
+    expose: &'a [String],
+    volumes: &'a [String],
+}
+
+impl<'a> PlanJson<'a> {
+    fn new(plan: &'a Plan) -> Self {
+        PlanJson {
+            schema_version: 1,
+            file: plan.file.display().to_string(),
+            registry: plan.registry.as_deref(),
+            stage3: plan.stage3.as_ref().map(|s| match s {
+                Stage3::Flavor {
+                    flavor,
+                    mirror,
+                    pin,
+                } => Stage3Json::Flavor {
+                    flavor,
+                    mirror,
+                    pin: pin.as_deref(),
+                },
+                Stage3::Url { url, sha512 } => Stage3Json::Url {
+                    url,
+                    sha512: sha512.as_deref(),
+                },
+                Stage3::Path { path, sha512 } => Stage3Json::Path {
+                    path: path.display().to_string(),
+                    sha512: sha512.as_deref(),
+                },
+            }),
+            order: plan.order(),
+            images: plan.images.iter().map(ImageJson::new).collect(),
+        }
+    }
+}
+
+impl<'a> ImageJson<'a> {
+    fn new(image: &'a ImagePlan) -> Self {
+        let (from, from_kind) = parent_text(&image.parent);
+        let tags = known_tags(image);
+        let references = tags.iter().map(|t| image.reference(t)).collect();
+        let (script, rootfs) = match &image.kind {
+            crate::plan::BuildKind::Portage { script, .. } => {
+                (script.as_ref().map(|p| p.display().to_string()), None)
+            }
+            crate::plan::BuildKind::Rootfs(path) => (None, Some(path.display().to_string())),
+        };
+        ImageJson {
+            name: &image.name,
+            from,
+            from_kind,
+            depends_on: image.depends_on().into_iter().collect(),
+            kind: image.kind.label(),
+            packages: image.kind.packages(),
+            script,
+            rootfs,
+            tag_rule: match &image.tag_rule {
+                TagRule::Explicit(tag) => TagRuleJson::Explicit { tag },
+                TagRule::PackageVersion { package } => TagRuleJson::PackageVersion { package },
+                TagRule::SnapshotDate => TagRuleJson::SnapshotDate,
+            },
+            latest: image.latest,
+            tags,
+            references,
+            runtime: RuntimeJson::new(&image.runtime),
+            test: image.test.as_deref(),
+            portage: image
+                .portage
+                .files()
+                .into_iter()
+                .map(|(path, text, _)| (path, text))
+                .collect(),
+        }
+    }
+}
+
+impl<'a> RuntimeJson<'a> {
+    fn new(runtime: &'a Runtime) -> Self {
+        RuntimeJson {
+            entrypoint: runtime.entrypoint.as_deref(),
+            cmd: runtime.cmd.as_deref(),
+            env: &runtime.env,
+            user: runtime.user.as_deref(),
+            workdir: runtime.workdir.as_deref(),
+            labels: &runtime.labels,
+            expose: &runtime.expose,
+            volumes: &runtime.volumes,
+        }
+    }
+}
+
+fn parent_text(parent: &Parent) -> (&str, &'static str) {
+    match parent {
+        Parent::Scratch => ("scratch", "scratch"),
+        Parent::Image(name) => (name, "image"),
+        Parent::Registry(reference) => (reference, "registry"),
+    }
+}
+
+/// The tags known before building: an explicit tag, and `latest` where it applies.
+fn known_tags(image: &ImagePlan) -> Vec<String> {
+    match image.known_tag() {
+        Some(tag) => image.tags(tag),
+        None if image.latest => vec!["latest".to_string()],
+        None => Vec::new(),
+    }
+}
+
+/// The tag rule in words, and the version tag as shown in `tags:` (`<tag>` until built).
+fn tag_rule_text(image: &ImagePlan) -> (String, String) {
+    match &image.tag_rule {
+        TagRule::Explicit(tag) => (format!("{tag} (tag:)"), tag.clone()),
+        TagRule::PackageVersion { package } => (
+            format!(
+                "the version of the installed package `{package}`, else the repository snapshot date"
+            ),
+            "<tag>".to_string(),
+        ),
+        TagRule::SnapshotDate => (
+            "the repository snapshot date".to_string(),
+            "<tag>".to_string(),
+        ),
+    }
+}
+
+fn render_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "Plan for {}", plan.file.display());
+    match &plan.stage3 {
+        Some(Stage3::Flavor {
+            flavor,
+            mirror,
+            pin,
+        }) => {
+            let build = pin.as_deref().unwrap_or("latest build");
+            let _ = writeln!(out, "stage3: {flavor} ({build}) from {mirror}");
+        }
+        Some(Stage3::Url { url, .. }) => {
+            let _ = writeln!(out, "stage3: {url}");
+        }
+        Some(Stage3::Path { path, .. }) => {
+            let _ = writeln!(out, "stage3: {}", path.display());
+        }
+        None => {
+            let _ = writeln!(out, "stage3: none (every image is a rootfs image)");
+        }
+    }
+    let _ = writeln!(out, "order: {}", plan.order().join(" -> "));
+    for image in &plan.images {
+        let _ = writeln!(out, "\n{}", image.name);
+        let (from, kind) = parent_text(&image.parent);
+        let from = match kind {
+            "registry" => format!("{from} (registry)"),
+            _ => from.to_string(),
+        };
+        let _ = writeln!(out, "  from:       {from}");
+        let _ = writeln!(out, "  kind:       {}", image.kind.label());
+        match &image.kind {
+            crate::plan::BuildKind::Portage { packages, script } => {
+                if !packages.is_empty() {
+                    let _ = writeln!(out, "  packages:   {}", packages.join(" "));
+                }
+                if let Some(script) = script {
+                    let _ = writeln!(out, "  script:     {}", script.display());
+                }
+            }
+            crate::plan::BuildKind::Rootfs(path) => {
+                let _ = writeln!(out, "  rootfs:     {}", path.display());
+            }
+        }
+        let (rule, version_tag) = tag_rule_text(image);
+        let _ = writeln!(out, "  tag:        {rule}");
+        let tags = image.tags(&version_tag);
+        let _ = writeln!(out, "  tags:       {}", tags.join(", "));
+        let references: Vec<String> = tags.iter().map(|t| image.reference(t)).collect();
+        let _ = writeln!(out, "  references: {}", references.join(", "));
+    }
+    let all_same = plan
+        .images
+        .windows(2)
+        .all(|pair| pair[0].portage == pair[1].portage);
+    match plan.images.first() {
+        Some(first) if all_same => {
+            let _ = writeln!(out, "\nPortage files (the same for every image):");
+            render_portage(&mut out, first);
+        }
+        _ => {
+            for image in &plan.images {
+                let _ = writeln!(out, "\nPortage files for {}:", image.name);
+                render_portage(&mut out, image);
+            }
+        }
+    }
+    out
+}
+
+fn render_portage(out: &mut String, image: &ImagePlan) {
+    for (path, text, appended) in image.portage.files() {
+        let how = if appended {
+            " (appended to the stage3's)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "==> {path}{how} <==");
+        out.push_str(text.trim_start_matches('\n'));
+        if !text.ends_with('\n') {
+            out.push('\n');
+        }
+    }
 }

@@ -11,6 +11,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
+use crate::printer::UserError;
+use diagnostic::SourceFile;
+use validate::Validator;
+
+mod diagnostic;
+mod legacy;
+mod raw;
+mod validate;
+
+pub use diagnostic::did_you_mean;
+
 /// A whole gib.yaml, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -212,117 +223,59 @@ impl Image {
     }
 }
 
-/// Read and validate a gib.yaml (or the predecessor's config.yaml).
+/// Read and validate a gib.yaml (or the predecessor's config.yaml, recognised by its
+/// top-level `target:`).
 ///
-/// Provisional, lenient reader of the image keys only; the strict reader replaces it.
+/// Every problem with the file is a `UserError` whose message starts with `FILE:LINE:COLUMN:`
+/// (FILE as given), so the command line exits with 2. Relative paths in the file are resolved
+/// against its directory; the returned `Config` holds absolute paths only.
 pub fn load(path: &Path) -> Result<Config> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let raw: RawProvisional =
-        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base = if base.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        base
+    let source = SourceFile {
+        label: path.display().to_string(),
     };
-    let base = base
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UserError::with_hint(
+            format!("cannot read {}: {e}", path.display()),
+            "pass the configuration with -f FILE (default: ./gib.yaml)",
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let base = dir
         .canonicalize()
-        .with_context(|| format!("cannot resolve {}", base.display()))?;
-    let images = raw
-        .images
-        .into_iter()
-        .map(|(name, img)| {
-            let from = match img.from.as_deref() {
-                None | Some("scratch") => Parent::Scratch,
-                Some(p) if p.contains('/') || p.contains(':') => Parent::Registry(p.to_string()),
-                Some(p) => Parent::Image(p.to_string()),
-            };
-            let image = Image {
-                name: name.clone(),
-                from,
-                packages: img.packages,
-                script: img.script.map(|p| base.join(p)),
-                rootfs: img.rootfs.map(|p| base.join(p)),
-                tag: img.tag,
-                latest: img.latest,
-                entrypoint: img.entrypoint,
-                cmd: img.cmd,
-                env: img.env,
-                user: img.user,
-                workdir: img.workdir,
-                labels: img.labels,
-                expose: img.expose,
-                volumes: img.volumes,
-                test: img.test,
-                layering: Layering::default(),
-                accounts: None,
-                paths: Vec::new(),
-            };
-            (name, image)
-        })
-        .collect();
-    Ok(Config {
-        file: path.to_path_buf(),
-        stage3: None,
-        portage: Portage {
-            sync_type: SyncType::None,
-            uri: None,
-            pin: None,
-        },
-        repositories: Vec::new(),
-        build: Build {
-            threads: None,
-            max_parallel_jobs: None,
-            global_use_flags: UseFlags::default(),
-            package_use_flags: BTreeMap::new(),
-            accept_keywords: BTreeMap::new(),
-            compression: raw.build.map(|b| b.compression).unwrap_or_default(),
-            keep_headers: false,
-            keep_static_libs: false,
-            keep_package_db: true,
-            binhost: Binhost::None,
-        },
-        registry: raw.registry,
-        images,
-    })
+        .with_context(|| format!("cannot resolve the directory of {}", path.display()))?;
+    let file = base.join(path.file_name().unwrap_or(path.as_os_str()));
+    let validator = Validator {
+        source: &source,
+        base: &base,
+    };
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+    };
+    if is_legacy_format(&text) {
+        let raw: raw::RawLegacyFile = serde_saphyr::from_str_with_options(&text, options)
+            .map_err(|e| source.yaml_error(&e))?;
+        return Ok(validator.legacy_config(file, raw)?);
+    }
+    let raw: raw::RawFile =
+        serde_saphyr::from_str_with_options(&text, options).map_err(|e| source.yaml_error(&e))?;
+    Ok(validator.config(file, raw)?)
 }
 
-#[derive(Deserialize)]
-struct RawProvisional {
-    #[serde(default)]
-    registry: Option<String>,
-    #[serde(default)]
-    build: Option<RawProvisionalBuild>,
-    images: BTreeMap<String, RawProvisionalImage>,
+/// Whether the text is the predecessor's format: a mapping with `target:` and no `images:`
+/// (a gib.yaml with a stray `target:` gets gib.yaml's "unknown key" error instead).
+fn is_legacy_format(text: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        target: Option<serde::de::IgnoredAny>,
+        images: Option<serde::de::IgnoredAny>,
+    }
+    // A file that does not even parse is reported by the strict gib.yaml reader.
+    serde_saphyr::from_str::<Probe>(text)
+        .is_ok_and(|probe| probe.target.is_some() && probe.images.is_none())
 }
 
-#[derive(Deserialize)]
-struct RawProvisionalBuild {
-    #[serde(default)]
-    compression: Compression,
-}
-
-#[derive(Deserialize)]
-struct RawProvisionalImage {
-    from: Option<String>,
-    #[serde(default)]
-    packages: Vec<String>,
-    script: Option<PathBuf>,
-    rootfs: Option<PathBuf>,
-    tag: Option<String>,
-    latest: Option<bool>,
-    entrypoint: Option<Vec<String>>,
-    cmd: Option<Vec<String>>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    user: Option<String>,
-    workdir: Option<String>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    expose: Vec<String>,
-    #[serde(default)]
-    volumes: Vec<String>,
-    test: Option<String>,
-}
+#[cfg(test)]
+mod tests;

@@ -1,2 +1,6 @@
 //! Everything gib knows about Gentoo in one place: package atoms and versions, make.conf and
 //! package.use generation, the package database (/var/db/pkg).
+
+pub mod atom;
+pub mod portage_conf;
+pub mod version;

@@ -1,2 +1,317 @@
 //! The resolved form of a `Config`: images in build order with their parents, tags, and the
 //! exact Portage files to write. `gib plan` prints it; `gib build` executes it.
+//!
+//! Resolving decides; it does not touch the network or the disk. Values only known after a
+//! build (an installed package's version, the repository's snapshot date) are carried as a
+//! `TagRule` and turned into tags by the builder.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::config::{
+    Accounts, Compression, Config, Image, Layering, Parent, PathEntry, Portage, Repository, Stage3,
+};
+use crate::gentoo::portage_conf::PortageFiles;
+use crate::printer::UserError;
+
+/// Every image to build, parents first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The configuration file the plan comes from (absolute).
+    pub file: PathBuf,
+    pub stage3: Option<Stage3>,
+    /// The main ebuild repository and the overlays, to sync before building.
+    pub portage: Portage,
+    pub repositories: Vec<Repository>,
+    /// The prefix of the image references, if any.
+    pub registry: Option<String>,
+    /// In build order: every image comes after its parent; ties are broken by name.
+    pub images: Vec<ImagePlan>,
+}
+
+/// What the builder does to produce an image's layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildKind {
+    /// emerge `packages` into the staging root, then run `script` (either may be absent; with
+    /// neither, the layer holds only `paths` and `accounts`).
+    Portage {
+        packages: Vec<String>,
+        script: Option<PathBuf>,
+    },
+    /// Take this directory or tarball as the layer.
+    Rootfs(PathBuf),
+}
+
+impl BuildKind {
+    /// A short name for output: `packages`, `script`, `packages+script`, `files`, `rootfs`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            BuildKind::Rootfs(_) => "rootfs",
+            BuildKind::Portage { packages, script } => match (packages.is_empty(), script) {
+                (false, None) => "packages",
+                (false, Some(_)) => "packages+script",
+                (true, Some(_)) => "script",
+                (true, None) => "files",
+            },
+        }
+    }
+
+    pub fn packages(&self) -> &[String] {
+        match self {
+            BuildKind::Portage { packages, .. } => packages,
+            BuildKind::Rootfs(_) => &[],
+        }
+    }
+}
+
+/// Where the image's version tag comes from (the contract's tag rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagRule {
+    /// `tag:` in the file.
+    Explicit(String),
+    /// The version (without `-rN`) of the installed package named `package` (the image's
+    /// name); when none is installed, the builder falls back to `SnapshotDate`.
+    PackageVersion { package: String },
+    /// The ebuild repository's snapshot date, `YYYYMMDD`.
+    SnapshotDate,
+}
+
+/// The image's runtime configuration (the OCI image config).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Runtime {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// `port/protocol`
+    pub expose: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+/// One image of the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImagePlan {
+    pub name: String,
+    pub parent: Parent,
+    pub kind: BuildKind,
+    pub runtime: Runtime,
+    /// Shell command run in the finished image.
+    pub test: Option<String>,
+    pub layering: Layering,
+    pub accounts: Option<Accounts>,
+    pub paths: Vec<PathEntry>,
+    pub tag_rule: TagRule,
+    /// Whether `latest` is among the tags.
+    pub latest: bool,
+    /// The registry prefix of the references, if any.
+    pub registry: Option<String>,
+    pub compression: Compression,
+    pub keep_headers: bool,
+    pub keep_static_libs: bool,
+    pub keep_package_db: bool,
+    /// The Portage files written into the builder before this image's emerge.
+    pub portage: PortageFiles,
+}
+
+impl ImagePlan {
+    /// The image of this file it is built on, if any.
+    pub fn depends_on(&self) -> Option<&str> {
+        match &self.parent {
+            Parent::Image(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The tag the rule gives without building, if it does (an explicit `tag:`).
+    pub fn known_tag(&self) -> Option<&str> {
+        match &self.tag_rule {
+            TagRule::Explicit(tag) => Some(tag),
+            _ => None,
+        }
+    }
+
+    /// All tags once the version tag is known: it, then `latest` where it applies.
+    pub fn tags(&self, version_tag: &str) -> Vec<String> {
+        let mut tags = vec![version_tag.to_string()];
+        if self.latest && version_tag != "latest" {
+            tags.push("latest".to_string());
+        }
+        tags
+    }
+
+    /// `<registry>/<name>:<tag>`, or `<name>:<tag>` without a registry.
+    pub fn reference(&self, tag: &str) -> String {
+        match &self.registry {
+            Some(registry) => format!("{registry}/{}:{tag}", self.name),
+            None => format!("{}:{tag}", self.name),
+        }
+    }
+
+    /// The references of all tags once the version tag is known.
+    pub fn references(&self, version_tag: &str) -> Vec<String> {
+        self.tags(version_tag)
+            .iter()
+            .map(|tag| self.reference(tag))
+            .collect()
+    }
+}
+
+impl Plan {
+    /// The selected images (all when `selected` is empty) and their ancestors, parents first.
+    pub fn resolve(config: &Config, selected: &[String]) -> Result<Plan> {
+        let wanted = wanted_images(config, selected)?;
+        let threads = config.build.threads.unwrap_or_else(cpu_count);
+        // Parallel emerge jobs default to the thread count: `--load-average` holds back new
+        // jobs while the machine is busy, so this only helps when single packages cannot use
+        // every CPU (configure steps, small packages).
+        let jobs = config.build.max_parallel_jobs.unwrap_or(threads);
+        let portage = PortageFiles::generate(&config.build, &config.repositories, threads, jobs);
+        let images = build_order(config, &wanted)
+            .into_iter()
+            .map(|image| image_plan(config, image, &portage))
+            .collect();
+        Ok(Plan {
+            file: config.file.clone(),
+            stage3: config.stage3.clone(),
+            portage: config.portage.clone(),
+            repositories: config.repositories.clone(),
+            registry: config.registry.clone(),
+            images,
+        })
+    }
+
+    /// The image names in build order.
+    pub fn order(&self) -> Vec<&str> {
+        self.images.iter().map(|i| i.name.as_str()).collect()
+    }
+}
+
+fn cpu_count() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        .unwrap_or(1)
+}
+
+/// The selected names and every ancestor of them within the file.
+fn wanted_images(config: &Config, selected: &[String]) -> Result<BTreeSet<String>> {
+    if selected.is_empty() {
+        return Ok(config.images.keys().cloned().collect());
+    }
+    let mut wanted = BTreeSet::new();
+    for name in selected {
+        if !config.images.contains_key(name) {
+            let message = format!(
+                "no image `{name}` in {}",
+                config.file.file_name().map_or_else(
+                    || config.file.display().to_string(),
+                    |f| f.to_string_lossy().into_owned()
+                )
+            );
+            let candidates = config.images.keys().map(String::as_str);
+            let hint = match crate::config::did_you_mean(name, candidates) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!(
+                    "the images are: {}",
+                    config.images.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            return Err(UserError::with_hint(message, hint).into());
+        }
+        let mut current = Some(name.as_str());
+        while let Some(name) = current {
+            if !wanted.insert(name.to_string()) {
+                break;
+            }
+            current = match config.images.get(name).map(|i| &i.from) {
+                Some(Parent::Image(parent)) => Some(parent.as_str()),
+                _ => None,
+            };
+        }
+    }
+    Ok(wanted)
+}
+
+/// Kahn's algorithm over the wanted images, always taking the smallest ready name so that
+/// the order is stable. The loader has already refused cycles and unknown parents.
+fn build_order<'a>(config: &'a Config, wanted: &BTreeSet<String>) -> Vec<&'a Image> {
+    let mut ready: BTreeSet<&str> = BTreeSet::new();
+    let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for name in wanted {
+        let Some(image) = config.images.get(name) else {
+            continue;
+        };
+        match &image.from {
+            Parent::Image(parent) if wanted.contains(parent) => {
+                children
+                    .entry(parent.as_str())
+                    .or_default()
+                    .push(&image.name);
+            }
+            _ => {
+                ready.insert(&image.name);
+            }
+        }
+    }
+    let mut order = Vec::new();
+    while let Some(name) = ready.pop_first() {
+        if let Some(image) = config.images.get(name) {
+            order.push(image);
+        }
+        for child in children.remove(name).unwrap_or_default() {
+            ready.insert(child);
+        }
+    }
+    order
+}
+
+fn image_plan(config: &Config, image: &Image, portage: &PortageFiles) -> ImagePlan {
+    let kind = match &image.rootfs {
+        Some(rootfs) => BuildKind::Rootfs(rootfs.clone()),
+        None => BuildKind::Portage {
+            packages: image.packages.clone(),
+            script: image.script.clone(),
+        },
+    };
+    let tag_rule = match (&image.tag, &kind) {
+        (Some(tag), _) => TagRule::Explicit(tag.clone()),
+        // A rootfs image installs no package whose version could name it.
+        (None, BuildKind::Rootfs(_)) => TagRule::SnapshotDate,
+        (None, BuildKind::Portage { .. }) => TagRule::PackageVersion {
+            package: image.name.clone(),
+        },
+    };
+    ImagePlan {
+        name: image.name.clone(),
+        parent: image.from.clone(),
+        runtime: Runtime {
+            entrypoint: image.entrypoint.clone(),
+            cmd: image.cmd.clone(),
+            env: image.env.clone(),
+            user: image.user.clone(),
+            workdir: image.workdir.clone(),
+            labels: image.labels.clone(),
+            expose: image.expose.clone(),
+            volumes: image.volumes.clone(),
+        },
+        test: image.test.clone(),
+        layering: image.layering.clone(),
+        accounts: image.accounts.clone(),
+        paths: image.paths.clone(),
+        tag_rule,
+        latest: image.wants_latest(),
+        registry: config.registry.clone(),
+        compression: config.build.compression,
+        keep_headers: config.build.keep_headers,
+        keep_static_libs: config.build.keep_static_libs,
+        keep_package_db: config.build.keep_package_db,
+        kind,
+        portage: portage.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,294 @@
+//! The file as written: serde structs that mirror gib.yaml key by key, with the source
+//! location of every value that validation may have to point at.
+//!
+//! Unknown keys are rejected here (`deny_unknown_fields`); meaning, defaults and cross-checks
+//! live in `validate`.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// A value with the place it came from.
+pub type S<T> = Spanned<T>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub stage3: Option<S<RawStage3>>,
+    pub portage: Option<S<RawPortage>>,
+    pub repositories: Option<Vec<S<RawRepository>>>,
+    pub build: Option<S<RawBuild>>,
+    pub registry: Option<S<String>>,
+    pub images: Option<S<Entries<S<RawImage>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStage3 {
+    pub flavor: Option<S<String>>,
+    pub mirror: Option<S<String>>,
+    pub pin: Option<S<String>>,
+    pub url: Option<S<String>>,
+    pub path: Option<S<String>>,
+    pub sha512: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPortage {
+    pub sync_type: Option<S<String>>,
+    pub uri: Option<S<String>>,
+    pub pin: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRepository {
+    pub name: S<String>,
+    pub sync_type: Option<S<String>>,
+    pub uri: Option<S<String>>,
+    pub ca_certificate: Option<S<String>>,
+    pub priority: Option<S<i32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuild {
+    pub threads: Option<S<u32>>,
+    pub max_parallel_jobs: Option<S<u32>>,
+    pub global_use_flags: Option<S<RawUseFlags>>,
+    pub package_use_flags: Option<Entries<S<OneOrMany>>>,
+    pub accept_keywords: Option<Entries<Option<S<OneOrMany>>>>,
+    pub compression: Option<S<String>>,
+    pub keep_headers: Option<bool>,
+    pub keep_static_libs: Option<bool>,
+    pub keep_package_db: Option<bool>,
+    pub binhost: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUseFlags {
+    pub add: Option<S<OneOrMany>>,
+    pub remove: Option<S<OneOrMany>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImage {
+    pub from: Option<S<String>>,
+    pub packages: Option<S<OneOrMany>>,
+    pub script: Option<S<String>>,
+    pub rootfs: Option<S<String>>,
+    pub tag: Option<S<String>>,
+    pub latest: Option<bool>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Option<Entries<String>>,
+    pub user: Option<S<String>>,
+    pub workdir: Option<S<String>>,
+    pub labels: Option<Entries<String>>,
+    pub expose: Option<Vec<S<String>>>,
+    pub volumes: Option<Vec<S<String>>>,
+    pub test: Option<S<String>>,
+    pub layering: Option<S<RawLayering>>,
+    pub accounts: Option<S<RawAccounts>>,
+    pub paths: Option<Vec<S<RawPath>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLayering {
+    pub strategy: Option<S<String>>,
+    pub budget: Option<S<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccounts {
+    pub users: Option<Vec<S<RawUser>>>,
+    pub groups: Option<Vec<S<RawGroup>>>,
+    pub run_as: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: S<String>,
+    pub uid: u32,
+    pub gid: Option<u32>,
+    pub home: Option<S<String>>,
+    pub shell: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub name: S<String>,
+    pub gid: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPath {
+    pub path: S<String>,
+    #[serde(rename = "type")]
+    pub kind: S<String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mode: Option<S<ModeText>>,
+    pub source: Option<S<String>>,
+    pub target: Option<S<String>>,
+}
+
+/// The predecessor's `config.yaml` (one image, recognised by its top-level `target:`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLegacyFile {
+    pub portage_mirror: Option<S<RawPortage>>,
+    pub build: Option<S<RawBuild>>,
+    pub custom_ebuild_repository: Option<S<LegacyCustomRepository>>,
+    pub target: S<RawLegacyTarget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLegacyTarget {
+    pub container_tag: S<String>,
+    pub package_atoms: Option<S<OneOrMany>>,
+}
+
+/// `custom_ebuild_repository: false`, or a mapping.
+pub enum LegacyCustomRepository {
+    Disabled,
+    Enabled(RawLegacyRepository),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLegacyRepository {
+    pub sync_type: Option<String>,
+    pub uri: Option<String>,
+    pub certificate: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for LegacyCustomRepository {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FalseOrMap;
+        impl<'de> Visitor<'de> for FalseOrMap {
+            type Value = LegacyCustomRepository;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`false` or a mapping with sync_type, uri and certificate")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                if v {
+                    Err(E::invalid_value(de::Unexpected::Bool(true), &self))
+                } else {
+                    Ok(LegacyCustomRepository::Disabled)
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawLegacyRepository::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(LegacyCustomRepository::Enabled)
+            }
+        }
+        deserializer.deserialize_any(FalseOrMap)
+    }
+}
+
+/// One string or a list of strings (`packages: dev-lang/python` or `packages: [a, b]`).
+#[derive(Debug)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<S<String>>),
+}
+
+impl OneOrMany {
+    /// The items with their locations; a single string takes the location of the whole value.
+    pub fn items(self, whole: serde_saphyr::Location) -> Vec<S<String>> {
+        match self {
+            OneOrMany::One(value) => vec![Spanned::new(value, whole, whole)],
+            OneOrMany::Many(items) => items,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StringOrList;
+        impl<'de> Visitor<'de> for StringOrList {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany::Many(items))
+            }
+        }
+        deserializer.deserialize_any(StringOrList)
+    }
+}
+
+/// A file mode; YAML would read an unquoted `0755` as the decimal 755, so it must be a
+/// string, and a number is reported as such rather than silently misread.
+pub struct ModeText(pub Result<String, String>);
+
+impl<'de> Deserialize<'de> for ModeText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Mode;
+        impl Visitor<'_> for Mode {
+            type Value = ModeText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an octal mode as a quoted string, e.g. \"0755\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ModeText(Ok(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(ModeText(Err(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(ModeText(Err(v.to_string())))
+            }
+            // The YAML reader may resolve an unquoted `0755` as a float.
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(ModeText(Err(v.to_string())))
+            }
+        }
+        deserializer.deserialize_any(Mode)
+    }
+}
+
+/// A mapping kept in file order with the location of each key, so that validation can point
+/// at a bad image name or atom. Duplicate keys are already refused by the YAML reader.
+pub struct Entries<V>(pub Vec<(S<String>, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<V> {
+            type Value = Entries<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key()? {
+                    entries.push((key, map.next_value()?));
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(EntriesVisitor(PhantomData))
+    }
+}

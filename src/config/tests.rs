@@ -1,0 +1,433 @@
+//! Loader tests on small files written to a scratch directory.
+
+use super::validate::{DEFAULT_PORTAGE_GIT_URI, DEFAULT_STAGE3_MIRROR};
+use super::*;
+
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load_text(text: &str) -> Result<Config> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "gib.yaml", text);
+    load(&path)
+}
+
+fn user_error(text: &str) -> UserError {
+    let err = load_text(text).expect_err("the file should be rejected");
+    match err.downcast::<UserError>() {
+        Ok(e) => e,
+        Err(other) => panic!("not a UserError: {other:#}"),
+    }
+}
+
+const STAGE3: &str = "stage3:\n  flavor: amd64-openrc\n";
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let config = load_text(&format!(
+        "{STAGE3}images:\n  base:\n    packages: sys-libs/glibc\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.stage3,
+        Some(Stage3::Flavor {
+            flavor: "amd64-openrc".into(),
+            mirror: DEFAULT_STAGE3_MIRROR.into(),
+            pin: None
+        })
+    );
+    assert_eq!(config.portage.sync_type, SyncType::Git);
+    assert_eq!(config.portage.uri.as_deref(), Some(DEFAULT_PORTAGE_GIT_URI));
+    assert!(config.build.keep_package_db);
+    assert_eq!(config.build.compression, Compression::Gzip);
+    assert_eq!(config.build.binhost, Binhost::None);
+    let base = &config.images["base"];
+    assert_eq!(base.from, Parent::Scratch);
+    assert_eq!(base.packages, ["sys-libs/glibc"]);
+    assert!(base.wants_latest());
+    assert!(config.file.is_absolute());
+}
+
+/// `(position and message, hint)` of a rejected file.
+fn rejected(text: &str) -> (String, Option<String>) {
+    let err = user_error(text);
+    // The label is the path the test passed; keep only what follows it.
+    let message = err
+        .message
+        .split_once("gib.yaml:")
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or(err.message);
+    (message, err.hint)
+}
+
+fn image(body: &str) -> String {
+    format!("{STAGE3}images:\n  a:\n{body}")
+}
+
+#[test]
+fn unknown_keys_suggest_the_closest() {
+    assert_eq!(
+        rejected("imges: {}\n"),
+        (
+            "1:1: unknown key `imges`".into(),
+            Some("did you mean `images`?".into())
+        )
+    );
+    assert_eq!(
+        rejected(&image("    pakages: x/y\n")),
+        (
+            "5:5: unknown key `pakages`".into(),
+            Some("did you mean `packages`?".into())
+        )
+    );
+    let (message, hint) = rejected(&image("    zzzz: 1\n"));
+    assert_eq!(message, "5:5: unknown key `zzzz`");
+    assert!(
+        hint.unwrap()
+            .starts_with("the keys allowed here are: from, packages")
+    );
+    assert_eq!(
+        rejected("portage: {sync_type: gti}\nimages: {a: {}}\n").1,
+        Some("did you mean `git`?".into())
+    );
+}
+
+#[test]
+fn yaml_errors_have_positions() {
+    assert_eq!(
+        rejected("images: [\n").0,
+        "1:9: expected a mapping (`key: value` lines)"
+    );
+    assert_eq!(
+        rejected(&image("    latest: maybe\n")).0,
+        "5:13: expected true or false"
+    );
+    assert_eq!(
+        rejected(&image("    packages: {a: b}\n")).0,
+        "5:15: expected a string or a list of strings, found map"
+    );
+    assert_eq!(
+        rejected(&image("    packages: x/y\n  a:\n    packages: x/z\n")).0,
+        "6:3: duplicate key `a`"
+    );
+    assert_eq!(rejected("").0, "1:1: the file has no `images:`");
+}
+
+#[test]
+fn stage3_needs_exactly_one_source() {
+    assert_eq!(
+        rejected("stage3: {flavor: amd64-openrc, url: https://x.org/s.tar.xz}\nimages: {a: {}}\n")
+            .0,
+        "1:37: `stage3` has both `flavor` and `url`; it needs exactly one source"
+    );
+    assert_eq!(
+        rejected("stage3: {mirror: https://x.org}\nimages: {a: {}}\n").0,
+        "1:9: `stage3` needs a source: one of `flavor`, `url` or `path`"
+    );
+    assert_eq!(
+        rejected("stage3: {url: https://x.org/s.tar.xz, sha512: abc}\nimages: {a: {}}\n").0,
+        "1:47: `sha512` must be 128 hexadecimal digits (the output of sha512sum)"
+    );
+    let sha = "AB".repeat(64);
+    let config = load_text(&format!(
+        "stage3: {{url: https://x.org/s.tar.xz, sha512: {sha}}}\nimages: {{a: {{}}}}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.stage3,
+        Some(Stage3::Url {
+            url: "https://x.org/s.tar.xz".into(),
+            sha512: Some("ab".repeat(64))
+        })
+    );
+}
+
+#[test]
+fn stage3_is_required_unless_every_image_is_rootfs() {
+    assert_eq!(
+        rejected("images:\n  a:\n    packages: sys-libs/glibc\n").0,
+        "2:3: image `a` is built with Portage, but the file has no `stage3:`"
+    );
+}
+
+#[test]
+fn parents_must_exist_and_not_cycle() {
+    assert_eq!(
+        rejected(&format!(
+            "{STAGE3}images:\n  base: {{}}\n  app:\n    from: bsae\n"
+        )),
+        (
+            "6:11: `from: bsae` names no image of this file".into(),
+            Some("did you mean `base`?".into())
+        )
+    );
+    assert_eq!(
+        rejected(&image("    from: a\n")).0,
+        "5:11: the images form a cycle: a -> a"
+    );
+    assert_eq!(
+        rejected(&format!(
+            "{STAGE3}images:\n  b:\n    from: a\n  a:\n    from: b\n"
+        ))
+        .0,
+        "7:11: the images form a cycle: a -> b -> a"
+    );
+    let config = load_text(&format!(
+        "{STAGE3}images:\n  a: {{from: scratch}}\n  b: {{from: \"docker.io/library/alpine:3\"}}\n  c: {{from: ghcr.io/x/y@sha256:00}}\n  d: {{from: a}}\n"
+    ))
+    .unwrap();
+    assert_eq!(config.images["a"].from, Parent::Scratch);
+    assert_eq!(
+        config.images["b"].from,
+        Parent::Registry("docker.io/library/alpine:3".into())
+    );
+    assert!(matches!(config.images["c"].from, Parent::Registry(_)));
+    assert_eq!(config.images["d"].from, Parent::Image("a".into()));
+}
+
+#[test]
+fn atoms_are_checked() {
+    assert_eq!(
+        rejected(&image("    packages: [\"\"]\n")).0,
+        "5:16: empty package atom"
+    );
+    assert_eq!(
+        rejected(&image("    packages: [sys-libs/glibc, python]\n")).0,
+        "5:32: invalid package atom `python`: expected `category/package` (e.g. dev-lang/python)"
+    );
+    assert_eq!(
+        rejected(&image("    packages: dev-lang/python-3.12\n")).0,
+        "5:15: invalid package atom `dev-lang/python-3.12`: a version needs an operator (e.g. =dev-lang/python-3.12)"
+    );
+    let config = load_text(&image(
+        "    packages:\n      - \">=dev-lang/python-3.12:3.12\"\n      - sys-libs/glibc\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        config.images["a"].packages,
+        [">=dev-lang/python-3.12:3.12", "sys-libs/glibc"]
+    );
+    assert_eq!(
+        rejected(&format!(
+            "{STAGE3}build:\n  package_use_flags:\n    python: [x]\nimages: {{a: {{}}}}\n"
+        ))
+        .0,
+        "5:5: invalid package atom `python`: expected `category/package` (e.g. dev-lang/python)"
+    );
+}
+
+#[test]
+fn rootfs_is_exclusive_and_paths_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tree")).unwrap();
+    let path = write(
+        dir.path(),
+        "gib.yaml",
+        "images:\n  a:\n    rootfs: ./tree\n    packages: x/y\n",
+    );
+    let err = load(&path).unwrap_err().downcast::<UserError>().unwrap();
+    assert!(
+        err.message
+            .ends_with("gib.yaml:3:13: image `a` has both `rootfs:` and `packages:`"),
+        "{}",
+        err.message
+    );
+
+    write(
+        dir.path(),
+        "gib.yaml",
+        "images:\n  a:\n    rootfs: ./missing\n",
+    );
+    let err = load(&path).unwrap_err().downcast::<UserError>().unwrap();
+    assert!(
+        err.message
+            .ends_with("gib.yaml:3:13: rootfs `./missing` does not exist"),
+        "{}",
+        err.message
+    );
+
+    write(
+        dir.path(),
+        "gib.yaml",
+        "images:\n  a:\n    rootfs: ./tree\n",
+    );
+    let config = load(&path).unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    assert_eq!(config.images["a"].rootfs, Some(base.join("tree")));
+    assert_eq!(config.stage3, None);
+}
+
+#[test]
+fn modes_ports_layering_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "nginx.conf", "events {}\n");
+    let path = write(
+        dir.path(),
+        "gib.yaml",
+        &image(concat!(
+            "    expose: [\"8080\", 53/udp]\n",
+            "    layering: {strategy: per-package}\n",
+            "    accounts:\n",
+            "      users: [{name: www, uid: 1000}]\n",
+            "      run_as: www\n",
+            "    paths:\n",
+            "      - {path: /etc/nginx.conf, type: file, source: nginx.conf, mode: \"0644\"}\n",
+            "      - {path: /srv, type: directory}\n",
+        )),
+    );
+    let config = load(&path).unwrap();
+    let a = &config.images["a"];
+    assert_eq!(a.expose, ["8080/tcp", "53/udp"]);
+    assert_eq!(a.layering.strategy, LayeringStrategy::PerPackage);
+    assert_eq!(a.layering.budget, 8);
+    assert_eq!(a.user.as_deref(), Some("www"));
+    assert_eq!(a.accounts.as_ref().unwrap().users[0].gid, 1000);
+    assert_eq!(a.paths[0].mode, Some(0o644));
+    assert_eq!(
+        a.paths[0].kind,
+        PathKind::File {
+            source: dir.path().canonicalize().unwrap().join("nginx.conf")
+        }
+    );
+    assert_eq!(config.images["a"].layering.budget, 8);
+
+    assert_eq!(
+        rejected(&image(
+            "    paths: [{path: /x, type: directory, mode: 0755}]\n"
+        ))
+        .0,
+        "5:47: the mode 755 must be a quoted octal string"
+    );
+    assert_eq!(
+        rejected(&image("    expose: [8080/http]\n")).0,
+        "5:14: `8080/http` is not a port to expose (e.g. 8080/tcp, 53/udp)"
+    );
+    assert_eq!(
+        rejected(&image("    layering: {strategy: per-pakage}\n")).1,
+        Some("did you mean `per-package`?".into())
+    );
+    assert_eq!(
+        rejected(&image(
+            "    accounts: {users: [{name: www, uid: 1}], run_as: ww}\n"
+        ))
+        .0,
+        "5:54: `run_as: ww` names no user of `accounts.users`"
+    );
+    assert_eq!(
+        rejected(&image("    paths: [{path: /x, type: file}]\n")).0,
+        "5:13: `/x` is a file: it needs `source:`, the file to copy"
+    );
+    assert_eq!(
+        rejected(&image("    workdir: srv\n")).0,
+        "5:14: workdir `srv` must be an absolute path in the image"
+    );
+}
+
+#[test]
+fn the_contract_example_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/contract/gib.yaml");
+    let config = load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(config.images.len(), 5);
+    assert_eq!(config.build.binhost, Binhost::Official);
+    assert_eq!(config.portage.pin.as_deref(), Some("2026-11-20"));
+    assert_eq!(config.repositories[0].name, "mine");
+    assert!(
+        config.repositories[0]
+            .ca_certificate
+            .as_ref()
+            .unwrap()
+            .is_file()
+    );
+    assert_eq!(
+        config.build.package_use_flags["dev-lang/python"],
+        ["-ensurepip", "sqlite"]
+    );
+    assert_eq!(
+        config.registry.as_deref(),
+        Some("registry.example.org/mycontainers")
+    );
+}
+
+const PREDECESSOR: &str = "\
+portage_mirror:
+    sync_type: git
+    uri: https://github.com/gentoo-mirror/gentoo.git
+build:
+    threads: 12
+    max_parallel_jobs: 12
+    global_use_flags:
+        add:
+        remove:
+            - systemd
+            - X
+    package_use_flags:
+custom_ebuild_repository: false
+target:
+    container_tag: mycontainers/python
+    package_atoms: dev-lang/python
+";
+
+#[test]
+fn predecessor_format_is_one_image() {
+    let config = load_text(PREDECESSOR).unwrap();
+    assert_eq!(config.images.keys().collect::<Vec<_>>(), ["python"]);
+    let python = &config.images["python"];
+    assert_eq!(python.from, Parent::Scratch);
+    assert_eq!(python.packages, ["dev-lang/python"]);
+    assert_eq!(config.registry.as_deref(), Some("mycontainers"));
+    assert_eq!(config.build.threads, Some(12));
+    assert!(config.build.global_use_flags.add.is_empty());
+    assert_eq!(config.build.global_use_flags.remove, ["systemd", "X"]);
+    assert!(config.repositories.is_empty());
+    assert_eq!(
+        config.stage3,
+        Some(Stage3::Flavor {
+            flavor: super::legacy::LEGACY_STAGE3_FLAVOR.into(),
+            mirror: DEFAULT_STAGE3_MIRROR.into(),
+            pin: None
+        })
+    );
+}
+
+#[test]
+fn predecessor_custom_repository_and_atom_list() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "ca.pem", "cert\n");
+    let text = PREDECESSOR
+        .replace(
+            "custom_ebuild_repository: false",
+            "custom_ebuild_repository:\n    sync_type: git\n    uri: https://git.example.org/o.git\n    certificate: ca.pem",
+        )
+        .replace(
+            "package_atoms: dev-lang/python",
+            "package_atoms:\n        - dev-lang/python\n        - app-misc/jq",
+        )
+        .replace("mycontainers/python", "tools:1.0");
+    let path = write(dir.path(), "config.yaml", &text);
+    let config = load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+    let repo = &config.repositories[0];
+    assert_eq!(repo.name, super::legacy::LEGACY_REPOSITORY_NAME);
+    assert_eq!(repo.uri.as_deref(), Some("https://git.example.org/o.git"));
+    assert_eq!(
+        repo.ca_certificate,
+        Some(dir.path().canonicalize().unwrap().join("ca.pem"))
+    );
+    let tools = &config.images["tools"];
+    assert_eq!(tools.packages, ["dev-lang/python", "app-misc/jq"]);
+    assert_eq!(tools.tag.as_deref(), Some("1.0"));
+    assert_eq!(config.registry, None);
+
+    let err = load_text(&PREDECESSOR.replace("target:", "targte: {}\ntarget:"))
+        .unwrap_err()
+        .downcast::<UserError>()
+        .unwrap();
+    assert!(
+        err.message.ends_with("gib.yaml:14:1: unknown key `targte`"),
+        "{}",
+        err.message
+    );
+    assert_eq!(err.hint.as_deref(), Some("did you mean `target`?"));
+}

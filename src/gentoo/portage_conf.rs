@@ -1,0 +1,263 @@
+//! The Portage configuration files gib writes into the builder root, as exact text.
+//!
+//! The make.conf fragment is appended to the stage3's own make.conf, so COMMON_FLAGS, CHOST
+//! and the profile stay the stage3's; it only adds. Everything here is a pure function of the
+//! configuration so that `gib plan` can show the files and tests can pin them byte for byte.
+//! Writing the files into a root is the builder's job, not this module's.
+
+use std::collections::BTreeMap;
+
+use crate::config::{Build, Repository};
+
+/// Where each file goes in the builder root.
+pub const MAKE_CONF_PATH: &str = "/etc/portage/make.conf";
+pub const PACKAGE_USE_PATH: &str = "/etc/portage/package.use/gib";
+pub const PACKAGE_ACCEPT_KEYWORDS_PATH: &str = "/etc/portage/package.accept_keywords/gib";
+pub const REPOS_CONF_PATH: &str = "/etc/portage/repos.conf/gib.conf";
+
+/// Where repositories are bound (read-only) in the builder.
+pub const REPOS_DIR: &str = "/var/db/repos";
+/// Binary packages and source tarballs: Portage's defaults, bound to gib's cache.
+pub const PKGDIR: &str = "/var/cache/binpkgs";
+pub const DISTDIR: &str = "/var/cache/distfiles";
+
+/// Emerge without privileges inside a user namespace: the ptrace/LD_PRELOAD sandbox cannot
+/// work there (and the namespace already isolates the build); build binary packages so that
+/// rebuilds and child images reuse them; no docs; no news items to read.
+pub const FEATURES: &str =
+    "-sandbox -usersandbox buildpkg binpkg-multi-instance nodoc noinfo noman -news";
+
+/// Files no distroless image wants. Headers, static libraries, pkgconfig and cmake files are
+/// not masked: child images may build against them, and gib trims them from the layer later
+/// unless keep_headers / keep_static_libs. /etc/env.d is kept: env-update derives
+/// ld.so.conf from it.
+pub const INSTALL_MASK: &[&str] = &[
+    "/usr/share/doc",
+    "/usr/share/man",
+    "/usr/share/info",
+    "/usr/share/gtk-doc",
+    "/usr/share/help",
+    "/usr/share/bash-completion",
+    "/usr/share/zsh",
+    "/usr/share/fish/vendor_completions.d",
+    "/usr/share/lintian",
+    "/usr/share/locale",
+    // glibc reads locale.alias even in the C locale.
+    "-/usr/share/locale/locale.alias",
+    "/usr/lib/debug",
+    "/usr/src",
+];
+
+/// The Portage files of a build, as exact text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortageFiles {
+    /// Appended to the stage3's /etc/portage/make.conf.
+    pub make_conf: String,
+    pub package_use: String,
+    pub package_accept_keywords: String,
+    pub repos_conf: String,
+}
+
+impl PortageFiles {
+    /// `threads` and `jobs` are the resolved values (the build's or the defaults).
+    pub fn generate(
+        build: &Build,
+        repositories: &[Repository],
+        threads: u32,
+        jobs: u32,
+    ) -> PortageFiles {
+        PortageFiles {
+            make_conf: make_conf_fragment(build, threads, jobs),
+            package_use: package_use(&build.package_use_flags),
+            package_accept_keywords: package_accept_keywords(&build.accept_keywords),
+            repos_conf: repos_conf(repositories),
+        }
+    }
+
+    /// `(path in the builder root, text, appended?)`, in a fixed order.
+    pub fn files(&self) -> [(&'static str, &str, bool); 4] {
+        [
+            (MAKE_CONF_PATH, &self.make_conf, true),
+            (PACKAGE_USE_PATH, &self.package_use, false),
+            (
+                PACKAGE_ACCEPT_KEYWORDS_PATH,
+                &self.package_accept_keywords,
+                false,
+            ),
+            (REPOS_CONF_PATH, &self.repos_conf, false),
+        ]
+    }
+}
+
+const HEADER: &str = "# Written by gib from its configuration; changes here are overwritten.\n";
+
+/// The lines gib appends to the stage3's make.conf.
+pub fn make_conf_fragment(build: &Build, threads: u32, jobs: u32) -> String {
+    let mut out = String::from("\n# --- added by gib ---\n");
+    out.push_str(&format!("MAKEOPTS=\"-j{threads}\"\n"));
+    // --load-average keeps parallel emerge jobs from multiplying MAKEOPTS beyond the machine.
+    out.push_str(&format!(
+        "EMERGE_DEFAULT_OPTS=\"--jobs={jobs} --load-average={jobs}\"\n"
+    ));
+    let flags = &build.global_use_flags;
+    if !flags.add.is_empty() || !flags.remove.is_empty() {
+        let words: Vec<String> = flags
+            .add
+            .iter()
+            .cloned()
+            .chain(flags.remove.iter().map(|f| format!("-{f}")))
+            .collect();
+        // ${USE}: keep whatever the stage3's make.conf set before this fragment.
+        out.push_str(&format!("USE=\"${{USE}} {}\"\n", words.join(" ")));
+    }
+    out.push_str(&format!("FEATURES=\"${{FEATURES}} {FEATURES}\"\n"));
+    out.push_str(&format!("INSTALL_MASK=\"{}\"\n", INSTALL_MASK.join(" ")));
+    out.push_str(&format!("PKGDIR=\"{PKGDIR}\"\n"));
+    out.push_str(&format!("DISTDIR=\"{DISTDIR}\"\n"));
+    out
+}
+
+/// `atom flag -flag` lines, sorted by atom.
+pub fn package_use(flags: &BTreeMap<String, Vec<String>>) -> String {
+    let mut out = String::from(HEADER);
+    for (atom, list) in flags {
+        if list.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("{atom} {}\n", list.join(" ")));
+    }
+    out
+}
+
+/// `atom keyword...` lines, sorted by atom; an atom alone accepts the arch's testing keyword.
+pub fn package_accept_keywords(keywords: &BTreeMap<String, Vec<String>>) -> String {
+    let mut out = String::from(HEADER);
+    for (atom, list) in keywords {
+        if list.is_empty() {
+            out.push_str(&format!("{atom}\n"));
+        } else {
+            out.push_str(&format!("{atom} {}\n", list.join(" ")));
+        }
+    }
+    out
+}
+
+/// repos.conf for the main repository and the overlays. gib syncs the repositories itself and
+/// binds them read-only, so Portage must never sync: `sync-type` is empty ("never sync",
+/// portage(5)) and `auto-sync = no`.
+pub fn repos_conf(repositories: &[Repository]) -> String {
+    let mut out = String::from(HEADER);
+    out.push_str("[DEFAULT]\nmain-repo = gentoo\n");
+    let mut section = |name: &str, priority: Option<i32>| {
+        out.push_str(&format!(
+            "\n[{name}]\nlocation = {REPOS_DIR}/{name}\nsync-type =\nauto-sync = no\n"
+        ));
+        if let Some(priority) = priority {
+            out.push_str(&format!("priority = {priority}\n"));
+        }
+    };
+    section("gentoo", None);
+    let mut sorted: Vec<&Repository> = repositories.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    for repo in sorted {
+        section(&repo.name, repo.priority);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Binhost, Compression, SyncType, UseFlags};
+
+    fn build() -> Build {
+        Build {
+            threads: Some(12),
+            max_parallel_jobs: Some(4),
+            global_use_flags: UseFlags {
+                add: vec!["minimal".into()],
+                remove: vec!["systemd".into(), "X".into()],
+            },
+            package_use_flags: BTreeMap::from([
+                (
+                    "dev-lang/python".to_string(),
+                    vec!["-ensurepip".to_string(), "sqlite".to_string()],
+                ),
+                ("app-misc/a".to_string(), vec!["x".to_string()]),
+            ]),
+            accept_keywords: BTreeMap::from([
+                ("dev-lang/zig".to_string(), vec![]),
+                ("=dev-libs/foo-1.0".to_string(), vec!["~amd64".to_string()]),
+            ]),
+            compression: Compression::Gzip,
+            keep_headers: false,
+            keep_static_libs: false,
+            keep_package_db: true,
+            binhost: Binhost::None,
+        }
+    }
+
+    #[test]
+    fn make_conf_fragment_is_exact() {
+        assert_eq!(
+            make_conf_fragment(&build(), 12, 4),
+            "\n# --- added by gib ---\n\
+             MAKEOPTS=\"-j12\"\n\
+             EMERGE_DEFAULT_OPTS=\"--jobs=4 --load-average=4\"\n\
+             USE=\"${USE} minimal -systemd -X\"\n\
+             FEATURES=\"${FEATURES} -sandbox -usersandbox buildpkg binpkg-multi-instance nodoc noinfo noman -news\"\n\
+             INSTALL_MASK=\"/usr/share/doc /usr/share/man /usr/share/info /usr/share/gtk-doc /usr/share/help \
+             /usr/share/bash-completion /usr/share/zsh /usr/share/fish/vendor_completions.d /usr/share/lintian \
+             /usr/share/locale -/usr/share/locale/locale.alias /usr/lib/debug /usr/src\"\n\
+             PKGDIR=\"/var/cache/binpkgs\"\n\
+             DISTDIR=\"/var/cache/distfiles\"\n"
+        );
+    }
+
+    #[test]
+    fn no_use_line_without_flags() {
+        let mut b = build();
+        b.global_use_flags = UseFlags::default();
+        assert!(!make_conf_fragment(&b, 2, 2).contains("USE="));
+    }
+
+    #[test]
+    fn headers_and_static_libs_are_not_masked() {
+        let text = make_conf_fragment(&build(), 1, 1);
+        assert!(!text.contains("/usr/include"));
+        assert!(!text.contains("*.a"));
+    }
+
+    #[test]
+    fn package_files_are_sorted() {
+        let b = build();
+        assert_eq!(
+            package_use(&b.package_use_flags),
+            format!("{HEADER}app-misc/a x\ndev-lang/python -ensurepip sqlite\n")
+        );
+        assert_eq!(
+            package_accept_keywords(&b.accept_keywords),
+            format!("{HEADER}=dev-libs/foo-1.0 ~amd64\ndev-lang/zig\n")
+        );
+    }
+
+    #[test]
+    fn repos_conf_never_syncs() {
+        let repo = |name: &str, priority| Repository {
+            name: name.into(),
+            sync_type: SyncType::Git,
+            uri: Some("https://example.org/x.git".into()),
+            ca_certificate: None,
+            priority,
+        };
+        assert_eq!(
+            repos_conf(&[repo("zeta", None), repo("mine", Some(60))]),
+            format!(
+                "{HEADER}[DEFAULT]\nmain-repo = gentoo\n\n\
+                 [gentoo]\nlocation = /var/db/repos/gentoo\nsync-type =\nauto-sync = no\n\n\
+                 [mine]\nlocation = /var/db/repos/mine\nsync-type =\nauto-sync = no\npriority = 60\n\n\
+                 [zeta]\nlocation = /var/db/repos/zeta\nsync-type =\nauto-sync = no\n"
+            )
+        );
+    }
+}

@@ -1,0 +1,135 @@
+use super::*;
+use crate::config;
+
+fn load(text: &str) -> Config {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gib.yaml");
+    std::fs::write(&path, text).unwrap();
+    config::load(&path).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+const DAG: &str = "\
+stage3: {flavor: amd64-openrc}
+registry: registry.example.org/mine/
+build: {threads: 3}
+images:
+  zed:
+    from: base
+    packages: [www-servers/nginx]
+  python:
+    from: base
+    packages: dev-lang/python
+    tag: \"3.12\"
+  base:
+    from: scratch
+    packages: [sys-libs/glibc]
+  app:
+    from: python
+    packages: [dev-python/flask]
+    latest: true
+  alpine:
+    from: docker.io/library/alpine:3
+    packages: [app-misc/jq]
+";
+
+fn names(plan: &Plan) -> Vec<&str> {
+    plan.order()
+}
+
+#[test]
+fn parents_first_ties_by_name() {
+    let plan = Plan::resolve(&load(DAG), &[]).unwrap();
+    assert_eq!(names(&plan), ["alpine", "base", "python", "app", "zed"]);
+}
+
+#[test]
+fn selection_brings_ancestors_only() {
+    let config = load(DAG);
+    let plan = Plan::resolve(&config, &["app".to_string()]).unwrap();
+    assert_eq!(names(&plan), ["base", "python", "app"]);
+    let plan = Plan::resolve(&config, &["zed".to_string(), "alpine".to_string()]).unwrap();
+    assert_eq!(names(&plan), ["alpine", "base", "zed"]);
+}
+
+#[test]
+fn unknown_selection_is_a_user_error_with_a_hint() {
+    let err = Plan::resolve(&load(DAG), &["pyton".to_string()]).unwrap_err();
+    let user = err.downcast_ref::<UserError>().expect("a UserError");
+    assert_eq!(user.message, "no image `pyton` in gib.yaml");
+    assert_eq!(user.hint.as_deref(), Some("did you mean `python`?"));
+}
+
+#[test]
+fn tags_and_references() {
+    let plan = Plan::resolve(&load(DAG), &[]).unwrap();
+    let image = |name: &str| plan.images.iter().find(|i| i.name == name).unwrap();
+
+    let base = image("base");
+    assert_eq!(
+        base.tag_rule,
+        TagRule::PackageVersion {
+            package: "base".into()
+        }
+    );
+    assert!(base.latest, "scratch images get latest by default");
+    assert_eq!(
+        base.references("20261120"),
+        [
+            "registry.example.org/mine/base:20261120",
+            "registry.example.org/mine/base:latest"
+        ]
+    );
+
+    let python = image("python");
+    assert_eq!(python.tag_rule, TagRule::Explicit("3.12".into()));
+    assert_eq!(python.known_tag(), Some("3.12"));
+    assert!(!python.latest);
+    assert_eq!(
+        python.references("3.12"),
+        ["registry.example.org/mine/python:3.12"]
+    );
+    assert_eq!(python.depends_on(), Some("base"));
+
+    assert!(image("app").latest);
+    assert_eq!(
+        image("alpine").parent,
+        Parent::Registry("docker.io/library/alpine:3".into())
+    );
+    assert_eq!(image("alpine").depends_on(), None);
+}
+
+#[test]
+fn reference_without_registry() {
+    let config =
+        load("stage3: {flavor: amd64-openrc}\nimages:\n  base:\n    packages: sys-libs/glibc\n");
+    let plan = Plan::resolve(&config, &[]).unwrap();
+    assert_eq!(plan.images[0].reference("1.0"), "base:1.0");
+}
+
+#[test]
+fn portage_files_follow_the_build_settings() {
+    let plan = Plan::resolve(&load(DAG), &[]).unwrap();
+    let make_conf = &plan.images[0].portage.make_conf;
+    assert!(make_conf.contains("MAKEOPTS=\"-j3\"\n"), "{make_conf}");
+    assert!(
+        make_conf.contains("EMERGE_DEFAULT_OPTS=\"--jobs=3 --load-average=3\"\n"),
+        "{make_conf}"
+    );
+}
+
+#[test]
+fn rootfs_images_tag_by_snapshot_date() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tree")).unwrap();
+    let path = dir.path().join("gib.yaml");
+    std::fs::write(&path, "images:\n  imported:\n    rootfs: ./tree\n").unwrap();
+    let config = config::load(&path).unwrap();
+    assert_eq!(config.stage3, None, "rootfs-only files need no stage3");
+    let plan = Plan::resolve(&config, &[]).unwrap();
+    assert_eq!(plan.images[0].tag_rule, TagRule::SnapshotDate);
+    assert_eq!(
+        plan.images[0].kind,
+        BuildKind::Rootfs(dir.path().canonicalize().unwrap().join("tree"))
+    );
+    assert_eq!(plan.images[0].kind.label(), "rootfs");
+}

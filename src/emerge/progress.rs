@@ -58,7 +58,7 @@ fn parse_started(rest: &str) -> Option<EmergeEvent> {
     let mut words = rest.split_whitespace();
     let package = strip_repo(words.next()?).to_string();
     let into_image = match (words.next(), words.next()) {
-        (Some("for"), Some(root)) => root.trim_end_matches('/') != "",
+        (Some("for"), Some(root)) => !root.trim_end_matches('/').is_empty(),
         _ => false,
     };
     Some(EmergeEvent::Started {
@@ -127,7 +127,10 @@ mod tests {
 
     #[test]
     fn noise_is_ignored() {
-        assert_eq!(parse_line(">>> Installing (1 of 1) app-misc/greet-1.0::gentoo"), None);
+        assert_eq!(
+            parse_line(">>> Installing (1 of 1) app-misc/greet-1.0::gentoo"),
+            None
+        );
         assert_eq!(parse_line(" * Package:    app-misc/broken-1.0:0"), None);
         assert_eq!(parse_line(">>> Emerging (x of y) nonsense"), None);
         assert_eq!(parse_line(""), None);

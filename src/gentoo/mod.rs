@@ -3,4 +3,5 @@
 
 pub mod atom;
 pub mod portage_conf;
+pub mod vdb;
 pub mod version;

@@ -2,4 +2,5 @@
 //! what an image adds over its parent (the `ChangeSet` that becomes its layer).
 
 pub mod resolve;
+pub mod sbom;
 pub mod usage;

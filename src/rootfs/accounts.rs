@@ -143,10 +143,10 @@ fn merge_entries(path: &Path, entries: &[(String, String)], create: bool) -> Res
     }
     let mut text = lines.join("\n");
     text.push('\n');
-    if existing.is_none() {
-        if let Some(parent) = path.parent() {
-            create_parents(parent)?;
-        }
+    if existing.is_none()
+        && let Some(parent) = path.parent()
+    {
+        create_parents(parent)?;
     }
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     if existing.is_none() {

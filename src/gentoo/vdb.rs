@@ -115,23 +115,13 @@ pub fn read_installed(root: &Path) -> Result<Vec<InstalledPackage>> {
     }
     let mut packages = Vec::new();
     for category_dir in sorted_dirs(&vdb)? {
-        let Some(category) = file_name_str(&category_dir) else {
+        let Some(category) = database_entry_name(&category_dir) else {
             continue;
         };
-        // Portage keeps its merge locks and temporary dirs here too (`-MERGING-foo`, `.keep`).
-        if category.starts_with(['-', '.']) {
-            continue;
-        }
-        let category = category.to_string();
         for package_dir in sorted_dirs(&category_dir)? {
-            let Some(pf) = file_name_str(&package_dir) else {
-                continue;
-            };
-            if pf.starts_with(['-', '.']) {
-                continue;
+            if let Some(pf) = database_entry_name(&package_dir) {
+                packages.push(read_package(&package_dir, category, pf)?);
             }
-            let pf = pf.to_string();
-            packages.push(read_package(&package_dir, &category, &pf)?);
         }
     }
     packages.sort_by(|a, b| {
@@ -363,8 +353,12 @@ fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
-fn file_name_str(path: &Path) -> Option<&str> {
-    path.file_name().and_then(|n| n.to_str())
+/// The name of a category or package directory; `None` for what Portage keeps beside them
+/// (merge locks and temporary dirs such as `-MERGING-foo`, `.keep` files).
+fn database_entry_name(path: &Path) -> Option<&str> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .filter(|name| !name.starts_with(['-', '.']))
 }
 
 #[cfg(test)]

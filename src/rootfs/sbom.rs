@@ -127,18 +127,23 @@ pub fn spdx_document(
     Ok(document)
 }
 
-fn image_package(image_name: &str, image_ref: &str) -> Value {
-    let mut package = json!({
-        "SPDXID": IMAGE_ID,
-        "name": image_name,
-        "primaryPackagePurpose": "CONTAINER",
+/// An SPDX package that gib knows only by name: the image, the operating system.
+fn unanalysed_package(id: &str, name: &str, purpose: &str) -> Value {
+    json!({
+        "SPDXID": id,
+        "name": name,
+        "primaryPackagePurpose": purpose,
         "supplier": NOASSERTION,
         "downloadLocation": NOASSERTION,
         "filesAnalyzed": false,
         "licenseConcluded": NOASSERTION,
         "licenseDeclared": NOASSERTION,
         "copyrightText": NOASSERTION,
-    });
+    })
+}
+
+fn image_package(image_name: &str, image_ref: &str) -> Value {
+    let mut package = unanalysed_package(IMAGE_ID, image_name, "CONTAINER");
     if !image_ref.is_empty() {
         package["comment"] = json!(format!("image reference: {image_ref}"));
     }
@@ -146,17 +151,7 @@ fn image_package(image_name: &str, image_ref: &str) -> Value {
 }
 
 fn os_package(os: &OsRelease) -> Value {
-    let mut package = json!({
-        "SPDXID": OS_ID,
-        "name": os.id,
-        "primaryPackagePurpose": "OPERATING-SYSTEM",
-        "supplier": NOASSERTION,
-        "downloadLocation": NOASSERTION,
-        "filesAnalyzed": false,
-        "licenseConcluded": NOASSERTION,
-        "licenseDeclared": NOASSERTION,
-        "copyrightText": NOASSERTION,
-    });
+    let mut package = unanalysed_package(OS_ID, &os.id, "OPERATING-SYSTEM");
     if let Some(version) = &os.version_id {
         package["versionInfo"] = json!(version);
     }
@@ -258,16 +253,7 @@ fn relationship(from: &str, kind: &str, to: &str) -> Value {
 
 /// An SPDX id from `wanted` (only letters, digits, `.` and `-` are allowed), made unique.
 fn unique_id(taken: &mut BTreeSet<String>, wanted: &str) -> String {
-    let base: String = wanted
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let base = id_chars(wanted);
     let mut id = base.clone();
     let mut n = 2;
     while !taken.insert(id.clone()) {
@@ -296,20 +282,25 @@ fn document_namespace(
         hash.update(package.repository.as_deref().unwrap_or("").as_bytes());
         hash.update([0]);
     }
-    let name: String = image_name
-        .chars()
+    format!(
+        "https://gib.invalid/spdx/{}-{}",
+        id_chars(image_name),
+        hex::encode(&hash.finalize()[..16])
+    )
+}
+
+/// `text` with every character but letters, digits, `.` and `-` replaced by `-`: what SPDX
+/// ids allow, and safe in a URI path.
+fn id_chars(text: &str) -> String {
+    text.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
                 c
             } else {
                 '-'
             }
         })
-        .collect();
-    format!(
-        "https://gib.invalid/spdx/{name}-{}",
-        hex::encode(&hash.finalize()[..16])
-    )
+        .collect()
 }
 
 /// `YYYY-MM-DDThh:mm:ssZ`, the form SPDX asks for.

@@ -151,7 +151,7 @@ fn image_package(image_name: &str, image_ref: &str) -> Value {
 }
 
 fn os_package(os: &OsRelease) -> Value {
-    let mut package = unanalysed_package(OS_ID, &os.id, "OPERATING-SYSTEM");
+    let mut package = unanalysed_package(OS_ID, &os.id, "OPERATING_SYSTEM");
     if let Some(version) = &os.version_id {
         package["versionInfo"] = json!(version);
     }

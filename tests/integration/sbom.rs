@@ -1,10 +1,12 @@
-//! The SBOM of a root, checked by a validator nobody here wrote: the SPDX project's own
-//! `spdx-tools` (`pyspdxtools`), which parses the JSON and validates it against the SPDX 2.3
-//! rules, including that every license id is on the SPDX license list or declared.
+//! The SBOM of a root, checked by validators nobody here wrote:
+//! - the SPDX project's own `spdx-tools` (`pyspdxtools -i FILE`), which parses the JSON and
+//!   validates it against the SPDX 2.3 rules, including that every license id is on the SPDX
+//!   license list or declared in the document;
+//! - the official SPDX 2.3 JSON schema, checked with `jsonschema`. spdx-tools ships no
+//!   schema; `lib4sbom` ships the SPDX project's file (`lib4sbom/schemas/spdx/2.3-schema.json`).
 //!
 //! The package database is synthetic (written by the test) because building a real Gentoo root
 //! needs a stage3 and hours of emerge; its layout is the one Portage writes.
-//! spdx-tools ships no JSON schema, so there is no separate schema check.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -13,37 +15,69 @@ use std::process::Command;
 use crate::util::{gib, require_tool, run_ok, scratch_dir};
 
 /// Pinned so a new release cannot change what "valid" means under us.
-const SPDX_TOOLS: &str = "spdx-tools==0.8.5";
+const VALIDATORS: [&str; 3] = [
+    "spdx-tools==0.8.5",
+    "lib4sbom==0.10.4",
+    "jsonschema==4.26.0",
+];
 
-/// `pyspdxtools` from a venv under the target dir, installed on first use. A file lock keeps
-/// parallel test binaries from installing into the same venv at once.
-fn pyspdxtools() -> PathBuf {
+/// Validate FILE against lib4sbom's copy of the SPDX 2.3 schema; print every error.
+/// find_spec locates the package without importing it (its import pulls in much more).
+const SCHEMA_CHECK: &str = r#"
+import importlib.util, json, os, sys, jsonschema
+package = importlib.util.find_spec("lib4sbom").submodule_search_locations[0]
+with open(os.path.join(package, "schemas", "spdx", "2.3-schema.json")) as f:
+    schema = json.load(f)
+assert schema["$id"] == "http://spdx.org/rdf/terms/2.3", schema["$id"]
+with open(sys.argv[1]) as f:
+    document = json.load(f)
+errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(document), key=str)
+for error in errors:
+    print(f"{list(error.absolute_path)}: {error.message}")
+sys.exit(1 if errors else 0)
+"#;
+
+/// A venv under the target dir with the validators, installed on first use. A file lock
+/// keeps parallel test binaries from installing into the same venv at once.
+fn validator_venv() -> PathBuf {
     let python = require_tool("python3");
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("spdx-tools-0.8.5");
-    let tool = venv.join("bin/pyspdxtools");
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(tmp).unwrap();
+    let venv = tmp.join("spdx-validators-1");
     let done = venv.join(".installed");
-    std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let lock_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("spdx-tools.lock");
-    let lock = File::create(&lock_path).unwrap();
+    let lock = File::create(tmp.join("spdx-validators.lock")).unwrap();
     lock.lock().unwrap();
-    if !done.exists() {
+    if std::fs::read_to_string(&done).ok().as_deref() != Some(&VALIDATORS.join(" ")) {
         let _ = std::fs::remove_dir_all(&venv);
         run_ok(Command::new(&python).args(["-m", "venv"]).arg(&venv));
-        run_ok(Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            SPDX_TOOLS,
-        ]));
-        std::fs::write(&done, SPDX_TOOLS).unwrap();
+        run_ok(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .args(VALIDATORS),
+        );
+        std::fs::write(&done, VALIDATORS.join(" ")).unwrap();
     }
     lock.unlock().unwrap();
-    assert!(
-        tool.is_file(),
-        "{} is missing after install",
-        tool.display()
-    );
-    tool
+    venv
+}
+
+/// Whether both validators accept `file`; their complaints go to the test output.
+fn validate(venv: &Path, file: &Path) -> (bool, bool) {
+    let spdx_tools = Command::new(venv.join("bin/pyspdxtools"))
+        .arg("-i")
+        .arg(file)
+        .output()
+        .unwrap();
+    let schema = Command::new(venv.join("bin/python"))
+        .args(["-c", SCHEMA_CHECK])
+        .arg(file)
+        .output()
+        .unwrap();
+    for out in [&spdx_tools, &schema] {
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    (spdx_tools.status.success(), schema.status.success())
 }
 
 fn write_package(root: &Path, cpf: &str, keys: &[(&str, &str)]) {
@@ -155,7 +189,7 @@ fn sbom(root: &Path) -> String {
 
 #[test]
 fn sbom_of_a_root_is_valid_spdx_and_lists_every_package() {
-    let tool = pyspdxtools();
+    let venv = validator_venv();
     let dir = scratch_dir("sbom");
     let root = dir.path().join("root");
     let expected = synthetic_root(&root);
@@ -164,7 +198,7 @@ fn sbom_of_a_root_is_valid_spdx_and_lists_every_package() {
     assert_eq!(text, sbom(&root), "two runs on the same root differ");
     let file = dir.path().join("base.spdx.json");
     std::fs::write(&file, &text).unwrap();
-    run_ok(Command::new(&tool).arg("-i").arg(&file));
+    assert_eq!(validate(&venv, &file), (true, true), "{text}");
 
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let listed: Vec<(String, String)> = doc["packages"]
@@ -190,25 +224,37 @@ fn sbom_of_a_root_is_valid_spdx_and_lists_every_package() {
         .collect();
     assert_eq!(listed, expected);
     assert_eq!(doc["packages"][1]["name"], "gentoo");
+    let declared = |name: &str| {
+        doc["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["licenseDeclared"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(
+        declared("dev-libs/openssl"),
+        "(Apache-2.0 OR OpenSSL) AND LicenseRef-Gentoo-public-domain"
+    );
+    assert_eq!(declared("x11-libs/gtk+"), "LGPL-2.0-or-later");
+    assert_eq!(declared("app-misc/unlicensed"), "NOASSERTION");
 
-    // The validator must be able to say no, or passing it proves nothing.
-    let broken = text.replacen(
+    // Each validator must be able to say no, or passing it proves nothing.
+    let undeclared = text.replacen(
         "\"licenseDeclared\": \"NOASSERTION\"",
         "\"licenseDeclared\": \"LicenseRef-Undeclared\"",
         1,
     );
-    assert_ne!(broken, text);
-    let broken_file = dir.path().join("broken.spdx.json");
-    std::fs::write(&broken_file, broken).unwrap();
-    let out = Command::new(&tool)
-        .arg("-i")
-        .arg(&broken_file)
-        .output()
-        .unwrap();
-    assert!(
-        !out.status.success(),
-        "pyspdxtools accepted an undeclared LicenseRef"
-    );
+    // spdx-tools reads the enum loosely; the schema has only the underscore form (gib once
+    // wrote the dash form, and only the schema noticed).
+    let dashed_enum = text.replacen("\"OPERATING_SYSTEM\"", "\"OPERATING-SYSTEM\"", 1);
+    for (broken, expected) in [(undeclared, (false, true)), (dashed_enum, (true, false))] {
+        assert_ne!(broken, text);
+        let broken_file = dir.path().join("broken.spdx.json");
+        std::fs::write(&broken_file, broken).unwrap();
+        assert_eq!(validate(&venv, &broken_file), expected);
+    }
 }
 
 #[test]

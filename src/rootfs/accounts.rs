@@ -157,6 +157,10 @@ fn merge_entries(path: &Path, entries: &[(String, String)], create: bool) -> Res
 
 fn create_home(root: &Path, user: &User) -> Result<()> {
     let home = home_of(user);
+    // The conventional "no home" entries (distroless's nobody has /nonexistent).
+    if home == "/" || home == "/nonexistent" {
+        return Ok(());
+    }
     check_image_path(&home)?;
     let host = resolve_in_root(root, &home, true)?;
     if std::fs::symlink_metadata(&host).is_ok() {
@@ -363,14 +367,18 @@ mod tests {
     fn creates_account_files_in_an_empty_root() {
         let root = tempfile::tempdir().unwrap();
         let accounts = Accounts {
-            users: vec![user("nonroot", 65532, None)],
+            users: vec![
+                user("nonroot", 65532, None),
+                user("nobody", 65534, Some("/nonexistent")),
+            ],
             ..Accounts::default()
         };
         apply_accounts(root.path(), &accounts).unwrap();
+        assert!(!root.path().join("nonexistent").exists());
         assert_eq!(mode_of(&root.path().join("etc/passwd")), 0o644);
         assert_eq!(
             std::fs::read_to_string(root.path().join("etc/group")).unwrap(),
-            "nonroot:x:65532:\n"
+            "nonroot:x:65532:\nnobody:x:65534:\n"
         );
     }
 

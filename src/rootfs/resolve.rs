@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 /// Linux gives up after 40 symlinks in one lookup (path_resolution(7)).
 const MAX_SYMLINKS: usize = 40;
@@ -31,11 +31,7 @@ pub fn resolve_in_root(root: &Path, path: &str, follow_last: bool) -> Result<Pat
             }
             continue;
         }
-        let candidate: PathBuf = root
-            .iter()
-            .chain(resolved.iter().map(|c| c.as_os_str()))
-            .collect::<PathBuf>()
-            .join(&component);
+        let candidate = host_path(root, &resolved).join(&component);
         let is_last = pending.is_empty();
         let is_symlink = std::fs::symlink_metadata(&candidate)
             .map(|m| m.file_type().is_symlink())
@@ -45,9 +41,8 @@ pub fn resolve_in_root(root: &Path, path: &str, follow_last: bool) -> Result<Pat
             if symlinks > MAX_SYMLINKS {
                 bail!("`{path}` has too many levels of symbolic links");
             }
-            let target = std::fs::read_link(&candidate).map_err(|e| {
-                anyhow::anyhow!("cannot read the link {}: {e}", candidate.display())
-            })?;
+            let target = std::fs::read_link(&candidate)
+                .with_context(|| format!("cannot read the link {}", candidate.display()))?;
             if target.is_absolute() {
                 resolved.clear();
             }
@@ -58,9 +53,13 @@ pub fn resolve_in_root(root: &Path, path: &str, follow_last: bool) -> Result<Pat
         }
         resolved.push(component);
     }
-    Ok(resolved
-        .iter()
-        .fold(root.to_path_buf(), |path, component| path.join(component)))
+    Ok(host_path(root, &resolved))
+}
+
+fn host_path(root: &Path, components: &[OsString]) -> PathBuf {
+    let mut path = root.to_path_buf();
+    path.extend(components);
+    path
 }
 
 /// The named components of a path, with `..` kept and `/` and `.` dropped.

@@ -112,7 +112,7 @@ pub fn spdx_document(
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
-        "name": format!("{image_name} (gib image)"),
+        "name": image_name,
         "documentNamespace": document_namespace(image_name, image_ref, &created, packages),
         "creationInfo": {
             "created": created,

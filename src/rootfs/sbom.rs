@@ -165,9 +165,14 @@ fn os_package(os: &OsRelease) -> Value {
 }
 
 fn installed_package(package: &InstalledPackage, id: &str, license: &str) -> Value {
+    let flags = package.enabled_iuse();
     let mut comment = format!(
         "USE: {}; repository: {}",
-        package.enabled_iuse().join(" "),
+        if flags.is_empty() {
+            "(none)".to_string()
+        } else {
+            flags.join(" ")
+        },
         package.repository.as_deref().unwrap_or("unknown")
     );
     if let Some(slot) = &package.slot {

@@ -6,6 +6,7 @@ mod build;
 mod graph;
 mod internal;
 mod plan;
+mod quality_internal;
 mod shell;
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Hidden helpers that gib runs inside its own namespaces.
     #[command(hide = true, name = "__internal")]
     Internal(internal::InternalArgs),
+    /// Hidden entries to the SBOM and size report, for tests.
+    #[command(hide = true, name = "__quality")]
+    Quality(quality_internal::QualityArgs),
 }
 
 /// Options every subcommand that reads gib.yaml shares.
@@ -141,6 +145,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args),
         Command::Shell(args) => shell::run(args),
         Command::Internal(args) => internal::run(args),
+        Command::Quality(args) => quality_internal::run(args),
     };
     match result {
         Ok(code) => code,

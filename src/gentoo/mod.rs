@@ -2,5 +2,7 @@
 //! package.use generation, the package database (/var/db/pkg).
 
 pub mod atom;
+pub mod license;
 pub mod portage_conf;
+pub mod vdb;
 pub mod version;

@@ -4,4 +4,5 @@
 //! find a tool it needs fails; it never skips silently.
 
 mod config;
+mod sbom;
 mod util;

@@ -1,0 +1,254 @@
+//! Where an image's bytes go: each installed package's share of a finished root, the files no
+//! package owns (ld.so.cache, passwd, generated caches) and the biggest files.
+//!
+//! For `gib build --json` and `gib inspect`. It measures what is in the root, not what Portage
+//! recorded (`SIZE` counts files that trimming removed). Not a layer planner.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::resolve::resolve_in_root;
+use crate::gentoo::vdb::{ContentsEntry, InstalledPackage};
+
+/// The size report of one root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageReport {
+    /// Bytes of all regular files; hard links count once.
+    pub total_bytes: u64,
+    pub total_files: u64,
+    /// Every package, largest share first.
+    pub packages: Vec<PackageUsage>,
+    /// Files that no package's CONTENTS lists, largest first.
+    pub unowned: UnownedUsage,
+    /// The biggest files of the root, largest first.
+    pub largest_files: Vec<FileUsage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PackageUsage {
+    /// `category/name-version`.
+    pub package: String,
+    /// Bytes of the package's files that are still in the root and that no later package
+    /// took over.
+    pub bytes: u64,
+    pub files: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnownedUsage {
+    pub bytes: u64,
+    pub files: Vec<FileUsage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileUsage {
+    /// Absolute inside the image.
+    pub path: String,
+    pub bytes: u64,
+    /// `category/name-version`, or none for an unowned file.
+    pub owner: Option<String>,
+}
+
+/// Measure `root` against its installed `packages`, listing the `largest` biggest files.
+///
+/// A file several packages list belongs to the last one merged (highest COUNTER, else the
+/// later in `packages`), as in Portage, where the last merge owns a collided file.
+pub fn usage_report(
+    root: &Path,
+    packages: &[InstalledPackage],
+    largest: usize,
+) -> Result<UsageReport> {
+    let owners = file_owners(root, packages);
+    let mut package_usage: Vec<PackageUsage> = packages
+        .iter()
+        .map(|p| PackageUsage {
+            package: p.cpv(),
+            bytes: 0,
+            files: 0,
+        })
+        .collect();
+    let mut unowned = Vec::new();
+    let mut all_files = Vec::new();
+    let mut seen_inodes = BTreeSet::new();
+    let mut total_bytes = 0;
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("cannot walk {}", root.display()))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let meta = entry
+            .metadata()
+            .with_context(|| format!("cannot stat {}", entry.path().display()))?;
+        // The first path of a hard-linked file carries its bytes; a layer stores it once.
+        if meta.nlink() > 1 && !seen_inodes.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        let bytes = meta.len();
+        total_bytes += bytes;
+        let path = image_path(root, entry.path());
+        let owner = owners.get(entry.path()).copied();
+        match owner {
+            Some(index) => {
+                package_usage[index].bytes += bytes;
+                package_usage[index].files += 1;
+            }
+            None => unowned.push(FileUsage {
+                path: path.clone(),
+                bytes,
+                owner: None,
+            }),
+        }
+        all_files.push(FileUsage {
+            path,
+            bytes,
+            owner: owner.map(|index| package_usage[index].package.clone()),
+        });
+    }
+    let by_size = |a: &FileUsage, b: &FileUsage| b.bytes.cmp(&a.bytes).then(a.path.cmp(&b.path));
+    let total_files = all_files.len() as u64;
+    all_files.sort_by(by_size);
+    all_files.truncate(largest);
+    unowned.sort_by(by_size);
+    package_usage.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.package.cmp(&b.package)));
+    Ok(UsageReport {
+        total_bytes,
+        total_files,
+        packages: package_usage,
+        unowned: UnownedUsage {
+            bytes: unowned.iter().map(|f| f.bytes).sum(),
+            files: unowned,
+        },
+        largest_files: all_files,
+    })
+}
+
+/// Host path of every `obj` in the packages' CONTENTS -> index of its owning package.
+fn file_owners(root: &Path, packages: &[InstalledPackage]) -> BTreeMap<PathBuf, usize> {
+    let mut merge_order: Vec<usize> = (0..packages.len()).collect();
+    merge_order.sort_by_key(|&i| packages[i].counter.unwrap_or(0));
+    let mut owners = BTreeMap::new();
+    for index in merge_order {
+        for entry in &packages[index].contents {
+            if let ContentsEntry::Obj { path, .. } = entry {
+                // CONTENTS names files by the path Portage merged to; the root may reach it
+                // through a symlinked directory (/lib64 -> usr/lib64). A path that cannot be
+                // resolved inside the root names nothing the walk will find.
+                if let Ok(host) = resolve_in_root(root, path, false) {
+                    owners.insert(host, index);
+                }
+            }
+        }
+    }
+    owners
+}
+
+fn image_path(root: &Path, host: &Path) -> String {
+    let relative = host.strip_prefix(root).unwrap_or(host);
+    format!("/{}", relative.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gentoo::vdb::{read_installed, tests::write_package};
+
+    fn obj(path: &str) -> String {
+        format!("obj {path} d41d8cd98f00b204e9800998ecf8427e 1")
+    }
+
+    #[test]
+    fn attributes_files_to_their_last_owner() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("usr/lib64")).unwrap();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::os::unix::fs::symlink("usr/lib64", r.join("lib64")).unwrap();
+        std::fs::write(r.join("usr/lib64/libc.so.6"), vec![0; 1000]).unwrap();
+        std::fs::write(r.join("usr/bin/hello world"), vec![0; 300]).unwrap();
+        std::fs::write(r.join("usr/bin/shared"), vec![0; 50]).unwrap();
+        std::fs::hard_link(r.join("usr/bin/shared"), r.join("usr/bin/shared2")).unwrap();
+        std::fs::write(r.join("etc/ld.so.cache"), vec![0; 20]).unwrap();
+        write_package(
+            r,
+            "sys-libs/glibc-2.40-r5",
+            &[
+                ("COUNTER", "1"),
+                (
+                    "CONTENTS",
+                    &[
+                        obj("/lib64/libc.so.6"),
+                        obj("/usr/bin/shared"),
+                        obj("/usr/include/gone.h"),
+                    ]
+                    .join("\n"),
+                ),
+            ],
+        );
+        write_package(
+            r,
+            "app-misc/hello-1.0",
+            &[
+                ("COUNTER", "2"),
+                (
+                    "CONTENTS",
+                    &[obj("/usr/bin/hello world"), obj("/usr/bin/shared")].join("\n"),
+                ),
+            ],
+        );
+        let packages = read_installed(r).unwrap();
+        let report = usage_report(r, &packages, 2).unwrap();
+        // The VDB's own files are unowned too.
+        let vdb_bytes: u64 = walkdir::WalkDir::new(r.join("var"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert_eq!(report.total_bytes, 1000 + 300 + 50 + 20 + vdb_bytes);
+        assert_eq!(
+            report.packages,
+            [
+                PackageUsage {
+                    package: "sys-libs/glibc-2.40-r5".into(),
+                    bytes: 1000,
+                    files: 1
+                },
+                PackageUsage {
+                    package: "app-misc/hello-1.0".into(),
+                    bytes: 350,
+                    files: 2
+                },
+            ]
+        );
+        assert_eq!(report.unowned.bytes, 20 + vdb_bytes);
+        assert!(
+            report
+                .unowned
+                .files
+                .iter()
+                .any(|f| f.path == "/etc/ld.so.cache" && f.bytes == 20)
+        );
+        assert_eq!(
+            report.largest_files,
+            [
+                FileUsage {
+                    path: "/usr/lib64/libc.so.6".into(),
+                    bytes: 1000,
+                    owner: Some("sys-libs/glibc-2.40-r5".into())
+                },
+                FileUsage {
+                    path: "/usr/bin/hello world".into(),
+                    bytes: 300,
+                    owner: Some("app-misc/hello-1.0".into())
+                },
+            ]
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["packages"][0]["bytes"], 1000);
+    }
+}

@@ -1,0 +1,52 @@
+//! The handshake between gib and its sandbox helper: typed messages, one JSON line each,
+//! over two pipes (gib -> helper, helper and PID 1 -> gib).
+
+use std::io::{BufRead, Write};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::{Exit, IdMode, SandboxSpec};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToHelper {
+    /// What to run; the helper unshares on receipt.
+    Start { spec: SandboxSpec, id_mode: IdMode },
+    /// The id maps are written: become root inside and go on.
+    Mapped,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToParent {
+    /// The namespaces exist: write the id maps of the helper's pid.
+    Unshared,
+    /// Setting up or starting the command failed (with a hint for the user, if any).
+    Failed {
+        message: String,
+        hint: Option<String>,
+    },
+    /// The command ended.
+    Exited(Exit),
+}
+
+pub fn send<T: Serialize>(to: &mut impl Write, message: &T) -> Result<()> {
+    let mut line = serde_json::to_vec(message).context("cannot encode a sandbox message")?;
+    line.push(b'\n');
+    to.write_all(&line)
+        .and_then(|()| to.flush())
+        .context("cannot talk to the sandbox helper")
+}
+
+/// The next message, or `None` when the other side closed the pipe.
+pub fn receive<T: DeserializeOwned>(from: &mut impl BufRead) -> Result<Option<T>> {
+    let mut line = String::new();
+    let n = from
+        .read_line(&mut line)
+        .context("cannot read from the sandbox helper")?;
+    if n == 0 {
+        return Ok(None);
+    }
+    serde_json::from_str(&line)
+        .map(Some)
+        .with_context(|| format!("garbled sandbox message {:?}", line.trim()))
+}

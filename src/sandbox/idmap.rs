@@ -259,7 +259,7 @@ pub fn check_userns_enabled() -> Result<()> {
         && text.trim() == "0"
     {
         return Err(UserError::with_hint(
-            "user namespaces are disabled on this machine (/proc/sys/user/max_user_namespaces is 0); \
+            "user namespaces are disabled here (/proc/sys/user/max_user_namespaces is 0); \
              gib builds inside one",
             "enable them as root: sysctl -w user.max_user_namespaces=15000",
         )

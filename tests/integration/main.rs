@@ -3,4 +3,6 @@
 //! They use the real tools (skopeo, umoci, podman, Portage, a registry). A test that cannot
 //! find a tool it needs fails; it never skips silently.
 
+mod sandbox;
+mod stage3;
 mod util;

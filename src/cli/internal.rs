@@ -34,7 +34,7 @@ pub enum InternalCommand {
     /// Remove a tree whose files have ids of the sandbox; run inside the user namespace.
     RemoveTree { path: PathBuf },
     /// Run a command in a sandbox (tests and debugging).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -49,9 +49,13 @@ pub struct RunArgs {
     upper: Option<PathBuf>,
     #[arg(long, value_name = "DIR")]
     work: Option<PathBuf>,
-    /// A stage3 tarball: prepared in the cache and entered as `gib shell` does.
+    /// A stage3 tarball (a path, or an http(s) URL): prepared in the cache and entered as
+    /// `gib shell` does.
     #[arg(long, value_name = "TARBALL", requires = "cache_dir")]
-    stage3: Option<PathBuf>,
+    stage3: Option<String>,
+    /// The expected sha512 of --stage3.
+    #[arg(long, requires = "stage3")]
+    sha512: Option<String>,
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// SRC:DST, read-write.
@@ -85,7 +89,7 @@ pub fn run(args: InternalArgs) -> Result<ExitCode> {
                 .with_context(|| format!("cannot remove {}", path.display()))?;
             Ok(ExitCode::SUCCESS)
         }
-        InternalCommand::Run(args) => run_sandbox(args),
+        InternalCommand::Run(args) => run_sandbox(*args),
     }
 }
 
@@ -110,9 +114,16 @@ fn run_sandbox(args: RunArgs) -> Result<ExitCode> {
     }
     if let Some(tarball) = &args.stage3 {
         let cache = Cache::open(args.cache_dir.as_deref())?;
-        let source = crate::config::Stage3::Path {
-            path: tarball.clone(),
-            sha512: None,
+        let source = if tarball.starts_with("http://") || tarball.starts_with("https://") {
+            crate::config::Stage3::Url {
+                url: tarball.clone(),
+                sha512: args.sha512,
+            }
+        } else {
+            crate::config::Stage3::Path {
+                path: tarball.into(),
+                sha512: args.sha512,
+            }
         };
         let root = stage3::prepare(&source, &cache, &printer)?;
         let exit = super::shell::run_in_stage3(

@@ -96,7 +96,7 @@ pub fn run_in_stage3(
     if interactive {
         printer.status(
             "Entering",
-            &format!("the stage3 root (changes are thrown away on exit)"),
+            "the stage3 root (changes are thrown away on exit)",
         );
     }
     let result = sandbox::run(&spec, SandboxStdio::inherit());

@@ -275,7 +275,7 @@ pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<SandboxChild> {
         protocol::send(
             &mut ctl_write,
             &ToHelper::Start {
-                spec: spec.clone(),
+                spec: Box::new(spec.clone()),
                 id_mode: mode.clone(),
             },
         )?;

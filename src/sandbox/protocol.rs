@@ -11,7 +11,10 @@ use super::{Exit, IdMode, SandboxSpec};
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToHelper {
     /// What to run; the helper unshares on receipt.
-    Start { spec: SandboxSpec, id_mode: IdMode },
+    Start {
+        spec: Box<SandboxSpec>,
+        id_mode: IdMode,
+    },
     /// The id maps are written: become root inside and go on.
     Mapped,
 }

@@ -191,11 +191,14 @@ fn unpack_into_cache(
     printer.status("Unpacking", &tarball.display().to_string());
     let summary = unpack_in_sandbox(tarball, &scratch, !id_mode.is_single(), cache)?;
     if summary.skipped_special > 0 {
-        printer.detail(&format!(
-            "skipped {} device nodes and fifos of {} (the sandbox binds /dev from the host)",
-            summary.skipped_special,
-            tarball.display()
-        ));
+        printer.status(
+            "Skipped",
+            &format!(
+                "{} device node(s) and fifo(s) of {} (the sandbox binds /dev from the host)",
+                summary.skipped_special,
+                tarball.display()
+            ),
+        );
     }
     cache.publish(&scratch, &entry)?;
     Ok(done())
@@ -253,9 +256,16 @@ fn unpack_in_sandbox(
         use std::io::Seek;
         stderr.rewind().ok();
         stderr.read_to_string(&mut message).ok();
-        let message = message.trim().trim_start_matches("error: ");
+        // The unpacker's own `error:` / `caused by:` lines, as one cause.
+        let message = message
+            .lines()
+            .map(|l| l.trim().trim_start_matches("error: "))
+            .map(|l| l.trim_start_matches("caused by: "))
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(": ");
         return Err(UserError::new(format!(
-            "cannot unpack the stage3 {} ({exit}): {message}",
+            "cannot unpack the stage3 {}: {message}",
             tarball.display()
         ))
         .into());

@@ -29,7 +29,15 @@ pub fn unpack_tarball(tarball: &Path, dest: &Path, keep_owners: bool) -> Result<
     if result.is_err() {
         let _ = remove_if_exists(dest);
     }
-    result.with_context(|| format!("cannot unpack {}", tarball.display()))
+    result
+}
+
+fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {
@@ -51,7 +59,8 @@ fn unpack(tarball: &Path, dest: &Path, keep_owners: bool) -> Result<UnpackSummar
     archive.set_overwrite(true);
     let mut summary = UnpackSummary::default();
     for entry in archive.entries().context("cannot read the archive")? {
-        let mut entry = entry.context("corrupt or truncated archive")?;
+        let mut entry = entry
+            .map_err(|err| anyhow::anyhow!("corrupt or truncated archive: {}", innermost(&err)))?;
         if matches!(
             entry.header().entry_type(),
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo
@@ -60,15 +69,20 @@ fn unpack(tarball: &Path, dest: &Path, keep_owners: bool) -> Result<UnpackSummar
             continue;
         }
         let path = entry.path().map(|p| p.into_owned()).unwrap_or_default();
-        entry
-            .unpack_in(dest)
-            .with_context(|| format!("cannot unpack {}", path.display()))?;
+        entry.unpack_in(dest).map_err(|err| {
+            // tar's messages repeat the destination path; the innermost cause says it all.
+            anyhow::anyhow!("{}: {}", path.display(), innermost(&err))
+        })?;
         summary.entries += 1;
     }
     // Read to the end, so a truncated or corrupt compressed stream fails its checks even
     // when the tar end marker came before the damage.
-    std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
-        .context("corrupt or truncated archive (after the last entry)")?;
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(|err| {
+        anyhow::anyhow!(
+            "corrupt or truncated archive (after the last entry): {}",
+            innermost(&err)
+        )
+    })?;
     if summary.entries == 0 {
         bail!("the archive has no entries");
     }

@@ -64,6 +64,9 @@ pub struct RunArgs {
     /// SRC:DST, read-only.
     #[arg(long, value_name = "SRC:DST")]
     ro_bind: Vec<String>,
+    /// TARGET:LOWER:UPPER:WORK, an overlay inside the root (one lower dir).
+    #[arg(long, value_name = "TARGET:LOWER:UPPER:WORK")]
+    overlay: Vec<String>,
     /// `host` or `none`.
     #[arg(long, default_value = "host")]
     network: String,
@@ -110,6 +113,18 @@ fn run_sandbox(args: RunArgs) -> Result<ExitCode> {
             source: source.into(),
             target: target.into(),
             readonly,
+        });
+    }
+    for spec in &args.overlay {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let [target, lower, upper, work] = parts[..] else {
+            bail!("--overlay {spec}: expected TARGET:LOWER:UPPER:WORK");
+        };
+        mounts.push(ExtraMount::Overlay {
+            target: target.into(),
+            lowers: vec![lower.into()],
+            upper: upper.into(),
+            work: work.into(),
         });
     }
     if let Some(tarball) = &args.stage3 {

@@ -221,6 +221,10 @@ pub fn id_mode_warned(printer: &Printer) -> Result<IdMode> {
 
 /// Start `spec.command` in a new sandbox. Returns once the namespaces exist and the id maps
 /// are written; mount and exec failures are reported by [`SandboxChild::wait`].
+///
+/// Call it from a thread that lives until the sandbox ends (the one that waits): the kernel's
+/// parent-death signal, which tears the sandbox down when gib dies, fires when the *thread*
+/// that started the helper exits (prctl(2), PR_SET_PDEATHSIG).
 pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<SandboxChild> {
     let command = spec
         .command

@@ -112,7 +112,12 @@ fn uid_map_is_the_full_range_as_root_and_the_subuid_range_as_a_user() {
     for who in EVERYONE {
         let dir = util::scratch_dir("sandbox-map");
         let root = busybox_root(dir.path(), who);
-        let out = run_script(who, &root, &[], "cat /proc/self/uid_map; id -u");
+        let out = run_script(
+            who,
+            &root,
+            &[],
+            "cat /proc/self/uid_map; cat /proc/self/setgroups; id -u",
+        );
         util::assert_success(&Command::new("gib"), &out);
         let lines: Vec<Vec<String>> = stdout(&out)
             .lines()
@@ -126,6 +131,8 @@ fn uid_map_is_the_full_range_as_root_and_the_subuid_range_as_a_user() {
                 assert_eq!(lines[1][1], subuid_start(util::test_user()), "{lines:?}");
             }
         }
+        // Portage calls setgroups(2) for userpriv: newgidmap must have left it allowed.
+        assert_eq!(lines[lines.len() - 2], ["allow"], "{who:?}: {lines:?}");
         assert_eq!(lines.last().unwrap(), &["0"]);
     }
 }
@@ -230,26 +237,71 @@ fn a_missing_program_is_a_clear_error() {
     );
 }
 
-/// Pids of processes whose command line contains `marker`.
-fn pids_with(marker: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
+/// Every process: (pid, parent pid, state, command line with spaces for NULs).
+fn processes() -> Vec<(u32, u32, char, String)> {
+    let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(marker) {
-                pids.push(pid);
-            }
+        let (Ok(stat), Ok(cmdline)) = (
+            std::fs::read_to_string(entry.path().join("stat")),
+            std::fs::read(entry.path().join("cmdline")),
+        ) else {
+            continue;
+        };
+        // stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after ')'.
+        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
+        let mut fields = after.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        found.push((pid, ppid, state, cmdline.trim().to_string()));
+    }
+    found
+}
+
+/// `pid` and all its descendants.
+fn tree(pid: u32) -> Vec<u32> {
+    let all = processes();
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    tree
+}
+
+/// The pids of `pids` that still run (zombies waiting for their reaper count as gone).
+fn alive(pids: &[u32]) -> Vec<u32> {
+    processes()
+        .into_iter()
+        .filter(|p| pids.contains(&p.0) && p.2 != 'Z')
+        .map(|p| p.0)
+        .collect()
+}
+
+/// SIGKILLs what a failed test left behind.
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in alive(&self.0) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
     }
-    pids
 }
 
 #[test]
 fn a_killed_gib_leaves_no_process_and_no_mount() {
-    for (n, who) in EVERYONE.into_iter().enumerate() {
+    let cases = [(Who::Root, "KILL"), (Who::User, "KILL"), (Who::User, "INT")];
+    for (n, (who, signal)) in cases.into_iter().enumerate() {
         let dir = util::scratch_dir("sandbox-kill");
         let root = busybox_root(dir.path(), who);
         let marker = format!(
@@ -261,39 +313,40 @@ fn a_killed_gib_leaves_no_process_and_no_mount() {
             .args(["__internal", "run", "--root"])
             .arg(&root)
             .args(["--", "/bin/sh", "-c", &format!("{marker}; echo never")])
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        let mut cleanup = KillOnDrop(vec![child.id()]);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while pids_with(&marker).is_empty() {
+        while !processes().iter().any(|p| p.3 == marker) {
             assert!(
                 Instant::now() < deadline,
                 "the sandboxed sleep never started"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        // runuser forwards nothing on SIGKILL, so kill gib itself (the child of runuser).
-        let gib_pids: Vec<u32> = pids_with("__internal run --root")
-            .into_iter()
-            .filter(|pid| {
-                std::fs::read_link(format!("/proc/{pid}/exe"))
-                    .map(|exe| exe == util::gib_bin())
-                    .unwrap_or(false)
-                    && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                        .map(|c| c.contains(&marker) && !c.starts_with("gib-sandbox"))
-                        .unwrap_or(false)
-            })
-            .collect();
-        assert!(!gib_pids.is_empty(), "gib not found");
-        for pid in &gib_pids {
-            util::run_ok(Command::new("kill").args(["-KILL", &pid.to_string()]));
-        }
+        // gib itself: the test's child as root, runuser's child as the user.
+        let gib = match who {
+            Who::Root => child.id(),
+            Who::User => tree(child.id())[1],
+        };
+        let sandbox = tree(gib);
+        cleanup.0.extend(&sandbox);
+        assert!(
+            processes()
+                .iter()
+                .any(|p| p.3 == marker && sandbox.contains(&p.0)),
+            "the sleep is not below gib {gib}"
+        );
+        // As a Ctrl-C (SIGINT, gib not interactive) or an OOM kill (SIGKILL) would.
+        util::run_ok(Command::new("kill").args([&format!("-{signal}"), &gib.to_string()]));
         let _ = child.wait();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !pids_with(&marker).is_empty() {
+        while !alive(&sandbox).is_empty() {
             assert!(
                 Instant::now() < deadline,
-                "{who:?}: processes left: {:?}",
-                pids_with(&marker)
+                "{who:?} {signal}: processes left: {:?}",
+                alive(&sandbox)
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -477,4 +530,65 @@ fn disabled_user_namespaces_are_a_clear_error() {
         "0",
         "not restored"
     );
+}
+
+#[test]
+fn extra_binds_and_overlays_are_mounted_and_mount_failures_name_the_mount() {
+    for who in EVERYONE {
+        let dir = util::scratch_dir("sandbox-extra");
+        let root = busybox_root(dir.path(), who);
+        for sub in ["repo", "lower", "upper", "work"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(dir.path().join("repo/ebuild"), "x").unwrap();
+        std::fs::write(dir.path().join("lower/old"), "old").unwrap();
+        std::fs::write(dir.path().join("lower/gone"), "gone").unwrap();
+        give_to(who, dir.path());
+        let d = dir.path().display();
+        let ro_bind = format!("{d}/repo:/var/db/repos/gentoo");
+        let overlay = format!("/staging:{d}/lower:{d}/upper:{d}/work");
+        let out = run_script(
+            who,
+            &root,
+            &["--ro-bind", &ro_bind, "--overlay", &overlay],
+            r#"
+                cat /var/db/repos/gentoo/ebuild && echo
+                touch /var/db/repos/gentoo/new 2>/dev/null && echo repo-rw || echo repo-ro
+                cat /staging/old && echo
+                echo new > /staging/new && rm /staging/gone && echo overlay-ok
+            "#,
+        );
+        util::assert_success(&Command::new("gib"), &out);
+        assert_eq!(
+            stdout(&out).lines().collect::<Vec<_>>(),
+            ["x", "repo-ro", "old", "overlay-ok"],
+            "{who:?}: {}",
+            stderr(&out)
+        );
+        // The lower is untouched; the change is in the upper (a whiteout for the removal).
+        assert!(dir.path().join("lower/gone").exists());
+        assert!(dir.path().join("upper/new").exists());
+        assert!(std::fs::symlink_metadata(dir.path().join("upper/gone")).is_ok());
+
+        let missing = format!("{d}/missing:/mnt/x");
+        let out = run_script(who, &root, &["--bind", &missing], "true");
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("cannot bind {d}/missing at /mnt/x")),
+            "{who:?}: {err}"
+        );
+        let bad_overlay = format!("/staging:{d}/nolower:{d}/upper:{d}/work");
+        let out = run_script(who, &root, &["--overlay", &bad_overlay], "true");
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains("cannot mount an overlay at /staging"),
+            "{who:?}: {err}"
+        );
+        assert!(
+            err.contains("ENOENT"),
+            "{who:?}: the errno is missing: {err}"
+        );
+    }
 }

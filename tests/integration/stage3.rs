@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::sandbox::{APPLETS, EVERYONE, USERNS, Who, gib_as, give_to, output};
+use crate::sandbox::{
+    APPLETS, EVERYONE, USERNS, Who, as_user, gib_as, give_to, output, user_without_subids,
+};
 use crate::util;
 
 const MAKE_TARBALL: &str = r##"
@@ -363,4 +365,42 @@ fn a_url_is_downloaded_verified_and_cached() {
         .flatten()
         .collect();
     assert!(downloads.is_empty(), "downloads left: {downloads:?}");
+}
+
+#[test]
+fn without_a_subordinate_range_the_stage3_is_unpacked_without_owners_and_works() {
+    let user = user_without_subids();
+    let dir = util::scratch_dir("stage3-nosub");
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    util::run_ok(
+        Command::new("chown")
+            .arg("-R")
+            .arg(format!("{user}:"))
+            .arg(&cache),
+    );
+    let tarball = stage3_tarball(dir.path(), "tar.gz");
+    let _userns = USERNS.read().unwrap_or_else(|e| e.into_inner());
+    let out = output(
+        as_user(user)
+            .args(["__internal", "run", "--stage3"])
+            .arg(&tarball)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["--", "/bin/sh", "-c"])
+            .arg("stat -c '%u:%g %a' /var/lib/portage/world /bin/suid; echo $PORTAGE_USERNAME"),
+    );
+    util::assert_success(&Command::new("gib"), &out);
+    assert_eq!(
+        stdout(&out).lines().collect::<Vec<_>>(),
+        ["0:0 640", "0:0 4755", "root"],
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        stderr(&out).matches("no subordinate id range").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
 }

@@ -72,7 +72,8 @@ pub struct RunArgs {
     network: String,
     #[arg(long, default_value = "/")]
     cwd: PathBuf,
-    #[arg(last = true, required = true)]
+    /// The command; with --stage3 and none, an interactive shell as `gib shell` starts.
+    #[arg(last = true, required_unless_present = "stage3")]
     command: Vec<OsString>,
 }
 
@@ -145,7 +146,7 @@ fn run_sandbox(args: RunArgs) -> Result<ExitCode> {
             &root,
             &cache,
             network,
-            Some(args.command),
+            (!args.command.is_empty()).then_some(args.command),
             mounts,
             &printer,
         )?;

@@ -53,3 +53,47 @@ pub fn receive<T: DeserializeOwned>(from: &mut impl BufRead) -> Result<Option<T>
         .map(Some)
         .with_context(|| format!("garbled sandbox message {:?}", line.trim()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::Network;
+
+    #[test]
+    fn messages_round_trip_one_line_each() {
+        let spec = SandboxSpec {
+            root: None,
+            mounts: Vec::new(),
+            network: Network::None,
+            hostname: "h".into(),
+            command: vec!["/bin/true".into()],
+            env: vec![("A".into(), "b c".into())],
+            cwd: "/".into(),
+            interactive: false,
+        };
+        let mut wire = Vec::new();
+        send(
+            &mut wire,
+            &ToHelper::Start {
+                spec: Box::new(spec.clone()),
+                id_mode: IdMode::Single { uid: 1, gid: 2 },
+            },
+        )
+        .unwrap();
+        send(&mut wire, &ToParent::Exited(Exit::Signal(15))).unwrap();
+        assert_eq!(wire.iter().filter(|b| **b == b'\n').count(), 2);
+        let mut reader = std::io::BufReader::new(&wire[..]);
+        match receive::<ToHelper>(&mut reader).unwrap() {
+            Some(ToHelper::Start { spec: got, id_mode }) => {
+                assert_eq!(*got, spec);
+                assert_eq!(id_mode, IdMode::Single { uid: 1, gid: 2 });
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            receive::<ToParent>(&mut reader).unwrap(),
+            Some(ToParent::Exited(Exit::Signal(15)))
+        ));
+        assert!(receive::<ToParent>(&mut reader).unwrap().is_none());
+    }
+}

@@ -404,3 +404,37 @@ fn without_a_subordinate_range_the_stage3_is_unpacked_without_owners_and_works()
         stderr(&out)
     );
 }
+
+#[test]
+fn gib_shell_says_what_is_missing() {
+    let dir = util::scratch_dir("stage3-shell");
+    let config = dir.path().join("gib.yaml");
+    std::fs::write(
+        &config,
+        "images:\n  base:\n    packages: [sys-apps/busybox]\n",
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let out = output(
+        util::gib()
+            .args(["shell", "-f"])
+            .arg(&config)
+            .arg("--cache-dir")
+            .arg(&cache),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no `stage3`"), "{}", stderr(&out));
+    let out = output(
+        util::gib()
+            .args(["shell", "base", "-f"])
+            .arg(&config)
+            .arg("--cache-dir")
+            .arg(&cache),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not available yet"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -31,8 +31,6 @@ pub enum InternalCommand {
         #[arg(long)]
         no_owners: bool,
     },
-    /// Remove a tree whose files have ids of the sandbox; run inside the user namespace.
-    RemoveTree { path: PathBuf },
     /// Run a command in a sandbox (tests and debugging).
     Run(Box<RunArgs>),
 }
@@ -86,11 +84,6 @@ pub fn run(args: InternalArgs) -> Result<ExitCode> {
         } => {
             let summary = stage3::unpack_tarball(&tarball, &dest, !no_owners)?;
             println!("{}", serde_json::to_string(&summary)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        InternalCommand::RemoveTree { path } => {
-            std::fs::remove_dir_all(&path)
-                .with_context(|| format!("cannot remove {}", path.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         InternalCommand::Run(args) => run_sandbox(*args),

@@ -10,12 +10,14 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::ShellArgs;
 use crate::cache::Cache;
 use crate::printer::{Printer, UserError};
-use crate::sandbox::{self, Exit, ExtraMount, Network, RootFs, SandboxSpec, SandboxStdio};
+use crate::sandbox::{
+    self, Exit, ExtraMount, Network, OverlayScratch, RootFs, SandboxSpec, SandboxStdio,
+};
 use crate::stage3::{self, Stage3Root};
 
 pub fn run(args: ShellArgs) -> Result<ExitCode> {
@@ -65,12 +67,7 @@ pub fn run_in_stage3(
     let id_mode = sandbox::id_mode_warned(printer)?;
     let interactive = command.is_none();
     let command = command.unwrap_or_else(|| vec![shell_of(&root.path)]);
-    let scratch = cache.scratch_path("shell")?;
-    let upper = scratch.join("upper");
-    let work = scratch.join("work");
-    for dir in [&upper, &work] {
-        std::fs::create_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
+    let scratch = OverlayScratch::create(&cache.dir("shell")?)?;
     let mut mounts = stage3::cache_mounts(cache)?;
     mounts.extend(extra);
     let mut env = sandbox::default_env();
@@ -82,8 +79,8 @@ pub fn run_in_stage3(
     let spec = SandboxSpec {
         root: Some(RootFs::Overlay {
             lowers: vec![root.path.clone()],
-            upper,
-            work,
+            upper: scratch.upper(),
+            work: scratch.work(),
         }),
         mounts,
         network,
@@ -100,7 +97,7 @@ pub fn run_in_stage3(
         );
     }
     let result = sandbox::run(&spec, SandboxStdio::inherit());
-    let removed = remove_tree(&scratch);
+    let removed = scratch.remove();
     let exit = result?;
     removed?;
     Ok(exit)
@@ -112,30 +109,4 @@ fn shell_of(root: &Path) -> OsString {
         .iter()
         .any(|p| std::fs::symlink_metadata(root.join(p)).is_ok());
     if has_bash { "/bin/bash" } else { "/bin/sh" }.into()
-}
-
-/// Remove a tree that may hold files with the sandbox's ids (a throwaway upper), from inside
-/// the user namespace where those ids are ours.
-pub fn remove_tree(path: &Path) -> Result<()> {
-    let gib = std::env::current_exe().context("cannot find gib's own executable")?;
-    let spec = SandboxSpec {
-        root: None,
-        mounts: Vec::new(),
-        network: Network::None,
-        hostname: "gib-cleanup".into(),
-        command: vec![
-            gib.into_os_string(),
-            "__internal".into(),
-            "remove-tree".into(),
-            path.into(),
-        ],
-        env: sandbox::default_env(),
-        cwd: "/".into(),
-        interactive: false,
-    };
-    let exit = sandbox::run(&spec, SandboxStdio::inherit())?;
-    if !exit.success() {
-        anyhow::bail!("cannot remove {} ({exit})", path.display());
-    }
-    Ok(())
 }

@@ -21,6 +21,7 @@ pub mod helper;
 mod idmap;
 mod mounts;
 mod protocol;
+mod scratch;
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -35,6 +36,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 pub use idmap::IdMode;
+pub use scratch::OverlayScratch;
 
 use crate::printer::{Printer, UserError};
 use protocol::{ToHelper, ToParent};

@@ -438,3 +438,58 @@ fn gib_shell_says_what_is_missing() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_upper_of_a_killed_gib_is_removed_by_the_next_run() {
+    let who = Who::User;
+    let dir = util::scratch_dir("stage3-stale");
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    give_to(who, &cache);
+    let tarball = stage3_tarball(dir.path(), "tar.gz");
+    let marker = format!("sleep {}", 3100 + std::process::id() % 1000);
+    let shell_dir = cache.join("shell");
+    let scratch_dirs = || -> Vec<PathBuf> {
+        std::fs::read_dir(&shell_dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    {
+        let _userns = USERNS.read().unwrap_or_else(|e| e.into_inner());
+        let mut child = gib_as(who)
+            .args(["__internal", "run", "--stage3"])
+            .arg(&tarball)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["--", "/bin/sh", "-c"])
+            // A file of a subordinate id in the upper: the host user cannot delete it.
+            .arg(format!(
+                "mkdir -p /x/y && touch /x/y/f && chown -R 250:250 /x && chmod 700 /x && {marker}"
+            ))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let running = util::run_ok(Command::new("ps").args(["-eo", "args"]));
+            if running.lines().any(|l| l.trim() == marker) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sleep never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // runuser's child is gib; SIGKILL it so nothing is cleaned up.
+        let gib = util::run_ok(Command::new("pgrep").args(["-P", &child.id().to_string()]));
+        util::run_ok(Command::new("kill").args(["-KILL", gib.trim()]));
+        let _ = child.wait();
+    }
+    let stale = scratch_dirs();
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert!(stale[0].join("upper/x").exists());
+    let out = in_stage3(who, tarball.to_str().unwrap(), &cache, &[], "true");
+    util::assert_success(&Command::new("gib"), &out);
+    assert!(scratch_dirs().is_empty(), "left: {:?}", scratch_dirs());
+}

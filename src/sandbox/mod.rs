@@ -16,6 +16,26 @@
 //!
 //! A spec with `root: None` only enters the namespaces (no mounts, no pivot): used to unpack
 //! tarballs and read trees back with the ids as the sandbox sees them.
+//!
+//! Running emerge in a builder root, its output in a log (what `gib build` will do):
+//!
+//! ```text
+//! let scratch = OverlayScratch::create(&cache.dir("builds")?)?;   // never touch the stage3
+//! let mut env = sandbox::default_env();
+//! env.push(("FEATURES".into(), "-sandbox -usersandbox".into()));
+//! if sandbox::id_mode_warned(printer)?.is_single() {                // nothing can be 250
+//!     env.push(("PORTAGE_USERNAME".into(), "root".into()));
+//!     env.push(("PORTAGE_GRPNAME".into(), "root".into()));
+//! }
+//! let spec = SandboxSpec {
+//!     root: Some(RootFs::Overlay { lowers: vec![stage3.path], upper: scratch.upper(), work: scratch.work() }),
+//!     mounts: stage3::cache_mounts(&cache)?,                          // + repositories read-only
+//!     network: Network::Host, hostname: "gib-build".into(),
+//!     command: vec!["emerge".into(), "--info".into()], env, cwd: "/".into(), interactive: false,
+//! };
+//! let exit = sandbox::run(&spec, SandboxStdio::log_file(&File::create(log)?)?)?;
+//! scratch.remove()?;
+//! ```
 
 pub mod helper;
 mod idmap;

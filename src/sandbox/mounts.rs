@@ -538,12 +538,13 @@ fn ensure_file(path: &Path) -> Result<()> {
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_file() => Ok(()),
-        Ok(meta) if meta.file_type().is_symlink() || !meta.is_dir() => {
+        Ok(meta) if meta.is_dir() => bail!("{} is a directory, expected a file", path.display()),
+        // A symlink (it could point out of the root) or a special file: replace it.
+        Ok(_) => {
             std::fs::remove_file(path)
                 .with_context(|| format!("cannot replace {}", path.display()))?;
             create_empty(path)
         }
-        Ok(_) => bail!("{} is a directory, expected a file", path.display()),
         Err(_) => create_empty(path),
     }
 }

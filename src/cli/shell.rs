@@ -87,7 +87,11 @@ pub fn run_in_stage3(
         hostname: "gib-shell".into(),
         command,
         env,
-        cwd: "/root".into(),
+        cwd: if root.path.join("root").is_dir() {
+            "/root".into()
+        } else {
+            "/".into()
+        },
         interactive,
     };
     if interactive {

@@ -15,7 +15,7 @@ use crate::sandbox::{
 use crate::util;
 
 const MAKE_TARBALL: &str = r##"
-import sys, tarfile, io
+import sys, tarfile, io, struct
 busybox, out, mode, applets = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(",")
 T = 1700000000
 def add(t, name, kind, mode, uid=0, gid=0, data=b"", link="", pax=None, dev=(0, 0)):
@@ -40,6 +40,9 @@ with tarfile.open(out, mode, format=tarfile.PAX_FORMAT) as t:
     add(t, "bin/suid-link", tarfile.LNKTYPE, 0o4755, link="bin/suid")
     add(t, "etc/xattr", tarfile.REGTYPE, 0o644, data=b"x", pax={"SCHILY.xattr.user.gib": "yes"})
     add(t, "dev/console", tarfile.CHRTYPE, 0o600, dev=(5, 1))
+    # A file capability (cap_net_raw, as iputils' ping has): binary xattr, v2 format.
+    cap = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0).decode("utf-8", "surrogateescape")
+    add(t, "bin/ping", tarfile.REGTYPE, 0o755, data=b"x", pax={"SCHILY.xattr.security.capability": cap})
 "##;
 
 pub const FORMATS: [&str; 5] = ["tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst"];
@@ -170,6 +173,17 @@ fn every_format_unpacks_with_owners_modes_links_and_xattrs() {
                     .arg(entry.join("etc/xattr")),
             );
             assert_eq!(xattr.trim(), "yes", "{who:?} {format}");
+            // The kernel rewrites the capability for the namespace (v3, with its root id).
+            let cap = util::run_ok(
+                Command::new("python3")
+                    .args([
+                        "-c",
+                        "import os,sys; c=os.getxattr(sys.argv[1], 'security.capability'); \
+                         print(int.from_bytes(c[4:8], 'little') == 1 << 13)",
+                    ])
+                    .arg(entry.join("bin/ping")),
+            );
+            assert_eq!(cap.trim(), "True", "{who:?} {format}: cap_net_raw lost");
         }
         // Stage3s are cached by digest; the throwaway uppers are gone.
         let mut entries = stage3_entries(&cache);

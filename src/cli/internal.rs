@@ -70,6 +70,9 @@ pub struct RunArgs {
     network: String,
     #[arg(long, default_value = "/")]
     cwd: PathBuf,
+    /// Send the command's stdout and stderr to this file (as a build log), stdin from nothing.
+    #[arg(long, value_name = "FILE", conflicts_with = "stage3")]
+    log: Option<PathBuf>,
     /// The command; with --stage3 and none, an interactive shell as `gib shell` starts.
     #[arg(last = true, required_unless_present = "stage3")]
     command: Vec<OsString>,
@@ -165,7 +168,15 @@ fn run_sandbox(args: RunArgs) -> Result<ExitCode> {
         cwd: args.cwd,
         interactive: false,
     };
-    let exit = sandbox::run(&spec, SandboxStdio::inherit())?;
+    let stdio = match &args.log {
+        Some(path) => {
+            let log = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            SandboxStdio::log_file(&log)?
+        }
+        None => SandboxStdio::inherit(),
+    };
+    let exit = sandbox::run(&spec, stdio)?;
     Ok(exit_code(exit))
 }
 

@@ -219,6 +219,24 @@ fn exit_codes_and_signals_pass_through() {
 }
 
 #[test]
+fn output_goes_to_a_log_file_with_the_environment_and_cwd_given() {
+    let dir = util::scratch_dir("sandbox-log");
+    let root = busybox_root(dir.path(), Who::User);
+    let log = dir.path().join("build.log");
+    let out = run_script(
+        Who::User,
+        &root,
+        &["--log", log.to_str().unwrap(), "--cwd", "/etc"],
+        "echo out; echo err >&2; pwd; echo $HOME; read x || echo no-input; exit 3",
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "out\nerr\n/etc\n/root\nno-input\n"
+    );
+}
+
+#[test]
 fn a_missing_program_is_a_clear_error() {
     let dir = util::scratch_dir("sandbox-noexec");
     let root = busybox_root(dir.path(), Who::Root);

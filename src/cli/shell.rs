@@ -1,9 +1,116 @@
-//! `gib shell`.
+//! `gib shell [IMAGE]`: an interactive shell in a builder root, with the mounts `gib build`
+//! uses (the cache's distfiles and binpkgs read-write). The root is an overlay whose upper is
+//! thrown away afterwards, so the cached root is never modified.
+//!
+//! Today the root is the stage3 of gib.yaml. Extension point: an image's builder root (the
+//! stage3 plus the image's build results) only adds lower dirs to [`run_in_stage3`]'s
+//! overlay; `IMAGE` is rejected until the build provides them.
 
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 
-use super::ShellArgs;
+use anyhow::Result;
 
-pub fn run(_args: ShellArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("gib shell is being assembled")
+use super::ShellArgs;
+use crate::cache::Cache;
+use crate::printer::{Printer, UserError};
+use crate::sandbox::{
+    self, Exit, ExtraMount, Network, OverlayScratch, RootFs, SandboxSpec, SandboxStdio,
+};
+use crate::stage3::{self, Stage3Root};
+
+pub fn run(args: ShellArgs) -> Result<ExitCode> {
+    let printer = Printer::new(false);
+    let network = parse_network(&args.network)?;
+    let config = crate::config::load(&args.config.file)?;
+    if let Some(image) = &args.image {
+        return Err(UserError::with_hint(
+            format!("`gib shell {image}`: the builder roots of images are not available yet"),
+            "`gib shell` without an image enters the stage3 root",
+        )
+        .into());
+    }
+    let source = config.stage3.as_ref().ok_or_else(|| {
+        UserError::new(format!(
+            "{} has no `stage3`, so there is no builder root to enter",
+            args.config.file.display()
+        ))
+    })?;
+    let cache = Cache::open(args.cache_dir.as_deref())?;
+    let root = stage3::prepare(source, &cache, &printer)?;
+    let exit = run_in_stage3(&root, &cache, network, None, Vec::new(), &printer)?;
+    Ok(super::internal::exit_code(exit))
+}
+
+pub fn parse_network(text: &str) -> Result<Network> {
+    match text {
+        "host" => Ok(Network::Host),
+        "none" => Ok(Network::None),
+        other => Err(UserError::new(format!(
+            "unknown network mode `{other}`: expected `host` or `none`"
+        ))
+        .into()),
+    }
+}
+
+/// Run `command` (an interactive shell when `None`) in an overlay over the stage3 root with
+/// the cache mounts and `extra` mounts; the overlay's upper is removed afterwards.
+pub fn run_in_stage3(
+    root: &Stage3Root,
+    cache: &Cache,
+    network: Network,
+    command: Option<Vec<OsString>>,
+    extra: Vec<ExtraMount>,
+    printer: &Printer,
+) -> Result<Exit> {
+    let id_mode = sandbox::id_mode_warned(printer)?;
+    let interactive = command.is_none();
+    let command = command.unwrap_or_else(|| vec![shell_of(&root.path)]);
+    let scratch = OverlayScratch::create(&cache.dir("shell")?)?;
+    let mut mounts = stage3::cache_mounts(cache)?;
+    mounts.extend(extra);
+    let mut env = sandbox::default_env();
+    if id_mode.is_single() {
+        // Nothing can be owned by portage (250) with a single mapped id.
+        env.push(("PORTAGE_USERNAME".into(), "root".into()));
+        env.push(("PORTAGE_GRPNAME".into(), "root".into()));
+    }
+    let spec = SandboxSpec {
+        root: Some(RootFs::Overlay {
+            lowers: vec![root.path.clone()],
+            upper: scratch.upper(),
+            work: scratch.work(),
+        }),
+        mounts,
+        network,
+        hostname: "gib-shell".into(),
+        command,
+        env,
+        cwd: if root.path.join("root").is_dir() {
+            "/root".into()
+        } else {
+            "/".into()
+        },
+        interactive,
+    };
+    if interactive {
+        printer.status(
+            "Entering",
+            "the stage3 root (changes are thrown away on exit)",
+        );
+    }
+    let result = sandbox::run(&spec, SandboxStdio::inherit());
+    let removed = scratch.remove();
+    let exit = result?;
+    removed?;
+    Ok(exit)
+}
+
+/// `/bin/bash` when the root has it, else `/bin/sh`.
+fn shell_of(root: &Path) -> OsString {
+    let has_bash = ["bin/bash", "usr/bin/bash"]
+        .iter()
+        .any(|p| std::fs::symlink_metadata(root.join(p)).is_ok());
+    if has_bash { "/bin/bash" } else { "/bin/sh" }.into()
 }

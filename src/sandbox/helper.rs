@@ -1,8 +1,353 @@
-//! The re-executed helper process that creates the namespaces.
+//! The re-executed helper process that creates the namespaces, and PID 1 of the new pid
+//! namespace that sets up the root and runs the command. gib's side is in `super::spawn`.
+//!
+//! The helper is `/proc/self/exe` started with `GIB_SANDBOX_HELPER=<ctl fd>,<events fd>`:
+//! `main` calls [`run_if_helper`] before anything can start a thread.
 
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::BufReader;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Uid, fork};
+
+use super::protocol::{self, ToHelper, ToParent};
+use super::{Exit, IdMode, Network, SandboxSpec, mounts};
+
+/// The environment variable that marks the helper and names its two pipe fds.
+pub const HELPER_ENV: &str = "GIB_SANDBOX_HELPER";
+
+/// A setup failure with a hint for the user (sent to gib as such).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct Hinted {
+    message: String,
+    hint: String,
+}
 
 /// When this process was started as gib's sandbox helper, run it and return its exit code.
 pub fn run_if_helper() -> Option<ExitCode> {
-    None
+    let fds = std::env::var(HELPER_ENV).ok()?;
+    // SAFETY: called first thing in main, while the process has a single thread.
+    unsafe { std::env::remove_var(HELPER_ENV) };
+    let (ctl, events) = match parse_fds(&fds) {
+        Some(fds) => fds,
+        None => {
+            eprintln!("gib: {HELPER_ENV}={fds:?} is not two file descriptors");
+            return Some(ExitCode::from(1));
+        }
+    };
+    for fd in [ctl, events] {
+        // Close-on-exec again, so the command never inherits the pipes.
+        // SAFETY: plain fcntl on an fd number we were handed.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: gib's parent passed these two fds for our exclusive use.
+    let mut ctl = BufReader::new(unsafe { File::from_raw_fd(ctl) });
+    let mut events = unsafe { File::from_raw_fd(events) };
+    Some(match helper(&mut ctl, &mut events) {
+        Ok(code) => code,
+        Err(err) => {
+            report(&mut events, &err);
+            ExitCode::from(1)
+        }
+    })
+}
+
+fn parse_fds(text: &str) -> Option<(RawFd, RawFd)> {
+    let (a, b) = text.split_once(',')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+fn report(events: &mut File, err: &anyhow::Error) {
+    let hint = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<Hinted>())
+        .map(|h| h.hint.clone());
+    let _ = protocol::send(
+        events,
+        &ToParent::Failed {
+            message: format!("{err:#}"),
+            hint,
+        },
+    );
+}
+
+fn helper(ctl: &mut BufReader<File>, events: &mut File) -> Result<ExitCode> {
+    let parent = nix::unistd::getppid();
+    let Some(ToHelper::Start { spec, id_mode }) = protocol::receive(ctl)? else {
+        bail!("the sandbox helper expected a start message");
+    };
+    let mut flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC;
+    if spec.network == Network::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    // unshare(2): with CLONE_NEWUSER the user namespace is created first, so the others are
+    // owned by it and need no privilege on the host.
+    unshare(flags).map_err(explain_unshare)?;
+    protocol::send(events, &ToParent::Unshared)?;
+    match protocol::receive::<ToHelper>(ctl)? {
+        Some(ToHelper::Mapped) => {}
+        // gib gave up (it reports why); leave quietly.
+        _ => return Ok(ExitCode::from(1)),
+    }
+    become_root(&id_mode)?;
+    // prctl(2): the parent-death signal is cleared when credentials change, so set it after
+    // setresuid; then make sure gib did not die before it was set.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    if nix::unistd::getppid() != parent {
+        return Ok(ExitCode::from(1));
+    }
+    ignore_interrupts();
+    if spec.network == Network::None {
+        loopback_up().context("cannot bring up the loopback interface")?;
+    }
+    let plan = mounts::plan(&spec, id_mode.maps_gid(5));
+
+    // SAFETY: the helper is single-threaded (a fresh exec), so fork is sound.
+    match unsafe { fork() }.context("cannot fork PID 1 of the sandbox")? {
+        ForkResult::Child => {
+            let code = match pid1(&spec, &plan, events) {
+                Ok(exit) => {
+                    let _ = protocol::send(events, &ToParent::Exited(exit));
+                    0
+                }
+                Err(err) => {
+                    report(events, &err);
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+        ForkResult::Parent { child } => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(ExitCode::from(code as u8)),
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    return Ok(ExitCode::from(128u8.wrapping_add(sig as u8)));
+                }
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(err) => return Err(err).context("cannot wait for PID 1 of the sandbox"),
+            }
+        },
+    }
+}
+
+fn explain_unshare(errno: Errno) -> anyhow::Error {
+    let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let (message, hint) = match errno {
+        Errno::EPERM => (
+            "cannot create a user namespace: not permitted (EPERM)".to_string(),
+            "user namespaces are blocked here: by a container's seccomp profile, \
+             kernel.unprivileged_userns_clone=0, or AppArmor's restrict_unprivileged_userns"
+                .to_string(),
+        ),
+        Errno::ENOSPC | Errno::EUSERS => (
+            format!(
+                "cannot create a user namespace: the limit is reached ({errno}); \
+                 /proc/sys/user/max_user_namespaces is {max}"
+            ),
+            "user namespaces are disabled or exhausted; as root: sysctl -w user.max_user_namespaces=15000"
+                .to_string(),
+        ),
+        Errno::EINVAL => {
+            return anyhow::anyhow!(
+                "cannot create a user namespace (EINVAL): the sandbox helper is multi-threaded, a bug in gib"
+            );
+        }
+        other => return anyhow::anyhow!("cannot create the sandbox namespaces: {other}"),
+    };
+    Hinted { message, hint }.into()
+}
+
+fn become_root(id_mode: &IdMode) -> Result<()> {
+    let root_gid = Gid::from_raw(0);
+    let root_uid = Uid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid).context("setresgid(0) failed")?;
+    if !id_mode.is_single() {
+        // Drop the host's supplementary groups (unmapped, shown as nogroup); denied and
+        // unnecessary with a single-id map.
+        nix::unistd::setgroups(&[]).context("setgroups([]) failed")?;
+    }
+    nix::unistd::setresuid(root_uid, root_uid, root_uid).context("setresuid(0) failed")?;
+    Ok(())
+}
+
+fn ignore_interrupts() {
+    for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+        // SAFETY: SIG_IGN runs no code. Ctrl-C goes to the command (same process group); the
+        // helper and PID 1 must outlive it to report its exit. A dying gib still kills them.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+}
+
+/// PID 1 of the new pid namespace: mounts, pivot, then the command as its child.
+fn pid1(spec: &SandboxSpec, plan: &[mounts::MountOp], events: &mut File) -> Result<Exit> {
+    // If the helper dies, PID 1 dies, and with it every process of the namespace
+    // (pid_namespaces(7)).
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    nix::unistd::sethostname(&spec.hostname)
+        .with_context(|| format!("cannot set the hostname {:?}", spec.hostname))?;
+    mounts::execute(plan)?;
+    let program = find_program(&spec.command[0], &spec.env);
+    let argv = cstrings(spec.command.iter().map(OsString::as_os_str))?;
+    let envp = cstrings(spec.env.iter().map(|(k, v)| {
+        let mut kv = k.clone();
+        kv.push("=");
+        kv.push(v);
+        kv
+    }))?;
+    let program_c = CString::new(program.as_os_str().as_bytes())
+        .context("the program path contains a NUL byte")?;
+
+    // SAFETY: PID 1 is single-threaded (forked from the single-threaded helper).
+    let command = match unsafe { fork() }.context("cannot fork the command")? {
+        ForkResult::Child => {
+            let err = exec_command(spec, &program_c, &argv, &envp);
+            report(
+                events,
+                &err.context(format!("cannot execute {}", program.display())),
+            );
+            // SAFETY: leave the forked child without running PID 1's destructors.
+            unsafe { libc::_exit(127) };
+        }
+        ForkResult::Parent { child } => child,
+    };
+    // As init, PID 1 reaps every orphan; it reports when the command itself ends (the
+    // remaining processes die with the namespace when PID 1 exits).
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == command => return Ok(Exit::Code(code)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => {
+                return Ok(Exit::Signal(sig as i32));
+            }
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(err) => return Err(err).context("cannot wait for the command"),
+        }
+    }
+}
+
+fn exec_command(
+    spec: &SandboxSpec,
+    program: &CString,
+    argv: &[CString],
+    envp: &[CString],
+) -> anyhow::Error {
+    for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+        // SAFETY: restoring the default; ignored signals would stay ignored across exec.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+    if let Err(err) = nix::unistd::chdir(&spec.cwd) {
+        return anyhow::anyhow!(
+            "cannot change to the directory {}: {err}",
+            spec.cwd.display()
+        );
+    }
+    match nix::unistd::execve(program, argv, envp) {
+        Err(err) => err.into(),
+        Ok(never) => match never {},
+    }
+}
+
+fn cstrings<'a, I, S>(items: I) -> Result<Vec<CString>>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr> + 'a,
+{
+    items
+        .into_iter()
+        .map(|s| {
+            CString::new(s.as_ref().as_bytes())
+                .with_context(|| format!("{:?} contains a NUL byte", s.as_ref()))
+        })
+        .collect()
+}
+
+/// The program as execve needs it: looked up on the command's own PATH (not gib's).
+fn find_program(name: &OsStr, env: &[(OsString, OsString)]) -> PathBuf {
+    if name.as_bytes().contains(&b'/') {
+        return PathBuf::from(name);
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Set IFF_UP on `lo` in the new network namespace (netdevice(7), SIOCSIFFLAGS).
+fn loopback_up() -> Result<()> {
+    // SAFETY: a datagram socket only used for the ioctls below, closed on every path.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: the fd was just created and is owned here.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(sock) };
+    use std::os::fd::AsRawFd;
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we pass.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &request) < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helper_fds_parse() {
+        assert_eq!(parse_fds("3,4"), Some((3, 4)));
+        assert_eq!(parse_fds("3"), None);
+        assert_eq!(parse_fds("a,4"), None);
+    }
+
+    #[test]
+    fn programs_are_found_on_the_commands_path() {
+        let env = vec![(OsString::from("PATH"), OsString::from("/nonexistent:/bin"))];
+        assert_eq!(
+            find_program(OsStr::new("/x/y"), &env),
+            PathBuf::from("/x/y")
+        );
+        assert_eq!(
+            find_program(OsStr::new("sh"), &env),
+            PathBuf::from("/bin/sh")
+        );
+    }
 }

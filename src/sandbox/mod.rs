@@ -1,4 +1,418 @@
-//! The rootless sandbox: user, mount, pid, uts and ipc namespaces entered by gib itself.
-//! The only module with unsafe code and raw syscalls. Knows nothing of OCI or Gentoo.
+//! The rootless sandbox: user, mount, pid, uts and ipc (and, with [`Network::None`], net)
+//! namespaces entered by gib itself, with a builder root pivoted into and the mounts a build
+//! needs. The only module with unsafe code and raw syscalls. Knows nothing of OCI or Gentoo.
+//!
+//! How it runs (see `helper` for the other side):
+//! 1. [`spawn`] re-executes `/proc/self/exe` as a helper (a fresh, single-threaded process:
+//!    `unshare(CLONE_NEWUSER)` fails with EINVAL in a threaded one) with two pipes;
+//! 2. the helper unshares the namespaces and says so; gib writes its id maps (newuidmap and
+//!    newgidmap, or /proc as root) and acks;
+//! 3. the helper becomes root inside, forks PID 1 of the new pid namespace, which performs
+//!    the mounts (a [`mounts::MountOp`] list), pivots into the root, and runs the command as
+//!    its child, reaping orphans until it exits;
+//! 4. PID 1 reports the command's exit (code or signal) over the pipe; [`SandboxChild::wait`]
+//!    returns it. gib dying kills the helper, which kills PID 1, which empties the pid
+//!    namespace (PR_SET_PDEATHSIG); the mounts die with the mount namespace.
+//!
+//! A spec with `root: None` only enters the namespaces (no mounts, no pivot): used to unpack
+//! tarballs and read trees back with the ids as the sandbox sees them.
+//!
+//! Running emerge in a builder root, its output in a log (what `gib build` will do):
+//!
+//! ```text
+//! let scratch = OverlayScratch::create(&cache.dir("builds")?)?;   // never touch the stage3
+//! let mut env = sandbox::default_env();
+//! env.push(("FEATURES".into(), "-sandbox -usersandbox".into()));
+//! if sandbox::id_mode_warned(printer)?.is_single() {                // nothing can be 250
+//!     env.push(("PORTAGE_USERNAME".into(), "root".into()));
+//!     env.push(("PORTAGE_GRPNAME".into(), "root".into()));
+//! }
+//! let spec = SandboxSpec {
+//!     root: Some(RootFs::Overlay { lowers: vec![stage3.path], upper: scratch.upper(), work: scratch.work() }),
+//!     mounts: stage3::cache_mounts(&cache)?,                          // + repositories read-only
+//!     network: Network::Host, hostname: "gib-build".into(),
+//!     command: vec!["emerge".into(), "--info".into()], env, cwd: "/".into(), interactive: false,
+//! };
+//! let exit = sandbox::run(&spec, SandboxStdio::log_file(&File::create(log)?)?)?;
+//! scratch.remove()?;
+//! ```
 
 pub mod helper;
+mod idmap;
+mod mounts;
+mod protocol;
+mod scratch;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::BufReader;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+pub use idmap::IdMode;
+pub use scratch::OverlayScratch;
+
+use crate::printer::{Printer, UserError};
+use protocol::{ToHelper, ToParent};
+
+/// What to run in the sandbox, and on which root with which mounts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// The builder root; `None`: enter the namespaces only, on the host's filesystem.
+    pub root: Option<RootFs>,
+    /// Mounts after the standard ones (/proc, /dev, /tmp, /run, /sys, resolv.conf).
+    pub mounts: Vec<ExtraMount>,
+    pub network: Network,
+    pub hostname: String,
+    /// The program (looked up on the PATH of `env` when it has no `/`) and its arguments.
+    pub command: Vec<OsString>,
+    /// The command's whole environment: nothing is inherited (see [`default_env`]).
+    pub env: Vec<(OsString, OsString)>,
+    /// The command's working directory (inside the root).
+    pub cwd: PathBuf,
+    /// An interactive command (a shell): gib ignores Ctrl-C while it runs, as the command
+    /// shares its terminal and handles it.
+    pub interactive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RootFs {
+    /// A host directory, used (and modified) in place.
+    Dir(PathBuf),
+    /// An overlay: `lowers` (topmost first) stay untouched, changes go to `upper`. `work` is
+    /// an empty directory on the filesystem of `upper`.
+    Overlay {
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+}
+
+/// A mount inside the root; `target` is a path inside the sandbox, created when missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExtraMount {
+    /// A host directory or file (shared caches read-write, repositories read-only).
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        readonly: bool,
+    },
+    /// An overlay (e.g. /staging over the parent image's tree).
+    Overlay {
+        target: PathBuf,
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+    Tmpfs {
+        target: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Network {
+    /// The host's network (emerge fetches sources), with the host's /etc/resolv.conf.
+    #[default]
+    Host,
+    /// A new network namespace with only the loopback interface, up.
+    None,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    pub fn success(&self) -> bool {
+        *self == Exit::Code(0)
+    }
+
+    /// The shell's convention: the exit code, or 128 + the signal number.
+    pub fn code(&self) -> i32 {
+        match *self {
+            Exit::Code(code) => code,
+            Exit::Signal(signal) => 128 + signal,
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Exit::Code(code) => write!(f, "exit code {code}"),
+            Exit::Signal(signal) => {
+                let name = nix::sys::signal::Signal::try_from(signal)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| signal.to_string());
+                write!(f, "signal {name}")
+            }
+        }
+    }
+}
+
+/// Where the command's standard streams go (`Stdio::from(file)` for a log file).
+pub struct SandboxStdio {
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+}
+
+impl SandboxStdio {
+    /// The terminal of gib (for `gib shell`).
+    pub fn inherit() -> SandboxStdio {
+        SandboxStdio {
+            stdin: Stdio::inherit(),
+            stdout: Stdio::inherit(),
+            stderr: Stdio::inherit(),
+        }
+    }
+
+    /// Both output streams appended to one log file, no input (for emerge).
+    pub fn log_file(log: &File) -> Result<SandboxStdio> {
+        Ok(SandboxStdio {
+            stdin: Stdio::null(),
+            stdout: Stdio::from(log.try_clone().context("cannot duplicate the log file")?),
+            stderr: Stdio::from(log.try_clone().context("cannot duplicate the log file")?),
+        })
+    }
+
+    /// Output captured through pipes ([`SandboxChild::take_stdout`]), no input.
+    pub fn piped() -> SandboxStdio {
+        SandboxStdio {
+            stdin: Stdio::null(),
+            stdout: Stdio::piped(),
+            stderr: Stdio::piped(),
+        }
+    }
+}
+
+/// A running sandbox. Dropping it without [`SandboxChild::wait`] leaves the helper to the
+/// kernel (it is killed when gib exits).
+pub struct SandboxChild {
+    helper: Child,
+    events: BufReader<File>,
+    command: String,
+    interactive: bool,
+}
+
+/// The environment a command gets when the caller has no better idea.
+pub fn default_env() -> Vec<(OsString, OsString)> {
+    let term = std::env::var_os("TERM").unwrap_or_else(|| "dumb".into());
+    vec![
+        (
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ),
+        ("HOME".into(), "/root".into()),
+        ("USER".into(), "root".into()),
+        ("TERM".into(), term),
+    ]
+}
+
+/// How ids map into the sandbox for this process (decided once).
+pub fn id_mode() -> Result<IdMode> {
+    static MODE: OnceLock<IdMode> = OnceLock::new();
+    if let Some(mode) = MODE.get() {
+        return Ok(mode.clone());
+    }
+    let mode = idmap::detect()?;
+    Ok(MODE.get_or_init(|| mode).clone())
+}
+
+/// [`id_mode`], warning once when only a single id can be mapped.
+pub fn id_mode_warned(printer: &Printer) -> Result<IdMode> {
+    let mode = id_mode()?;
+    if mode.is_single() {
+        printer.warn_once(
+            "no subordinate id range for this user in /etc/subuid and /etc/subgid: the sandbox maps \
+             only your own id, so files cannot keep other owners and Portage runs as root \
+             (add a range with `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`)",
+        );
+    }
+    Ok(mode)
+}
+
+/// Start `spec.command` in a new sandbox. Returns once the namespaces exist and the id maps
+/// are written; mount and exec failures are reported by [`SandboxChild::wait`].
+///
+/// Call it from a thread that lives until the sandbox ends (the one that waits): the kernel's
+/// parent-death signal, which tears the sandbox down when gib dies, fires when the *thread*
+/// that started the helper exits (prctl(2), PR_SET_PDEATHSIG).
+pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<SandboxChild> {
+    let command = spec
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if spec.command.is_empty() {
+        bail!("the sandbox needs a command to run");
+    }
+    idmap::check_userns_enabled()?;
+    let mode = id_mode()?;
+    if matches!(mode, IdMode::Full { .. }) {
+        // Fail before starting anything when the map tools are missing.
+        idmap::find_tool("newuidmap")?;
+        idmap::find_tool("newgidmap")?;
+    }
+
+    let (ctl_read, mut ctl_write) = std::io::pipe().context("cannot create a pipe")?;
+    let (events_read, events_write) = std::io::pipe().context("cannot create a pipe")?;
+    let fds = [ctl_read.as_raw_fd(), events_write.as_raw_fd()];
+    let mut helper = Command::new("/proc/self/exe");
+    helper
+        .arg0("gib-sandbox")
+        .env(helper::HELPER_ENV, format!("{},{}", fds[0], fds[1]))
+        .stdin(stdio.stdin)
+        .stdout(stdio.stdout)
+        .stderr(stdio.stderr);
+    // SAFETY: between fork and exec only async-signal-safe calls (fcntl, prctl).
+    unsafe {
+        helper.pre_exec(move || {
+            // std creates pipes close-on-exec; the helper's two must survive the exec.
+            for fd in fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // prctl(2) PR_SET_PDEATHSIG: gib dying (Ctrl-C, SIGKILL) kills the helper, which
+            // takes PID 1 and so the whole pid namespace with it.
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            Ok(())
+        });
+    }
+    let mut helper = helper
+        .spawn()
+        .context("cannot start the sandbox helper (/proc/self/exe)")?;
+    drop(ctl_read);
+    drop(events_write);
+    let mut events = BufReader::new(File::from(std::os::fd::OwnedFd::from(events_read)));
+
+    let started = (|| -> Result<()> {
+        protocol::send(
+            &mut ctl_write,
+            &ToHelper::Start {
+                spec: Box::new(spec.clone()),
+                id_mode: mode.clone(),
+            },
+        )?;
+        match protocol::receive::<ToParent>(&mut events)? {
+            Some(ToParent::Unshared) => {}
+            Some(ToParent::Failed { message, hint }) => return Err(failure(message, hint)),
+            other => bail!("the sandbox helper said {other:?} instead of unsharing"),
+        }
+        idmap::write_maps(&mode, helper.id())?;
+        protocol::send(&mut ctl_write, &ToHelper::Mapped)
+    })();
+    if let Err(err) = started {
+        let _ = helper.kill();
+        let _ = helper.wait();
+        return Err(err.context(format!("cannot start a sandbox for `{command}`")));
+    }
+    Ok(SandboxChild {
+        helper,
+        events,
+        command,
+        interactive: spec.interactive,
+    })
+}
+
+/// Run `spec` to the end.
+pub fn run(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<Exit> {
+    spawn(spec, stdio)?.wait()
+}
+
+fn failure(message: String, hint: Option<String>) -> anyhow::Error {
+    match hint {
+        Some(hint) => UserError::with_hint(message, hint).into(),
+        None => anyhow!(message),
+    }
+}
+
+impl SandboxChild {
+    /// The pid of the helper (outside the sandbox's pid namespace).
+    pub fn id(&self) -> u32 {
+        self.helper.id()
+    }
+
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.helper.stdout.take()
+    }
+
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.helper.stderr.take()
+    }
+
+    /// Wait for the command; its exit code or signal, or why it could not run.
+    pub fn wait(mut self) -> Result<Exit> {
+        let _interrupts = self.interactive.then(IgnoreInterrupts::new);
+        let mut exit = None;
+        let mut failed = None;
+        loop {
+            match protocol::receive::<ToParent>(&mut self.events) {
+                Ok(Some(ToParent::Exited(e))) => exit = Some(e),
+                Ok(Some(ToParent::Failed { message, hint })) => {
+                    failed.get_or_insert((message, hint));
+                }
+                Ok(Some(ToParent::Unshared)) => {}
+                Ok(None) => break,
+                Err(err) => {
+                    failed.get_or_insert((format!("{err:#}"), None));
+                    break;
+                }
+            }
+        }
+        let status = self
+            .helper
+            .wait()
+            .context("cannot wait for the sandbox helper")?;
+        if let Some((message, hint)) = failed {
+            return Err(failure(message, hint)
+                .context(format!("the sandbox could not run `{}`", self.command)));
+        }
+        exit.ok_or_else(|| {
+            anyhow!(
+                "the sandbox helper for `{}` ended ({status}) without reporting how the command ended",
+                self.command
+            )
+        })
+    }
+}
+
+/// SIGINT and SIGQUIT ignored while an interactive command owns the terminal (as su and
+/// sudo do); restored on drop.
+struct IgnoreInterrupts {
+    previous: Vec<(nix::sys::signal::Signal, nix::sys::signal::SigHandler)>,
+}
+
+impl IgnoreInterrupts {
+    fn new() -> IgnoreInterrupts {
+        use nix::sys::signal::{SigHandler, Signal, signal};
+        let mut previous = Vec::new();
+        for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+            // SAFETY: installing SIG_IGN runs no code in signal context.
+            if let Ok(old) = unsafe { signal(sig, SigHandler::SigIgn) } {
+                previous.push((sig, old));
+            }
+        }
+        IgnoreInterrupts { previous }
+    }
+}
+
+impl Drop for IgnoreInterrupts {
+    fn drop(&mut self) {
+        for (sig, handler) in self.previous.drain(..) {
+            // SAFETY: restores the handler that was installed before.
+            let _ = unsafe { nix::sys::signal::signal(sig, handler) };
+        }
+    }
+}

@@ -1,2 +1,305 @@
-//! Stage3 tarballs: find (path, url), verify (sha512), unpack into the cache inside the user
-//! namespace so files keep their owners; the result is a read-only `BuilderRoot` base.
+//! Stage3 tarballs: find (path, url), verify (sha512), unpack into the cache inside the
+//! sandbox's user namespace so files keep their owners (portage's 250 stays 250). The result,
+//! a [`Stage3Root`], is the read-only lower layer of every builder root.
+//!
+//! Not for: mirrors and flavors (a later issue), running anything in the root (`sandbox`).
+//!
+//! Cache layout: `stage3/<sha512 of the tarball>/` is a finished root; `stage3/.tmp-<sha512>`
+//! the one being unpacked (under the entry's lock; a leftover of an interrupted gib is
+//! replaced by the next unpack); `stage3/urls/<sha256 of the url>` the digest a URL had.
+
+mod unpack;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::cache::Cache;
+use crate::config::Stage3;
+use crate::printer::{Printer, UserError};
+use crate::sandbox::{self, Network, SandboxSpec, SandboxStdio};
+
+pub use unpack::{UnpackSummary, unpack_tarball};
+
+/// An unpacked stage3 in the cache. Never modify it: use it as an overlay's lower dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage3Root {
+    pub path: PathBuf,
+    /// The sha512 of the tarball, hex.
+    pub digest: String,
+}
+
+/// Make the stage3 of `source` available in the cache, unpacking (and downloading) it only
+/// when no earlier run did.
+pub fn prepare(source: &Stage3, cache: &Cache, printer: &Printer) -> Result<Stage3Root> {
+    match source {
+        Stage3::Flavor { flavor, .. } => Err(UserError::with_hint(
+            format!("stage3 flavor `{flavor}`: choosing a stage3 by flavor is not supported yet"),
+            "give the tarball instead: `stage3: {path: ..., sha512: ...}` or `stage3: {url: ..., sha512: ...}`",
+        )
+        .into()),
+        Stage3::Path { path, sha512 } => {
+            let digest = sha512_of_file(path)?;
+            check_digest(&path.display().to_string(), sha512.as_deref(), &digest)?;
+            unpack_into_cache(path, &digest, cache, printer)
+        }
+        Stage3::Url { url, sha512 } => prepare_url(url, sha512.as_deref(), cache, printer),
+    }
+}
+
+fn prepare_url(
+    url: &str,
+    expected: Option<&str>,
+    cache: &Cache,
+    printer: &Printer,
+) -> Result<Stage3Root> {
+    let stage3_dir = cache.dir("stage3")?;
+    let url_key = hex::encode(Sha256::digest(url.as_bytes()));
+    let url_index = cache.dir("stage3/urls")?.join(&url_key);
+    let known = match expected {
+        Some(digest) => Some(digest.to_ascii_lowercase()),
+        None => std::fs::read_to_string(&url_index)
+            .ok()
+            .map(|s| s.trim().to_string()),
+    };
+    if let Some(digest) = known
+        && stage3_dir.join(&digest).is_dir()
+    {
+        return Ok(Stage3Root {
+            path: stage3_dir.join(&digest),
+            digest,
+        });
+    }
+    let downloads = cache.dir("downloads")?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".tmp-stage3-")
+        .tempfile_in(&downloads)
+        .with_context(|| format!("cannot create a file in {}", downloads.display()))?;
+    let digest = download(url, file.as_file_mut(), printer)?;
+    check_digest(url, expected, &digest)?;
+    let root = unpack_into_cache(file.path(), &digest, cache, printer)?;
+    std::fs::write(&url_index, &digest)
+        .with_context(|| format!("cannot write {}", url_index.display()))?;
+    Ok(root)
+}
+
+/// Stream `url` into `to`, with a progress line every few seconds; the sha512 of the bytes.
+fn download(url: &str, to: &mut File, printer: &Printer) -> Result<String> {
+    printer.status("Downloading", url);
+    let response = ureq::get(url)
+        .call()
+        .with_context(|| format!("cannot download {url}"))?;
+    let total = response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = response.into_body();
+    let mut reader = body.as_reader();
+    let mut hasher = Sha512::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut done: u64 = 0;
+    let mut last = Instant::now();
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .with_context(|| format!("the download of {url} broke off after {done} bytes"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n])
+            .context("cannot write the downloaded stage3 into the cache")?;
+        done += n as u64;
+        if last.elapsed() > Duration::from_secs(5) {
+            last = Instant::now();
+            let of = total.map(|t| format!(" of {}", mib(t))).unwrap_or_default();
+            printer.status("Downloading", &format!("{url}: {}{of}", mib(done)));
+        }
+    }
+    if let Some(total) = total
+        && total != done
+    {
+        anyhow::bail!("the download of {url} ended after {done} of {total} bytes");
+    }
+    to.flush().context("cannot write the downloaded stage3")?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn sha512_of_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).map_err(|err| {
+        UserError::new(format!(
+            "cannot open the stage3 tarball {}: {err}",
+            path.display()
+        ))
+    })?;
+    let mut hasher = Sha512::new();
+    std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The digest of what was read must be the one gib.yaml names, if it names one.
+fn check_digest(what: &str, expected: Option<&str>, actual: &str) -> Result<()> {
+    match expected {
+        Some(expected) if !expected.trim().eq_ignore_ascii_case(actual) => {
+            Err(UserError::with_hint(
+                format!(
+                    "the stage3 {what} has sha512 {actual}, but gib.yaml expects {}",
+                    expected.trim()
+                ),
+                "the file is corrupt or not the one meant; fix `stage3.sha512` only if you trust the file",
+            )
+            .into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Unpack `tarball` into `stage3/<digest>` unless it is there, under the entry's lock.
+fn unpack_into_cache(
+    tarball: &Path,
+    digest: &str,
+    cache: &Cache,
+    printer: &Printer,
+) -> Result<Stage3Root> {
+    let stage3_dir = cache.dir("stage3")?;
+    let entry = stage3_dir.join(digest);
+    let done = || Stage3Root {
+        path: entry.clone(),
+        digest: digest.to_string(),
+    };
+    if entry.is_dir() {
+        return Ok(done());
+    }
+    let _lock = cache.lock("stage3", digest)?;
+    if entry.is_dir() {
+        // Another gib unpacked it while we waited for the lock.
+        return Ok(done());
+    }
+    let scratch = stage3_dir.join(format!(".tmp-{digest}"));
+    let id_mode = sandbox::id_mode_warned(printer)?;
+    printer.status("Unpacking", &tarball.display().to_string());
+    let summary = unpack_in_sandbox(tarball, &scratch, !id_mode.is_single(), cache)?;
+    if summary.skipped_special > 0 {
+        printer.status(
+            "Skipped",
+            &format!(
+                "{} device node(s) and fifo(s) of {} (the sandbox binds /dev from the host)",
+                summary.skipped_special,
+                tarball.display()
+            ),
+        );
+    }
+    cache.publish(&scratch, &entry)?;
+    Ok(done())
+}
+
+/// Run `gib __internal unpack-stage3` in the user namespace (no root, no mounts), so the
+/// owners in the tarball become the ids of the sandbox.
+fn unpack_in_sandbox(
+    tarball: &Path,
+    dest: &Path,
+    keep_owners: bool,
+    cache: &Cache,
+) -> Result<UnpackSummary> {
+    let gib = std::env::current_exe().context("cannot find gib's own executable")?;
+    let mut command = vec![
+        gib.into_os_string(),
+        "__internal".into(),
+        "unpack-stage3".into(),
+        tarball.into(),
+        dest.into(),
+    ];
+    if !keep_owners {
+        command.push("--no-owners".into());
+    }
+    let spec = SandboxSpec {
+        root: None,
+        mounts: Vec::new(),
+        network: Network::None,
+        hostname: "gib-unpack".into(),
+        command,
+        env: sandbox::default_env(),
+        cwd: "/".into(),
+        interactive: false,
+    };
+    let logs = cache.dir("logs")?;
+    let stderr = tempfile::tempfile_in(&logs)
+        .with_context(|| format!("cannot create a file in {}", logs.display()))?;
+    let mut child = sandbox::spawn(
+        &spec,
+        SandboxStdio {
+            stdin: Stdio::null(),
+            stdout: Stdio::piped(),
+            stderr: Stdio::from(stderr.try_clone()?),
+        },
+    )?;
+    let mut stdout = String::new();
+    if let Some(mut out) = child.take_stdout() {
+        out.read_to_string(&mut stdout)
+            .context("cannot read the unpacker's output")?;
+    }
+    let exit = child.wait()?;
+    if !exit.success() {
+        let mut message = String::new();
+        let mut stderr = stderr;
+        use std::io::Seek;
+        stderr.rewind().ok();
+        stderr.read_to_string(&mut message).ok();
+        // The unpacker's own `error:` / `caused by:` lines, as one cause.
+        let message = message
+            .lines()
+            .map(|l| l.trim().trim_start_matches("error: "))
+            .map(|l| l.trim_start_matches("caused by: "))
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(": ");
+        return Err(UserError::new(format!(
+            "cannot unpack the stage3 {}: {message}",
+            tarball.display()
+        ))
+        .into());
+    }
+    serde_json::from_str(stdout.trim())
+        .with_context(|| format!("the unpacker printed {:?}", stdout.trim()))
+}
+
+/// The mounts every builder root gets from the cache: the shared distfiles and binary
+/// packages, read-write. (Repositories are bound read-only by the build, once it has them.)
+pub fn cache_mounts(cache: &Cache) -> Result<Vec<sandbox::ExtraMount>> {
+    Ok(vec![
+        sandbox::ExtraMount::Bind {
+            source: cache.dir("distfiles")?,
+            target: "/var/cache/distfiles".into(),
+            readonly: false,
+        },
+        sandbox::ExtraMount::Bind {
+            source: cache.dir("binpkgs")?,
+            target: "/var/cache/binpkgs".into(),
+            readonly: false,
+        },
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_compare_case_insensitively() {
+        assert!(check_digest("f", Some("ABC"), "abc").is_ok());
+        assert!(check_digest("f", None, "abc").is_ok());
+        let err = check_digest("f", Some("abd"), "abc").unwrap_err();
+        assert!(err.to_string().contains("expects abd"));
+    }
+}

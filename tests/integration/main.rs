@@ -4,5 +4,7 @@
 //! find a tool it needs fails; it never skips silently.
 
 mod config;
+mod sandbox;
 mod sbom;
+mod stage3;
 mod util;

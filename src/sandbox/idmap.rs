@@ -1,0 +1,367 @@
+//! User and group id maps of the sandbox's user namespace: which ids gib may map (/etc/subuid,
+//! /etc/subgid, or the whole id space as root), and writing the maps for the helper's pid
+//! (newuidmap/newgidmap as an ordinary user, /proc/<pid>/{uid,gid}_map as root).
+//!
+//! Not for: creating the namespace (see `helper`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::printer::UserError;
+
+/// A subordinate id range from /etc/subuid or /etc/subgid: host ids `start..start+count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdRange {
+    pub start: u32,
+    pub count: u32,
+}
+
+/// One line of a uid_map or gid_map: `inside outside count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapLine {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+/// How the ids of the sandbox map to the host's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum IdMode {
+    /// gib runs as root: every id maps to itself (`0 0 4294967295`).
+    Identity,
+    /// An ordinary user with subordinate ranges: root inside is the user, ids 1.. are the
+    /// ranges, in order. Files keep their owners (portage's 250 stays 250).
+    Full {
+        uid: u32,
+        gid: u32,
+        subuids: Vec<IdRange>,
+        subgids: Vec<IdRange>,
+    },
+    /// No subordinate range: only root inside, mapped to the user. Nothing can be chowned to
+    /// another id, so Portage must run with `PORTAGE_USERNAME=root PORTAGE_GRPNAME=root` and
+    /// tarballs are unpacked without their owners.
+    Single { uid: u32, gid: u32 },
+}
+
+impl IdMode {
+    /// Whether only root is mapped (see [`IdMode::Single`]).
+    pub fn is_single(&self) -> bool {
+        matches!(self, IdMode::Single { .. })
+    }
+
+    /// Whether group `gid` (inside) is mapped; devpts's `gid=5` needs the tty group.
+    pub fn maps_gid(&self, gid: u32) -> bool {
+        match self {
+            IdMode::Identity => true,
+            IdMode::Full { subgids, .. } => {
+                gid == 0 || u64::from(gid) <= subgids.iter().map(|r| u64::from(r.count)).sum()
+            }
+            IdMode::Single { .. } => gid == 0,
+        }
+    }
+
+    pub fn uid_map(&self) -> Vec<MapLine> {
+        match self {
+            IdMode::Identity => vec![identity_line()],
+            IdMode::Full { uid, subuids, .. } => map_lines(*uid, subuids),
+            IdMode::Single { uid, .. } => map_lines(*uid, &[]),
+        }
+    }
+
+    pub fn gid_map(&self) -> Vec<MapLine> {
+        match self {
+            IdMode::Identity => vec![identity_line()],
+            IdMode::Full { gid, subgids, .. } => map_lines(*gid, subgids),
+            IdMode::Single { gid, .. } => map_lines(*gid, &[]),
+        }
+    }
+}
+
+fn identity_line() -> MapLine {
+    MapLine {
+        inside: 0,
+        outside: 0,
+        count: u32::MAX,
+    }
+}
+
+/// The subordinate ranges of a user in the text of /etc/subuid or /etc/subgid, whose lines
+/// are `name-or-uid:start:count`. Malformed lines are skipped, as shadow does.
+pub fn subid_ranges(text: &str, user: &str, id: u32) -> Vec<IdRange> {
+    let id = id.to_string();
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            if line.starts_with('#') {
+                return None;
+            }
+            let mut fields = line.split(':');
+            let owner = fields.next()?;
+            let start = fields.next()?.trim().parse().ok()?;
+            let count: u32 = fields.next()?.trim().parse().ok()?;
+            if fields.next().is_some() || count == 0 || (owner != user && owner != id) {
+                return None;
+            }
+            Some(IdRange { start, count })
+        })
+        .collect()
+}
+
+/// Root inside is `host_id`; ids 1.. inside are the ranges, one after the other.
+pub fn map_lines(host_id: u32, ranges: &[IdRange]) -> Vec<MapLine> {
+    let mut lines = vec![MapLine {
+        inside: 0,
+        outside: host_id,
+        count: 1,
+    }];
+    let mut next: u32 = 1;
+    for range in ranges {
+        lines.push(MapLine {
+            inside: next,
+            outside: range.start,
+            count: range.count,
+        });
+        next = next.saturating_add(range.count);
+    }
+    lines
+}
+
+/// The arguments of `newuidmap`/`newgidmap`: the pid, then `inside outside count` triples.
+pub fn newidmap_args(pid: u32, lines: &[MapLine]) -> Vec<String> {
+    let mut args = vec![pid.to_string()];
+    for line in lines {
+        args.extend([
+            line.inside.to_string(),
+            line.outside.to_string(),
+            line.count.to_string(),
+        ]);
+    }
+    args
+}
+
+/// The text written to /proc/<pid>/uid_map (one write, as the kernel requires).
+pub fn map_file_text(lines: &[MapLine]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("{} {} {}\n", l.inside, l.outside, l.count))
+        .collect()
+}
+
+/// Decide the id mode of this process: identity as root, the subordinate ranges of the user
+/// otherwise, a single id when the user has none.
+pub fn detect() -> Result<IdMode> {
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    if uid == 0 {
+        return Ok(IdMode::Identity);
+    }
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let subuids = read_ranges(Path::new("/etc/subuid"), &name, uid)?;
+    let subgids = read_ranges(Path::new("/etc/subgid"), &name, uid)?;
+    if subuids.is_empty() || subgids.is_empty() {
+        return Ok(IdMode::Single { uid, gid });
+    }
+    Ok(IdMode::Full {
+        uid,
+        gid,
+        subuids,
+        subgids,
+    })
+}
+
+fn read_ranges(file: &Path, name: &str, uid: u32) -> Result<Vec<IdRange>> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => Ok(subid_ranges(&text, name, uid)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", file.display())),
+    }
+}
+
+/// Where newuidmap/newgidmap are: on PATH (then /usr/bin, /usr/sbin, as shadow installs them).
+pub fn find_tool(name: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            UserError::with_hint(
+                format!(
+                    "`{name}` is not on PATH; gib needs it to map the subordinate ids of /etc/subuid \
+                     and /etc/subgid into its user namespace"
+                ),
+                "install it (Debian: apt-get install uidmap; Gentoo: sys-apps/shadow)",
+            )
+            .into()
+        })
+}
+
+/// Write the maps of the user namespace of process `pid`. Runs in gib (the parent), after
+/// the helper has unshared and before it continues.
+pub fn write_maps(mode: &IdMode, pid: u32) -> Result<()> {
+    match mode {
+        IdMode::Full { .. } => {
+            // newuidmap/newgidmap are setuid helpers that check /etc/subuid for us; they leave
+            // setgroups "allow" for subgid ranges, which Portage needs (it calls setgroups).
+            run_newidmap("newuidmap", pid, &mode.uid_map())?;
+            run_newidmap("newgidmap", pid, &mode.gid_map())
+        }
+        IdMode::Identity | IdMode::Single { .. } => {
+            if mode.is_single() {
+                // user_namespaces(7): an unprivileged process must deny setgroups before it
+                // may write gid_map.
+                write_proc(pid, "setgroups", "deny")?;
+            }
+            write_proc(pid, "uid_map", &map_file_text(&mode.uid_map()))?;
+            write_proc(pid, "gid_map", &map_file_text(&mode.gid_map()))
+        }
+    }
+}
+
+fn run_newidmap(tool: &str, pid: u32, lines: &[MapLine]) -> Result<()> {
+    let program = find_tool(tool)?;
+    let args = newidmap_args(pid, lines);
+    let output = Command::new(&program)
+        .args(&args)
+        .output()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "`{} {}` failed ({}): {}",
+            program.display(),
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn write_proc(pid: u32, file: &str, text: &str) -> Result<()> {
+    let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write {:?} to {}", text.trim(), path.display()))
+}
+
+/// Check that this kernel lets us create user namespaces at all, with the reason if not.
+pub fn check_userns_enabled() -> Result<()> {
+    let path = Path::new("/proc/sys/user/max_user_namespaces");
+    if let Ok(text) = std::fs::read_to_string(path)
+        && text.trim() == "0"
+    {
+        return Err(UserError::with_hint(
+            "user namespaces are disabled here (/proc/sys/user/max_user_namespaces is 0); \
+             gib builds inside one",
+            "enable them as root: sysctl -w user.max_user_namespaces=15000",
+        )
+        .into());
+    }
+    let debian = Path::new("/proc/sys/kernel/unprivileged_userns_clone");
+    if nix::unistd::getuid().as_raw() != 0
+        && let Ok(text) = std::fs::read_to_string(debian)
+        && text.trim() == "0"
+    {
+        return Err(UserError::with_hint(
+            "unprivileged user namespaces are disabled (/proc/sys/kernel/unprivileged_userns_clone is 0)",
+            "enable them as root: sysctl -w kernel.unprivileged_userns_clone=1",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUBUID: &str = "\
+# comment
+alice:100000:65536
+1001:165536:65536
+bob:231072:65536
+broken:line
+alice:300000:1000
+";
+
+    #[test]
+    fn ranges_by_name_and_by_uid() {
+        let alice = subid_ranges(SUBUID, "alice", 1000);
+        assert_eq!(
+            alice,
+            vec![
+                IdRange {
+                    start: 100000,
+                    count: 65536
+                },
+                IdRange {
+                    start: 300000,
+                    count: 1000
+                }
+            ]
+        );
+        let by_uid = subid_ranges(SUBUID, "carol", 1001);
+        assert_eq!(
+            by_uid,
+            vec![IdRange {
+                start: 165536,
+                count: 65536
+            }]
+        );
+        assert!(subid_ranges(SUBUID, "nobody", 65534).is_empty());
+        assert!(subid_ranges(SUBUID, "broken", 5).is_empty());
+    }
+
+    #[test]
+    fn map_lines_put_root_first_then_ranges_back_to_back() {
+        let lines = map_lines(
+            1000,
+            &[
+                IdRange {
+                    start: 100000,
+                    count: 65536,
+                },
+                IdRange {
+                    start: 300000,
+                    count: 1000,
+                },
+            ],
+        );
+        assert_eq!(
+            newidmap_args(42, &lines),
+            [
+                "42", "0", "1000", "1", "1", "100000", "65536", "65537", "300000", "1000"
+            ]
+        );
+    }
+
+    #[test]
+    fn identity_and_single_maps() {
+        assert_eq!(
+            map_file_text(&IdMode::Identity.uid_map()),
+            "0 0 4294967295\n"
+        );
+        let single = IdMode::Single { uid: 7, gid: 8 };
+        assert_eq!(map_file_text(&single.gid_map()), "0 8 1\n");
+        assert!(!single.maps_gid(5));
+        let full = IdMode::Full {
+            uid: 1,
+            gid: 1,
+            subuids: vec![],
+            subgids: vec![IdRange {
+                start: 100000,
+                count: 10,
+            }],
+        };
+        assert!(full.maps_gid(5));
+        assert!(!full.maps_gid(11));
+    }
+}

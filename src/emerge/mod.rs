@@ -2,3 +2,4 @@
 //! command line, the environment, and reading its output for progress and failures.
 
 pub mod progress;
+pub mod run;

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use super::progress::{EmergeEvent, parse_line};
 use crate::printer::Printer;
-use crate::sandbox::{self, ExtraMount, IdMode, Network, RootFs, SandboxSpec, SandboxStdio};
+use crate::sandbox::{self, ExtraMount, Network, RootFs, SandboxSpec, SandboxStdio};
 
 /// Where gib's input directory appears inside the builder.
 const INPUT_DIR: &str = "/var/tmp/gib";
@@ -123,7 +123,11 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     let (output, output_writer) = std::io::pipe().context("cannot create a pipe")?;
     let stdio = SandboxStdio {
         stdin: Stdio::null(),
-        stdout: Stdio::from(output_writer.try_clone().context("cannot duplicate a pipe")?),
+        stdout: Stdio::from(
+            output_writer
+                .try_clone()
+                .context("cannot duplicate a pipe")?,
+        ),
         stderr: Stdio::from(output_writer),
     };
     let child = sandbox::spawn(&spec, stdio)
@@ -139,7 +143,8 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     for line in BufReader::new(output).split(b'\n') {
         let line = line.context("cannot read the builder's output")?;
         let line = String::from_utf8_lossy(&line);
-        writeln!(log, "{line}").with_context(|| format!("cannot write {}", session_log.display()))?;
+        writeln!(log, "{line}")
+            .with_context(|| format!("cannot write {}", session_log.display()))?;
         if printer.verbose() {
             eprintln!("{line}");
         }
@@ -255,7 +260,12 @@ fn write_input(dir: &Path, portage: &PortageFiles) -> Result<()> {
         ("portage/repos.conf", portage.repos_conf.as_str()),
     ]
     .into_iter()
-    .chain(TOOLS.iter().map(|(name, text)| (*name, *text)).map(|(n, t)| (n, t)));
+    .chain(
+        TOOLS
+            .iter()
+            .map(|(name, text)| (*name, *text))
+            .map(|(n, t)| (n, t)),
+    );
     for (name, text) in files {
         let path = if name.starts_with("portage/") {
             dir.join(name)
@@ -295,7 +305,10 @@ mod tests {
     #[test]
     fn build_logs_map_to_the_host() {
         assert_eq!(
-            host_log_path(Path::new("/c/logs/app"), "/var/log/portage/app-misc:broken-1.0:x.log"),
+            host_log_path(
+                Path::new("/c/logs/app"),
+                "/var/log/portage/app-misc:broken-1.0:x.log"
+            ),
             PathBuf::from("/c/logs/app/portage/app-misc:broken-1.0:x.log")
         );
         assert_eq!(

@@ -7,6 +7,7 @@ mod graph;
 mod internal;
 mod plan;
 mod shell;
+mod sources_internal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Hidden helpers that gib runs inside its own namespaces.
     #[command(hide = true, name = "__internal")]
     Internal(internal::InternalArgs),
+    /// Test hooks: fetch a stage3 flavor, sync an ebuild repository.
+    #[command(hide = true, name = "__sources")]
+    Sources(sources_internal::SourcesArgs),
 }
 
 /// Options every subcommand that reads gib.yaml shares.
@@ -141,6 +145,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args),
         Command::Shell(args) => shell::run(args),
         Command::Internal(args) => internal::run(args),
+        Command::Sources(args) => sources_internal::run(args),
     };
     match result {
         Ok(code) => code,

@@ -46,6 +46,7 @@ pub(super) fn fetch(
             .args(args)
             .arg(uri)
             .arg("HEAD"))
+        .map_err(|err| certificate_hint(err, uri, ca_certificate))
         .with_context(|| format!("cannot fetch {uri}"))
     };
     let revision = match pin {
@@ -113,6 +114,21 @@ pub(super) fn fetch(
         revision: Some(revision),
         fallback_time: commit_time,
     })
+}
+
+/// A TLS verification failure without a `ca_certificate` is most likely a self-signed host:
+/// say which key fixes it.
+fn certificate_hint(err: anyhow::Error, uri: &str, ca_certificate: Option<&Path>) -> anyhow::Error {
+    let text = format!("{err:#}");
+    let tls = text.contains("certificate verif") || text.contains("SSL certificate problem");
+    if tls && ca_certificate.is_none() {
+        return UserError::with_hint(
+            format!("{uri} presents a certificate that is not trusted: {text}"),
+            "for a host with its own CA, set `ca_certificate:` (a PEM file) on the repository",
+        )
+        .into();
+    }
+    err
 }
 
 /// The HEAD commit of a local checkout, if it is one.

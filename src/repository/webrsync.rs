@@ -29,7 +29,12 @@ pub(super) fn fetch(
     };
     let url = format!("{}/snapshots/{file}", uri.trim_end_matches('/'));
     let client = Client::new(spec.ca_certificate.as_deref())?;
-    let keyring = openpgp::keyring(&spec.trust.snapshots, cache, Some(&client), printer)?;
+    let keyring = openpgp::keyring(
+        &spec.trust.snapshots,
+        cache,
+        Some(&Client::new(None)?),
+        printer,
+    )?;
     let signature_url = format!("{url}.gpgsig");
     let signature = client
         .get_small(&signature_url, 1 << 20)
@@ -59,7 +64,7 @@ pub(super) fn fetch(
         let sig_path = scratch.join(format!("{file}.gpgsig"));
         fs::write(&sig_path, &signature)
             .with_context(|| format!("cannot write {}", sig_path.display()))?;
-        openpgp::verify_detached(&keyring, &sig_path, &downloaded.path)
+        openpgp::verify_detached(&keyring, &sig_path, &downloaded.path, &url)
             .with_context(|| format!("cannot verify {url} with {signature_url}"))?;
         let unpack = scratch.join("unpack");
         fs::create_dir(&unpack).with_context(|| format!("cannot create {}", unpack.display()))?;

@@ -90,7 +90,7 @@ pub fn fetch(
     }
 
     let client = Client::new(trust.ca_certificate.as_deref())?;
-    let keyring = openpgp::keyring(&trust.releng, cache, Some(&client), printer)?;
+    let keyring = openpgp::keyring(&trust.releng, cache, Some(&Client::new(None)?), printer)?;
     let base = format!(
         "{}/releases/{}/autobuilds",
         mirror.trim_end_matches('/'),
@@ -140,7 +140,7 @@ pub fn fetch(
         }
         let asc = scratch.join(format!("{name}.asc"));
         fs::write(&asc, &signature).with_context(|| format!("cannot write {}", asc.display()))?;
-        openpgp::verify_detached(&keyring, &asc, &downloaded.path)
+        openpgp::verify_detached(&keyring, &asc, &downloaded.path, &url)
             .with_context(|| format!("cannot verify {url} with {url}.asc"))?;
         let digests_file = scratch.join(format!("{name}.DIGESTS"));
         fs::write(&digests_file, &digests_raw)

@@ -146,7 +146,8 @@ pub struct Keyring {
 }
 
 /// The keyring for `key`: the user's file, else the cached copy, else fetched from the
-/// keyserver (not with `offline`), checked and cached.
+/// keyserver with `client` (`None`: offline), checked and cached. The client should trust the
+/// built-in roots: the keyserver is Gentoo's, whatever mirror the user chose.
 pub fn keyring(
     key: &TrustedKey,
     cache: &Cache,
@@ -259,8 +260,9 @@ fn parse_primary_fingerprints(colons: &str) -> BTreeSet<String> {
     found
 }
 
-/// Check a detached signature (`.asc`, `.gpgsig`) of `data` by the keyring's key.
-pub fn verify_detached(keyring: &Keyring, signature: &Path, data: &Path) -> Result<()> {
+/// Check a detached signature (`.asc`, `.gpgsig`) of `data` by the keyring's key. `what`
+/// names the data in errors (its URL).
+pub fn verify_detached(keyring: &Keyring, signature: &Path, data: &Path, what: &str) -> Result<()> {
     let home = GpgHome::with_keyring(keyring)?;
     let status_file = home.dir.path().join("status");
     let mut cmd = home.gpg();
@@ -273,12 +275,20 @@ pub fn verify_detached(keyring: &Keyring, signature: &Path, data: &Path) -> Resu
     let status = fs::read_to_string(&status_file).unwrap_or_default();
     check_status(&status, &keyring.fingerprint, out.status.success()).with_context(|| {
         format!(
-            "the signature {} of {} is not valid: gpg said: {}",
-            signature.display(),
-            data.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            "the signature of {what} is not valid (gpg said: {})",
+            one_line(&out.stderr)
         )
     })
+}
+
+/// gpg's messages on one line, without the `gpg: ` prefixes.
+fn one_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .map(|l| l.trim().trim_start_matches("gpg:").trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Check a clearsigned text by the keyring's key; return the signed text only (what is
@@ -300,8 +310,8 @@ pub fn verify_clearsigned(keyring: &Keyring, signed: &[u8], what: &str) -> Resul
     let status = fs::read_to_string(&status_file).unwrap_or_default();
     check_status(&status, &keyring.fingerprint, out.status.success()).with_context(|| {
         format!(
-            "the signature of {what} is not valid: gpg said: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            "the signature of {what} is not valid (gpg said: {})",
+            one_line(&out.stderr)
         )
     })?;
     let text = fs::read(&output).with_context(|| format!("cannot read {}", output.display()))?;

@@ -674,11 +674,17 @@ fn a_git_overlay_behind_the_test_ca_syncs_with_its_ca_certificate_only() {
     let cache = world.path("cache");
     let ca = world.pki.ca.to_str().unwrap();
 
-    let stderr = failure(&sync_repo(
+    let out = sync_repo(
         &world,
         &cache,
         &["--name", "mine", "--sync-type", "git", "--uri", &uri],
-    ));
+    );
+    let stderr = failure(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("hint: for a host with its own CA"),
+        "{stderr}"
+    );
     assert!(stderr.contains(&uri), "{stderr}");
     assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
 

@@ -29,12 +29,7 @@ pub(super) fn fetch(
     };
     let url = format!("{}/snapshots/{file}", uri.trim_end_matches('/'));
     let client = Client::new(spec.ca_certificate.as_deref())?;
-    let keyring = openpgp::keyring(
-        &spec.trust.snapshots,
-        cache,
-        Some(&Client::new(None)?),
-        printer,
-    )?;
+    let keyring = openpgp::keyring(&spec.trust.snapshots, &spec.trust, cache, false, printer)?;
     let signature_url = format!("{url}.gpgsig");
     let signature = client
         .get_small(&signature_url, 1 << 20)

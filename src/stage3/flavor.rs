@@ -90,7 +90,7 @@ pub fn fetch(
     }
 
     let client = Client::new(trust.ca_certificate.as_deref())?;
-    let keyring = openpgp::keyring(&trust.releng, cache, Some(&Client::new(None)?), printer)?;
+    let keyring = openpgp::keyring(&trust.releng, trust, cache, false, printer)?;
     let base = format!(
         "{}/releases/{}/autobuilds",
         mirror.trim_end_matches('/'),

@@ -5,7 +5,16 @@
 //! material is fetched at first use from Gentoo's keyserver (`KEYSERVER`), checked to carry
 //! the pinned fingerprint, and cached as `keys/<FINGERPRINT>.asc`; later runs (and
 //! `--offline`) use the cached copy. A user with their own mirror (and the tests) can trust
-//! another key instead, through the environment (see [`Trust::from_env`]).
+//! another key instead, through the environment (see [`Trust::from_env`]):
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `GIB_RELENG_FINGERPRINT` | trust this key for stage3s instead of Gentoo's releng key |
+//! | `GIB_RELENG_KEYRING` | a keyring file holding it (else it is fetched from the keyserver) |
+//! | `GIB_SNAPSHOT_FINGERPRINT` | trust this key for webrsync snapshots instead of Gentoo's |
+//! | `GIB_SNAPSHOT_KEYRING` | a keyring file holding it (else fetched from the keyserver) |
+//! | `GIB_KEYSERVER` | the URL prefix keys are fetched from, followed by the fingerprint |
+//! | `GIB_CA_CERTIFICATE` | PEM CA certificates trusted instead of the built-in roots for the stage3 mirror, snapshots and an own keyserver |
 //!
 //! Signatures are checked by running `gpg` with a throwaway home directory holding only the
 //! trusted keyring, and reading its machine-readable status lines: a signature counts only
@@ -44,6 +53,7 @@ pub const ENV_SNAPSHOT_FINGERPRINT: &str = "GIB_SNAPSHOT_FINGERPRINT";
 /// A PEM file of CA certificates trusted instead of the built-in roots for gib's own
 /// downloads (stage3 mirror, snapshots, keys).
 pub const ENV_CA_CERTIFICATE: &str = "GIB_CA_CERTIFICATE";
+pub const ENV_KEYSERVER: &str = "GIB_KEYSERVER";
 
 /// One trusted signing key: a fingerprint and where its key material comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +72,10 @@ pub struct Trust {
     /// Signs ebuild repository snapshots (webrsync).
     pub snapshots: TrustedKey,
     /// CA certificates (PEM) trusted instead of the built-in roots for the stage3 mirror,
-    /// snapshot mirror and keyserver.
+    /// snapshot mirror and a keyserver of the user's own.
     pub ca_certificate: Option<PathBuf>,
+    /// The URL prefix a pinned key's fingerprint is appended to, to fetch it.
+    pub keyserver: String,
 }
 
 impl Trust {
@@ -79,13 +91,12 @@ impl Trust {
                 keyring: None,
             },
             ca_certificate: None,
+            keyserver: KEYSERVER.to_string(),
         }
     }
 
-    /// Gentoo's keys, unless the environment names others: `GIB_RELENG_KEYRING` with
-    /// `GIB_RELENG_FINGERPRINT` (stage3), `GIB_SNAPSHOT_KEYRING` with
-    /// `GIB_SNAPSHOT_FINGERPRINT` (webrsync snapshots), and `GIB_CA_CERTIFICATE` (TLS roots).
-    /// A keyring without its fingerprint is refused: the fingerprint is the trust decision.
+    /// Gentoo's keys, unless the environment names others (the table in the module doc).
+    /// A keyring without a fingerprint is refused: the fingerprint is the trust decision.
     pub fn from_env() -> Result<Trust> {
         let mut trust = Trust::gentoo();
         if let Some(key) = key_from_env(ENV_RELENG_KEYRING, ENV_RELENG_FINGERPRINT)? {
@@ -97,6 +108,9 @@ impl Trust {
         trust.ca_certificate = std::env::var_os(ENV_CA_CERTIFICATE)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from);
+        if let Some(keyserver) = std::env::var(ENV_KEYSERVER).ok().filter(|v| !v.is_empty()) {
+            trust.keyserver = keyserver;
+        }
         Ok(trust)
     }
 }
@@ -108,12 +122,12 @@ fn key_from_env(keyring_var: &str, fingerprint_var: &str) -> Result<Option<Trust
         .filter(|v| !v.is_empty());
     match (keyring, fingerprint) {
         (None, None) => Ok(None),
-        (Some(keyring), Some(fingerprint)) => Ok(Some(TrustedKey {
+        (keyring, Some(fingerprint)) => Ok(Some(TrustedKey {
             fingerprint: normalize_fingerprint(&fingerprint)?,
-            keyring: Some(PathBuf::from(keyring)),
+            keyring: keyring.map(PathBuf::from),
         })),
-        _ => Err(UserError::with_hint(
-            format!("{keyring_var} and {fingerprint_var} must be set together"),
+        (Some(_), None) => Err(UserError::with_hint(
+            format!("{keyring_var} is set but {fingerprint_var} is not"),
             "the keyring file says which key material to use, the fingerprint which key to trust",
         )
         .into()),
@@ -145,13 +159,13 @@ pub struct Keyring {
     pub fingerprint: String,
 }
 
-/// The keyring for `key`: the user's file, else the cached copy, else fetched from the
-/// keyserver with `client` (`None`: offline), checked and cached. The client should trust the
-/// built-in roots: the keyserver is Gentoo's, whatever mirror the user chose.
+/// The keyring for `key`: the user's file, else the cached copy, else (unless `offline`)
+/// fetched from the keyserver, checked to hold the pinned fingerprint, and cached.
 pub fn keyring(
     key: &TrustedKey,
+    trust: &Trust,
     cache: &Cache,
-    client: Option<&Client>,
+    offline: bool,
     printer: &Printer,
 ) -> Result<Keyring> {
     if let Some(path) = &key.keyring {
@@ -176,7 +190,7 @@ pub fn keyring(
             fingerprint: key.fingerprint.clone(),
         });
     }
-    let Some(client) = client else {
+    if offline {
         return Err(UserError::with_hint(
             format!(
                 "the OpenPGP key {} is not in the cache ({}) and --offline forbids fetching it",
@@ -186,8 +200,14 @@ pub fn keyring(
             "run once without --offline",
         )
         .into());
-    };
-    let url = format!("{KEYSERVER}{}", key.fingerprint);
+    }
+    // Gentoo's keyserver is reached with the built-in roots, whatever mirror the user chose;
+    // a keyserver of the user's own with their CA.
+    let ca = (trust.keyserver != KEYSERVER)
+        .then_some(trust.ca_certificate.as_deref())
+        .flatten();
+    let client = Client::new(ca)?;
+    let url = format!("{}{}", trust.keyserver, key.fingerprint);
     printer.status(
         "Fetching",
         &format!("OpenPGP key {} from {url}", key.fingerprint),

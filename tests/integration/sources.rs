@@ -600,6 +600,67 @@ fn a_part_left_by_an_earlier_run_is_resumed() {
     assert_eq!(ranges, vec![serde_json::json!("bytes=12345-")]);
 }
 
+#[test]
+fn a_pinned_key_is_fetched_from_the_keyserver_checked_and_cached() {
+    let world = World::new("stage3-keyserver");
+    world.publish_stage3();
+    // The fake keyserver answers every lookup with the file `pks/lookup`.
+    std::fs::create_dir_all(world.mirror.join("pks")).unwrap();
+    let lookup = world.mirror.join("pks/lookup");
+    std::fs::copy(&world.other.keyring, &lookup).unwrap();
+    let server = world.serve(&[]);
+    let keyserver = format!(
+        "https://127.0.0.1:{}/pks/lookup?op=get&search=0x",
+        server.port
+    );
+    let cache = world.path("cache");
+    let fetch = || {
+        world
+            .gib()
+            .env_remove("GIB_RELENG_KEYRING")
+            .env("GIB_KEYSERVER", &keyserver)
+            .args(["fetch-stage3", "--flavor", FLAVOR, "--mirror"])
+            .arg(format!("https://127.0.0.1:{}", server.port))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .output()
+            .unwrap()
+    };
+
+    // The keyserver hands out another key: refused, and not cached.
+    let stderr = failure(&fetch());
+    assert!(stderr.contains("pinned fingerprint"), "{stderr}");
+    assert!(stderr.contains(&world.releng.fingerprint), "{stderr}");
+    assert!(
+        !cache
+            .join(format!("keys/{}.asc", world.releng.fingerprint))
+            .exists()
+    );
+
+    std::fs::copy(&world.releng.keyring, &lookup).unwrap();
+    json(&fetch());
+    let lookups = world
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "/pks/lookup")
+        .count();
+    assert!(
+        cache
+            .join(format!("keys/{}.asc", world.releng.fingerprint))
+            .is_file()
+    );
+
+    // The cached key serves later runs.
+    std::fs::remove_file(&lookup).unwrap();
+    json(&fetch());
+    let again = world
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "/pks/lookup")
+        .count();
+    assert_eq!(again, lookups);
+}
+
 /// A bare repository `<git_root>/<name>.git` with one commit per tree, made at fixed times;
 /// returns the commits.
 fn make_git_repo(world: &World, name: &str, trees: &[&[(&str, &str)]]) -> Vec<String> {

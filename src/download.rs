@@ -174,16 +174,14 @@ impl Client {
         let range = (have > 0).then_some(have);
         let response = self.call(url, range)?;
         let status = response.status().as_u16();
-        if range.is_some() && status == 416 {
-            // The server's file is shorter than our part: it changed. Start again.
-            fs::remove_file(part).with_context(|| format!("cannot remove {}", part.display()))?;
-            return Err(DownloadError::Status {
-                url: url.to_string(),
-                status,
-            }
-            .into());
-        }
         let resumed = status == 206 && content_range_start(&response) == Some(have);
+        if range.is_some() && (status == 416 || (status == 206 && !resumed)) {
+            // The server's file is not the one our part began (shorter, or it answered
+            // another range): start again from the first byte.
+            drop(response);
+            fs::remove_file(part).with_context(|| format!("cannot remove {}", part.display()))?;
+            return self.download_once(url, part, expected_size, printer);
+        }
         if !resumed {
             have = 0;
         }

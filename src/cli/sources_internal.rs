@@ -108,7 +108,7 @@ pub fn run(args: SourcesArgs) -> Result<ExitCode> {
                 sync_type,
                 uri,
                 pin,
-                ca_certificate: ca_certificate.or(trust.ca_certificate.clone()),
+                ca_certificate,
                 priority,
                 trust,
             };

@@ -125,6 +125,10 @@ pub fn fetch(
     let signature = get_small(&client, &format!("{url}.asc"), pin)?;
 
     let _lock = cache.lock("downloads", &name)?;
+    if let Some(found) = read_entry(&entry)? {
+        // Another gib verified it while this one waited for the lock.
+        return Ok(found);
+    }
     let part = cache.dir("downloads")?.join(format!("{name}.part"));
     printer.status("Downloading", &url);
     let downloaded = client.download(&url, &part, size, printer)?;

@@ -800,6 +800,25 @@ fn a_git_overlay_behind_the_test_ca_syncs_with_its_ca_certificate_only() {
     assert!(!pinned_path.join("app-misc/hello/hello-2.ebuild").exists());
     assert!(path.join("app-misc/hello/hello-2.ebuild").is_file());
 
+    // Pinned to a date: the last commit of that day (the second is from the 19th).
+    let by_date = json(&sync_repo(
+        &world,
+        &cache,
+        &[
+            "--name",
+            "mine",
+            "--sync-type",
+            "git",
+            "--uri",
+            &uri,
+            "--ca-certificate",
+            ca,
+            "--pin",
+            "2026-11-18",
+        ],
+    ));
+    assert_eq!(by_date["revision"], commits[0].as_str());
+
     // --offline: the cached copy; unknown repositories fail clearly.
     let offline = json(&sync_repo(
         &world,

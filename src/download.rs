@@ -139,6 +139,14 @@ impl Client {
                         .downcast_ref::<DownloadError>()
                         .is_some_and(DownloadError::is_retryable);
                     if !retryable || attempt >= ATTEMPTS {
+                        let kept = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+                        if retryable && kept > 0 {
+                            return Err(err.context(format!(
+                                "cannot download {url} ({ATTEMPTS} attempts); the {kept} bytes \
+                                 received are kept in {} and the next run resumes from there",
+                                part.display()
+                            )));
+                        }
                         return Err(err);
                     }
                     printer.warn(&format!(

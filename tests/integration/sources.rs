@@ -241,7 +241,9 @@ impl World {
         self.dir.path().join(name)
     }
 
-    fn serve(&self, drop_once: &[&str]) -> Daemon {
+    /// Serve the mirror and `git_root`; each path in `drops` has its transfer broken off
+    /// once per time it is listed.
+    fn serve(&self, drops: &[&str]) -> Daemon {
         require_tool("python3");
         let script = self.path("sources_server.py");
         std::fs::write(&script, SERVER_SCRIPT).unwrap();
@@ -258,8 +260,8 @@ impl World {
             .arg("--log")
             .arg(&self.log)
             .stdout(Stdio::piped());
-        for path in drop_once {
-            cmd.arg("--drop-once").arg(path);
+        for path in drops {
+            cmd.arg("--drop").arg(path);
         }
         let mut child = cmd.spawn().expect("cannot start python3");
         let mut line = String::new();
@@ -572,6 +574,47 @@ fn an_interrupted_download_resumes_with_a_range_request() {
         .unwrap();
     assert!(from > 0, "{range}");
     assert!(!cache.join("downloads").read_dir().unwrap().any(|_| true));
+}
+
+#[test]
+fn a_download_that_keeps_breaking_fails_and_the_next_run_resumes_it() {
+    let world = World::new("stage3-rerun");
+    let tarball = world.publish_stage3();
+    let name = format!("stage3-{FLAVOR}-{TS}.tar.xz");
+    let url_path = format!("/releases/amd64/autobuilds/{TS}/{name}");
+    // One break more than gib's attempts within a run.
+    let server = world.serve(&[url_path.as_str(); 5]);
+    let cache = world.path("cache");
+
+    let out = world.fetch_stage3(&server, &cache, &[]);
+    let stderr = failure(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("broke off after"), "{stderr}");
+    assert!(stderr.contains(&url_path), "{stderr}");
+    let part = cache.join(format!("downloads/{name}.part"));
+    let kept = std::fs::metadata(&part)
+        .expect("the .part is kept for the next run")
+        .len();
+    assert!(kept > 0);
+    assert_eq!(
+        cache_leftovers(&cache),
+        vec![format!("downloads/{name}.part")]
+    );
+
+    let before = world.requests().len();
+    let got = json(&world.fetch_stage3(&server, &cache, &[]));
+    assert_eq!(got["sha512"], sha512_hex(&std::fs::read(&tarball).unwrap()));
+    let requests = world.requests();
+    let resumed: Vec<_> = requests[before..]
+        .iter()
+        .filter(|r| r["path"] == url_path.as_str())
+        .collect();
+    // The fifth break was this run's first attempt; then it finished.
+    assert_eq!(resumed.len(), 2, "{resumed:?}");
+    assert!(
+        resumed.iter().all(|r| r["range"].is_string()),
+        "{resumed:?}"
+    );
 }
 
 #[test]

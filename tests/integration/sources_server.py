@@ -17,7 +17,7 @@ import urllib.parse
 
 ARGS = None
 LOCK = threading.Lock()
-DROPPED = set()
+DROPS = {}
 
 
 def log(entry):
@@ -59,22 +59,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             data = f.read()
         size = len(data)
         rng = self.headers.get("Range")
-        if rng is None and path in ARGS.drop_once and path not in DROPPED:
-            with LOCK:
-                DROPPED.add(path)
-            # Promise the whole file, send a third of it, hang up.
-            self.send_response(200)
-            self.send_header("Content-Length", str(size))
-            self.send_header("Accept-Ranges", "bytes")
-            self.end_headers()
-            self.wfile.write(data[: size // 3])
-            self.wfile.flush()
-            self.close_connection = True
-            try:
-                self.connection.shutdown(2)
-            except OSError:
-                pass
-            return
         if rng is not None and rng.startswith("bytes="):
             first, _, last = rng[len("bytes="):].partition("-")
             first = int(first)
@@ -94,6 +78,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        with LOCK:
+            drop = DROPS.get(path, 0) > 0
+            if drop:
+                DROPS[path] -= 1
+        if drop:
+            # Promise the whole body, send a third of it, hang up.
+            self.wfile.write(body[: len(body) // 3])
+            self.wfile.flush()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(2)
+            except OSError:
+                pass
+            return
         self.wfile.write(body)
 
     def read_body(self):
@@ -177,8 +175,11 @@ def main():
     parser.add_argument("--cert", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--log", required=True)
-    parser.add_argument("--drop-once", action="append", default=[])
+    parser.add_argument("--drop", action="append", default=[],
+                        help="break off the transfer of this path (once per occurrence)")
     ARGS = parser.parse_args()
+    for path in ARGS.drop:
+        DROPS[path] = DROPS.get(path, 0) + 1
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(ARGS.cert, ARGS.key)
     server = Server(context)

@@ -127,10 +127,7 @@ mod tests {
 
     #[test]
     fn noise_is_ignored() {
-        assert_eq!(
-            parse_line(">>> Installing (1 of 1) app-misc/greet-1.0::gentoo"),
-            None
-        );
+        assert_eq!(parse_line(">>> Installing (1 of 1) app-misc/greet-1.0::gentoo"), None);
         assert_eq!(parse_line(" * Package:    app-misc/broken-1.0:0"), None);
         assert_eq!(parse_line(">>> Emerging (x of y) nonsense"), None);
         assert_eq!(parse_line(""), None);

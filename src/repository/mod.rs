@@ -12,6 +12,11 @@
 //! processes never sync the same repository at once. A `pin` (a date or a commit) selects
 //! that snapshot, and a pinned snapshot already in the cache is used without the network.
 //!
+//! Use: once per run, `sync(&RepoSpec::main(&config.portage, &trust), …)` and
+//! `sync(&RepoSpec::overlay(repo, &trust), …)` for each of `config.repositories`; bind each
+//! `SyncedRepo::path` read-only at `SyncedRepo::location` in every builder; record
+//! `snapshot` (its `date` is the tag rule's snapshot date) and `revision` in the annotations.
+//!
 //! Not here: repos.conf text (`gentoo`), the bind mounts themselves (`sandbox`).
 
 mod git;

@@ -12,7 +12,8 @@
 //! resumes.
 //!
 //! Cache: `stage3-tarballs/stage3-<flavor>-<TIMESTAMP>/` holding the tarball, its `.asc`,
-//! its `.DIGESTS` and `verified.json`. Not here: unpacking (`stage3`).
+//! its `.DIGESTS` and `verified.json`. Not here: unpacking (`stage3`), which takes
+//! `VerifiedTarball::path` (and may key its unpacked root on `sha512`).
 
 use std::fs;
 use std::path::{Path, PathBuf};

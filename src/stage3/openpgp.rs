@@ -395,6 +395,11 @@ impl GpgHome {
             .prefix("gib-gpg-")
             .tempdir()
             .context("cannot create a temporary GnuPG home directory")?;
+        // GnuPG >= 2.4.1 writes `use-keyboxd` into a new home's common.conf, and keyboxd
+        // cannot start under --no-autostart: an existing common.conf keeps the plain keyring.
+        let common = dir.path().join("common.conf");
+        fs::write(&common, "# gib: a throwaway home with a plain keyring\n")
+            .with_context(|| format!("cannot write {}", common.display()))?;
         Ok(GpgHome { dir })
     }
 

@@ -7,8 +7,9 @@
 //!
 //! A synced copy is never changed in place, because a running build may have it bound:
 //! each sync makes a new tree `repos/<name>-<hash of uri>/snap-<id>/` and then swaps the
-//! `current` symlink beside it; the previous tree is kept (a build that started before the
-//! swap still reads it) and older ones are removed. A sync holds the entry's lock, so two gib
+//! `current` symlink beside it. Older trees are removed, except the previous one and any
+//! that a running gib holds (a shared lock on `snap-<id>.lock`, taken by `sync` and kept
+//! until the process exits), since a build may still read them. A sync holds the entry's lock, so two gib
 //! processes never sync the same repository at once. A `pin` (a date or a commit) selects
 //! that snapshot, and a pinned snapshot already in the cache is used without the network.
 //!
@@ -201,6 +202,7 @@ fn sync_uncached(
             spec.name,
             path.display()
         ));
+        store.hold(&record.id)?;
         return Ok(record.fill(synced, path));
     }
     if offline {
@@ -224,6 +226,7 @@ fn sync_uncached(
         SyncType::Local | SyncType::None => unreachable_sync_type(spec.sync_type)?,
     };
     let (path, record) = store.commit(fetched, pin)?;
+    store.hold(&record.id)?;
     Ok(record.fill(synced, path))
 }
 
@@ -460,6 +463,7 @@ impl Store {
         Ok((path, record))
     }
 
+    /// Remove the snapshots other than `current` and `previous` that no gib process holds.
     fn remove_old(&self, current: &str, previous: Option<&Path>) {
         let keep_previous = previous.and_then(Path::to_str).unwrap_or_default();
         let Ok(entries) = fs::read_dir(&self.dir) else {
@@ -467,11 +471,40 @@ impl Store {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let snap = name.strip_suffix(".json").unwrap_or(&name);
-            if snap.starts_with("snap-") && snap != current && snap != keep_previous {
+            let is_tree = name.starts_with("snap-") && !name.contains('.') && entry.path().is_dir();
+            if !is_tree || name == current || name == keep_previous {
+                continue;
+            }
+            let lock_path = self.dir.join(format!("{name}.lock"));
+            let unused = fs::File::open(&lock_path)
+                .map(|file| file.try_lock().is_ok())
+                .unwrap_or(true);
+            if unused {
                 remove_any(&entry.path()).ok();
+                remove_any(&self.dir.join(format!("{name}.json"))).ok();
+                remove_any(&lock_path).ok();
             }
         }
+    }
+
+    /// Hold snapshot `id` (a shared lock on `snap-<id>.lock`) until this process exits, so
+    /// that another gib's sync never removes a tree this one has bound into its builders.
+    /// Called under the entry lock, as `remove_old` is, so the two never race.
+    fn hold(&self, id: &str) -> Result<()> {
+        static HELD: Mutex<Vec<fs::File>> = Mutex::new(Vec::new());
+        let path = self.dir.join(format!("snap-{id}.lock"));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.lock_shared()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        HELD.lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(file);
+        Ok(())
     }
 }
 
@@ -525,6 +558,52 @@ mod tests {
     }
 
     #[test]
+    fn a_held_snapshot_is_not_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::open(Some(tmp.path())).unwrap();
+        let store = Store::open(&cache, "r-2").unwrap();
+        let mut paths = Vec::new();
+        for id in ["x", "y", "z"] {
+            let scratch = store.scratch().unwrap();
+            let fetched = Fetched {
+                tree: scratch.clone(),
+                scratch,
+                id: Some(id.into()),
+                revision: None,
+                fallback_time: None,
+            };
+            paths.push(store.commit(fetched, None).unwrap().0);
+            if id == "x" {
+                store.hold("x").unwrap();
+            }
+        }
+        assert!(paths[0].exists(), "x is held by this process");
+    }
+
+    #[test]
+    fn a_repository_is_synced_once_per_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::open(Some(&tmp.path().join("cache"))).unwrap();
+        let tree = tmp.path().join("overlay");
+        fs::create_dir(&tree).unwrap();
+        let spec = RepoSpec {
+            name: "once".into(),
+            sync_type: SyncType::Local,
+            uri: Some(tree.display().to_string()),
+            pin: None,
+            ca_certificate: None,
+            priority: Some(7),
+            trust: Trust::gentoo(),
+        };
+        let printer = Printer::new(false);
+        let first = sync(&spec, &cache, false, &printer).unwrap();
+        assert_eq!(first.priority, Some(7));
+        fs::remove_dir(&tree).unwrap();
+        // The second call does not look again: the tree is gone, the answer is the same.
+        assert_eq!(sync(&spec, &cache, false, &printer).unwrap(), first);
+    }
+
+    #[test]
     fn a_commit_makes_a_new_snapshot_and_keeps_the_previous_one() {
         let tmp = tempfile::tempdir().unwrap();
         let cache = Cache::open(Some(tmp.path())).unwrap();
@@ -544,6 +623,7 @@ mod tests {
         }
         assert!(!paths[0].exists());
         assert!(paths[1].exists());
+        assert!(!store.dir.join("snap-a.json").exists());
         assert_eq!(fs::read_to_string(paths[2].join("f")).unwrap(), "c");
         assert_eq!(store.current().unwrap().0, paths[2]);
     }

@@ -95,6 +95,19 @@ pub(super) fn fetch(
         }
     };
 
+    // A ref keeps the commit reachable: the next fetch tells the server what it has, and
+    // `gc --auto` prunes only what no ref needs (older fetches).
+    run(git(None)
+        .arg("-C")
+        .arg(&bare)
+        .args(["update-ref", "refs/gib/last"])
+        .arg(&revision))?;
+    run(git(None)
+        .arg("-C")
+        .arg(&bare)
+        .args(["gc", "--auto", "--quiet"]))
+    .ok();
+
     let scratch = store.scratch()?;
     export_tree(&bare, &revision, &scratch)?;
     let commit_time = capture(

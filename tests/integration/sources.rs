@@ -747,12 +747,22 @@ fn make_git_repo(world: &World, name: &str, trees: &[&[(&str, &str)]]) -> Vec<St
     commits
 }
 
-fn sync_repo(world: &World, cache: &Path, args: &[&str]) -> Output {
-    world
-        .gib()
-        .env_remove("GIB_CA_CERTIFICATE")
-        .arg("sync-repo")
-        .args(args)
+/// `gib __sources sync-repo` of the repository `[name, sync_type, uri]` (no uri when empty),
+/// with `extra` arguments.
+fn sync_repo(world: &World, cache: &Path, repo: [&str; 3], extra: &[&str]) -> Output {
+    let [name, sync_type, uri] = repo;
+    let mut cmd = world.gib();
+    cmd.env_remove("GIB_CA_CERTIFICATE").args([
+        "sync-repo",
+        "--name",
+        name,
+        "--sync-type",
+        sync_type,
+    ]);
+    if !uri.is_empty() {
+        cmd.args(["--uri", uri]);
+    }
+    cmd.args(extra)
         .arg("--cache-dir")
         .arg(cache)
         .output()
@@ -778,11 +788,7 @@ fn a_git_overlay_behind_the_test_ca_syncs_with_its_ca_certificate_only() {
     let cache = world.path("cache");
     let ca = world.pki.ca.to_str().unwrap();
 
-    let out = sync_repo(
-        &world,
-        &cache,
-        &["--name", "mine", "--sync-type", "git", "--uri", &uri],
-    );
+    let out = sync_repo(&world, &cache, ["mine", "git", &uri], &[]);
     let stderr = failure(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -795,18 +801,8 @@ fn a_git_overlay_behind_the_test_ca_syncs_with_its_ca_certificate_only() {
     let got = json(&sync_repo(
         &world,
         &cache,
-        &[
-            "--name",
-            "mine",
-            "--sync-type",
-            "git",
-            "--uri",
-            &uri,
-            "--ca-certificate",
-            ca,
-            "--priority",
-            "60",
-        ],
+        ["mine", "git", &uri],
+        &["--ca-certificate", ca, "--priority", "60"],
     ));
     assert_eq!(got["revision"], commits[1].as_str());
     assert_eq!(got["location"], "/var/db/repos/mine");
@@ -825,18 +821,8 @@ fn a_git_overlay_behind_the_test_ca_syncs_with_its_ca_certificate_only() {
     let pinned = json(&sync_repo(
         &world,
         &cache,
-        &[
-            "--name",
-            "mine",
-            "--sync-type",
-            "git",
-            "--uri",
-            &uri,
-            "--ca-certificate",
-            ca,
-            "--pin",
-            &commits[0],
-        ],
+        ["mine", "git", &uri],
+        &["--ca-certificate", ca, "--pin", &commits[0]],
     ));
     assert_eq!(pinned["revision"], commits[0].as_str());
     let pinned_path = PathBuf::from(pinned["path"].as_str().unwrap());
@@ -847,18 +833,8 @@ fn a_git_overlay_behind_the_test_ca_syncs_with_its_ca_certificate_only() {
     let by_date = json(&sync_repo(
         &world,
         &cache,
-        &[
-            "--name",
-            "mine",
-            "--sync-type",
-            "git",
-            "--uri",
-            &uri,
-            "--ca-certificate",
-            ca,
-            "--pin",
-            "2026-11-18",
-        ],
+        ["mine", "git", &uri],
+        &["--ca-certificate", ca, "--pin", "2026-11-18"],
     ));
     assert_eq!(by_date["revision"], commits[0].as_str());
 
@@ -866,30 +842,11 @@ fn a_git_overlay_behind_the_test_ca_syncs_with_its_ca_certificate_only() {
     let offline = json(&sync_repo(
         &world,
         &cache,
-        &[
-            "--name",
-            "mine",
-            "--sync-type",
-            "git",
-            "--uri",
-            &uri,
-            "--offline",
-        ],
+        ["mine", "git", &uri],
+        &["--offline"],
     ));
     assert_eq!(offline["revision"], commits[0].as_str());
-    let out = sync_repo(
-        &world,
-        &cache,
-        &[
-            "--name",
-            "other",
-            "--sync-type",
-            "git",
-            "--uri",
-            &uri,
-            "--offline",
-        ],
-    );
+    let out = sync_repo(&world, &cache, ["other", "git", &uri], &["--offline"]);
     let stderr = failure(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("has not been synced"), "{stderr}");
@@ -914,11 +871,7 @@ fn rsync_syncs_into_new_snapshots_and_reads_timestamp_chk() {
     let uri = format!("rsync://127.0.0.1:{}/gentoo-portage", daemon.port);
     let cache = world.path("cache");
 
-    let first = json(&sync_repo(
-        &world,
-        &cache,
-        &["--name", "gentoo", "--sync-type", "rsync", "--uri", &uri],
-    ));
+    let first = json(&sync_repo(&world, &cache, ["gentoo", "rsync", &uri], &[]));
     assert_eq!(first["snapshot"]["date"], "20261120");
     assert_eq!(first["snapshot"]["epoch"], 1795135501);
     let first_path = PathBuf::from(first["path"].as_str().unwrap());
@@ -944,11 +897,7 @@ fn rsync_syncs_into_new_snapshots_and_reads_timestamp_chk() {
             .set_modified(later)
             .unwrap();
     }
-    let second = json(&sync_repo(
-        &world,
-        &cache,
-        &["--name", "gentoo", "--sync-type", "rsync", "--uri", &uri],
-    ));
+    let second = json(&sync_repo(&world, &cache, ["gentoo", "rsync", &uri], &[]));
     assert_eq!(second["snapshot"]["date"], "20261121");
     let second_path = PathBuf::from(second["path"].as_str().unwrap());
     assert_ne!(first_path, second_path);
@@ -1044,18 +993,8 @@ fn webrsync_snapshots_are_verified_with_the_snapshot_key() {
     let got = json(&sync_repo(
         &world,
         &cache,
-        &[
-            "--name",
-            "gentoo",
-            "--sync-type",
-            "webrsync",
-            "--uri",
-            &uri,
-            "--ca-certificate",
-            ca,
-            "--pin",
-            "2026-11-20",
-        ],
+        ["gentoo", "webrsync", &uri],
+        &["--ca-certificate", ca, "--pin", "2026-11-20"],
     ));
     assert_eq!(got["snapshot"]["date"], "20261120");
     let path = PathBuf::from(got["path"].as_str().unwrap());
@@ -1068,16 +1007,8 @@ fn webrsync_snapshots_are_verified_with_the_snapshot_key() {
     let stderr = failure(&sync_repo(
         &world,
         &cache,
-        &[
-            "--name",
-            "gentoo",
-            "--sync-type",
-            "webrsync",
-            "--uri",
-            &uri,
-            "--ca-certificate",
-            ca,
-        ],
+        ["gentoo", "webrsync", &uri],
+        &["--ca-certificate", ca],
     ));
     assert!(stderr.contains("gentoo-latest.tar.xz"), "{stderr}");
     assert!(stderr.contains("not signed by the trusted key"), "{stderr}");
@@ -1085,17 +1016,8 @@ fn webrsync_snapshots_are_verified_with_the_snapshot_key() {
     let offline = json(&sync_repo(
         &world,
         &cache,
-        &[
-            "--name",
-            "gentoo",
-            "--sync-type",
-            "webrsync",
-            "--uri",
-            &uri,
-            "--pin",
-            "20261120",
-            "--offline",
-        ],
+        ["gentoo", "webrsync", &uri],
+        &["--pin", "20261120", "--offline"],
     ));
     assert_eq!(offline["path"], got["path"]);
 }
@@ -1115,36 +1037,20 @@ fn local_and_none_repositories_are_not_copied() {
     let got = json(&sync_repo(
         &world,
         &cache,
-        &[
-            "--name",
-            "mine",
-            "--sync-type",
-            "local",
-            "--uri",
-            tree.to_str().unwrap(),
-        ],
+        ["mine", "local", tree.to_str().unwrap()],
+        &[],
     ));
     assert_eq!(got["path"], tree.canonicalize().unwrap().to_str().unwrap());
     assert_eq!(got["snapshot"]["date"], "20261120");
 
-    let none = json(&sync_repo(
-        &world,
-        &cache,
-        &["--name", "gentoo", "--sync-type", "none"],
-    ));
+    let none = json(&sync_repo(&world, &cache, ["gentoo", "none", ""], &[]));
     assert!(none["path"].is_null());
 
     let out = sync_repo(
         &world,
         &cache,
-        &[
-            "--name",
-            "mine",
-            "--sync-type",
-            "local",
-            "--uri",
-            "/nonexistent/overlay",
-        ],
+        ["mine", "local", "/nonexistent/overlay"],
+        &[],
     );
     let stderr = failure(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");

@@ -557,6 +557,20 @@ mod tests {
         assert!(check_pin_allowed(&spec, Some(&commit)).is_ok());
     }
 
+    /// Publish a tree holding one file `f` with `id` in it, as snapshot `id`.
+    fn commit_tree(store: &Store, id: &str) -> PathBuf {
+        let scratch = store.scratch().unwrap();
+        fs::write(scratch.join("f"), id).unwrap();
+        let fetched = Fetched {
+            tree: scratch.clone(),
+            scratch,
+            id: Some(id.into()),
+            revision: None,
+            fallback_time: None,
+        };
+        store.commit(fetched, None).unwrap().0
+    }
+
     #[test]
     fn a_held_snapshot_is_not_removed() {
         let tmp = tempfile::tempdir().unwrap();
@@ -564,15 +578,7 @@ mod tests {
         let store = Store::open(&cache, "r-2").unwrap();
         let mut paths = Vec::new();
         for id in ["x", "y", "z"] {
-            let scratch = store.scratch().unwrap();
-            let fetched = Fetched {
-                tree: scratch.clone(),
-                scratch,
-                id: Some(id.into()),
-                revision: None,
-                fallback_time: None,
-            };
-            paths.push(store.commit(fetched, None).unwrap().0);
+            paths.push(commit_tree(&store, id));
             if id == "x" {
                 store.hold("x").unwrap();
             }
@@ -610,16 +616,7 @@ mod tests {
         let store = Store::open(&cache, "r-1").unwrap();
         let mut paths = Vec::new();
         for id in ["a", "b", "c"] {
-            let scratch = store.scratch().unwrap();
-            fs::write(scratch.join("f"), id).unwrap();
-            let fetched = Fetched {
-                tree: scratch.clone(),
-                scratch,
-                id: Some(id.into()),
-                revision: None,
-                fallback_time: None,
-            };
-            paths.push(store.commit(fetched, None).unwrap().0);
+            paths.push(commit_tree(&store, id));
         }
         assert!(!paths[0].exists());
         assert!(paths[1].exists());

@@ -86,7 +86,10 @@ pub fn fetch(
             .into()
         });
     }
-    if let Some(found) = cached(flavor, pin, cache)?.filter(|_| pin.is_some()) {
+    // A pinned build never changes: once verified, it needs no network.
+    if pin.is_some()
+        && let Some(found) = cached(flavor, pin, cache)?
+    {
         return Ok(found);
     }
 

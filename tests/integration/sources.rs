@@ -428,6 +428,10 @@ fn a_flavor_resolves_verifies_and_then_works_offline() {
     let pinned = json(&world.fetch_stage3(&server, &cache, &["--offline", "--pin", TS]));
     assert_eq!(pinned["path"], got["path"]);
     assert_eq!(world.requests().len(), before, "--offline must not fetch");
+    // A pinned build, once verified, needs no network either.
+    let pinned_online = json(&world.fetch_stage3(&server, &cache, &["--pin", TS]));
+    assert_eq!(pinned_online["path"], got["path"]);
+    assert_eq!(world.requests().len(), before);
 
     // An online run with the build already verified downloads nothing big again.
     json(&world.fetch_stage3(&server, &cache, &[]));

@@ -10,6 +10,8 @@ mod cli;
 #[allow(dead_code)]
 mod config;
 #[allow(dead_code)] // wired up as the pipeline lands
+mod download;
+#[allow(dead_code)] // wired up as the pipeline lands
 mod emerge;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod gentoo;
@@ -21,6 +23,8 @@ mod output;
 mod plan;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod printer;
+#[allow(dead_code)] // wired up as the pipeline lands
+mod repository;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod rootfs;
 #[allow(dead_code)] // wired up as the pipeline lands

@@ -39,6 +39,21 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for bad usage or configuration.
 pub const EXIT_USAGE: u8 = 2;
 
+/// A progress bar handed out by [`Printer::bytes_progress`]; cleared when dropped.
+pub struct BytesProgress(indicatif::ProgressBar);
+
+impl BytesProgress {
+    pub fn set_position(&self, bytes: u64) {
+        self.0.set_position(bytes);
+    }
+}
+
+impl Drop for BytesProgress {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
 pub struct Printer {
     verbose: bool,
     color: bool,
@@ -100,6 +115,24 @@ impl Printer {
         for line in text.lines() {
             let _ = writeln!(err, "  | {line}");
         }
+    }
+
+    /// A byte-count progress bar (a download), drawn only when stderr is a terminal.
+    /// `total` is the expected size when known.
+    pub fn bytes_progress(&self, label: &str, total: Option<u64>) -> BytesProgress {
+        if !std::io::stderr().is_terminal() {
+            return BytesProgress(indicatif::ProgressBar::hidden());
+        }
+        let bar = match total {
+            Some(len) => indicatif::ProgressBar::new(len),
+            None => indicatif::ProgressBar::no_length(),
+        };
+        let template = "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}";
+        if let Ok(style) = indicatif::ProgressStyle::default_bar().template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(label.to_string());
+        BytesProgress(bar)
     }
 
     /// Print an error with its causes and hint; return the exit code it maps to.

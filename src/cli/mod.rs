@@ -8,6 +8,7 @@ mod internal;
 mod plan;
 mod quality_internal;
 mod shell;
+mod sources_internal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Hidden entries to the SBOM and size report, for tests.
     #[command(hide = true, name = "__quality")]
     Quality(quality_internal::QualityArgs),
+    /// Test hooks: fetch a stage3 flavor, sync an ebuild repository.
+    #[command(hide = true, name = "__sources")]
+    Sources(sources_internal::SourcesArgs),
 }
 
 /// Options every subcommand that reads gib.yaml shares.
@@ -146,6 +150,7 @@ pub fn main() -> ExitCode {
         Command::Shell(args) => shell::run(args),
         Command::Internal(args) => internal::run(args),
         Command::Quality(args) => quality_internal::run(args),
+        Command::Sources(args) => sources_internal::run(args),
     };
     match result {
         Ok(code) => code,

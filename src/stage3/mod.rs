@@ -8,6 +8,8 @@
 //! the one being unpacked (under the entry's lock; a leftover of an interrupted gib is
 //! replaced by the next unpack); `stage3/urls/<sha256 of the url>` the digest a URL had.
 
+pub mod flavor;
+pub mod openpgp;
 mod unpack;
 
 use std::fs::File;

@@ -6,5 +6,6 @@
 mod config;
 mod sandbox;
 mod sbom;
+mod sources;
 mod stage3;
 mod util;

@@ -1,0 +1,121 @@
+//! `gib __sources …`: hidden test hooks that fetch a stage3 flavor or sync one ebuild
+//! repository into a cache and print the result as JSON. The integration tests drive the
+//! `stage3::flavor` and `repository` modules through them; `gib build` calls the modules
+//! directly. Trust comes from the environment (`stage3::openpgp::Trust::from_env`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use crate::cache::Cache;
+use crate::config::SyncType;
+use crate::printer::Printer;
+use crate::repository::{self, RepoSpec};
+use crate::stage3::flavor;
+use crate::stage3::openpgp::Trust;
+
+#[derive(Args, Debug)]
+pub struct SourcesArgs {
+    #[command(subcommand)]
+    pub command: SourcesCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SourcesCommand {
+    /// Resolve, download and verify a stage3 flavor; print the verified tarball.
+    FetchStage3 {
+        #[arg(long)]
+        flavor: String,
+        #[arg(long, default_value = flavor::DEFAULT_MIRROR)]
+        mirror: String,
+        #[arg(long)]
+        pin: Option<String>,
+        #[arg(long)]
+        cache_dir: PathBuf,
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Sync one ebuild repository; print what to bind.
+    SyncRepo {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_sync_type)]
+        sync_type: SyncType,
+        #[arg(long)]
+        uri: Option<String>,
+        #[arg(long)]
+        pin: Option<String>,
+        #[arg(long)]
+        ca_certificate: Option<PathBuf>,
+        #[arg(long)]
+        priority: Option<i32>,
+        #[arg(long)]
+        cache_dir: PathBuf,
+        #[arg(long)]
+        offline: bool,
+    },
+}
+
+fn parse_sync_type(text: &str) -> Result<SyncType, String> {
+    match text {
+        "git" => Ok(SyncType::Git),
+        "rsync" => Ok(SyncType::Rsync),
+        "webrsync" => Ok(SyncType::Webrsync),
+        "local" => Ok(SyncType::Local),
+        "none" => Ok(SyncType::None),
+        other => Err(format!("unknown sync type `{other}`")),
+    }
+}
+
+pub fn run(args: SourcesArgs) -> Result<ExitCode> {
+    let printer = Printer::new(true);
+    let trust = Trust::from_env()?;
+    let json = match args.command {
+        SourcesCommand::FetchStage3 {
+            flavor: name,
+            mirror,
+            pin,
+            cache_dir,
+            offline,
+        } => {
+            let cache = Cache::open(Some(&cache_dir))?;
+            let tarball = flavor::fetch(
+                &name,
+                &mirror,
+                pin.as_deref(),
+                &cache,
+                offline,
+                &trust,
+                &printer,
+            )?;
+            serde_json::to_string_pretty(&tarball)?
+        }
+        SourcesCommand::SyncRepo {
+            name,
+            sync_type,
+            uri,
+            pin,
+            ca_certificate,
+            priority,
+            cache_dir,
+            offline,
+        } => {
+            let cache = Cache::open(Some(&cache_dir))?;
+            let spec = RepoSpec {
+                name,
+                sync_type,
+                uri,
+                pin,
+                ca_certificate,
+                priority,
+                trust,
+            };
+            let synced = repository::sync(&spec, &cache, offline, &printer)?;
+            serde_json::to_string_pretty(&synced)?
+        }
+    };
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,376 @@
+//! HTTP(S) downloads: small files into memory, large ones into a resumable `.part` file.
+//!
+//! One blocking client (ureq, rustls with ring). By default it trusts the Mozilla roots built
+//! into gib; a `ca_certificate` replaces them for that client (a private mirror or a
+//! self-signed host), as git's `http.sslCAInfo` does. A large download appends to its `.part`
+//! file and, when the connection breaks, asks for the rest with an HTTP `Range` request, both
+//! within one run (a few attempts) and across runs. SHA-512 and SHA-256 are computed while
+//! the bytes are written, so the caller verifies without reading the file again.
+//!
+//! Not here: what a file means or whether it is trusted (`stage3::flavor`, `repository`), and
+//! where it goes in the cache (the caller names the `.part` path and moves the result).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::printer::Printer;
+
+/// How often a broken download is resumed within one run before giving up.
+const ATTEMPTS: u32 = 4;
+
+/// Why a request failed, for callers that react (a 404 on a flavor's index is a user error;
+/// a broken connection is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("{url} was not found (HTTP 404)")]
+    NotFound { url: String },
+    #[error("{url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("cannot fetch {url}")]
+    Transport {
+        url: String,
+        #[source]
+        source: ureq::Error,
+    },
+    #[error("the download of {url} broke off after {bytes} bytes")]
+    Interrupted {
+        url: String,
+        bytes: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url} is larger than the {limit} bytes expected")]
+    TooLarge { url: String, limit: u64 },
+}
+
+impl DownloadError {
+    fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            DownloadError::Transport { .. } | DownloadError::Interrupted { .. }
+        ) || matches!(self, DownloadError::Status { status, .. } if *status >= 500)
+    }
+}
+
+/// A finished download: the `.part` file now holds all of it.
+#[derive(Debug, Clone)]
+pub struct Downloaded {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha512: String,
+    /// Lowercase hex.
+    pub sha256: String,
+}
+
+/// A blocking HTTP(S) client with one set of trusted roots.
+pub struct Client {
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client that trusts the built-in roots, or only the CA certificates in the PEM file
+    /// `ca_certificate` when one is given.
+    pub fn new(ca_certificate: Option<&Path>) -> Result<Client> {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(path) = ca_certificate {
+            tls = tls.root_certs(read_ca_certificates(path)?);
+        }
+        let config = ureq::Agent::config_builder()
+            .tls_config(tls.build())
+            .http_status_as_error(false)
+            // Ranges count bytes of the file, never of a compressed transfer.
+            .accept_encoding("identity")
+            .user_agent(concat!("gib/", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_per_read(Some(Duration::from_secs(60)))
+            .build();
+        Ok(Client {
+            agent: config.new_agent(),
+        })
+    }
+
+    /// GET a small file (an index, a signature, a key) into memory, refusing more than `limit`
+    /// bytes.
+    pub fn get_small(&self, url: &str, limit: u64) -> Result<Vec<u8>, DownloadError> {
+        let response = self.call(url, None)?;
+        let mut body = Vec::new();
+        response
+            .into_body()
+            .into_reader()
+            .take(limit + 1)
+            .read_to_end(&mut body)
+            .map_err(|source| DownloadError::Interrupted {
+                url: url.to_string(),
+                bytes: 0,
+                source,
+            })?;
+        if body.len() as u64 > limit {
+            return Err(DownloadError::TooLarge {
+                url: url.to_string(),
+                limit,
+            });
+        }
+        Ok(body)
+    }
+
+    /// Download `url` into `part`, resuming what an earlier attempt left there, with a
+    /// progress bar. `expected_size`, when known, is checked and lets a complete `.part`
+    /// skip the request. The `.part` file is kept when the download fails, for the next run.
+    pub fn download(
+        &self,
+        url: &str,
+        part: &Path,
+        expected_size: Option<u64>,
+        printer: &Printer,
+    ) -> Result<Downloaded> {
+        let mut attempt = 1;
+        loop {
+            match self.download_once(url, part, expected_size, printer) {
+                Ok(done) => return Ok(done),
+                Err(err) => {
+                    let retryable = err
+                        .downcast_ref::<DownloadError>()
+                        .is_some_and(DownloadError::is_retryable);
+                    if !retryable || attempt >= ATTEMPTS {
+                        let kept = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+                        if retryable && kept > 0 {
+                            return Err(err.context(format!(
+                                "cannot download {url} ({ATTEMPTS} attempts); the {kept} bytes \
+                                 received are kept in {} and the next run resumes from there",
+                                part.display()
+                            )));
+                        }
+                        return Err(err);
+                    }
+                    printer.warn(&format!(
+                        "{:#}; resuming (attempt {} of {ATTEMPTS})",
+                        err,
+                        attempt + 1
+                    ));
+                    std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn download_once(
+        &self,
+        url: &str,
+        part: &Path,
+        expected_size: Option<u64>,
+        printer: &Printer,
+    ) -> Result<Downloaded> {
+        let mut have = match fs::metadata(part) {
+            Ok(meta) => meta.len(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(err) => return Err(err).with_context(|| format!("cannot stat {}", part.display())),
+        };
+        if expected_size.is_some_and(|size| have > size) {
+            have = 0;
+        }
+        if have > 0 && expected_size == Some(have) {
+            return hash_existing(part, have);
+        }
+        let range = (have > 0).then_some(have);
+        let response = self.call(url, range)?;
+        let status = response.status().as_u16();
+        let resumed = status == 206 && content_range_start(&response) == Some(have);
+        if range.is_some() && (status == 416 || (status == 206 && !resumed)) {
+            // The server's file is not the one our part began (shorter, or it answered
+            // another range): start again from the first byte.
+            drop(response);
+            fs::remove_file(part).with_context(|| format!("cannot remove {}", part.display()))?;
+            return self.download_once(url, part, expected_size, printer);
+        }
+        if !resumed {
+            have = 0;
+        }
+        let remaining = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let total = remaining.map(|r| r + have).or(expected_size);
+
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(part)
+            .with_context(|| format!("cannot open {}", part.display()))?;
+        let mut sha512 = Sha512::new();
+        let mut sha256 = Sha256::new();
+        if resumed {
+            printer.detail(&format!("resuming {url} at byte {have}"));
+            hash_prefix(part, have, &mut sha512, &mut sha256)?;
+        } else {
+            file.set_len(0)
+                .with_context(|| format!("cannot truncate {}", part.display()))?;
+        }
+
+        let name = url.rsplit('/').next().unwrap_or(url);
+        let progress = printer.bytes_progress(name, total);
+        progress.set_position(have);
+        let mut reader = response.into_body().into_reader();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut written = have;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    file.sync_data().ok();
+                    return Err(DownloadError::Interrupted {
+                        url: url.to_string(),
+                        bytes: written,
+                        source,
+                    }
+                    .into());
+                }
+            };
+            file.write_all(&buf[..n])
+                .with_context(|| format!("cannot write {}", part.display()))?;
+            sha512.update(&buf[..n]);
+            sha256.update(&buf[..n]);
+            written += n as u64;
+            progress.set_position(written);
+        }
+        file.sync_all()
+            .with_context(|| format!("cannot write {}", part.display()))?;
+        if let Some(size) = expected_size
+            && size != written
+        {
+            anyhow::bail!("{url} has {written} bytes, the index says {size}");
+        }
+        Ok(Downloaded {
+            path: part.to_path_buf(),
+            size: written,
+            sha512: hex::encode(sha512.finalize()),
+            sha256: hex::encode(sha256.finalize()),
+        })
+    }
+
+    fn call(
+        &self,
+        url: &str,
+        range_from: Option<u64>,
+    ) -> Result<ureq::http::Response<ureq::Body>, DownloadError> {
+        let mut request = self.agent.get(url);
+        if let Some(from) = range_from {
+            request = request.header("Range", format!("bytes={from}-"));
+        }
+        let response = request.call().map_err(|source| DownloadError::Transport {
+            url: url.to_string(),
+            source,
+        })?;
+        match response.status().as_u16() {
+            200 | 206 => Ok(response),
+            416 if range_from.is_some() => Ok(response),
+            404 | 410 => Err(DownloadError::NotFound {
+                url: url.to_string(),
+            }),
+            status => Err(DownloadError::Status {
+                url: url.to_string(),
+                status,
+            }),
+        }
+    }
+}
+
+/// The first byte of a `Content-Range: bytes FIRST-LAST/TOTAL` answer.
+fn content_range_start(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    let value = response.headers().get("content-range")?.to_str().ok()?;
+    let range = value.trim().strip_prefix("bytes")?.trim();
+    range.split('-').next()?.trim().parse().ok()
+}
+
+fn read_ca_certificates(path: &Path) -> Result<ureq::tls::RootCerts> {
+    let pem = fs::read(path)
+        .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        let item = item.with_context(|| format!("{} is not a valid PEM file", path.display()))?;
+        if let ureq::tls::PemItem::Certificate(cert) = item {
+            certs.push(cert.to_owned());
+        }
+    }
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        path.display()
+    );
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
+fn hash_prefix(path: &Path, len: u64, sha512: &mut Sha512, sha256: &mut Sha256) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = file.take(len);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        sha512.update(&buf[..n]);
+        sha256.update(&buf[..n]);
+    }
+}
+
+fn hash_existing(path: &Path, len: u64) -> Result<Downloaded> {
+    let mut sha512 = Sha512::new();
+    let mut sha256 = Sha256::new();
+    hash_prefix(path, len, &mut sha512, &mut sha256)?;
+    Ok(Downloaded {
+        path: path.to_path_buf(),
+        size: len,
+        sha512: hex::encode(sha512.finalize()),
+        sha256: hex::encode(sha256.finalize()),
+    })
+}
+
+/// SHA-512 of a whole file, lowercase hex.
+pub fn sha512_file(path: &Path) -> Result<String> {
+    let len = fs::metadata(path)
+        .with_context(|| format!("cannot stat {}", path.display()))?
+        .len();
+    Ok(hash_existing(path, len)?.sha512)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_existing_matches_sha2() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        fs::write(&path, b"hello").unwrap();
+        let done = hash_existing(&path, 5).unwrap();
+        assert_eq!(done.sha256, hex::encode(Sha256::digest(b"hello")));
+        assert_eq!(
+            sha512_file(&path).unwrap(),
+            hex::encode(Sha512::digest(b"hello"))
+        );
+    }
+
+    #[test]
+    fn broken_connections_are_retried_but_not_404() {
+        let broken = DownloadError::Interrupted {
+            url: "u".into(),
+            bytes: 1,
+            source: std::io::Error::other("eof"),
+        };
+        assert!(broken.is_retryable());
+        assert!(!DownloadError::NotFound { url: "u".into() }.is_retryable());
+    }
+}

@@ -260,12 +260,7 @@ fn write_input(dir: &Path, portage: &PortageFiles) -> Result<()> {
         ("portage/repos.conf", portage.repos_conf.as_str()),
     ]
     .into_iter()
-    .chain(
-        TOOLS
-            .iter()
-            .map(|(name, text)| (*name, *text))
-            .map(|(n, t)| (n, t)),
-    );
+    .chain(TOOLS.iter().copied());
     for (name, text) in files {
         let path = if name.starts_with("portage/") {
             dir.join(name)

@@ -22,6 +22,8 @@ mod plan;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod printer;
 #[allow(dead_code)] // wired up as the pipeline lands
+mod registry;
+#[allow(dead_code)] // wired up as the pipeline lands
 mod rootfs;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod sandbox;

@@ -6,6 +6,7 @@ mod build;
 mod graph;
 mod internal;
 mod plan;
+mod registry_internal;
 mod shell;
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Hidden helpers that gib runs inside its own namespaces.
     #[command(hide = true, name = "__internal")]
     Internal(internal::InternalArgs),
+    /// The registry client on its own (push a blob directory, pull an image); for tests.
+    #[command(hide = true, name = "__registry")]
+    Registry(registry_internal::RegistryArgs),
 }
 
 /// Options every subcommand that reads gib.yaml shares.
@@ -141,6 +145,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args),
         Command::Shell(args) => shell::run(args),
         Command::Internal(args) => internal::run(args),
+        Command::Registry(args) => registry_internal::run(args),
     };
     match result {
         Ok(code) => code,

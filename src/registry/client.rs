@@ -403,7 +403,9 @@ impl Host {
         let status = response.status().as_u16();
         if status == 401 || status == 403 {
             let detail = describe_body(&read_small_body(response));
-            return Err(self.unauthorized(format!("token server {realm}: {detail}"))?.into());
+            return Err(self
+                .unauthorized(format!("token server {realm}: {detail}"))?
+                .into());
         }
         if !(200..300).contains(&status) {
             return Err(status_error(&Method::GET, realm, response).into());
@@ -475,12 +477,10 @@ fn root_certificates(ca_file: Option<&Path>) -> anyhow::Result<RootCerts> {
     if let Some(bundle) = system_bundle() {
         // An unreadable system bundle is not fatal: the registry's CA may be all we need.
         if let Ok(pem) = std::fs::read(&bundle) {
-            certs.extend(
-                ureq::tls::parse_pem(&pem).filter_map(|item| match item {
-                    Ok(PemItem::Certificate(cert)) => Some(cert),
-                    _ => None,
-                }),
-            );
+            certs.extend(ureq::tls::parse_pem(&pem).filter_map(|item| match item {
+                Ok(PemItem::Certificate(cert)) => Some(cert),
+                _ => None,
+            }));
         }
     }
     if let Some(ca_file) = ca_file {
@@ -628,8 +628,14 @@ mod tests {
             resolve_location(base, "https://other/up/1"),
             "https://other/up/1"
         );
-        assert_eq!(with_query("https://h/u?_state=x", "digest", "sha256:0"), "https://h/u?_state=x&digest=sha256:0");
-        assert_eq!(with_query("https://h/u", "digest", "sha256:0"), "https://h/u?digest=sha256:0");
+        assert_eq!(
+            with_query("https://h/u?_state=x", "digest", "sha256:0"),
+            "https://h/u?_state=x&digest=sha256:0"
+        );
+        assert_eq!(
+            with_query("https://h/u", "digest", "sha256:0"),
+            "https://h/u?digest=sha256:0"
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@ use docker_credential::{CredentialRetrievalError, DockerCredential};
 /// A secret for one registry. `Debug` never shows the secret.
 #[derive(Clone)]
 pub enum Credential {
-    UsernamePassword { username: String, password: String },
+    UsernamePassword {
+        username: String,
+        password: String,
+    },
     /// An OAuth2 refresh token (`identitytoken`, or a helper's `<token>` user).
     IdentityToken(String),
 }
@@ -52,7 +55,11 @@ pub struct FoundCredential {
 
 /// The files searched, in order (existing or not).
 pub fn search_path() -> Vec<PathBuf> {
-    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let home = env("HOME");
     let mut files = Vec::new();
     if let Some(dir) = env("DOCKER_CONFIG").or_else(|| home.as_ref().map(|h| h.join(".docker"))) {
@@ -64,8 +71,7 @@ pub fn search_path() -> Vec<PathBuf> {
     if let Some(dir) = env("XDG_RUNTIME_DIR") {
         files.push(dir.join("containers/auth.json"));
     }
-    if let Some(dir) = env("XDG_CONFIG_HOME").or_else(|| home.as_ref().map(|h| h.join(".config")))
-    {
+    if let Some(dir) = env("XDG_CONFIG_HOME").or_else(|| home.as_ref().map(|h| h.join(".config"))) {
         files.push(dir.join("containers/auth.json"));
     }
     files
@@ -141,7 +147,11 @@ mod tests {
         let found = lookup_in(&file, "reg.example.org").unwrap().unwrap();
         assert_eq!(found.credential.username(), "u");
         assert!(lookup_in(&file, "other:1").unwrap().is_none());
-        assert!(lookup_in(&dir.path().join("absent"), "x").unwrap().is_none());
+        assert!(
+            lookup_in(&dir.path().join("absent"), "x")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -52,7 +52,9 @@ pub enum RegistryError {
         body: String,
     },
 
-    #[error("digest mismatch: {url} sent content with digest {actual} ({size} bytes), expected {expected}")]
+    #[error(
+        "digest mismatch: {url} sent content with digest {actual} ({size} bytes), expected {expected}"
+    )]
     DigestMismatch {
         url: String,
         expected: String,

@@ -45,7 +45,8 @@ impl Descriptor {
             "{} has digest {actual}, not the {digest} its name says",
             path.display()
         );
-        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let document = ManifestDocument::parse(&bytes)
             .with_context(|| format!("{} is not a manifest", path.display()))?;
         Ok(Descriptor {
@@ -184,12 +185,18 @@ mod tests {
         assert_eq!(doc.media_type(), OCI_INDEX);
         let platform = doc.manifests[0].platform.clone().unwrap();
         assert!(Platform::parse("linux/arm64").unwrap().matches(&platform));
-        assert!(!Platform::parse("linux/arm64/v7").unwrap().matches(&platform));
+        assert!(
+            !Platform::parse("linux/arm64/v7")
+                .unwrap()
+                .matches(&platform)
+        );
         let manifest = format!(
             r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"x","digest":"{d}","size":0}},"layers":[]}}"#
         );
         assert_eq!(
-            ManifestDocument::parse(manifest.as_bytes()).unwrap().media_type(),
+            ManifestDocument::parse(manifest.as_bytes())
+                .unwrap()
+                .media_type(),
             DOCKER_MANIFEST
         );
         assert!(ManifestDocument::parse(b"{}").is_err());

@@ -83,10 +83,12 @@ pub fn pull_image(
         let child = entry.digest.clone();
         (descriptor, document) = pull.fetch_manifest(child.as_str(), Some(&child))?;
     }
-    let config = document
-        .config
-        .clone()
-        .with_context(|| format!("manifest {} of {reference} has no config", descriptor.digest))?;
+    let config = document.config.clone().with_context(|| {
+        format!(
+            "manifest {} of {reference} has no config",
+            descriptor.digest
+        )
+    })?;
     let mut blobs: Vec<&Descriptor> = document.layers.iter().collect();
     blobs.push(&config);
     for_each_parallel(&blobs, PARALLEL_BLOBS, |blob| pull.fetch_blob(blob))?;
@@ -97,7 +99,10 @@ pub fn pull_image(
         manifest: descriptor,
         config,
         layers: document.layers.clone(),
-        downloaded: pull.downloaded.into_inner().unwrap_or_else(|e| e.into_inner()),
+        downloaded: pull
+            .downloaded
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner()),
         cached: pull.cached.into_inner().unwrap_or_else(|e| e.into_inner()),
     })
 }

@@ -23,9 +23,9 @@ use super::client::{
 };
 use super::digest::Digest;
 use super::error::RegistryError;
+use super::for_each_parallel;
 use super::manifest::{Descriptor, ManifestDocument, is_index};
 use super::reference::{Reference, validate_tag};
-use super::for_each_parallel;
 
 /// How many blobs upload at once (go-containerregistry's default).
 pub const PARALLEL_BLOBS: usize = 4;
@@ -167,7 +167,11 @@ impl Push<'_> {
             .filter(|l| seen.insert(l.digest.clone()))
             .collect();
         for_each_parallel(&layers, PARALLEL_BLOBS, |layer| self.push_blob(layer))?;
-        if let Some(config) = document.config.as_ref().filter(|c| !seen.contains(&c.digest)) {
+        if let Some(config) = document
+            .config
+            .as_ref()
+            .filter(|c| !seen.contains(&c.digest))
+        {
             self.push_blob(config)?;
         }
         Ok(())
@@ -176,7 +180,13 @@ impl Push<'_> {
     fn push_blob(&self, blob: &Descriptor) -> anyhow::Result<()> {
         let path = blob.digest.blob_path(self.blobs_dir);
         let size = std::fs::metadata(&path)
-            .with_context(|| format!("blob {} is missing from {}", blob.digest, self.blobs_dir.display()))?
+            .with_context(|| {
+                format!(
+                    "blob {} is missing from {}",
+                    blob.digest,
+                    self.blobs_dir.display()
+                )
+            })?
             .len();
         anyhow::ensure!(
             size == blob.size,
@@ -206,8 +216,14 @@ impl Push<'_> {
         headers: &[(&str, &str)],
         payload: Payload<'_>,
     ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
-        self.client
-            .send(&self.target.registry, &self.scopes, method, url, headers, payload)
+        self.client.send(
+            &self.target.registry,
+            &self.scopes,
+            method,
+            url,
+            headers,
+            payload,
+        )
     }
 
     fn push_blob_once(&self, blob: &Descriptor, path: &Path) -> anyhow::Result<BlobOutcome> {
@@ -261,7 +277,12 @@ impl Push<'_> {
             }
         }
         let location = self.start_upload(&uploads)?;
-        self.upload_chunks(blob, path, location, chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE))?;
+        self.upload_chunks(
+            blob,
+            path,
+            location,
+            chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+        )?;
         Ok(BlobOutcome::Uploaded(blob.size))
     }
 
@@ -305,7 +326,11 @@ impl Push<'_> {
                 .take(len)
                 .read_to_end(&mut chunk)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            anyhow::ensure!(chunk.len() as u64 == len, "{} shrank while uploading", path.display());
+            anyhow::ensure!(
+                chunk.len() as u64 == len,
+                "{} shrank while uploading",
+                path.display()
+            );
             let range = format!("{}-{}", offset, offset + len - 1);
             let response = self.send(
                 Method::PATCH,
@@ -339,9 +364,15 @@ impl Push<'_> {
         reference: &str,
     ) -> anyhow::Result<()> {
         let name = if reference.starts_with("sha256:") {
-            format!("{}/{}@{reference}", self.target.registry, self.target.repository)
+            format!(
+                "{}/{}@{reference}",
+                self.target.registry, self.target.repository
+            )
         } else {
-            format!("{}/{}:{reference}", self.target.registry, self.target.repository)
+            format!(
+                "{}/{}:{reference}",
+                self.target.registry, self.target.repository
+            )
         };
         let url = self.repo_url(&format!("manifests/{reference}"));
         let pushed = self

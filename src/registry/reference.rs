@@ -25,9 +25,9 @@ impl Reference {
             Some((rest, digest)) => (rest, Some(Digest::parse(digest).map_err(|e| bad(&e))?)),
             None => (text, None),
         };
-        let (registry, path) = name_and_tag.split_once('/').ok_or_else(|| {
-            bad("it needs a registry host, e.g. `registry.example.org/name:tag`")
-        })?;
+        let (registry, path) = name_and_tag
+            .split_once('/')
+            .ok_or_else(|| bad("it needs a registry host, e.g. `registry.example.org/name:tag`"))?;
         if !(registry.contains('.') || registry.contains(':') || registry == "localhost") {
             return Err(bad(&format!(
                 "`{registry}` is not a registry host (gib has no default registry; write \

@@ -1,0 +1,723 @@
+//! The registry client against a real registry: Debian's docker-registry (the distribution
+//! project's) on 127.0.0.1 with htpasswd authentication and TLS from a CA made by the test,
+//! checked with skopeo and podman. Images are made with umoci (a parent with busybox, a child
+//! that adds a layer) or, for the large one, by writing the blobs directly.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{gib, require_tool, run_ok, scratch_dir};
+
+const USER: &str = "gib";
+const PASSWORD: &str = "s3cret-pa55";
+
+/// A docker-registry process with its own CA, storage, htpasswd and log; killed on drop.
+struct Registry {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        require_tool("docker-registry");
+        require_tool("openssl");
+        require_tool("htpasswd");
+        let dir = dir.join("registry");
+        std::fs::create_dir_all(dir.join("certs")).unwrap();
+        let port = free_port();
+        let openssl = |args: &[&str]| {
+            run_ok(Command::new("openssl").args(args).current_dir(&dir));
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=gib test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        // skopeo and podman read `<cert-dir>/*.crt`.
+        std::fs::copy(dir.join("ca.pem"), dir.join("certs/ca.crt")).unwrap();
+        let htpasswd = run_ok(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));
+        std::fs::write(dir.join("htpasswd"), htpasswd).unwrap();
+        let auth = |password: &str| {
+            let basic = run_ok(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("printf '%s' '{USER}:{password}' | base64 -w0")),
+            );
+            format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"{basic}"}}}}}}"#)
+        };
+        std::fs::write(dir.join("auth.json"), auth(PASSWORD)).unwrap();
+        std::fs::write(dir.join("wrong-auth.json"), auth("not-the-password")).unwrap();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  formatter: text\nstorage:\n  filesystem:\n    \
+                 rootdirectory: {d}/storage\n  delete:\n    enabled: true\nhttp:\n  addr: \
+                 127.0.0.1:{port}\n  secret: gib-test\n  tls:\n    certificate: {d}/server.pem\n    \
+                 key: {d}/server.key\nauth:\n  htpasswd:\n    realm: gib-test\n    path: {d}/htpasswd\n"
+            ),
+        )
+        .unwrap();
+        let mut registry = Registry {
+            dir,
+            port,
+            child: None,
+        };
+        registry.restart();
+        registry
+    }
+
+    /// Start (again) on the same port and storage.
+    fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("registry.log"))
+            .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start docker-registry");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kill it (SIGKILL: a crash, not a shutdown).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn reference(&self, repo_and_tag: &str) -> String {
+        format!("{}/{repo_and_tag}", self.host())
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+    }
+
+    /// The registry's access-log lines of blob upload requests (the `PUT`/`PATCH` that carry
+    /// bytes) to `repository`.
+    fn upload_requests(&self, repository: &str) -> Vec<String> {
+        let put = format!("\"PUT /v2/{repository}/blobs/uploads/");
+        let patch = format!("\"PATCH /v2/{repository}/blobs/uploads/");
+        self.log()
+            .lines()
+            .filter(|l| l.contains(&put) || l.contains(&patch))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Where the registry keeps a blob's bytes.
+    fn stored_blob(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir.join(format!(
+            "storage/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ))
+    }
+
+    /// A gib command with this registry's credentials and nothing else of the machine's.
+    fn gib(&self, auth_file: &str) -> Command {
+        let mut cmd = gib();
+        let home = self.dir.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        cmd.env("HOME", &home)
+            .env("DOCKER_CONFIG", home.join(".docker"))
+            .env("REGISTRY_AUTH_FILE", self.dir.join(auth_file))
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CONFIG_HOME");
+        cmd
+    }
+
+    fn push(&self, blobs: &Path, digest: &str, reference: &str, extra: &[&str]) -> Output {
+        self.gib("auth.json")
+            .args(["__registry", "push"])
+            .arg(blobs)
+            .arg(digest)
+            .arg(self.reference(reference))
+            .arg("--ca")
+            .arg(self.ca())
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    fn push_ok(
+        &self,
+        blobs: &Path,
+        digest: &str,
+        reference: &str,
+        extra: &[&str],
+    ) -> serde_json::Value {
+        let out = self.push(blobs, digest, reference, extra);
+        assert!(
+            out.status.success(),
+            "push of {reference} failed:\n{}\nregistry log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.log())
+        );
+        serde_json::from_slice(&out.stdout).expect("the push report is JSON")
+    }
+
+    /// The digest skopeo sees under `reference`, or its error.
+    fn skopeo_digest(&self, reference: &str) -> Result<String, String> {
+        let out = Command::new(require_tool("skopeo"))
+            .args([
+                "inspect",
+                "--creds",
+                &format!("{USER}:{PASSWORD}"),
+                "--cert-dir",
+            ])
+            .arg(self.dir.join("certs"))
+            .arg(format!("docker://{}", self.reference(reference)))
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        Ok(v["Digest"].as_str().unwrap().to_string())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// An OCI layout with `base` (busybox, prints "hello from gib") and `child` (base plus a
+/// layer); returns the blobs dir and the two manifest digests.
+struct Chain {
+    blobs: PathBuf,
+    base: String,
+    child: String,
+}
+
+impl Chain {
+    fn make(dir: &Path) -> Chain {
+        let umoci = require_tool("umoci");
+        let layout = dir.join("oci");
+        let image = |tag: &str| format!("{}:{tag}", layout.display());
+        run_ok(Command::new(&umoci).args(["init", "--layout"]).arg(&layout));
+        run_ok(Command::new(&umoci).args(["new", "--image", &image("base")]));
+        let tree = dir.join("tree-base/bin");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::copy("/bin/busybox", tree.join("busybox"))
+            .expect("this test needs busybox-static");
+        std::os::unix::fs::symlink("busybox", tree.join("sh")).unwrap();
+        run_ok(
+            Command::new(&umoci)
+                .args(["insert", "--image", &image("base")])
+                .arg(&tree)
+                .arg("/bin"),
+        );
+        run_ok(Command::new(&umoci).args([
+            "config",
+            "--image",
+            &image("base"),
+            "--config.entrypoint",
+            "/bin/busybox",
+            "--config.cmd",
+            "echo",
+            "--config.cmd",
+            "hello from gib",
+        ]));
+        let app = dir.join("tree-child");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(app.join("greeting"), "hello from the child\n").unwrap();
+        run_ok(
+            Command::new(&umoci)
+                .args(["insert", "--image", &image("base"), "--tag", "child"])
+                .arg(&app)
+                .arg("/app"),
+        );
+        run_ok(Command::new(&umoci).args([
+            "config",
+            "--image",
+            &image("child"),
+            "--config.cmd",
+            "cat",
+            "--config.cmd",
+            "/app/greeting",
+        ]));
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let digest_of = |tag: &str| {
+            index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+                .map(|m| m["digest"].as_str().unwrap().to_string())
+                .unwrap()
+        };
+        Chain {
+            blobs: layout.join("blobs"),
+            base: digest_of("base"),
+            child: digest_of("child"),
+        }
+    }
+
+    /// The layer and config digests of one of the chain's manifests.
+    fn blobs_of(&self, manifest: &str) -> Vec<String> {
+        let path = self
+            .blobs
+            .join("sha256")
+            .join(manifest.trim_start_matches("sha256:"));
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let mut blobs: Vec<String> = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect();
+        blobs.push(m["config"]["digest"].as_str().unwrap().to_string());
+        blobs
+    }
+}
+
+fn write_blob(blobs: &Path, bytes: &[u8]) -> (String, usize) {
+    use sha2::Digest;
+    let hex = hex::encode(sha2::Sha256::digest(bytes));
+    std::fs::create_dir_all(blobs.join("sha256")).unwrap();
+    std::fs::write(blobs.join("sha256").join(&hex), bytes).unwrap();
+    (format!("sha256:{hex}"), bytes.len())
+}
+
+/// An image with one layer of `layer_size` random bytes (the registry does not look inside
+/// layers, so this needs no tar), written straight into `blobs`; returns the manifest digest.
+fn random_image(blobs: &Path, layer_size: usize) -> String {
+    let mut layer = vec![0u8; layer_size];
+    let mut urandom = std::fs::File::open("/dev/urandom").unwrap();
+    std::io::Read::read_exact(&mut urandom, &mut layer).unwrap();
+    let (layer_digest, layer_len) = write_blob(blobs, &layer);
+    drop(layer);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{layer_digest}"]}}}}"#
+    );
+    let (config_digest, config_len) = write_blob(blobs, config.as_bytes());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{config_len}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer_digest}","size":{layer_len}}}]}}"#
+    );
+    write_blob(blobs, manifest.as_bytes()).0
+}
+
+#[test]
+fn push_is_seen_by_skopeo_and_podman_and_a_child_uploads_no_parent_blob() {
+    let dir = scratch_dir("registry-push");
+    let chain = Chain::make(dir.path());
+    let registry = Registry::start(dir.path());
+
+    let report = registry.push_ok(
+        &chain.blobs,
+        &chain.base,
+        "gib/base:1.0",
+        &["--tag", "latest"],
+    );
+    assert_eq!(report["manifest_digest"], chain.base.as_str());
+    assert_eq!(strings(&report["tags"]), ["1.0", "latest"]);
+    for tag in ["1.0", "latest"] {
+        assert_eq!(
+            registry.skopeo_digest(&format!("gib/base:{tag}")),
+            Ok(chain.base.clone())
+        );
+    }
+    let base_blobs = chain.blobs_of(&chain.base);
+    assert_eq!(registry.upload_requests("gib/base").len(), base_blobs.len());
+
+    // The child after its parent: the parent's layer is mounted, never uploaded.
+    let report = registry.push_ok(
+        &chain.blobs,
+        &chain.child,
+        "gib/app:2",
+        &["--mount-from", &registry.reference("gib/base:1.0")],
+    );
+    let uploaded = strings(&report["uploaded"]);
+    let mounted = strings(&report["mounted"]);
+    let base_layer = &base_blobs[0];
+    assert_eq!(mounted, std::slice::from_ref(base_layer), "{report:#}");
+    assert!(!uploaded.contains(base_layer));
+    let child_uploads = registry.upload_requests("gib/app");
+    assert_eq!(child_uploads.len(), uploaded.len(), "{child_uploads:#?}");
+    assert!(
+        child_uploads
+            .iter()
+            .all(|l| !l.contains(base_layer.as_str())),
+        "a parent blob was uploaded again: {child_uploads:#?}"
+    );
+    assert_eq!(registry.skopeo_digest("gib/app:2"), Ok(chain.child.clone()));
+
+    // Again: nothing to send, and the tag is left alone.
+    let before = registry.log().lines().count();
+    let report = registry.push_ok(&chain.blobs, &chain.child, "gib/app:2", &[]);
+    assert!(strings(&report["uploaded"]).is_empty(), "{report:#}");
+    assert_eq!(
+        strings(&report["manifests_skipped"]),
+        [registry.reference("gib/app:2")]
+    );
+    let after: Vec<String> = registry
+        .log()
+        .lines()
+        .skip(before)
+        .map(str::to_string)
+        .collect();
+    assert!(!after.iter().any(|l| l.contains("\"PUT ")), "{after:#?}");
+
+    // Chunked uploads (a registry that wants PATCHes) give the same image.
+    let report = registry.push_ok(
+        &chain.blobs,
+        &chain.child,
+        "gib/chunked:1",
+        &["--chunk-size", "65536"],
+    );
+    assert_eq!(strings(&report["uploaded"]).len(), base_blobs.len() + 1);
+    assert!(
+        registry
+            .upload_requests("gib/chunked")
+            .iter()
+            .any(|l| l.contains("\"PATCH "))
+    );
+    assert_eq!(
+        registry.skopeo_digest("gib/chunked:1"),
+        Ok(chain.child.clone())
+    );
+
+    // podman pulls and runs both. Limits at or below ours: this machine denies raising them.
+    let podman = require_tool("podman");
+    // podman refuses a runroot path longer than 50 characters.
+    let runroot = tempfile::Builder::new()
+        .prefix("gib-podman-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let podman_cmd = || {
+        let mut cmd = Command::new(&podman);
+        cmd.arg("--root")
+            .arg(dir.path().join("podman"))
+            .arg("--runroot")
+            .arg(runroot.path())
+            .args(["--storage-driver", "vfs"]);
+        cmd
+    };
+    for (reference, expected) in [
+        ("gib/base:latest", "hello from gib"),
+        ("gib/app:2", "hello from the child"),
+    ] {
+        run_ok(
+            podman_cmd()
+                .args([
+                    "pull",
+                    "--creds",
+                    &format!("{USER}:{PASSWORD}"),
+                    "--cert-dir",
+                ])
+                .arg(registry.dir.join("certs"))
+                .arg(format!("docker://{}", registry.reference(reference))),
+        );
+        let out = run_ok(podman_cmd().args([
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            &registry.reference(reference),
+        ]));
+        assert_eq!(out.trim(), expected);
+    }
+}
+
+#[test]
+fn failures_name_the_registry_and_never_the_secret() {
+    let dir = scratch_dir("registry-failures");
+    let chain = Chain::make(dir.path());
+    let mut registry = Registry::start(dir.path());
+    let stderr = |out: Output| {
+        assert!(!out.status.success());
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !text.contains(PASSWORD) && !text.contains("not-the-password"),
+            "{text}"
+        );
+        text
+    };
+    let host = registry.host();
+
+    let out = registry
+        .gib("wrong-auth.json")
+        .args(["__registry", "push"])
+        .arg(&chain.blobs)
+        .arg(&chain.base)
+        .arg(registry.reference("gib/base:1"))
+        .arg("--ca")
+        .arg(registry.ca())
+        .output()
+        .unwrap();
+    let text = stderr(out);
+    assert!(
+        text.contains(&format!("{host} rejected the credentials of `gib`")),
+        "{text}"
+    );
+    assert!(text.contains("wrong-auth.json"), "{text}");
+
+    let out = registry
+        .gib("auth.json")
+        .args(["__registry", "push"])
+        .arg(&chain.blobs)
+        .arg(&chain.base)
+        .arg(registry.reference("gib/base:1"))
+        .output()
+        .unwrap();
+    let text = stderr(out);
+    assert!(
+        text.contains(&format!(
+            "the TLS certificate of https://{host}/v2/ is not trusted"
+        )),
+        "{text}"
+    );
+
+    let out = registry
+        .gib("auth.json")
+        .args(["__registry", "pull"])
+        .arg(registry.reference("gib/absent:1"))
+        .arg(dir.path().join("pulled"))
+        .arg("--ca")
+        .arg(registry.ca())
+        .output()
+        .unwrap();
+    let text = stderr(out);
+    assert!(
+        text.contains("MANIFEST_UNKNOWN") || text.contains("NAME_UNKNOWN"),
+        "{text}"
+    );
+
+    registry.stop();
+    let out = registry.push(&chain.blobs, &chain.base, "gib/base:1", &[]);
+    let text = stderr(out);
+    assert!(
+        text.contains(&format!("cannot connect to https://{host}/v2/")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_registry_killed_mid_push_moves_no_tag_and_a_second_push_completes() {
+    let dir = scratch_dir("registry-killed");
+    let chain = Chain::make(dir.path());
+    let mut registry = Registry::start(dir.path());
+    registry.push_ok(&chain.blobs, &chain.base, "gib/big:latest", &[]);
+
+    let big = random_image(&chain.blobs, 192 << 20);
+    let push = registry
+        .gib("auth.json")
+        .args(["__registry", "push"])
+        .arg(&chain.blobs)
+        .arg(&big)
+        .arg(registry.reference("gib/big:latest"))
+        .arg("--ca")
+        .arg(registry.ca())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the registry once the large upload has started writing.
+    let uploads = registry
+        .dir
+        .join("storage/docker/registry/v2/repositories/gib/big/_uploads");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'wait: loop {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never started:\n{}",
+            tail(&registry.log())
+        );
+        for entry in std::fs::read_dir(&uploads).into_iter().flatten().flatten() {
+            if std::fs::metadata(entry.path().join("data")).is_ok_and(|m| m.len() > 1 << 20) {
+                break 'wait;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    registry.stop();
+    let out = push.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the push survived the registry's death"
+    );
+    assert!(text.contains(&registry.host()), "{text}");
+
+    registry.restart();
+    assert_eq!(
+        registry.skopeo_digest("gib/big:latest"),
+        Ok(chain.base.clone())
+    );
+    let report = registry.push_ok(&chain.blobs, &big, "gib/big:latest", &[]);
+    assert_eq!(report["manifest_digest"], big.as_str());
+    assert_eq!(registry.skopeo_digest("gib/big:latest"), Ok(big.clone()));
+    let _ = writeln!(std::io::stderr(), "killed push said: {text}");
+}
+
+#[test]
+fn pull_verifies_every_digest_and_keeps_no_corrupt_blob() {
+    let dir = scratch_dir("registry-pull");
+    let chain = Chain::make(dir.path());
+    let registry = Registry::start(dir.path());
+    registry.push_ok(&chain.blobs, &chain.child, "gib/app:1", &[]);
+
+    let pull = |into: &Path, reference: &str| {
+        registry
+            .gib("auth.json")
+            .args(["__registry", "pull"])
+            .arg(registry.reference(reference))
+            .arg(into)
+            .arg("--ca")
+            .arg(registry.ca())
+            .output()
+            .unwrap()
+    };
+    let pulled = dir.path().join("pulled");
+    let out = pull(&pulled, "gib/app:1");
+    crate::util::assert_success(&Command::new("gib"), &out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["manifest"]["digest"], chain.child.as_str());
+    let mut expected = chain.blobs_of(&chain.child);
+    expected.push(chain.child.clone());
+    for digest in &expected {
+        let bytes = std::fs::read(
+            pulled
+                .join("sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap();
+        assert_eq!(write_blob(&dir.path().join("check"), &bytes).0, *digest);
+    }
+    // By digest, the second time from the cache.
+    let out = pull(&pulled, &format!("gib/app@{}", chain.child));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(strings(&report["downloaded"]).is_empty(), "{report:#}");
+
+    // A registry that serves a corrupted layer: a digest error, and no blob left behind.
+    let layer = &chain.blobs_of(&chain.child)[0];
+    let stored = registry.stored_blob(layer);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&stored, bytes).unwrap();
+    let fresh = dir.path().join("fresh");
+    let out = pull(&fresh, "gib/app:1");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("digest mismatch") && text.contains(layer.as_str()),
+        "{text}"
+    );
+    let left: Vec<String> = std::fs::read_dir(fresh.join("sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !left.contains(&layer.trim_start_matches("sha256:").to_string()),
+        "{left:?}"
+    );
+    assert!(
+        left.iter().all(|name| name.len() == 64),
+        "temporary files left: {left:?}"
+    );
+}

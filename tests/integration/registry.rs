@@ -693,6 +693,57 @@ fn pull_verifies_every_digest_and_keeps_no_corrupt_blob() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(strings(&report["downloaded"]).is_empty(), "{report:#}");
 
+    // An index: its manifests go first, by digest; a pull picks the platform's manifest.
+    let size_of = |d: &str| {
+        std::fs::metadata(
+            chain
+                .blobs
+                .join("sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+        .len()
+    };
+    let entry = |d: &str, arch: &str| {
+        format!(
+            r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{d}","size":{},"platform":{{"architecture":"{arch}","os":"linux"}}}}"#,
+            size_of(d)
+        )
+    };
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{},{}]}}"#,
+        entry(&chain.child, "amd64"),
+        entry(&chain.base, "arm64")
+    );
+    let (index_digest, _) = write_blob(&chain.blobs, index.as_bytes());
+    let report = registry.push_ok(&chain.blobs, &index_digest, "gib/multi:1", &[]);
+    let pushed = strings(&report["manifests_pushed"]);
+    assert_eq!(
+        pushed,
+        [
+            registry.reference(&format!("gib/multi@{}", chain.child)),
+            registry.reference(&format!("gib/multi@{}", chain.base)),
+            registry.reference("gib/multi:1"),
+        ]
+    );
+    assert_eq!(
+        registry.skopeo_digest("gib/multi:1"),
+        Ok(index_digest.clone())
+    );
+    let arm = dir.path().join("arm");
+    let out = registry
+        .gib("auth.json")
+        .args(["__registry", "pull", "--platform", "linux/arm64"])
+        .arg(registry.reference("gib/multi:1"))
+        .arg(&arm)
+        .arg("--ca")
+        .arg(registry.ca())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["index_digest"], index_digest.as_str());
+    assert_eq!(report["manifest"]["digest"], chain.base.as_str());
+
     // A registry that serves a corrupted layer: a digest error, and no blob left behind.
     let layer = &chain.blobs_of(&chain.child)[0];
     let stored = registry.stored_blob(layer);

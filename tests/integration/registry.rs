@@ -4,6 +4,8 @@
 //! that adds a layer) or, for the large one, by writing the blobs directly.
 
 use std::io::Write;
+
+use base64::Engine;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -22,7 +24,13 @@ struct Registry {
 }
 
 impl Registry {
+    /// With htpasswd (Basic) authentication.
     fn start(dir: &Path) -> Registry {
+        Registry::start_with_auth(dir, None)
+    }
+
+    /// With `auth` as the config's `auth:` section (e.g. a token server's), else htpasswd.
+    fn start_with_auth(dir: &Path, auth_section: Option<String>) -> Registry {
         require_tool("docker-registry");
         require_tool("openssl");
         require_tool("htpasswd");
@@ -100,13 +108,16 @@ impl Registry {
         std::fs::write(dir.join("auth.json"), auth(PASSWORD)).unwrap();
         std::fs::write(dir.join("wrong-auth.json"), auth("not-the-password")).unwrap();
         let d = dir.display();
+        let auth_section = auth_section.unwrap_or_else(|| {
+            format!("auth:\n  htpasswd:\n    realm: gib-test\n    path: {d}/htpasswd\n")
+        });
         std::fs::write(
             dir.join("config.yml"),
             format!(
                 "version: 0.1\nlog:\n  level: info\n  formatter: text\nstorage:\n  filesystem:\n    \
                  rootdirectory: {d}/storage\n  delete:\n    enabled: true\nhttp:\n  addr: \
                  127.0.0.1:{port}\n  secret: gib-test\n  tls:\n    certificate: {d}/server.pem\n    \
-                 key: {d}/server.key\nauth:\n  htpasswd:\n    realm: gib-test\n    path: {d}/htpasswd\n"
+                 key: {d}/server.key\n{auth_section}"
             ),
         )
         .unwrap();
@@ -770,5 +781,231 @@ fn pull_verifies_every_digest_and_keeps_no_corrupt_blob() {
     assert!(
         left.iter().all(|name| name.len() == 64),
         "temporary files left: {left:?}"
+    );
+}
+
+/// A token server as the distribution token spec describes it: Basic credentials in,
+/// `{"access_token": <JWT>}` out, the JWT signed (RS256, `openssl dgst`) by a key whose
+/// certificate the registry trusts. Written here because Debian packages none; the registry
+/// that verifies its tokens is the real one.
+struct TokenServer {
+    port: u16,
+    /// Every `scope` asked for, in order.
+    scopes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+const TOKEN_SERVICE: &str = "gib-test-registry";
+const TOKEN_ISSUER: &str = "gib-test-issuer";
+
+impl TokenServer {
+    fn start(dir: &Path) -> TokenServer {
+        let dir = dir.join("token");
+        std::fs::create_dir_all(&dir).unwrap();
+        run_ok(Command::new("openssl").current_dir(&dir).args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=gib test token issuer",
+        ]));
+        let der = run_ok_bytes(
+            Command::new("openssl")
+                .current_dir(&dir)
+                .args(["x509", "-in", "cert.pem", "-outform", "DER"]),
+        );
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let scopes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = scopes.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = serve_token(stream, &dir, &x5c, &seen);
+            }
+        });
+        TokenServer { port, scopes }
+    }
+
+    /// The registry's `auth:` section for this server.
+    fn auth_section(&self, dir: &Path) -> String {
+        format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    \
+             issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            self.port,
+            dir.join("token/cert.pem").display()
+        )
+    }
+}
+
+fn run_ok_bytes(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    crate::util::assert_success(cmd, &out);
+    out.stdout
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn serve_token(
+    mut stream: TcpStream,
+    dir: &Path,
+    x5c: &str,
+    seen: &std::sync::Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut authorization = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("authorization")
+        {
+            authorization = Some(value.trim().to_string());
+        }
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or("");
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let scopes: Vec<String> = query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("scope="))
+        .map(percent_decode)
+        .collect();
+    seen.lock().unwrap().extend(scopes.iter().cloned());
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    if authorization.as_deref() != Some(expected.as_str()) {
+        let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"wrong user or password"}]}"#;
+        write!(
+            stream,
+            "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        return Ok(());
+    }
+    let access: Vec<serde_json::Value> = scopes
+        .iter()
+        .filter_map(|s| {
+            let mut parts = s.splitn(3, ':');
+            let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER, "sub": USER, "aud": TOKEN_SERVICE, "exp": now + 300,
+        "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()), "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let mut sign = Command::new("openssl")
+        .current_dir(dir)
+        .args(["dgst", "-sha256", "-sign", "key.pem"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    sign.stdin
+        .take()
+        .unwrap()
+        .write_all(signing_input.as_bytes())?;
+    let signature = sign.wait_with_output()?.stdout;
+    let token = format!("{signing_input}.{}", b64(&signature));
+    let body = serde_json::json!({"access_token": token, "expires_in": 300}).to_string();
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn bearer_tokens_from_the_challenge_with_a_mount_scope() {
+    let dir = scratch_dir("registry-token");
+    let chain = Chain::make(dir.path());
+    let tokens = TokenServer::start(dir.path());
+    let registry = Registry::start_with_auth(dir.path(), Some(tokens.auth_section(dir.path())));
+
+    registry.push_ok(&chain.blobs, &chain.base, "gib/base:1", &[]);
+    let report = registry.push_ok(
+        &chain.blobs,
+        &chain.child,
+        "gib/app:1",
+        &["--mount-from", &registry.reference("gib/base:1")],
+    );
+    let base_layer = &chain.blobs_of(&chain.base)[0];
+    assert_eq!(
+        strings(&report["mounted"]),
+        std::slice::from_ref(base_layer)
+    );
+    let scopes = tokens.scopes.lock().unwrap().clone();
+    assert!(
+        scopes.contains(&"repository:gib/app:pull,push".to_string()),
+        "{scopes:?}"
+    );
+    assert!(
+        scopes.contains(&"repository:gib/base:pull".to_string()),
+        "{scopes:?}"
+    );
+    assert_eq!(registry.skopeo_digest("gib/app:1"), Ok(chain.child.clone()));
+
+    let out = registry
+        .gib("wrong-auth.json")
+        .args(["__registry", "pull"])
+        .arg(registry.reference("gib/app:1"))
+        .arg(dir.path().join("pulled"))
+        .arg("--ca")
+        .arg(registry.ca())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("rejected the credentials of `gib`") && text.contains("token server"),
+        "{text}"
     );
 }

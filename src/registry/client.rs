@@ -461,6 +461,8 @@ fn build_agent(options: &RegistryOptions) -> anyhow::Result<Agent> {
         .user_agent(format!("gib/{}", env!("CARGO_PKG_VERSION")))
         // Blobs must arrive byte for byte as stored: no transparent decompression.
         .accept_encoding("")
+        // No resolve, global or per-call timeout: with one, ureq resolves names on a detached
+        // thread, and gib must be single-threaded again once a push or pull returns.
         .timeout_connect(Some(Duration::from_secs(15)))
         // A registry hashes a whole blob before it answers a PUT.
         .timeout_recv_response(Some(Duration::from_secs(600)))
@@ -636,6 +638,51 @@ mod tests {
             with_query("https://h/u", "digest", "sha256:0"),
             "https://h/u?digest=sha256:0"
         );
+    }
+
+    #[test]
+    fn retries_transient_failures_only() {
+        let client = Client::new().with_retry(RetryPolicy {
+            attempts: 3,
+            first_delay: Duration::from_millis(1),
+            factor: 2,
+        });
+        let status = |status| RegistryError::Status {
+            method: "PUT".into(),
+            url: "https://r/v2/".into(),
+            status,
+            body: String::new(),
+        };
+        let mut calls = 0;
+        let value = client
+            .retrying(|| {
+                calls += 1;
+                if calls < 3 {
+                    Err(status(503).into())
+                } else {
+                    Ok(calls)
+                }
+            })
+            .unwrap();
+        assert_eq!(value, 3);
+        let mut calls = 0;
+        let err = client
+            .retrying(|| -> anyhow::Result<()> {
+                calls += 1;
+                Err(status(404).into())
+            })
+            .unwrap_err();
+        assert_eq!(calls, 1);
+        assert!(err.to_string().contains("HTTP 404"));
+        let mut calls = 0;
+        let err = client
+            .retrying(|| -> anyhow::Result<()> {
+                calls += 1;
+                Err(status(429).into())
+            })
+            .unwrap_err();
+        assert_eq!(calls, 3);
+        assert!(err.to_string().contains("gave up after 3 attempts"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (`<blobs_dir>/sha256/<hex>`). Only sha256: it is what every registry and gib's writer use.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -103,22 +103,6 @@ impl<W: Write> Write for HashingWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// The digest and size of a file, read in constant memory.
-pub fn digest_file(path: &Path) -> io::Result<(Digest, u64)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut writer = HashingWriter::new(io::sink());
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        writer.write_all(&buf[..n])?;
-    }
-    let (digest, size, _) = writer.finish();
-    Ok((digest, size))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::digest::{Digest, digest_file};
+use super::digest::Digest;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -38,21 +38,20 @@ impl Descriptor {
     /// `manifests`, else an OCI manifest).
     pub fn of_manifest_blob(blobs_dir: &Path, digest: &Digest) -> anyhow::Result<Descriptor> {
         let path = digest.blob_path(blobs_dir);
-        let (actual, size) =
-            digest_file(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let actual = Digest::of_bytes(&bytes);
         anyhow::ensure!(
             actual == *digest,
             "{} has digest {actual}, not the {digest} its name says",
             path.display()
         );
-        let bytes =
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let document = ManifestDocument::parse(&bytes)
             .with_context(|| format!("{} is not a manifest", path.display()))?;
         Ok(Descriptor {
             media_type: document.media_type(),
             digest: digest.clone(),
-            size,
+            size: bytes.len() as u64,
         })
     }
 }

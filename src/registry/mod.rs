@@ -3,7 +3,19 @@
 //!
 //! Not an OCI writer: images come and go as blobs in a directory laid out like an OCI
 //! layout's `blobs/` (`<blobs_dir>/sha256/<hex>`); `oci/` and `output/` own the rest.
-//! Entry points: [`push_image`] and [`pull_image`], both given a [`Client`].
+//! Entry points: [`push_image`] and [`pull_image`], both given a [`Client`]:
+//!
+//! ```text
+//! let client = Client::new().with_registry("registry.example.org", RegistryOptions { .. });
+//! let manifest = Descriptor::of_manifest_blob(&blobs_dir, &digest)?;   // or the writer's own
+//! let report = push_image(&client, &blobs_dir, &manifest, &target, &tags, &[parent_ref])?;
+//! let parent = pull_image(&client, &from_ref, &Platform::host(), &blobs_dir)?;
+//! ```
+//!
+//! Threads: up to four per push or pull, all joined before it returns; no async runtime.
+//! Credentials come from the docker/podman files (see `credentials`); there is no
+//! environment variable for a CA: `RegistryOptions::ca_certificate` (gib.yaml) says it, and
+//! `SSL_CERT_FILE` replaces the system bundle as usual.
 
 mod auth;
 mod client;

@@ -31,11 +31,11 @@ use super::reference::{Reference, validate_tag};
 pub const PARALLEL_BLOBS: usize = 4;
 
 /// What a push did, for the user and for `--json`.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct PushReport {
     /// `registry/repository`.
     pub repository: String,
-    pub manifest_digest: Option<Digest>,
+    pub manifest_digest: Digest,
     /// The tags that now point at `manifest_digest`.
     pub tags: Vec<String>,
     /// Blobs sent byte for byte.
@@ -90,7 +90,14 @@ pub fn push_image(
         mount_sources,
         report: Mutex::new(PushReport {
             repository: format!("{}/{}", target.registry, target.repository),
-            ..PushReport::default()
+            manifest_digest: manifest.digest.clone(),
+            tags: tags.to_vec(),
+            uploaded: Vec::new(),
+            mounted: Vec::new(),
+            skipped: Vec::new(),
+            bytes_uploaded: 0,
+            manifests_pushed: Vec::new(),
+            manifests_skipped: Vec::new(),
         }),
     };
 
@@ -105,10 +112,7 @@ pub fn push_image(
     for tag in tags {
         push.put_manifest(manifest, &bytes, tag)?;
     }
-    let mut report = push.report.into_inner().unwrap_or_else(|e| e.into_inner());
-    report.manifest_digest = Some(manifest.digest.clone());
-    report.tags = tags.to_vec();
-    Ok(report)
+    Ok(push.report.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
 struct Push<'a> {
@@ -252,7 +256,9 @@ impl Push<'_> {
                         let _ = self.send(Method::DELETE, &location, &[], Payload::None);
                     }
                 }
-                _ => return Err(status_error(&Method::POST, &url, response).into()),
+                // The source is gone or not readable with our token: upload instead, as
+                // go-containerregistry does.
+                _ => {}
             }
         }
         let location = match session {

@@ -665,24 +665,23 @@ mod tests {
             })
             .unwrap();
         assert_eq!(value, 3);
-        let mut calls = 0;
-        let err = client
-            .retrying(|| -> anyhow::Result<()> {
-                calls += 1;
-                Err(status(404).into())
-            })
-            .unwrap_err();
+        // A failure that keeps failing: how many calls, and the error.
+        let always = |code| {
+            let mut calls = 0;
+            let err = client
+                .retrying(|| -> anyhow::Result<()> {
+                    calls += 1;
+                    Err(status(code).into())
+                })
+                .unwrap_err();
+            (calls, err.to_string())
+        };
+        let (calls, err) = always(404);
         assert_eq!(calls, 1);
-        assert!(err.to_string().contains("HTTP 404"));
-        let mut calls = 0;
-        let err = client
-            .retrying(|| -> anyhow::Result<()> {
-                calls += 1;
-                Err(status(429).into())
-            })
-            .unwrap_err();
+        assert!(err.contains("HTTP 404"));
+        let (calls, err) = always(429);
         assert_eq!(calls, 3);
-        assert!(err.to_string().contains("gave up after 3 attempts"));
+        assert!(err.contains("gave up after 3 attempts"));
     }
 
     #[test]

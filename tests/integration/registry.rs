@@ -98,11 +98,8 @@ impl Registry {
         let htpasswd = run_ok(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));
         std::fs::write(dir.join("htpasswd"), htpasswd).unwrap();
         let auth = |password: &str| {
-            let basic = run_ok(
-                Command::new("sh")
-                    .arg("-c")
-                    .arg(format!("printf '%s' '{USER}:{password}' | base64 -w0")),
-            );
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
             format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"{basic}"}}}}}}"#)
         };
         std::fs::write(dir.join("auth.json"), auth(PASSWORD)).unwrap();
@@ -243,6 +240,19 @@ impl Registry {
             tail(&self.log())
         );
         serde_json::from_slice(&out.stdout).expect("the push report is JSON")
+    }
+
+    /// `gib __registry pull` of `reference` into `into`, with the credentials of `auth_file`.
+    fn pull(&self, auth_file: &str, reference: &str, into: &Path, extra: &[&str]) -> Output {
+        self.gib(auth_file)
+            .args(["__registry", "pull"])
+            .args(extra)
+            .arg(self.reference(reference))
+            .arg(into)
+            .arg("--ca")
+            .arg(self.ca())
+            .output()
+            .unwrap()
     }
 
     /// The digest skopeo sees under `reference`, or its error.
@@ -583,15 +593,7 @@ fn failures_name_the_registry_and_never_the_secret() {
         "{text}"
     );
 
-    let out = registry
-        .gib("auth.json")
-        .args(["__registry", "pull"])
-        .arg(registry.reference("gib/absent:1"))
-        .arg(dir.path().join("pulled"))
-        .arg("--ca")
-        .arg(registry.ca())
-        .output()
-        .unwrap();
+    let out = registry.pull("auth.json", "gib/absent:1", &dir.path().join("pulled"), &[]);
     let text = stderr(out);
     assert!(
         text.contains("MANIFEST_UNKNOWN") || text.contains("NAME_UNKNOWN"),
@@ -672,17 +674,7 @@ fn pull_verifies_every_digest_and_keeps_no_corrupt_blob() {
     let registry = Registry::start(dir.path());
     registry.push_ok(&chain.blobs, &chain.child, "gib/app:1", &[]);
 
-    let pull = |into: &Path, reference: &str| {
-        registry
-            .gib("auth.json")
-            .args(["__registry", "pull"])
-            .arg(registry.reference(reference))
-            .arg(into)
-            .arg("--ca")
-            .arg(registry.ca())
-            .output()
-            .unwrap()
-    };
+    let pull = |into: &Path, reference: &str| registry.pull("auth.json", reference, into, &[]);
     let pulled = dir.path().join("pulled");
     let out = pull(&pulled, "gib/app:1");
     crate::util::assert_success(&Command::new("gib"), &out);
@@ -742,15 +734,12 @@ fn pull_verifies_every_digest_and_keeps_no_corrupt_blob() {
         Ok(index_digest.clone())
     );
     let arm = dir.path().join("arm");
-    let out = registry
-        .gib("auth.json")
-        .args(["__registry", "pull", "--platform", "linux/arm64"])
-        .arg(registry.reference("gib/multi:1"))
-        .arg(&arm)
-        .arg("--ca")
-        .arg(registry.ca())
-        .output()
-        .unwrap();
+    let out = registry.pull(
+        "auth.json",
+        "gib/multi:1",
+        &arm,
+        &["--platform", "linux/arm64"],
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["index_digest"], index_digest.as_str());
     assert_eq!(report["manifest"]["digest"], chain.base.as_str());
@@ -993,19 +982,67 @@ fn bearer_tokens_from_the_challenge_with_a_mount_scope() {
     );
     assert_eq!(registry.skopeo_digest("gib/app:1"), Ok(chain.child.clone()));
 
-    let out = registry
-        .gib("wrong-auth.json")
-        .args(["__registry", "pull"])
-        .arg(registry.reference("gib/app:1"))
-        .arg(dir.path().join("pulled"))
-        .arg("--ca")
-        .arg(registry.ca())
-        .output()
-        .unwrap();
+    let out = registry.pull(
+        "wrong-auth.json",
+        "gib/app:1",
+        &dir.path().join("pulled"),
+        &[],
+    );
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(
         text.contains("rejected the credentials of `gib`") && text.contains("token server"),
         "{text}"
+    );
+}
+
+#[test]
+fn credentials_from_a_docker_credential_helper() {
+    let dir = scratch_dir("registry-helper");
+    let chain = Chain::make(dir.path());
+    let registry = Registry::start(dir.path());
+    // A helper speaking docker-credential-helpers' protocol: server on stdin, JSON out.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let asked = dir.path().join("helper-asked");
+    let helper = bin.join("docker-credential-gibtest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\ncat > {}\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' x\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let docker_config = registry.dir.join("home/.docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    std::fs::write(
+        docker_config.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"gibtest"}}}}"#, registry.host()),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = registry
+        .gib("no-such-auth.json")
+        .env("PATH", path)
+        .args(["__registry", "push"])
+        .arg(&chain.blobs)
+        .arg(&chain.base)
+        .arg(registry.reference("gib/helped:1"))
+        .arg("--ca")
+        .arg(registry.ca())
+        .output()
+        .unwrap();
+    crate::util::assert_success(&Command::new("gib"), &out);
+    assert_eq!(std::fs::read_to_string(&asked).unwrap(), registry.host());
+    assert_eq!(
+        registry.skopeo_digest("gib/helped:1"),
+        Ok(chain.base.clone())
     );
 }

@@ -155,19 +155,32 @@ impl Client {
         Ok(host)
     }
 
-    /// `GET /v2/` with credentials for `scopes`, retried while the registry is unreachable:
-    /// whether the registry is there and accepts us. Push and pull start with it so that a
-    /// registry that is down, or a wrong password, fails once with a clear message before any
-    /// blob work.
+    /// Whether the registry is there and accepts us for `scopes`, retried while it is
+    /// unreachable: the `/v2/` ping, then a bearer token (the token server judges the
+    /// credentials) or, for Basic authentication, `/v2/` again with the credentials. Push and
+    /// pull start with it so that a registry that is down, or a wrong password, fails once with
+    /// a clear message before any blob work.
     pub fn check_registry(&self, registry: &str, scopes: &[String]) -> anyhow::Result<()> {
-        let url = format!("{}/v2/", self.base_url(registry));
-        self.retrying(|| {
-            let response = self.send(registry, scopes, Method::GET, &url, &[], Payload::None)?;
-            match response.status().as_u16() {
-                200..=299 => Ok(()),
-                _ => Err(status_error(&Method::GET, &url, response).into()),
+        let host = self.host(registry)?;
+        let challenge = self.retrying(|| host.ping())?;
+        match challenge {
+            Challenge::Anonymous => Ok(()),
+            Challenge::Bearer { .. } => self.retrying(|| {
+                host.authorization(&challenge, scopes, false)?;
+                Ok(())
+            }),
+            Challenge::Basic => {
+                let url = format!("{}/v2/", host.base_url);
+                self.retrying(|| {
+                    let response =
+                        self.send(registry, scopes, Method::GET, &url, &[], Payload::None)?;
+                    match response.status().as_u16() {
+                        200..=299 => Ok(()),
+                        _ => Err(status_error(&Method::GET, &url, response).into()),
+                    }
+                })
             }
-        })
+        }
     }
 
     /// One authenticated request to `url` on `registry`, with `scopes` for a bearer token.

@@ -26,6 +26,8 @@ mod printer;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod repository;
 #[allow(dead_code)] // wired up as the pipeline lands
+mod registry;
+#[allow(dead_code)] // wired up as the pipeline lands
 mod rootfs;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod sandbox;

@@ -7,6 +7,7 @@ mod graph;
 mod internal;
 mod plan;
 mod quality_internal;
+mod registry_internal;
 mod shell;
 mod sources_internal;
 
@@ -53,6 +54,9 @@ pub enum Command {
     /// Test hooks: fetch a stage3 flavor, sync an ebuild repository.
     #[command(hide = true, name = "__sources")]
     Sources(sources_internal::SourcesArgs),
+    /// The registry client on its own (push a blob directory, pull an image); for tests.
+    #[command(hide = true, name = "__registry")]
+    Registry(registry_internal::RegistryArgs),
 }
 
 /// Options every subcommand that reads gib.yaml shares.
@@ -151,6 +155,7 @@ pub fn main() -> ExitCode {
         Command::Internal(args) => internal::run(args),
         Command::Quality(args) => quality_internal::run(args),
         Command::Sources(args) => sources_internal::run(args),
+        Command::Registry(args) => registry_internal::run(args),
     };
     match result {
         Ok(code) => code,

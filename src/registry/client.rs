@@ -1,0 +1,705 @@
+//! The HTTP side of the registry client: one ureq agent per registry (its TLS roots, plain
+//! HTTP when asked), the `/v2/` ping that learns the authentication challenge, credentials
+//! and bearer tokens cached per registry and scope, and retries with backoff.
+//!
+//! Blocking on purpose: gib is single-threaded where it unshares; pushing and pulling run in
+//! the parent process, which may use a few plain threads for parallel blobs.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use ureq::http::{Method, Response};
+use ureq::tls::{PemItem, RootCerts, TlsConfig};
+use ureq::{Agent, Body};
+
+use super::auth::{Challenge, Token, TokenResponse};
+use super::credentials::{self, Credential, FoundCredential};
+use super::error::{RegistryError, describe_body, is_transient};
+
+/// What the user can say about one registry (gib.yaml's `registry:` settings).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// A PEM file with the CA certificate(s) that signed the registry's certificate, trusted
+    /// in addition to the system roots.
+    pub ca_certificate: Option<PathBuf>,
+    /// Talk plain HTTP to this registry (never the default).
+    pub plain_http: bool,
+    /// Upload blobs in `PATCH` chunks of this many bytes instead of one monolithic `PUT`
+    /// (for registries or proxies that limit the size of a request). gib also switches to
+    /// chunks by itself when a registry answers 413 to a monolithic upload.
+    pub chunk_size: Option<u64>,
+}
+
+/// When and how often to try again after a transient failure.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first one included.
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub factor: u32,
+}
+
+impl Default for RetryPolicy {
+    /// go-containerregistry's schedule made shorter: 0.5 s, 1.5 s, 4.5 s.
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            first_delay: Duration::from_millis(500),
+            factor: 3,
+        }
+    }
+}
+
+/// Chunked uploads use this chunk size unless the registry or the user asks for another.
+pub const DEFAULT_CHUNK_SIZE: u64 = 16 << 20;
+
+/// A registry client for any number of registries; cheap to share between threads.
+pub struct Client {
+    options: HashMap<String, RegistryOptions>,
+    retry: RetryPolicy,
+    hosts: Mutex<HashMap<String, Arc<Host>>>,
+}
+
+/// What a request sends.
+#[derive(Clone, Copy)]
+pub(crate) enum Payload<'a> {
+    None,
+    Bytes(&'a [u8]),
+    /// Streamed from the file; its size is the `Content-Length`.
+    File(&'a Path),
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+impl Client {
+    pub fn new() -> Client {
+        Client {
+            options: HashMap::new(),
+            retry: RetryPolicy::default(),
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Settings for one registry, keyed by `host[:port]` as written in references.
+    pub fn with_registry(mut self, registry: &str, options: RegistryOptions) -> Client {
+        self.options.insert(registry.to_string(), options);
+        self
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Client {
+        self.retry = retry;
+        self
+    }
+
+    pub(crate) fn options(&self, registry: &str) -> RegistryOptions {
+        self.options.get(registry).cloned().unwrap_or_default()
+    }
+
+    /// `https://host[:port]` (or `http://` when plain HTTP was asked for).
+    pub fn base_url(&self, registry: &str) -> String {
+        let scheme = if self.options(registry).plain_http {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{registry}")
+    }
+
+    /// Run `op` again after a pause while it fails with a transient error.
+    pub(crate) fn retrying<T>(
+        &self,
+        mut op: impl FnMut() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut delay = self.retry.first_delay;
+        let mut attempt = 1;
+        loop {
+            match op() {
+                Ok(value) => return Ok(value),
+                Err(err) if attempt < self.retry.attempts && is_transient(&err) => {
+                    std::thread::sleep(delay);
+                    delay *= self.retry.factor;
+                    attempt += 1;
+                }
+                Err(err) if attempt > 1 && is_transient(&err) => {
+                    return Err(err.context(format!("gave up after {attempt} attempts")));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    fn host(&self, registry: &str) -> anyhow::Result<Arc<Host>> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(host) = hosts.get(registry) {
+            return Ok(host.clone());
+        }
+        let options = self.options(registry);
+        let host = Arc::new(Host {
+            registry: registry.to_string(),
+            base_url: self.base_url(registry),
+            agent: build_agent(&options)?,
+            challenge: Mutex::new(None),
+            credential: Mutex::new(None),
+            tokens: Mutex::new(HashMap::new()),
+        });
+        hosts.insert(registry.to_string(), host.clone());
+        Ok(host)
+    }
+
+    /// Whether the registry is there and accepts us for `scopes`, retried while it is
+    /// unreachable: the `/v2/` ping, then a bearer token (the token server judges the
+    /// credentials) or, for Basic authentication, `/v2/` again with the credentials. Push and
+    /// pull start with it so that a registry that is down, or a wrong password, fails once with
+    /// a clear message before any blob work.
+    pub fn check_registry(&self, registry: &str, scopes: &[String]) -> anyhow::Result<()> {
+        let host = self.host(registry)?;
+        let challenge = self.retrying(|| host.ping())?;
+        match challenge {
+            Challenge::Anonymous => Ok(()),
+            Challenge::Bearer { .. } => self.retrying(|| {
+                host.authorization(&challenge, scopes, false)?;
+                Ok(())
+            }),
+            Challenge::Basic => {
+                let url = format!("{}/v2/", host.base_url);
+                self.retrying(|| {
+                    let response =
+                        self.send(registry, scopes, Method::GET, &url, &[], Payload::None)?;
+                    match response.status().as_u16() {
+                        200..=299 => Ok(()),
+                        _ => Err(status_error(&Method::GET, &url, response).into()),
+                    }
+                })
+            }
+        }
+    }
+
+    /// One authenticated request to `url` on `registry`, with `scopes` for a bearer token.
+    /// A 401 leads to one more attempt with fresh authorization; other statuses are returned
+    /// for the caller to judge.
+    pub(crate) fn send(
+        &self,
+        registry: &str,
+        scopes: &[String],
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Payload<'_>,
+    ) -> anyhow::Result<Response<Body>> {
+        let host = self.host(registry)?;
+        let challenge = match host.known_challenge() {
+            Some(c) => c,
+            None => host.ping()?,
+        };
+        let authorization = host.authorization(&challenge, scopes, false)?;
+        let response = host.raw(&method, url, headers, payload, authorization.as_deref())?;
+        if response.status() != 401 {
+            return Ok(response);
+        }
+        // The token expired, the registry wants another scope, or it started asking for
+        // authentication: learn from this challenge and try once more.
+        let header = header(&response, "www-authenticate").unwrap_or_default();
+        let detail = refusal(&method, url, response);
+        let challenge = match Challenge::parse(&header) {
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
+                let mut scopes = scopes.to_vec();
+                scopes.extend(scope.filter(|s| !scopes.contains(s)));
+                let challenge = Challenge::Bearer {
+                    realm,
+                    service,
+                    scope: None,
+                };
+                host.set_challenge(challenge.clone());
+                let authorization = host.authorization(&challenge, &scopes, true)?;
+                let response =
+                    host.raw(&method, url, headers, payload, authorization.as_deref())?;
+                if response.status() != 401 {
+                    return Ok(response);
+                }
+                let detail = refusal(&method, url, response);
+                return Err(host.unauthorized(detail)?.into());
+            }
+            Some(Challenge::Basic) if challenge != Challenge::Basic => Challenge::Basic,
+            _ => return Err(host.unauthorized(detail)?.into()),
+        };
+        host.set_challenge(challenge.clone());
+        let authorization = host.authorization(&challenge, scopes, true)?;
+        let response = host.raw(&method, url, headers, payload, authorization.as_deref())?;
+        if response.status() == 401 {
+            let detail = refusal(&method, url, response);
+            return Err(host.unauthorized(detail)?.into());
+        }
+        Ok(response)
+    }
+}
+
+/// One registry: its agent, what it asked for, and the secrets it accepted.
+struct Host {
+    registry: String,
+    base_url: String,
+    agent: Agent,
+    challenge: Mutex<Option<Challenge>>,
+    /// Looked up on the first challenge only, so anonymous registries never run a helper.
+    credential: Mutex<Option<Option<FoundCredential>>>,
+    /// Bearer tokens by their space-joined scopes.
+    tokens: Mutex<HashMap<String, Token>>,
+}
+
+impl Host {
+    fn known_challenge(&self) -> Option<Challenge> {
+        self.challenge
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_challenge(&self, challenge: Challenge) {
+        *self.challenge.lock().unwrap_or_else(|e| e.into_inner()) = Some(challenge);
+    }
+
+    /// `GET /v2/`: 200 means anonymous access, 401 carries the challenge.
+    fn ping(&self) -> anyhow::Result<Challenge> {
+        let url = format!("{}/v2/", self.base_url);
+        let response = self.raw(&Method::GET, &url, &[], Payload::None, None)?;
+        let status = response.status().as_u16();
+        let challenge = match status {
+            200..=299 => Challenge::Anonymous,
+            401 => {
+                let text = header(&response, "www-authenticate").unwrap_or_default();
+                Challenge::parse(&text).with_context(|| {
+                    format!("{url} asks for authentication with an unsupported challenge `{text}`")
+                })?
+            }
+            _ => {
+                return Err(status_error(&Method::GET, &url, response).into());
+            }
+        };
+        self.set_challenge(challenge.clone());
+        Ok(challenge)
+    }
+
+    fn credential(&self) -> anyhow::Result<Option<FoundCredential>> {
+        let mut cached = self.credential.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.is_none() {
+            *cached = Some(credentials::lookup(&self.registry)?);
+        }
+        Ok(cached.clone().flatten())
+    }
+
+    fn require_credential(&self) -> anyhow::Result<FoundCredential> {
+        self.credential()?.ok_or_else(|| {
+            RegistryError::NoCredentials {
+                registry: self.registry.clone(),
+                searched: credentials::search_path(),
+            }
+            .into()
+        })
+    }
+
+    /// The error for a refused request: which user, from which file.
+    fn unauthorized(&self, detail: String) -> anyhow::Result<RegistryError> {
+        Ok(match self.credential()? {
+            Some(found) => RegistryError::Unauthorized {
+                registry: self.registry.clone(),
+                user: found.credential.username().to_string(),
+                source_file: found.source,
+                detail,
+            },
+            None => RegistryError::NoCredentials {
+                registry: self.registry.clone(),
+                searched: credentials::search_path(),
+            },
+        })
+    }
+
+    /// The `Authorization` header value for `scopes`, fetching a token when needed.
+    fn authorization(
+        &self,
+        challenge: &Challenge,
+        scopes: &[String],
+        renew: bool,
+    ) -> anyhow::Result<Option<String>> {
+        match challenge {
+            Challenge::Anonymous => Ok(None),
+            Challenge::Basic => {
+                let found = self.require_credential()?;
+                match found.credential {
+                    Credential::UsernamePassword { username, password } => Ok(Some(format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD
+                            .encode(format!("{username}:{password}"))
+                    ))),
+                    Credential::IdentityToken(_) => anyhow::bail!(
+                        "{} asks for a username and password, but {} holds an identity token \
+                         for it",
+                        self.registry,
+                        found.source.display()
+                    ),
+                }
+            }
+            Challenge::Bearer { realm, service, .. } => {
+                let key = scopes.join(" ");
+                if !renew {
+                    let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(token) = tokens.get(&key).filter(|t| t.is_fresh()) {
+                        return Ok(Some(format!("Bearer {}", token.value)));
+                    }
+                }
+                let token = self.fetch_token(realm, service.as_deref(), scopes)?;
+                let value = format!("Bearer {}", token.value);
+                self.tokens
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, token);
+                Ok(Some(value))
+            }
+        }
+    }
+
+    /// Ask the token server for a token: Basic credentials on a GET, an identity token as an
+    /// OAuth2 refresh-token grant, or anonymously.
+    fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> anyhow::Result<Token> {
+        let found = self.credential()?;
+        let response = match found.as_ref().map(|f| &f.credential) {
+            Some(Credential::IdentityToken(refresh_token)) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_string()),
+                    ("refresh_token", refresh_token.clone()),
+                    ("client_id", "gib".to_string()),
+                    ("scope", scopes.join(" ")),
+                ];
+                if let Some(service) = service {
+                    form.push(("service", service.to_string()));
+                }
+                self.agent.post(realm).send_form(form)
+            }
+            credential => {
+                let mut request = self.agent.get(realm);
+                if let Some(service) = service {
+                    request = request.query("service", service);
+                }
+                for scope in scopes {
+                    request = request.query("scope", scope);
+                }
+                if let Some(Credential::UsernamePassword { username, password }) = credential {
+                    request = request.header(
+                        "authorization",
+                        format!(
+                            "Basic {}",
+                            base64::engine::general_purpose::STANDARD
+                                .encode(format!("{username}:{password}"))
+                        ),
+                    );
+                }
+                request.call()
+            }
+        }
+        .map_err(|e| classify(e, &Method::GET, realm))?;
+        let status = response.status().as_u16();
+        if status == 401 || status == 403 {
+            let detail = describe_body(&read_small_body(response));
+            return Err(self
+                .unauthorized(format!("token server {realm}: {detail}"))?
+                .into());
+        }
+        if !(200..300).contains(&status) {
+            return Err(status_error(&Method::GET, realm, response).into());
+        }
+        let answer: TokenResponse = response
+            .into_body()
+            .with_config()
+            .limit(1 << 20)
+            .read_json()
+            .with_context(|| format!("the token server {realm} sent an unreadable answer"))?;
+        answer
+            .into_token()
+            .with_context(|| format!("the token server {realm} sent no token"))
+    }
+
+    /// The request itself; transport failures become `RegistryError`s.
+    fn raw(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Payload<'_>,
+        authorization: Option<&str>,
+    ) -> anyhow::Result<Response<Body>> {
+        let mut builder = ureq::http::Request::builder()
+            .method(method.clone())
+            .uri(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        if let Some(value) = authorization {
+            builder = builder.header("authorization", value);
+        }
+        let invalid = |e: ureq::http::Error| anyhow::anyhow!("invalid request {method} {url}: {e}");
+        let result = match payload {
+            Payload::None => self.agent.run(builder.body(()).map_err(invalid)?),
+            Payload::Bytes(bytes) => self.agent.run(builder.body(bytes).map_err(invalid)?),
+            Payload::File(path) => {
+                let file = File::open(path)
+                    .with_context(|| format!("cannot open blob {}", path.display()))?;
+                self.agent.run(builder.body(file).map_err(invalid)?)
+            }
+        };
+        result.map_err(|e| classify(e, method, url).into())
+    }
+}
+
+fn build_agent(options: &RegistryOptions) -> anyhow::Result<Agent> {
+    let roots = root_certificates(options.ca_certificate.as_deref())?;
+    let tls = TlsConfig::builder().root_certs(roots).build();
+    let config = Agent::config_builder()
+        .http_status_as_error(false)
+        .user_agent(format!("gib/{}", env!("CARGO_PKG_VERSION")))
+        // Blobs must arrive byte for byte as stored: no transparent decompression.
+        .accept_encoding("")
+        // No resolve, global or per-call timeout: with one, ureq resolves names on a detached
+        // thread, and gib must be single-threaded again once a push or pull returns.
+        .timeout_connect(Some(Duration::from_secs(15)))
+        // A registry hashes a whole blob before it answers a PUT.
+        .timeout_recv_response(Some(Duration::from_secs(600)))
+        .max_idle_connections_per_host(8)
+        .tls_config(tls)
+        .build();
+    Ok(Agent::new_with_config(config))
+}
+
+/// The system's CA bundle plus the registry's own CA file. Without either, rustls's bundled
+/// Mozilla roots.
+fn root_certificates(ca_file: Option<&Path>) -> anyhow::Result<RootCerts> {
+    let mut certs = Vec::new();
+    if let Some(bundle) = system_bundle() {
+        // An unreadable system bundle is not fatal: the registry's CA may be all we need.
+        if let Ok(pem) = std::fs::read(&bundle) {
+            certs.extend(ureq::tls::parse_pem(&pem).filter_map(|item| match item {
+                Ok(PemItem::Certificate(cert)) => Some(cert),
+                _ => None,
+            }));
+        }
+    }
+    if let Some(ca_file) = ca_file {
+        let pem = std::fs::read(ca_file)
+            .with_context(|| format!("cannot read CA certificate {}", ca_file.display()))?;
+        let before = certs.len();
+        for item in ureq::tls::parse_pem(&pem) {
+            if let PemItem::Certificate(cert) =
+                item.with_context(|| format!("{} is not a PEM file", ca_file.display()))?
+            {
+                certs.push(cert);
+            }
+        }
+        anyhow::ensure!(
+            certs.len() > before,
+            "{} holds no PEM certificate",
+            ca_file.display()
+        );
+    }
+    Ok(if certs.is_empty() {
+        RootCerts::WebPki
+    } else {
+        RootCerts::new_with_certs(&certs)
+    })
+}
+
+/// `$SSL_CERT_FILE`, else the bundle of the usual distributions.
+fn system_bundle() -> Option<PathBuf> {
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+        return Some(PathBuf::from(file));
+    }
+    [
+        "/etc/ssl/certs/ca-certificates.crt", // Debian, Gentoo, Alpine
+        "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
+        "/etc/ssl/ca-bundle.pem",             // openSUSE
+        "/etc/ssl/cert.pem",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+/// Sort a transport failure into what the user should hear.
+fn classify(err: ureq::Error, method: &Method, url: &str) -> RegistryError {
+    let detail = err.to_string();
+    let lower = format!("{err:?} {detail}").to_lowercase();
+    let url = url.to_string();
+    let refused = matches!(&err, ureq::Error::Io(e) if matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
+    ));
+    let unreachable = refused
+        || matches!(
+            err,
+            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed
+        )
+        || matches!(&err, ureq::Error::Timeout(t) if matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve));
+    if unreachable {
+        RegistryError::Unreachable { url, detail }
+    } else if lower.contains("certificate") || lower.contains("unknownissuer") {
+        RegistryError::UntrustedCertificate { url, detail }
+    } else if lower.contains("invalidcontenttype")
+        || lower.contains("corrupt message")
+        || lower.contains("invalidmessage")
+    {
+        RegistryError::NotTls { url, detail }
+    } else {
+        RegistryError::ConnectionLost {
+            method: method.to_string(),
+            url,
+            detail,
+        }
+    }
+}
+
+/// A response header as text.
+pub(crate) fn header(response: &Response<Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// What a 401 said: the request and the registry's error body.
+fn refusal(method: &Method, url: &str, response: Response<Body>) -> String {
+    let body = describe_body(&read_small_body(response));
+    if body.is_empty() {
+        format!("{method} {url}: HTTP 401")
+    } else {
+        format!("{method} {url}: HTTP 401: {body}")
+    }
+}
+
+/// An error body, bounded (it is only for the message).
+pub(crate) fn read_small_body(response: Response<Body>) -> Vec<u8> {
+    response
+        .into_body()
+        .with_config()
+        .limit(64 << 10)
+        .read_to_vec()
+        .unwrap_or_default()
+}
+
+/// The error for an unexpected status, with the registry's explanation.
+pub(crate) fn status_error(method: &Method, url: &str, response: Response<Body>) -> RegistryError {
+    let status = response.status().as_u16();
+    RegistryError::Status {
+        method: method.to_string(),
+        url: url.to_string(),
+        status,
+        body: describe_body(&read_small_body(response)),
+    }
+}
+
+/// Resolve an upload `Location` (absolute, or a path on the registry) against the base URL.
+pub(crate) fn resolve_location(base_url: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_string()
+    } else if location.starts_with('/') {
+        format!("{base_url}{location}")
+    } else {
+        format!("{base_url}/{location}")
+    }
+}
+
+/// `url` with one more query parameter (the value must be URL-safe, as digests are).
+pub(crate) fn with_query(url: &str, key: &str, value: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{key}={value}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_and_queries() {
+        let base = "https://127.0.0.1:5000";
+        assert_eq!(
+            resolve_location(base, "/v2/a/blobs/uploads/u?_state=x"),
+            "https://127.0.0.1:5000/v2/a/blobs/uploads/u?_state=x"
+        );
+        assert_eq!(
+            resolve_location(base, "https://other/up/1"),
+            "https://other/up/1"
+        );
+        assert_eq!(
+            with_query("https://h/u?_state=x", "digest", "sha256:0"),
+            "https://h/u?_state=x&digest=sha256:0"
+        );
+        assert_eq!(
+            with_query("https://h/u", "digest", "sha256:0"),
+            "https://h/u?digest=sha256:0"
+        );
+    }
+
+    #[test]
+    fn retries_transient_failures_only() {
+        let client = Client::new().with_retry(RetryPolicy {
+            attempts: 3,
+            first_delay: Duration::from_millis(1),
+            factor: 2,
+        });
+        let status = |status| RegistryError::Status {
+            method: "PUT".into(),
+            url: "https://r/v2/".into(),
+            status,
+            body: String::new(),
+        };
+        let mut calls = 0;
+        let value = client
+            .retrying(|| {
+                calls += 1;
+                if calls < 3 {
+                    Err(status(503).into())
+                } else {
+                    Ok(calls)
+                }
+            })
+            .unwrap();
+        assert_eq!(value, 3);
+        // A failure that keeps failing: how many calls, and the error.
+        let always = |code| {
+            let mut calls = 0;
+            let err = client
+                .retrying(|| -> anyhow::Result<()> {
+                    calls += 1;
+                    Err(status(code).into())
+                })
+                .unwrap_err();
+            (calls, err.to_string())
+        };
+        let (calls, err) = always(404);
+        assert_eq!(calls, 1);
+        assert!(err.contains("HTTP 404"));
+        let (calls, err) = always(429);
+        assert_eq!(calls, 3);
+        assert!(err.contains("gave up after 3 attempts"));
+    }
+
+    #[test]
+    fn missing_ca_file_is_named() {
+        let err = root_certificates(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/ca.pem"));
+    }
+}

@@ -1,0 +1,435 @@
+//! Pushing an image from a blob directory: the flow of go-containerregistry's `remote.Write`.
+//!
+//! Per blob: `HEAD` (present: skip) → `POST uploads/` (with `mount=&from=` when the blob may
+//! live in another repository of the registry: 201 means mounted) → one streaming `PUT
+//! ?digest=` from the file (or `PATCH` chunks when the registry needs them). Layers go four at
+//! a time, the config after them, manifests last: index children by digest before their
+//! index, then each tag, skipped when the registry already has the same digest under it. A
+//! tag is only written after every blob of its manifest arrived, so it never points at an
+//! incomplete image.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use serde::Serialize;
+use ureq::http::Method;
+
+use super::auth::repository_scope;
+use super::client::{
+    Client, DEFAULT_CHUNK_SIZE, Payload, header, resolve_location, status_error, with_query,
+};
+use super::digest::Digest;
+use super::error::RegistryError;
+use super::for_each_parallel;
+use super::manifest::{Descriptor, ManifestDocument, is_index};
+use super::reference::{Reference, validate_tag};
+
+/// How many blobs upload at once (go-containerregistry's default).
+pub const PARALLEL_BLOBS: usize = 4;
+
+/// What a push did, for the user and for `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PushReport {
+    /// `registry/repository`.
+    pub repository: String,
+    pub manifest_digest: Digest,
+    /// The tags that now point at `manifest_digest`.
+    pub tags: Vec<String>,
+    /// Blobs sent byte for byte.
+    pub uploaded: Vec<Digest>,
+    /// Blobs the registry linked from another repository (no bytes sent).
+    pub mounted: Vec<Digest>,
+    /// Blobs the repository already had.
+    pub skipped: Vec<Digest>,
+    pub bytes_uploaded: u64,
+    /// Manifests written, as `repository:tag` or `repository@digest`.
+    pub manifests_pushed: Vec<String>,
+    /// Manifests the registry already had under that name.
+    pub manifests_skipped: Vec<String>,
+}
+
+enum BlobOutcome {
+    Uploaded(u64),
+    Mounted,
+    Skipped,
+}
+
+/// Push the image (or index) `manifest`, whose blobs are `<blobs_dir>/sha256/<hex>`, to
+/// `target`'s repository under each of `tags` (by digest alone when there are none).
+/// `mount_from` names repositories of the same registry that may already hold some blobs,
+/// typically the parent image's.
+pub fn push_image(
+    client: &Client,
+    blobs_dir: &Path,
+    manifest: &Descriptor,
+    target: &Reference,
+    tags: &[String],
+    mount_from: &[Reference],
+) -> anyhow::Result<PushReport> {
+    for tag in tags {
+        validate_tag(tag).map_err(anyhow::Error::msg)?;
+    }
+    let mount_sources: Vec<String> = mount_from
+        .iter()
+        .filter(|r| r.registry == target.registry && r.repository != target.repository)
+        .map(|r| r.repository.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut scopes = vec![repository_scope(&target.repository, true)];
+    scopes.extend(mount_sources.iter().map(|r| repository_scope(r, false)));
+    let push = Push {
+        client,
+        blobs_dir,
+        target,
+        base_url: client.base_url(&target.registry),
+        scopes,
+        mount_sources,
+        report: Mutex::new(PushReport {
+            repository: format!("{}/{}", target.registry, target.repository),
+            manifest_digest: manifest.digest.clone(),
+            tags: tags.to_vec(),
+            uploaded: Vec::new(),
+            mounted: Vec::new(),
+            skipped: Vec::new(),
+            bytes_uploaded: 0,
+            manifests_pushed: Vec::new(),
+            manifests_skipped: Vec::new(),
+        }),
+    };
+
+    let bytes = push.manifest_bytes(manifest)?;
+    client
+        .check_registry(&target.registry, &push.scopes)
+        .with_context(|| format!("cannot push to {target}"))?;
+    push.push_contents(manifest, &bytes)?;
+    if tags.is_empty() {
+        push.put_manifest(manifest, &bytes, manifest.digest.as_str())?;
+    }
+    for tag in tags {
+        push.put_manifest(manifest, &bytes, tag)?;
+    }
+    Ok(push.report.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+struct Push<'a> {
+    client: &'a Client,
+    blobs_dir: &'a Path,
+    target: &'a Reference,
+    base_url: String,
+    scopes: Vec<String>,
+    mount_sources: Vec<String>,
+    report: Mutex<PushReport>,
+}
+
+impl Push<'_> {
+    fn repo_url(&self, rest: &str) -> String {
+        format!("{}/v2/{}/{rest}", self.base_url, self.target.repository)
+    }
+
+    fn record(&self, update: impl FnOnce(&mut PushReport)) {
+        update(&mut self.report.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// A manifest's bytes from the blob directory, checked against its descriptor.
+    fn manifest_bytes(&self, descriptor: &Descriptor) -> anyhow::Result<Vec<u8>> {
+        let path = descriptor.digest.blob_path(self.blobs_dir);
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("cannot read manifest {}", path.display()))?;
+        let actual = Digest::of_bytes(&bytes);
+        anyhow::ensure!(
+            actual == descriptor.digest,
+            "{} has digest {actual}, not {}",
+            path.display(),
+            descriptor.digest
+        );
+        Ok(bytes)
+    }
+
+    /// Everything a manifest refers to: an index's child manifests (pushed by digest), or an
+    /// image's layers and then its config.
+    fn push_contents(&self, descriptor: &Descriptor, bytes: &[u8]) -> anyhow::Result<()> {
+        let path = descriptor.digest.blob_path(self.blobs_dir);
+        let document = ManifestDocument::parse(bytes)
+            .with_context(|| format!("{} is not a manifest", path.display()))?;
+        if is_index(&descriptor.media_type) || !document.manifests.is_empty() {
+            for entry in &document.manifests {
+                let child = entry.descriptor();
+                let child_bytes = self.manifest_bytes(&child)?;
+                self.push_contents(&child, &child_bytes)?;
+                self.put_manifest(&child, &child_bytes, child.digest.as_str())?;
+            }
+            return Ok(());
+        }
+        let mut seen = BTreeSet::new();
+        let layers: Vec<&Descriptor> = document
+            .layers
+            .iter()
+            .filter(|l| seen.insert(l.digest.clone()))
+            .collect();
+        for_each_parallel(&layers, PARALLEL_BLOBS, |layer| self.push_blob(layer))?;
+        if let Some(config) = document
+            .config
+            .as_ref()
+            .filter(|c| !seen.contains(&c.digest))
+        {
+            self.push_blob(config)?;
+        }
+        Ok(())
+    }
+
+    fn push_blob(&self, blob: &Descriptor) -> anyhow::Result<()> {
+        let path = blob.digest.blob_path(self.blobs_dir);
+        let size = std::fs::metadata(&path)
+            .with_context(|| {
+                format!(
+                    "blob {} is missing from {}",
+                    blob.digest,
+                    self.blobs_dir.display()
+                )
+            })?
+            .len();
+        anyhow::ensure!(
+            size == blob.size,
+            "{} is {size} bytes, but the manifest says {}",
+            path.display(),
+            blob.size
+        );
+        let outcome = self
+            .client
+            .retrying(|| self.push_blob_once(blob, &path))
+            .with_context(|| format!("cannot push blob {} to {}", blob.digest, self.target))?;
+        self.record(|r| match outcome {
+            BlobOutcome::Uploaded(bytes) => {
+                r.uploaded.push(blob.digest.clone());
+                r.bytes_uploaded += bytes;
+            }
+            BlobOutcome::Mounted => r.mounted.push(blob.digest.clone()),
+            BlobOutcome::Skipped => r.skipped.push(blob.digest.clone()),
+        });
+        Ok(())
+    }
+
+    fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Payload<'_>,
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        self.client.send(
+            &self.target.registry,
+            &self.scopes,
+            method,
+            url,
+            headers,
+            payload,
+        )
+    }
+
+    fn push_blob_once(&self, blob: &Descriptor, path: &Path) -> anyhow::Result<BlobOutcome> {
+        let digest = blob.digest.as_str();
+        let url = self.repo_url(&format!("blobs/{digest}"));
+        let response = self.send(Method::HEAD, &url, &[], Payload::None)?;
+        match response.status().as_u16() {
+            200 => return Ok(BlobOutcome::Skipped),
+            404 => {}
+            _ => return Err(status_error(&Method::HEAD, &url, response).into()),
+        }
+
+        let uploads = self.repo_url("blobs/uploads/");
+        let mut session = None;
+        for (i, source) in self.mount_sources.iter().enumerate() {
+            let url = format!("{uploads}?mount={digest}&from={source}");
+            let response = self.send(Method::POST, &url, &[], Payload::Bytes(&[]))?;
+            match response.status().as_u16() {
+                201 => return Ok(BlobOutcome::Mounted),
+                202 => {
+                    let location = self.location(&response, &url)?;
+                    if i + 1 == self.mount_sources.len() {
+                        session = Some(location);
+                    } else {
+                        // Not in this source; drop the session the registry opened instead.
+                        let _ = self.send(Method::DELETE, &location, &[], Payload::None);
+                    }
+                }
+                // The source is gone or not readable with our token: upload instead, as
+                // go-containerregistry does.
+                _ => {}
+            }
+        }
+        let location = match session {
+            Some(location) => location,
+            None => self.start_upload(&uploads)?,
+        };
+
+        let chunk_size = self.client.options(&self.target.registry).chunk_size;
+        if chunk_size.is_none() {
+            let url = with_query(&location, "digest", digest);
+            let response = self.send(
+                Method::PUT,
+                &url,
+                &[("content-type", "application/octet-stream")],
+                Payload::File(path),
+            )?;
+            match response.status().as_u16() {
+                201 | 204 => return Ok(BlobOutcome::Uploaded(blob.size)),
+                // Too large for one request: the registry (or a proxy) wants chunks.
+                413 => {}
+                _ => return Err(status_error(&Method::PUT, &url, response).into()),
+            }
+        }
+        let location = self.start_upload(&uploads)?;
+        self.upload_chunks(
+            blob,
+            path,
+            location,
+            chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+        )?;
+        Ok(BlobOutcome::Uploaded(blob.size))
+    }
+
+    /// `POST uploads/`: a new upload session's location.
+    fn start_upload(&self, uploads: &str) -> anyhow::Result<String> {
+        let response = self.send(Method::POST, uploads, &[], Payload::Bytes(&[]))?;
+        if response.status() != 202 {
+            return Err(status_error(&Method::POST, uploads, response).into());
+        }
+        self.location(&response, uploads)
+    }
+
+    fn location(
+        &self,
+        response: &ureq::http::Response<ureq::Body>,
+        url: &str,
+    ) -> anyhow::Result<String> {
+        let location = header(response, "location")
+            .with_context(|| format!("{url} opened an upload without a Location header"))?;
+        Ok(resolve_location(&self.base_url, &location))
+    }
+
+    /// `PATCH` with `Content-Range` per chunk, then `PUT ?digest=` to close the upload. Only one
+    /// chunk is in memory at a time.
+    fn upload_chunks(
+        &self,
+        blob: &Descriptor,
+        path: &Path,
+        mut location: String,
+        chunk_size: u64,
+    ) -> anyhow::Result<()> {
+        let mut file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut offset = 0u64;
+        let mut chunk = Vec::new();
+        while offset < blob.size {
+            let len = chunk_size.min(blob.size - offset);
+            chunk.clear();
+            file.seek(SeekFrom::Start(offset))?;
+            (&mut file)
+                .take(len)
+                .read_to_end(&mut chunk)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            anyhow::ensure!(
+                chunk.len() as u64 == len,
+                "{} shrank while uploading",
+                path.display()
+            );
+            let range = format!("{}-{}", offset, offset + len - 1);
+            let response = self.send(
+                Method::PATCH,
+                &location,
+                &[
+                    ("content-type", "application/octet-stream"),
+                    ("content-range", &range),
+                ],
+                Payload::Bytes(&chunk),
+            )?;
+            if response.status() != 202 {
+                return Err(status_error(&Method::PATCH, &location, response).into());
+            }
+            location = self.location(&response, &location)?;
+            offset += len;
+        }
+        let url = with_query(&location, "digest", blob.digest.as_str());
+        let response = self.send(Method::PUT, &url, &[], Payload::Bytes(&[]))?;
+        match response.status().as_u16() {
+            201 | 204 => Ok(()),
+            _ => Err(status_error(&Method::PUT, &url, response).into()),
+        }
+    }
+
+    /// `PUT manifests/<reference>`, unless a `HEAD` shows the registry has this very manifest
+    /// there already.
+    fn put_manifest(
+        &self,
+        descriptor: &Descriptor,
+        bytes: &[u8],
+        reference: &str,
+    ) -> anyhow::Result<()> {
+        let name = if reference.starts_with("sha256:") {
+            format!(
+                "{}/{}@{reference}",
+                self.target.registry, self.target.repository
+            )
+        } else {
+            format!(
+                "{}/{}:{reference}",
+                self.target.registry, self.target.repository
+            )
+        };
+        let url = self.repo_url(&format!("manifests/{reference}"));
+        let pushed = self
+            .client
+            .retrying(|| {
+                let response = self.send(
+                    Method::HEAD,
+                    &url,
+                    &[("accept", &descriptor.media_type)],
+                    Payload::None,
+                )?;
+                match response.status().as_u16() {
+                    200 if header(&response, "docker-content-digest").as_deref()
+                        == Some(descriptor.digest.as_str()) =>
+                    {
+                        return Ok(false);
+                    }
+                    200 | 404 => {}
+                    _ => return Err(status_error(&Method::HEAD, &url, response).into()),
+                }
+                let response = self.send(
+                    Method::PUT,
+                    &url,
+                    &[("content-type", &descriptor.media_type)],
+                    Payload::Bytes(bytes),
+                )?;
+                match response.status().as_u16() {
+                    200..=299 => {}
+                    _ => return Err(status_error(&Method::PUT, &url, response).into()),
+                }
+                if let Some(stored) = header(&response, "docker-content-digest")
+                    && stored != descriptor.digest.as_str()
+                {
+                    return Err(RegistryError::DigestMismatch {
+                        url: url.clone(),
+                        expected: descriptor.digest.to_string(),
+                        actual: stored,
+                        size: bytes.len() as u64,
+                    }
+                    .into());
+                }
+                Ok(true)
+            })
+            .with_context(|| format!("cannot push manifest {name}"))?;
+        self.record(|r| {
+            if pushed {
+                r.manifests_pushed.push(name);
+            } else {
+                r.manifests_skipped.push(name);
+            }
+        });
+        Ok(())
+    }
+}

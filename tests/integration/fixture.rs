@@ -325,6 +325,19 @@ fn mini_stage3_is_laid_out_like_a_gentoo_stage3() {
         );
     }
 
+    // /dev is empty, as in a stage3: device nodes cannot be unpacked rootless.
+    assert_eq!(listing["dev"].kind, tar::EntryType::Directory);
+    let devices: Vec<_> = listing
+        .iter()
+        .filter(|(path, entry)| {
+            path.starts_with("dev/")
+                || entry.kind.is_character_special()
+                || entry.kind.is_block_special()
+        })
+        .map(|(path, _)| path)
+        .collect();
+    assert!(devices.is_empty(), "device entries: {devices:?}");
+
     let os_release = text(&listing, "usr/lib/os-release");
     assert!(os_release.lines().any(|l| l == "ID=gentoo"));
 }

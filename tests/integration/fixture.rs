@@ -62,6 +62,7 @@ fn build_or_reuse() -> PathBuf {
     // Another process may have built it while we waited.
     if !tarball.is_file() {
         build(&sources, &tarball);
+        remove_stale_builds(&dir, &tarball);
     }
     drop(lock);
     tarball
@@ -105,6 +106,28 @@ fn build(sources: &Path, tarball: &Path) {
         script.display(),
         tarball.display()
     );
+}
+
+/// Remove the tarballs (with their logs and locks) of older fixture sources: each is ~90 MB.
+fn remove_stale_builds(dir: &Path, current: &Path) {
+    let Some(current_stem) = current.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let current_stem = current_stem.trim_end_matches(".tar.zst");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = name.starts_with("mini-stage3-")
+            && !name.starts_with(current_stem)
+            && [".tar.zst", ".tar.log", ".tar.lock"]
+                .iter()
+                .any(|ext| name.ends_with(ext));
+        if stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// SHA-256 over what determines the tarball: the build scripts and the repository tree

@@ -341,7 +341,11 @@ fn mini_stage3_is_laid_out_like_a_gentoo_stage3() {
     assert!(listing.contains_key("var/cache/binpkgs"));
 
     // The VDB records the stage's own packages.
-    for package in ["sys-libs/glibc-2.36", "sys-apps/baselayout-2.17"] {
+    for package in [
+        "sys-libs/glibc-2.36",
+        "sys-apps/baselayout-2.17",
+        "virtual/libc-1-r1",
+    ] {
         assert!(
             listing.contains_key(&format!("var/db/pkg/{package}/CONTENTS")),
             "no {package} in var/db/pkg"

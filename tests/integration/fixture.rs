@@ -1,0 +1,370 @@
+//! The "mini stage3": a tarball gib cannot tell from a Gentoo stage3, built once and cached.
+//!
+//! `tests/fixtures/mini-stage3/build.sh` makes it from a Debian bookworm root with a C
+//! toolchain, real Portage (installed as on Gentoo, EPREFIX empty) and a tiny ebuild repository
+//! named `gentoo` (app-misc/greet, dev-libs/libgreet, sys-libs/glibc, app-misc/broken, …).
+//! The tarball is cached under `target/gib-fixtures/`, keyed by a hash of the scripts and the
+//! repository, so editing an ebuild rebuilds it and nothing else does. Building needs root
+//! (mmdebstrap) and the Debian and Python package archives; it takes a few minutes.
+//!
+//! This module does not run emerge: `selftest.sh` next to `build.sh` does that by hand, and
+//! the emerge tests go through gib.
+#![allow(dead_code)]
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+
+/// Where the fixture's sources live.
+pub fn mini_stage3_sources() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mini-stage3")
+}
+
+/// The cache directory for built fixtures: `target/gib-fixtures`, which survives test runs
+/// (unlike `CARGO_TARGET_TMPDIR`'s scratch directories) and `cargo clean` removes.
+pub fn fixtures_cache_dir() -> PathBuf {
+    let target_tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    target_tmp
+        .parent()
+        .unwrap_or(target_tmp)
+        .join("gib-fixtures")
+}
+
+/// The mini stage3 tarball (`.tar.zst`), built on first use.
+///
+/// Test threads of this process share one build through a `OnceLock`; other test processes
+/// wait on an exclusive lock on `<tarball>.lock`. `build.sh` writes to a temporary name and
+/// renames, so a tarball that exists is complete.
+pub fn mini_stage3() -> PathBuf {
+    static TARBALL: OnceLock<PathBuf> = OnceLock::new();
+    TARBALL.get_or_init(build_or_reuse).clone()
+}
+
+fn build_or_reuse() -> PathBuf {
+    let sources = mini_stage3_sources();
+    let hash = sources_hash(&sources);
+    let dir = fixtures_cache_dir();
+    let tarball = dir.join(format!("mini-stage3-{}.tar.zst", &hash[..16]));
+    if tarball.is_file() {
+        return tarball;
+    }
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let lock_path = tarball.with_extension("lock");
+    let lock = File::create(&lock_path)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
+    // Another process may have built it while we waited.
+    if !tarball.is_file() {
+        build(&sources, &tarball);
+        remove_stale_builds(&dir, &tarball);
+    }
+    drop(lock);
+    tarball
+}
+
+fn build(sources: &Path, tarball: &Path) {
+    let log_path = tarball.with_extension("log");
+    let log = File::create(&log_path)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
+    let log_err = log
+        .try_clone()
+        .expect("cannot duplicate the log file handle");
+    eprintln!(
+        "building the mini stage3 into {} (a few minutes; log: {})",
+        tarball.display(),
+        log_path.display()
+    );
+    let script = sources.join("build.sh");
+    let status = Command::new("sh")
+        .arg(&script)
+        .arg(tarball)
+        .stdout(log)
+        .stderr(log_err)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    if !status.success() {
+        let text = fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "{} failed with {status}; it needs root, mmdebstrap and the package archives. \
+             Last lines of {}:\n{}",
+            script.display(),
+            log_path.display(),
+            tail.join("\n")
+        );
+    }
+    assert!(
+        tarball.is_file(),
+        "{} succeeded but wrote no {}",
+        script.display(),
+        tarball.display()
+    );
+}
+
+/// Remove the tarballs (with their logs and locks) of older fixture sources: each is ~90 MB.
+fn remove_stale_builds(dir: &Path, current: &Path) {
+    let Some(current_stem) = current.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let current_stem = current_stem.trim_end_matches(".tar.zst");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = name.starts_with("mini-stage3-")
+            && !name.starts_with(current_stem)
+            && [".tar.zst", ".tar.log", ".tar.lock"]
+                .iter()
+                .any(|ext| name.ends_with(ext));
+        if stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// SHA-256 over what determines the tarball: the build scripts and the repository tree
+/// (relative paths, file contents, executable bits and symlink targets, in sorted order).
+/// `selftest.sh` does not change the tarball and is left out.
+fn sources_hash(sources: &Path) -> String {
+    let mut hasher = Sha256::new();
+    let mut inputs: Vec<PathBuf> = vec![sources.join("build.sh"), sources.join("customize.sh")];
+    for entry in walkdir::WalkDir::new(sources.join("repo")).sort_by_file_name() {
+        let entry = entry.unwrap_or_else(|e| panic!("cannot walk {}: {e}", sources.display()));
+        if !entry.file_type().is_dir() {
+            inputs.push(entry.into_path());
+        }
+    }
+    for path in inputs {
+        let relative = path.strip_prefix(sources).unwrap_or(&path);
+        let meta = fs::symlink_metadata(&path)
+            .unwrap_or_else(|e| panic!("cannot stat {}: {e}", path.display()));
+        hasher.update(relative.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(&path)
+                .unwrap_or_else(|e| panic!("cannot read link {}: {e}", path.display()));
+            hasher.update(b"symlink\0");
+            hasher.update(target.to_string_lossy().as_bytes());
+        } else {
+            let executable = meta.permissions().mode() & 0o111 != 0;
+            hasher.update(if executable { b"x\0" } else { b"f\0" });
+            let bytes =
+                fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+        }
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// One entry of a tarball listing, with the contents of small regular files.
+#[derive(Debug, Clone)]
+pub struct TarEntry {
+    pub kind: tar::EntryType,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub link_target: Option<PathBuf>,
+    pub contents: Option<Vec<u8>>,
+}
+
+/// List a `.tar.zst`, keyed by path without the leading `./`. Regular files up to
+/// `max_contents` bytes keep their contents.
+pub fn list_tar_zst(
+    tarball: &Path,
+    max_contents: u64,
+) -> std::collections::BTreeMap<String, TarEntry> {
+    let file =
+        File::open(tarball).unwrap_or_else(|e| panic!("cannot open {}: {e}", tarball.display()));
+    let mut decoder = zstd::stream::read::Decoder::new(file).expect("cannot start zstd");
+    // build.sh compresses with --long=27.
+    decoder
+        .window_log_max(27)
+        .expect("cannot set the zstd window");
+    let mut archive = tar::Archive::new(decoder);
+    let mut listing = std::collections::BTreeMap::new();
+    let entries = archive
+        .entries()
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", tarball.display()));
+    for entry in entries {
+        let mut entry = entry.unwrap_or_else(|e| panic!("bad entry in {}: {e}", tarball.display()));
+        let path = entry
+            .path()
+            .expect("entry path")
+            .to_string_lossy()
+            .into_owned();
+        let name = path
+            .trim_start_matches("./")
+            .trim_end_matches('/')
+            .to_owned();
+        let header = entry.header();
+        let kind = header.entry_type();
+        let mode = header.mode().expect("entry mode");
+        let uid = header.uid().expect("entry uid");
+        let gid = header.gid().expect("entry gid");
+        let link_target = entry
+            .link_name()
+            .expect("link name")
+            .map(|l| l.into_owned());
+        let contents = if kind.is_file() && entry.size() <= max_contents {
+            let mut bytes = Vec::new();
+            entry
+                .read_to_end(&mut bytes)
+                .unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
+            Some(bytes)
+        } else {
+            None
+        };
+        listing.insert(
+            name,
+            TarEntry {
+                kind,
+                mode,
+                uid,
+                gid,
+                link_target,
+                contents,
+            },
+        );
+    }
+    listing
+}
+
+fn text<'a>(listing: &'a std::collections::BTreeMap<String, TarEntry>, path: &str) -> &'a str {
+    let entry = listing
+        .get(path)
+        .unwrap_or_else(|| panic!("the mini stage3 has no {path}"));
+    let bytes = entry
+        .contents
+        .as_deref()
+        .unwrap_or_else(|| panic!("{path} is not a small regular file: {entry:?}"));
+    std::str::from_utf8(bytes).unwrap_or_else(|e| panic!("{path} is not UTF-8: {e}"))
+}
+
+#[test]
+fn mini_stage3_is_built_once_and_cached_by_content() {
+    let tarball = mini_stage3();
+    assert!(tarball.is_file(), "{} is missing", tarball.display());
+    let name = tarball.file_name().unwrap().to_string_lossy().into_owned();
+    let hash = &sources_hash(&mini_stage3_sources())[..16];
+    assert_eq!(name, format!("mini-stage3-{hash}.tar.zst"));
+    assert!(tarball.starts_with(fixtures_cache_dir()));
+    assert_eq!(mini_stage3(), tarball);
+    // No temporary leftovers next to it.
+    for entry in fs::read_dir(fixtures_cache_dir()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.contains(".tmp."), "leftover {name}");
+    }
+}
+
+#[test]
+fn mini_stage3_is_laid_out_like_a_gentoo_stage3() {
+    let listing = list_tar_zst(&mini_stage3(), 64 * 1024);
+
+    let profile = &listing["etc/portage/make.profile"];
+    assert_eq!(profile.kind, tar::EntryType::Symlink);
+    assert_eq!(
+        profile.link_target.as_deref(),
+        Some(Path::new(
+            "../../var/db/repos/gentoo/profiles/default/linux/amd64/23.0"
+        ))
+    );
+    assert!(listing.contains_key("var/db/repos/gentoo/profiles/default/linux/amd64/23.0/eapi"));
+    assert_eq!(
+        text(&listing, "var/db/repos/gentoo/profiles/repo_name"),
+        "gentoo\n"
+    );
+    assert!(
+        text(&listing, "var/db/repos/gentoo/metadata/timestamp.chk").ends_with("+0000\n"),
+        "timestamp.chk is not an RFC 2822 date"
+    );
+
+    let make_conf = text(&listing, "etc/portage/make.conf");
+    assert!(make_conf.contains("COMMON_FLAGS=\"-O2 -pipe\""));
+    assert!(make_conf.contains("CHOST=\"x86_64-pc-linux-gnu\""));
+
+    // Portage installed as on Gentoo: EPREFIX empty, global config in /usr/share/portage.
+    for path in [
+        "usr/bin/emerge",
+        "usr/share/portage/config/make.globals",
+        "usr/share/portage/config/repos.conf",
+        "usr/lib/portage/bin/ebuild.sh",
+    ] {
+        assert!(listing.contains_key(path), "no {path}");
+    }
+    assert!(
+        text(&listing, "usr/share/portage/config/repos.conf")
+            .contains("location = /var/db/repos/gentoo")
+    );
+
+    // The portage user and group, uid/gid 250, as acct-user/portage makes them.
+    let passwd = text(&listing, "etc/passwd");
+    assert!(
+        passwd
+            .lines()
+            .any(|l| l.starts_with("portage:x:250:250:") && l.contains(":/var/lib/portage:")),
+        "no portage user 250 in etc/passwd:\n{passwd}"
+    );
+    assert!(
+        text(&listing, "etc/group")
+            .lines()
+            .any(|l| l.starts_with("portage:x:250:"))
+    );
+
+    // Ownership where Gentoo has Portage's ids: the synced repository belongs to portage
+    // (usersync), DISTDIR is root:portage with setgid group write.
+    let repo_entries: Vec<_> = listing
+        .iter()
+        .filter(|(path, _)| path.starts_with("var/db/repos/gentoo"))
+        .collect();
+    assert!(repo_entries.len() > 20);
+    for (path, entry) in repo_entries {
+        assert_eq!(
+            (entry.uid, entry.gid),
+            (250, 250),
+            "{path} not portage:portage"
+        );
+    }
+    let distfiles = &listing["var/cache/distfiles"];
+    assert_eq!((distfiles.uid, distfiles.gid), (0, 250));
+    assert_eq!(distfiles.mode & 0o7777, 0o2775);
+    assert_eq!(listing["var/lib/portage"].gid, 250);
+    assert!(listing.contains_key("var/cache/binpkgs"));
+
+    // The VDB records the stage's own packages.
+    for package in [
+        "sys-libs/glibc-2.36",
+        "sys-apps/baselayout-2.17",
+        "virtual/libc-1-r1",
+    ] {
+        assert!(
+            listing.contains_key(&format!("var/db/pkg/{package}/CONTENTS")),
+            "no {package} in var/db/pkg"
+        );
+    }
+
+    // /dev is empty, as in a stage3: device nodes cannot be unpacked rootless.
+    assert_eq!(listing["dev"].kind, tar::EntryType::Directory);
+    let devices: Vec<_> = listing
+        .iter()
+        .filter(|(path, entry)| {
+            path.starts_with("dev/")
+                || entry.kind.is_character_special()
+                || entry.kind.is_block_special()
+        })
+        .map(|(path, _)| path)
+        .collect();
+    assert!(devices.is_empty(), "device entries: {devices:?}");
+
+    let os_release = text(&listing, "usr/lib/os-release");
+    assert!(os_release.lines().any(|l| l == "ID=gentoo"));
+}

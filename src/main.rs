@@ -13,9 +13,7 @@ mod config;
 mod emerge;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod gentoo;
-#[allow(dead_code)] // wired up as the pipeline lands
 mod oci;
-#[allow(dead_code)] // wired up as the pipeline lands
 mod output;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod plan;

@@ -117,7 +117,8 @@ impl BlobWriter {
                 .sync_all()
                 .with_context(|| format!("cannot write a blob in {}", self.dir.display()))?;
             temp.persist(&final_path).map_err(|e| {
-                anyhow::Error::new(e.error).context(format!("cannot store {}", final_path.display()))
+                anyhow::Error::new(e.error)
+                    .context(format!("cannot store {}", final_path.display()))
             })?;
         }
         Ok(StoredBlob {
@@ -176,7 +177,10 @@ mod tests {
             blob.digest,
             "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
-        assert_eq!(fs::read(store.path(&blob.digest).unwrap()).unwrap(), b"hello");
+        assert_eq!(
+            fs::read(store.path(&blob.digest).unwrap()).unwrap(),
+            b"hello"
+        );
         let names: Vec<_> = fs::read_dir(tmp.path().join("sha256")).unwrap().collect();
         assert_eq!(names.len(), 1, "no temp file left behind");
     }

@@ -118,8 +118,8 @@ pub fn write_layer(src: &LayerSource, store: &BlobStore, opts: &LayerOptions) ->
             (diff_id, blob)
         }
         Compression::Zstd => {
-            let mut zst = zstd::stream::write::Encoder::new(blob, ZSTD_LEVEL)
-                .context("cannot start zstd")?;
+            let mut zst =
+                zstd::stream::write::Encoder::new(blob, ZSTD_LEVEL).context("cannot start zstd")?;
             // Any worker count >= 1 gives the same bytes; 0 (single-threaded mode) differs.
             zst.multithread(threads as u32)
                 .context("cannot start zstd workers")?;
@@ -266,7 +266,10 @@ impl<W: Write> TreeWalker<'_, W> {
         let rest = std::mem::take(&mut self.removed);
         for (parent, names) in rest {
             for name in names {
-                self.write_whiteout(&join(&parent, &[WHITEOUT_PREFIX.as_bytes(), &name].concat()))?;
+                self.write_whiteout(&join(
+                    &parent,
+                    &[WHITEOUT_PREFIX.as_bytes(), &name].concat(),
+                ))?;
             }
         }
         Ok(())
@@ -279,7 +282,8 @@ impl<W: Write> TreeWalker<'_, W> {
         if self.src.overlay_markers && file_type.is_char_device() && meta.rdev() == 0 {
             let name = path.file_name().unwrap_or_default().as_bytes();
             let parent = parent_of(&rel);
-            return self.write_whiteout(&join(parent, &[WHITEOUT_PREFIX.as_bytes(), name].concat()));
+            return self
+                .write_whiteout(&join(parent, &[WHITEOUT_PREFIX.as_bytes(), name].concat()));
         }
         let xattrs = read_xattrs(path)?;
         let opaque = file_type.is_dir()
@@ -345,13 +349,17 @@ impl<W: Write> TreeWalker<'_, W> {
     }
 
     fn write_file(&mut self, path: &Path, meta: &Metadata, mut header: EntryHeader) -> Result<()> {
-        let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut file =
+            File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
         let size = meta.len();
         header.kind = EntryKind::File { size };
         self.append(&header)?;
         let mut left = size;
         while left > 0 {
-            let want = self.buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let want = self
+                .buffer
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
             let n = file
                 .read(&mut self.buffer[..want])
                 .with_context(|| format!("cannot read {}", path.display()))?;
@@ -363,7 +371,9 @@ impl<W: Write> TreeWalker<'_, W> {
                 .map_err(|e| write_error(e, self.src))?;
             left -= n as u64;
         }
-        self.tar.end_data(size).map_err(|e| write_error(e, self.src))
+        self.tar
+            .end_data(size)
+            .map_err(|e| write_error(e, self.src))
     }
 
     fn append(&mut self, header: &EntryHeader) -> Result<()> {
@@ -424,10 +434,7 @@ impl<W: Write> TreeWalker<'_, W> {
 }
 
 fn write_error(err: io::Error, src: &LayerSource) -> anyhow::Error {
-    anyhow::Error::new(err).context(format!(
-        "cannot write the layer of {}",
-        src.root.display()
-    ))
+    anyhow::Error::new(err).context(format!("cannot write the layer of {}", src.root.display()))
 }
 
 fn parent_of(rel: &[u8]) -> &[u8] {

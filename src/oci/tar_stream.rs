@@ -47,10 +47,6 @@ impl<W: Write> TarStream<W> {
         TarStream { out }
     }
 
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.out
-    }
-
     /// Write the header of one entry (preceded by a PAX header when ustar cannot hold it).
     pub fn append_header(&mut self, entry: &EntryHeader) -> io::Result<()> {
         let mut path = entry.path.clone();
@@ -277,10 +273,7 @@ mod tests {
             ))
             .unwrap();
         stream
-            .append_header(&header(
-                "c",
-                EntryKind::CharDevice { major: 1, minor: 3 },
-            ))
+            .append_header(&header("c", EntryKind::CharDevice { major: 1, minor: 3 }))
             .unwrap();
         let bytes = stream.finish().unwrap();
         let mut archive = tar::Archive::new(&bytes[..]);

@@ -38,6 +38,13 @@ const GZIP_LEVEL: u32 = 6;
 const GZIP_BLOCK_SIZE: usize = 1 << 20;
 /// zstd's default level, the same `zstd` and `buildah --compression-format zstd` use.
 const ZSTD_LEVEL: i32 = 3;
+/// Input per zstd worker job: smaller than zstd's default for level 3 to keep peak memory
+/// well under 64 MiB with a few workers.
+const ZSTD_JOB_SIZE: u32 = 4 << 20;
+/// Thread caps that keep peak memory under 64 MiB on big machines (each gzip thread holds
+/// about 4 MiB of blocks, each zstd worker about 9 MiB). The output does not depend on them.
+const MAX_GZIP_THREADS: usize = 8;
+const MAX_ZSTD_WORKERS: usize = 4;
 /// Buffer for file contents on their way into the tar stream.
 const READ_BUFFER: usize = 256 << 10;
 
@@ -97,7 +104,7 @@ pub fn write_layer(src: &LayerSource, store: &BlobStore, opts: &LayerOptions) ->
             let mut gz = ParCompressBuilder::<Gzip>::new()
                 .buffer_size(GZIP_BLOCK_SIZE)
                 .context("invalid gzip block size")?
-                .num_threads(threads)
+                .num_threads(threads.min(MAX_GZIP_THREADS))
                 .context("invalid number of gzip threads")?
                 .compression_level(gzp::Compression::new(GZIP_LEVEL))
                 .from_writer(blob);
@@ -121,8 +128,11 @@ pub fn write_layer(src: &LayerSource, store: &BlobStore, opts: &LayerOptions) ->
             let mut zst =
                 zstd::stream::write::Encoder::new(blob, ZSTD_LEVEL).context("cannot start zstd")?;
             // Any worker count >= 1 gives the same bytes; 0 (single-threaded mode) differs.
-            zst.multithread(threads as u32)
+            zst.multithread(threads.min(MAX_ZSTD_WORKERS) as u32)
                 .context("cannot start zstd workers")?;
+            // A fixed job size: part of the output format, and it bounds memory per worker.
+            zst.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))
+                .context("cannot set the zstd job size")?;
             let mut hashing = DiffIdWriter::new(&mut zst);
             write_tar(src, opts, &mut hashing)?;
             let diff_id = hashing.diff_id();
@@ -611,10 +621,9 @@ mod tests {
     fn device_numbers() {
         // makedev(8, 1) and makedev(259, 65536) in glibc's encoding.
         assert_eq!(dev_numbers(0x801), (8, 1));
-        let dev: u64 = ((259u64 & 0xfff) << 8)
-            | ((259u64 & !0xfff) << 32)
-            | (65536u64 & 0xff)
-            | ((65536u64 & !0xff) << 12);
+        let (major, minor) = (259u64, 65536u64);
+        let dev =
+            ((major & 0xfff) << 8) | ((major >> 12) << 44) | (minor & 0xff) | ((minor >> 8) << 20);
         assert_eq!(dev_numbers(dev), (259, 65536));
     }
 }

@@ -3,4 +3,5 @@
 //! They use the real tools (skopeo, umoci, podman, Portage, a registry). A test that cannot
 //! find a tool it needs fails; it never skips silently.
 
+mod oci;
 mod util;

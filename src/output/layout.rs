@@ -115,3 +115,111 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Compression;
+    use crate::oci::image::{ImageRequest, ImageSettings, write_image};
+    use crate::oci::layer::{LayerOptions, LayerSource, write_layer};
+    use std::collections::BTreeMap;
+    use std::process::Command;
+
+    fn run(cmd: &mut Command) {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A child layer removes files of its parent, through both the removed-paths list and
+    /// overlayfs markers; umoci (which applies whiteouts) must not show them.
+    #[test]
+    fn whiteouts_remove_parent_files_in_umoci_unpack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&tmp.path().join("blobs")).unwrap();
+        let opts = LayerOptions {
+            compression: Compression::Gzip,
+            source_date_epoch: None,
+            threads: 2,
+        };
+        let parent_tree = tmp.path().join("parent");
+        for dir in ["etc", "opaque", "var"] {
+            fs::create_dir_all(parent_tree.join(dir)).unwrap();
+        }
+        for file in [
+            "etc/keep",
+            "etc/gone",
+            "etc/marked",
+            "opaque/old",
+            "var/listed",
+        ] {
+            fs::write(parent_tree.join(file), file).unwrap();
+        }
+        let layer = |root: &Path, removed: Vec<std::path::PathBuf>| {
+            let src = LayerSource {
+                root: root.to_path_buf(),
+                removed,
+                overlay_markers: true,
+            };
+            write_layer(&src, &store, &opts).unwrap()
+        };
+        let request = |parent, layers| ImageRequest {
+            parent,
+            layers,
+            settings: ImageSettings::default(),
+            created: 0,
+            created_by: "test".into(),
+            annotations: BTreeMap::new(),
+        };
+        let parent = write_image(
+            &store,
+            &request(None, vec![layer(&parent_tree, Vec::new())]),
+        )
+        .unwrap();
+
+        // The child: an overlayfs upper dir with a whiteout device and an opaque directory,
+        // plus a removed-paths list for a file elsewhere.
+        let child_tree = tmp.path().join("child");
+        fs::create_dir_all(child_tree.join("etc")).unwrap();
+        fs::create_dir_all(child_tree.join("opaque")).unwrap();
+        fs::write(child_tree.join("opaque/new"), "new").unwrap();
+        run(Command::new("mknod")
+            .arg(child_tree.join("etc/marked"))
+            .args(["c", "0", "0"]));
+        run(Command::new("setfattr")
+            .args(["-n", "trusted.overlay.opaque", "-v", "y"])
+            .arg(child_tree.join("opaque")));
+        let child_layer = layer(&child_tree, vec!["/etc/gone".into(), "var/listed".into()]);
+        let child = write_image(&store, &request(Some(&parent), vec![child_layer])).unwrap();
+
+        let layout = tmp.path().join("oci");
+        let tagged = TaggedImage {
+            image: &child,
+            reference: "child:1".into(),
+            tag: "1".into(),
+        };
+        write_layout(&layout, &store, &[tagged]).unwrap();
+        let bundle = tmp.path().join("bundle");
+        run(Command::new("umoci")
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:1", layout.display()))
+            .arg(&bundle));
+        let rootfs = bundle.join("rootfs");
+        assert!(rootfs.join("etc/keep").exists());
+        assert!(!rootfs.join("etc/gone").exists(), "removed-paths whiteout");
+        assert!(
+            !rootfs.join("var/listed").exists(),
+            "whiteout in a lower-only dir"
+        );
+        assert!(
+            !rootfs.join("etc/marked").exists(),
+            "overlay whiteout device"
+        );
+        assert!(!rootfs.join("opaque/old").exists(), "opaque directory");
+        assert_eq!(fs::read(rootfs.join("opaque/new")).unwrap(), b"new");
+    }
+}

@@ -624,3 +624,45 @@ fn full_disk_fails_cleanly() {
     assert!(!archive.exists());
     assert_no_leftovers(&layout_disk.path);
 }
+
+/// The layer writer as a helper process: a job as JSON in, the layer as JSON out.
+#[test]
+fn internal_write_layer_speaks_json() {
+    use std::io::Write;
+    let tmp = scratch_dir("oci-internal");
+    fs::create_dir_all(tmp.path().join("tree/etc")).unwrap();
+    fs::write(tmp.path().join("tree/etc/hostname"), "gib\n").unwrap();
+    let job = serde_json::json!({
+        "source": {"root": tmp.path().join("tree"), "removed": ["/etc/motd"], "overlay_markers": false},
+        "options": {"compression": "zstd", "source_date_epoch": 0, "threads": 1},
+    });
+    let mut child = gib()
+        .args(["__internal", "write-layer", "--blobs"])
+        .arg(tmp.path().join("blobs"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let layer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        layer["media_type"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let digest = layer["digest"].as_str().unwrap();
+    let blob = tmp
+        .path()
+        .join("blobs/sha256")
+        .join(&digest["sha256:".len()..]);
+    assert_eq!(
+        fs::metadata(blob).unwrap().len(),
+        layer["size"].as_u64().unwrap()
+    );
+}

@@ -27,7 +27,8 @@ echo "tree: $(du -sh "$tree" | cut -f1), $(find "$tree" | wc -l) entries, $(npro
 # Warm the page cache so every contender reads the tree from memory.
 tar -C "$tree" -cf - . > /dev/null
 
-# measure NAME COMMAND: best wall time (s) and its peak RSS (KiB) over $runs runs.
+# measure NAME COMMAND: best wall time (s), with its peak RSS (KiB) and CPU time (s), over
+# $runs runs. CPU time is the steadier figure when other jobs share the machine.
 measure() {
     name=$1
     shift
@@ -36,19 +37,21 @@ measure() {
     while [ "$i" -lt "$runs" ]; do
         "$@" > /dev/null
         set -- "$@"
-        read -r wall rss < "$bench/time.txt"
+        read -r wall rss user sys < "$bench/time.txt"
         if [ -z "$best" ] || awk "BEGIN{exit !($wall < $best)}"; then
             best=$wall
             best_rss=$rss
+            best_cpu=$(awk "BEGIN{print $user + $sys}")
         fi
         i=$((i + 1))
     done
     eval "time_$name=$best"
     eval "rss_$name=$best_rss"
+    eval "cpu_$name=$best_cpu"
 }
 
 timed() {
-    /usr/bin/time -f "%e %M" -o "$bench/time.txt" "$@"
+    /usr/bin/time -f "%e %M %U %S" -o "$bench/time.txt" "$@"
 }
 
 gib_build() {
@@ -97,16 +100,16 @@ measure zstd pipeline "zstd -q -T0" zstd
 rm -f "$bench/pipe.out"
 
 row() {
-    printf '%-34s %7ss %8s MiB %9s MiB\n' "$1" "$2" "$(($3 / 1024))" "$(($4 / 1048576))"
+    printf '%-30s %7ss %7ss %8s MiB %9s MiB\n' "$1" "$2" "$3" "$(($4 / 1024))" "$(($5 / 1048576))"
 }
 echo
-printf '%-34s %8s %12s %13s\n' "" "wall" "peak RSS" "compressed"
-row "gib build (gzip)" "$time_gib_gzip" "$rss_gib_gzip" "$size_gib_gzip"
-row "gib build (zstd)" "$time_gib_zstd" "$rss_gib_zstd" "$size_gib_zstd"
-row "buildah commit (gzip)" "$time_buildah" "$rss_buildah" "$size_buildah"
-row "tar | pigz | sha256sum" "$time_pigz" "$rss_pigz" "$size_pigz"
-row "tar | gzip | sha256sum" "$time_gzip" "$rss_gzip" "$size_gzip"
-row "tar | zstd -T0 | sha256sum" "$time_zstd" "$rss_zstd" "$size_zstd"
+printf '%-30s %8s %8s %12s %13s\n' "" "wall" "cpu" "peak RSS" "compressed"
+row "gib build (gzip)" "$time_gib_gzip" "$cpu_gib_gzip" "$rss_gib_gzip" "$size_gib_gzip"
+row "gib build (zstd)" "$time_gib_zstd" "$cpu_gib_zstd" "$rss_gib_zstd" "$size_gib_zstd"
+row "buildah commit (gzip)" "$time_buildah" "$cpu_buildah" "$rss_buildah" "$size_buildah"
+row "tar | pigz | sha256sum" "$time_pigz" "$cpu_pigz" "$rss_pigz" "$size_pigz"
+row "tar | gzip | sha256sum" "$time_gzip" "$cpu_gzip" "$rss_gzip" "$size_gzip"
+row "tar | zstd -T0 | sha256sum" "$time_zstd" "$cpu_zstd" "$rss_zstd" "$size_zstd"
 echo
 awk -v g="$time_gib_gzip" -v b="$time_buildah" -v z="$time_gib_zstd" -v t="$time_zstd" \
     -v gs="$size_gib_gzip" -v bs="$size_buildah" -v r1="$rss_gib_gzip" -v r2="$rss_gib_zstd" 'BEGIN {

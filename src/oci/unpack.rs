@@ -51,6 +51,7 @@ struct SpecialNode {
     major: u32,
     minor: u32,
     owner: (u32, u32),
+    mtime: u64,
 }
 
 /// Unpack `tarball` into the (empty, existing) directory `dest`.
@@ -102,6 +103,7 @@ pub fn unpack_tarball(tarball: &Path, kind: TarballKind, dest: &Path) -> Result<
                     header.uid().with_context(context)? as u32,
                     header.gid().with_context(context)? as u32,
                 ),
+                mtime: header.mtime().with_context(context)?,
             });
         } else if header.entry_type() == tar::EntryType::Directory {
             directories.push(entry);
@@ -133,7 +135,7 @@ fn safe_join(dest: &Path, path: &Path) -> Result<PathBuf> {
 }
 
 /// Make a device node or fifo with coreutils `mknod` (keeping raw syscalls out of this
-/// module), then give it its owner.
+/// module), then give it its owner, mode and mtime.
 fn make_special(node: &SpecialNode, as_root: bool) -> Result<()> {
     if let Some(parent) = node.path.parent() {
         std::fs::create_dir_all(parent)
@@ -147,6 +149,24 @@ fn make_special(node: &SpecialNode, as_root: bool) -> Result<()> {
     if node.kind != 'p' {
         cmd.arg(node.major.to_string()).arg(node.minor.to_string());
     }
+    run(&mut cmd)?;
+    if as_root {
+        std::os::unix::fs::lchown(&node.path, Some(node.owner.0), Some(node.owner.1))
+            .with_context(|| format!("cannot change the owner of {}", node.path.display()))?;
+        // chown clears setuid/setgid bits, so the mode is set (again) after it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&node.path, std::fs::Permissions::from_mode(node.mode))
+            .with_context(|| format!("cannot set the mode of {}", node.path.display()))?;
+    }
+    // The tarball's mtime, not the unpack time, so the layer does not depend on when it ran.
+    run(Command::new("touch")
+        .arg("-h")
+        .arg("-d")
+        .arg(format!("@{}", node.mtime))
+        .arg(&node.path))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd
         .output()
         .with_context(|| format!("cannot run {cmd:?}"))?;
@@ -156,14 +176,6 @@ fn make_special(node: &SpecialNode, as_root: bool) -> Result<()> {
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
-    }
-    if as_root {
-        std::os::unix::fs::lchown(&node.path, Some(node.owner.0), Some(node.owner.1))
-            .with_context(|| format!("cannot change the owner of {}", node.path.display()))?;
-        // chown clears setuid/setgid bits, so the mode is set (again) after it.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&node.path, std::fs::Permissions::from_mode(node.mode))
-            .with_context(|| format!("cannot set the mode of {}", node.path.display()))?;
     }
     Ok(())
 }

@@ -15,9 +15,7 @@ mod download;
 mod emerge;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod gentoo;
-#[allow(dead_code)] // wired up as the pipeline lands
 mod oci;
-#[allow(dead_code)] // wired up as the pipeline lands
 mod output;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod plan;

@@ -33,6 +33,13 @@ pub enum InternalCommand {
     },
     /// Run a command in a sandbox (tests and debugging).
     Run(Box<RunArgs>),
+    /// Write one layer: a `LayerJob` as JSON on stdin, the `Layer` as JSON on stdout. Run
+    /// inside the user namespace so the tree is read with the owners it has there.
+    WriteLayer {
+        /// The blob store (a cache's `blobs/` directory).
+        #[arg(long, value_name = "DIR")]
+        blobs: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -90,6 +97,16 @@ pub fn run(args: InternalArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         InternalCommand::Run(args) => run_sandbox(*args),
+        InternalCommand::WriteLayer { blobs } => {
+            let store = crate::oci::blob::BlobStore::open(&blobs)?;
+            // stdout is the channel back to the parent gib, not the terminal.
+            crate::oci::layer::run_layer_job(
+                std::io::stdin().lock(),
+                std::io::stdout().lock(),
+                &store,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

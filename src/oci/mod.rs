@@ -1,2 +1,17 @@
 //! OCI images from trees: layer tars, compression, digests, config, manifest and index.
 //! Knows nothing of Gentoo.
+//!
+//! `layer` turns a tree into a stored layer blob, `image` stacks layers into a config and a
+//! manifest, `blob` is the content-addressed store both write into, `unpack` turns a tarball
+//! back into a tree.
+//!
+//! The layer writer can run in another process (e.g. a helper inside a user namespace, where
+//! the tree's owners read back as the image's ids): `gib __internal write-layer --blobs DIR`
+//! reads a [`layer::LayerJob`] as JSON on stdin and prints the [`layer::Layer`] as JSON on
+//! stdout. It takes nothing from the environment, so the result is the same either way.
+
+pub mod blob;
+pub mod image;
+pub mod layer;
+pub(crate) mod tar_stream;
+pub mod unpack;

@@ -1,2 +1,23 @@
 //! Where finished images go: an OCI layout directory, a docker/podman-loadable archive, a
 //! registry.
+//!
+//! Every output is written beside its final place and renamed into it, so a failed build
+//! (a full disk included) leaves the previous output as it was.
+
+pub mod archive;
+pub mod layout;
+
+use crate::oci::image::Image;
+
+/// Annotation containerd (and `docker load` of an OCI archive) reads the image name from.
+pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+/// One image under one reference.
+#[derive(Debug, Clone)]
+pub struct TaggedImage<'a> {
+    pub image: &'a Image,
+    /// `name:tag` or `registry/name:tag`.
+    pub reference: String,
+    /// The tag alone (`org.opencontainers.image.ref.name` in layouts).
+    pub tag: String,
+}

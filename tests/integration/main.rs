@@ -5,6 +5,7 @@
 
 mod config;
 mod fixture;
+mod oci;
 mod registry;
 mod sandbox;
 mod sbom;

@@ -1,0 +1,366 @@
+//! Images: layers stacked (on a parent image's, when there is one) into an OCI image config
+//! and manifest, both stored as blobs.
+//!
+//! All JSON goes through `serde_json::Value`, whose maps are sorted (serde_json's
+//! `preserve_order` must never be enabled), so digests never depend on hash-map order.
+//! Timestamps come from the caller (SOURCE_DATE_EPOCH or 0), never from the clock.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::blob::BlobStore;
+use super::layer::Layer;
+
+pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const ANNOTATION_VERSION: &str = "org.opencontainers.image.version";
+pub const ANNOTATION_SOURCE: &str = "org.opencontainers.image.source";
+pub const ANNOTATION_REVISION: &str = "org.opencontainers.image.revision";
+pub const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
+pub const ANNOTATION_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+/// An OCI content descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    pub architecture: String,
+    pub os: String,
+}
+
+impl Platform {
+    /// The platform of this machine, in OCI (Go) names.
+    pub fn host() -> Platform {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "arm" => "arm",
+            "powerpc64" => "ppc64le",
+            "riscv64" => "riscv64",
+            "s390x" => "s390x",
+            "loongarch64" => "loong64",
+            other => other,
+        };
+        Platform {
+            architecture: architecture.to_string(),
+            os: "linux".to_string(),
+        }
+    }
+}
+
+/// The runtime settings of an image (what `docker run` uses). `None`/empty means "inherit
+/// from the parent image".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageSettings {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// `8080/tcp`, `53/udp`, or `8080` (tcp).
+    pub exposed_ports: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+/// Everything needed to write an image.
+#[derive(Debug, Clone)]
+pub struct ImageRequest<'a> {
+    pub parent: Option<&'a Image>,
+    /// The image's own layers, base first (on top of the parent's).
+    pub layers: Vec<Layer>,
+    pub settings: ImageSettings,
+    /// Seconds since the epoch for `created` (SOURCE_DATE_EPOCH, else 0).
+    pub created: i64,
+    /// What made each own layer, for the history (`created_by`).
+    pub created_by: String,
+    /// Extra manifest annotations (ref.name, version, source, revision, …).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A stored image: its manifest and config (as blobs) and what its children build on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+    /// The config as written, for children to inherit from.
+    pub config_json: Value,
+}
+
+/// Write the config and manifest of an image into `store`.
+pub fn write_image(store: &BlobStore, request: &ImageRequest) -> Result<Image> {
+    let created = rfc3339(request.created)?;
+    let platform = Platform::host();
+    let parent_config = request.parent.map(|p| &p.config_json);
+
+    let mut diff_ids: Vec<Value> = parent_config
+        .and_then(|c| c.pointer("/rootfs/diff_ids"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut history: Vec<Value> = parent_config
+        .and_then(|c| c.get("history"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for layer in &request.layers {
+        diff_ids.push(Value::String(layer.diff_id.clone()));
+        history.push(json!({
+            "created": created,
+            "created_by": request.created_by,
+        }));
+    }
+
+    let inherited = parent_config
+        .and_then(|c| c.get("config"))
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let runtime = runtime_config(inherited, &request.settings);
+    let config = json!({
+        "architecture": platform.architecture,
+        "os": platform.os,
+        "created": created,
+        "config": runtime,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": history,
+    });
+    let config_bytes = serde_json::to_vec(&config).context("cannot encode the image config")?;
+    let config_blob = store.put(&config_bytes)?;
+    let config_desc = Descriptor {
+        media_type: MEDIA_TYPE_CONFIG.to_string(),
+        digest: config_blob.digest,
+        size: config_blob.size,
+        annotations: BTreeMap::new(),
+        platform: None,
+    };
+
+    let mut layers: Vec<Descriptor> = request.parent.map(|p| p.layers.clone()).unwrap_or_default();
+    layers.extend(request.layers.iter().map(|l| Descriptor {
+        media_type: l.media_type.clone(),
+        digest: l.digest.clone(),
+        size: l.size,
+        annotations: BTreeMap::new(),
+        platform: None,
+    }));
+
+    let mut annotations = request.annotations.clone();
+    annotations.insert(ANNOTATION_CREATED.to_string(), created);
+    if let Some(parent) = request.parent {
+        annotations
+            .entry(ANNOTATION_BASE_DIGEST.to_string())
+            .or_insert_with(|| parent.manifest.digest.clone());
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_MANIFEST,
+        "config": config_desc,
+        "layers": layers,
+        "annotations": annotations,
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).context("cannot encode the manifest")?;
+    let manifest_blob = store.put(&manifest_bytes)?;
+    Ok(Image {
+        manifest: Descriptor {
+            media_type: MEDIA_TYPE_MANIFEST.to_string(),
+            digest: manifest_blob.digest,
+            size: manifest_blob.size,
+            annotations: BTreeMap::new(),
+            platform: Some(platform),
+        },
+        config: config_desc,
+        layers,
+        config_json: config,
+    })
+}
+
+/// The `config` object of an image config: the parent's, overridden by `settings`.
+fn runtime_config(inherited: Value, settings: &ImageSettings) -> Value {
+    let mut config = match inherited {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    let strings = |v: &[String]| Value::Array(v.iter().cloned().map(Value::String).collect());
+    if let Some(entrypoint) = &settings.entrypoint {
+        config.insert("Entrypoint".into(), strings(entrypoint));
+        // As with Dockerfiles: a new entrypoint drops the inherited command.
+        if settings.cmd.is_none() {
+            config.remove("Cmd");
+        }
+    }
+    if let Some(cmd) = &settings.cmd {
+        config.insert("Cmd".into(), strings(cmd));
+    }
+    if !settings.env.is_empty() {
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(Value::Array(list)) = config.get("Env") {
+            for item in list.iter().filter_map(Value::as_str) {
+                let (key, value) = item.split_once('=').unwrap_or((item, ""));
+                env.insert(key.to_string(), value.to_string());
+            }
+        }
+        env.extend(settings.env.clone());
+        let list: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        config.insert("Env".into(), strings(&list));
+    }
+    if let Some(user) = &settings.user {
+        config.insert("User".into(), Value::String(user.clone()));
+    }
+    if let Some(workdir) = &settings.workdir {
+        config.insert("WorkingDir".into(), Value::String(workdir.clone()));
+    }
+    let mut merge_set = |key: &str, items: Vec<(String, Value)>| {
+        if items.is_empty() {
+            return;
+        }
+        let mut map = match config.remove(key) {
+            Some(Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        map.extend(items);
+        config.insert(key.to_string(), Value::Object(map));
+    };
+    merge_set(
+        "Labels",
+        settings
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    );
+    merge_set(
+        "ExposedPorts",
+        settings
+            .exposed_ports
+            .iter()
+            .map(|p| {
+                let port = if p.contains('/') {
+                    p.clone()
+                } else {
+                    format!("{p}/tcp")
+                };
+                (port, json!({}))
+            })
+            .collect(),
+    );
+    merge_set(
+        "Volumes",
+        settings
+            .volumes
+            .iter()
+            .map(|v| (v.clone(), json!({})))
+            .collect(),
+    );
+    Value::Object(config)
+}
+
+/// An RFC 3339 UTC timestamp (`1970-01-01T00:00:00Z`).
+pub fn rfc3339(epoch: i64) -> Result<String> {
+    let time = time::OffsetDateTime::from_unix_timestamp(epoch)
+        .with_context(|| format!("timestamp out of range: {epoch}"))?;
+    time.format(&time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("cannot format timestamp {epoch}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(n: u8) -> Layer {
+        Layer {
+            diff_id: format!("sha256:{}", hex::encode([n; 32])),
+            digest: format!("sha256:{}", hex::encode([n + 100; 32])),
+            size: 10 + u64::from(n),
+            media_type: super::super::layer::MEDIA_TYPE_LAYER_GZIP.into(),
+        }
+    }
+
+    fn request<'a>(parent: Option<&'a Image>, layers: Vec<Layer>) -> ImageRequest<'a> {
+        let mut settings = ImageSettings {
+            cmd: Some(vec!["/bin/sh".into()]),
+            ..ImageSettings::default()
+        };
+        settings.env.insert("B".into(), "2".into());
+        settings.env.insert("A".into(), "1".into());
+        settings.labels.insert("z".into(), "1".into());
+        settings.labels.insert("a".into(), "2".into());
+        settings.exposed_ports.push("8080".into());
+        ImageRequest {
+            parent,
+            layers,
+            settings,
+            created: 0,
+            created_by: "gib test".into(),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn config_and_manifest_parse_as_oci_and_are_sorted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path()).unwrap();
+        let image = write_image(&store, &request(None, vec![layer(1)])).unwrap();
+        let manifest_text = std::fs::read(store.path(&image.manifest.digest).unwrap()).unwrap();
+        let manifest: oci_spec::image::ImageManifest =
+            serde_json::from_slice(&manifest_text).unwrap();
+        assert_eq!(manifest.layers().len(), 1);
+        let config_text = std::fs::read(store.path(&image.config.digest).unwrap()).unwrap();
+        let config: oci_spec::image::ImageConfiguration =
+            serde_json::from_slice(&config_text).unwrap();
+        assert_eq!(config.rootfs().diff_ids().len(), 1);
+        let text = String::from_utf8(config_text).unwrap();
+        assert!(text.contains(r#""Env":["A=1","B=2"]"#), "{text}");
+        assert!(text.contains(r#""Labels":{"a":"2","z":"1"}"#), "{text}");
+        assert!(
+            text.contains(r#""created":"1970-01-01T00:00:00Z""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""8080/tcp":{}"#), "{text}");
+        // Same input, same digest.
+        let again = write_image(&store, &request(None, vec![layer(1)])).unwrap();
+        assert_eq!(again.manifest.digest, image.manifest.digest);
+    }
+
+    #[test]
+    fn child_stacks_on_parent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path()).unwrap();
+        let parent = write_image(&store, &request(None, vec![layer(1)])).unwrap();
+        let mut child_request = request(Some(&parent), vec![layer(2)]);
+        child_request.settings = ImageSettings {
+            entrypoint: Some(vec!["/app".into()]),
+            ..ImageSettings::default()
+        };
+        let child = write_image(&store, &child_request).unwrap();
+        assert_eq!(child.layers.len(), 2);
+        assert_eq!(child.layers[0], parent.layers[0]);
+        let diff_ids = child.config_json.pointer("/rootfs/diff_ids").unwrap();
+        assert_eq!(diff_ids.as_array().unwrap().len(), 2);
+        assert_eq!(child.config_json["history"].as_array().unwrap().len(), 2);
+        let runtime = &child.config_json["config"];
+        assert_eq!(runtime["Entrypoint"], json!(["/app"]));
+        assert!(
+            runtime.get("Cmd").is_none(),
+            "a new entrypoint drops the inherited cmd"
+        );
+        assert_eq!(runtime["Env"], json!(["A=1", "B=2"]));
+    }
+}

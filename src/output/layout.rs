@@ -1,0 +1,225 @@
+//! `--oci-layout DIR`: images written into an OCI image layout directory, which may already
+//! hold other images (their entries are kept; only entries of the same reference are replaced).
+//!
+//! Blobs are copied (hardlinked when possible) before `index.json` references them, and
+//! `index.json` is replaced by a rename, so a reader never sees a dangling or half entry.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use super::{ANNOTATION_CONTAINERD_NAME, TaggedImage};
+use crate::oci::blob::{BlobStore, copy_blob};
+use crate::oci::image::{ANNOTATION_REF_NAME, Descriptor, MEDIA_TYPE_INDEX};
+
+const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Write `images` into the layout at `dir` (created when missing).
+pub fn write_layout(dir: &Path, store: &BlobStore, images: &[TaggedImage]) -> Result<()> {
+    let blobs = dir.join("blobs").join("sha256");
+    fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
+    let layout_file = dir.join("oci-layout");
+    if !layout_file.exists() {
+        write_atomically(&layout_file, OCI_LAYOUT.as_bytes())?;
+    }
+
+    for tagged in images {
+        for desc in blob_order(tagged) {
+            let src = store.path(&desc.digest)?;
+            let dest = blobs.join(crate::oci::blob::digest_hex(&desc.digest)?);
+            copy_blob(&src, &dest)?;
+        }
+    }
+
+    let index_path = dir.join("index.json");
+    let mut index = read_index(&index_path)?;
+    let manifests = index
+        .get_mut("manifests")
+        .and_then(Value::as_array_mut)
+        .with_context(|| format!("{} has no manifests list", index_path.display()))?;
+    for tagged in images {
+        manifests.retain(|entry| !same_reference(entry, tagged));
+        manifests.push(serde_json::to_value(index_entry(tagged)).context("cannot encode index")?);
+    }
+    let bytes = serde_json::to_vec(&index).context("cannot encode index.json")?;
+    write_atomically(&index_path, &bytes)
+}
+
+/// The blobs of an image, the manifest last (nothing references it before it is complete).
+pub fn blob_order<'a>(tagged: &TaggedImage<'a>) -> Vec<&'a Descriptor> {
+    let image = tagged.image;
+    let mut order: Vec<&Descriptor> = image.layers.iter().collect();
+    order.push(&image.config);
+    order.push(&image.manifest);
+    order
+}
+
+/// The index descriptor of one image under one reference.
+pub fn index_entry(tagged: &TaggedImage) -> Descriptor {
+    let mut desc = tagged.image.manifest.clone();
+    desc.annotations
+        .insert(ANNOTATION_REF_NAME.to_string(), tagged.tag.clone());
+    desc.annotations.insert(
+        ANNOTATION_CONTAINERD_NAME.to_string(),
+        tagged.reference.clone(),
+    );
+    desc
+}
+
+/// Whether an existing index entry names the same image reference: the same full name when
+/// it has one, else the same `ref.name`.
+fn same_reference(entry: &Value, tagged: &TaggedImage) -> bool {
+    let annotation = |key: &str| entry.pointer(&format!("/annotations/{}", key.replace('/', "~1")));
+    match annotation(ANNOTATION_CONTAINERD_NAME).and_then(Value::as_str) {
+        Some(name) => name == tagged.reference,
+        None => annotation(ANNOTATION_REF_NAME).and_then(Value::as_str) == Some(&tagged.tag),
+    }
+}
+
+fn read_index(path: &Path) -> Result<Value> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let index: Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not valid JSON", path.display()))?;
+            if !index.get("manifests").is_some_and(Value::is_array) {
+                bail!("{} is not an OCI image index", path.display());
+            }
+            Ok(index)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_INDEX,
+            "manifests": [],
+        })),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Replace `path` with `bytes` through a synced temp file beside it and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .with_context(|| format!("no parent directory for {}", path.display()))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    temp.write_all(bytes)
+        .and_then(|()| temp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    temp.persist(path).map_err(|e| {
+        anyhow::Error::new(e.error).context(format!("cannot write {}", path.display()))
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Compression;
+    use crate::oci::image::{ImageRequest, ImageSettings, write_image};
+    use crate::oci::layer::{LayerOptions, LayerSource, write_layer};
+    use std::collections::BTreeMap;
+    use std::process::Command;
+
+    fn run(cmd: &mut Command) {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A child layer removes files of its parent, through both the removed-paths list and
+    /// overlayfs markers; umoci (which applies whiteouts) must not show them.
+    #[test]
+    fn whiteouts_remove_parent_files_in_umoci_unpack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&tmp.path().join("blobs")).unwrap();
+        let opts = LayerOptions {
+            compression: Compression::Gzip,
+            source_date_epoch: None,
+            threads: 2,
+        };
+        let parent_tree = tmp.path().join("parent");
+        for dir in ["etc", "opaque", "var"] {
+            fs::create_dir_all(parent_tree.join(dir)).unwrap();
+        }
+        for file in [
+            "etc/keep",
+            "etc/gone",
+            "etc/marked",
+            "opaque/old",
+            "var/listed",
+        ] {
+            fs::write(parent_tree.join(file), file).unwrap();
+        }
+        let layer = |root: &Path, removed: Vec<std::path::PathBuf>| {
+            let src = LayerSource {
+                root: root.to_path_buf(),
+                removed,
+                overlay_markers: true,
+            };
+            write_layer(&src, &store, &opts).unwrap()
+        };
+        let request = |parent, layers| ImageRequest {
+            parent,
+            layers,
+            settings: ImageSettings::default(),
+            created: 0,
+            created_by: "test".into(),
+            annotations: BTreeMap::new(),
+        };
+        let parent = write_image(
+            &store,
+            &request(None, vec![layer(&parent_tree, Vec::new())]),
+        )
+        .unwrap();
+
+        // The child: an overlayfs upper dir with a whiteout device and an opaque directory,
+        // plus a removed-paths list for a file elsewhere.
+        let child_tree = tmp.path().join("child");
+        fs::create_dir_all(child_tree.join("etc")).unwrap();
+        fs::create_dir_all(child_tree.join("opaque")).unwrap();
+        fs::write(child_tree.join("opaque/new"), "new").unwrap();
+        run(Command::new("mknod")
+            .arg(child_tree.join("etc/marked"))
+            .args(["c", "0", "0"]));
+        run(Command::new("setfattr")
+            .args(["-n", "trusted.overlay.opaque", "-v", "y"])
+            .arg(child_tree.join("opaque")));
+        let child_layer = layer(&child_tree, vec!["/etc/gone".into(), "var/listed".into()]);
+        let child = write_image(&store, &request(Some(&parent), vec![child_layer])).unwrap();
+
+        let layout = tmp.path().join("oci");
+        let tagged = TaggedImage {
+            image: &child,
+            reference: "child:1".into(),
+            tag: "1".into(),
+        };
+        write_layout(&layout, &store, &[tagged]).unwrap();
+        let bundle = tmp.path().join("bundle");
+        run(Command::new("umoci")
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:1", layout.display()))
+            .arg(&bundle));
+        let rootfs = bundle.join("rootfs");
+        assert!(rootfs.join("etc/keep").exists());
+        assert!(!rootfs.join("etc/gone").exists(), "removed-paths whiteout");
+        assert!(
+            !rootfs.join("var/listed").exists(),
+            "whiteout in a lower-only dir"
+        );
+        assert!(
+            !rootfs.join("etc/marked").exists(),
+            "overlay whiteout device"
+        );
+        assert!(!rootfs.join("opaque/old").exists(), "opaque directory");
+        assert_eq!(fs::read(rootfs.join("opaque/new")).unwrap(), b"new");
+    }
+}

@@ -89,3 +89,6 @@ fi
 if command -v ldconfig >/dev/null 2>&1; then
 	ldconfig -r "$ROOT" 2>/dev/null || echo "finish-root: ldconfig -r $ROOT failed; the image has no ld.so.cache" >&2
 fi
+# ldconfig's own bookkeeping (file times of the build machine) is not part of the image.
+rm -rf var/cache/ldconfig
+rmdir var/cache 2>/dev/null || true

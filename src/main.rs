@@ -4,6 +4,7 @@
 //! `config -> plan -> stage3 -> sandbox -> emerge -> rootfs -> oci -> output`.
 //! `cli/` holds one file per subcommand; `printer` is the only place that writes to the terminal.
 
+mod build;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod cache;
 mod cli;
@@ -22,9 +23,9 @@ mod plan;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod printer;
 #[allow(dead_code)] // wired up as the pipeline lands
-mod repository;
-#[allow(dead_code)] // wired up as the pipeline lands
 mod registry;
+#[allow(dead_code)] // wired up as the pipeline lands
+mod repository;
 #[allow(dead_code)] // wired up as the pipeline lands
 mod rootfs;
 #[allow(dead_code)] // wired up as the pipeline lands

@@ -102,6 +102,9 @@ pub struct BuildArgs {
     /// Network inside the builder: `host` (default; emerge fetches sources) or `none`.
     #[arg(long, value_name = "MODE", default_value = "host")]
     pub network: String,
+    /// Use only what is cached (stage3, repositories); fail instead of downloading.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Args, Debug)]

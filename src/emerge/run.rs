@@ -11,6 +11,7 @@ use std::process::Stdio;
 use anyhow::{Context, Result};
 
 use super::progress::{EmergeEvent, parse_line};
+use crate::gentoo::portage_conf::PortageFiles;
 use crate::printer::Printer;
 use crate::sandbox::{self, ExtraMount, Network, RootFs, SandboxSpec, SandboxStdio};
 
@@ -35,29 +36,12 @@ const TOOLS: [(&str, &str); 3] = [
     ),
 ];
 
-/// The Portage files gib generated from gib.yaml, as written into the builder.
-#[derive(Debug, Clone, Default)]
-pub struct PortageFiles {
-    /// Appended to the stage3's own make.conf.
-    pub make_conf: String,
-    pub package_use: String,
-    pub package_accept_keywords: String,
-    pub repos_conf: String,
-}
-
 /// What to keep when finishing the image root.
 #[derive(Debug, Clone, Copy)]
 pub struct FinishOptions {
     pub keep_headers: bool,
     pub keep_static_libs: bool,
     pub keep_package_db: bool,
-}
-
-/// Host directories the build shares with every other build.
-#[derive(Debug, Clone)]
-pub struct SharedCaches {
-    pub distfiles: PathBuf,
-    pub binpkgs: PathBuf,
 }
 
 /// An emerge of one image's atoms.
@@ -72,7 +56,8 @@ pub struct EmergeJob<'a> {
     pub staging: ExtraMount,
     /// Extra read-only binds (ebuild repositories).
     pub repositories: Vec<ExtraMount>,
-    pub caches: &'a SharedCaches,
+    /// The shared caches (distfiles, binary packages), bound read-write.
+    pub caches: Vec<ExtraMount>,
     pub network: Network,
     /// A scratch directory for gib's input files.
     pub input_dir: &'a Path,
@@ -214,10 +199,9 @@ fn spec_for(job: &EmergeJob<'_>) -> Result<SandboxSpec> {
     let mut mounts = vec![
         job.staging.clone(),
         bind(job.input_dir, INPUT_DIR, true),
-        bind(&job.caches.distfiles, "/var/cache/distfiles", false),
-        bind(&job.caches.binpkgs, "/var/cache/binpkgs", false),
         bind(&job.log_dir.join("portage"), PORTAGE_LOG_DIR, false),
     ];
+    mounts.extend(job.caches.iter().cloned());
     mounts.extend(job.repositories.iter().cloned());
     let mut command: Vec<OsString> = vec![
         "/bin/sh".into(),

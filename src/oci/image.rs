@@ -97,7 +97,7 @@ pub struct ImageRequest<'a> {
 }
 
 /// A stored image: its manifest and config (as blobs) and what its children build on.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Image {
     pub manifest: Descriptor,
     pub config: Descriptor,

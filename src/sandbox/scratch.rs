@@ -42,6 +42,11 @@ impl OverlayScratch {
         Ok(OverlayScratch { path, _lock: lock })
     }
 
+    /// The scratch directory itself (holds `upper`, `work` and whatever the caller adds).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn upper(&self) -> PathBuf {
         self.path.join("upper")
     }
@@ -87,7 +92,7 @@ pub fn remove_stale(dir: &Path) -> Result<()> {
 
 /// Remove a tree that may hold files with the sandbox's ids, from inside a user namespace
 /// (no root, no mounts) where those ids are ours.
-fn remove_tree(path: &Path) -> Result<()> {
+pub fn remove_tree(path: &Path) -> Result<()> {
     let spec = SandboxSpec {
         root: None,
         mounts: Vec::new(),

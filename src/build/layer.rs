@@ -1,0 +1,82 @@
+//! Writing a layer from a tree the sandbox filled: the writer runs as gib's hidden
+//! `write-layer` helper inside a user namespace (no root, no mounts), so it reads the tree
+//! with the owners the build gave it (portage's 250 stays 250, not a subordinate id) and
+//! file capabilities in the namespace's form.
+
+use std::fs::File;
+use std::io::Write;
+use std::process::Stdio;
+
+use anyhow::{Context, Result, bail};
+
+use super::BuildContext;
+use crate::oci::layer::{Layer, LayerJob, LayerOptions, LayerSource};
+use crate::sandbox::{self, Network, SandboxSpec, SandboxStdio};
+
+/// How an image's layers are written in this run.
+pub fn layer_options(ctx: &BuildContext<'_>, image: &crate::plan::ImagePlan) -> LayerOptions {
+    LayerOptions {
+        compression: image.compression,
+        source_date_epoch: ctx.source_date_epoch,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+pub fn write_in_namespace(
+    ctx: &BuildContext<'_>,
+    source: LayerSource,
+    options: LayerOptions,
+) -> Result<Layer> {
+    let job = LayerJob { source, options };
+    let scratch = tempfile::tempdir_in(ctx.cache.dir("tmp")?)
+        .context("cannot create a scratch directory in the cache")?;
+    let job_path = scratch.path().join("job.json");
+    let out_path = scratch.path().join("layer.json");
+    let err_path = scratch.path().join("stderr");
+    let mut job_file =
+        File::create(&job_path).with_context(|| format!("cannot write {}", job_path.display()))?;
+    serde_json::to_writer(&mut job_file, &job)?;
+    job_file.flush()?;
+
+    let exe = std::env::current_exe().context("cannot find gib's own executable")?;
+    let spec = SandboxSpec {
+        root: None,
+        mounts: Vec::new(),
+        network: Network::None,
+        hostname: "gib-layer".into(),
+        command: vec![
+            exe.into(),
+            "__internal".into(),
+            "write-layer".into(),
+            "--blobs".into(),
+            ctx.store.root().into(),
+        ],
+        env: sandbox::default_env(),
+        cwd: "/".into(),
+        interactive: false,
+    };
+    let open = |path: &std::path::Path| {
+        File::open(path).with_context(|| format!("cannot open {}", path.display()))
+    };
+    let create = |path: &std::path::Path| {
+        File::create(path).with_context(|| format!("cannot create {}", path.display()))
+    };
+    let stdio = SandboxStdio {
+        stdin: Stdio::from(open(&job_path)?),
+        stdout: Stdio::from(create(&out_path)?),
+        stderr: Stdio::from(create(&err_path)?),
+    };
+    let exit = sandbox::run(&spec, stdio)?;
+    if !exit.success() {
+        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+        bail!(
+            "cannot write the layer of {} ({exit}): {}",
+            job.source.root.display(),
+            stderr.trim().trim_start_matches("error: ")
+        );
+    }
+    let text = std::fs::read_to_string(&out_path)
+        .with_context(|| format!("cannot read {}", out_path.display()))?;
+    serde_json::from_str(text.trim())
+        .with_context(|| format!("the layer writer printed {:?}", text.trim()))
+}

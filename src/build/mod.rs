@@ -1,0 +1,348 @@
+//! Building the images of a plan, parents first: each image's builder and staging roots, its
+//! build (emerge, or a rootfs taken as it is), its layer, image and test, and the cache entry
+//! that lets an unchanged image be reused without entering a sandbox.
+//!
+//! Not for: choosing what to build (`plan`), running things (`sandbox`, `emerge`), writing
+//! bytes (`oci`), or the outputs (`output`).
+//!
+//! An image's cache entry, `images/<name>-<key>/`, holds `upper/` (what its build added to
+//! its builder root: the upper dir of an overlay over its parent's builder, down to the
+//! stage3), `layer/` (what it adds to its parent's tree: the upper dir of an overlay over its
+//! parent's layers, with overlayfs whiteouts) and `record.json`. The key hashes every input
+//! of the image, its parent's key among them, so a change rebuilds the image and its
+//! descendants only. Entries are made in a scratch dir and renamed into place.
+
+mod layer;
+mod packages;
+mod rootfs;
+mod test;
+
+pub use test::TestFailed;
+
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::cache::Cache;
+use crate::config::{Parent, SyncType};
+use crate::gentoo::vdb::InstalledPackage;
+use crate::oci::blob::BlobStore;
+use crate::oci::image::Image;
+use crate::plan::{BuildKind, ImagePlan, Plan, TagRule};
+use crate::printer::{Printer, UserError};
+use crate::repository::{self, RepoSpec, SyncedRepo};
+use crate::sandbox::Network;
+use crate::stage3::{self, Stage3Root};
+
+/// An image built (or reused) in this run, and what its children build on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuiltImage {
+    pub name: String,
+    /// The hash of the image's inputs.
+    pub key: String,
+    pub image: Image,
+    pub tags: Vec<String>,
+    pub references: Vec<String>,
+    /// `category/name-version` of every package in the image, its parents' included.
+    pub packages: Vec<String>,
+    /// The image's own tree and its ancestors' (nearest first): the lower dirs of an
+    /// overlay that shows the whole image.
+    pub layer_dirs: Vec<PathBuf>,
+    /// What this image's build and its ancestors' added to the builder (nearest first).
+    pub builder_dirs: Vec<PathBuf>,
+    /// Bytes of the image's blobs (layers and config) as stored.
+    pub size: u64,
+    /// Reused from the cache in this run rather than built.
+    #[serde(skip)]
+    pub reused: bool,
+}
+
+/// What every image build of one run shares.
+pub struct BuildContext<'a> {
+    pub plan: &'a Plan,
+    pub cache: &'a Cache,
+    pub store: &'a BlobStore,
+    pub printer: &'a Printer,
+    pub network: Network,
+    pub source_date_epoch: Option<i64>,
+    pub force: bool,
+    pub offline: bool,
+    stage3: OnceCell<Stage3Root>,
+    repositories: OnceCell<Vec<SyncedRepo>>,
+}
+
+impl<'a> BuildContext<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        plan: &'a Plan,
+        cache: &'a Cache,
+        store: &'a BlobStore,
+        printer: &'a Printer,
+        network: Network,
+        source_date_epoch: Option<i64>,
+        force: bool,
+        offline: bool,
+    ) -> Self {
+        BuildContext {
+            plan,
+            cache,
+            store,
+            printer,
+            network,
+            source_date_epoch,
+            force,
+            offline,
+            stage3: OnceCell::new(),
+            repositories: OnceCell::new(),
+        }
+    }
+
+    /// The unpacked stage3, prepared on first use (only images that emerge need it).
+    fn stage3(&self) -> Result<&Stage3Root> {
+        if let Some(root) = self.stage3.get() {
+            return Ok(root);
+        }
+        let source = self.plan.stage3.as_ref().ok_or_else(|| {
+            UserError::new(format!(
+                "{}: images that emerge packages need a `stage3:`",
+                self.plan.file.display()
+            ))
+        })?;
+        let root = match source {
+            crate::config::Stage3::Flavor {
+                flavor,
+                mirror,
+                pin,
+            } => {
+                let trust = stage3::openpgp::Trust::from_env()?;
+                let tarball = stage3::flavor::fetch(
+                    flavor,
+                    mirror,
+                    pin.as_deref(),
+                    self.cache,
+                    self.offline,
+                    &trust,
+                    self.printer,
+                )?;
+                let verified = crate::config::Stage3::Path {
+                    path: tarball.path,
+                    sha512: Some(tarball.sha512),
+                };
+                stage3::prepare(&verified, self.cache, self.printer)?
+            }
+            other => stage3::prepare(other, self.cache, self.printer)?,
+        };
+        Ok(self.stage3.get_or_init(|| root))
+    }
+
+    /// The main ebuild repository and the overlays, synced once per run.
+    fn repositories(&self) -> Result<&[SyncedRepo]> {
+        if let Some(repos) = self.repositories.get() {
+            return Ok(repos);
+        }
+        let trust = stage3::openpgp::Trust::from_env()?;
+        let mut specs = vec![RepoSpec::main(&self.plan.portage, &trust)];
+        specs.extend(
+            self.plan
+                .repositories
+                .iter()
+                .map(|r| RepoSpec::overlay(r, &trust)),
+        );
+        let mut repos = Vec::new();
+        for spec in &specs {
+            repos.push(repository::sync(
+                spec,
+                self.cache,
+                self.offline,
+                self.printer,
+            )?);
+        }
+        Ok(self.repositories.get_or_init(|| repos))
+    }
+
+    /// Identities of the sources every packages image depends on, for input keys.
+    fn source_identity(&self) -> Result<String> {
+        let mut id = String::new();
+        match &self.plan.stage3 {
+            Some(crate::config::Stage3::Path { path, sha512 }) => match sha512 {
+                Some(sha512) => id.push_str(sha512),
+                None => {
+                    let meta = fs::metadata(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    id.push_str(&format!(
+                        "{} {} {:?}",
+                        path.display(),
+                        meta.len(),
+                        meta.modified().ok()
+                    ));
+                }
+            },
+            other => id.push_str(&format!("{other:?}")),
+        }
+        for repo in self.repositories()? {
+            id.push_str(&format!(
+                "\n{} {:?} {:?} {:?}",
+                repo.name, repo.path, repo.revision, repo.snapshot
+            ));
+        }
+        Ok(id)
+    }
+
+    /// The repository snapshot date (`YYYYMMDD`): the main repository's, else the date of
+    /// the stage3's own tree; `None` when neither says.
+    fn snapshot_date(&self) -> Option<String> {
+        if let Some(repos) = self.repositories.get()
+            && let Some(date) = repos
+                .iter()
+                .find(|r| r.name == "gentoo")
+                .and_then(|r| r.snapshot.as_ref())
+        {
+            return Some(date.date.clone());
+        }
+        if self.plan.portage.sync_type == SyncType::None
+            && let Some(root) = self.stage3.get()
+        {
+            return repository::SnapshotTime::of_tree(&root.path.join("var/db/repos/gentoo"))
+                .map(|s| s.date);
+        }
+        None
+    }
+}
+
+/// Build (or reuse) `image`, whose ancestors are in `built`.
+pub fn build_image(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    built: &BTreeMap<String, BuiltImage>,
+) -> Result<BuiltImage> {
+    let parent = match &image.parent {
+        Parent::Scratch => None,
+        Parent::Image(name) => Some(
+            built
+                .get(name)
+                .with_context(|| format!("image {name} was not built before {}", image.name))?,
+        ),
+        Parent::Registry(reference) => {
+            return Err(UserError::new(format!(
+                "image {}: building on a registry image ({reference}) is not available yet",
+                image.name
+            ))
+            .into());
+        }
+    };
+    match &image.kind {
+        BuildKind::Rootfs(path) => rootfs::build(ctx, image, parent, path),
+        BuildKind::Portage { packages, script } => {
+            packages::build(ctx, image, parent, packages, script.as_deref())
+        }
+    }
+}
+
+/// The image's version tag by the tag rule, from the packages it holds.
+fn version_tag(ctx: &BuildContext<'_>, image: &ImagePlan, packages: &[InstalledPackage]) -> String {
+    let snapshot = || ctx.snapshot_date().unwrap_or_else(|| "latest".to_string());
+    match &image.tag_rule {
+        TagRule::Explicit(tag) => tag.clone(),
+        TagRule::PackageVersion { package } => packages
+            .iter()
+            .find(|p| &p.name == package)
+            .map(|p| p.version.clone())
+            .unwrap_or_else(snapshot),
+        TagRule::SnapshotDate => snapshot(),
+    }
+}
+
+/// sha256 of the given parts, hex.
+fn hash_parts(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The cache entry of an image with input key `key`.
+fn entry_dir(cache: &Cache, name: &str, key: &str) -> Result<PathBuf> {
+    Ok(cache.dir("images")?.join(format!("{name}-{}", &key[..16])))
+}
+
+/// The record of a finished entry, when it is complete and its blobs are all still there.
+fn read_record(entry: &Path, store: &BlobStore) -> Option<BuiltImage> {
+    let text = fs::read(entry.join("record.json")).ok()?;
+    let record: BuiltImage = serde_json::from_slice(&text).ok()?;
+    let blobs = std::iter::once(&record.image.manifest)
+        .chain(std::iter::once(&record.image.config))
+        .chain(record.image.layers.iter());
+    for blob in blobs {
+        if !store.path(&blob.digest).ok()?.exists() {
+            return None;
+        }
+    }
+    Some(record)
+}
+
+/// Sum of the stored sizes of an image's config and layers.
+fn image_size(image: &Image) -> u64 {
+    image.config.size + image.layers.iter().map(|l| l.size).sum::<u64>()
+}
+
+/// The image config and manifest request for `image` on `parent` with its own `layers`.
+fn image_request<'p>(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    parent: Option<&'p BuiltImage>,
+    layers: Vec<crate::oci::layer::Layer>,
+    version_tag: &str,
+    how: &str,
+) -> crate::oci::image::ImageRequest<'p> {
+    use crate::oci::image::{
+        ANNOTATION_BASE_NAME, ANNOTATION_REF_NAME, ANNOTATION_REVISION, ANNOTATION_SOURCE,
+        ANNOTATION_VERSION, ImageRequest, ImageSettings,
+    };
+    let runtime = &image.runtime;
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        ANNOTATION_REF_NAME.to_string(),
+        image.reference(version_tag),
+    );
+    annotations.insert(ANNOTATION_VERSION.to_string(), version_tag.to_string());
+    // Source and revision are known when the user labelled the image with them.
+    for key in [ANNOTATION_SOURCE, ANNOTATION_REVISION] {
+        if let Some(value) = runtime.labels.get(key) {
+            annotations.insert(key.to_string(), value.clone());
+        }
+    }
+    if let Some(parent) = parent
+        && let Some(reference) = parent.references.first()
+    {
+        annotations.insert(ANNOTATION_BASE_NAME.to_string(), reference.clone());
+    }
+    let user = image
+        .accounts
+        .as_ref()
+        .and_then(crate::rootfs::accounts::resolve_run_as)
+        .or_else(|| runtime.user.clone());
+    ImageRequest {
+        parent: parent.map(|p| &p.image),
+        layers,
+        settings: ImageSettings {
+            entrypoint: runtime.entrypoint.clone(),
+            cmd: runtime.cmd.clone(),
+            env: runtime.env.clone(),
+            user,
+            workdir: runtime.workdir.clone(),
+            labels: runtime.labels.clone(),
+            exposed_ports: runtime.expose.clone(),
+            volumes: runtime.volumes.clone(),
+        },
+        created: ctx.source_date_epoch.unwrap_or(0),
+        created_by: format!("gib {}: {how} {}", env!("CARGO_PKG_VERSION"), image.name),
+        annotations,
+    }
+}

@@ -1,0 +1,105 @@
+//! `rootfs:` images: a directory or a tarball taken as the image's layer. They are always
+//! rebuilt (writing a layer is cheap and the writer is deterministic); their key includes
+//! the layer's diff_id, so children are rebuilt exactly when the tree changed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::{BuildContext, BuiltImage, hash_parts, image_size, layer::layer_options};
+use crate::cache::remove_any;
+use crate::oci::image::write_image;
+use crate::oci::layer::{LayerSource, write_layer};
+use crate::oci::unpack::{TarballKind, unpack_tarball};
+use crate::plan::ImagePlan;
+use crate::printer::UserError;
+
+pub fn build(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    parent: Option<&BuiltImage>,
+    rootfs: &Path,
+) -> Result<BuiltImage> {
+    ctx.printer.status(
+        "Layering",
+        &format!("{} from {}", image.name, rootfs.display()),
+    );
+    let tree = layer_tree(ctx, &image.name, rootfs)?;
+    let source = LayerSource {
+        root: tree.clone(),
+        removed: Vec::new(),
+        overlay_markers: false,
+    };
+    let layer = write_layer(&source, ctx.store, &layer_options(ctx, image))?;
+    let key = hash_parts(&[
+        &format!("{image:?}"),
+        parent.map_or("", |p| p.key.as_str()),
+        &layer.diff_id,
+    ]);
+    let version_tag = super::version_tag(ctx, image, &[]);
+    let written = write_image(
+        ctx.store,
+        &super::image_request(ctx, image, parent, vec![layer], &version_tag, "rootfs"),
+    )?;
+    let mut layer_dirs = vec![tree];
+    layer_dirs.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());
+    super::test::run(ctx, image, &layer_dirs)?;
+    Ok(BuiltImage {
+        name: image.name.clone(),
+        key,
+        size: image_size(&written),
+        tags: image.tags(&version_tag),
+        references: image.references(&version_tag),
+        packages: parent.map(|p| p.packages.clone()).unwrap_or_default(),
+        layer_dirs,
+        builder_dirs: parent.map(|p| p.builder_dirs.clone()).unwrap_or_default(),
+        image: written,
+        reused: false,
+    })
+}
+
+/// The tree of a `rootfs:`: the directory itself, or the tarball unpacked into the cache
+/// (kept, keyed by the tarball's size and time, so children can build on it).
+fn layer_tree(ctx: &BuildContext<'_>, name: &str, rootfs: &Path) -> Result<PathBuf> {
+    let meta = std::fs::metadata(rootfs).map_err(|e| {
+        UserError::new(format!(
+            "image {name}: cannot read its rootfs {}: {e}",
+            rootfs.display()
+        ))
+    })?;
+    if meta.is_dir() {
+        return Ok(rootfs.to_path_buf());
+    }
+    let Some(kind) = TarballKind::from_path(rootfs) else {
+        return Err(UserError::new(format!(
+            "image {name}: rootfs {} is neither a directory nor a tarball \
+             (.tar, .tar.gz, .tar.xz, .tar.zst, .tar.bz2)",
+            rootfs.display()
+        ))
+        .into());
+    };
+    let identity = format!(
+        "{} {} {:?}",
+        rootfs.display(),
+        meta.len(),
+        meta.modified().ok()
+    );
+    let entry = ctx
+        .cache
+        .dir("rootfs")?
+        .join(&hash_parts(&[&identity])[..16]);
+    if entry.is_dir() {
+        return Ok(entry);
+    }
+    let _lock = ctx.cache.lock("rootfs", &hash_parts(&[&identity])[..16])?;
+    if entry.is_dir() {
+        return Ok(entry);
+    }
+    let scratch = ctx.cache.scratch_path("rootfs")?;
+    if let Err(err) = unpack_tarball(rootfs, kind, &scratch) {
+        remove_any(&scratch).ok();
+        return Err(err).with_context(|| format!("image {name}: cannot unpack its rootfs"));
+    }
+    ctx.cache.publish(&scratch, &entry)?;
+    Ok(entry)
+}

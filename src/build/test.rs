@@ -1,0 +1,132 @@
+//! An image's `test:`: run inside the finished image's root in the sandbox, without a
+//! container runtime. The root is an overlay of the image's layer trees with a throwaway
+//! upper, so the test cannot change the image.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{Context, Result};
+
+use super::BuildContext;
+use crate::plan::ImagePlan;
+use crate::sandbox::{self, Exit, OverlayScratch, RootFs, SandboxSpec, SandboxStdio};
+
+/// The test failed: its command, how it ended and what it printed.
+#[derive(Debug, thiserror::Error)]
+#[error("the test of image {image} failed ({exit}): {command}")]
+pub struct TestFailed {
+    pub image: String,
+    pub command: String,
+    pub exit: Exit,
+    pub output: String,
+}
+
+/// Run `image.test`, if any, on the image made of `layer_dirs` (nearest first).
+pub fn run(ctx: &BuildContext<'_>, image: &ImagePlan, layer_dirs: &[PathBuf]) -> Result<()> {
+    let Some(test) = &image.test else {
+        return Ok(());
+    };
+    ctx.printer
+        .status("Testing", &format!("{}: {test}", image.name));
+    let scratch = OverlayScratch::create(&ctx.cache.dir("tests")?)?;
+    let output_path = scratch.path().join("output");
+    let result = run_in(ctx, image, test, layer_dirs, &scratch, &output_path);
+    let output = std::fs::read_to_string(&output_path).unwrap_or_default();
+    scratch.remove()?;
+    let exit = result?;
+    if !exit.success() {
+        return Err(TestFailed {
+            image: image.name.clone(),
+            command: test.clone(),
+            exit,
+            output,
+        }
+        .into());
+    }
+    if ctx.printer.verbose() {
+        ctx.printer.excerpt(&output);
+    }
+    Ok(())
+}
+
+fn run_in(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    test: &str,
+    layer_dirs: &[PathBuf],
+    scratch: &OverlayScratch,
+    output_path: &Path,
+) -> Result<Exit> {
+    let mut env = sandbox::default_env();
+    for (key, value) in &image.runtime.env {
+        env.retain(|(k, _)| k != key.as_str());
+        env.push((key.into(), value.into()));
+    }
+    let log = std::fs::File::create(output_path)
+        .with_context(|| format!("cannot create {}", output_path.display()))?;
+    let stdio = SandboxStdio {
+        stdin: Stdio::null(),
+        stdout: Stdio::from(log.try_clone()?),
+        stderr: Stdio::from(log),
+    };
+    let spec = SandboxSpec {
+        root: Some(RootFs::Overlay {
+            lowers: layer_dirs.to_vec(),
+            upper: scratch.upper(),
+            work: scratch.work(),
+        }),
+        mounts: Vec::new(),
+        network: ctx.network,
+        hostname: image.name.clone(),
+        command: test_command(test, has_shell(layer_dirs)),
+        env,
+        cwd: image
+            .runtime
+            .workdir
+            .clone()
+            .unwrap_or_else(|| "/".into())
+            .into(),
+        interactive: false,
+    };
+    sandbox::run(&spec, stdio)
+}
+
+/// `/bin/sh -c TEST` when the image has a shell, else TEST split on white space.
+fn test_command(test: &str, shell: bool) -> Vec<OsString> {
+    if shell {
+        vec!["/bin/sh".into(), "-c".into(), test.into()]
+    } else {
+        test.split_whitespace().map(OsString::from).collect()
+    }
+}
+
+/// Whether any of the image's trees has /bin/sh (directly or under a merged /usr).
+fn has_shell(layer_dirs: &[PathBuf]) -> bool {
+    layer_dirs.iter().any(|dir| {
+        ["bin/sh", "usr/bin/sh"]
+            .iter()
+            .any(|p| std::fs::symlink_metadata(dir.join(p)).is_ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_runs_under_the_shell_only_when_there_is_one() {
+        assert_eq!(
+            test_command("greet --loud", true),
+            vec![
+                OsString::from("/bin/sh"),
+                "-c".into(),
+                "greet --loud".into()
+            ]
+        );
+        assert_eq!(
+            test_command("/usr/bin/greet --loud", false),
+            vec![OsString::from("/usr/bin/greet"), "--loud".into()]
+        );
+    }
+}

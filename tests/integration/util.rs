@@ -123,3 +123,117 @@ fn nix_uid() -> u32 {
         .and_then(|u| u.parse().ok())
         .unwrap()
 }
+
+/// podman with a private store (vfs) and the runtime flags that work on this kind of machine.
+pub struct Podman {
+    bin: PathBuf,
+    root: PathBuf,
+    // podman refuses a runroot path longer than 50 characters, so it lives in /tmp.
+    runroot: tempfile::TempDir,
+}
+
+impl Podman {
+    /// A podman whose images live under `dir`.
+    pub fn new(dir: &Path) -> Podman {
+        Podman {
+            bin: require_tool("podman"),
+            root: dir.join("podman-root"),
+            runroot: tempfile::Builder::new()
+                .prefix("gib-podman-")
+                .tempdir_in("/tmp")
+                .unwrap(),
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--root")
+            .arg(&self.root)
+            .arg("--runroot")
+            .arg(self.runroot.path())
+            .args(["--storage-driver", "vfs", "--runtime", "/usr/sbin/runc"])
+            .args(["--cgroup-manager", "cgroupfs"])
+            .args(args);
+        cmd
+    }
+
+    /// `podman load -i ARCHIVE`; its output.
+    pub fn load(&self, archive: &Path) -> String {
+        run_ok(self.command(&["load", "-i"]).arg(archive))
+    }
+
+    /// `podman run --rm IMAGE ARGS…` without network; its stdout.
+    pub fn run(&self, image: &str, args: &[&str]) -> String {
+        let mut cmd = self.command(&["run", "--rm", "--network", "none"]);
+        cmd.args([
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=1024:1024",
+        ])
+        .arg(image)
+        .args(args);
+        run_ok(&mut cmd)
+    }
+}
+
+/// The entries of an image's layers in a docker/podman archive gib wrote, each layer as a
+/// map of path -> (entry type, mode, uid, gid), base layer first.
+pub fn archive_layers(
+    archive: &Path,
+    reference: &str,
+) -> Vec<std::collections::BTreeMap<String, (char, u32, u64, u64)>> {
+    use std::io::Read;
+    let mut files = std::collections::BTreeMap::new();
+    let mut outer = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for entry in outer.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        files.insert(path, bytes);
+    }
+    let manifests: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let manifest = manifests
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["RepoTags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == reference)
+        })
+        .unwrap_or_else(|| panic!("{reference} is not in {}", archive.display()));
+    manifest["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| {
+            let blob = &files[layer.as_str().unwrap()];
+            let mut entries = std::collections::BTreeMap::new();
+            let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+            for entry in tar.entries().unwrap() {
+                let entry = entry.unwrap();
+                let header = entry.header();
+                let path = entry
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string();
+                entries.insert(
+                    path,
+                    (
+                        header.entry_type().as_byte() as char,
+                        header.mode().unwrap(),
+                        header.uid().unwrap(),
+                        header.gid().unwrap(),
+                    ),
+                );
+            }
+            entries
+        })
+        .collect()
+}

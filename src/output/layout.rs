@@ -56,11 +56,14 @@ pub fn blob_order<'a>(tagged: &TaggedImage<'a>) -> Vec<&'a Descriptor> {
     order
 }
 
-/// The index descriptor of one image under one reference.
+/// The index descriptor of one image under one reference. `ref.name` is the whole reference
+/// (`name:tag`, which the spec's ref grammar allows), not the bare tag: a layout holds many
+/// images, and several of them are tagged `latest`. `skopeo copy oci:DIR:name:tag …` and
+/// containerd both read it so.
 pub fn index_entry(tagged: &TaggedImage) -> Descriptor {
     let mut desc = tagged.image.manifest.clone();
     desc.annotations
-        .insert(ANNOTATION_REF_NAME.to_string(), tagged.tag.clone());
+        .insert(ANNOTATION_REF_NAME.to_string(), tagged.reference.clone());
     desc.annotations.insert(
         ANNOTATION_CONTAINERD_NAME.to_string(),
         tagged.reference.clone(),
@@ -74,7 +77,7 @@ fn same_reference(entry: &Value, tagged: &TaggedImage) -> bool {
     let annotation = |key: &str| entry.pointer(&format!("/annotations/{}", key.replace('/', "~1")));
     match annotation(ANNOTATION_CONTAINERD_NAME).and_then(Value::as_str) {
         Some(name) => name == tagged.reference,
-        None => annotation(ANNOTATION_REF_NAME).and_then(Value::as_str) == Some(&tagged.tag),
+        None => annotation(ANNOTATION_REF_NAME).and_then(Value::as_str) == Some(&tagged.reference),
     }
 }
 

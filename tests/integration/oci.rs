@@ -230,13 +230,13 @@ fn awkward_tree_roundtrips_through_skopeo_and_umoci() {
             .arg(&archive),
     );
 
-    let digest = index_digest(&layout, "1.0");
-    let from_layout = skopeo_inspect(&format!("oci:{}:1.0", layout.display()));
+    let digest = index_digest(&layout, "awkward:1.0");
+    let from_layout = skopeo_inspect(&format!("oci:{}:awkward:1.0", layout.display()));
     assert_eq!(from_layout["Digest"], digest.as_str());
     assert_eq!(from_layout["Created"], "2023-11-14T22:13:20Z");
-    let from_archive = skopeo_inspect(&format!("oci-archive:{}:1.0", archive.display()));
+    let from_archive = skopeo_inspect(&format!("oci-archive:{}:awkward:1.0", archive.display()));
     assert_eq!(from_archive["Digest"], digest.as_str());
-    let manifest = skopeo_raw(&format!("oci:{}:1.0", layout.display()));
+    let manifest = skopeo_raw(&format!("oci:{}:awkward:1.0", layout.display()));
     assert_eq!(
         manifest["annotations"]["org.opencontainers.image.source"],
         "https://example.org/x"
@@ -246,7 +246,7 @@ fn awkward_tree_roundtrips_through_skopeo_and_umoci() {
         "awkward:1.0"
     );
 
-    let rootfs = umoci_unpack(&layout, "1.0", &tmp.path().join("bundle"));
+    let rootfs = umoci_unpack(&layout, "awkward:1.0", &tmp.path().join("bundle"));
     let expected = snapshot(&tree, Some(SDE));
     let actual = snapshot(&rootfs, None);
     for (path, want) in &expected {
@@ -297,8 +297,14 @@ fn podman_loads_the_archive_and_runs_a_child_image() {
     );
 
     // The child has the parent's layer plus its own.
-    let base = skopeo_raw(&format!("oci:{}:1", layout.display()));
-    let app = skopeo_raw(&format!("oci:{}:2", layout.display()));
+    let base = skopeo_raw(&format!(
+        "oci:{}:registry.example.org/gib/base:1",
+        layout.display()
+    ));
+    let app = skopeo_raw(&format!(
+        "oci:{}:registry.example.org/gib/app:2",
+        layout.display()
+    ));
     assert_eq!(base["layers"].as_array().unwrap().len(), 1);
     assert_eq!(app["layers"].as_array().unwrap().len(), 2);
     assert_eq!(app["layers"][0], base["layers"][0]);
@@ -360,7 +366,7 @@ fn same_tree_twice_gives_the_same_digest_and_zstd_works() {
                 .arg("--oci-layout")
                 .arg(&layout),
         );
-        digests.push(index_digest(&layout, "t"));
+        digests.push(index_digest(&layout, "same:t"));
     }
     assert_eq!(digests[0], digests[1]);
 
@@ -376,7 +382,7 @@ fn same_tree_twice_gives_the_same_digest_and_zstd_works() {
             .arg("--oci-layout")
             .arg(&layout),
     );
-    let manifest = skopeo_raw(&format!("oci:{}:z", layout.display()));
+    let manifest = skopeo_raw(&format!("oci:{}:same:z", layout.display()));
     assert_eq!(
         manifest["layers"][0]["mediaType"],
         "application/vnd.oci.image.layer.v1.tar+zstd"
@@ -387,10 +393,10 @@ fn same_tree_twice_gives_the_same_digest_and_zstd_works() {
     run_ok(
         Command::new(require_tool("skopeo"))
             .args(["copy", "--dest-compress", "--dest-compress-format", "gzip"])
-            .arg(format!("oci:{}:z", layout.display()))
-            .arg(format!("oci:{}:z", regzipped.display())),
+            .arg(format!("oci:{}:same:z", layout.display()))
+            .arg(format!("oci:{}:same:z", regzipped.display())),
     );
-    let rootfs = umoci_unpack(&regzipped, "z", &tmp.path().join("bundle"));
+    let rootfs = umoci_unpack(&regzipped, "same:z", &tmp.path().join("bundle"));
     let source = snapshot(&tmp.path().join("tree"), Some(SDE));
     assert_eq!(snapshot(&rootfs, None), source);
 }
@@ -406,16 +412,17 @@ fn layout_keeps_other_entries_and_replaces_the_same_reference() {
     run_ok(gib_build(&config, &cache).arg("--oci-layout").arg(&layout));
     let config = write_config(tmp.path(), "images:\n  b:\n    rootfs: ./a\n    tag: w\n");
     run_ok(gib_build(&config, &cache).arg("--oci-layout").arg(&layout));
-    let first_a = index_digest(&layout, "v");
+    let first_a = index_digest(&layout, "a:v");
     fs::write(tmp.path().join("a/one"), "changed").unwrap();
     let config = write_config(tmp.path(), "images:\n  a:\n    rootfs: ./a\n    tag: v\n");
     run_ok(gib_build(&config, &cache).arg("--oci-layout").arg(&layout));
     let index: serde_json::Value =
         serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
-    assert_ne!(index_digest(&layout, "v"), first_a);
-    skopeo_inspect(&format!("oci:{}:w", layout.display()));
-    skopeo_inspect(&format!("oci:{}:v", layout.display()));
+    // Two images, each tagged and (built from scratch) `latest`.
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 4, "{index}");
+    assert_ne!(index_digest(&layout, "a:v"), first_a);
+    skopeo_inspect(&format!("oci:{}:b:w", layout.display()));
+    skopeo_inspect(&format!("oci:{}:a:v", layout.display()));
 }
 
 #[test]
@@ -447,8 +454,8 @@ fn tarball_rootfs_keeps_owners_modes_and_devices() {
             .arg("--oci-layout")
             .arg(&layout),
     );
-    let dir_manifest = skopeo_raw(&format!("oci:{}:d", layout.display()));
-    for tag in ["g", "x", "z"] {
+    let dir_manifest = skopeo_raw(&format!("oci:{}:dir:d", layout.display()));
+    for tag in ["gz:g", "xz:x", "zst:z"] {
         let manifest = skopeo_raw(&format!("oci:{}:{tag}", layout.display()));
         assert_eq!(
             manifest["layers"], dir_manifest["layers"],

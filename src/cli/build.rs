@@ -63,15 +63,10 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         .iter()
         .flat_map(|image| {
             let result = &built[&image.name];
-            result
-                .tags
-                .iter()
-                .zip(&result.references)
-                .map(|(tag, reference)| TaggedImage {
-                    image: &result.image,
-                    reference: reference.clone(),
-                    tag: tag.clone(),
-                })
+            result.references.iter().map(|reference| TaggedImage {
+                image: &result.image,
+                reference: reference.clone(),
+            })
         })
         .collect();
     if let Some(dir) = &args.oci_layout {

@@ -202,7 +202,6 @@ mod tests {
         let tagged = TaggedImage {
             image: &child,
             reference: "child:1".into(),
-            tag: "1".into(),
         };
         write_layout(&layout, &store, &[tagged]).unwrap();
         let bundle = tmp.path().join("bundle");

@@ -18,6 +18,4 @@ pub struct TaggedImage<'a> {
     pub image: &'a Image,
     /// `name:tag` or `registry/name:tag`.
     pub reference: String,
-    /// The tag alone (`org.opencontainers.image.ref.name` in layouts).
-    pub tag: String,
 }

@@ -15,7 +15,10 @@
 mod layer;
 mod packages;
 mod rootfs;
+mod shell;
 mod test;
+
+pub use shell::shell;
 
 pub use test::TestFailed;
 

@@ -109,30 +109,7 @@ fn build_in(
 
     let mut lowers = parent_builders.clone();
     lowers.push(stage3.path.clone());
-    let staging = if parent_layers.is_empty() {
-        ExtraMount::Bind {
-            source: layer.clone(),
-            target: "/staging".into(),
-            readonly: false,
-        }
-    } else {
-        ExtraMount::Overlay {
-            target: "/staging".into(),
-            lowers: parent_layers.clone(),
-            upper: layer.clone(),
-            work: layer_work.clone(),
-        }
-    };
-    let repository_mounts = repositories
-        .iter()
-        .filter_map(|repo| {
-            repo.path.as_ref().map(|path| ExtraMount::Bind {
-                source: path.clone(),
-                target: repo.location.clone().into(),
-                readonly: true,
-            })
-        })
-        .collect();
+    let staging = staging_mount(&layer, &layer_work, &parent_layers);
     let log_dir = ctx.cache.dir("logs")?.join(&image.name);
     let job = EmergeJob {
         image: &image.name,
@@ -149,7 +126,7 @@ fn build_in(
             work: scratch.work(),
         },
         staging,
-        repositories: repository_mounts,
+        repositories: repository_mounts(repositories),
         caches: crate::stage3::cache_mounts(ctx.cache)?,
         network: ctx.network,
         input_dir: &input,
@@ -219,6 +196,39 @@ fn build_in(
     std::fs::write(&record_path, serde_json::to_vec_pretty(&record)?)
         .with_context(|| format!("cannot write {}", record_path.display()))?;
     Ok(record)
+}
+
+/// /staging: a bind of the fresh `layer` dir for an image from scratch, else an overlay over
+/// the parent's layer dirs whose upper is `layer` (its whiteouts mark what the image removes).
+pub fn staging_mount(layer: &Path, layer_work: &Path, parent_layers: &[PathBuf]) -> ExtraMount {
+    if parent_layers.is_empty() {
+        ExtraMount::Bind {
+            source: layer.to_path_buf(),
+            target: "/staging".into(),
+            readonly: false,
+        }
+    } else {
+        ExtraMount::Overlay {
+            target: "/staging".into(),
+            lowers: parent_layers.to_vec(),
+            upper: layer.to_path_buf(),
+            work: layer_work.to_path_buf(),
+        }
+    }
+}
+
+/// The synced repositories, bound read-only where repos.conf says they are.
+pub fn repository_mounts(repositories: &[crate::repository::SyncedRepo]) -> Vec<ExtraMount> {
+    repositories
+        .iter()
+        .filter_map(|repo| {
+            repo.path.as_ref().map(|path| ExtraMount::Bind {
+                source: path.clone(),
+                target: repo.location.clone().into(),
+                readonly: true,
+            })
+        })
+        .collect()
 }
 
 /// Move a finished scratch dir to its entry (replacing an older build of the same inputs,

@@ -2,9 +2,8 @@
 //! uses (the cache's distfiles and binpkgs read-write). The root is an overlay whose upper is
 //! thrown away afterwards, so the cached root is never modified.
 //!
-//! Today the root is the stage3 of gib.yaml. Extension point: an image's builder root (the
-//! stage3 plus the image's build results) only adds lower dirs to [`run_in_stage3`]'s
-//! overlay; `IMAGE` is rejected until the build provides them.
+//! Without IMAGE the root is the stage3 of gib.yaml. With IMAGE it is that image's builder
+//! root as its build sees it (see `build::shell`): its ancestors are built or reused first.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -25,11 +24,7 @@ pub fn run(args: ShellArgs) -> Result<ExitCode> {
     let network = parse_network(&args.network)?;
     let config = crate::config::load(&args.config.file)?;
     if let Some(image) = &args.image {
-        return Err(UserError::with_hint(
-            format!("`gib shell {image}`: the builder roots of images are not available yet"),
-            "`gib shell` without an image enters the stage3 root",
-        )
-        .into());
+        return shell_in_image(&args, &config, image, network, &printer);
     }
     let source = config.stage3.as_ref().ok_or_else(|| {
         UserError::new(format!(
@@ -40,6 +35,33 @@ pub fn run(args: ShellArgs) -> Result<ExitCode> {
     let cache = Cache::open(args.cache_dir.as_deref())?;
     let root = stage3::prepare(source, &cache, &printer)?;
     let exit = run_in_stage3(&root, &cache, network, None, Vec::new(), &printer)?;
+    Ok(super::internal::exit_code(exit))
+}
+
+/// A shell in `image`'s builder, after building (or reusing) its ancestors.
+fn shell_in_image(
+    args: &ShellArgs,
+    config: &crate::config::Config,
+    image: &str,
+    network: Network,
+    printer: &Printer,
+) -> Result<ExitCode> {
+    use crate::build::{BuildContext, build_image};
+    let plan = crate::plan::Plan::resolve(config, std::slice::from_ref(&image.to_string()))?;
+    let cache = Cache::open(args.cache_dir.as_deref())?;
+    let store = crate::oci::blob::BlobStore::open(&cache.dir("blobs")?)?;
+    let ctx = BuildContext::new(&plan, &cache, &store, printer, network, None, false, false);
+    let mut built = std::collections::BTreeMap::new();
+    for ancestor in plan.images.iter().filter(|i| i.name != image) {
+        let result = build_image(&ctx, ancestor, &built)?;
+        built.insert(ancestor.name.clone(), result);
+    }
+    let target = plan
+        .images
+        .iter()
+        .find(|i| i.name == image)
+        .ok_or_else(|| UserError::new(format!("no image named {image}")))?;
+    let exit = crate::build::shell(&ctx, target, &built)?;
     Ok(super::internal::exit_code(exit))
 }
 

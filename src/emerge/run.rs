@@ -102,7 +102,12 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     let mut log = File::create(&session_log)
         .with_context(|| format!("cannot create {}", session_log.display()))?;
 
-    let spec = spec_for(job)?;
+    let mut command: Vec<OsString> = vec![
+        "/bin/sh".into(),
+        format!("{INPUT_DIR}/tools/build-packages.sh").into(),
+    ];
+    command.extend(job.packages.iter().map(OsString::from));
+    let spec = spec_for(job, command)?;
     // One pipe for both streams, so emerge's order of lines is kept and a full stderr pipe
     // can never stall the build while gib reads stdout.
     let (output, output_writer) = std::io::pipe().context("cannot create a pipe")?;
@@ -174,8 +179,25 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     Ok(outcome)
 }
 
-/// The sandbox that runs build-packages.sh for `job`.
-fn spec_for(job: &EmergeJob<'_>) -> Result<SandboxSpec> {
+/// An interactive shell in `job`'s builder, set up as its emerge would be: gib's Portage
+/// files installed, the caches, repositories and /staging mounted. For debugging a build.
+pub fn shell(job: &EmergeJob<'_>) -> Result<sandbox::Exit> {
+    write_input(job.input_dir, job.portage)?;
+    fs::create_dir_all(job.log_dir.join("portage"))
+        .with_context(|| format!("cannot create {}", job.log_dir.display()))?;
+    let command = format!(
+        "sh {INPUT_DIR}/tools/configure-portage.sh && \
+         echo 'gib: emerge --root=/staging {} is what the build runs' && \
+         if command -v bash >/dev/null; then exec bash; else exec sh; fi",
+        job.packages.join(" ")
+    );
+    let mut spec = spec_for(job, vec!["/bin/sh".into(), "-c".into(), command.into()])?;
+    spec.interactive = true;
+    sandbox::run(&spec, SandboxStdio::inherit())
+}
+
+/// The sandbox that runs `command` (build-packages.sh for a build) for `job`.
+fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> {
     let mut env = sandbox::default_env();
     env.extend(
         [
@@ -203,11 +225,6 @@ fn spec_for(job: &EmergeJob<'_>) -> Result<SandboxSpec> {
     ];
     mounts.extend(job.caches.iter().cloned());
     mounts.extend(job.repositories.iter().cloned());
-    let mut command: Vec<OsString> = vec![
-        "/bin/sh".into(),
-        format!("{INPUT_DIR}/tools/build-packages.sh").into(),
-    ];
-    command.extend(job.packages.iter().map(OsString::from));
     Ok(SandboxSpec {
         root: Some(job.builder.clone()),
         mounts,

@@ -265,3 +265,46 @@ fn emerge_info_runs_in_the_sandbox_as_root() {
 fn emerge_info_runs_in_the_sandbox_rootless() {
     emerge_info(Runner::User);
 }
+
+#[test]
+fn gib_shell_enters_an_images_builder_with_its_portage_files() {
+    let dir = scratch_dir("emerge-shell");
+    let config = write_config(dir.path(), &["loud"], &[("greet", "app-misc/greet")]);
+    let mut cmd = gib();
+    cmd.args(["shell", "greet", "-f"])
+        .arg(&config)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"cat /etc/portage/package.use/zz-gib\n\
+              emerge --root=/staging --oneshot --quiet dev-libs/libgreet >/dev/null 2>&1 && \
+              ls /staging/usr/lib64\nexit 7\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("app-misc/greet loud"), "{stdout}");
+    assert!(stdout.contains("libgreet.so.1"), "{stdout}");
+    // The builder's changes were thrown away: nothing was published as an image.
+    assert!(
+        !dir.path().join("cache/images").exists()
+            || fs::read_dir(dir.path().join("cache/images"))
+                .unwrap()
+                .all(|e| e.unwrap().file_name().to_string_lossy().starts_with('.'))
+    );
+}

@@ -17,9 +17,12 @@ echo "==> building gib"
 cargo build --release --locked -q
 gib=$top/target/release/gib
 
-echo "==> building the mini stage3 (cached in target/gib-fixtures)"
-mkdir -p target/gib-fixtures
-tests/fixtures/mini-stage3/build.sh target/gib-fixtures/mini-stage3.tar.zst
+stage3=target/gib-fixtures/mini-stage3.tar.zst
+if [ ! -e "$stage3" ]; then
+	echo "==> building the mini stage3 (once; kept in $stage3)"
+	mkdir -p target/gib-fixtures
+	tests/fixtures/mini-stage3/build.sh "$stage3"
+fi
 
 echo "==> gib build"
 "$gib" build -f examples/greet/gib.yaml --cache-dir target/quickstart-cache \

@@ -1,0 +1,381 @@
+//! `gib build --push`, `gib push`, parents pulled from a registry (`from: host/repo:tag`) and
+//! `--parents-from-registry`, end to end against the test registry of `registry_server`
+//! (docker-registry with htpasswd and TLS from a test CA), checked with skopeo and podman.
+//!
+//! The images are `rootfs:` images (a busybox-static parent, children that add a file), so
+//! no Portage is needed and every digest is reproducible under SOURCE_DATE_EPOCH.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::registry_server::{PASSWORD, Registry, USER, tail};
+use crate::util::{Podman, require_tool, run_ok, scratch_dir};
+
+const SDE: &str = "1700000000";
+
+/// A gib.yaml with `base` (busybox, tags 1 and latest) and `app` (base plus a file, tag 2),
+/// pushed to `<registry>/gib`, with the registry's CA in `registries:` unless `ca` is false.
+fn project(dir: &Path, registry: &Registry, ca: bool, extra: &str) -> PathBuf {
+    let busybox = require_tool("busybox");
+    std::fs::create_dir_all(dir.join("base/bin")).unwrap();
+    std::fs::copy(&busybox, dir.join("base/bin/busybox")).unwrap();
+    if !dir.join("base/bin/sh").exists() {
+        std::os::unix::fs::symlink("busybox", dir.join("base/bin/sh")).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("app/etc")).unwrap();
+    std::fs::write(dir.join("app/etc/message"), "hello from the child\n").unwrap();
+    let registries = if ca {
+        format!(
+            "registries:\n  \"{}\":\n    ca_certificate: {}\n",
+            registry.host(),
+            registry.ca().display()
+        )
+    } else {
+        String::new()
+    };
+    let file = dir.join("gib.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "registry: {}/gib\n{registries}images:\n  \
+             base:\n    rootfs: ./base\n    tag: \"1\"\n    \
+             cmd: [/bin/busybox, echo, hello from gib]\n  \
+             app:\n    from: base\n    rootfs: ./app\n    tag: \"2\"\n    \
+             entrypoint: [/bin/busybox]\n    cmd: [cat, /etc/message]\n{extra}",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// `gib <args…> -f FILE --cache-dir CACHE` with the registry's credentials file.
+fn gib(registry: &Registry, auth: &str, file: &Path, cache: &Path, args: &[&str]) -> Command {
+    let mut cmd = registry.gib(auth);
+    cmd.args(args)
+        .arg("-f")
+        .arg(file)
+        .arg("--cache-dir")
+        .arg(cache)
+        .env("SOURCE_DATE_EPOCH", SDE);
+    cmd
+}
+
+/// Run it, expect success, and parse the `--json` report into name -> image.
+fn report(registry: &Registry, cmd: &mut Command) -> serde_json::Map<String, serde_json::Value> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\nregistry log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        tail(&registry.log())
+    );
+    let list: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).expect("the report is JSON");
+    list.into_iter()
+        .map(|image| (image["name"].as_str().unwrap().to_string(), image))
+        .collect()
+}
+
+fn digests(values: &serde_json::Value) -> Vec<String> {
+    values
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn build_push_and_push_reach_skopeo_and_podman_and_a_child_reuses_its_parents_blobs() {
+    let dir = scratch_dir("push-build");
+    let registry = Registry::start(dir.path());
+    let file = project(
+        dir.path(),
+        &registry,
+        true,
+        &format!(
+            "  pulled:\n    from: {}/gib/base:1\n    rootfs: ./app\n    tag: \"3\"\n    \
+             test: /bin/busybox grep -q child /etc/message\n",
+            registry.host()
+        ),
+    );
+    let cache = dir.path().join("cache");
+
+    // `gib build base --push`: both tags of base.
+    let built = report(
+        &registry,
+        &mut gib(
+            &registry,
+            "auth.json",
+            &file,
+            &cache,
+            &["build", "base", "--push", "--json"],
+        ),
+    );
+    let base = built["base"]["digest"].as_str().unwrap().to_string();
+    assert_eq!(built["base"]["push"]["manifest_digest"], base.as_str());
+    for tag in ["gib/base:1", "gib/base:latest"] {
+        assert_eq!(registry.skopeo_digest(tag), Ok(base.clone()), "{tag}");
+    }
+    let base_blobs = digests(&built["base"]["push"]["uploaded"]);
+    assert_eq!(base_blobs.len(), 2, "base's layer and config");
+
+    // `gib push app`: base comes out the same (rootfs images are rewritten, deterministically)
+    // and is already there; app's layer and config are the only uploads, base's layer is
+    // mounted.
+    let before = registry.upload_requests("gib/app").len();
+    let pushed = report(
+        &registry,
+        &mut gib(
+            &registry,
+            "auth.json",
+            &file,
+            &cache,
+            &["push", "app", "--json"],
+        ),
+    );
+    assert_eq!(pushed["base"]["digest"], base.as_str());
+    assert!(digests(&pushed["base"]["push"]["uploaded"]).is_empty());
+    let app = pushed["app"]["digest"].as_str().unwrap().to_string();
+    let app_push = &pushed["app"]["push"];
+    assert_eq!(digests(&app_push["uploaded"]).len(), 2, "{app_push}");
+    let parent_layer = base_blobs
+        .iter()
+        .find(|d| !digests(&app_push["uploaded"]).contains(d))
+        .unwrap();
+    assert!(
+        digests(&app_push["mounted"]).contains(parent_layer),
+        "{app_push}"
+    );
+    let uploads = registry.upload_requests("gib/app");
+    assert_eq!(uploads.len() - before, 2, "{uploads:#?}");
+    for blob in &base_blobs {
+        let hex = blob.trim_start_matches("sha256:");
+        assert!(
+            !uploads.iter().any(|l| l.contains(hex)),
+            "a blob of base was uploaded to gib/app: {uploads:#?}"
+        );
+    }
+    assert_eq!(registry.skopeo_digest("gib/app:2"), Ok(app.clone()));
+
+    // podman pulls both with the same credentials and CA, and runs them.
+    let podman = Podman::new(dir.path());
+    for (reference, expected) in [
+        ("gib/base:latest", "hello from gib"),
+        ("gib/app:2", "hello from the child"),
+    ] {
+        let remote = registry.reference(reference);
+        run_ok(
+            podman
+                .command(&[
+                    "pull",
+                    "--creds",
+                    &format!("{USER}:{PASSWORD}"),
+                    "--cert-dir",
+                ])
+                .arg(registry.dir.join("certs"))
+                .arg(format!("docker://{remote}")),
+        );
+        let out = run_ok(&mut podman.command(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            &remote,
+        ]));
+        assert_eq!(out.trim(), expected, "{reference}");
+    }
+
+    // `from: <registry>/gib/base:1`: pulled, its layers unpacked for the test, and built on.
+    let on_pulled = report(
+        &registry,
+        &mut gib(
+            &registry,
+            "auth.json",
+            &file,
+            &dir.path().join("cache-pulled"),
+            &["build", "pulled", "--json"],
+        ),
+    );
+    assert_eq!(on_pulled.len(), 1);
+    assert_eq!(on_pulled["pulled"]["reused"], false);
+
+    // `--parents-from-registry` on a clean cache: base is pulled, not built, and app comes out
+    // with the digest of the full local build.
+    let clean = dir.path().join("cache-clean");
+    let out = gib(
+        &registry,
+        "auth.json",
+        &file,
+        &clean,
+        &["build", "app", "--parents-from-registry", "--json"],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Pulling {}", registry.reference("gib/base:1"))),
+        "{stderr}"
+    );
+    let fleet: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let fleet_app = fleet.iter().find(|i| i["name"] == "app").unwrap();
+    assert_eq!(fleet_app["digest"], app.as_str());
+    assert!(
+        !stderr.contains("Layering base"),
+        "base was built: {stderr}"
+    );
+    assert_eq!(
+        clean.join("pulled").read_dir().unwrap().count(),
+        1,
+        "base's layers are unpacked once, in the cache"
+    );
+}
+
+#[test]
+fn push_failures_are_clear_and_never_print_the_secret() {
+    let dir = scratch_dir("push-failures");
+    let mut registry = Registry::start(dir.path());
+    let file = project(dir.path(), &registry, true, "");
+    let cache = dir.path().join("cache");
+    let failure = |out: Output, code: i32| -> String {
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{text}");
+        assert!(
+            !text.contains(PASSWORD) && !text.contains("not-the-password"),
+            "{text}"
+        );
+        text
+    };
+    let host = registry.host();
+
+    let out = gib(&registry, "wrong-auth.json", &file, &cache, &["push"])
+        .output()
+        .unwrap();
+    let text = failure(out, 1);
+    assert!(
+        text.contains(&format!("{host} rejected the credentials of `gib`")),
+        "{text}"
+    );
+
+    // The CA is not in gib.yaml: the registry's certificate is not trusted.
+    let untrusted = dir.path().join("untrusted");
+    std::fs::create_dir_all(&untrusted).unwrap();
+    let no_ca = project(&untrusted, &registry, false, "");
+    let out = gib(&registry, "auth.json", &no_ca, &cache, &["push"])
+        .output()
+        .unwrap();
+    let text = failure(out, 1);
+    assert!(
+        text.contains(&format!(
+            "the TLS certificate of https://{host}/v2/ is not trusted"
+        )),
+        "{text}"
+    );
+
+    // A CA path that does not exist is the user's configuration: exit 2, with the place.
+    let missing = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(&registry.ca().display().to_string(), "./no-such-ca.pem");
+    std::fs::write(untrusted.join("gib.yaml"), missing).unwrap();
+    let out = gib(
+        &registry,
+        "auth.json",
+        &untrusted.join("gib.yaml"),
+        &cache,
+        &["push"],
+    )
+    .output()
+    .unwrap();
+    let text = failure(out, 2);
+    assert!(text.contains("no-such-ca.pem"), "{text}");
+
+    registry.stop();
+    let out = gib(&registry, "auth.json", &file, &cache, &["build", "--push"])
+        .output()
+        .unwrap();
+    let text = failure(out, 1);
+    assert!(
+        text.contains(&format!("cannot connect to https://{host}/v2/")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_registry_killed_mid_push_moves_no_tag_and_a_second_push_completes() {
+    let dir = scratch_dir("push-killed");
+    let mut registry = Registry::start(dir.path());
+    // A large incompressible file, so the upload is still running when the registry dies.
+    let big = dir.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    run_ok(
+        Command::new("head")
+            .args(["-c", "134217728", "/dev/urandom"])
+            .stdout(std::fs::File::create(big.join("noise")).unwrap()),
+    );
+    let file = project(
+        dir.path(),
+        &registry,
+        true,
+        "  big:\n    from: base\n    rootfs: ./big\n    tag: \"1\"\n",
+    );
+    let cache = dir.path().join("cache");
+    let built = report(
+        &registry,
+        &mut gib(&registry, "auth.json", &file, &cache, &["build", "--json"]),
+    );
+    let big_digest = built["big"]["digest"].as_str().unwrap().to_string();
+
+    let push = gib(&registry, "auth.json", &file, &cache, &["push", "big"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let uploads = registry
+        .dir
+        .join("storage/docker/registry/v2/repositories/gib/big/_uploads");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    'wait: loop {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never started:\n{}",
+            tail(&registry.log())
+        );
+        for entry in std::fs::read_dir(&uploads).into_iter().flatten().flatten() {
+            if std::fs::metadata(entry.path().join("data")).is_ok_and(|m| m.len() > 1 << 20) {
+                break 'wait;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    registry.stop();
+    let out = push.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(&registry.host()), "{text}");
+    assert!(text.contains("cannot push image big"), "{text}");
+
+    registry.restart();
+    // No tag points at the half-pushed image: big:1 does not exist yet.
+    let seen = registry.skopeo_digest("gib/big:1");
+    assert!(seen.is_err(), "big:1 exists after a failed push: {seen:?}");
+    let pushed = report(
+        &registry,
+        &mut gib(
+            &registry,
+            "auth.json",
+            &file,
+            &cache,
+            &["push", "big", "--json"],
+        ),
+    );
+    assert_eq!(pushed["big"]["digest"], big_digest.as_str());
+    assert_eq!(registry.skopeo_digest("gib/big:1"), Ok(big_digest));
+    eprintln!("killed push said: {text}");
+}

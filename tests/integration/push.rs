@@ -379,3 +379,46 @@ fn a_registry_killed_mid_push_moves_no_tag_and_a_second_push_completes() {
     assert_eq!(registry.skopeo_digest("gib/big:1"), Ok(big_digest));
     eprintln!("killed push said: {text}");
 }
+
+/// The README's CI matrix step: `gib plan --json` piped to the same `jq` gives each level's
+/// images, parents a level above their children.
+#[test]
+fn plan_json_levels_make_the_readme_ci_matrix() {
+    let dir = scratch_dir("push-matrix");
+    for tree in ["a", "b"] {
+        std::fs::create_dir_all(dir.path().join(tree)).unwrap();
+    }
+    let file = dir.path().join("gib.yaml");
+    std::fs::write(
+        &file,
+        "registry: registry.example.org/mine\nimages:\n  \
+         base:\n    rootfs: ./a\n    tag: \"1\"\n  \
+         app:\n    from: base\n    rootfs: ./b\n    tag: \"2\"\n  \
+         tool:\n    from: app\n    rootfs: ./b\n    tag: \"3\"\n  \
+         other:\n    rootfs: ./b\n    tag: \"4\"\n  \
+         ext:\n    from: registry.example.org/x/y:1\n    rootfs: ./b\n    tag: \"5\"\n",
+    )
+    .unwrap();
+    let plan = run_ok(crate::util::gib().args(["plan", "--json", "-f"]).arg(&file));
+    std::fs::write(dir.path().join("plan.json"), plan).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let step = readme
+        .lines()
+        .find(|l| l.contains("jq -c --argjson"))
+        .expect("the README's matrix step");
+    let filter = step.split('\'').nth(1).unwrap();
+    let jq = require_tool("jq");
+    let level = |n: u32| -> String {
+        run_ok(
+            Command::new(&jq)
+                .args(["-c", "--argjson", "l", &n.to_string(), filter])
+                .arg(dir.path().join("plan.json")),
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(level(0), r#"["base","ext","other"]"#);
+    assert_eq!(level(1), r#"["app"]"#);
+    assert_eq!(level(2), r#"["tool"]"#);
+}

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::registry_server::{PASSWORD, Registry, USER, tail};
 use crate::util::{Podman, require_tool, run_ok, scratch_dir};
@@ -76,6 +75,24 @@ fn report(registry: &Registry, cmd: &mut Command) -> serde_json::Map<String, ser
     list.into_iter()
         .map(|image| (image["name"].as_str().unwrap().to_string(), image))
         .collect()
+}
+
+/// `podman pull` of `reference` with the test credentials and CA, then `podman run`; its
+/// stdout.
+fn pull_and_run(podman: &Podman, registry: &Registry, reference: &str) -> String {
+    let remote = registry.reference(reference);
+    run_ok(
+        podman
+            .command(&[
+                "pull",
+                "--creds",
+                &format!("{USER}:{PASSWORD}"),
+                "--cert-dir",
+            ])
+            .arg(registry.dir.join("certs"))
+            .arg(format!("docker://{remote}")),
+    );
+    podman.run(&remote, &[])
 }
 
 fn digests(values: &serde_json::Value) -> Vec<String> {
@@ -166,29 +183,7 @@ fn build_push_and_push_reach_skopeo_and_podman_and_a_child_reuses_its_parents_bl
         ("gib/base:latest", "hello from gib"),
         ("gib/app:2", "hello from the child"),
     ] {
-        let remote = registry.reference(reference);
-        run_ok(
-            podman
-                .command(&[
-                    "pull",
-                    "--creds",
-                    &format!("{USER}:{PASSWORD}"),
-                    "--cert-dir",
-                ])
-                .arg(registry.dir.join("certs"))
-                .arg(format!("docker://{remote}")),
-        );
-        let out = run_ok(&mut podman.command(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1024:1024",
-            &remote,
-        ]));
+        let out = pull_and_run(&podman, &registry, reference);
         assert_eq!(out.trim(), expected, "{reference}");
     }
 
@@ -337,23 +332,7 @@ fn a_registry_killed_mid_push_moves_no_tag_and_a_second_push_completes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let uploads = registry
-        .dir
-        .join("storage/docker/registry/v2/repositories/gib/big/_uploads");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    'wait: loop {
-        assert!(
-            Instant::now() < deadline,
-            "the upload never started:\n{}",
-            tail(&registry.log())
-        );
-        for entry in std::fs::read_dir(&uploads).into_iter().flatten().flatten() {
-            if std::fs::metadata(entry.path().join("data")).is_ok_and(|m| m.len() > 1 << 20) {
-                break 'wait;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    registry.wait_for_upload("gib/big");
     registry.stop();
     let out = push.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
@@ -464,19 +443,7 @@ fn packages_images_push_and_rebuild_on_a_pulled_parent_to_the_same_digest() {
         Ok(full["libs"]["digest"].as_str().unwrap().to_string())
     );
     let podman = Podman::new(dir.path());
-    let remote = registry.reference("gib/greet:1.0");
-    run_ok(
-        podman
-            .command(&[
-                "pull",
-                "--creds",
-                &format!("{USER}:{PASSWORD}"),
-                "--cert-dir",
-            ])
-            .arg(registry.dir.join("certs"))
-            .arg(format!("docker://{remote}")),
-    );
-    let said = podman.run(&remote, &[]);
+    let said = pull_and_run(&podman, &registry, "gib/greet:1.0");
     assert!(said.to_lowercase().contains("hello"), "{said}");
 
     let fleet = report(

@@ -9,9 +9,8 @@ use base64::Engine;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::registry_server::{PASSWORD, Registry, USER, tail};
+use crate::registry_server::{PASSWORD, Registry, USER};
 use crate::util::{require_tool, run_ok, scratch_dir};
 
 fn strings(v: &serde_json::Value) -> Vec<String> {
@@ -349,23 +348,7 @@ fn a_registry_killed_mid_push_moves_no_tag_and_a_second_push_completes() {
         .spawn()
         .unwrap();
     // Kill the registry once the large upload has started writing.
-    let uploads = registry
-        .dir
-        .join("storage/docker/registry/v2/repositories/gib/big/_uploads");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    'wait: loop {
-        assert!(
-            Instant::now() < deadline,
-            "the upload never started:\n{}",
-            tail(&registry.log())
-        );
-        for entry in std::fs::read_dir(&uploads).into_iter().flatten().flatten() {
-            if std::fs::metadata(entry.path().join("data")).is_ok_and(|m| m.len() > 1 << 20) {
-                break 'wait;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    registry.wait_for_upload("gib/big");
     registry.stop();
     let out = push.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stderr);

@@ -188,6 +188,28 @@ impl Registry {
             .collect()
     }
 
+    /// Wait until an upload to `repository` has written more than 1 MiB (to kill the
+    /// registry in the middle of it).
+    pub fn wait_for_upload(&self, repository: &str) {
+        let uploads = self.dir.join(format!(
+            "storage/docker/registry/v2/repositories/{repository}/_uploads"
+        ));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "the upload never started:\n{}",
+                tail(&self.log())
+            );
+            for entry in std::fs::read_dir(&uploads).into_iter().flatten().flatten() {
+                if std::fs::metadata(entry.path().join("data")).is_ok_and(|m| m.len() > 1 << 20) {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Where the registry keeps a blob's bytes.
     pub fn stored_blob(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");

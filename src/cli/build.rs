@@ -95,7 +95,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     }
     let mut pushed: BTreeMap<String, PushReport> = BTreeMap::new();
     if args.push {
-        let client = registry::client(&config.registries);
+        // The client that pulled parents: its tokens and connections are reused.
+        let client = &ctx.registries;
         for image in plan.images.iter().filter(|i| !pulled.contains(&i.name)) {
             let result = &built[&image.name];
             let parent_reference = match &image.parent {
@@ -109,7 +110,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
                 references: &result.references,
                 parent_reference: parent_reference.map(String::as_str),
             };
-            let report = registry::push(&client, store.root(), &job)?;
+            let report = registry::push(client, store.root(), &job)?;
             printer.status(
                 "Pushed",
                 &format!(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::registry_server::{PASSWORD, Registry, USER, tail};
-use crate::util::{Podman, require_tool, run_ok, scratch_dir};
+use crate::util::{Podman, as_test_user, gib_bin, require_tool, run_ok, scratch_dir, test_user};
 
 const SDE: &str = "1700000000";
 
@@ -22,6 +22,9 @@ fn project(dir: &Path, registry: &Registry, ca: bool, extra: &str) -> PathBuf {
     if !dir.join("base/bin/sh").exists() {
         std::os::unix::fs::symlink("busybox", dir.join("base/bin/sh")).unwrap();
     }
+    // A file of another owner, which a rootless pull must keep (in its user namespace).
+    std::fs::write(dir.join("base/owned"), "").unwrap();
+    std::os::unix::fs::chown(dir.join("base/owned"), Some(1234), Some(1234)).unwrap();
     std::fs::create_dir_all(dir.join("app/etc")).unwrap();
     std::fs::write(dir.join("app/etc/message"), "hello from the child\n").unwrap();
     let registries = if ca {
@@ -230,6 +233,56 @@ fn build_push_and_push_reach_skopeo_and_podman_and_a_child_reuses_its_parents_bl
         clean.join("pulled").read_dir().unwrap().count(),
         1,
         "base's layers are unpacked once, in the cache"
+    );
+
+    // The same as an unprivileged user: the layers are applied in its user namespace, so the
+    // file of uid 1234 belongs to the 1234th id of the user's namespace (1233 past the start
+    // of its /etc/subuid range, as id 0 is the user), and app comes out the same.
+    let user = test_user();
+    let user_cache = dir.path().join("cache-user");
+    std::fs::create_dir(&user_cache).unwrap();
+    run_ok(
+        Command::new("chown")
+            .arg(format!("{user}:{user}"))
+            .arg(&user_cache),
+    );
+    let out = as_test_user(&gib_bin())
+        .env("REGISTRY_AUTH_FILE", registry.dir.join("auth.json"))
+        .env("SOURCE_DATE_EPOCH", SDE)
+        .env("NO_COLOR", "1")
+        .args(["build", "app", "--parents-from-registry", "--json", "-f"])
+        .arg(&file)
+        .arg("--cache-dir")
+        .arg(&user_cache)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let rootless: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let rootless_app = rootless.iter().find(|i| i["name"] == "app").unwrap();
+    assert_eq!(rootless_app["digest"], app.as_str());
+    let tree = user_cache
+        .join("pulled")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let subuid_start: u32 = std::fs::read_to_string("/etc/subuid")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{user}:")))
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|start| start.parse().ok())
+        .unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let owned = std::fs::metadata(tree.join("owned")).unwrap();
+    assert_eq!(owned.uid(), subuid_start + 1233);
+    assert_eq!(
+        std::fs::metadata(tree.join("bin/busybox")).unwrap().uid(),
+        std::fs::metadata(&user_cache).unwrap().uid(),
+        "root of the image is the user"
     );
 }
 

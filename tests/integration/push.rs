@@ -203,6 +203,42 @@ fn build_push_and_push_reach_skopeo_and_podman_and_a_child_reuses_its_parents_bl
     );
     assert_eq!(on_pulled.len(), 1);
     assert_eq!(on_pulled["pulled"]["reused"], false);
+    let pulled_manifest = |cache: &str, digest: &serde_json::Value| -> serde_json::Value {
+        let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
+        let path = dir.path().join(cache).join("blobs/sha256").join(hex);
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let by_tag = pulled_manifest("cache-pulled", &on_pulled["pulled"]["digest"]);
+    assert_eq!(
+        by_tag["annotations"]["org.opencontainers.image.base.digest"],
+        base.as_str()
+    );
+
+    // The same parent pinned by digest: the same image but for the base name.
+    let pinned = dir.path().join("pinned.yaml");
+    std::fs::write(
+        &pinned,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("gib/base:1\n", &format!("gib/base@{base}\n")),
+    )
+    .unwrap();
+    let on_pinned = report(
+        &registry,
+        &mut gib(
+            &registry,
+            "auth.json",
+            &pinned,
+            &dir.path().join("cache-pinned"),
+            &["build", "pulled", "--json"],
+        ),
+    );
+    let by_digest = pulled_manifest("cache-pinned", &on_pinned["pulled"]["digest"]);
+    assert_eq!(by_digest["layers"], by_tag["layers"]);
+    assert_eq!(
+        by_digest["annotations"]["org.opencontainers.image.base.name"],
+        registry.reference(&format!("gib/base@{base}"))
+    );
 
     // `--parents-from-registry` on a clean cache: base is pulled, not built, and app comes out
     // with the digest of the full local build.

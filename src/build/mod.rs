@@ -12,12 +12,14 @@
 //! of the image, its parent's key among them, so a change rebuilds the image and its
 //! descendants only. Entries are made in a scratch dir and renamed into place.
 
+mod from_registry;
 mod layer;
 mod packages;
 mod rootfs;
 mod shell;
 mod test;
 
+pub use from_registry::pull_plan_image;
 pub use shell::shell;
 
 pub use test::TestFailed;
@@ -75,6 +77,8 @@ pub struct BuildContext<'a> {
     pub source_date_epoch: Option<i64>,
     pub force: bool,
     pub offline: bool,
+    /// The registry client parents are pulled with (per-registry TLS from gib.yaml).
+    pub registries: crate::registry::Client,
     stage3: OnceCell<Stage3Root>,
     repositories: OnceCell<Vec<SyncedRepo>>,
 }
@@ -100,9 +104,16 @@ impl<'a> BuildContext<'a> {
             source_date_epoch,
             force,
             offline,
+            registries: crate::registry::Client::new(),
             stage3: OnceCell::new(),
             repositories: OnceCell::new(),
         }
+    }
+
+    /// Pull parents with this client (its per-registry CA and plain-HTTP settings).
+    pub fn with_registries(mut self, client: crate::registry::Client) -> Self {
+        self.registries = client;
+        self
     }
 
     /// The unpacked stage3, prepared on first use (only images that emerge need it).
@@ -223,6 +234,7 @@ pub fn build_image(
     image: &ImagePlan,
     built: &BTreeMap<String, BuiltImage>,
 ) -> Result<BuiltImage> {
+    let pulled;
     let parent = match &image.parent {
         Parent::Scratch => None,
         Parent::Image(name) => Some(
@@ -231,11 +243,8 @@ pub fn build_image(
                 .with_context(|| format!("image {name} was not built before {}", image.name))?,
         ),
         Parent::Registry(reference) => {
-            return Err(UserError::new(format!(
-                "image {}: building on a registry image ({reference}) is not available yet",
-                image.name
-            ))
-            .into());
+            pulled = from_registry::pull_reference(ctx, &image.name, reference)?;
+            Some(&pulled)
         }
     };
     match &image.kind {

@@ -1,28 +1,31 @@
 //! `gib build`: config -> plan -> for each image (stage3 -> sandbox -> emerge -> rootfs ->
-//! oci) -> outputs (OCI layout, archive) -> a report.
+//! oci) -> outputs (OCI layout, archive, registry with `--push`) -> a report.
+//!
+//! With `--parents-from-registry` the ancestors of the named images are pulled by their
+//! reference (explicit tag, else `latest`) instead of built, and are not pushed again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::BuildArgs;
-use crate::build::{BuildContext, BuiltImage, build_image};
+use crate::build::{BuildContext, BuiltImage, build_image, pull_plan_image};
 use crate::cache::Cache;
-use crate::config;
+use crate::config::{self, Parent};
 use crate::oci::blob::BlobStore;
+use crate::output::registry::{self, PushJob};
 use crate::output::{TaggedImage, archive::write_archive, layout::write_layout};
 use crate::plan::Plan;
 use crate::printer::{Printer, UserError};
+use crate::registry::PushReport;
 
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let printer = Printer::new(args.verbose);
     let config = config::load(&args.config.file)?;
     let plan = Plan::resolve(&config, &args.images)?;
-    if args.push {
-        return Err(UserError::new("--push is not available yet").into());
-    }
+    let selected: BTreeSet<&str> = args.images.iter().map(String::as_str).collect();
     let network = super::shell::parse_network(&args.network)?;
     let source_date_epoch = source_date_epoch()?;
     let cache = Cache::open(args.cache_dir.as_deref())?;
@@ -36,10 +39,21 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         source_date_epoch,
         args.force,
         args.offline,
-    );
+    )
+    .with_registries(registry::client(&config.registries));
 
     let mut built: BTreeMap<String, BuiltImage> = BTreeMap::new();
+    // Images taken from the registry (--parents-from-registry): already pushed.
+    let mut pulled: BTreeSet<String> = BTreeSet::new();
     for image in &plan.images {
+        if args.parents_from_registry
+            && !selected.is_empty()
+            && !selected.contains(image.name.as_str())
+        {
+            built.insert(image.name.clone(), pull_plan_image(&ctx, image)?);
+            pulled.insert(image.name.clone());
+            continue;
+        }
         let result = build_image(&ctx, image, &built);
         let result = match result {
             Err(err) => return Err(report_test_failure(&printer, err)),
@@ -79,11 +93,43 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot write the archive {}", file.display()))?;
         printer.status("Wrote", &format!("archive {}", file.display()));
     }
+    let mut pushed: BTreeMap<String, PushReport> = BTreeMap::new();
+    if args.push {
+        // The client that pulled parents: its tokens and connections are reused.
+        let client = &ctx.registries;
+        for image in plan.images.iter().filter(|i| !pulled.contains(&i.name)) {
+            let result = &built[&image.name];
+            let parent_reference = match &image.parent {
+                Parent::Scratch => None,
+                Parent::Image(name) => built.get(name).and_then(|p| p.references.first()),
+                Parent::Registry(reference) => Some(reference),
+            };
+            let job = PushJob {
+                name: &image.name,
+                image: &result.image,
+                references: &result.references,
+                parent_reference: parent_reference.map(String::as_str),
+            };
+            let report = registry::push(client, store.root(), &job)?;
+            printer.status(
+                "Pushed",
+                &format!(
+                    "{} {} ({} blobs uploaded, {} mounted, {} already there)",
+                    result.references.join(" "),
+                    report.manifest_digest,
+                    report.uploaded.len(),
+                    report.mounted.len(),
+                    report.skipped.len()
+                ),
+            );
+            pushed.insert(image.name.clone(), report);
+        }
+    }
     if args.json {
         let report: Vec<ImageReport> = plan
             .images
             .iter()
-            .map(|image| ImageReport::of(&built[&image.name]))
+            .map(|image| ImageReport::of(&built[&image.name], pushed.get(&image.name)))
             .collect();
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
@@ -99,10 +145,13 @@ struct ImageReport<'a> {
     size: u64,
     reused: bool,
     packages: &'a [String],
+    /// What `--push` did for this image (absent without `--push` and for pulled parents).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    push: Option<&'a PushReport>,
 }
 
 impl<'a> ImageReport<'a> {
-    fn of(built: &'a BuiltImage) -> Self {
+    fn of(built: &'a BuiltImage, push: Option<&'a PushReport>) -> Self {
         ImageReport {
             name: &built.name,
             references: &built.references,
@@ -110,6 +159,7 @@ impl<'a> ImageReport<'a> {
             size: built.size,
             reused: built.reused,
             packages: &built.packages,
+            push,
         }
     }
 }

@@ -31,6 +31,15 @@ pub enum InternalCommand {
         #[arg(long)]
         no_owners: bool,
     },
+    /// Apply image layers (blobs of --blobs, base first) onto DEST with their whiteouts,
+    /// keeping owners; run inside the user namespace. Prints the entry count.
+    UnpackLayers {
+        #[arg(long, value_name = "DIR")]
+        blobs: PathBuf,
+        dest: PathBuf,
+        #[arg(required = true)]
+        digests: Vec<String>,
+    },
     /// Run a command in a sandbox (tests and debugging).
     Run(Box<RunArgs>),
     /// Write one layer: a `LayerJob` as JSON on stdin, the `Layer` as JSON on stdout. Run
@@ -94,6 +103,16 @@ pub fn run(args: InternalArgs) -> Result<ExitCode> {
         } => {
             let summary = stage3::unpack_tarball(&tarball, &dest, !no_owners)?;
             println!("{}", serde_json::to_string(&summary)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        InternalCommand::UnpackLayers {
+            blobs,
+            dest,
+            digests,
+        } => {
+            let store = crate::oci::blob::BlobStore::open(&blobs)?;
+            let entries = crate::oci::apply::apply_layers(&store, &digests, &dest)?;
+            println!("{entries}");
             Ok(ExitCode::SUCCESS)
         }
         InternalCommand::Run(args) => run_sandbox(*args),

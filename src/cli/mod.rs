@@ -6,6 +6,7 @@ mod build;
 mod graph;
 mod internal;
 mod plan;
+mod push;
 mod quality_internal;
 mod registry_internal;
 mod shell;
@@ -23,6 +24,8 @@ Examples:
   gib build                                 build every image of ./gib.yaml
   gib build app --archive app.tar           build app (and its parents), write a docker/podman archive
   gib build --oci-layout ./oci              write every image into an OCI layout
+  gib build --push                          build, then push every tag to the registry
+  gib build app --parents-from-registry --push   one CI job: pull app's parents, build and push app
   gib plan --json                           print the build order, tags and generated Portage files
   gib graph --format mermaid                draw the image DAG
   gib shell base                            a shell in the builder root of image base
@@ -41,6 +44,9 @@ pub enum Command {
     Build(BuildArgs),
     /// Show the build order, tags and the Portage files gib would write; builds nothing.
     Plan(PlanArgs),
+    /// Build what changed (reusing the rest from the cache), then push every tag of every
+    /// image to its registry; `gib build --push` without outputs.
+    Push(PushArgs),
     /// Draw the image DAG.
     Graph(GraphArgs),
     /// An interactive shell in an image's builder root, with the mounts `gib build` uses.
@@ -84,9 +90,13 @@ pub struct BuildArgs {
     /// Write one tar that `podman load`, `docker load` and `skopeo copy oci-archive:` accept.
     #[arg(long, value_name = "FILE")]
     pub archive: Option<PathBuf>,
-    /// Push every tag of every built image to the registry.
+    /// Push every tag of every built image to the registry (after the other outputs).
     #[arg(long)]
     pub push: bool,
+    /// Pull the ancestors of the named images from the registry (by explicit tag, else
+    /// `latest`) instead of building them; for CI fleets that build one image per job.
+    #[arg(long, requires = "images")]
+    pub parents_from_registry: bool,
     /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -103,6 +113,29 @@ pub struct BuildArgs {
     #[arg(long, value_name = "MODE", default_value = "host")]
     pub network: String,
     /// Use only what is cached (stage3, repositories); fail instead of downloading.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Images to push (with their ancestors); all when none is named.
+    pub images: Vec<String>,
+    /// Pull the ancestors of the named images instead of building or pushing them.
+    #[arg(long, requires = "images")]
+    pub parents_from_registry: bool,
+    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Print a JSON report of what was pushed on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Stream the output of emerge and other build commands.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Use only what is cached (stage3, repositories) should anything need a rebuild.
     #[arg(long)]
     pub offline: bool,
 }
@@ -153,6 +186,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Push(args) => push::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Shell(args) => shell::run(args),
         Command::Internal(args) => internal::run(args),

@@ -19,6 +19,8 @@
 //!       "from": "base",                                // as written: scratch | image | reference
 //!       "from_kind": "scratch" | "image" | "registry",
 //!       "depends_on": ["base"],                        // images of this file built first
+//!       "level": 1,                                    // 0 without a parent in this file, else
+//!                                                      // its parent's + 1 (CI matrix stages)
 //!       "kind": "packages" | "script" | "packages+script" | "files" | "rootfs",
 //!       "packages": ["dev-lang/python"],
 //!       "script": "/abs/build.sh" | null,
@@ -102,6 +104,7 @@ struct ImageJson<'a> {
     from: &'a str,
     from_kind: &'static str,
     depends_on: Vec<&'a str>,
+    level: usize,
     kind: &'static str,
     packages: &'a [String],
     script: Option<String>,
@@ -161,13 +164,28 @@ impl<'a> PlanJson<'a> {
                 },
             }),
             order: plan.order(),
-            images: plan.images.iter().map(ImageJson::new).collect(),
+            images: {
+                // Parents come first in the plan, so a parent's level is known before its
+                // children's.
+                let mut levels: BTreeMap<&str, usize> = BTreeMap::new();
+                plan.images
+                    .iter()
+                    .map(|image| {
+                        let level = image
+                            .depends_on()
+                            .and_then(|parent| levels.get(parent))
+                            .map_or(0, |l| l + 1);
+                        levels.insert(&image.name, level);
+                        ImageJson::new(image, level)
+                    })
+                    .collect()
+            },
         }
     }
 }
 
 impl<'a> ImageJson<'a> {
-    fn new(image: &'a ImagePlan) -> Self {
+    fn new(image: &'a ImagePlan, level: usize) -> Self {
         let (from, from_kind) = parent_text(&image.parent);
         let tags = known_tags(image);
         let references = tags.iter().map(|t| image.reference(t)).collect();
@@ -182,6 +200,7 @@ impl<'a> ImageJson<'a> {
             from,
             from_kind,
             depends_on: image.depends_on().into_iter().collect(),
+            level,
             kind: image.kind.label(),
             packages: image.kind.packages(),
             script,

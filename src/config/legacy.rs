@@ -94,6 +94,7 @@ impl Validator<'_> {
             repositories,
             build,
             registry,
+            registries: BTreeMap::new(),
             images: BTreeMap::from([(name.to_string(), image)]),
         })
     }

@@ -34,6 +34,8 @@ pub struct Config {
     pub build: Build,
     /// Prefix for image references, e.g. `registry.example.org/mycontainers`.
     pub registry: Option<String>,
+    /// How to reach registries, by `host[:port]` as written in references.
+    pub registries: BTreeMap<String, RegistrySettings>,
     /// Images by name (the DAG; order in the file does not matter).
     pub images: BTreeMap<String, Image>,
 }
@@ -81,6 +83,17 @@ pub struct Repository {
     pub uri: Option<String>,
     pub ca_certificate: Option<PathBuf>,
     pub priority: Option<i32>,
+}
+
+/// How to reach one registry (`registries:`); TLS with the system roots when absent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegistrySettings {
+    /// A PEM CA certificate trusted for this registry besides the system roots.
+    pub ca_certificate: Option<PathBuf>,
+    /// Plain HTTP: only when the user asks for it, for this registry alone.
+    pub plain_http: bool,
+    /// Upload blobs in PATCH chunks of this many bytes.
+    pub chunk_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]

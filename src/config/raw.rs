@@ -22,6 +22,7 @@ pub struct RawFile {
     pub repositories: Option<Vec<S<RawRepository>>>,
     pub build: Option<S<RawBuild>>,
     pub registry: Option<S<String>>,
+    pub registries: Option<Entries<S<RawRegistrySettings>>>,
     pub images: Option<S<Entries<S<RawImage>>>>,
 }
 
@@ -52,6 +53,15 @@ pub struct RawRepository {
     pub uri: Option<S<String>>,
     pub ca_certificate: Option<S<String>>,
     pub priority: Option<S<i32>>,
+}
+
+/// `registries: {"host:port": {…}}`: how to reach one registry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistrySettings {
+    pub ca_certificate: Option<S<String>>,
+    pub plain_http: Option<bool>,
+    pub chunk_size: Option<S<u64>>,
 }
 
 #[derive(Deserialize)]

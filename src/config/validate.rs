@@ -12,7 +12,7 @@ use serde_saphyr::Location;
 use super::diagnostic::{SourceFile, did_you_mean};
 use super::raw::{
     Entries, OneOrMany, RawAccounts, RawBuild, RawFile, RawImage, RawLayering, RawPath, RawPortage,
-    RawRepository, RawStage3, S,
+    RawRegistrySettings, RawRepository, RawStage3, S,
 };
 use super::*;
 use crate::gentoo::atom::{self, Atom};
@@ -50,6 +50,7 @@ impl Validator<'_> {
             None => default_build(),
         };
         let registry = raw.registry.map(|r| self.registry(&r)).transpose()?;
+        let registries = self.registries(raw.registries.unwrap_or(Entries(Vec::new())))?;
         let images = raw.images.ok_or_else(|| {
             self.source.error_with_hint(
                 start,
@@ -75,6 +76,7 @@ impl Validator<'_> {
             repositories,
             build,
             registry,
+            registries,
             images: images.images,
         })
     }
@@ -526,6 +528,52 @@ impl Validator<'_> {
             ));
         }
         Ok(value.to_string())
+    }
+
+    /// `registries:`: keys are `host[:port]` (no scheme, no path); CA paths must exist.
+    fn registries(
+        &self,
+        raw: Entries<S<RawRegistrySettings>>,
+    ) -> Checked<BTreeMap<String, RegistrySettings>> {
+        let mut out = BTreeMap::new();
+        for (host, settings) in raw.0 {
+            let name = host.value.trim();
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+            if !valid {
+                return Err(self.source.error_with_hint(
+                    host.referenced,
+                    format!("`{}` is not a registry host", host.value),
+                    "write `host` or `host:port` as in image references, e.g. registry.example.org:5000",
+                ));
+            }
+            let r = settings.value;
+            let ca_certificate = r
+                .ca_certificate
+                .as_ref()
+                .map(|c| self.existing_path(c, "certificate"))
+                .transpose()?;
+            let chunk_size = match r.chunk_size {
+                Some(n) if n.value == 0 => {
+                    return Err(self.source.error(
+                        n.referenced,
+                        "`chunk_size` must be a number of bytes above 0",
+                    ));
+                }
+                other => other.map(|n| n.value),
+            };
+            out.insert(
+                name.to_string(),
+                RegistrySettings {
+                    ca_certificate,
+                    plain_http: r.plain_http.unwrap_or(false),
+                    chunk_size,
+                },
+            );
+        }
+        Ok(out)
     }
 
     fn url(&self, raw: &S<String>, key: &str) -> Checked<String> {

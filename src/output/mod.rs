@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod layout;
+pub mod registry;
 
 use crate::oci::image::Image;
 

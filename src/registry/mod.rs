@@ -27,16 +27,14 @@ mod pull;
 mod push;
 mod reference;
 
-// The public API; parts are used once `gib build --push` and `from:` call it.
+// The public API (`gib build --push`, `gib push`, `from:` a registry, `gib __registry`).
 #[allow(unused_imports)]
 pub use client::{Client, RegistryOptions, RetryPolicy};
 pub use digest::Digest;
 #[allow(unused_imports)]
 pub use error::RegistryError;
 pub use manifest::{Descriptor, Platform};
-#[allow(unused_imports)]
-pub use pull::{PulledImage, pull_image};
-#[allow(unused_imports)]
+pub use pull::pull_image;
 pub use push::{PushReport, push_image};
 pub use reference::Reference;
 

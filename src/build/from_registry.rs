@@ -1,0 +1,222 @@
+//! Parents that come from a registry: `from: host/repo:tag` (or `@sha256:…`), and with
+//! `--parents-from-registry` the ancestors of the selected images, pulled by their reference
+//! instead of built.
+//!
+//! The pull verifies every digest and leaves the blobs in the cache's blob store; the layers
+//! are applied, whiteouts included, onto one tree per manifest digest (`pulled/<hex>/`) by
+//! the hidden `unpack-layers` helper inside the user namespace, so owners stay the image's.
+//! That tree is the pulled image's only layer dir: children overlay it as they would a built
+//! parent's. A pulled parent has no builder dirs: its children build on the stage3 builder.
+
+use std::fs::File;
+use std::process::Stdio;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use super::{BuildContext, BuiltImage, hash_parts};
+use crate::cache::remove_any;
+use crate::gentoo::vdb;
+use crate::oci::image::{ANNOTATION_VERSION, Descriptor, Image, Platform};
+use crate::plan::ImagePlan;
+use crate::printer::UserError;
+use crate::registry::{Platform as PullPlatform, Reference, pull_image};
+use crate::sandbox::{self, Network, SandboxSpec, SandboxStdio};
+
+/// Pull `reference` (a `from:` written in gib.yaml) as a parent.
+pub fn pull_reference(ctx: &BuildContext<'_>, name: &str, text: &str) -> Result<BuiltImage> {
+    let reference = Reference::parse(text)
+        .map_err(|e| UserError::new(format!("image {name}: `from: {text}`: {e}")))?;
+    let mut pulled = pull(ctx, &reference)?;
+    pulled.name = text.to_string();
+    pulled.references = vec![text.to_string()];
+    pulled.tags = reference.tag.iter().cloned().collect();
+    Ok(pulled)
+}
+
+/// Pull an image of this file that an earlier run pushed (`--parents-from-registry`), by its
+/// explicit tag, else by `latest`. Its tags and references come back as the build that pushed
+/// it made them (the version tag is read from the manifest's annotation), so its children
+/// get the same annotations, hence the same digest, as in a full local build.
+pub fn pull_plan_image(ctx: &BuildContext<'_>, image: &ImagePlan) -> Result<BuiltImage> {
+    let tag = match image.known_tag() {
+        Some(tag) => tag.to_string(),
+        None if image.latest => "latest".to_string(),
+        None => {
+            return Err(UserError::new(format!(
+                "image {}: its tag is only known after its build, so --parents-from-registry \
+                 cannot name it; give it `tag:` or `latest: true`",
+                image.name
+            ))
+            .into());
+        }
+    };
+    let text = image.reference(&tag);
+    let reference = Reference::parse(&text).map_err(|e| {
+        UserError::new(format!(
+            "image {}: --parents-from-registry needs `registry:` in gib.yaml ({e})",
+            image.name
+        ))
+    })?;
+    let mut pulled = pull(ctx, &reference)?;
+    let manifest: Value = read_json(ctx, &pulled.image.manifest.digest)?;
+    let version = manifest
+        .pointer("/annotations")
+        .and_then(|a| a.get(ANNOTATION_VERSION))
+        .and_then(Value::as_str)
+        .unwrap_or(&tag)
+        .to_string();
+    pulled.name = image.name.clone();
+    pulled.tags = image.tags(&version);
+    pulled.references = image.references(&version);
+    Ok(pulled)
+}
+
+fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
+    ctx.printer.status("Pulling", &reference.to_string());
+    let pulled = pull_image(
+        &ctx.registries,
+        reference,
+        &PullPlatform::host(),
+        ctx.store.root(),
+    )
+    .with_context(|| format!("cannot pull the parent image {reference}"))?;
+    let digest = pulled.manifest.digest.as_str().to_string();
+    let manifest: Value = read_json(ctx, &digest)?;
+    let descriptor = |v: Option<&Value>, what: &str| -> Result<Descriptor> {
+        let v = v.with_context(|| format!("{reference}: the manifest has no {what}"))?;
+        serde_json::from_value(v.clone())
+            .with_context(|| format!("{reference}: the manifest's {what} is not a descriptor"))
+    };
+    let config = descriptor(manifest.get("config"), "config")?;
+    let layers = manifest
+        .get("layers")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|l| descriptor(Some(l), "layer"))
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let config_json: Value = read_json(ctx, &config.digest)?;
+    let image = Image {
+        manifest: Descriptor {
+            media_type: pulled.manifest.media_type.clone(),
+            digest: digest.clone(),
+            size: pulled.manifest.size,
+            annotations: Default::default(),
+            platform: Some(Platform::host()),
+        },
+        config,
+        layers,
+        config_json,
+    };
+    let tree = layer_tree(ctx, &image)?;
+    let packages = vdb::read_installed(&tree)
+        .with_context(|| format!("cannot read the package database of {reference}"))?
+        .iter()
+        .map(|p| p.cpv())
+        .collect();
+    Ok(BuiltImage {
+        name: reference.to_string(),
+        key: hash_parts(&["registry", &digest]),
+        size: super::image_size(&image),
+        tags: Vec::new(),
+        references: Vec::new(),
+        packages,
+        layer_dirs: vec![tree],
+        builder_dirs: Vec::new(),
+        image,
+        reused: true,
+    })
+}
+
+fn read_json(ctx: &BuildContext<'_>, digest: &str) -> Result<Value> {
+    let path = ctx.store.path(digest)?;
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+/// The image's layers applied onto one tree in the cache, made once per manifest digest.
+fn layer_tree(ctx: &BuildContext<'_>, image: &Image) -> Result<std::path::PathBuf> {
+    let hex = image
+        .manifest
+        .digest
+        .trim_start_matches("sha256:")
+        .to_string();
+    let entry = ctx.cache.dir("pulled")?.join(&hex);
+    if entry.is_dir() {
+        return Ok(entry);
+    }
+    let _lock = ctx.cache.lock("pulled", &hex)?;
+    if entry.is_dir() {
+        return Ok(entry);
+    }
+    let scratch = ctx.cache.scratch_path("pulled")?;
+    let tree = scratch.join("tree");
+    if let Err(err) = unpack_in_namespace(ctx, image, &tree) {
+        remove_any(&scratch).ok();
+        return Err(err);
+    }
+    // The published entry is the tree itself; the scratch dir only held it.
+    let result = ctx.cache.publish(&tree, &entry);
+    remove_any(&scratch).ok();
+    result?;
+    Ok(entry)
+}
+
+/// `gib __internal unpack-layers` in the user namespace (no root, no mounts).
+fn unpack_in_namespace(
+    ctx: &BuildContext<'_>,
+    image: &Image,
+    dest: &std::path::Path,
+) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find gib's own executable")?;
+    let mut command = vec![
+        exe.into_os_string(),
+        "__internal".into(),
+        "unpack-layers".into(),
+        "--blobs".into(),
+        ctx.store.root().into(),
+        dest.into(),
+    ];
+    command.extend(image.layers.iter().map(|l| l.digest.clone().into()));
+    if image.layers.is_empty() {
+        std::fs::create_dir_all(dest)
+            .with_context(|| format!("cannot create {}", dest.display()))?;
+        return Ok(());
+    }
+    let spec = SandboxSpec {
+        root: None,
+        mounts: Vec::new(),
+        network: Network::None,
+        hostname: "gib-unpack".into(),
+        command,
+        env: sandbox::default_env(),
+        cwd: "/".into(),
+        interactive: false,
+    };
+    let logs = tempfile::tempdir_in(ctx.cache.dir("tmp")?)
+        .context("cannot create a scratch directory in the cache")?;
+    let err_path = logs.path().join("stderr");
+    let stderr =
+        File::create(&err_path).with_context(|| format!("cannot create {}", err_path.display()))?;
+    let exit = sandbox::run(
+        &spec,
+        SandboxStdio {
+            stdin: Stdio::null(),
+            stdout: Stdio::null(),
+            stderr: Stdio::from(stderr),
+        },
+    )?;
+    if !exit.success() {
+        let message = std::fs::read_to_string(&err_path).unwrap_or_default();
+        bail!(
+            "cannot unpack the layers of {} ({exit}): {}",
+            image.manifest.digest,
+            message.trim().trim_start_matches("error: ")
+        );
+    }
+    Ok(())
+}

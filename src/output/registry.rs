@@ -1,0 +1,75 @@
+//! The registry output: every tag of every image to `<registry>/<name>:<tag>`, parents before
+//! children, each child mounting its parent's blobs from the parent's repository so no byte of
+//! a parent is uploaded twice. The client (`registry`) pushes blobs first and moves tags last,
+//! so a tag never points at an incomplete image and pushing again completes an interrupted
+//! push.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+
+use crate::config::RegistrySettings;
+use crate::oci::image::Image;
+use crate::printer::UserError;
+use crate::registry::{Client, Descriptor, Digest, PushReport, Reference, RegistryOptions};
+
+/// A client with gib.yaml's `registries:` settings.
+pub fn client(registries: &BTreeMap<String, RegistrySettings>) -> Client {
+    registries
+        .iter()
+        .fold(Client::new(), |client, (host, settings)| {
+            client.with_registry(
+                host,
+                RegistryOptions {
+                    ca_certificate: settings.ca_certificate.clone(),
+                    plain_http: settings.plain_http,
+                    chunk_size: settings.chunk_size,
+                },
+            )
+        })
+}
+
+/// One image to push: its blobs, its references (all in one repository) and its parent's.
+pub struct PushJob<'a> {
+    pub name: &'a str,
+    pub image: &'a Image,
+    pub references: &'a [String],
+    pub parent_reference: Option<&'a str>,
+}
+
+/// Push `job`'s image from the blob directory `blobs_dir` under all of its references.
+pub fn push(client: &Client, blobs_dir: &std::path::Path, job: &PushJob) -> Result<PushReport> {
+    let parse = |text: &str| {
+        Reference::parse(text).map_err(|e| {
+            UserError::new(format!(
+                "image {}: cannot push {text}: {e} (set `registry:` in gib.yaml to a prefix such \
+                 as registry.example.org/mine)",
+                job.name
+            ))
+        })
+    };
+    let first = job
+        .references
+        .first()
+        .with_context(|| format!("image {} has no reference to push", job.name))?;
+    let target = parse(first)?;
+    let tags: Vec<String> = job
+        .references
+        .iter()
+        .map(|r| parse(r).map(|r| r.tag.unwrap_or_else(|| "latest".to_string())))
+        .collect::<Result<_, _>>()?;
+    // A parent that is no registry reference (no `registry:` prefix) has no blobs to mount.
+    let mount_from: Vec<Reference> = job
+        .parent_reference
+        .and_then(|r| Reference::parse(r).ok())
+        .into_iter()
+        .collect();
+    let digest = Digest::parse(&job.image.manifest.digest).map_err(anyhow::Error::msg)?;
+    let manifest = Descriptor {
+        media_type: job.image.manifest.media_type.clone(),
+        digest,
+        size: job.image.manifest.size,
+    };
+    crate::registry::push_image(client, blobs_dir, &manifest, &target, &tags, &mount_from)
+        .with_context(|| format!("cannot push image {} to {first}", job.name))
+}

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use anyhow::{Context, Result};
 
 use super::progress::{EmergeEvent, parse_line};
-use crate::gentoo::portage_conf::PortageFiles;
+use crate::gentoo::portage_conf::{BINHOST_DIR, PortageFiles};
 use crate::printer::Printer;
 use crate::sandbox::{self, ExtraMount, Network, RootFs, SandboxSpec, SandboxStdio};
 
@@ -163,6 +163,14 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
             Some(EmergeEvent::BuildLog { path }) => {
                 build_log = Some(host_log_path(job.log_dir, &path));
             }
+            // A binhost that is down is a cache miss, not a failure: the build goes on and
+            // compiles instead, which the user must hear about (it may take hours).
+            Some(EmergeEvent::BinhostUnreachable { url }) => {
+                printer.warn(&format!(
+                    "the binhost {url} cannot be read; packages are compiled instead (details in {})",
+                    session_log.display()
+                ));
+            }
             None => {}
         }
     }
@@ -225,6 +233,16 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
     ];
     mounts.extend(job.caches.iter().cloned());
     mounts.extend(job.repositories.iter().cloned());
+    // A directory binhost is read, never written: the build's own packages go to PKGDIR.
+    if let Some(dir) = &job.portage.binhost_dir {
+        if !dir.is_dir() {
+            return Err(anyhow::anyhow!(
+                "the binhost directory {} does not exist (anymore)",
+                dir.display()
+            ));
+        }
+        mounts.push(bind(dir, BINHOST_DIR, true));
+    }
     Ok(SandboxSpec {
         root: Some(job.builder.clone()),
         mounts,
@@ -259,6 +277,7 @@ fn write_input(dir: &Path, portage: &PortageFiles) -> Result<()> {
             portage.package_accept_keywords.as_str(),
         ),
         ("portage/repos.conf", portage.repos_conf.as_str()),
+        ("portage/binrepos.conf", portage.binrepos_conf.as_str()),
     ]
     .into_iter()
     .chain(TOOLS.iter().copied());

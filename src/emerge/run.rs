@@ -130,6 +130,7 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     let mut failed_package = None;
     let mut failed_phase = None;
     let mut build_log = None;
+    let mut unreachable: Vec<String> = Vec::new();
     for line in BufReader::new(output).split(b'\n') {
         let line = line.context("cannot read the builder's output")?;
         let line = String::from_utf8_lossy(&line);
@@ -165,13 +166,15 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
             }
             // A binhost that is down is a cache miss, not a failure: the build goes on and
             // compiles instead, which the user must hear about (it may take hours).
-            Some(EmergeEvent::BinhostUnreachable { url }) => {
+            // Portage reads the index more than once per run; say it once.
+            Some(EmergeEvent::BinhostUnreachable { url }) if !unreachable.contains(&url) => {
+                unreachable.push(url.clone());
                 printer.warn(&format!(
                     "the binhost {url} cannot be read; packages are compiled instead (details in {})",
                     session_log.display()
                 ));
             }
-            None => {}
+            Some(EmergeEvent::BinhostUnreachable { .. }) | None => {}
         }
     }
     let exit = child.wait()?;

@@ -483,7 +483,7 @@ fn binhost_is_official_a_url_or_a_directory() {
             .contains("/nonexistent/binpkgs")
     );
     assert_eq!(
-        rejected(&with("  binhost_verify: false\n")).1,
+        rejected(&with("  binhost_verify_signatures: false\n")).1,
         Some("did you mean `binhost_verify_signature`?".into())
     );
 }

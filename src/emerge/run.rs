@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use super::progress::{EmergeEvent, parse_line};
 use crate::gentoo::portage_conf::{BINHOST_DIR, PortageFiles};
-use crate::printer::Printer;
+use crate::printer::{Printer, UserError};
 use crate::sandbox::{self, ExtraMount, Network, RootFs, SandboxSpec, SandboxStdio};
 
 /// Where gib's input directory appears inside the builder.
@@ -238,11 +238,14 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
     mounts.extend(job.repositories.iter().cloned());
     // A directory binhost is read, never written: the build's own packages go to PKGDIR.
     if let Some(dir) = &job.portage.binhost_dir {
-        if !dir.is_dir() {
-            return Err(anyhow::anyhow!(
-                "the binhost directory {} does not exist (anymore)",
-                dir.display()
-            ));
+        // Without its index Portage would ignore the directory and compile everything.
+        if !dir.join("Packages").is_file() {
+            return Err(UserError::with_hint(
+                format!("the binhost {} has no Packages index", dir.display()),
+                "a binhost directory is a PKGDIR as Portage writes it, e.g. the binpkgs/ \
+                 directory of another gib cache",
+            )
+            .into());
         }
         mounts.push(bind(dir, BINHOST_DIR, true));
     }

@@ -251,3 +251,31 @@ fn plan_shows_the_binrepos_conf_of_the_official_binhost() {
         "{text}"
     );
 }
+
+#[test]
+fn a_directory_without_a_packages_index_is_refused() {
+    let dir = scratch_dir("binhost-empty");
+    let empty = dir.path().join("not-a-binhost");
+    fs::create_dir(&empty).unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "  binhost: {}\n  binhost_verify_signature: false\n",
+            empty.display()
+        ),
+    );
+    let out = build(
+        &config,
+        &dir.path().join("cache"),
+        &dir.path().join("x.tar"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the binhost {} has no Packages index",
+            empty.display()
+        )),
+        "{stderr}"
+    );
+}

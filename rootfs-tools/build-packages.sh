@@ -12,12 +12,19 @@ export ROOT
 
 sh "$input/tools/configure-portage.sh"
 
+# With a binhost, emerge fetches the binary packages it lists whose USE flags and
+# dependencies match (--binpkg-respect-use, --binpkg-changed-deps) and compiles the rest.
+getbinpkg=
+if [ -s "$input/portage/binrepos.conf" ]; then
+	getbinpkg=--getbinpkg
+fi
+
 mkdir -p "$ROOT"
-echo ">>> gib: emerge --root=$ROOT $*"
+echo ">>> gib: emerge --root=$ROOT $getbinpkg $*"
 # Build dependencies (BDEPEND) land in the builder's / by themselves since EAPI 7.
-# shellcheck disable=SC2086 # GIB_EMERGE_OPTS is a list of options
-emerge --root="$ROOT" --oneshot --usepkg --binpkg-respect-use=y --binpkg-changed-deps=y \
-	--color=n --nospinner ${GIB_EMERGE_OPTS:-} "$@"
+# shellcheck disable=SC2086 # GIB_EMERGE_OPTS is a list of options; $getbinpkg may be empty
+emerge --root="$ROOT" --oneshot --usepkg $getbinpkg --binpkg-respect-use=y \
+	--binpkg-changed-deps=y --color=n --nospinner ${GIB_EMERGE_OPTS:-} "$@"
 
 echo ">>> gib: finishing $ROOT"
 sh "$input/tools/finish-root.sh"

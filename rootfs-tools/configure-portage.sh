@@ -42,3 +42,15 @@ if [ -s "$input/portage/repos.conf" ]; then
 	as_directory "$etc/repos.conf"
 	cp "$input/portage/repos.conf" "$etc/repos.conf/zz-gib.conf"
 fi
+# binrepos.conf: gib's binhost, if any, and only it. A stage3's own (catalyst writes one
+# naming Gentoo's binhost) is set aside once as binrepos.conf.stage3, or emerge --getbinpkg
+# would also fetch from there. Without a binhost nothing changes: emerge reads binrepos.conf
+# only with --getbinpkg, which gib passes only with a binhost.
+if [ -s "$input/portage/binrepos.conf" ]; then
+	if [ -e "$etc/binrepos.conf" ] && [ ! -e "$etc/binrepos.conf.stage3" ]; then
+		mv "$etc/binrepos.conf" "$etc/binrepos.conf.stage3"
+	fi
+	rm -rf "$etc/binrepos.conf"
+	mkdir -p "$etc/binrepos.conf"
+	cp "$input/portage/binrepos.conf" "$etc/binrepos.conf/gib.conf"
+fi

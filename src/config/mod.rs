@@ -21,6 +21,7 @@ mod raw;
 mod validate;
 
 pub use diagnostic::did_you_mean;
+pub use validate::DEFAULT_STAGE3_MIRROR;
 
 /// A whole gib.yaml, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,11 +105,22 @@ pub enum Compression {
     Zstd,
 }
 
+/// Where `emerge --getbinpkg` looks for binary packages (`build.binhost`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Binhost {
+    /// Gentoo's signed binary packages for the stage3's architecture and libc.
     Official,
-    /// A URL or a directory of the user's own.
-    Custom(String),
+    /// A binhost of the user's own, served over http(s)/ftp/ssh: a directory with Portage's
+    /// `Packages` index, such as another machine's `<cache>/binpkgs`.
+    Url {
+        uri: String,
+        verify_signature: bool,
+    },
+    /// The same on this machine (absolute path after load); bound read-only into the builder.
+    Directory {
+        path: PathBuf,
+        verify_signature: bool,
+    },
     None,
 }
 

@@ -77,6 +77,7 @@ pub struct RawBuild {
     pub keep_static_libs: Option<bool>,
     pub keep_package_db: Option<bool>,
     pub binhost: Option<S<String>>,
+    pub binhost_verify_signature: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -431,3 +431,59 @@ fn predecessor_custom_repository_and_atom_list() {
     );
     assert_eq!(err.hint.as_deref(), Some("did you mean `target`?"));
 }
+
+#[test]
+fn binhost_is_official_a_url_or_a_directory() {
+    let with = |lines: &str| format!("{STAGE3}build:\n{lines}images:\n  a: {{packages: x/y}}\n");
+    let dir = tempfile::tempdir().unwrap();
+    let binpkgs = dir.path().canonicalize().unwrap();
+
+    let config = load_text(&with("  binhost: http://127.0.0.1:8080/binpkgs/\n")).unwrap();
+    assert_eq!(
+        config.build.binhost,
+        Binhost::Url {
+            uri: "http://127.0.0.1:8080/binpkgs/".into(),
+            verify_signature: true
+        }
+    );
+    let config = load_text(&with(&format!(
+        "  binhost: {}\n  binhost_verify_signature: false\n",
+        binpkgs.display()
+    )))
+    .unwrap();
+    assert_eq!(
+        config.build.binhost,
+        Binhost::Directory {
+            path: binpkgs.clone(),
+            verify_signature: false
+        }
+    );
+    // A file:// URL is a directory on this machine.
+    let config = load_text(&with(&format!("  binhost: file://{}\n", binpkgs.display()))).unwrap();
+    assert!(matches!(config.build.binhost, Binhost::Directory { .. }));
+
+    assert_eq!(
+        rejected(&with(
+            "  binhost: official\n  binhost_verify_signature: false\n"
+        ))
+        .0,
+        "5:29: the official binhost's signatures are always verified"
+    );
+    assert_eq!(
+        rejected(&with("  binhost_verify_signature: false\n")).0,
+        "4:29: `binhost_verify_signature` needs a `binhost`"
+    );
+    assert_eq!(
+        rejected(&with("  binhost: rsync://example.org/x\n")).0,
+        "4:12: a binhost cannot be fetched over rsync://"
+    );
+    assert!(
+        rejected(&with("  binhost: /nonexistent/binpkgs\n"))
+            .0
+            .contains("/nonexistent/binpkgs")
+    );
+    assert_eq!(
+        rejected(&with("  binhost_verify_signatures: false\n")).1,
+        Some("did you mean `binhost_verify_signature`?".into())
+    );
+}

@@ -450,15 +450,7 @@ impl Validator<'_> {
                 }
             },
         };
-        let binhost = match r.binhost.as_ref() {
-            None => default_binhost(),
-            Some(b) => match b.value.trim() {
-                "official" => Binhost::Official,
-                "none" => Binhost::None,
-                url if url.contains("://") => Binhost::Custom(self.url(b, "binhost")?),
-                _ => Binhost::Custom(self.existing_dir(b, "binhost")?),
-            },
-        };
+        let binhost = self.binhost(r.binhost.as_ref(), r.binhost_verify_signature.as_ref())?;
         Ok(Build {
             threads,
             max_parallel_jobs,
@@ -471,6 +463,64 @@ impl Validator<'_> {
             keep_package_db: r.keep_package_db.unwrap_or_else(default_keep_package_db),
             binhost,
         })
+    }
+
+    /// `binhost:` and `binhost_verify_signature:`. A binhost of the user's own is verified
+    /// unless the file says otherwise, as Portage's own binrepos.conf default does; gib's
+    /// packages are unsigned, so sharing a gib cache needs `binhost_verify_signature: false`.
+    fn binhost(&self, raw: Option<&S<String>>, verify: Option<&S<bool>>) -> Checked<Binhost> {
+        let verify_signature = verify.map(|v| v.value).unwrap_or(true);
+        let binhost = match raw {
+            None => default_binhost(),
+            Some(b) => match b.value.trim() {
+                "official" => Binhost::Official,
+                "none" => Binhost::None,
+                url if url.starts_with("file://") => {
+                    let path = S::new(
+                        url.trim_start_matches("file://").to_string(),
+                        b.referenced,
+                        b.defined,
+                    );
+                    Binhost::Directory {
+                        path: PathBuf::from(self.existing_dir(&path, "binhost")?),
+                        verify_signature,
+                    }
+                }
+                url if url.contains("://") => {
+                    let uri = self.url(b, "binhost")?;
+                    let scheme = uri.split("://").next().unwrap_or_default();
+                    if !["http", "https", "ftp", "ssh"].contains(&scheme) {
+                        return Err(self.source.error_with_hint(
+                            b.referenced,
+                            format!("a binhost cannot be fetched over {scheme}://"),
+                            "use an http(s), ftp or ssh URL, or a directory",
+                        ));
+                    }
+                    Binhost::Url {
+                        uri,
+                        verify_signature,
+                    }
+                }
+                _ => Binhost::Directory {
+                    path: PathBuf::from(self.existing_dir(b, "binhost")?),
+                    verify_signature,
+                },
+            },
+        };
+        if let Some(v) = verify {
+            let refused = match binhost {
+                Binhost::None => Some("`binhost_verify_signature` needs a `binhost`"),
+                // Gentoo signs its packages; not checking them would trust the transport alone.
+                Binhost::Official if !v.value => {
+                    Some("the official binhost's signatures are always verified")
+                }
+                _ => None,
+            };
+            if let Some(message) = refused {
+                return Err(self.source.error(v.referenced, message));
+            }
+        }
+        Ok(binhost)
     }
 
     /// The items of a string-or-list value; a single string may hold several words

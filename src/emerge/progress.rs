@@ -20,6 +20,9 @@ pub enum EmergeEvent {
     Failed { package: String, phase: String },
     /// ` * The complete build log is located at '/var/log/portage/…log'.`
     BuildLog { path: String },
+    /// `!!! [gib] Error fetching binhost package info from 'URL'`: Portage goes on without
+    /// that binhost, so what it would have provided is compiled.
+    BinhostUnreachable { url: String },
 }
 
 /// Parse one line; `None` for the lines that are only noise for the user.
@@ -29,6 +32,14 @@ pub fn parse_line(line: &str) -> Option<EmergeEvent> {
         return parse_started(rest);
     }
     let trimmed = line.trim_start();
+    if let Some(rest) = trimmed.strip_prefix("!!! [")
+        && let Some((_, rest)) = rest.split_once("] Error fetching binhost package info from '")
+    {
+        let url = rest.split_once('\'')?.0;
+        return Some(EmergeEvent::BinhostUnreachable {
+            url: url.to_string(),
+        });
+    }
     let message = trimmed.strip_prefix("* ").unwrap_or(trimmed).trim_start();
     if let Some(rest) = message.strip_prefix("ERROR: ") {
         let (package, rest) = rest.split_once(" failed (")?;
@@ -121,6 +132,16 @@ mod tests {
             ),
             Some(EmergeEvent::BuildLog {
                 path: "/var/log/portage/app-misc:broken-1.0:20261121-120102.log".into()
+            })
+        );
+    }
+
+    #[test]
+    fn unreachable_binhost() {
+        assert_eq!(
+            parse_line("!!! [gib] Error fetching binhost package info from 'http://127.0.0.1:9/'"),
+            Some(EmergeEvent::BinhostUnreachable {
+                url: "http://127.0.0.1:9/".into()
             })
         );
     }

@@ -11,8 +11,8 @@ use std::process::Stdio;
 use anyhow::{Context, Result};
 
 use super::progress::{EmergeEvent, parse_line};
-use crate::gentoo::portage_conf::PortageFiles;
-use crate::printer::Printer;
+use crate::gentoo::portage_conf::{BINHOST_DIR, PortageFiles};
+use crate::printer::{Printer, UserError};
 use crate::sandbox::{self, ExtraMount, Network, RootFs, SandboxSpec, SandboxStdio};
 
 /// Where gib's input directory appears inside the builder.
@@ -130,6 +130,7 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     let mut failed_package = None;
     let mut failed_phase = None;
     let mut build_log = None;
+    let mut unreachable: Vec<String> = Vec::new();
     for line in BufReader::new(output).split(b'\n') {
         let line = line.context("cannot read the builder's output")?;
         let line = String::from_utf8_lossy(&line);
@@ -163,7 +164,17 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
             Some(EmergeEvent::BuildLog { path }) => {
                 build_log = Some(host_log_path(job.log_dir, &path));
             }
-            None => {}
+            // A binhost that is down is a cache miss, not a failure: the build goes on and
+            // compiles instead, which the user must hear about (it may take hours).
+            // Portage reads the index more than once per run; say it once.
+            Some(EmergeEvent::BinhostUnreachable { url }) if !unreachable.contains(&url) => {
+                unreachable.push(url.clone());
+                printer.warn(&format!(
+                    "the binhost {url} cannot be read; packages are compiled instead (details in {})",
+                    session_log.display()
+                ));
+            }
+            Some(EmergeEvent::BinhostUnreachable { .. }) | None => {}
         }
     }
     let exit = child.wait()?;
@@ -225,6 +236,19 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
     ];
     mounts.extend(job.caches.iter().cloned());
     mounts.extend(job.repositories.iter().cloned());
+    // A directory binhost is read, never written: the build's own packages go to PKGDIR.
+    if let Some(dir) = &job.portage.binhost_dir {
+        // Without its index Portage would ignore the directory and compile everything.
+        if !dir.join("Packages").is_file() {
+            return Err(UserError::with_hint(
+                format!("the binhost {} has no Packages index", dir.display()),
+                "a binhost directory is a PKGDIR as Portage writes it, e.g. the binpkgs/ \
+                 directory of another gib cache",
+            )
+            .into());
+        }
+        mounts.push(bind(dir, BINHOST_DIR, true));
+    }
     Ok(SandboxSpec {
         root: Some(job.builder.clone()),
         mounts,
@@ -259,6 +283,7 @@ fn write_input(dir: &Path, portage: &PortageFiles) -> Result<()> {
             portage.package_accept_keywords.as_str(),
         ),
         ("portage/repos.conf", portage.repos_conf.as_str()),
+        ("portage/binrepos.conf", portage.binrepos_conf.as_str()),
     ]
     .into_iter()
     .chain(TOOLS.iter().copied());

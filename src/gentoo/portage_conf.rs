@@ -6,20 +6,32 @@
 //! Writing the files into a root is the builder's job, not this module's.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use crate::config::{Build, Repository};
+use anyhow::Result;
+
+use crate::config::{Binhost, Build, Repository, Stage3};
+use crate::printer::UserError;
 
 /// Where each file goes in the builder root.
 pub const MAKE_CONF_PATH: &str = "/etc/portage/make.conf";
 pub const PACKAGE_USE_PATH: &str = "/etc/portage/package.use/gib";
 pub const PACKAGE_ACCEPT_KEYWORDS_PATH: &str = "/etc/portage/package.accept_keywords/gib";
 pub const REPOS_CONF_PATH: &str = "/etc/portage/repos.conf/gib.conf";
+pub const BINREPOS_CONF_PATH: &str = "/etc/portage/binrepos.conf/gib.conf";
 
 /// Where repositories are bound (read-only) in the builder.
 pub const REPOS_DIR: &str = "/var/db/repos";
 /// Binary packages and source tarballs: Portage's defaults, bound to gib's cache.
 pub const PKGDIR: &str = "/var/cache/binpkgs";
 pub const DISTDIR: &str = "/var/cache/distfiles";
+/// Where a directory binhost is bound (read-only) in the builder.
+/// Not under /var/cache/binhost/: Portage keeps a binrepo's downloads in
+/// `/var/cache/binhost/<name>` unless told otherwise.
+pub const BINHOST_DIR: &str = "/var/cache/gib-binhost";
+/// Gentoo's binary packages live under `releases/<arch>/binpackages/<profile version>/<ABI>/`
+/// on every Gentoo mirror (gentoo.md §3; catalyst's releng `binrepo_path`).
+pub const OFFICIAL_BINHOST_MIRROR: &str = crate::config::DEFAULT_STAGE3_MIRROR;
 
 /// Emerge without privileges inside a user namespace: the ptrace/LD_PRELOAD sandbox cannot
 /// work there (and the namespace already isolates the build); build binary packages so that
@@ -56,28 +68,41 @@ pub struct PortageFiles {
     pub package_use: String,
     pub package_accept_keywords: String,
     pub repos_conf: String,
+    /// Empty without a binhost; then emerge runs without `--getbinpkg`.
+    pub binrepos_conf: String,
+    /// A directory binhost on the host, bound read-only at [`BINHOST_DIR`].
+    pub binhost_dir: Option<PathBuf>,
 }
 
 impl PortageFiles {
-    /// `threads` and `jobs` are the resolved values (the build's or the defaults).
+    /// `threads` and `jobs` are the resolved values (the build's or the defaults); the
+    /// stage3 chooses the official binhost's architecture.
     pub fn generate(
         build: &Build,
         repositories: &[Repository],
+        stage3: Option<&Stage3>,
         threads: u32,
         jobs: u32,
-    ) -> PortageFiles {
-        PortageFiles {
+    ) -> Result<PortageFiles> {
+        let binhost_dir = match &build.binhost {
+            Binhost::Directory { path, .. } => Some(path.clone()),
+            _ => None,
+        };
+        Ok(PortageFiles {
             make_conf: make_conf_fragment(build, threads, jobs),
             package_use: package_use(&build.package_use_flags),
             package_accept_keywords: package_accept_keywords(&build.accept_keywords),
             repos_conf: repos_conf(repositories),
-        }
+            binrepos_conf: binrepos_conf(&build.binhost, stage3)?,
+            binhost_dir,
+        })
     }
 
-    /// `(path in the builder root, text, appended?)`, in a fixed order.
-    pub fn files(&self) -> [(&'static str, &str, bool); 4] {
-        [
-            (MAKE_CONF_PATH, &self.make_conf, true),
+    /// `(path in the builder root, text, appended?)`, in a fixed order; binrepos.conf only
+    /// with a binhost.
+    pub fn files(&self) -> Vec<(&'static str, &str, bool)> {
+        let mut files = vec![
+            (MAKE_CONF_PATH, self.make_conf.as_str(), true),
             (PACKAGE_USE_PATH, &self.package_use, false),
             (
                 PACKAGE_ACCEPT_KEYWORDS_PATH,
@@ -85,7 +110,11 @@ impl PortageFiles {
                 false,
             ),
             (REPOS_CONF_PATH, &self.repos_conf, false),
-        ]
+        ];
+        if !self.binrepos_conf.is_empty() {
+            files.push((BINREPOS_CONF_PATH, &self.binrepos_conf, false));
+        }
+        files
     }
 }
 
@@ -165,10 +194,82 @@ pub fn repos_conf(repositories: &[Repository]) -> String {
     out
 }
 
+/// binrepos.conf for `build.binhost`, empty for none (portage(5) "binrepos.conf").
+///
+/// `location = PKGDIR`: Portage 3.0.83 otherwise keeps a binrepo's downloads apart, in
+/// `/var/cache/binhost/<name>` (binrepo/config.py), which the throwaway builder would lose;
+/// with PKGDIR it injects them into PKGDIR and its index (Binpkg.py, bintree.py
+/// `get_local_repo_location`), gib's binpkgs cache, so they are reused offline and the
+/// cache can serve the next machine in turn. Signatures: for
+/// `verify-signature = true` Portage runs its trust helper (`PORTAGE_TRUST_HELPER`,
+/// getuto) which builds the keyring `/etc/portage/gnupg` from the stage3's
+/// `/usr/share/openpgp-keys/gentoo-release.asc`, and then refuses unsigned or badly signed
+/// gpkg files (and any xpak). gib relies on the stage3 for both, as Gentoo's stage3s ship
+/// getuto and the release keys with Portage (not checked here: the tests' mini stage3 has
+/// neither, and no real stage3 is at hand).
+pub fn binrepos_conf(binhost: &Binhost, stage3: Option<&Stage3>) -> Result<String> {
+    let (uri, verify_signature) = match binhost {
+        Binhost::None => return Ok(String::new()),
+        Binhost::Official => {
+            let mirror = match stage3 {
+                Some(Stage3::Flavor { mirror, .. }) => mirror.trim_end_matches('/'),
+                _ => OFFICIAL_BINHOST_MIRROR,
+            };
+            let path = official_binhost_path(stage3)?;
+            (format!("{mirror}/releases/{path}/"), true)
+        }
+        Binhost::Url {
+            uri,
+            verify_signature,
+        } => (uri.clone(), *verify_signature),
+        // Portage opens file:// indexes and copies file:// packages itself (bintree.py,
+        // BinpkgFetcher.py), so no FETCHCOMMAND is involved.
+        Binhost::Directory {
+            verify_signature, ..
+        } => (format!("file://{BINHOST_DIR}"), *verify_signature),
+    };
+    let mut out = String::from(HEADER);
+    // priority above any binrepos.conf the stage3 ships, so gib's choice is looked at first.
+    out.push_str(&format!(
+        "[gib]\npriority = 9999\nsync-uri = {uri}\nlocation = {PKGDIR}\n\
+         verify-signature = {verify_signature}\n"
+    ));
+    Ok(out)
+}
+
+/// `<arch>/binpackages/23.0/<ABI>` of Gentoo's binhost for the stage3's flavor, or for the
+/// host when the stage3 is a URL or a file (its flavor is not known before unpacking).
+pub fn official_binhost_path(stage3: Option<&Stage3>) -> Result<String> {
+    let flavor = match stage3 {
+        Some(Stage3::Flavor { flavor, .. }) => flavor.clone(),
+        _ => match std::env::consts::ARCH {
+            "x86_64" => "amd64".to_string(),
+            "aarch64" => "arm64".to_string(),
+            other => other.to_string(),
+        },
+    };
+    let arch = flavor.split('-').next().unwrap_or_default();
+    let musl = flavor.split('-').any(|w| w == "musl");
+    let abi = match (arch, musl) {
+        ("amd64", false) => "x86-64",
+        ("amd64", true) => "x86-64_musl",
+        ("arm64", false) => "arm64",
+        _ => {
+            return Err(UserError::with_hint(
+                format!("Gentoo publishes no official binary packages for `{flavor}`"),
+                "official binary packages exist for amd64 (glibc and musl) and arm64 (glibc); \
+                 use a binhost of your own (a URL or a directory) or `binhost: none`",
+            )
+            .into());
+        }
+    };
+    Ok(format!("{arch}/binpackages/23.0/{abi}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Binhost, Compression, SyncType, UseFlags};
+    use crate::config::{Compression, SyncType, UseFlags};
 
     fn build() -> Build {
         Build {
@@ -259,5 +360,70 @@ mod tests {
                  [zeta]\nlocation = /var/db/repos/zeta\nsync-type =\nauto-sync = no\n"
             )
         );
+    }
+
+    fn flavor(name: &str) -> Stage3 {
+        Stage3::Flavor {
+            flavor: name.into(),
+            mirror: "https://mirror.example.org/gentoo/".into(),
+            pin: None,
+        }
+    }
+
+    #[test]
+    fn official_binhost_follows_the_stage3_flavor() {
+        for (name, path) in [
+            ("amd64-openrc", "amd64/binpackages/23.0/x86-64"),
+            ("amd64-systemd", "amd64/binpackages/23.0/x86-64"),
+            ("amd64-musl", "amd64/binpackages/23.0/x86-64_musl"),
+            ("amd64-musl-hardened", "amd64/binpackages/23.0/x86-64_musl"),
+            ("arm64-openrc", "arm64/binpackages/23.0/arm64"),
+        ] {
+            assert_eq!(official_binhost_path(Some(&flavor(name))).unwrap(), path);
+        }
+        for none in ["riscv64-openrc", "arm64-musl", "i686-openrc"] {
+            let err = official_binhost_path(Some(&flavor(none))).unwrap_err();
+            assert!(err.to_string().contains(none), "{err}");
+        }
+        assert_eq!(
+            binrepos_conf(&Binhost::Official, Some(&flavor("amd64-openrc"))).unwrap(),
+            format!(
+                "{HEADER}[gib]\npriority = 9999\n\
+                 sync-uri = https://mirror.example.org/gentoo/releases/amd64/binpackages/23.0/x86-64/\n\
+                 location = /var/cache/binpkgs\nverify-signature = true\n"
+            )
+        );
+    }
+
+    #[test]
+    fn own_binhosts_by_url_or_directory() {
+        assert_eq!(binrepos_conf(&Binhost::None, None).unwrap(), "");
+        let url = Binhost::Url {
+            uri: "http://cache.example.org/binpkgs/".into(),
+            verify_signature: false,
+        };
+        assert_eq!(
+            binrepos_conf(&url, None).unwrap(),
+            format!(
+                "{HEADER}[gib]\npriority = 9999\nsync-uri = http://cache.example.org/binpkgs/\n\
+                 location = /var/cache/binpkgs\nverify-signature = false\n"
+            )
+        );
+        let mut b = build();
+        b.binhost = Binhost::Directory {
+            path: "/srv/binpkgs".into(),
+            verify_signature: true,
+        };
+        let files = PortageFiles::generate(&b, &[], None, 1, 1).unwrap();
+        assert_eq!(files.binhost_dir, Some(PathBuf::from("/srv/binpkgs")));
+        assert!(
+            files
+                .binrepos_conf
+                .contains("sync-uri = file:///var/cache/gib-binhost\n")
+        );
+        assert_eq!(files.files().last().map(|f| f.0), Some(BINREPOS_CONF_PATH));
+        // No binhost, no binrepos.conf (and so no --getbinpkg).
+        let files = PortageFiles::generate(&build(), &[], None, 1, 1).unwrap();
+        assert!(files.files().iter().all(|f| f.0 != BINREPOS_CONF_PATH));
     }
 }

@@ -169,7 +169,13 @@ impl Plan {
         // jobs while the machine is busy, so this only helps when single packages cannot use
         // every CPU (configure steps, small packages).
         let jobs = config.build.max_parallel_jobs.unwrap_or(threads);
-        let portage = PortageFiles::generate(&config.build, &config.repositories, threads, jobs);
+        let portage = PortageFiles::generate(
+            &config.build,
+            &config.repositories,
+            config.stage3.as_ref(),
+            threads,
+            jobs,
+        )?;
         let images = build_order(config, &wanted)
             .into_iter()
             .map(|image| image_plan(config, image, &portage))

@@ -15,6 +15,7 @@
 mod layer;
 mod packages;
 mod rootfs;
+mod script;
 mod test;
 
 pub use test::TestFailed;

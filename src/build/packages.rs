@@ -29,14 +29,7 @@ pub fn build(
     packages: &[String],
     script: Option<&Path>,
 ) -> Result<BuiltImage> {
-    if script.is_some() {
-        return Err(crate::printer::UserError::new(format!(
-            "image {}: `script:` images are not available yet",
-            image.name
-        ))
-        .into());
-    }
-    let key = input_key(ctx, image, parent)?;
+    let key = input_key(ctx, image, parent, script)?;
     let entry = entry_dir(ctx.cache, &image.name, &key)?;
     let _lock = ctx
         .cache
@@ -57,16 +50,22 @@ pub fn build(
 
     let stage3 = ctx.stage3()?;
     let repositories = ctx.repositories()?;
-    ctx.printer.status(
-        "Building",
-        &format!("{} ({})", image.name, packages.join(" ")),
-    );
+    let what = match script {
+        Some(script) => [packages.join(" "), script.display().to_string()]
+            .join(" ")
+            .trim()
+            .to_string(),
+        None => packages.join(" "),
+    };
+    ctx.printer
+        .status("Building", &format!("{} ({what})", image.name));
     let scratch = OverlayScratch::create(&ctx.cache.dir("images")?)?;
     let result = build_in(
         ctx,
         image,
         parent,
         packages,
+        script,
         &scratch,
         stage3,
         repositories,
@@ -91,6 +90,7 @@ fn build_in(
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
     packages: &[String],
+    script: Option<&Path>,
     scratch: &OverlayScratch,
     stage3: &crate::stage3::Stage3Root,
     repositories: &[crate::repository::SyncedRepo],
@@ -133,7 +133,11 @@ fn build_in(
             })
         })
         .collect();
-    let log_dir = ctx.cache.dir("logs")?.join(&image.name);
+    // One log dir per build (name and key): concurrent builds never share one.
+    let log_dir = ctx
+        .cache
+        .dir("logs")?
+        .join(format!("{}-{}", image.name, &key[..16]));
     let job = EmergeJob {
         image: &image.name,
         packages,
@@ -155,19 +159,31 @@ fn build_in(
         input_dir: &input,
         log_dir: &log_dir,
     };
-    let outcome = match crate::emerge::run::run(&job, ctx.printer) {
-        Ok(outcome) => outcome,
-        Err(err) => return Err(explain_failure(ctx, err)),
-    };
-    ctx.printer.status(
-        "Emerged",
-        &format!(
-            "{}: {} packages into the image, log {}",
-            image.name,
-            outcome.merged.len(),
-            outcome.session_log.display()
-        ),
-    );
+    if !packages.is_empty() {
+        let outcome = match crate::emerge::run::run(&job, ctx.printer) {
+            Ok(outcome) => outcome,
+            Err(err) => return Err(explain_failure(ctx, err)),
+        };
+        ctx.printer.status(
+            "Emerged",
+            &format!(
+                "{}: {} packages into the image, log {}",
+                image.name,
+                outcome.merged.len(),
+                outcome.session_log.display()
+            ),
+        );
+    }
+    if let Some(script) = script {
+        super::script::run(ctx, image, script, &job)?;
+    }
+    if !parent_layers.is_empty() {
+        let pruned = super::layer::prune_in_namespace(ctx, &layer, &parent_layers)?;
+        ctx.printer.detail(&format!(
+            "{}: {} files and {} directories the build rewrote unchanged left out of the layer",
+            image.name, pruned.files, pruned.dirs
+        ));
+    }
 
     let source = LayerSource {
         root: layer.clone(),
@@ -245,16 +261,22 @@ fn publish(ctx: &BuildContext<'_>, scratch: OverlayScratch, entry: &Path) -> Res
 }
 
 /// Every input of a packages image: its plan (atoms, USE, Portage files, settings), the
-/// stage3 and repositories, the rootfs-tools, and its parent's key.
+/// stage3 and repositories, the rootfs-tools, its script, and its parent's key.
 fn input_key(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
+    script: Option<&Path>,
 ) -> Result<String> {
     let sources = ctx.source_identity()?;
     let plan = format!("{image:?}");
+    let script_parts = match script {
+        Some(script) => super::script::key_parts(image, script)?,
+        None => Vec::new(),
+    };
     let mut parts: Vec<&str> = vec!["packages", &plan, &sources];
     parts.extend(TOOLS);
+    parts.extend(script_parts.iter().map(String::as_str));
     parts.push(parent.map_or("", |p| p.key.as_str()));
     Ok(hash_parts(&parts))
 }

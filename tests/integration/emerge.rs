@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::fixture::mini_stage3;
-use crate::util::{Podman, archive_layers, as_test_user, gib, gib_bin, scratch_dir, test_user};
+use crate::util::{
+    Podman, archive_layers, as_test_user, emerge_log, gib, gib_bin, scratch_dir, test_user,
+};
 
 /// Who runs gib.
 #[derive(Clone, Copy)]

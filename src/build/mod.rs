@@ -12,6 +12,7 @@
 //! of the image, its parent's key among them, so a change rebuilds the image and its
 //! descendants only. Entries are made in a scratch dir and renamed into place.
 
+mod key;
 mod layer;
 mod packages;
 mod rootfs;

@@ -36,6 +36,8 @@ pub fn build(
         .lock("image", &format!("{}-{}", image.name, &key[..16]))?;
     if !ctx.force
         && let Some(mut record) = read_record(&entry, ctx.store)
+        && let Some(merged) = super::key::read_merged(&entry)
+        && super::key::full_key(&key, image, &merged) == record.key
     {
         ctx.printer.status(
             "Reusing",
@@ -159,6 +161,7 @@ fn build_in(
         input_dir: &input,
         log_dir: &log_dir,
     };
+    let mut merged_into_image = Vec::new();
     if !packages.is_empty() {
         let outcome = match crate::emerge::run::run(&job, ctx.printer) {
             Ok(outcome) => outcome,
@@ -173,6 +176,7 @@ fn build_in(
                 outcome.session_log.display()
             ),
         );
+        merged_into_image = outcome.merged.into_iter().map(|(cpv, _)| cpv).collect();
     }
     if let Some(script) = script {
         super::script::run(ctx, image, script, &job)?;
@@ -219,9 +223,11 @@ fn build_in(
     layer_dirs.extend(parent_layers);
     let mut builder_dirs = vec![entry.join("upper")];
     builder_dirs.extend(parent_builders);
+    let merged = merged_names(&merged_into_image, &scratch.upper())?;
+    super::key::write_merged(dir, &merged)?;
     let record = BuiltImage {
         name: image.name.clone(),
-        key: key.to_string(),
+        key: super::key::full_key(key, image, &merged),
         size: image_size(&written),
         tags: image.tags(&version_tag),
         references: image.references(&version_tag),
@@ -260,8 +266,9 @@ fn publish(ctx: &BuildContext<'_>, scratch: OverlayScratch, entry: &Path) -> Res
     Ok(())
 }
 
-/// Every input of a packages image: its plan (atoms, USE, Portage files, settings), the
-/// stage3 and repositories, the rootfs-tools, its script, and its parent's key.
+/// The base key of a packages image (see `key`): its plan (atoms, settings, Portage files
+/// but the per-package lines), the stage3 and repositories, the rootfs-tools, its script,
+/// and its parent's key.
 fn input_key(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
@@ -269,7 +276,7 @@ fn input_key(
     script: Option<&Path>,
 ) -> Result<String> {
     let sources = ctx.source_identity()?;
-    let plan = format!("{image:?}");
+    let plan = super::key::plan_without_package_lines(image);
     let script_parts = match script {
         Some(script) => super::script::key_parts(image, script)?,
         None => Vec::new(),
@@ -279,6 +286,21 @@ fn input_key(
     parts.extend(script_parts.iter().map(String::as_str));
     parts.push(parent.map_or("", |p| p.key.as_str()));
     Ok(hash_parts(&parts))
+}
+
+/// `category/name` of what the build merged: into the image (emerge's `cpv`s, as the image's
+/// package database may be dropped) and into the builder (its package database).
+fn merged_names(into_image: &[String], builder_upper: &Path) -> Result<Vec<String>> {
+    let mut names = super::key::merged_packages(&[builder_upper])?;
+    for cpv in into_image {
+        let cp = crate::gentoo::atom::Atom::parse(&format!("={cpv}"))
+            .map(|atom| atom.cp())
+            .unwrap_or_else(|_| cpv.clone());
+        names.push(cp);
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 /// Turn an emerge failure into what the user needs: the failing package, the last lines of

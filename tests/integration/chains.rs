@@ -13,7 +13,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fixture::mini_stage3;
-use crate::util::{Podman, archive_layers, emerge_log, gib, scratch_dir};
+use crate::util::{
+    Podman, archive_layers, as_test_user, emerge_log, gib, gib_bin, run_ok, scratch_dir, test_user,
+};
 
 /// What to vary in the chain's gib.yaml.
 struct Chain<'a> {
@@ -147,33 +149,7 @@ fn a_chain_builds_in_tandem_and_rebuilds_only_what_changed() {
         ]
     );
 
-    // The image is base's layer, lib's and app's; app's own layer holds none of the files
-    // of the layers below (not even the passwd, profile.env or ld.so.cache emerge rewrote).
-    let layers = archive_layers(&archive, "app:t");
-    assert_eq!(layers.len(), 3, "app's layers");
-    let (base_layer, lib_layer, app_layer) = (&layers[0], &layers[1], &layers[2]);
-    assert!(base_layer.contains_key("usr/lib64/libc.so.6"));
-    assert!(lib_layer.contains_key("usr/lib64/libgreet.so.1.0.0"));
-    assert!(app_layer.contains_key("usr/bin/greet"));
-    for path in files(app_layer) {
-        assert!(
-            !base_layer.contains_key(path) && !lib_layer.contains_key(path),
-            "{path} of a parent's layer is in app's layer"
-        );
-        assert!(
-            path.starts_with("usr/bin/greet") || path.starts_with("var/db/pkg/app-misc/greet-1.0"),
-            "app's layer holds {path}, which app's build did not add"
-        );
-    }
-    // lib's layer: libgreet, and the linker cache its library changed.
-    for path in files(lib_layer) {
-        assert!(
-            path.starts_with("usr/lib64/libgreet")
-                || path.starts_with("var/db/pkg/dev-libs/libgreet-1.0")
-                || path == "etc/ld.so.cache",
-            "lib's layer holds {path}, which lib's build did not add or change"
-        );
-    }
+    assert_each_layer_holds_only_its_own(&archive);
 
     // app's emerge merged greet alone into the image: base's and lib's packages are
     // installed there already (lib's libgreet went into the builder only, as a DEPEND).
@@ -194,7 +170,6 @@ fn a_chain_builds_in_tandem_and_rebuilds_only_what_changed() {
             && stderr.contains("Emerged app: 1 packages into the image"),
         "{stderr}"
     );
-
     let podman = Podman::new(dir.path());
     podman.load(&archive);
     assert_eq!(podman.run("app:t", &[]).trim(), "HELLO FROM GIB");
@@ -272,6 +247,63 @@ fn a_chain_builds_in_tandem_and_rebuilds_only_what_changed() {
     // Nor is it cached: the next build tests it again.
     let out = build(&config, &cache, &["app"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// The image is base's layer, lib's and app's; app's own layer holds none of the files of
+/// the layers below (not even the passwd, profile.env or ld.so.cache emerge rewrote).
+fn assert_each_layer_holds_only_its_own(archive: &Path) {
+    let layers = archive_layers(archive, "app:t");
+    assert_eq!(layers.len(), 3, "app's layers");
+    let (base_layer, lib_layer, app_layer) = (&layers[0], &layers[1], &layers[2]);
+    assert!(base_layer.contains_key("usr/lib64/libc.so.6"));
+    assert!(lib_layer.contains_key("usr/lib64/libgreet.so.1.0.0"));
+    assert!(app_layer.contains_key("usr/bin/greet"));
+    for path in files(app_layer) {
+        assert!(
+            !base_layer.contains_key(path) && !lib_layer.contains_key(path),
+            "{path} of a parent's layer is in app's layer"
+        );
+        assert!(
+            path.starts_with("usr/bin/greet") || path.starts_with("var/db/pkg/app-misc/greet-1.0"),
+            "app's layer holds {path}, which app's build did not add"
+        );
+    }
+    // lib's layer: libgreet, and the linker cache its library changed.
+    for path in files(lib_layer) {
+        assert!(
+            path.starts_with("usr/lib64/libgreet")
+                || path.starts_with("var/db/pkg/dev-libs/libgreet-1.0")
+                || path == "etc/ld.so.cache",
+            "lib's layer holds {path}, which lib's build did not add or change"
+        );
+    }
+}
+
+#[test]
+fn a_chain_builds_rootless() {
+    let dir = scratch_dir("chain-rootless");
+    let user = test_user();
+    run_ok(
+        Command::new("chown")
+            .arg(format!("{user}:{user}"))
+            .arg(dir.path()),
+    );
+    let config = write_config(dir.path(), &Chain::default());
+    let archive = dir.path().join("app.tar");
+    let out = as_test_user(&gib_bin())
+        .env("NO_COLOR", "1")
+        .args(["build", "-f"])
+        .arg(&config)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .arg("--archive")
+        .arg(&archive)
+        .arg("app")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_each_layer_holds_only_its_own(&archive);
 }
 
 #[test]

@@ -13,7 +13,6 @@ use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use anyhow::{Context, Result};
 
@@ -90,16 +89,7 @@ pub fn run(
     let mut log =
         File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
 
-    let (output, output_writer) = std::io::pipe().context("cannot create a pipe")?;
-    let stdio = SandboxStdio {
-        stdin: Stdio::null(),
-        stdout: Stdio::from(
-            output_writer
-                .try_clone()
-                .context("cannot duplicate a pipe")?,
-        ),
-        stderr: Stdio::from(output_writer),
-    };
+    let (stdio, output) = SandboxStdio::one_pipe()?;
     let child = sandbox::spawn(&spec_for(image, script, job), stdio)
         .with_context(|| format!("cannot start the builder of image {}", image.name))?;
     for line in BufReader::new(output).split(b'\n') {

@@ -124,9 +124,15 @@ fn claim(cache: &Cache, kind: &str, name: &str, path: &Path) -> Result<Claim> {
     if name.starts_with(".tmp-") {
         let lock_path = path.join("lock");
         let Ok(file) = std::fs::OpenOptions::new().write(true).open(&lock_path) else {
-            // Scratch dirs of whole entries (a stage3 being unpacked) have no lock file of
-            // their own: their entry's lock is held while they exist.
-            return Ok(Claim::Busy);
+            // Scratch dirs of whole entries have no lock file of their own: their entry's
+            // lock is held while they exist. A stage3's is named after its digest.
+            return Ok(match (kind, name.strip_prefix(".tmp-")) {
+                ("stage3", Some(digest)) => match cache.try_lock("stage3", digest)? {
+                    Some(lock) => Claim::Entry(lock),
+                    None => Claim::Busy,
+                },
+                _ => Claim::Busy,
+            });
         };
         return Ok(match file.try_lock() {
             Ok(()) => Claim::Scratch(file),

@@ -95,6 +95,26 @@ fn build_ok(config: &Path, cache: &Path, args: &[&str]) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
+/// Path, size, mode and mtime of everything in the cache entry named `prefix*` under `images`.
+fn tree_listing(images: &Path, prefix: &str) -> Vec<(PathBuf, u64, u32, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let entry = fs::read_dir(images)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}* entry in {}", images.display()));
+    walkdir::WalkDir::new(&entry)
+        .sort_by_file_name()
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = e.path().symlink_metadata().unwrap();
+            (e.into_path(), meta.len(), meta.mode(), meta.mtime())
+        })
+        .filter(|(path, ..)| !path.ends_with("lock"))
+        .collect()
+}
+
 /// The non-directory entries of a layer listing.
 fn files(layer: &BTreeMap<String, (char, u32, u64, u64)>) -> Vec<&String> {
     layer
@@ -112,10 +132,19 @@ fn a_chain_builds_in_tandem_and_rebuilds_only_what_changed() {
     let archive_arg = ["--archive", archive.to_str().unwrap()];
     let config = write_config(dir.path(), &Chain::default());
 
+    // base first, so we can see that its children leave its cache entry as it was.
+    build_ok(&config, &cache, &["base"]);
+    let base_entry = tree_listing(&cache.join("images"), "base-");
     let (stdout, stderr) = build_ok(
         &config,
         &cache,
         &[&archive_arg[..], &["--json", "app"]].concat(),
+    );
+    assert!(stderr.contains("Reusing base "), "{stderr}");
+    assert_eq!(
+        tree_listing(&cache.join("images"), "base-"),
+        base_entry,
+        "building lib and app changed base's builder or layer"
     );
     // `gib build app` builds app and its ancestors only.
     assert!(!stderr.contains("Building hello"), "{stderr}");

@@ -76,6 +76,25 @@ impl Cache {
 
     /// Take the lock of entry `key` of `kind`, waiting for another gib that holds it.
     pub fn lock(&self, kind: &str, key: &str) -> Result<EntryLock> {
+        let (path, file) = self.lock_file(kind, key)?;
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(EntryLock { _file: file })
+    }
+
+    /// The lock of entry `key` of `kind`, or `None` while another gib holds it.
+    pub fn try_lock(&self, kind: &str, key: &str) -> Result<Option<EntryLock>> {
+        let (path, file) = self.lock_file(kind, key)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(EntryLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(err)) => {
+                Err(err).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+
+    fn lock_file(&self, kind: &str, key: &str) -> Result<(PathBuf, File)> {
         let dir = self.dir("locks")?;
         let path = dir.join(format!("{kind}-{key}.lock"));
         let file = OpenOptions::new()
@@ -84,9 +103,7 @@ impl Cache {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-        file.lock()
-            .with_context(|| format!("cannot lock {}", path.display()))?;
-        Ok(EntryLock { _file: file })
+        Ok((path, file))
     }
 }
 

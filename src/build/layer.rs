@@ -1,16 +1,20 @@
 //! Writing a layer from a tree the sandbox filled: the writer runs as gib's hidden
 //! `write-layer` helper inside a user namespace (no root, no mounts), so it reads the tree
 //! with the owners the build gave it (portage's 250 stays 250, not a subordinate id) and
-//! file capabilities in the namespace's form.
+//! file capabilities in the namespace's form. Pruning a staging upper dir of unchanged
+//! copy-ups runs the same way, before the layer is written.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
 
 use super::BuildContext;
 use crate::oci::layer::{Layer, LayerJob, LayerOptions, LayerSource};
+use crate::rootfs::changes::PruneSummary;
 use crate::sandbox::{self, Network, SandboxSpec, SandboxStdio};
 
 /// How an image's layers are written in this run.
@@ -28,41 +32,66 @@ pub fn write_in_namespace(
     options: LayerOptions,
 ) -> Result<Layer> {
     let job = LayerJob { source, options };
+    let root = job.source.root.clone();
+    let blobs = ctx.store.root().as_os_str().to_owned();
+    let text = run_helper(
+        ctx,
+        &["write-layer".into(), "--blobs".into(), blobs],
+        &serde_json::to_vec(&job)?,
+    )
+    .with_context(|| format!("cannot write the layer of {}", root.display()))?;
+    serde_json::from_str(text.trim())
+        .with_context(|| format!("the layer writer printed {:?}", text.trim()))
+}
+
+/// Remove from `upper` (a staging overlay's upper dir) the copy-ups that changed nothing
+/// over `lowers`, inside the user namespace where the build's owners are ours.
+pub fn prune_in_namespace(
+    ctx: &BuildContext<'_>,
+    upper: &Path,
+    lowers: &[PathBuf],
+) -> Result<PruneSummary> {
+    let mut args: Vec<OsString> = vec!["prune-layer".into(), upper.into()];
+    args.extend(lowers.iter().map(OsString::from));
+    let text =
+        run_helper(ctx, &args, b"").with_context(|| format!("cannot prune {}", upper.display()))?;
+    serde_json::from_str(text.trim())
+        .with_context(|| format!("the layer pruner printed {:?}", text.trim()))
+}
+
+/// Run `gib __internal ARGS` in a user namespace (no root, no mounts) with `input` on its
+/// stdin; its stdout, or an error with its stderr.
+fn run_helper(ctx: &BuildContext<'_>, args: &[OsString], input: &[u8]) -> Result<String> {
     let scratch = tempfile::tempdir_in(ctx.cache.dir("tmp")?)
         .context("cannot create a scratch directory in the cache")?;
-    let job_path = scratch.path().join("job.json");
-    let out_path = scratch.path().join("layer.json");
+    let in_path = scratch.path().join("stdin");
+    let out_path = scratch.path().join("stdout");
     let err_path = scratch.path().join("stderr");
-    let mut job_file =
-        File::create(&job_path).with_context(|| format!("cannot write {}", job_path.display()))?;
-    serde_json::to_writer(&mut job_file, &job)?;
-    job_file.flush()?;
+    let mut in_file =
+        File::create(&in_path).with_context(|| format!("cannot write {}", in_path.display()))?;
+    in_file.write_all(input)?;
+    in_file.flush()?;
 
     let exe = std::env::current_exe().context("cannot find gib's own executable")?;
+    let mut command: Vec<OsString> = vec![exe.into(), "__internal".into()];
+    command.extend(args.iter().cloned());
     let spec = SandboxSpec {
         root: None,
         mounts: Vec::new(),
         network: Network::None,
         hostname: "gib-layer".into(),
-        command: vec![
-            exe.into(),
-            "__internal".into(),
-            "write-layer".into(),
-            "--blobs".into(),
-            ctx.store.root().into(),
-        ],
+        command,
         env: sandbox::default_env(),
         cwd: "/".into(),
         interactive: false,
     };
-    let open = |path: &std::path::Path| {
-        File::open(path).with_context(|| format!("cannot open {}", path.display()))
-    };
-    let create = |path: &std::path::Path| {
+    let open =
+        |path: &Path| File::open(path).with_context(|| format!("cannot open {}", path.display()));
+    let create = |path: &Path| {
         File::create(path).with_context(|| format!("cannot create {}", path.display()))
     };
     let stdio = SandboxStdio {
-        stdin: Stdio::from(open(&job_path)?),
+        stdin: Stdio::from(open(&in_path)?),
         stdout: Stdio::from(create(&out_path)?),
         stderr: Stdio::from(create(&err_path)?),
     };
@@ -70,13 +99,11 @@ pub fn write_in_namespace(
     if !exit.success() {
         let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
         bail!(
-            "cannot write the layer of {} ({exit}): {}",
-            job.source.root.display(),
+            "gib __internal {} ({exit}): {}",
+            args[0].to_string_lossy(),
             stderr.trim().trim_start_matches("error: ")
         );
     }
-    let text = std::fs::read_to_string(&out_path)
-        .with_context(|| format!("cannot read {}", out_path.display()))?;
-    serde_json::from_str(text.trim())
-        .with_context(|| format!("the layer writer printed {:?}", text.trim()))
+    std::fs::read_to_string(&out_path)
+        .with_context(|| format!("cannot read {}", out_path.display()))
 }

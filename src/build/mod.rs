@@ -8,14 +8,18 @@
 //! An image's cache entry, `images/<name>-<key>/`, holds `upper/` (what its build added to
 //! its builder root: the upper dir of an overlay over its parent's builder, down to the
 //! stage3), `layer/` (what it adds to its parent's tree: the upper dir of an overlay over its
-//! parent's layers, with overlayfs whiteouts) and `record.json`. The key hashes every input
-//! of the image, its parent's key among them, so a change rebuilds the image and its
-//! descendants only. Entries are made in a scratch dir and renamed into place.
+//! parent's layers, with overlayfs whiteouts; copy-ups that changed nothing are pruned) and
+//! `record.json`. The key hashes every input of the image, its parent's key among them, so a
+//! change rebuilds the image and its descendants only (`key`: a package's USE line counts
+//! only for the images whose build merged it). Entries are made in a scratch dir and renamed
+//! into place.
 
 mod from_registry;
+mod key;
 mod layer;
 mod packages;
 mod rootfs;
+mod script;
 mod shell;
 mod test;
 

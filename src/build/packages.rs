@@ -29,20 +29,15 @@ pub fn build(
     packages: &[String],
     script: Option<&Path>,
 ) -> Result<BuiltImage> {
-    if script.is_some() {
-        return Err(crate::printer::UserError::new(format!(
-            "image {}: `script:` images are not available yet",
-            image.name
-        ))
-        .into());
-    }
-    let key = input_key(ctx, image, parent)?;
+    let key = input_key(ctx, image, parent, script)?;
     let entry = entry_dir(ctx.cache, &image.name, &key)?;
     let _lock = ctx
         .cache
         .lock("image", &format!("{}-{}", image.name, &key[..16]))?;
     if !ctx.force
         && let Some(mut record) = read_record(&entry, ctx.store)
+        && let Some(merged) = super::key::read_merged(&entry)
+        && super::key::full_key(&key, image, &merged) == record.key
     {
         ctx.printer.status(
             "Reusing",
@@ -57,16 +52,22 @@ pub fn build(
 
     let stage3 = ctx.stage3()?;
     let repositories = ctx.repositories()?;
-    ctx.printer.status(
-        "Building",
-        &format!("{} ({})", image.name, packages.join(" ")),
-    );
+    let what = match script {
+        Some(script) => [packages.join(" "), script.display().to_string()]
+            .join(" ")
+            .trim()
+            .to_string(),
+        None => packages.join(" "),
+    };
+    ctx.printer
+        .status("Building", &format!("{} ({what})", image.name));
     let scratch = OverlayScratch::create(&ctx.cache.dir("images")?)?;
     let result = build_in(
         ctx,
         image,
         parent,
         packages,
+        script,
         &scratch,
         stage3,
         repositories,
@@ -91,6 +92,7 @@ fn build_in(
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
     packages: &[String],
+    script: Option<&Path>,
     scratch: &OverlayScratch,
     stage3: &crate::stage3::Stage3Root,
     repositories: &[crate::repository::SyncedRepo],
@@ -110,7 +112,11 @@ fn build_in(
     let mut lowers = parent_builders.clone();
     lowers.push(stage3.path.clone());
     let staging = staging_mount(&layer, &layer_work, &parent_layers);
-    let log_dir = ctx.cache.dir("logs")?.join(&image.name);
+    // One log dir per build (name and key): concurrent builds never share one.
+    let log_dir = ctx
+        .cache
+        .dir("logs")?
+        .join(format!("{}-{}", image.name, &key[..16]));
     let job = EmergeJob {
         image: &image.name,
         packages,
@@ -132,19 +138,33 @@ fn build_in(
         input_dir: &input,
         log_dir: &log_dir,
     };
-    let outcome = match crate::emerge::run::run(&job, ctx.printer) {
-        Ok(outcome) => outcome,
-        Err(err) => return Err(explain_failure(ctx, err)),
-    };
-    ctx.printer.status(
-        "Emerged",
-        &format!(
-            "{}: {} packages into the image, log {}",
-            image.name,
-            outcome.merged.len(),
-            outcome.session_log.display()
-        ),
-    );
+    let mut merged_into_image = Vec::new();
+    if !packages.is_empty() {
+        let outcome = match crate::emerge::run::run(&job, ctx.printer) {
+            Ok(outcome) => outcome,
+            Err(err) => return Err(explain_failure(ctx, err)),
+        };
+        ctx.printer.status(
+            "Emerged",
+            &format!(
+                "{}: {} packages into the image, log {}",
+                image.name,
+                outcome.merged.len(),
+                outcome.session_log.display()
+            ),
+        );
+        merged_into_image = outcome.merged.into_iter().map(|(cpv, _)| cpv).collect();
+    }
+    if let Some(script) = script {
+        super::script::run(ctx, image, script, &job)?;
+    }
+    if !parent_layers.is_empty() {
+        let pruned = super::layer::prune_in_namespace(ctx, &layer, &parent_layers)?;
+        ctx.printer.detail(&format!(
+            "{}: {} files and {} directories the build rewrote unchanged left out of the layer",
+            image.name, pruned.files, pruned.dirs
+        ));
+    }
 
     let source = LayerSource {
         root: layer.clone(),
@@ -180,9 +200,11 @@ fn build_in(
     layer_dirs.extend(parent_layers);
     let mut builder_dirs = vec![entry.join("upper")];
     builder_dirs.extend(parent_builders);
+    let merged = merged_names(&merged_into_image, &scratch.upper())?;
+    super::key::write_merged(dir, &merged)?;
     let record = BuiltImage {
         name: image.name.clone(),
-        key: key.to_string(),
+        key: super::key::full_key(key, image, &merged),
         size: image_size(&written),
         tags: image.tags(&version_tag),
         references: image.references(&version_tag),
@@ -254,19 +276,41 @@ fn publish(ctx: &BuildContext<'_>, scratch: OverlayScratch, entry: &Path) -> Res
     Ok(())
 }
 
-/// Every input of a packages image: its plan (atoms, USE, Portage files, settings), the
-/// stage3 and repositories, the rootfs-tools, and its parent's key.
+/// The base key of a packages image (see `key`): its plan (atoms, settings, Portage files
+/// but the per-package lines), the stage3 and repositories, the rootfs-tools, its script,
+/// and its parent's key.
 fn input_key(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
+    script: Option<&Path>,
 ) -> Result<String> {
     let sources = ctx.source_identity()?;
-    let plan = format!("{image:?}");
+    let plan = super::key::plan_without_package_lines(image);
+    let script_parts = match script {
+        Some(script) => super::script::key_parts(image, script)?,
+        None => Vec::new(),
+    };
     let mut parts: Vec<&str> = vec!["packages", &plan, &sources];
     parts.extend(TOOLS);
+    parts.extend(script_parts.iter().map(String::as_str));
     parts.push(parent.map_or("", |p| p.key.as_str()));
     Ok(hash_parts(&parts))
+}
+
+/// `category/name` of what the build merged: into the image (emerge's `cpv`s, as the image's
+/// package database may be dropped) and into the builder (its package database).
+fn merged_names(into_image: &[String], builder_upper: &Path) -> Result<Vec<String>> {
+    let mut names = super::key::merged_packages(&[builder_upper])?;
+    for cpv in into_image {
+        let cp = crate::gentoo::atom::Atom::parse(&format!("={cpv}"))
+            .map(|atom| atom.cp())
+            .unwrap_or_else(|_| cpv.clone());
+        names.push(cp);
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 /// Turn an emerge failure into what the user needs: the failing package, the last lines of

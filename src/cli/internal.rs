@@ -49,6 +49,12 @@ pub enum InternalCommand {
         #[arg(long, value_name = "DIR")]
         blobs: PathBuf,
     },
+    /// Remove from UPPER the copy-ups that changed nothing over LOWERS (nearest first);
+    /// prints a JSON summary. Run inside the user namespace.
+    PruneLayer {
+        upper: PathBuf,
+        lowers: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +122,11 @@ pub fn run(args: InternalArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         InternalCommand::Run(args) => run_sandbox(*args),
+        InternalCommand::PruneLayer { upper, lowers } => {
+            let summary = crate::rootfs::changes::prune_unchanged(&upper, &lowers)?;
+            println!("{}", serde_json::to_string(&summary)?);
+            Ok(ExitCode::SUCCESS)
+        }
         InternalCommand::WriteLayer { blobs } => {
             let store = crate::oci::blob::BlobStore::open(&blobs)?;
             // stdout is the channel back to the parent gib, not the terminal.

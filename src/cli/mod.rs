@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a build or test failed, 2 bad usage or configuration.
 
 mod build;
+mod clean;
 mod graph;
 mod internal;
 mod plan;
@@ -29,6 +30,7 @@ Examples:
   gib plan --json                           print the build order, tags and generated Portage files
   gib graph --format mermaid                draw the image DAG
   gib shell base                            a shell in the builder root of image base
+  gib clean --builders                      remove cached builder roots; say how much was freed
 ";
 
 #[derive(Parser, Debug)]
@@ -51,6 +53,8 @@ pub enum Command {
     Graph(GraphArgs),
     /// An interactive shell in an image's builder root, with the mounts `gib build` uses.
     Shell(ShellArgs),
+    /// Remove builder roots, binary packages, distfiles or everything from the cache.
+    Clean(CleanArgs),
     /// Hidden helpers that gib runs inside its own namespaces.
     #[command(hide = true, name = "__internal")]
     Internal(internal::InternalArgs),
@@ -180,6 +184,25 @@ pub struct ShellArgs {
     pub network: String,
 }
 
+#[derive(Args, Debug)]
+pub struct CleanArgs {
+    /// Image entries (builder roots and layer trees), unpacked stage3s, scratch space, logs.
+    #[arg(long)]
+    pub builders: bool,
+    /// The binary package cache.
+    #[arg(long)]
+    pub binpkgs: bool,
+    /// Downloaded source archives.
+    #[arg(long)]
+    pub distfiles: bool,
+    /// Everything in the cache (blobs, downloads and repositories too).
+    #[arg(long)]
+    pub all: bool,
+    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let printer = Printer::new(false);
@@ -189,6 +212,7 @@ pub fn main() -> ExitCode {
         Command::Push(args) => push::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Shell(args) => shell::run(args),
+        Command::Clean(args) => clean::run(args),
         Command::Internal(args) => internal::run(args),
         Command::Quality(args) => quality_internal::run(args),
         Command::Sources(args) => sources_internal::run(args),

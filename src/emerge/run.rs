@@ -6,7 +6,6 @@ use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use anyhow::{Context, Result};
 
@@ -108,18 +107,7 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     ];
     command.extend(job.packages.iter().map(OsString::from));
     let spec = spec_for(job, command)?;
-    // One pipe for both streams, so emerge's order of lines is kept and a full stderr pipe
-    // can never stall the build while gib reads stdout.
-    let (output, output_writer) = std::io::pipe().context("cannot create a pipe")?;
-    let stdio = SandboxStdio {
-        stdin: Stdio::null(),
-        stdout: Stdio::from(
-            output_writer
-                .try_clone()
-                .context("cannot duplicate a pipe")?,
-        ),
-        stderr: Stdio::from(output_writer),
-    };
+    let (stdio, output) = SandboxStdio::one_pipe()?;
     let child = sandbox::spawn(&spec, stdio)
         .with_context(|| format!("cannot start the builder of image {}", job.image))?;
 

@@ -2,6 +2,7 @@
 //! what an image adds over its parent (the `ChangeSet` that becomes its layer).
 
 pub mod accounts;
+pub mod changes;
 pub mod resolve;
 pub mod sbom;
 pub mod usage;

@@ -185,6 +185,19 @@ impl SandboxStdio {
         })
     }
 
+    /// Both output streams into one pipe, returned for reading, no input: the command's
+    /// order of lines is kept, and a full stderr pipe can never stall it while the caller
+    /// reads stdout.
+    pub fn one_pipe() -> Result<(SandboxStdio, std::io::PipeReader)> {
+        let (output, writer) = std::io::pipe().context("cannot create a pipe")?;
+        let stdio = SandboxStdio {
+            stdin: Stdio::null(),
+            stdout: Stdio::from(writer.try_clone().context("cannot duplicate a pipe")?),
+            stderr: Stdio::from(writer),
+        };
+        Ok((stdio, output))
+    }
+
     /// Output captured through pipes ([`SandboxChild::take_stdout`]), no input.
     pub fn piped() -> SandboxStdio {
         SandboxStdio {

@@ -30,10 +30,18 @@ impl OverlayScratch {
             .tempdir_in(dir)
             .with_context(|| format!("cannot create a scratch directory in {}", dir.display()))?
             .keep();
-        // Locked before the rest exists: a scratch dir without a lock file is being made.
-        let lock = lock_file(&path)?;
+        // Locked before it has its name: a scratch dir without a lock file is being made, and
+        // another gib's remove_stale never finds this one's lock free in between.
+        let making = path.join("lock.new");
+        let lock = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&making)
+            .with_context(|| format!("cannot create {}", making.display()))?;
         lock.lock()
-            .with_context(|| format!("cannot lock {}", path.join("lock").display()))?;
+            .with_context(|| format!("cannot lock {}", making.display()))?;
+        std::fs::rename(&making, path.join("lock"))
+            .with_context(|| format!("cannot rename {}", making.display()))?;
         for sub in ["upper", "work"] {
             let sub = path.join(sub);
             std::fs::create_dir(&sub)

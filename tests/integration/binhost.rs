@@ -127,7 +127,7 @@ fn assert_all_binary(stderr: &str, cache: &Path, packages: usize) {
         stderr.contains("app-misc/greet-1.0 from binary package into the image"),
         "{stderr}"
     );
-    let log = fs::read_to_string(cache.join("logs/greet/emerge.log")).unwrap();
+    let log = fs::read_to_string(crate::util::emerge_log(&cache, "greet")).unwrap();
     assert!(log.contains("--getbinpkg"), "{log}");
     assert_eq!(
         log.matches(">>> Emerging binary").count(),
@@ -162,7 +162,7 @@ fn a_second_machine_installs_every_package_from_a_binhost_over_http_or_a_directo
         "{packages:?}"
     );
     assert!(binpkgs.join("Packages").is_file(), "no Packages index");
-    let log_a = fs::read_to_string(cache_a.join("logs/greet/emerge.log")).unwrap();
+    let log_a = fs::read_to_string(crate::util::emerge_log(&cache_a, "greet")).unwrap();
     // What goes into the image; build-only dependencies are not needed with binaries.
     let emerged = log_a
         .lines()

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::fixture::mini_stage3;
-use crate::util::{Podman, archive_layers, as_test_user, gib, gib_bin, scratch_dir, test_user};
+use crate::util::{
+    Podman, archive_layers, as_test_user, emerge_log, gib, gib_bin, scratch_dir, test_user,
+};
 
 /// Who runs gib.
 #[derive(Clone, Copy)]
@@ -184,7 +186,7 @@ fn a_use_change_rebuilds_and_an_unchanged_build_uses_binary_packages() {
         stderr.contains("app-misc/greet-1.0 from binary package into the image"),
         "{stderr}"
     );
-    let log = fs::read_to_string(cache.join("logs/greet/emerge.log")).unwrap();
+    let log = fs::read_to_string(emerge_log(&cache, "greet")).unwrap();
     assert!(log.contains(">>> Emerging binary"), "{log}");
 
     // The USE flag changed: greet is compiled again, its unchanged library is not.

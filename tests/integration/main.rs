@@ -4,6 +4,7 @@
 //! find a tool it needs fails; it never skips silently.
 
 mod binhost;
+mod chains;
 mod config;
 mod emerge;
 mod fixture;

@@ -237,3 +237,17 @@ pub fn archive_layers(
         })
         .collect()
 }
+
+/// The emerge log of the latest build of image `name` in `cache` (`logs/<name>-<key>/`).
+pub fn emerge_log(cache: &Path, name: &str) -> PathBuf {
+    let logs = cache.join("logs");
+    let prefix = format!("{name}-");
+    std::fs::read_dir(&logs)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", logs.display()))
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path().join("emerge.log"))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .unwrap_or_else(|| panic!("no emerge log of {name} in {}", logs.display()))
+}

@@ -1,0 +1,160 @@
+//! `script:` images: the user's script runs in the image's builder after emerge (if the
+//! image emerges anything), with `ROOT=/staging` and the helpers of `rootfs-tools/lib.sh`
+//! sourced; then `finish-root.sh` finishes the root as after emerge.
+//!
+//! The script sees the same builder and staging mounts as emerge (the builder overlay's upper
+//! dir is mounted again, so what emerge put into the builder is there). Only the script file
+//! itself is bound into the builder, read-only, so its contents alone are an input of the
+//! image's key.
+//!
+//! Not for: deciding mounts (`packages` builds the `EmergeJob` both use), running emerge.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::BuildContext;
+use crate::emerge::run::{EmergeJob, log_tail};
+use crate::plan::ImagePlan;
+use crate::sandbox::{self, ExtraMount, SandboxSpec, SandboxStdio};
+
+/// Where gib's input directory appears inside the builder (as for emerge).
+const INPUT_DIR: &str = "/var/tmp/gib";
+/// Where the user's script appears inside the builder.
+const SCRIPT_PATH: &str = "/var/tmp/gib-script/script";
+
+/// The shell gib runs for a script, embedded so gib stays one file.
+pub const TOOLS: [(&str, &str); 3] = [
+    ("lib.sh", include_str!("../../rootfs-tools/lib.sh")),
+    (
+        "run-script.sh",
+        include_str!("../../rootfs-tools/run-script.sh"),
+    ),
+    (
+        "finish-root.sh",
+        include_str!("../../rootfs-tools/finish-root.sh"),
+    ),
+];
+
+/// The script failed: its exit and where its whole output is.
+#[derive(Debug, thiserror::Error)]
+#[error("the script of image {image} failed ({exit}): {script}; its output: {log}")]
+pub struct ScriptFailed {
+    pub image: String,
+    pub script: PathBuf,
+    pub exit: sandbox::Exit,
+    pub log: PathBuf,
+}
+
+/// What a script contributes to its image's input key: its path, contents and the tools.
+pub fn key_parts(image: &ImagePlan, script: &Path) -> Result<Vec<String>> {
+    let text = fs::read(script).map_err(|e| {
+        crate::printer::UserError::new(format!(
+            "image {}: cannot read its script {}: {e}",
+            image.name,
+            script.display()
+        ))
+    })?;
+    let mut parts = vec![
+        script.display().to_string(),
+        String::from_utf8_lossy(&text).into_owned(),
+    ];
+    parts.extend(TOOLS.iter().map(|(_, text)| text.to_string()));
+    Ok(parts)
+}
+
+/// Run `script` for `image` in the builder and staging root `job` describes.
+pub fn run(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    script: &Path,
+    job: &EmergeJob<'_>,
+) -> Result<()> {
+    ctx.printer.status(
+        "Running",
+        &format!("{}: {} with ROOT=/staging", image.name, script.display()),
+    );
+    let tools = job.input_dir.join("tools");
+    fs::create_dir_all(&tools).with_context(|| format!("cannot create {}", tools.display()))?;
+    for (name, text) in TOOLS {
+        let path = tools.join(name);
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    fs::create_dir_all(job.log_dir)
+        .with_context(|| format!("cannot create {}", job.log_dir.display()))?;
+    let log_path = job.log_dir.join("script.log");
+    let mut log =
+        File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+
+    let (stdio, output) = SandboxStdio::one_pipe()?;
+    let child = sandbox::spawn(&spec_for(image, script, job), stdio)
+        .with_context(|| format!("cannot start the builder of image {}", image.name))?;
+    for line in BufReader::new(output).split(b'\n') {
+        let line = line.context("cannot read the builder's output")?;
+        let line = String::from_utf8_lossy(&line);
+        writeln!(log, "{line}").with_context(|| format!("cannot write {}", log_path.display()))?;
+        if ctx.printer.verbose() {
+            eprintln!("{line}");
+        }
+    }
+    let exit = child.wait()?;
+    if !exit.success() {
+        ctx.printer.excerpt(&log_tail(&log_path, 30));
+        return Err(ScriptFailed {
+            image: image.name.clone(),
+            script: script.to_path_buf(),
+            exit,
+            log: log_path,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn spec_for(image: &ImagePlan, script: &Path, job: &EmergeJob<'_>) -> SandboxSpec {
+    let mut env = sandbox::default_env();
+    let flag = |on: bool| if on { "1" } else { "0" };
+    env.extend(
+        [
+            ("GIB_INPUT", INPUT_DIR),
+            ("ROOT", "/staging"),
+            ("GIB_IMAGE", image.name.as_str()),
+            ("GIB_KEEP_HEADERS", flag(job.finish.keep_headers)),
+            ("GIB_KEEP_STATIC_LIBS", flag(job.finish.keep_static_libs)),
+            ("GIB_KEEP_PACKAGE_DB", flag(job.finish.keep_package_db)),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
+    let mut mounts = vec![
+        job.staging.clone(),
+        ExtraMount::Bind {
+            source: job.input_dir.to_path_buf(),
+            target: INPUT_DIR.into(),
+            readonly: true,
+        },
+        ExtraMount::Bind {
+            source: script.to_path_buf(),
+            target: SCRIPT_PATH.into(),
+            readonly: true,
+        },
+    ];
+    mounts.extend(job.caches.iter().cloned());
+    mounts.extend(job.repositories.iter().cloned());
+    SandboxSpec {
+        root: Some(job.builder.clone()),
+        mounts,
+        network: job.network,
+        hostname: format!("gib-{}", image.name),
+        command: vec![
+            "/bin/sh".into(),
+            format!("{INPUT_DIR}/tools/run-script.sh").into(),
+            SCRIPT_PATH.into(),
+        ],
+        env,
+        cwd: PathBuf::from("/"),
+        interactive: false,
+    }
+}

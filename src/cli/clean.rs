@@ -1,0 +1,193 @@
+//! `gib clean`: remove builder roots, binary packages, distfiles or the whole cache, and say
+//! how much was freed.
+//!
+//! Trees a sandbox wrote hold files with subordinate ids, which only a user namespace can
+//! remove: every removal goes through `sandbox::remove_tree`. An entry another gib is using
+//! (its lock is held) is left alone and named. Sizes are measured before removal by walking
+//! the tree as the calling user; a directory it cannot read (a 0700 one owned by a
+//! subordinate id, rootless) counts as empty, so the figure is a lower bound there. The
+//! bytes freed go to stdout as a plain number, the summary to stderr.
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use super::CleanArgs;
+use crate::cache::{Cache, EntryLock};
+use crate::printer::{Printer, UserError};
+use crate::sandbox::remove_tree;
+
+/// The cache directories `--builders` empties: image entries (builder uppers and layer
+/// trees), unpacked stage3 and rootfs trees, scratch space and logs.
+const BUILDER_KINDS: [&str; 7] = [
+    "images", "stage3", "rootfs", "tests", "shell", "tmp", "logs",
+];
+
+pub fn run(args: CleanArgs) -> Result<ExitCode> {
+    let printer = Printer::new(false);
+    let cache = Cache::open(args.cache_dir.as_deref())?;
+    let kinds: Vec<String> = if args.all {
+        top_level_kinds(&cache)?
+    } else {
+        let mut kinds = Vec::new();
+        if args.builders {
+            kinds.extend(BUILDER_KINDS.map(String::from));
+        }
+        if args.binpkgs {
+            kinds.push("binpkgs".into());
+        }
+        if args.distfiles {
+            kinds.push("distfiles".into());
+        }
+        kinds
+    };
+    if kinds.is_empty() {
+        return Err(UserError::with_hint(
+            "gib clean needs to know what to remove",
+            "pass --builders, --binpkgs, --distfiles or --all",
+        )
+        .into());
+    }
+
+    let mut freed = 0u64;
+    let mut busy = Vec::new();
+    for kind in &kinds {
+        let dir = cache.root().join(kind);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Held while a gib builds or reuses the entry; dropped after the removal.
+            let claim = claim(&cache, kind, &name, &path)?;
+            if let Claim::Busy = claim {
+                busy.push(path);
+                continue;
+            }
+            freed += disk_usage(&path);
+            remove_tree(&path)?;
+            drop(claim);
+        }
+    }
+    for path in &busy {
+        printer.warn(&format!(
+            "{} is in use by another gib; kept",
+            path.display()
+        ));
+    }
+    printer.status(
+        "Cleaned",
+        &format!(
+            "{} in {}: freed {}",
+            kinds.join(", "),
+            cache.root().display(),
+            human_bytes(freed)
+        ),
+    );
+    println!("{freed}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every directory of the cache but `locks/`, which running gibs hold open.
+fn top_level_kinds(cache: &Cache) -> Result<Vec<String>> {
+    let mut kinds = Vec::new();
+    let entries = std::fs::read_dir(cache.root())
+        .with_context(|| format!("cannot read {}", cache.root().display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", cache.root().display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != "locks" && entry.path().is_dir() {
+            kinds.push(name);
+        }
+    }
+    kinds.sort();
+    Ok(kinds)
+}
+
+/// What keeps a running gib's entry from being removed under it: image entries and stage3
+/// roots have entry locks, scratch dirs (`.tmp-*`) a lock file of their own.
+enum Claim {
+    /// Nothing guards the entry.
+    Free,
+    Entry(#[allow(dead_code)] EntryLock),
+    Scratch(#[allow(dead_code)] std::fs::File),
+    /// Another gib holds it (or a scratch dir is still being made).
+    Busy,
+}
+
+fn claim(cache: &Cache, kind: &str, name: &str, path: &Path) -> Result<Claim> {
+    if name.starts_with(".tmp-") {
+        let lock_path = path.join("lock");
+        let Ok(file) = std::fs::OpenOptions::new().write(true).open(&lock_path) else {
+            // Scratch dirs of whole entries have no lock file of their own: their entry's
+            // lock is held while they exist. A stage3's is named after its digest.
+            return Ok(match (kind, name.strip_prefix(".tmp-")) {
+                ("stage3", Some(digest)) => match cache.try_lock("stage3", digest)? {
+                    Some(lock) => Claim::Entry(lock),
+                    None => Claim::Busy,
+                },
+                _ => Claim::Busy,
+            });
+        };
+        return Ok(match file.try_lock() {
+            Ok(()) => Claim::Scratch(file),
+            Err(_) => Claim::Busy,
+        });
+    }
+    let lock_kind = match kind {
+        "images" => "image",
+        "stage3" => "stage3",
+        _ => return Ok(Claim::Free),
+    };
+    Ok(match cache.try_lock(lock_kind, name)? {
+        Some(lock) => Claim::Entry(lock),
+        None => Claim::Busy,
+    })
+}
+
+/// Bytes a tree takes on disk (hard links counted once).
+fn disk_usage(path: &Path) -> u64 {
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for entry in walkdir::WalkDir::new(path).into_iter().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if seen.insert((meta.dev(), meta.ino())) {
+            total += meta.blocks() * 512;
+        }
+    }
+    total
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    format!("{value:.1} {unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(2048), "2.0 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 + 512 * 1024), "5.5 MiB");
+    }
+}

@@ -127,7 +127,7 @@ fn assert_all_binary(stderr: &str, cache: &Path, packages: usize) {
         stderr.contains("app-misc/greet-1.0 from binary package into the image"),
         "{stderr}"
     );
-    let log = fs::read_to_string(crate::util::emerge_log(&cache, "greet")).unwrap();
+    let log = fs::read_to_string(crate::util::emerge_log(cache, "greet")).unwrap();
     assert!(log.contains("--getbinpkg"), "{log}");
     assert_eq!(
         log.matches(">>> Emerging binary").count(),

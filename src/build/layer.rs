@@ -17,7 +17,7 @@ use crate::sandbox::{self, Network, SandboxSpec, SandboxStdio};
 pub fn layer_options(ctx: &BuildContext<'_>, image: &crate::plan::ImagePlan) -> LayerOptions {
     LayerOptions {
         compression: image.compression,
-        source_date_epoch: ctx.source_date_epoch,
+        source_date_epoch: ctx.epoch(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     }
 }

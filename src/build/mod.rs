@@ -196,21 +196,35 @@ impl<'a> BuildContext<'a> {
     /// The repository snapshot date (`YYYYMMDD`): the main repository's, else the date of
     /// the stage3's own tree; `None` when neither says.
     fn snapshot_date(&self) -> Option<String> {
+        self.snapshot_time().map(|s| s.date)
+    }
+
+    /// The main repository's snapshot time, else (`sync_type: none`) that of the stage3's
+    /// own tree; `None` when neither says or neither has been prepared in this run.
+    fn snapshot_time(&self) -> Option<repository::SnapshotTime> {
         if let Some(repos) = self.repositories.get()
-            && let Some(date) = repos
+            && let Some(time) = repos
                 .iter()
                 .find(|r| r.name == "gentoo")
                 .and_then(|r| r.snapshot.as_ref())
         {
-            return Some(date.date.clone());
+            return Some(time.clone());
         }
         if self.plan.portage.sync_type == SyncType::None
             && let Some(root) = self.stage3.get()
         {
-            return repository::SnapshotTime::of_tree(&root.path.join("var/db/repos/gentoo"))
-                .map(|s| s.date);
+            return repository::SnapshotTime::of_tree(&root.path.join("var/db/repos/gentoo"));
         }
         None
+    }
+
+    /// SOURCE_DATE_EPOCH for what this run writes: the environment's when set, else the
+    /// repository snapshot's time. The snapshot is an input of every packages image, so two
+    /// builds of the same inputs get the same times without the user setting anything; the
+    /// wall clock would make every build differ.
+    pub fn epoch(&self) -> Option<i64> {
+        self.source_date_epoch
+            .or_else(|| self.snapshot_time().map(|s| s.epoch))
     }
 }
 
@@ -341,7 +355,7 @@ fn image_request<'p>(
             exposed_ports: runtime.expose.clone(),
             volumes: runtime.volumes.clone(),
         },
-        created: ctx.source_date_epoch.unwrap_or(0),
+        created: ctx.epoch().unwrap_or(0),
         created_by: format!("gib {}: {how} {}", env!("CARGO_PKG_VERSION"), image.name),
         annotations,
     }

@@ -142,6 +142,7 @@ fn build_in(
             keep_headers: image.keep_headers,
             keep_static_libs: image.keep_static_libs,
             keep_package_db: image.keep_package_db,
+            source_date_epoch: ctx.epoch(),
         },
         builder: RootFs::Overlay {
             lowers,

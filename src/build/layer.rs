@@ -27,30 +27,46 @@ pub fn write_in_namespace(
     source: LayerSource,
     options: LayerOptions,
 ) -> Result<Layer> {
+    let root = source.root.clone();
     let job = LayerJob { source, options };
+    let blobs = ctx.store.root().as_os_str().to_owned();
+    let text = run_helper(
+        ctx,
+        &["write-layer".into(), "--blobs".into(), blobs],
+        &job,
+        &format!("write the layer of {}", root.display()),
+    )?;
+    serde_json::from_str(text.trim())
+        .with_context(|| format!("the layer writer printed {:?}", text.trim()))
+}
+
+/// Run `gib __internal <args>` in a user namespace (no root change, no mounts) with `job` as
+/// JSON on stdin; its stdout. `what` names the task in errors ("write the layer of …").
+pub fn run_helper(
+    ctx: &BuildContext<'_>,
+    args: &[std::ffi::OsString],
+    job: &impl serde::Serialize,
+    what: &str,
+) -> Result<String> {
     let scratch = tempfile::tempdir_in(ctx.cache.dir("tmp")?)
         .context("cannot create a scratch directory in the cache")?;
     let job_path = scratch.path().join("job.json");
-    let out_path = scratch.path().join("layer.json");
+    let out_path = scratch.path().join("out.json");
     let err_path = scratch.path().join("stderr");
     let mut job_file =
         File::create(&job_path).with_context(|| format!("cannot write {}", job_path.display()))?;
-    serde_json::to_writer(&mut job_file, &job)?;
+    serde_json::to_writer(&mut job_file, job)?;
     job_file.flush()?;
 
     let exe = std::env::current_exe().context("cannot find gib's own executable")?;
+    let mut command = vec![exe.into(), "__internal".into()];
+    command.extend(args.iter().cloned());
     let spec = SandboxSpec {
         root: None,
         mounts: Vec::new(),
         network: Network::None,
         hostname: "gib-layer".into(),
-        command: vec![
-            exe.into(),
-            "__internal".into(),
-            "write-layer".into(),
-            "--blobs".into(),
-            ctx.store.root().into(),
-        ],
+        command,
         env: sandbox::default_env(),
         cwd: "/".into(),
         interactive: false,
@@ -70,13 +86,10 @@ pub fn write_in_namespace(
     if !exit.success() {
         let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
         bail!(
-            "cannot write the layer of {} ({exit}): {}",
-            job.source.root.display(),
+            "cannot {what} ({exit}): {}",
             stderr.trim().trim_start_matches("error: ")
         );
     }
-    let text = std::fs::read_to_string(&out_path)
-        .with_context(|| format!("cannot read {}", out_path.display()))?;
-    serde_json::from_str(text.trim())
-        .with_context(|| format!("the layer writer printed {:?}", text.trim()))
+    std::fs::read_to_string(&out_path)
+        .with_context(|| format!("cannot read {}", out_path.display()))
 }

@@ -12,11 +12,13 @@
 //! of the image, its parent's key among them, so a change rebuilds the image and its
 //! descendants only. Entries are made in a scratch dir and renamed into place.
 
+mod finish;
 mod layer;
 mod packages;
 mod rootfs;
 mod test;
 
+pub use finish::run_files_job;
 pub use test::TestFailed;
 
 use std::cell::OnceCell;

@@ -170,6 +170,7 @@ fn build_in(
         ),
     );
 
+    super::finish::apply(ctx, image, &layer, &parent_layers, &input)?;
     let source = LayerSource {
         root: layer.clone(),
         removed: Vec::new(),
@@ -254,7 +255,8 @@ fn input_key(
 ) -> Result<String> {
     let sources = ctx.source_identity()?;
     let plan = format!("{image:?}");
-    let mut parts: Vec<&str> = vec!["packages", &plan, &sources];
+    let files = super::finish::sources_identity(image)?;
+    let mut parts: Vec<&str> = vec!["packages", &plan, &sources, &files];
     parts.extend(TOOLS);
     parts.push(parent.map_or("", |p| p.key.as_str()));
     Ok(hash_parts(&parts))

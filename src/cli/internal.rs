@@ -40,6 +40,9 @@ pub enum InternalCommand {
         #[arg(long, value_name = "DIR")]
         blobs: PathBuf,
     },
+    /// Apply an image's accounts and paths to its layer dir: a `FilesJob` as JSON on stdin.
+    /// Run inside the user namespace so owners are the image's.
+    ApplyFiles,
 }
 
 #[derive(Args, Debug)]
@@ -105,6 +108,10 @@ pub fn run(args: InternalArgs) -> Result<ExitCode> {
                 std::io::stdout().lock(),
                 &store,
             )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        InternalCommand::ApplyFiles => {
+            crate::build::run_files_job(std::io::stdin().lock())?;
             Ok(ExitCode::SUCCESS)
         }
     }

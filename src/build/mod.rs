@@ -16,9 +16,11 @@ mod finish;
 mod layer;
 mod packages;
 mod rootfs;
+mod sbom;
 mod test;
 
 pub use finish::run_files_job;
+pub use sbom::write_sbom_files;
 pub use test::TestFailed;
 
 use std::cell::OnceCell;
@@ -59,6 +61,10 @@ pub struct BuiltImage {
     pub builder_dirs: Vec<PathBuf>,
     /// Bytes of the image's blobs (layers and config) as stored.
     pub size: u64,
+    /// The image's SPDX SBOM, stored as an artifact manifest (and its blobs) whose subject
+    /// is the image: the outputs write it beside the image, a push uploads it after it.
+    #[serde(default)]
+    pub sbom: Option<crate::oci::artifact::Artifact>,
     /// Reused from the cache in this run rather than built.
     #[serde(skip)]
     pub reused: bool,
@@ -292,9 +298,17 @@ fn entry_dir(cache: &Cache, name: &str, key: &str) -> Result<PathBuf> {
 fn read_record(entry: &Path, store: &BlobStore) -> Option<BuiltImage> {
     let text = fs::read(entry.join("record.json")).ok()?;
     let record: BuiltImage = serde_json::from_slice(&text).ok()?;
+    // Entries from before SBOMs were attached are rebuilt rather than shipped without one.
+    record.sbom.as_ref()?;
     let blobs = std::iter::once(&record.image.manifest)
         .chain(std::iter::once(&record.image.config))
-        .chain(record.image.layers.iter());
+        .chain(record.image.layers.iter())
+        .chain(
+            record
+                .sbom
+                .iter()
+                .flat_map(|a| a.blobs.iter().chain([&a.manifest])),
+        );
     for blob in blobs {
         if !store.path(&blob.digest).ok()?.exists() {
             return None;

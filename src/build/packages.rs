@@ -196,6 +196,16 @@ fn build_in(
         ),
     )?;
 
+    let mut image_layers = vec![layer.clone()];
+    image_layers.extend(parent_layers.iter().cloned());
+    let sbom = super::sbom::attach(
+        ctx.store,
+        &image.name,
+        &written,
+        &image_layers,
+        ctx.epoch().unwrap_or(0),
+    )?;
+
     let mut test_layers = vec![layer.clone()];
     test_layers.extend(parent_layers.iter().cloned());
     super::test::run(ctx, image, &test_layers)?;
@@ -215,6 +225,7 @@ fn build_in(
         layer_dirs,
         builder_dirs,
         image: written,
+        sbom: Some(sbom),
         reused: false,
     };
     let record_path = dir.join("record.json");

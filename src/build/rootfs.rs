@@ -44,6 +44,13 @@ pub fn build(
     let mut layer_dirs = vec![tree];
     layer_dirs.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());
     super::test::run(ctx, image, &layer_dirs)?;
+    let sbom = super::sbom::attach(
+        ctx.store,
+        &image.name,
+        &written,
+        &layer_dirs,
+        ctx.epoch().unwrap_or(0),
+    )?;
     Ok(BuiltImage {
         name: image.name.clone(),
         key,
@@ -54,6 +61,7 @@ pub fn build(
         layer_dirs,
         builder_dirs: parent.map(|p| p.builder_dirs.clone()).unwrap_or_default(),
         image: written,
+        sbom: Some(sbom),
         reused: false,
     })
 }

@@ -12,7 +12,11 @@ use crate::build::{BuildContext, BuiltImage, build_image};
 use crate::cache::Cache;
 use crate::config;
 use crate::oci::blob::BlobStore;
-use crate::output::{TaggedImage, archive::write_archive, layout::write_layout};
+use crate::output::{
+    TaggedImage,
+    archive::write_archive,
+    layout::{write_artifacts, write_layout},
+};
 use crate::plan::Plan;
 use crate::printer::{Printer, UserError};
 
@@ -72,12 +76,23 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.oci_layout {
         write_layout(dir, &store, &tagged)
             .with_context(|| format!("cannot write the OCI layout {}", dir.display()))?;
+        let sboms: Vec<&crate::oci::artifact::Artifact> = plan
+            .images
+            .iter()
+            .filter_map(|image| built[&image.name].sbom.as_ref())
+            .collect();
+        write_artifacts(dir, &store, &sboms)
+            .with_context(|| format!("cannot add the SBOMs to {}", dir.display()))?;
         printer.status("Wrote", &format!("OCI layout {}", dir.display()));
     }
     if let Some(file) = &args.archive {
         write_archive(file, &store, &tagged)
             .with_context(|| format!("cannot write the archive {}", file.display()))?;
         printer.status("Wrote", &format!("archive {}", file.display()));
+        let images: Vec<&BuiltImage> = plan.images.iter().map(|i| &built[&i.name]).collect();
+        for written in crate::build::write_sbom_files(file, &store, &images)? {
+            printer.status("Wrote", &format!("SBOM {}", written.display()));
+        }
     }
     if args.json {
         let report: Vec<ImageReport> = plan

@@ -10,6 +10,7 @@
 //! reads a [`layer::LayerJob`] as JSON on stdin and prints the [`layer::Layer`] as JSON on
 //! stdout. It takes nothing from the environment, so the result is the same either way.
 
+pub mod artifact;
 pub mod blob;
 pub mod image;
 pub mod layer;

@@ -14,6 +14,7 @@
 
 mod finish;
 mod layer;
+mod layering;
 mod packages;
 mod rootfs;
 mod sbom;

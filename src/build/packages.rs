@@ -11,7 +11,6 @@ use super::{BuildContext, BuiltImage, entry_dir, hash_parts, image_size, read_re
 use crate::emerge::run::{EmergeFailed, EmergeJob, FinishOptions, log_tail};
 use crate::gentoo::vdb;
 use crate::oci::image::write_image;
-use crate::oci::layer::LayerSource;
 use crate::plan::ImagePlan;
 use crate::sandbox::{ExtraMount, OverlayScratch, RootFs, remove_tree};
 
@@ -171,14 +170,14 @@ fn build_in(
     );
 
     super::finish::apply(ctx, image, &layer, &parent_layers, &input)?;
-    let source = LayerSource {
-        root: layer.clone(),
-        removed: Vec::new(),
-        overlay_markers: !parent_layers.is_empty(),
-    };
-    let written_layer =
-        super::layer::write_in_namespace(ctx, source, super::layer::layer_options(ctx, image))?;
     let own_packages = vdb::read_installed(&layer)?;
+    let written_layers = super::layering::write_layers(
+        ctx,
+        image,
+        &layer,
+        !parent_layers.is_empty(),
+        &own_packages,
+    )?;
     let mut all_packages: Vec<String> = parent.map(|p| p.packages.clone()).unwrap_or_default();
     all_packages.extend(own_packages.iter().map(|p| p.cpv()));
     all_packages.sort();
@@ -186,14 +185,7 @@ fn build_in(
     let version_tag = super::version_tag(ctx, image, &own_packages);
     let written = write_image(
         ctx.store,
-        &super::image_request(
-            ctx,
-            image,
-            parent,
-            vec![written_layer],
-            &version_tag,
-            "emerge",
-        ),
+        &super::image_request(ctx, image, parent, written_layers, &version_tag, "emerge"),
     )?;
 
     let mut image_layers = vec![layer.clone()];

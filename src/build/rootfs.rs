@@ -29,6 +29,7 @@ pub fn build(
         root: tree.clone(),
         removed: Vec::new(),
         overlay_markers: false,
+        filter: None,
     };
     let layer = write_layer(&source, ctx.store, &layer_options(ctx, image))?;
     let key = hash_parts(&[

@@ -224,6 +224,7 @@ mod tests {
                 root: root.to_path_buf(),
                 removed,
                 overlay_markers: true,
+                filter: None,
             };
             write_layer(&src, &store, &opts).unwrap()
         };

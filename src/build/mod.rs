@@ -16,6 +16,7 @@ mod finish;
 mod layer;
 mod layering;
 mod packages;
+pub mod report;
 mod rootfs;
 mod sbom;
 mod test;

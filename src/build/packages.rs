@@ -169,6 +169,7 @@ fn build_in(
         ),
     );
 
+    super::report::keep_trimmed(&log_dir, dir)?;
     super::finish::apply(ctx, image, &layer, &parent_layers, &input)?;
     let own_packages = vdb::read_installed(&layer)?;
     let written_layers = super::layering::write_layers(

@@ -95,11 +95,20 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         }
     }
     if args.json {
-        let report: Vec<ImageReport> = plan
-            .images
-            .iter()
-            .map(|image| ImageReport::of(&built[&image.name]))
-            .collect();
+        let mut report = Vec::new();
+        for image in &plan.images {
+            let built = &built[&image.name];
+            // The size report reads the layer dirs as this user; a rootless build's dirs
+            // that only the image's users may read (a 0700 home) leave it out, with a note.
+            let usage = match crate::build::report::image_usage(built, 10) {
+                Ok(usage) => Some(usage.summary()),
+                Err(err) => {
+                    printer.warn(&format!("no size report for {}: {err:#}", image.name));
+                    None
+                }
+            };
+            report.push(ImageReport::of(built, usage));
+        }
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(ExitCode::SUCCESS)
@@ -114,10 +123,14 @@ struct ImageReport<'a> {
     size: u64,
     reused: bool,
     packages: &'a [String],
+    /// Sizes by package, files of no package, what trimming removed.
+    usage: Option<crate::build::report::UsageSummary>,
+    /// The SBOM artifact manifest (its subject is the image).
+    sbom: Option<&'a str>,
 }
 
 impl<'a> ImageReport<'a> {
-    fn of(built: &'a BuiltImage) -> Self {
+    fn of(built: &'a BuiltImage, usage: Option<crate::build::report::UsageSummary>) -> Self {
         ImageReport {
             name: &built.name,
             references: &built.references,
@@ -125,6 +138,8 @@ impl<'a> ImageReport<'a> {
             size: built.size,
             reused: built.reused,
             packages: &built.packages,
+            usage,
+            sbom: built.sbom.as_ref().map(|s| s.manifest.digest.as_str()),
         }
     }
 }

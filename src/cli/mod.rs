@@ -4,6 +4,7 @@
 
 mod build;
 mod graph;
+mod inspect;
 mod internal;
 mod plan;
 mod quality_internal;
@@ -39,6 +40,9 @@ pub struct Cli {
 pub enum Command {
     /// Build images (and their ancestors) and write them to the chosen outputs.
     Build(BuildArgs),
+    /// What the last build of an image holds: package shares, biggest files, what trimming
+    /// removed.
+    Inspect(inspect::InspectArgs),
     /// Show the build order, tags and the Portage files gib would write; builds nothing.
     Plan(PlanArgs),
     /// Draw the image DAG.
@@ -152,6 +156,7 @@ pub fn main() -> ExitCode {
     let printer = Printer::new(false);
     let result = match cli.command {
         Command::Build(args) => build::run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Shell(args) => shell::run(args),

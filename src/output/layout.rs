@@ -267,7 +267,7 @@ mod tests {
         run(Command::new("umoci")
             .arg("unpack")
             .arg("--image")
-            .arg(format!("{}:1", layout.display()))
+            .arg(format!("{}:child:1", layout.display()))
             .arg(&bundle));
         let rootfs = bundle.join("rootfs");
         assert!(rootfs.join("etc/keep").exists());

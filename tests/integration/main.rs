@@ -7,6 +7,7 @@ mod config;
 mod emerge;
 mod fixture;
 mod oci;
+mod quality;
 mod registry;
 mod sandbox;
 mod sbom;

@@ -69,7 +69,15 @@ if [ "$keep_package_db" = 1 ]; then
 			done
 			# CONTENTS records each file's mtime at merge time: clamp it like the layer's
 			# mtimes, or two builds of the same inputs differ in every CONTENTS.
-			if [ -n "${SOURCE_DATE_EPOCH:-}" ] && [ -f "$pkg/CONTENTS" ]; then
+			# Only a CONTENTS that needs it is rewritten: rewriting a parent image's would
+			# copy it up into this image's layer.
+			if [ -n "${SOURCE_DATE_EPOCH:-}" ] && [ -f "$pkg/CONTENTS" ] &&
+				awk -v sde="$SOURCE_DATE_EPOCH" '
+					($1 == "obj" || $1 == "sym") && $NF ~ /^[0-9]+$/ && $NF + 0 > sde + 0 {
+						found = 1
+						exit
+					}
+					END { exit !found }' "$pkg/CONTENTS"; then
 				awk -v sde="$SOURCE_DATE_EPOCH" '
 					($1 == "obj" || $1 == "sym") && $NF ~ /^[0-9]+$/ && $NF + 0 > sde + 0 {
 						sub(/[0-9]+$/, sde)
@@ -86,8 +94,17 @@ fi
 rmdir var/db 2>/dev/null || true
 
 # Accounts every distroless image has, unless packages provided them.
+# Change nothing that is already right: on a child image, /staging is an overlay over the
+# parent's files, and touching one copies it up into this image's layer.
+set_mode() { # mode path
+	[ "$(stat -c %a "$2")" = "$1" ] || chmod "$1" "$2"
+}
+set_owner() { # uid:gid path
+	[ "$(stat -c %u:%g "$2")" = "$1" ] || chown "$1" "$2"
+}
 mkdir -p etc
-touch etc/passwd etc/group
+[ -e etc/passwd ] || : >etc/passwd
+[ -e etc/group ] || : >etc/group
 add_line() { # file name line
 	grep -q "^$2:" "$1" || echo "$3" >>"$1"
 }
@@ -97,13 +114,15 @@ add_line etc/passwd nonroot 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/n
 add_line etc/group root 'root:x:0:'
 add_line etc/group nobody 'nobody:x:65534:'
 add_line etc/group nonroot 'nonroot:x:65532:'
-chmod 0644 etc/passwd etc/group
+set_mode 644 etc/passwd
+set_mode 644 etc/group
 mkdir -p home/nonroot root
-chown 65532:65532 home/nonroot
-chmod 0700 home/nonroot root
+set_owner 65532:65532 home/nonroot
+set_mode 700 home/nonroot
+set_mode 700 root
 
 mkdir -p tmp
-chmod 1777 tmp
+set_mode 1777 tmp
 
 if [ ! -e etc/os-release ] && [ ! -e usr/lib/os-release ]; then
 	cat >etc/os-release <<'OS'

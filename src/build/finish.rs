@@ -81,7 +81,7 @@ pub fn apply(
         paths,
     };
     super::layer::run_helper(
-        ctx,
+        ctx.cache,
         &[OsString::from("apply-files")],
         &job,
         &format!("apply the accounts and paths of image {}", image.name),

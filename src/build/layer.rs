@@ -31,7 +31,7 @@ pub fn write_in_namespace(
     let job = LayerJob { source, options };
     let blobs = ctx.store.root().as_os_str().to_owned();
     let text = run_helper(
-        ctx,
+        ctx.cache,
         &["write-layer".into(), "--blobs".into(), blobs],
         &job,
         &format!("write the layer of {}", root.display()),
@@ -43,12 +43,12 @@ pub fn write_in_namespace(
 /// Run `gib __internal <args>` in a user namespace (no root change, no mounts) with `job` as
 /// JSON on stdin; its stdout. `what` names the task in errors ("write the layer of …").
 pub fn run_helper(
-    ctx: &BuildContext<'_>,
+    cache: &crate::cache::Cache,
     args: &[std::ffi::OsString],
     job: &impl serde::Serialize,
     what: &str,
 ) -> Result<String> {
-    let scratch = tempfile::tempdir_in(ctx.cache.dir("tmp")?)
+    let scratch = tempfile::tempdir_in(cache.dir("tmp")?)
         .context("cannot create a scratch directory in the cache")?;
     let job_path = scratch.path().join("job.json");
     let out_path = scratch.path().join("out.json");

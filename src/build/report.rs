@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::BuiltImage;
 use crate::cache::Cache;
@@ -19,7 +19,7 @@ use crate::rootfs::usage::{FileUsage, UsageReport, usage_report};
 pub const TRIMMED_FILE: &str = "trimmed.tsv";
 
 /// The report of one image.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageUsage {
     pub name: String,
     pub digest: String,
@@ -61,6 +61,45 @@ impl ImageUsage {
     }
 }
 
+/// [`image_usage`] in gib's user namespace: a rootless build's layer dirs hold directories
+/// only the image's users may read (a 0700 home), which the namespace reads as their owner.
+pub fn image_usage_in_namespace(
+    cache: &Cache,
+    image: &BuiltImage,
+    largest: usize,
+) -> Result<ImageUsage> {
+    let job = UsageJob {
+        image: image.clone(),
+        largest,
+    };
+    let text = super::layer::run_helper(
+        cache,
+        &["image-usage".into()],
+        &job,
+        &format!("measure image {}", image.name),
+    )?;
+    serde_json::from_str(text.trim())
+        .with_context(|| format!("the size report helper printed {:?}", text.trim()))
+}
+
+/// What the `image-usage` helper measures, as JSON on its stdin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsageJob {
+    pub image: BuiltImage,
+    pub largest: usize,
+}
+
+/// The helper side: a [`UsageJob`] from `input`, the [`ImageUsage`] as JSON to `output`.
+pub fn run_usage_job(input: impl std::io::Read, mut output: impl std::io::Write) -> Result<()> {
+    let job: UsageJob =
+        serde_json::from_reader(input).context("cannot parse the usage job (JSON on stdin)")?;
+    let usage = image_usage(&job.image, job.largest)?;
+    serde_json::to_writer(&mut output, &usage).context("cannot write the size report")?;
+    output
+        .write_all(b"\n")
+        .context("cannot write the size report")
+}
+
 /// Measure `image`, listing its `largest` biggest files.
 pub fn image_usage(image: &BuiltImage, largest: usize) -> Result<ImageUsage> {
     let mut total: Option<UsageReport> = None;
@@ -82,6 +121,18 @@ pub fn image_usage(image: &BuiltImage, largest: usize) -> Result<ImageUsage> {
         });
     }
     let mut usage = total.context("the image has no layer dirs")?;
+    // A package whose database a child's layer also carries is one package.
+    let mut merged: Vec<crate::rootfs::usage::PackageUsage> = Vec::new();
+    for package in usage.packages.drain(..) {
+        match merged.iter_mut().find(|p| p.package == package.package) {
+            Some(known) => {
+                known.bytes += package.bytes;
+                known.files += package.files;
+            }
+            None => merged.push(package),
+        }
+    }
+    usage.packages = merged;
     let by_size = |a: &FileUsage, b: &FileUsage| b.bytes.cmp(&a.bytes).then(a.path.cmp(&b.path));
     usage
         .packages

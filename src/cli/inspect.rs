@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use crate::build::report::{ImageUsage, image_usage, latest_record};
+use crate::build::report::{ImageUsage, image_usage_in_namespace, latest_record};
 use crate::cache::Cache;
 use crate::printer::UserError;
 
@@ -37,7 +37,7 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         ))
         .into());
     };
-    let report = image_usage(&record, args.largest)?;
+    let report = image_usage_in_namespace(&cache, &record, args.largest)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

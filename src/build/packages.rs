@@ -260,7 +260,10 @@ fn input_key(
     let sources = ctx.source_identity()?;
     let plan = format!("{image:?}");
     let files = super::finish::sources_identity(image)?;
-    let mut parts: Vec<&str> = vec!["packages", &plan, &sources, &files];
+    // An explicit SOURCE_DATE_EPOCH changes every mtime; the default one is the snapshot's,
+    // which `sources` already covers.
+    let epoch = format!("{:?}", ctx.source_date_epoch);
+    let mut parts: Vec<&str> = vec!["packages", &plan, &sources, &files, &epoch];
     parts.extend(TOOLS);
     parts.push(parent.map_or("", |p| p.key.as_str()));
     Ok(hash_parts(&parts))

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::fixture::mini_stage3;
 use crate::sbom::{validate, validator_venv};
-use crate::util::{gib, require_tool, run_ok, scratch_dir};
+use crate::util::{as_test_user, gib, gib_bin, require_tool, run_ok, scratch_dir, test_user};
 
 /// A gib.yaml on the mini stage3 with `images` (YAML, indented under `images:`).
 fn write_config(dir: &Path, images: &str) -> PathBuf {
@@ -293,13 +293,12 @@ fn images_sharing_a_package_share_its_layer_blob() {
     }
 }
 
-#[test]
-fn accounts_and_paths_in_a_child_image_and_gib_inspect() {
-    let dir = scratch_dir("quality-accounts");
-    let conf = dir.path().join("app.conf");
+/// The accounts test's gib.yaml (a base image and a child with accounts and paths) in `dir`.
+fn write_accounts_config(dir: &Path) -> PathBuf {
+    let conf = dir.join("app.conf");
     fs::write(&conf, "listen 8080\n").unwrap();
-    let config = write_config(
-        dir.path(),
+    write_config(
+        dir,
         concat!(
             "  base:\n    from: scratch\n    packages: [sys-libs/glibc]\n",
             "  app:\n    from: base\n    packages: [app-misc/greet]\n    tag: \"1\"\n",
@@ -312,7 +311,19 @@ fn accounts_and_paths_in_a_child_image_and_gib_inspect() {
             "      - {path: /etc/app.conf, type: file, source: ./app.conf, uid: 0, gid: 1000, mode: \"0640\"}\n",
             "      - {path: /usr/bin/hello, type: symlink, target: greet}\n",
         ),
-    );
+    )
+}
+
+/// The owner, group and permission bits of `path` under `rootfs`.
+fn owner_mode(rootfs: &Path, path: &str) -> (u32, u32, u32) {
+    let meta = fs::symlink_metadata(rootfs.join(path)).unwrap();
+    (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+}
+
+#[test]
+fn accounts_and_paths_in_a_child_image_and_gib_inspect() {
+    let dir = scratch_dir("quality-accounts");
+    let config = write_accounts_config(dir.path());
     let layout = dir.path().join("oci");
     let cache = dir.path().join("cache");
     build(&config, &cache, &["--oci-layout", layout.to_str().unwrap()]);
@@ -327,13 +338,9 @@ fn accounts_and_paths_in_a_child_image_and_gib_inspect() {
     assert!(passwd.starts_with("root:"), "{passwd}");
     let group = fs::read_to_string(rootfs.join("etc/group")).unwrap();
     assert!(group.contains("www:x:1000:"), "{group}");
-    let owner_mode = |path: &str| {
-        let meta = fs::symlink_metadata(rootfs.join(path)).unwrap();
-        (meta.uid(), meta.gid(), meta.mode() & 0o7777)
-    };
-    assert_eq!(owner_mode("srv/data"), (1000, 1000, 0o750));
-    assert_eq!(owner_mode("var/www"), (1000, 1000, 0o700));
-    assert_eq!(owner_mode("etc/app.conf"), (0, 1000, 0o640));
+    assert_eq!(owner_mode(&rootfs, "srv/data"), (1000, 1000, 0o750));
+    assert_eq!(owner_mode(&rootfs, "var/www"), (1000, 1000, 0o700));
+    assert_eq!(owner_mode(&rootfs, "etc/app.conf"), (0, 1000, 0o640));
     assert_eq!(
         fs::read_to_string(rootfs.join("etc/app.conf")).unwrap(),
         "listen 8080\n"
@@ -388,4 +395,43 @@ fn accounts_and_paths_in_a_child_image_and_gib_inspect() {
         .find(|p| p["package"] == "sys-libs/glibc-2.36")
         .unwrap_or_else(|| panic!("{json}"));
     assert!(glibc["bytes"].as_u64().unwrap() > 1_000_000, "{json}");
+}
+
+/// The same built by an unprivileged user (through its subordinate ids): the image's owners
+/// are the same, and `gib inspect` reads the layer dirs that user cannot read directly.
+#[test]
+fn accounts_and_paths_rootless() {
+    let dir = scratch_dir("quality-accounts-rootless");
+    let user = test_user();
+    run_ok(
+        Command::new("chown")
+            .arg(format!("{user}:{user}"))
+            .arg(dir.path()),
+    );
+    let config = write_accounts_config(dir.path());
+    let layout = dir.path().join("oci");
+    let cache = dir.path().join("cache");
+    run_ok(
+        as_test_user(&gib_bin())
+            .arg("build")
+            .arg("-f")
+            .arg(&config)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("--oci-layout")
+            .arg(&layout),
+    );
+    let rootfs = unpack(&layout, "app:1", dir.path());
+    assert_eq!(owner_mode(&rootfs, "srv/data"), (1000, 1000, 0o750));
+    assert_eq!(owner_mode(&rootfs, "var/www"), (1000, 1000, 0o700));
+    assert_eq!(owner_mode(&rootfs, "etc/app.conf"), (0, 1000, 0o640));
+    assert_eq!(owner_mode(&rootfs, "home/nonroot"), (65532, 65532, 0o700));
+    let text = run_ok(
+        as_test_user(&gib_bin())
+            .arg("inspect")
+            .arg("app")
+            .arg("--cache-dir")
+            .arg(&cache),
+    );
+    assert!(text.contains("sys-libs/glibc-2.36"), "{text}");
 }

@@ -714,6 +714,36 @@ mod tests {
     }
 
     #[test]
+    fn filters_cut_a_tree_and_a_slice_is_the_same_blob_in_any_tree() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(store_dir.path()).unwrap();
+        let slice = |root: &Path, filter: PathFilter| {
+            let src = LayerSource {
+                root: root.to_path_buf(),
+                removed: Vec::new(),
+                overlay_markers: true,
+                filter: Some(filter),
+            };
+            write_layer(&src, &store, &opts(Compression::Gzip, 1)).unwrap()
+        };
+        let names = |layer: &Layer| -> Vec<String> {
+            entries(&store, layer).into_iter().map(|(p, _)| p).collect()
+        };
+        let dir = tree();
+        let only = slice(dir.path(), PathFilter::Only(vec!["b/c/f".into()]));
+        assert_eq!(names(&only), ["b/", "b/c/", "b/c/f"]);
+        let except = slice(dir.path(), PathFilter::Except(vec!["b/c/f".into()]));
+        assert_eq!(names(&except), ["a", "b/", "b/c/", "dangling", "z"]);
+
+        // Another tree with the same file and more around it: the same slice, the same blob.
+        let other = tree();
+        fs::write(other.path().join("b/other"), b"x").unwrap();
+        fs::create_dir(other.path().join("b/c/d")).unwrap();
+        let again = slice(other.path(), PathFilter::Only(vec!["/b/c/f".into()]));
+        assert_eq!(again, only);
+    }
+
+    #[test]
     fn output_does_not_depend_on_threads() {
         let dir = tree();
         let store_dir = tempfile::tempdir().unwrap();

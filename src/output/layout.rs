@@ -27,23 +27,42 @@ pub fn write_layout(dir: &Path, store: &BlobStore, images: &[TaggedImage]) -> Re
     }
 
     for tagged in images {
-        for desc in blob_order(tagged) {
-            let src = store.path(&desc.digest)?;
-            let dest = blobs.join(crate::oci::blob::digest_hex(&desc.digest)?);
-            copy_blob(&src, &dest)?;
-        }
+        copy_blobs(&blobs, store, blob_order(tagged))?;
     }
+    update_index(dir, |manifests| {
+        for tagged in images {
+            manifests.retain(|entry| !same_reference(entry, tagged));
+            manifests
+                .push(serde_json::to_value(index_entry(tagged)).context("cannot encode index")?);
+        }
+        Ok(())
+    })
+}
 
+/// Copy blobs from the store into the layout's `blobs/sha256`.
+fn copy_blobs<'a>(
+    blobs: &Path,
+    store: &BlobStore,
+    descriptors: impl IntoIterator<Item = &'a Descriptor>,
+) -> Result<()> {
+    for desc in descriptors {
+        let src = store.path(&desc.digest)?;
+        let dest = blobs.join(crate::oci::blob::digest_hex(&desc.digest)?);
+        copy_blob(&src, &dest)?;
+    }
+    Ok(())
+}
+
+/// Read the layout's index.json (a new one when missing), let `change` edit its manifests
+/// list, and replace the file.
+fn update_index(dir: &Path, change: impl FnOnce(&mut Vec<Value>) -> Result<()>) -> Result<()> {
     let index_path = dir.join("index.json");
     let mut index = read_index(&index_path)?;
     let manifests = index
         .get_mut("manifests")
         .and_then(Value::as_array_mut)
         .with_context(|| format!("{} has no manifests list", index_path.display()))?;
-    for tagged in images {
-        manifests.retain(|entry| !same_reference(entry, tagged));
-        manifests.push(serde_json::to_value(index_entry(tagged)).context("cannot encode index")?);
-    }
+    change(manifests)?;
     let bytes = serde_json::to_vec(&index).context("cannot encode index.json")?;
     write_atomically(&index_path, &bytes)
 }
@@ -55,46 +74,33 @@ pub fn write_layout(dir: &Path, store: &BlobStore, images: &[TaggedImage]) -> Re
 pub fn write_artifacts(dir: &Path, store: &BlobStore, artifacts: &[&Artifact]) -> Result<()> {
     let blobs = dir.join("blobs").join("sha256");
     for artifact in artifacts {
-        for desc in artifact.blobs.iter().chain([&artifact.manifest]) {
-            let src = store.path(&desc.digest)?;
-            let dest = blobs.join(crate::oci::blob::digest_hex(&desc.digest)?);
-            copy_blob(&src, &dest)?;
-        }
+        copy_blobs(
+            &blobs,
+            store,
+            artifact.blobs.iter().chain([&artifact.manifest]),
+        )?;
     }
-    let index_path = dir.join("index.json");
-    let mut index = read_index(&index_path)?;
-    let manifests = index
-        .get_mut("manifests")
-        .and_then(Value::as_array_mut)
-        .with_context(|| format!("{} has no manifests list", index_path.display()))?;
-    for artifact in artifacts {
+    update_index(dir, |manifests| {
+        for artifact in artifacts {
+            manifests.retain(|entry| {
+                entry.get("digest").and_then(Value::as_str) != Some(&artifact.manifest.digest)
+            });
+            let mut entry =
+                serde_json::to_value(&artifact.manifest).context("cannot encode an index entry")?;
+            entry["artifactType"] = Value::String(artifact.artifact_type.clone());
+            manifests.push(entry);
+        }
+        let images: Vec<String> = manifests
+            .iter()
+            .filter(|e| e.get("artifactType").is_none())
+            .filter_map(|e| e.get("digest").and_then(Value::as_str).map(str::to_string))
+            .collect();
         manifests.retain(|entry| {
-            entry.get("digest").and_then(Value::as_str) != Some(&artifact.manifest.digest)
+            entry.get("artifactType").is_none()
+                || artifact_subject(&blobs, entry).is_none_or(|subject| images.contains(&subject))
         });
-        let mut entry =
-            serde_json::to_value(&artifact.manifest).context("cannot encode an index entry")?;
-        entry["artifactType"] = Value::String(artifact.artifact_type.clone());
-        manifests.push(entry);
-    }
-    let images: Vec<String> = manifests
-        .iter()
-        .filter(|e| e.get("artifactType").is_none())
-        .filter_map(|e| e.get("digest").and_then(Value::as_str).map(str::to_string))
-        .collect();
-    let mut kept = Vec::new();
-    for entry in manifests.drain(..) {
-        if entry.get("artifactType").is_none() {
-            kept.push(entry);
-            continue;
-        }
-        match artifact_subject(&blobs, &entry) {
-            Some(subject) if !images.contains(&subject) => {}
-            _ => kept.push(entry),
-        }
-    }
-    *manifests = kept;
-    let bytes = serde_json::to_vec(&index).context("cannot encode index.json")?;
-    write_atomically(&index_path, &bytes)
+        Ok(())
+    })
 }
 
 /// The subject digest of the artifact manifest an index entry names, when it can be read.

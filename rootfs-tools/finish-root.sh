@@ -5,7 +5,9 @@
 # package manager needs, headers and static libraries unless asked to keep them, trims the
 # package database to what scanners read, and adds the few files every image needs:
 # /etc/passwd and /etc/group (root, nobody, nonroot), /tmp (1777) and /etc/os-release.
-# Settings: GIB_KEEP_HEADERS, GIB_KEEP_STATIC_LIBS, GIB_KEEP_PACKAGE_DB (1 keeps).
+# Settings: GIB_KEEP_HEADERS, GIB_KEEP_STATIC_LIBS, GIB_KEEP_PACKAGE_DB (1 keeps),
+# SOURCE_DATE_EPOCH (times in CONTENTS newer than it are clamped to it), GIB_TRIM_REPORT (a
+# file outside the root that gets one `<bytes>\t/<path>` line per path trimmed).
 set -eu
 
 ROOT=${ROOT:-/staging}
@@ -13,20 +15,40 @@ keep_headers=${GIB_KEEP_HEADERS:-0}
 keep_static_libs=${GIB_KEEP_STATIC_LIBS:-0}
 keep_package_db=${GIB_KEEP_PACKAGE_DB:-1}
 
+report=${GIB_TRIM_REPORT:-/dev/null}
+: >"$report"
+
 cd "$ROOT"
 
+# Remove paths (relative to the root), recording what each held, for `gib inspect`.
+trim() {
+	for path in "$@"; do
+		[ -e "$path" ] || [ -L "$path" ] || continue
+		bytes=$(du -sb "$path" 2>/dev/null | cut -f1)
+		printf '%s\t/%s\n' "${bytes:-0}" "$path" >>"$report"
+		rm -rf "$path"
+	done
+}
+
 # Portage's own state and scratch space.
-rm -rf var/cache/edb var/lib/portage etc/portage var/tmp/portage var/log/portage \
+trim var/cache/edb var/lib/portage etc/portage var/tmp/portage var/log/portage \
 	var/cache/distfiles var/cache/binpkgs etc/ld.so.cache~
-find tmp var/tmp -mindepth 1 -delete 2>/dev/null || true
+for dir in tmp var/tmp; do
+	[ -d "$dir" ] || continue
+	for entry in "$dir"/* "$dir"/.[!.]*; do
+		trim "$entry"
+	done
+done
 
 if [ "$keep_headers" != 1 ]; then
-	rm -rf usr/include usr/share/aclocal usr/share/pkgconfig usr/lib*/pkgconfig \
+	trim usr/include usr/share/aclocal usr/share/pkgconfig usr/lib*/pkgconfig \
 		usr/lib*/cmake usr/share/cmake
 fi
 if [ "$keep_static_libs" != 1 ]; then
 	for dir in lib lib32 lib64 usr/lib usr/lib32 usr/lib64; do
-		[ -d "$dir" ] && find "$dir" \( -name '*.a' -o -name '*.la' \) \( -type f -o -type l \) -delete
+		[ -d "$dir" ] && [ ! -L "$dir" ] || continue
+		find "$dir" \( -name '*.a' -o -name '*.la' \) \( -type f -o -type l \) -print |
+			while IFS= read -r file; do trim "$file"; done
 	done
 fi
 
@@ -45,17 +67,44 @@ if [ "$keep_package_db" = 1 ]; then
 				*) rm -rf "$entry" ;;
 				esac
 			done
+			# CONTENTS records each file's mtime at merge time: clamp it like the layer's
+			# mtimes, or two builds of the same inputs differ in every CONTENTS.
+			# Only a CONTENTS that needs it is rewritten: rewriting a parent image's would
+			# copy it up into this image's layer.
+			if [ -n "${SOURCE_DATE_EPOCH:-}" ] && [ -f "$pkg/CONTENTS" ] &&
+				awk -v sde="$SOURCE_DATE_EPOCH" '
+					($1 == "obj" || $1 == "sym") && $NF ~ /^[0-9]+$/ && $NF + 0 > sde + 0 {
+						found = 1
+						exit
+					}
+					END { exit !found }' "$pkg/CONTENTS"; then
+				awk -v sde="$SOURCE_DATE_EPOCH" '
+					($1 == "obj" || $1 == "sym") && $NF ~ /^[0-9]+$/ && $NF + 0 > sde + 0 {
+						sub(/[0-9]+$/, sde)
+					}
+					{ print }' "$pkg/CONTENTS" >"$pkg/CONTENTS.gib" &&
+					cat "$pkg/CONTENTS.gib" >"$pkg/CONTENTS" && rm -f "$pkg/CONTENTS.gib"
+			fi
 		done
 	fi
 else
-	rm -rf var/db/pkg
+	trim var/db/pkg
 fi
 # Leave no empty /var/db behind when nothing was recorded there.
 rmdir var/db 2>/dev/null || true
 
 # Accounts every distroless image has, unless packages provided them.
+# Change nothing that is already right: on a child image, /staging is an overlay over the
+# parent's files, and touching one copies it up into this image's layer.
+set_mode() { # mode path
+	[ "$(stat -c %a "$2")" = "$1" ] || chmod "$1" "$2"
+}
+set_owner() { # uid:gid path
+	[ "$(stat -c %u:%g "$2")" = "$1" ] || chown "$1" "$2"
+}
 mkdir -p etc
-touch etc/passwd etc/group
+[ -e etc/passwd ] || : >etc/passwd
+[ -e etc/group ] || : >etc/group
 add_line() { # file name line
 	grep -q "^$2:" "$1" || echo "$3" >>"$1"
 }
@@ -65,13 +114,15 @@ add_line etc/passwd nonroot 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/n
 add_line etc/group root 'root:x:0:'
 add_line etc/group nobody 'nobody:x:65534:'
 add_line etc/group nonroot 'nonroot:x:65532:'
-chmod 0644 etc/passwd etc/group
+set_mode 644 etc/passwd
+set_mode 644 etc/group
 mkdir -p home/nonroot root
-chown 65532:65532 home/nonroot
-chmod 0700 home/nonroot root
+set_owner 65532:65532 home/nonroot
+set_mode 700 home/nonroot
+set_mode 700 root
 
 mkdir -p tmp
-chmod 1777 tmp
+set_mode 1777 tmp
 
 if [ ! -e etc/os-release ] && [ ! -e usr/lib/os-release ]; then
 	cat >etc/os-release <<'OS'

@@ -129,6 +129,8 @@ fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
         builder_dirs: Vec::new(),
         image,
         reused: true,
+        // A pulled parent is not re-published, so gib attaches no SBOM of its own to it.
+        sbom: None,
     })
 }
 

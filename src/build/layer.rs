@@ -21,7 +21,7 @@ use crate::sandbox::{self, Network, SandboxSpec, SandboxStdio};
 pub fn layer_options(ctx: &BuildContext<'_>, image: &crate::plan::ImagePlan) -> LayerOptions {
     LayerOptions {
         compression: image.compression,
-        source_date_epoch: ctx.source_date_epoch,
+        source_date_epoch: ctx.epoch(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     }
 }
@@ -31,15 +31,15 @@ pub fn write_in_namespace(
     source: LayerSource,
     options: LayerOptions,
 ) -> Result<Layer> {
+    let root = source.root.clone();
     let job = LayerJob { source, options };
-    let root = job.source.root.clone();
     let blobs = ctx.store.root().as_os_str().to_owned();
     let text = run_helper(
-        ctx,
+        ctx.cache,
         &["write-layer".into(), "--blobs".into(), blobs],
-        &serde_json::to_vec(&job)?,
-    )
-    .with_context(|| format!("cannot write the layer of {}", root.display()))?;
+        &job,
+        &format!("write the layer of {}", root.display()),
+    )?;
     serde_json::from_str(text.trim())
         .with_context(|| format!("the layer writer printed {:?}", text.trim()))
 }
@@ -53,27 +53,31 @@ pub fn prune_in_namespace(
 ) -> Result<PruneSummary> {
     let mut args: Vec<OsString> = vec!["prune-layer".into(), upper.into()];
     args.extend(lowers.iter().map(OsString::from));
-    let text =
-        run_helper(ctx, &args, b"").with_context(|| format!("cannot prune {}", upper.display()))?;
+    let text = run_helper(ctx.cache, &args, &(), &format!("prune {}", upper.display()))?;
     serde_json::from_str(text.trim())
         .with_context(|| format!("the layer pruner printed {:?}", text.trim()))
 }
 
-/// Run `gib __internal ARGS` in a user namespace (no root, no mounts) with `input` on its
-/// stdin; its stdout, or an error with its stderr.
-fn run_helper(ctx: &BuildContext<'_>, args: &[OsString], input: &[u8]) -> Result<String> {
-    let scratch = tempfile::tempdir_in(ctx.cache.dir("tmp")?)
+/// Run `gib __internal <args>` in a user namespace (no root change, no mounts) with `job` as
+/// JSON on stdin; its stdout. `what` names the task in errors ("write the layer of …").
+pub fn run_helper(
+    cache: &crate::cache::Cache,
+    args: &[std::ffi::OsString],
+    job: &impl serde::Serialize,
+    what: &str,
+) -> Result<String> {
+    let scratch = tempfile::tempdir_in(cache.dir("tmp")?)
         .context("cannot create a scratch directory in the cache")?;
-    let in_path = scratch.path().join("stdin");
-    let out_path = scratch.path().join("stdout");
+    let job_path = scratch.path().join("job.json");
+    let out_path = scratch.path().join("out.json");
     let err_path = scratch.path().join("stderr");
-    let mut in_file =
-        File::create(&in_path).with_context(|| format!("cannot write {}", in_path.display()))?;
-    in_file.write_all(input)?;
-    in_file.flush()?;
+    let mut job_file =
+        File::create(&job_path).with_context(|| format!("cannot write {}", job_path.display()))?;
+    serde_json::to_writer(&mut job_file, job)?;
+    job_file.flush()?;
 
     let exe = std::env::current_exe().context("cannot find gib's own executable")?;
-    let mut command: Vec<OsString> = vec![exe.into(), "__internal".into()];
+    let mut command = vec![exe.into(), "__internal".into()];
     command.extend(args.iter().cloned());
     let spec = SandboxSpec {
         root: None,
@@ -91,7 +95,7 @@ fn run_helper(ctx: &BuildContext<'_>, args: &[OsString], input: &[u8]) -> Result
         File::create(path).with_context(|| format!("cannot create {}", path.display()))
     };
     let stdio = SandboxStdio {
-        stdin: Stdio::from(open(&in_path)?),
+        stdin: Stdio::from(open(&job_path)?),
         stdout: Stdio::from(create(&out_path)?),
         stderr: Stdio::from(create(&err_path)?),
     };
@@ -99,8 +103,7 @@ fn run_helper(ctx: &BuildContext<'_>, args: &[OsString], input: &[u8]) -> Result
     if !exit.success() {
         let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
         bail!(
-            "gib __internal {} ({exit}): {}",
-            args[0].to_string_lossy(),
+            "cannot {what} ({exit}): {}",
             stderr.trim().trim_start_matches("error: ")
         );
     }

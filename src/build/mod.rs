@@ -14,16 +14,22 @@
 //! only for the images whose build merged it). Entries are made in a scratch dir and renamed
 //! into place.
 
+mod finish;
 mod from_registry;
 mod key;
 mod layer;
+mod layering;
 mod packages;
+pub mod report;
 mod rootfs;
+mod sbom;
 mod script;
 mod shell;
 mod test;
 
+pub use finish::run_files_job;
 pub use from_registry::pull_plan_image;
+pub use sbom::write_sbom_files;
 pub use shell::shell;
 
 pub use test::TestFailed;
@@ -66,6 +72,10 @@ pub struct BuiltImage {
     pub builder_dirs: Vec<PathBuf>,
     /// Bytes of the image's blobs (layers and config) as stored.
     pub size: u64,
+    /// The image's SPDX SBOM, stored as an artifact manifest (and its blobs) whose subject
+    /// is the image: the outputs write it beside the image, a push uploads it after it.
+    #[serde(default)]
+    pub sbom: Option<crate::oci::artifact::Artifact>,
     /// Reused from the cache in this run rather than built.
     #[serde(skip)]
     pub reused: bool,
@@ -214,21 +224,35 @@ impl<'a> BuildContext<'a> {
     /// The repository snapshot date (`YYYYMMDD`): the main repository's, else the date of
     /// the stage3's own tree; `None` when neither says.
     fn snapshot_date(&self) -> Option<String> {
+        self.snapshot_time().map(|s| s.date)
+    }
+
+    /// The main repository's snapshot time, else (`sync_type: none`) that of the stage3's
+    /// own tree; `None` when neither says or neither has been prepared in this run.
+    fn snapshot_time(&self) -> Option<repository::SnapshotTime> {
         if let Some(repos) = self.repositories.get()
-            && let Some(date) = repos
+            && let Some(time) = repos
                 .iter()
                 .find(|r| r.name == "gentoo")
                 .and_then(|r| r.snapshot.as_ref())
         {
-            return Some(date.date.clone());
+            return Some(time.clone());
         }
         if self.plan.portage.sync_type == SyncType::None
             && let Some(root) = self.stage3.get()
         {
-            return repository::SnapshotTime::of_tree(&root.path.join("var/db/repos/gentoo"))
-                .map(|s| s.date);
+            return repository::SnapshotTime::of_tree(&root.path.join("var/db/repos/gentoo"));
         }
         None
+    }
+
+    /// SOURCE_DATE_EPOCH for what this run writes: the environment's when set, else the
+    /// repository snapshot's time. The snapshot is an input of every packages image, so two
+    /// builds of the same inputs get the same times without the user setting anything; the
+    /// wall clock would make every build differ.
+    pub fn epoch(&self) -> Option<i64> {
+        self.source_date_epoch
+            .or_else(|| self.snapshot_time().map(|s| s.epoch))
     }
 }
 
@@ -292,9 +316,17 @@ fn entry_dir(cache: &Cache, name: &str, key: &str) -> Result<PathBuf> {
 fn read_record(entry: &Path, store: &BlobStore) -> Option<BuiltImage> {
     let text = fs::read(entry.join("record.json")).ok()?;
     let record: BuiltImage = serde_json::from_slice(&text).ok()?;
+    // Entries from before SBOMs were attached are rebuilt rather than shipped without one.
+    record.sbom.as_ref()?;
     let blobs = std::iter::once(&record.image.manifest)
         .chain(std::iter::once(&record.image.config))
-        .chain(record.image.layers.iter());
+        .chain(record.image.layers.iter())
+        .chain(
+            record
+                .sbom
+                .iter()
+                .flat_map(|a| a.blobs.iter().chain([&a.manifest])),
+        );
     for blob in blobs {
         if !store.path(&blob.digest).ok()?.exists() {
             return None;
@@ -357,7 +389,7 @@ fn image_request<'p>(
             exposed_ports: runtime.expose.clone(),
             volumes: runtime.volumes.clone(),
         },
-        created: ctx.source_date_epoch.unwrap_or(0),
+        created: ctx.epoch().unwrap_or(0),
         created_by: format!("gib {}: {how} {}", env!("CARGO_PKG_VERSION"), image.name),
         annotations,
     }

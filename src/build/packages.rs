@@ -11,7 +11,6 @@ use super::{BuildContext, BuiltImage, entry_dir, hash_parts, image_size, read_re
 use crate::emerge::run::{EmergeFailed, EmergeJob, FinishOptions, log_tail};
 use crate::gentoo::vdb;
 use crate::oci::image::write_image;
-use crate::oci::layer::LayerSource;
 use crate::plan::ImagePlan;
 use crate::sandbox::{ExtraMount, OverlayScratch, RootFs, remove_tree};
 
@@ -125,6 +124,7 @@ fn build_in(
             keep_headers: image.keep_headers,
             keep_static_libs: image.keep_static_libs,
             keep_package_db: image.keep_package_db,
+            source_date_epoch: ctx.epoch(),
         },
         builder: RootFs::Overlay {
             lowers,
@@ -166,14 +166,16 @@ fn build_in(
         ));
     }
 
-    let source = LayerSource {
-        root: layer.clone(),
-        removed: Vec::new(),
-        overlay_markers: !parent_layers.is_empty(),
-    };
-    let written_layer =
-        super::layer::write_in_namespace(ctx, source, super::layer::layer_options(ctx, image))?;
+    super::report::keep_trimmed(&log_dir, dir)?;
+    super::finish::apply(ctx, image, &layer, &parent_layers, &input)?;
     let own_packages = vdb::read_installed(&layer)?;
+    let written_layers = super::layering::write_layers(
+        ctx,
+        image,
+        &layer,
+        !parent_layers.is_empty(),
+        &own_packages,
+    )?;
     let mut all_packages: Vec<String> = parent.map(|p| p.packages.clone()).unwrap_or_default();
     all_packages.extend(own_packages.iter().map(|p| p.cpv()));
     all_packages.sort();
@@ -181,14 +183,17 @@ fn build_in(
     let version_tag = super::version_tag(ctx, image, &own_packages);
     let written = write_image(
         ctx.store,
-        &super::image_request(
-            ctx,
-            image,
-            parent,
-            vec![written_layer],
-            &version_tag,
-            "emerge",
-        ),
+        &super::image_request(ctx, image, parent, written_layers, &version_tag, "emerge"),
+    )?;
+
+    let mut image_layers = vec![layer.clone()];
+    image_layers.extend(parent_layers.iter().cloned());
+    let sbom = super::sbom::attach(
+        ctx.store,
+        &image.name,
+        &written,
+        &image_layers,
+        ctx.epoch().unwrap_or(0),
     )?;
 
     let mut test_layers = vec![layer.clone()];
@@ -212,6 +217,7 @@ fn build_in(
         layer_dirs,
         builder_dirs,
         image: written,
+        sbom: Some(sbom),
         reused: false,
     };
     let record_path = dir.join("record.json");
@@ -291,7 +297,11 @@ fn input_key(
         Some(script) => super::script::key_parts(image, script)?,
         None => Vec::new(),
     };
-    let mut parts: Vec<&str> = vec!["packages", &plan, &sources];
+    let files = super::finish::sources_identity(image)?;
+    // An explicit SOURCE_DATE_EPOCH changes every mtime; the default one is the snapshot's,
+    // which `sources` already covers.
+    let epoch = format!("{:?}", ctx.source_date_epoch);
+    let mut parts: Vec<&str> = vec!["packages", &plan, &sources, &files, &epoch];
     parts.extend(TOOLS);
     parts.extend(script_parts.iter().map(String::as_str));
     parts.push(parent.map_or("", |p| p.key.as_str()));

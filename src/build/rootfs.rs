@@ -29,6 +29,7 @@ pub fn build(
         root: tree.clone(),
         removed: Vec::new(),
         overlay_markers: false,
+        filter: None,
     };
     let layer = write_layer(&source, ctx.store, &layer_options(ctx, image))?;
     let key = hash_parts(&[
@@ -44,6 +45,13 @@ pub fn build(
     let mut layer_dirs = vec![tree];
     layer_dirs.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());
     super::test::run(ctx, image, &layer_dirs)?;
+    let sbom = super::sbom::attach(
+        ctx.store,
+        &image.name,
+        &written,
+        &layer_dirs,
+        ctx.epoch().unwrap_or(0),
+    )?;
     Ok(BuiltImage {
         name: image.name.clone(),
         key,
@@ -54,6 +62,7 @@ pub fn build(
         layer_dirs,
         builder_dirs: parent.map(|p| p.builder_dirs.clone()).unwrap_or_default(),
         image: written,
+        sbom: Some(sbom),
         reused: false,
     })
 }

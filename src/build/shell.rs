@@ -46,6 +46,7 @@ pub fn shell(
             keep_headers: image.keep_headers,
             keep_static_libs: image.keep_static_libs,
             keep_package_db: image.keep_package_db,
+            source_date_epoch: ctx.epoch(),
         },
         builder: RootFs::Overlay {
             lowers,

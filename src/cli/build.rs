@@ -16,7 +16,11 @@ use crate::cache::Cache;
 use crate::config::{self, Parent};
 use crate::oci::blob::BlobStore;
 use crate::output::registry::{self, PushJob};
-use crate::output::{TaggedImage, archive::write_archive, layout::write_layout};
+use crate::output::{
+    TaggedImage,
+    archive::write_archive,
+    layout::{write_artifacts, write_layout},
+};
 use crate::plan::Plan;
 use crate::printer::{Printer, UserError};
 use crate::registry::PushReport;
@@ -86,12 +90,23 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.oci_layout {
         write_layout(dir, &store, &tagged)
             .with_context(|| format!("cannot write the OCI layout {}", dir.display()))?;
+        let sboms: Vec<&crate::oci::artifact::Artifact> = plan
+            .images
+            .iter()
+            .filter_map(|image| built[&image.name].sbom.as_ref())
+            .collect();
+        write_artifacts(dir, &store, &sboms)
+            .with_context(|| format!("cannot add the SBOMs to {}", dir.display()))?;
         printer.status("Wrote", &format!("OCI layout {}", dir.display()));
     }
     if let Some(file) = &args.archive {
         write_archive(file, &store, &tagged)
             .with_context(|| format!("cannot write the archive {}", file.display()))?;
         printer.status("Wrote", &format!("archive {}", file.display()));
+        let images: Vec<&BuiltImage> = plan.images.iter().map(|i| &built[&i.name]).collect();
+        for written in crate::build::write_sbom_files(file, &store, &images)? {
+            printer.status("Wrote", &format!("SBOM {}", written.display()));
+        }
     }
     let mut pushed: BTreeMap<String, PushReport> = BTreeMap::new();
     if args.push {
@@ -126,11 +141,19 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         }
     }
     if args.json {
-        let report: Vec<ImageReport> = plan
-            .images
-            .iter()
-            .map(|image| ImageReport::of(&built[&image.name], pushed.get(&image.name)))
-            .collect();
+        let mut report = Vec::new();
+        for image in &plan.images {
+            let built = &built[&image.name];
+            // A size report that cannot be made leaves the build a success, with a note.
+            let usage = match crate::build::report::image_usage_in_namespace(&cache, built, 10) {
+                Ok(usage) => Some(usage.summary()),
+                Err(err) => {
+                    printer.warn(&format!("no size report for {}: {err:#}", image.name));
+                    None
+                }
+            };
+            report.push(ImageReport::of(built, usage, pushed.get(&image.name)));
+        }
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(ExitCode::SUCCESS)
@@ -148,10 +171,18 @@ struct ImageReport<'a> {
     /// What `--push` did for this image (absent without `--push` and for pulled parents).
     #[serde(skip_serializing_if = "Option::is_none")]
     push: Option<&'a PushReport>,
+    /// Sizes by package, files of no package, what trimming removed.
+    usage: Option<crate::build::report::UsageSummary>,
+    /// The SBOM artifact manifest (its subject is the image).
+    sbom: Option<&'a str>,
 }
 
 impl<'a> ImageReport<'a> {
-    fn of(built: &'a BuiltImage, push: Option<&'a PushReport>) -> Self {
+    fn of(
+        built: &'a BuiltImage,
+        usage: Option<crate::build::report::UsageSummary>,
+        push: Option<&'a PushReport>,
+    ) -> Self {
         ImageReport {
             name: &built.name,
             references: &built.references,
@@ -160,6 +191,8 @@ impl<'a> ImageReport<'a> {
             reused: built.reused,
             packages: &built.packages,
             push,
+            usage,
+            sbom: built.sbom.as_ref().map(|s| s.manifest.digest.as_str()),
         }
     }
 }

@@ -55,6 +55,12 @@ pub enum InternalCommand {
         upper: PathBuf,
         lowers: Vec<PathBuf>,
     },
+    /// Apply an image's accounts and paths to its layer dir: a `FilesJob` as JSON on stdin.
+    /// Run inside the user namespace so owners are the image's.
+    ApplyFiles,
+    /// Measure a built image (`gib inspect`): a `UsageJob` as JSON on stdin, the report as
+    /// JSON on stdout. Run inside the user namespace so every layer dir can be read.
+    ImageUsage,
 }
 
 #[derive(Args, Debug)]
@@ -135,6 +141,14 @@ pub fn run(args: InternalArgs) -> Result<ExitCode> {
                 std::io::stdout().lock(),
                 &store,
             )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        InternalCommand::ImageUsage => {
+            crate::build::report::run_usage_job(std::io::stdin().lock(), std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        InternalCommand::ApplyFiles => {
+            crate::build::run_files_job(std::io::stdin().lock())?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -5,6 +5,7 @@
 mod build;
 mod clean;
 mod graph;
+mod inspect;
 mod internal;
 mod plan;
 mod push;
@@ -44,6 +45,9 @@ pub struct Cli {
 pub enum Command {
     /// Build images (and their ancestors) and write them to the chosen outputs.
     Build(BuildArgs),
+    /// What the last build of an image holds: package shares, biggest files, what trimming
+    /// removed.
+    Inspect(inspect::InspectArgs),
     /// Show the build order, tags and the Portage files gib would write; builds nothing.
     Plan(PlanArgs),
     /// Build what changed (reusing the rest from the cache), then push every tag of every
@@ -208,6 +212,7 @@ pub fn main() -> ExitCode {
     let printer = Printer::new(false);
     let result = match cli.command {
         Command::Build(args) => build::run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Push(args) => push::run(args),
         Command::Graph(args) => graph::run(args),

@@ -169,7 +169,7 @@ pub struct Layering {
     pub budget: u32,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct User {
     pub name: String,
     pub uid: u32,
@@ -178,20 +178,20 @@ pub struct User {
     pub shell: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct Group {
     pub name: String,
     pub gid: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, serde::Serialize)]
 pub struct Accounts {
     pub users: Vec<User>,
     pub groups: Vec<Group>,
     pub run_as: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub enum PathKind {
     Directory,
     /// A file copied from the host (absolute path after load).
@@ -203,7 +203,7 @@ pub enum PathKind {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct PathEntry {
     pub path: String,
     pub kind: PathKind,

@@ -35,12 +35,19 @@ const TOOLS: [(&str, &str); 3] = [
     ),
 ];
 
+/// finish-root.sh's list of what it trimmed (`<bytes>\t<path>` lines), in the image's
+/// Portage log dir (`<log_dir>/portage/`): the one writable bind outside the image root.
+pub const TRIM_REPORT: &str = "gib-trimmed.tsv";
+
 /// What to keep when finishing the image root.
 #[derive(Debug, Clone, Copy)]
 pub struct FinishOptions {
     pub keep_headers: bool,
     pub keep_static_libs: bool,
     pub keep_package_db: bool,
+    /// Times in the package database newer than this are clamped to it, like the layer's
+    /// mtimes, so CONTENTS does not record when the build ran.
+    pub source_date_epoch: Option<i64>,
 }
 
 /// An emerge of one image's atoms.
@@ -206,12 +213,19 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
             ("EMERGE_WARNING_DELAY", "0".to_string()),
             ("CLEAN_DELAY", "0".to_string()),
             ("PORTAGE_LOGDIR", PORTAGE_LOG_DIR.to_string()),
+            (
+                "GIB_TRIM_REPORT",
+                format!("{PORTAGE_LOG_DIR}/{TRIM_REPORT}"),
+            ),
             ("GIB_KEEP_HEADERS", flag(job.finish.keep_headers)),
             ("GIB_KEEP_STATIC_LIBS", flag(job.finish.keep_static_libs)),
             ("GIB_KEEP_PACKAGE_DB", flag(job.finish.keep_package_db)),
         ]
         .map(|(k, v)| (OsString::from(k), OsString::from(v))),
     );
+    if let Some(epoch) = job.finish.source_date_epoch {
+        env.push(("SOURCE_DATE_EPOCH".into(), epoch.to_string().into()));
+    }
     if sandbox::id_mode()?.is_single() {
         // One mapped id: Portage cannot switch to its own user (gentoo.md §4, fix A).
         env.push(("PORTAGE_USERNAME".into(), "root".into()));

@@ -66,6 +66,22 @@ pub struct LayerSource {
     /// with `trusted.overlay.opaque=y` or `user.overlay.opaque=y` is opaque.
     #[serde(default)]
     pub overlay_markers: bool,
+    /// Write only part of the tree (one of several layers cut from it); `None`: all of it.
+    #[serde(default)]
+    pub filter: Option<PathFilter>,
+}
+
+/// Which part of a tree a layer holds. Paths are relative to the tree, as the walk sees them
+/// (no symlink in them is followed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathFilter {
+    /// These paths, and the directories leading to them (with their own metadata, so every
+    /// layer that needs `usr/lib64` carries the same entry for it). No whiteouts or opaque
+    /// markers: a slice of a tree adds files, it removes nothing.
+    Only(Vec<PathBuf>),
+    /// Everything but these paths (directories are always written).
+    Except(Vec<PathBuf>),
 }
 
 /// How to write a layer.
@@ -270,6 +286,80 @@ fn removed_by_parent(removed: &[PathBuf]) -> Result<BTreeMap<Vec<u8>, BTreeSet<V
     Ok(map)
 }
 
+/// A [`PathFilter`] made ready for the walk.
+enum Filter {
+    All,
+    Only {
+        paths: BTreeSet<Vec<u8>>,
+        /// Every directory leading to one of `paths`.
+        parents: BTreeSet<Vec<u8>>,
+    },
+    Except(BTreeSet<Vec<u8>>),
+}
+
+enum Decision {
+    Write,
+    Skip,
+    /// Skip a directory and everything under it.
+    SkipTree,
+}
+
+impl Filter {
+    fn new(filter: Option<&PathFilter>) -> Filter {
+        let relative = |paths: &[PathBuf]| -> BTreeSet<Vec<u8>> {
+            paths
+                .iter()
+                .map(|p| {
+                    let parts: Vec<&[u8]> = p
+                        .components()
+                        .filter_map(|c| match c {
+                            Component::Normal(part) => Some(part.as_bytes()),
+                            _ => None,
+                        })
+                        .collect();
+                    parts.join(&b'/')
+                })
+                .filter(|p| !p.is_empty())
+                .collect()
+        };
+        match filter {
+            None => Filter::All,
+            Some(PathFilter::Except(paths)) => Filter::Except(relative(paths)),
+            Some(PathFilter::Only(paths)) => {
+                let paths = relative(paths);
+                let mut parents = BTreeSet::new();
+                for path in &paths {
+                    let mut rest: &[u8] = path;
+                    while let Some(slash) = rest.iter().rposition(|&b| b == b'/') {
+                        rest = &rest[..slash];
+                        if !parents.insert(rest.to_vec()) {
+                            break;
+                        }
+                    }
+                }
+                Filter::Only { paths, parents }
+            }
+        }
+    }
+
+    fn decide(&self, rel: &[u8], is_dir: bool) -> Decision {
+        match self {
+            Filter::All => Decision::Write,
+            Filter::Except(paths) if !is_dir && paths.contains(rel) => Decision::Skip,
+            Filter::Except(_) => Decision::Write,
+            Filter::Only { paths, parents } => {
+                if paths.contains(rel) || (is_dir && parents.contains(rel)) {
+                    Decision::Write
+                } else if is_dir {
+                    Decision::SkipTree
+                } else {
+                    Decision::Skip
+                }
+            }
+        }
+    }
+}
+
 struct TreeWalker<'a, W: Write> {
     src: &'a LayerSource,
     opts: &'a LayerOptions,
@@ -284,11 +374,13 @@ struct TreeWalker<'a, W: Write> {
 impl<W: Write> TreeWalker<'_, W> {
     fn walk(&mut self) -> Result<()> {
         self.write_removed(b"", &self.src.root.clone())?;
-        let walk = walkdir::WalkDir::new(&self.src.root)
+        let filter = Filter::new(self.src.filter.as_ref());
+        let mut walk = walkdir::WalkDir::new(&self.src.root)
             .follow_links(false)
             .min_depth(1)
-            .sort_by_file_name();
-        for entry in walk {
+            .sort_by_file_name()
+            .into_iter();
+        while let Some(entry) = walk.next() {
             let entry = entry.map_err(|e| {
                 let path = e.path().unwrap_or(&self.src.root).to_path_buf();
                 anyhow::Error::new(e).context(format!("cannot read {}", path.display()))
@@ -300,7 +392,11 @@ impl<W: Write> TreeWalker<'_, W> {
                 .as_os_str()
                 .as_bytes()
                 .to_vec();
-            self.write_entry(entry.path(), rel)?;
+            match filter.decide(&rel, entry.file_type().is_dir()) {
+                Decision::Write => self.write_entry(entry.path(), rel)?,
+                Decision::Skip => {}
+                Decision::SkipTree => walk.skip_current_dir(),
+            }
         }
         // Whiteouts whose parent directory is not in this tree (it lives in a lower layer).
         let rest = std::mem::take(&mut self.removed);
@@ -319,7 +415,9 @@ impl<W: Write> TreeWalker<'_, W> {
         let meta = std::fs::symlink_metadata(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let file_type = meta.file_type();
-        if self.src.overlay_markers && file_type.is_char_device() && meta.rdev() == 0 {
+        let markers =
+            self.src.overlay_markers && !matches!(self.src.filter, Some(PathFilter::Only(_)));
+        if markers && file_type.is_char_device() && meta.rdev() == 0 {
             let name = path.file_name().unwrap_or_default().as_bytes();
             let parent = parent_of(&rel);
             return self
@@ -327,7 +425,7 @@ impl<W: Write> TreeWalker<'_, W> {
         }
         let xattrs = read_xattrs(path)?;
         let opaque = file_type.is_dir()
-            && ((self.src.overlay_markers
+            && ((markers
                 && xattrs.iter().any(|(k, v)| {
                     (k == "trusted.overlay.opaque" || k == "user.overlay.opaque") && v == b"y"
                 }))
@@ -593,6 +691,7 @@ mod tests {
             root: dir.path().to_path_buf(),
             removed: vec!["/etc/gone".into(), "b/c/old".into()],
             overlay_markers: false,
+            filter: None,
         };
         let layer = write_layer(&src, &store, &opts(Compression::Gzip, 2)).unwrap();
         let names: Vec<_> = entries(&store, &layer)
@@ -615,6 +714,36 @@ mod tests {
     }
 
     #[test]
+    fn filters_cut_a_tree_and_a_slice_is_the_same_blob_in_any_tree() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(store_dir.path()).unwrap();
+        let slice = |root: &Path, filter: PathFilter| {
+            let src = LayerSource {
+                root: root.to_path_buf(),
+                removed: Vec::new(),
+                overlay_markers: true,
+                filter: Some(filter),
+            };
+            write_layer(&src, &store, &opts(Compression::Gzip, 1)).unwrap()
+        };
+        let names = |layer: &Layer| -> Vec<String> {
+            entries(&store, layer).into_iter().map(|(p, _)| p).collect()
+        };
+        let dir = tree();
+        let only = slice(dir.path(), PathFilter::Only(vec!["b/c/f".into()]));
+        assert_eq!(names(&only), ["b/", "b/c/", "b/c/f"]);
+        let except = slice(dir.path(), PathFilter::Except(vec!["b/c/f".into()]));
+        assert_eq!(names(&except), ["a", "b/", "b/c/", "dangling", "z"]);
+
+        // Another tree with the same file and more around it: the same slice, the same blob.
+        let other = tree();
+        fs::write(other.path().join("b/other"), b"x").unwrap();
+        fs::create_dir(other.path().join("b/c/d")).unwrap();
+        let again = slice(other.path(), PathFilter::Only(vec!["/b/c/f".into()]));
+        assert_eq!(again, only);
+    }
+
+    #[test]
     fn output_does_not_depend_on_threads() {
         let dir = tree();
         let store_dir = tempfile::tempdir().unwrap();
@@ -623,6 +752,7 @@ mod tests {
             root: dir.path().to_path_buf(),
             removed: Vec::new(),
             overlay_markers: false,
+            filter: None,
         };
         for compression in [Compression::Gzip, Compression::Zstd] {
             let one = write_layer(&src, &store, &opts(compression, 1)).unwrap();

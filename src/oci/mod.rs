@@ -11,6 +11,7 @@
 //! stdout. It takes nothing from the environment, so the result is the same either way.
 
 pub mod apply;
+pub mod artifact;
 pub mod blob;
 pub mod image;
 pub mod layer;

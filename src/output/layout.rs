@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::{ANNOTATION_CONTAINERD_NAME, TaggedImage};
+use crate::oci::artifact::Artifact;
 use crate::oci::blob::{BlobStore, copy_blob};
 use crate::oci::image::{ANNOTATION_REF_NAME, Descriptor, MEDIA_TYPE_INDEX};
 
@@ -26,25 +27,88 @@ pub fn write_layout(dir: &Path, store: &BlobStore, images: &[TaggedImage]) -> Re
     }
 
     for tagged in images {
-        for desc in blob_order(tagged) {
-            let src = store.path(&desc.digest)?;
-            let dest = blobs.join(crate::oci::blob::digest_hex(&desc.digest)?);
-            copy_blob(&src, &dest)?;
-        }
+        copy_blobs(&blobs, store, blob_order(tagged))?;
     }
+    update_index(dir, |manifests| {
+        for tagged in images {
+            manifests.retain(|entry| !same_reference(entry, tagged));
+            manifests
+                .push(serde_json::to_value(index_entry(tagged)).context("cannot encode index")?);
+        }
+        Ok(())
+    })
+}
 
+/// Copy blobs from the store into the layout's `blobs/sha256`.
+fn copy_blobs<'a>(
+    blobs: &Path,
+    store: &BlobStore,
+    descriptors: impl IntoIterator<Item = &'a Descriptor>,
+) -> Result<()> {
+    for desc in descriptors {
+        let src = store.path(&desc.digest)?;
+        let dest = blobs.join(crate::oci::blob::digest_hex(&desc.digest)?);
+        copy_blob(&src, &dest)?;
+    }
+    Ok(())
+}
+
+/// Read the layout's index.json (a new one when missing), let `change` edit its manifests
+/// list, and replace the file.
+fn update_index(dir: &Path, change: impl FnOnce(&mut Vec<Value>) -> Result<()>) -> Result<()> {
     let index_path = dir.join("index.json");
     let mut index = read_index(&index_path)?;
     let manifests = index
         .get_mut("manifests")
         .and_then(Value::as_array_mut)
         .with_context(|| format!("{} has no manifests list", index_path.display()))?;
-    for tagged in images {
-        manifests.retain(|entry| !same_reference(entry, tagged));
-        manifests.push(serde_json::to_value(index_entry(tagged)).context("cannot encode index")?);
-    }
+    change(manifests)?;
     let bytes = serde_json::to_vec(&index).context("cannot encode index.json")?;
     write_atomically(&index_path, &bytes)
+}
+
+/// Add `artifacts` (SBOMs) to the layout at `dir`, after their subjects were written: their
+/// blobs, then an index entry each (with its `artifactType`, and no `ref.name`, so tools that
+/// pick images by name never pick one). Artifact entries whose subject no image entry names
+/// any more (an older build's SBOM) are dropped.
+pub fn write_artifacts(dir: &Path, store: &BlobStore, artifacts: &[&Artifact]) -> Result<()> {
+    let blobs = dir.join("blobs").join("sha256");
+    for artifact in artifacts {
+        copy_blobs(
+            &blobs,
+            store,
+            artifact.blobs.iter().chain([&artifact.manifest]),
+        )?;
+    }
+    update_index(dir, |manifests| {
+        for artifact in artifacts {
+            manifests.retain(|entry| {
+                entry.get("digest").and_then(Value::as_str) != Some(&artifact.manifest.digest)
+            });
+            let mut entry =
+                serde_json::to_value(&artifact.manifest).context("cannot encode an index entry")?;
+            entry["artifactType"] = Value::String(artifact.artifact_type.clone());
+            manifests.push(entry);
+        }
+        let images: Vec<String> = manifests
+            .iter()
+            .filter(|e| e.get("artifactType").is_none())
+            .filter_map(|e| e.get("digest").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        manifests.retain(|entry| {
+            entry.get("artifactType").is_none()
+                || artifact_subject(&blobs, entry).is_none_or(|subject| images.contains(&subject))
+        });
+        Ok(())
+    })
+}
+
+/// The subject digest of the artifact manifest an index entry names, when it can be read.
+fn artifact_subject(blobs: &Path, entry: &Value) -> Option<String> {
+    let digest = entry.get("digest")?.as_str()?;
+    let bytes = fs::read(blobs.join(crate::oci::blob::digest_hex(digest).ok()?)).ok()?;
+    let manifest: Value = serde_json::from_slice(&bytes).ok()?;
+    Some(manifest.pointer("/subject/digest")?.as_str()?.to_string())
 }
 
 /// The blobs of an image, the manifest last (nothing references it before it is complete).
@@ -166,6 +230,7 @@ mod tests {
                 root: root.to_path_buf(),
                 removed,
                 overlay_markers: true,
+                filter: None,
             };
             write_layer(&src, &store, &opts).unwrap()
         };
@@ -208,7 +273,7 @@ mod tests {
         run(Command::new("umoci")
             .arg("unpack")
             .arg("--image")
-            .arg(format!("{}:1", layout.display()))
+            .arg(format!("{}:child:1", layout.display()))
             .arg(&bundle));
         let rootfs = bundle.join("rootfs");
         assert!(rootfs.join("etc/keep").exists());

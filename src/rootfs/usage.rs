@@ -15,7 +15,7 @@ use super::resolve::resolve_in_root;
 use crate::gentoo::vdb::{ContentsEntry, InstalledPackage};
 
 /// The size report of one root.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct UsageReport {
     /// Bytes of all regular files; hard links count once.
     pub total_bytes: u64,
@@ -28,7 +28,7 @@ pub struct UsageReport {
     pub largest_files: Vec<FileUsage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PackageUsage {
     /// `category/name-version`.
     pub package: String,
@@ -38,13 +38,13 @@ pub struct PackageUsage {
     pub files: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct UnownedUsage {
     pub bytes: u64,
     pub files: Vec<FileUsage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FileUsage {
     /// Absolute inside the image.
     pub path: String,

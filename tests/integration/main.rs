@@ -10,6 +10,7 @@ mod emerge;
 mod fixture;
 mod oci;
 mod push;
+mod quality;
 mod registry;
 mod registry_server;
 mod sandbox;

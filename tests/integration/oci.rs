@@ -418,8 +418,14 @@ fn layout_keeps_other_entries_and_replaces_the_same_reference() {
     run_ok(gib_build(&config, &cache).arg("--oci-layout").arg(&layout));
     let index: serde_json::Value =
         serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    // Two images, each tagged and (built from scratch) `latest`.
-    assert_eq!(index["manifests"].as_array().unwrap().len(), 4, "{index}");
+    // Two images, each tagged and (built from scratch) `latest`, and their SBOMs: the
+    // replaced build of `a` took its SBOM with it.
+    let entries = index["manifests"].as_array().unwrap();
+    let sboms = entries
+        .iter()
+        .filter(|e| e["artifactType"] == "application/spdx+json")
+        .count();
+    assert_eq!((entries.len() - sboms, sboms), (4, 2), "{index}");
     assert_ne!(index_digest(&layout, "a:v"), first_a);
     skopeo_inspect(&format!("oci:{}:b:w", layout.display()));
     skopeo_inspect(&format!("oci:{}:a:v", layout.display()));

@@ -39,7 +39,7 @@ sys.exit(1 if errors else 0)
 
 /// A venv under the target dir with the validators, installed on first use. A file lock
 /// keeps parallel test binaries from installing into the same venv at once.
-fn validator_venv() -> PathBuf {
+pub(crate) fn validator_venv() -> PathBuf {
     let python = require_tool("python3");
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(tmp).unwrap();
@@ -62,7 +62,7 @@ fn validator_venv() -> PathBuf {
 }
 
 /// Whether both validators accept `file`; their complaints go to the test output.
-fn validate(venv: &Path, file: &Path) -> (bool, bool) {
+pub(crate) fn validate(venv: &Path, file: &Path) -> (bool, bool) {
     let spdx_tools = Command::new(venv.join("bin/pyspdxtools"))
         .arg("-i")
         .arg(file)

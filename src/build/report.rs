@@ -1,0 +1,228 @@
+//! What an image holds and what trimming took out of it: the size report `gib inspect` prints
+//! and `gib build --json` summarises, read from a build's cache entry.
+//!
+//! The image is measured layer dir by layer dir (its own, then its ancestors'), each against
+//! the packages whose database is in it; a file a child replaced is counted in both layers,
+//! as the image's layers store it twice.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::BuiltImage;
+use crate::cache::Cache;
+use crate::gentoo::vdb::read_installed;
+use crate::rootfs::usage::{FileUsage, UsageReport, usage_report};
+
+/// The copy of finish-root.sh's trim report in an image's cache entry.
+pub const TRIMMED_FILE: &str = "trimmed.tsv";
+
+/// The report of one image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageUsage {
+    pub name: String,
+    pub digest: String,
+    /// Bytes of the image's blobs as stored (compressed).
+    pub stored_bytes: u64,
+    /// Every layer's files, packages and unowned files (the nearest layer first).
+    pub usage: UsageReport,
+    /// What finish-root.sh removed from this image's own layer (largest first).
+    pub trimmed: Vec<FileUsage>,
+    pub trimmed_bytes: u64,
+}
+
+/// A short form for `gib build --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageSummary {
+    pub total_bytes: u64,
+    pub total_files: u64,
+    pub unowned_bytes: u64,
+    pub trimmed_bytes: u64,
+    /// The biggest packages (at most five), largest first: `(cpv, bytes)`.
+    pub largest_packages: Vec<(String, u64)>,
+}
+
+impl ImageUsage {
+    pub fn summary(&self) -> UsageSummary {
+        UsageSummary {
+            total_bytes: self.usage.total_bytes,
+            total_files: self.usage.total_files,
+            unowned_bytes: self.usage.unowned.bytes,
+            trimmed_bytes: self.trimmed_bytes,
+            largest_packages: self
+                .usage
+                .packages
+                .iter()
+                .take(5)
+                .map(|p| (p.package.clone(), p.bytes))
+                .collect(),
+        }
+    }
+}
+
+/// [`image_usage`] in gib's user namespace: a rootless build's layer dirs hold directories
+/// only the image's users may read (a 0700 home), which the namespace reads as their owner.
+pub fn image_usage_in_namespace(
+    cache: &Cache,
+    image: &BuiltImage,
+    largest: usize,
+) -> Result<ImageUsage> {
+    let job = UsageJob {
+        image: image.clone(),
+        largest,
+    };
+    let text = super::layer::run_helper(
+        cache,
+        &["image-usage".into()],
+        &job,
+        &format!("measure image {}", image.name),
+    )?;
+    serde_json::from_str(text.trim())
+        .with_context(|| format!("the size report helper printed {:?}", text.trim()))
+}
+
+/// What the `image-usage` helper measures, as JSON on its stdin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsageJob {
+    pub image: BuiltImage,
+    pub largest: usize,
+}
+
+/// The helper side: a [`UsageJob`] from `input`, the [`ImageUsage`] as JSON to `output`.
+pub fn run_usage_job(input: impl std::io::Read, mut output: impl std::io::Write) -> Result<()> {
+    let job: UsageJob =
+        serde_json::from_reader(input).context("cannot parse the usage job (JSON on stdin)")?;
+    let usage = image_usage(&job.image, job.largest)?;
+    serde_json::to_writer(&mut output, &usage).context("cannot write the size report")?;
+    output
+        .write_all(b"\n")
+        .context("cannot write the size report")
+}
+
+/// Measure `image`, listing its `largest` biggest files.
+pub fn image_usage(image: &BuiltImage, largest: usize) -> Result<ImageUsage> {
+    let mut total: Option<UsageReport> = None;
+    for layer in &image.layer_dirs {
+        let packages = read_installed(layer)?;
+        let report = usage_report(layer, &packages, largest)
+            .with_context(|| format!("cannot measure {}", layer.display()))?;
+        total = Some(match total {
+            None => report,
+            Some(mut sum) => {
+                sum.total_bytes += report.total_bytes;
+                sum.total_files += report.total_files;
+                sum.packages.extend(report.packages);
+                sum.unowned.bytes += report.unowned.bytes;
+                sum.unowned.files.extend(report.unowned.files);
+                sum.largest_files.extend(report.largest_files);
+                sum
+            }
+        });
+    }
+    let mut usage = total.context("the image has no layer dirs")?;
+    // A package whose database a child's layer also carries is one package.
+    let mut merged: Vec<crate::rootfs::usage::PackageUsage> = Vec::new();
+    for package in usage.packages.drain(..) {
+        match merged.iter_mut().find(|p| p.package == package.package) {
+            Some(known) => {
+                known.bytes += package.bytes;
+                known.files += package.files;
+            }
+            None => merged.push(package),
+        }
+    }
+    usage.packages = merged;
+    let by_size = |a: &FileUsage, b: &FileUsage| b.bytes.cmp(&a.bytes).then(a.path.cmp(&b.path));
+    usage
+        .packages
+        .sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.package.cmp(&b.package)));
+    usage.unowned.files.sort_by(by_size);
+    usage.largest_files.sort_by(by_size);
+    usage.largest_files.truncate(largest);
+    let trimmed = match image.layer_dirs.first().and_then(|l| l.parent()) {
+        Some(entry) => read_trimmed(&entry.join(TRIMMED_FILE))?,
+        None => Vec::new(),
+    };
+    Ok(ImageUsage {
+        name: image.name.clone(),
+        digest: image.image.manifest.digest.clone(),
+        stored_bytes: image.size,
+        trimmed_bytes: trimmed.iter().map(|t| t.bytes).sum(),
+        trimmed,
+        usage,
+    })
+}
+
+/// finish-root.sh's `<bytes>\t<path>` lines; none when the file is missing (an image that
+/// was not emerged).
+fn read_trimmed(path: &Path) -> Result<Vec<FileUsage>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut trimmed: Vec<FileUsage> = text
+        .lines()
+        .filter_map(|line| {
+            let (bytes, path) = line.split_once('\t')?;
+            Some(FileUsage {
+                path: path.to_string(),
+                bytes: bytes.trim().parse().ok()?,
+                owner: None,
+            })
+        })
+        .collect();
+    trimmed.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.path.cmp(&b.path)));
+    Ok(trimmed)
+}
+
+/// Keep finish-root.sh's trim report (left in the image's Portage log dir) in the cache
+/// entry being built at `entry_scratch`.
+pub fn keep_trimmed(log_dir: &Path, entry_scratch: &Path) -> Result<()> {
+    let report = log_dir
+        .join("portage")
+        .join(crate::emerge::run::TRIM_REPORT);
+    let dest = entry_scratch.join(TRIMMED_FILE);
+    match std::fs::copy(&report, &dest) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e)
+            .with_context(|| format!("cannot copy {} to {}", report.display(), dest.display())),
+    }
+}
+
+/// The most recent build of the image `name` in `cache` (by its record's time).
+pub fn latest_record(cache: &Cache, name: &str) -> Result<Option<BuiltImage>> {
+    let images = cache.dir("images")?;
+    let prefix = format!("{name}-");
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    let entries =
+        std::fs::read_dir(&images).with_context(|| format!("cannot read {}", images.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", images.display()))?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        // `<name>-<16 hex digits>`: the name itself may contain dashes.
+        let Some(key) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if key.len() != 16 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
+            continue;
+        }
+        let record = entry.path().join("record.json");
+        let Ok(modified) = std::fs::metadata(&record).and_then(|m| m.modified()) else {
+            continue;
+        };
+        if newest.as_ref().is_none_or(|(t, _)| modified > *t) {
+            newest = Some((modified, record));
+        }
+    }
+    let Some((_, record)) = newest else {
+        return Ok(None);
+    };
+    let text =
+        std::fs::read(&record).with_context(|| format!("cannot read {}", record.display()))?;
+    let built = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a build record", record.display()))?;
+    Ok(Some(built))
+}

@@ -21,7 +21,7 @@ use crate::oci::image::{ANNOTATION_VERSION, Descriptor, Image, Platform};
 use crate::plan::ImagePlan;
 use crate::printer::UserError;
 use crate::registry::{Platform as PullPlatform, Reference, pull_image};
-use crate::sandbox::{self, Network, SandboxSpec, SandboxStdio};
+use crate::sandbox::{self, SandboxSpec, SandboxStdio};
 
 /// Pull `reference` (a `from:` written in gib.yaml) as a parent.
 pub fn pull_reference(ctx: &BuildContext<'_>, name: &str, text: &str) -> Result<BuiltImage> {
@@ -189,16 +189,7 @@ fn unpack_in_namespace(
             .with_context(|| format!("cannot create {}", dest.display()))?;
         return Ok(());
     }
-    let spec = SandboxSpec {
-        root: None,
-        mounts: Vec::new(),
-        network: Network::None,
-        hostname: "gib-unpack".into(),
-        command,
-        env: sandbox::default_env(),
-        cwd: "/".into(),
-        interactive: false,
-    };
+    let spec = SandboxSpec::in_namespace("gib-unpack", command);
     let logs = tempfile::tempdir_in(ctx.cache.dir("tmp")?)
         .context("cannot create a scratch directory in the cache")?;
     let err_path = logs.path().join("stderr");

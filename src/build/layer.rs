@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use super::BuildContext;
 use crate::oci::layer::{Layer, LayerJob, LayerOptions, LayerSource};
 use crate::rootfs::changes::PruneSummary;
-use crate::sandbox::{self, Network, SandboxSpec, SandboxStdio};
+use crate::sandbox::{self, SandboxSpec, SandboxStdio};
 
 /// How an image's layers are written in this run.
 pub fn layer_options(ctx: &BuildContext<'_>, image: &crate::plan::ImagePlan) -> LayerOptions {
@@ -79,16 +79,7 @@ pub fn run_helper(
     let exe = std::env::current_exe().context("cannot find gib's own executable")?;
     let mut command = vec![exe.into(), "__internal".into()];
     command.extend(args.iter().cloned());
-    let spec = SandboxSpec {
-        root: None,
-        mounts: Vec::new(),
-        network: Network::None,
-        hostname: "gib-layer".into(),
-        command,
-        env: sandbox::default_env(),
-        cwd: "/".into(),
-        interactive: false,
-    };
+    let spec = SandboxSpec::in_namespace("gib-layer", command);
     let open =
         |path: &Path| File::open(path).with_context(|| format!("cannot open {}", path.display()));
     let create = |path: &Path| {

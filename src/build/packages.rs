@@ -99,45 +99,25 @@ fn build_in(
     key: &str,
 ) -> Result<BuiltImage> {
     let dir = scratch.path();
-    let layer = dir.join("layer");
-    let layer_work = dir.join("layer-work");
-    let input = dir.join("input");
-    for d in [&layer, &layer_work, &input] {
-        std::fs::create_dir(d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
-    let parent_layers = parent.map(|p| p.layer_dirs.clone()).unwrap_or_default();
-    let parent_builders = parent.map(|p| p.builder_dirs.clone()).unwrap_or_default();
-
-    let mut lowers = parent_builders.clone();
-    lowers.push(stage3.path.clone());
-    let staging = staging_mount(&layer, &layer_work, &parent_layers);
     // One log dir per build (name and key): concurrent builds never share one.
     let log_dir = ctx
         .cache
         .dir("logs")?
         .join(format!("{}-{}", image.name, &key[..16]));
-    let job = EmergeJob {
-        image: &image.name,
+    let dirs = JobDirs::create(scratch, log_dir)?;
+    let (layer, input) = (&dirs.layer, &dirs.input);
+    let parent_layers = parent.map(|p| p.layer_dirs.clone()).unwrap_or_default();
+    let parent_builders = parent.map(|p| p.builder_dirs.clone()).unwrap_or_default();
+    let job = emerge_job(
+        ctx,
+        image,
         packages,
-        portage: &image.portage,
-        finish: FinishOptions {
-            keep_headers: image.keep_headers,
-            keep_static_libs: image.keep_static_libs,
-            keep_package_db: image.keep_package_db,
-            source_date_epoch: ctx.epoch(),
-        },
-        builder: RootFs::Overlay {
-            lowers,
-            upper: scratch.upper(),
-            work: scratch.work(),
-        },
-        staging,
-        repositories: repository_mounts(repositories),
-        caches: crate::stage3::cache_mounts(ctx.cache)?,
-        network: ctx.network,
-        input_dir: &input,
-        log_dir: &log_dir,
-    };
+        parent,
+        scratch,
+        stage3,
+        repositories,
+        &dirs,
+    )?;
     let mut merged_into_image = Vec::new();
     if !packages.is_empty() {
         let outcome = match crate::emerge::run::run(&job, ctx.printer) {
@@ -159,23 +139,18 @@ fn build_in(
         super::script::run(ctx, image, script, &job)?;
     }
     if !parent_layers.is_empty() {
-        let pruned = super::layer::prune_in_namespace(ctx, &layer, &parent_layers)?;
+        let pruned = super::layer::prune_in_namespace(ctx, layer, &parent_layers)?;
         ctx.printer.detail(&format!(
             "{}: {} files and {} directories the build rewrote unchanged left out of the layer",
             image.name, pruned.files, pruned.dirs
         ));
     }
 
-    super::report::keep_trimmed(&log_dir, dir)?;
-    super::finish::apply(ctx, image, &layer, &parent_layers, &input)?;
-    let own_packages = vdb::read_installed(&layer)?;
-    let written_layers = super::layering::write_layers(
-        ctx,
-        image,
-        &layer,
-        !parent_layers.is_empty(),
-        &own_packages,
-    )?;
+    super::report::keep_trimmed(&dirs.log_dir, dir)?;
+    super::finish::apply(ctx, image, layer, &parent_layers, input)?;
+    let own_packages = vdb::read_installed(layer)?;
+    let written_layers =
+        super::layering::write_layers(ctx, image, layer, !parent_layers.is_empty(), &own_packages)?;
     let mut all_packages: Vec<String> = parent.map(|p| p.packages.clone()).unwrap_or_default();
     all_packages.extend(own_packages.iter().map(|p| p.cpv()));
     all_packages.sort();
@@ -224,6 +199,71 @@ fn build_in(
     std::fs::write(&record_path, serde_json::to_vec_pretty(&record)?)
         .with_context(|| format!("cannot write {}", record_path.display()))?;
     Ok(record)
+}
+
+/// The working dirs of one emerge session, in its scratch dir (the log dir may be elsewhere).
+pub struct JobDirs {
+    /// The image's layer: /staging, or the upper dir of the overlay at /staging.
+    pub layer: PathBuf,
+    pub layer_work: PathBuf,
+    /// gib's input (Portage files, rootfs-tools), bound read-only into the builder.
+    pub input: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl JobDirs {
+    pub fn create(scratch: &OverlayScratch, log_dir: PathBuf) -> Result<JobDirs> {
+        let dirs = JobDirs {
+            layer: scratch.path().join("layer"),
+            layer_work: scratch.path().join("layer-work"),
+            input: scratch.path().join("input"),
+            log_dir,
+        };
+        for d in [&dirs.layer, &dirs.layer_work, &dirs.input] {
+            std::fs::create_dir(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        Ok(dirs)
+    }
+}
+
+/// The emerge of `image`: a builder over its parent's builders and the stage3 with
+/// `scratch`'s upper, /staging over its parent's layers, the caches and repositories.
+#[allow(clippy::too_many_arguments)]
+pub fn emerge_job<'a>(
+    ctx: &BuildContext<'_>,
+    image: &'a ImagePlan,
+    packages: &'a [String],
+    parent: Option<&BuiltImage>,
+    scratch: &OverlayScratch,
+    stage3: &crate::stage3::Stage3Root,
+    repositories: &[crate::repository::SyncedRepo],
+    dirs: &'a JobDirs,
+) -> Result<EmergeJob<'a>> {
+    let parent_layers = parent.map(|p| p.layer_dirs.clone()).unwrap_or_default();
+    let mut lowers = parent.map(|p| p.builder_dirs.clone()).unwrap_or_default();
+    lowers.push(stage3.path.clone());
+    Ok(EmergeJob {
+        image: &image.name,
+        packages,
+        portage: &image.portage,
+        finish: FinishOptions {
+            keep_headers: image.keep_headers,
+            keep_static_libs: image.keep_static_libs,
+            keep_package_db: image.keep_package_db,
+            source_date_epoch: ctx.epoch(),
+        },
+        builder: RootFs::Overlay {
+            lowers,
+            upper: scratch.upper(),
+            work: scratch.work(),
+        },
+        staging: staging_mount(&dirs.layer, &dirs.layer_work, &parent_layers),
+        repositories: repository_mounts(repositories),
+        caches: crate::stage3::cache_mounts(ctx.cache)?,
+        network: ctx.network,
+        input_dir: &dirs.input,
+        log_dir: &dirs.log_dir,
+    })
 }
 
 /// /staging: a bind of the fresh `layer` dir for an image from scratch, else an overlay over

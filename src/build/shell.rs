@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 
 use super::{BuildContext, BuiltImage};
-use crate::emerge::run::{EmergeJob, FinishOptions};
 use crate::plan::{BuildKind, ImagePlan};
 use crate::printer::UserError;
-use crate::sandbox::{Exit, OverlayScratch, RootFs};
+use crate::sandbox::{Exit, OverlayScratch};
 
 pub fn shell(
     ctx: &BuildContext<'_>,
@@ -29,37 +28,17 @@ pub fn shell(
     let stage3 = ctx.stage3()?;
     let repositories = ctx.repositories()?;
     let scratch = OverlayScratch::create(&ctx.cache.dir("shell")?)?;
-    let layer = scratch.path().join("layer");
-    let layer_work = scratch.path().join("layer-work");
-    let input = scratch.path().join("input");
-    for dir in [&layer, &layer_work, &input] {
-        std::fs::create_dir(dir)?;
-    }
-    let parent_layers = parent.map(|p| p.layer_dirs.clone()).unwrap_or_default();
-    let mut lowers = parent.map(|p| p.builder_dirs.clone()).unwrap_or_default();
-    lowers.push(stage3.path.clone());
-    let job = EmergeJob {
-        image: &image.name,
+    let dirs = super::packages::JobDirs::create(&scratch, scratch.path().join("logs"))?;
+    let job = super::packages::emerge_job(
+        ctx,
+        image,
         packages,
-        portage: &image.portage,
-        finish: FinishOptions {
-            keep_headers: image.keep_headers,
-            keep_static_libs: image.keep_static_libs,
-            keep_package_db: image.keep_package_db,
-            source_date_epoch: ctx.epoch(),
-        },
-        builder: RootFs::Overlay {
-            lowers,
-            upper: scratch.upper(),
-            work: scratch.work(),
-        },
-        staging: super::packages::staging_mount(&layer, &layer_work, &parent_layers),
-        repositories: super::packages::repository_mounts(repositories),
-        caches: crate::stage3::cache_mounts(ctx.cache)?,
-        network: ctx.network,
-        input_dir: &input,
-        log_dir: &scratch.path().join("logs"),
-    };
+        parent,
+        &scratch,
+        stage3,
+        repositories,
+        &dirs,
+    )?;
     ctx.printer.status(
         "Entering",
         &format!(

@@ -124,6 +124,24 @@ pub enum Network {
     None,
 }
 
+impl SandboxSpec {
+    /// Run `command` in the namespaces only: no root change, no mounts, no network, the
+    /// default environment. For gib's own helpers that must see files with the sandbox's
+    /// owners (unpacking, reading trees back, removing them).
+    pub fn in_namespace(hostname: &str, command: Vec<OsString>) -> SandboxSpec {
+        SandboxSpec {
+            root: None,
+            mounts: Vec::new(),
+            network: Network::None,
+            hostname: hostname.into(),
+            command,
+            env: default_env(),
+            cwd: "/".into(),
+            interactive: false,
+        }
+    }
+}
+
 /// How the command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Exit {

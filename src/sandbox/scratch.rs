@@ -11,7 +11,7 @@ use std::process::Stdio;
 
 use anyhow::{Context, Result};
 
-use super::{Network, SandboxSpec, SandboxStdio};
+use super::{SandboxSpec, SandboxStdio};
 
 /// An upper and a work dir under `<dir>/.tmp-*`, removed by [`OverlayScratch::remove`].
 #[derive(Debug)]
@@ -101,22 +101,16 @@ pub fn remove_stale(dir: &Path) -> Result<()> {
 /// Remove a tree that may hold files with the sandbox's ids, from inside a user namespace
 /// (no root, no mounts) where those ids are ours.
 pub fn remove_tree(path: &Path) -> Result<()> {
-    let spec = SandboxSpec {
-        root: None,
-        mounts: Vec::new(),
-        network: Network::None,
-        hostname: "gib-cleanup".into(),
-        command: vec![
+    let spec = SandboxSpec::in_namespace(
+        "gib-cleanup",
+        vec![
             "rm".into(),
             "-rf".into(),
             "--one-file-system".into(),
             "--".into(),
             path.into(),
         ],
-        env: super::default_env(),
-        cwd: "/".into(),
-        interactive: false,
-    };
+    );
     let stdio = SandboxStdio {
         stdin: Stdio::null(),
         stdout: Stdio::null(),

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256, Sha512};
 use crate::cache::Cache;
 use crate::config::Stage3;
 use crate::printer::{Printer, UserError};
-use crate::sandbox::{self, Network, SandboxSpec, SandboxStdio};
+use crate::sandbox::{self, SandboxSpec, SandboxStdio};
 
 pub use unpack::{UnpackSummary, unpack_tarball};
 
@@ -225,16 +225,7 @@ fn unpack_in_sandbox(
     if !keep_owners {
         command.push("--no-owners".into());
     }
-    let spec = SandboxSpec {
-        root: None,
-        mounts: Vec::new(),
-        network: Network::None,
-        hostname: "gib-unpack".into(),
-        command,
-        env: sandbox::default_env(),
-        cwd: "/".into(),
-        interactive: false,
-    };
+    let spec = SandboxSpec::in_namespace("gib-unpack", command);
     let logs = cache.dir("logs")?;
     let stderr = tempfile::tempfile_in(&logs)
         .with_context(|| format!("cannot create a file in {}", logs.display()))?;

@@ -174,7 +174,7 @@ fn unpack_in_namespace(
     image: &Image,
     dest: &std::path::Path,
 ) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find gib's own executable")?;
+    let exe = std::path::PathBuf::from(sandbox::GIB_EXE);
     let mut command = vec![
         exe.into_os_string(),
         "__internal".into(),

@@ -76,7 +76,7 @@ pub fn run_helper(
     serde_json::to_writer(&mut job_file, job)?;
     job_file.flush()?;
 
-    let exe = std::env::current_exe().context("cannot find gib's own executable")?;
+    let exe = std::path::PathBuf::from(sandbox::GIB_EXE);
     let mut command = vec![exe.into(), "__internal".into()];
     command.extend(args.iter().cloned());
     let spec = SandboxSpec::in_namespace("gib-layer", command);

@@ -124,6 +124,12 @@ pub enum Network {
     None,
 }
 
+/// gib's own executable, for commands that run gib's hidden helpers in a sandbox. The
+/// sandboxed command is forked from the helper, itself gib, so `/proc/self/exe` is gib there
+/// too — and stays valid when the file was replaced or deleted during a long build, where the
+/// path from `current_exe` would not.
+pub const GIB_EXE: &str = "/proc/self/exe";
+
 impl SandboxSpec {
     /// Run `command` in the namespaces only: no root change, no mounts, no network, the
     /// default environment. For gib's own helpers that must see files with the sandbox's

@@ -214,7 +214,7 @@ fn unpack_in_sandbox(
     keep_owners: bool,
     cache: &Cache,
 ) -> Result<UnpackSummary> {
-    let gib = std::env::current_exe().context("cannot find gib's own executable")?;
+    let gib = std::path::PathBuf::from(sandbox::GIB_EXE);
     let mut command = vec![
         gib.into_os_string(),
         "__internal".into(),

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha512};
 
 use crate::printer::Printer;
 
@@ -61,11 +61,8 @@ impl DownloadError {
 #[derive(Debug, Clone)]
 pub struct Downloaded {
     pub path: PathBuf,
-    pub size: u64,
     /// Lowercase hex.
     pub sha512: String,
-    /// Lowercase hex.
-    pub sha256: String,
 }
 
 /// A blocking HTTP(S) client with one set of trusted roots.
@@ -206,10 +203,9 @@ impl Client {
             .open(part)
             .with_context(|| format!("cannot open {}", part.display()))?;
         let mut sha512 = Sha512::new();
-        let mut sha256 = Sha256::new();
         if resumed {
             printer.detail(&format!("resuming {url} at byte {have}"));
-            hash_prefix(part, have, &mut sha512, &mut sha256)?;
+            hash_prefix(part, have, &mut sha512)?;
         } else {
             file.set_len(0)
                 .with_context(|| format!("cannot truncate {}", part.display()))?;
@@ -239,7 +235,6 @@ impl Client {
             file.write_all(&buf[..n])
                 .with_context(|| format!("cannot write {}", part.display()))?;
             sha512.update(&buf[..n]);
-            sha256.update(&buf[..n]);
             written += n as u64;
             progress.set_position(written);
         }
@@ -252,9 +247,7 @@ impl Client {
         }
         Ok(Downloaded {
             path: part.to_path_buf(),
-            size: written,
             sha512: hex::encode(sha512.finalize()),
-            sha256: hex::encode(sha256.finalize()),
         })
     }
 
@@ -310,7 +303,7 @@ fn read_ca_certificates(path: &Path) -> Result<ureq::tls::RootCerts> {
     Ok(ureq::tls::RootCerts::new_with_certs(&certs))
 }
 
-fn hash_prefix(path: &Path, len: u64, sha512: &mut Sha512, sha256: &mut Sha256) -> Result<()> {
+fn hash_prefix(path: &Path, len: u64, sha512: &mut Sha512) -> Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = file.take(len);
     let mut buf = vec![0u8; 256 * 1024];
@@ -322,28 +315,16 @@ fn hash_prefix(path: &Path, len: u64, sha512: &mut Sha512, sha256: &mut Sha256) 
             return Ok(());
         }
         sha512.update(&buf[..n]);
-        sha256.update(&buf[..n]);
     }
 }
 
 fn hash_existing(path: &Path, len: u64) -> Result<Downloaded> {
     let mut sha512 = Sha512::new();
-    let mut sha256 = Sha256::new();
-    hash_prefix(path, len, &mut sha512, &mut sha256)?;
+    hash_prefix(path, len, &mut sha512)?;
     Ok(Downloaded {
         path: path.to_path_buf(),
-        size: len,
         sha512: hex::encode(sha512.finalize()),
-        sha256: hex::encode(sha256.finalize()),
     })
-}
-
-/// SHA-512 of a whole file, lowercase hex.
-pub fn sha512_file(path: &Path) -> Result<String> {
-    let len = fs::metadata(path)
-        .with_context(|| format!("cannot stat {}", path.display()))?
-        .len();
-    Ok(hash_existing(path, len)?.sha512)
 }
 
 #[cfg(test)]
@@ -356,11 +337,7 @@ mod tests {
         let path = tmp.path().join("f");
         fs::write(&path, b"hello").unwrap();
         let done = hash_existing(&path, 5).unwrap();
-        assert_eq!(done.sha256, hex::encode(Sha256::digest(b"hello")));
-        assert_eq!(
-            sha512_file(&path).unwrap(),
-            hex::encode(Sha512::digest(b"hello"))
-        );
+        assert_eq!(done.sha512, hex::encode(Sha512::digest(b"hello")));
     }
 
     #[test]

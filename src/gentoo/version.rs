@@ -85,11 +85,6 @@ impl Version {
         })
     }
 
-    /// The version as written.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
     /// The version without its `-rN` revision (what gib uses as an image tag).
     pub fn without_revision(&self) -> &str {
         match self.text.rfind("-r") {

@@ -95,6 +95,7 @@ impl Client {
         self
     }
 
+    #[cfg(test)]
     pub fn with_retry(mut self, retry: RetryPolicy) -> Client {
         self.retry = retry;
         self

@@ -74,15 +74,6 @@ impl Reference {
         })
     }
 
-    /// The same repository with another tag (and no digest).
-    pub fn with_tag(&self, tag: &str) -> Reference {
-        Reference {
-            tag: Some(tag.to_string()),
-            digest: None,
-            ..self.clone()
-        }
-    }
-
     /// What to ask the registry for: the digest when there is one, else the tag, else `latest`.
     pub fn manifest_reference(&self) -> String {
         match (&self.digest, &self.tag) {

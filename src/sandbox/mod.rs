@@ -49,7 +49,7 @@ use std::io::BufReader;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -221,15 +221,6 @@ impl SandboxStdio {
         };
         Ok((stdio, output))
     }
-
-    /// Output captured through pipes ([`SandboxChild::take_stdout`]), no input.
-    pub fn piped() -> SandboxStdio {
-        SandboxStdio {
-            stdin: Stdio::null(),
-            stdout: Stdio::piped(),
-            stderr: Stdio::piped(),
-        }
-    }
 }
 
 /// A running sandbox. Dropping it without [`SandboxChild::wait`] leaves the helper to the
@@ -376,17 +367,8 @@ fn failure(message: String, hint: Option<String>) -> anyhow::Error {
 }
 
 impl SandboxChild {
-    /// The pid of the helper (outside the sandbox's pid namespace).
-    pub fn id(&self) -> u32 {
-        self.helper.id()
-    }
-
     pub fn take_stdout(&mut self) -> Option<ChildStdout> {
         self.helper.stdout.take()
-    }
-
-    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
-        self.helper.stderr.take()
     }
 
     /// Wait for the command; its exit code or signal, or why it could not run.

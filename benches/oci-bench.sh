@@ -104,12 +104,16 @@ row() {
 }
 echo
 printf '%-30s %8s %8s %12s %13s\n' "" "wall" "cpu" "peak RSS" "compressed"
-row "gib build (gzip)" "$time_gib_gzip" "$cpu_gib_gzip" "$rss_gib_gzip" "$size_gib_gzip"
-row "gib build (zstd)" "$time_gib_zstd" "$cpu_gib_zstd" "$rss_gib_zstd" "$size_gib_zstd"
-row "buildah commit (gzip)" "$time_buildah" "$cpu_buildah" "$rss_buildah" "$size_buildah"
-row "tar | pigz | sha256sum" "$time_pigz" "$cpu_pigz" "$rss_pigz" "$size_pigz"
-row "tar | gzip | sha256sum" "$time_gzip" "$cpu_gzip" "$rss_gzip" "$size_gzip"
-row "tar | zstd -T0 | sha256sum" "$time_zstd" "$cpu_zstd" "$rss_zstd" "$size_zstd"
+# The time_/cpu_/rss_/size_ variables are assigned by name (eval) in measure and friends.
+# shellcheck disable=SC2154
+{
+	row "gib build (gzip)" "$time_gib_gzip" "$cpu_gib_gzip" "$rss_gib_gzip" "$size_gib_gzip"
+	row "gib build (zstd)" "$time_gib_zstd" "$cpu_gib_zstd" "$rss_gib_zstd" "$size_gib_zstd"
+	row "buildah commit (gzip)" "$time_buildah" "$cpu_buildah" "$rss_buildah" "$size_buildah"
+	row "tar | pigz | sha256sum" "$time_pigz" "$cpu_pigz" "$rss_pigz" "$size_pigz"
+	row "tar | gzip | sha256sum" "$time_gzip" "$cpu_gzip" "$rss_gzip" "$size_gzip"
+	row "tar | zstd -T0 | sha256sum" "$time_zstd" "$cpu_zstd" "$rss_zstd" "$size_zstd"
+}
 echo
 awk -v g="$time_gib_gzip" -v b="$time_buildah" -v z="$time_gib_zstd" -v t="$time_zstd" \
     -v gs="$size_gib_gzip" -v bs="$size_buildah" -v r1="$rss_gib_gzip" -v r2="$rss_gib_zstd" 'BEGIN {

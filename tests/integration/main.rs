@@ -15,6 +15,7 @@ mod registry;
 mod registry_server;
 mod sandbox;
 mod sbom;
+mod shell_scripts;
 mod sources;
 mod stage3;
 mod util;

@@ -275,6 +275,55 @@ impl Registry {
             .unwrap()
     }
 
+    /// The manifest (or index) skopeo reads under `reference`, byte for byte as JSON.
+    pub fn skopeo_raw(&self, reference: &str) -> serde_json::Value {
+        let out = Command::new(require_tool("skopeo"))
+            .args([
+                "inspect",
+                "--raw",
+                "--creds",
+                &format!("{USER}:{PASSWORD}"),
+                "--cert-dir",
+            ])
+            .arg(self.dir.join("certs"))
+            .arg(format!("docker://{}", self.reference(reference)))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo inspect --raw {reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("skopeo printed JSON")
+    }
+
+    /// A blob's bytes, fetched from `repository` over the API with the test credentials
+    /// (curl: skopeo has no command for one blob).
+    pub fn blob(&self, repository: &str, digest: &str) -> Vec<u8> {
+        let out = Command::new(require_tool("curl"))
+            .args([
+                "--fail",
+                "--silent",
+                "--show-error",
+                "--location",
+                "--cacert",
+            ])
+            .arg(self.ca())
+            .args(["--user", &format!("{USER}:{PASSWORD}")])
+            .arg(format!(
+                "https://{}/v2/{repository}/blobs/{digest}",
+                self.host()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "GET blob {digest} of {repository}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
     /// The digest skopeo sees under `reference`, or its error.
     pub fn skopeo_digest(&self, reference: &str) -> Result<String, String> {
         let out = Command::new(require_tool("skopeo"))

@@ -11,7 +11,13 @@ fn every_shipped_shell_script_passes_shellcheck() {
     let shellcheck = require_tool("shellcheck");
     let top = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut scripts = Vec::new();
-    for dir in ["rootfs-tools", "examples", "benches", "tests/fixtures/mini-stage3", ".ci"] {
+    for dir in [
+        "rootfs-tools",
+        "examples",
+        "benches",
+        "tests/fixtures/mini-stage3",
+        ".ci",
+    ] {
         for entry in std::fs::read_dir(top.join(dir)).unwrap() {
             let path = entry.unwrap().path();
             let is_script = path.extension().is_some_and(|e| e == "sh")
@@ -22,5 +28,9 @@ fn every_shipped_shell_script_passes_shellcheck() {
         }
     }
     assert!(scripts.len() >= 8, "found only {scripts:?}");
-    run_ok(Command::new(shellcheck).arg("--severity=warning").args(&scripts));
+    run_ok(
+        Command::new(shellcheck)
+            .arg("--severity=warning")
+            .args(&scripts),
+    );
 }

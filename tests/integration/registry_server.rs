@@ -275,20 +275,21 @@ impl Registry {
             .unwrap()
     }
 
-    /// The manifest (or index) skopeo reads under `reference`, byte for byte as JSON.
-    pub fn skopeo_raw(&self, reference: &str) -> serde_json::Value {
-        let out = Command::new(require_tool("skopeo"))
-            .args([
-                "inspect",
-                "--raw",
-                "--creds",
-                &format!("{USER}:{PASSWORD}"),
-                "--cert-dir",
-            ])
+    /// `skopeo inspect <extra…>` of `reference` with the test credentials and CA.
+    fn skopeo_inspect(&self, extra: &[&str], reference: &str) -> Output {
+        Command::new(require_tool("skopeo"))
+            .arg("inspect")
+            .args(extra)
+            .args(["--creds", &format!("{USER}:{PASSWORD}"), "--cert-dir"])
             .arg(self.dir.join("certs"))
             .arg(format!("docker://{}", self.reference(reference)))
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The manifest (or index) skopeo reads under `reference` (`--raw`), parsed.
+    pub fn skopeo_raw(&self, reference: &str) -> serde_json::Value {
+        let out = self.skopeo_inspect(&["--raw"], reference);
         assert!(
             out.status.success(),
             "skopeo inspect --raw {reference}: {}",
@@ -326,17 +327,7 @@ impl Registry {
 
     /// The digest skopeo sees under `reference`, or its error.
     pub fn skopeo_digest(&self, reference: &str) -> Result<String, String> {
-        let out = Command::new(require_tool("skopeo"))
-            .args([
-                "inspect",
-                "--creds",
-                &format!("{USER}:{PASSWORD}"),
-                "--cert-dir",
-            ])
-            .arg(self.dir.join("certs"))
-            .arg(format!("docker://{}", self.reference(reference)))
-            .output()
-            .unwrap();
+        let out = self.skopeo_inspect(&[], reference);
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }

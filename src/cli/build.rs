@@ -124,6 +124,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
                 image: &result.image,
                 references: &result.references,
                 parent_reference: parent_reference.map(String::as_str),
+                sbom: result.sbom.as_ref(),
             };
             let report = registry::push(client, store.root(), &job)?;
             printer.status(

@@ -82,6 +82,9 @@ impl Validator<'_> {
             layering: default_layering(),
             accounts: None,
             paths: Vec::new(),
+            keep_headers: None,
+            keep_static_libs: None,
+            keep_package_db: None,
         };
         Ok(Config {
             file,

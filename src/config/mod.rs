@@ -239,6 +239,10 @@ pub struct Image {
     pub layering: Layering,
     pub accounts: Option<Accounts>,
     pub paths: Vec<PathEntry>,
+    /// The image's own trimming switches; `None`: `build:`'s.
+    pub keep_headers: Option<bool>,
+    pub keep_static_libs: Option<bool>,
+    pub keep_package_db: Option<bool>,
 }
 
 impl Image {

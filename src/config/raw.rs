@@ -108,6 +108,9 @@ pub struct RawImage {
     pub layering: Option<S<RawLayering>>,
     pub accounts: Option<S<RawAccounts>>,
     pub paths: Option<Vec<S<RawPath>>>,
+    pub keep_headers: Option<bool>,
+    pub keep_static_libs: Option<bool>,
+    pub keep_package_db: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -83,6 +83,13 @@ fn unknown_keys_suggest_the_closest() {
             Some("did you mean `packages`?".into())
         )
     );
+    assert_eq!(
+        rejected(&image("    packages: x/y\n    keep_header: true\n")),
+        (
+            "6:5: unknown key `keep_header`".into(),
+            Some("did you mean `keep_headers`?".into())
+        )
+    );
     let (message, hint) = rejected(&image("    zzzz: 1\n"));
     assert_eq!(message, "5:5: unknown key `zzzz`");
     assert!(

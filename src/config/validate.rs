@@ -902,6 +902,9 @@ impl Validator<'_> {
             layering,
             accounts,
             paths,
+            keep_headers: r.keep_headers,
+            keep_static_libs: r.keep_static_libs,
+            keep_package_db: r.keep_package_db,
         };
         Ok((image, from_at))
     }

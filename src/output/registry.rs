@@ -2,16 +2,19 @@
 //! children, each child mounting its parent's blobs from the parent's repository so no byte of
 //! a parent is uploaded twice. The client (`registry`) pushes blobs first and moves tags last,
 //! so a tag never points at an incomplete image and pushing again completes an interrupted
-//! push.
+//! push. Each image's SBOM follows it by digest, listed under the image's referrers tag.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 
 use crate::config::RegistrySettings;
+use crate::oci::artifact::Artifact;
 use crate::oci::image::Image;
 use crate::printer::UserError;
-use crate::registry::{Client, Descriptor, Digest, PushReport, Reference, RegistryOptions};
+use crate::registry::{
+    Client, Descriptor, Digest, PushReport, Reference, Referrer, RegistryOptions,
+};
 
 /// A client with gib.yaml's `registries:` settings.
 pub fn client(registries: &BTreeMap<String, RegistrySettings>) -> Client {
@@ -35,6 +38,8 @@ pub struct PushJob<'a> {
     pub image: &'a Image,
     pub references: &'a [String],
     pub parent_reference: Option<&'a str>,
+    /// The image's SBOM artifact, pushed by digest after the image.
+    pub sbom: Option<&'a Artifact>,
 }
 
 /// Push `job`'s image from the blob directory `blobs_dir` under all of its references.
@@ -70,6 +75,50 @@ pub fn push(client: &Client, blobs_dir: &std::path::Path, job: &PushJob) -> Resu
         digest,
         size: job.image.manifest.size,
     };
-    crate::registry::push_image(client, blobs_dir, &manifest, &target, &tags, &mount_from)
-        .with_context(|| format!("cannot push image {} to {first}", job.name))
+    let mut report =
+        crate::registry::push_image(client, blobs_dir, &manifest, &target, &tags, &mount_from)
+            .with_context(|| format!("cannot push image {} to {first}", job.name))?;
+    if let Some(sbom) = job.sbom {
+        let pushed = push_artifact(
+            client,
+            blobs_dir,
+            sbom,
+            &manifest.digest,
+            &target,
+            &mount_from,
+        )
+        .with_context(|| format!("cannot push the SBOM of image {} to {first}", job.name))?;
+        // The image's report keeps its own blobs; the manifests say what else was written.
+        for extra in pushed {
+            report.manifests_pushed.extend(extra.manifests_pushed);
+            report.manifests_skipped.extend(extra.manifests_skipped);
+        }
+    }
+    Ok(report)
+}
+
+/// Push `artifact` by digest to `target`'s repository, then list it under the referrers tag
+/// of `subject` (the registry may have no referrers API; the tag works with every one).
+fn push_artifact(
+    client: &Client,
+    blobs_dir: &std::path::Path,
+    artifact: &Artifact,
+    subject: &Digest,
+    target: &Reference,
+    mount_from: &[Reference],
+) -> Result<[PushReport; 2]> {
+    let descriptor = Descriptor {
+        media_type: artifact.manifest.media_type.clone(),
+        digest: Digest::parse(&artifact.manifest.digest).map_err(anyhow::Error::msg)?,
+        size: artifact.manifest.size,
+    };
+    // The parent's SBOM has the same empty config: mount it rather than upload it.
+    let pushed =
+        crate::registry::push_image(client, blobs_dir, &descriptor, target, &[], mount_from)?;
+    let referrer = Referrer {
+        manifest: descriptor,
+        artifact_type: artifact.artifact_type.clone(),
+    };
+    let listed = crate::registry::push_referrers_tag(client, target, subject, &[referrer])?;
+    Ok([pushed, listed])
 }

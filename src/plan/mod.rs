@@ -311,9 +311,14 @@ fn image_plan(config: &Config, image: &Image, portage: &PortageFiles) -> ImagePl
         latest: image.wants_latest(),
         registry: config.registry.clone(),
         compression: config.build.compression,
-        keep_headers: config.build.keep_headers,
-        keep_static_libs: config.build.keep_static_libs,
-        keep_package_db: config.build.keep_package_db,
+        // An image's own switch wins over `build:`'s.
+        keep_headers: image.keep_headers.unwrap_or(config.build.keep_headers),
+        keep_static_libs: image
+            .keep_static_libs
+            .unwrap_or(config.build.keep_static_libs),
+        keep_package_db: image
+            .keep_package_db
+            .unwrap_or(config.build.keep_package_db),
         kind,
         portage: portage.clone(),
     }

@@ -133,3 +133,32 @@ fn rootfs_images_tag_by_snapshot_date() {
     );
     assert_eq!(plan.images[0].kind.label(), "rootfs");
 }
+
+#[test]
+fn trimming_switches_are_the_images_else_the_builds() {
+    let config = load(
+        "stage3: {flavor: amd64-openrc}
+build: {keep_headers: true, keep_package_db: false}
+images:
+  base:
+    packages: [sys-libs/glibc]
+  dev:
+    from: base
+    packages: [sys-devel/gcc]
+    keep_headers: false
+    keep_static_libs: true
+    keep_package_db: true
+",
+    );
+    let plan = Plan::resolve(&config, &[]).unwrap();
+    let switches = |name: &str| {
+        let image = plan.images.iter().find(|i| i.name == name).unwrap();
+        (
+            image.keep_headers,
+            image.keep_static_libs,
+            image.keep_package_db,
+        )
+    };
+    assert_eq!(switches("base"), (true, false, false), "build's");
+    assert_eq!(switches("dev"), (false, true, true), "the image's own");
+}

@@ -26,6 +26,7 @@ mod manifest;
 mod pull;
 mod push;
 mod reference;
+mod referrers;
 
 // The public API (`gib build --push`, `gib push`, `from:` a registry, `gib __registry`).
 #[allow(unused_imports)]
@@ -35,8 +36,9 @@ pub use digest::Digest;
 pub use error::RegistryError;
 pub use manifest::{Descriptor, Platform};
 pub use pull::pull_image;
-pub use push::{PushReport, push_image};
+pub use push::{PushReport, push_image, push_referrers_tag};
 pub use reference::Reference;
+pub use referrers::Referrer;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -24,11 +24,14 @@ use super::client::{
 use super::digest::Digest;
 use super::error::RegistryError;
 use super::for_each_parallel;
-use super::manifest::{Descriptor, ManifestDocument, is_index};
+use super::manifest::{Descriptor, ManifestDocument, OCI_INDEX, is_index};
 use super::reference::{Reference, validate_tag};
+use super::referrers::{Referrer, fallback_tag, merged_index};
 
 /// How many blobs upload at once (go-containerregistry's default).
 pub const PARALLEL_BLOBS: usize = 4;
+/// The largest referrers index read back (as large as a manifest may be when pulling).
+const MAX_REFERRERS_INDEX: u64 = 8 << 20;
 
 /// What a push did, for the user and for `--json`.
 #[derive(Clone, Debug, Serialize)]
@@ -79,27 +82,14 @@ pub fn push_image(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut scopes = vec![repository_scope(&target.repository, true)];
-    scopes.extend(mount_sources.iter().map(|r| repository_scope(r, false)));
-    let push = Push {
+    let push = Push::new(
         client,
         blobs_dir,
         target,
-        base_url: client.base_url(&target.registry),
-        scopes,
         mount_sources,
-        report: Mutex::new(PushReport {
-            repository: format!("{}/{}", target.registry, target.repository),
-            manifest_digest: manifest.digest.clone(),
-            tags: tags.to_vec(),
-            uploaded: Vec::new(),
-            mounted: Vec::new(),
-            skipped: Vec::new(),
-            bytes_uploaded: 0,
-            manifests_pushed: Vec::new(),
-            manifests_skipped: Vec::new(),
-        }),
-    };
+        &manifest.digest,
+        tags,
+    );
 
     let bytes = push.manifest_bytes(manifest)?;
     client
@@ -123,6 +113,92 @@ struct Push<'a> {
     scopes: Vec<String>,
     mount_sources: Vec<String>,
     report: Mutex<PushReport>,
+}
+
+/// Record `referrers` (artifacts whose `subject` is `subject`, already pushed by digest) in
+/// the referrers tag schema of the distribution spec: the tag `sha256-<hex>` names an index
+/// of them, for registries without the referrers API (distribution 2.8). The index there is
+/// read first and extended, so a push never drops what another push listed; two pushes at
+/// the same moment can still race (the spec's fallback has no lock). The report's
+/// `manifest_digest` is the index's.
+pub fn push_referrers_tag(
+    client: &Client,
+    target: &Reference,
+    subject: &Digest,
+    referrers: &[Referrer],
+) -> anyhow::Result<PushReport> {
+    let tag = fallback_tag(subject);
+    // No blob is read: the index is built here and the artifacts are already in the registry.
+    let push = Push::new(client, Path::new(""), target, Vec::new(), subject, &[]);
+    let url = push.repo_url(&format!("manifests/{tag}"));
+    let existing = client
+        .retrying(|| {
+            let response = push.send(Method::GET, &url, &[("accept", OCI_INDEX)], Payload::None)?;
+            match response.status().as_u16() {
+                200 => response
+                    .into_body()
+                    .with_config()
+                    .limit(MAX_REFERRERS_INDEX)
+                    .read_to_vec()
+                    .map(Some)
+                    .map_err(|e| {
+                        RegistryError::ConnectionLost {
+                            method: "GET".into(),
+                            url: url.clone(),
+                            detail: e.to_string(),
+                        }
+                        .into()
+                    }),
+                404 => Ok(None),
+                _ => Err(status_error(&Method::GET, &url, response).into()),
+            }
+        })
+        .with_context(|| format!("cannot read the referrers index {target}:{tag}"))?;
+    let bytes = merged_index(existing.as_deref(), referrers)
+        .with_context(|| format!("{url} is not an image index"))?;
+    let index = Descriptor {
+        media_type: OCI_INDEX.to_string(),
+        digest: Digest::of_bytes(&bytes),
+        size: bytes.len() as u64,
+    };
+    push.put_manifest(&index, &bytes, &tag)?;
+    let mut report = push.report.into_inner().unwrap_or_else(|e| e.into_inner());
+    report.manifest_digest = index.digest;
+    report.tags = vec![tag];
+    Ok(report)
+}
+
+impl<'a> Push<'a> {
+    fn new(
+        client: &'a Client,
+        blobs_dir: &'a Path,
+        target: &'a Reference,
+        mount_sources: Vec<String>,
+        digest: &Digest,
+        tags: &[String],
+    ) -> Push<'a> {
+        let mut scopes = vec![repository_scope(&target.repository, true)];
+        scopes.extend(mount_sources.iter().map(|r| repository_scope(r, false)));
+        Push {
+            client,
+            blobs_dir,
+            target,
+            base_url: client.base_url(&target.registry),
+            scopes,
+            mount_sources,
+            report: Mutex::new(PushReport {
+                repository: format!("{}/{}", target.registry, target.repository),
+                manifest_digest: digest.clone(),
+                tags: tags.to_vec(),
+                uploaded: Vec::new(),
+                mounted: Vec::new(),
+                skipped: Vec::new(),
+                bytes_uploaded: 0,
+                manifests_pushed: Vec::new(),
+                manifests_skipped: Vec::new(),
+            }),
+        }
+    }
 }
 
 impl Push<'_> {

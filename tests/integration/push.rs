@@ -169,8 +169,9 @@ fn build_push_and_push_reach_skopeo_and_podman_and_a_child_reuses_its_parents_bl
         digests(&app_push["mounted"]).contains(parent_layer),
         "{app_push}"
     );
+    // Plus app's SBOM (its empty config is mounted from base's SBOM, like base's layer).
     let uploads = registry.upload_requests("gib/app");
-    assert_eq!(uploads.len() - before, 2, "{uploads:#?}");
+    assert_eq!(uploads.len() - before, 3, "{uploads:#?}");
     for blob in &base_blobs {
         let hex = blob.trim_start_matches("sha256:");
         assert!(
@@ -320,6 +321,68 @@ fn build_push_and_push_reach_skopeo_and_podman_and_a_child_reuses_its_parents_bl
         std::fs::metadata(&user_cache).unwrap().uid(),
         "root of the image is the user"
     );
+}
+
+/// Distribution 2.8 has no referrers API: the SBOM is pushed by digest and listed in the
+/// referrers tag schema's index (`sha256-<hex of the image digest>`), which a second push
+/// leaves as it is.
+#[test]
+fn the_sbom_is_pushed_with_the_image_and_listed_under_its_referrers_tag() {
+    let dir = scratch_dir("push-sbom");
+    let registry = Registry::start(dir.path());
+    let file = project(dir.path(), &registry, true, "");
+    let cache = dir.path().join("cache");
+    let archive = dir.path().join("base.tar");
+    let archive = archive.to_str().unwrap();
+    let built = report(
+        &registry,
+        &mut gib(
+            &registry,
+            "auth.json",
+            &file,
+            &cache,
+            &["build", "base", "--push", "--json", "--archive", archive],
+        ),
+    );
+    let image = built["base"]["digest"].as_str().unwrap().to_string();
+    let sbom = built["base"]["sbom"].as_str().unwrap().to_string();
+    let tag = format!("gib/base:{}", image.replacen(':', "-", 1));
+
+    let index = registry.skopeo_raw(&tag);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{index}");
+    assert_eq!(entries[0]["digest"], sbom.as_str());
+    assert_eq!(entries[0]["artifactType"], "application/spdx+json");
+
+    let artifact = registry.skopeo_raw(&format!("gib/base@{sbom}"));
+    assert_eq!(artifact["subject"]["digest"], image.as_str());
+    assert_eq!(artifact["artifactType"], "application/spdx+json");
+    let blob = artifact["layers"][0]["digest"].as_str().unwrap();
+    assert_eq!(
+        registry.blob("gib/base", blob),
+        std::fs::read(dir.path().join("base.tar.spdx.json")).unwrap(),
+        "the registry's SBOM is the file next to the archive"
+    );
+
+    // `gib push` again: the same image and SBOM, so the index is not rewritten.
+    let again = report(
+        &registry,
+        &mut gib(
+            &registry,
+            "auth.json",
+            &file,
+            &cache,
+            &["push", "base", "--json"],
+        ),
+    );
+    assert_eq!(again["base"]["sbom"], sbom.as_str());
+    assert_eq!(registry.skopeo_raw(&tag), index);
+    let skipped = again["base"]["push"]["manifests_skipped"].to_string();
+    assert!(skipped.contains(&tag), "{skipped}");
 }
 
 #[test]

@@ -275,19 +275,59 @@ impl Registry {
             .unwrap()
     }
 
-    /// The digest skopeo sees under `reference`, or its error.
-    pub fn skopeo_digest(&self, reference: &str) -> Result<String, String> {
-        let out = Command::new(require_tool("skopeo"))
-            .args([
-                "inspect",
-                "--creds",
-                &format!("{USER}:{PASSWORD}"),
-                "--cert-dir",
-            ])
+    /// `skopeo inspect <extra…>` of `reference` with the test credentials and CA.
+    fn skopeo_inspect(&self, extra: &[&str], reference: &str) -> Output {
+        Command::new(require_tool("skopeo"))
+            .arg("inspect")
+            .args(extra)
+            .args(["--creds", &format!("{USER}:{PASSWORD}"), "--cert-dir"])
             .arg(self.dir.join("certs"))
             .arg(format!("docker://{}", self.reference(reference)))
             .output()
+            .unwrap()
+    }
+
+    /// The manifest (or index) skopeo reads under `reference` (`--raw`), parsed.
+    pub fn skopeo_raw(&self, reference: &str) -> serde_json::Value {
+        let out = self.skopeo_inspect(&["--raw"], reference);
+        assert!(
+            out.status.success(),
+            "skopeo inspect --raw {reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("skopeo printed JSON")
+    }
+
+    /// A blob's bytes, fetched from `repository` over the API with the test credentials
+    /// (curl: skopeo has no command for one blob).
+    pub fn blob(&self, repository: &str, digest: &str) -> Vec<u8> {
+        let out = Command::new(require_tool("curl"))
+            .args([
+                "--fail",
+                "--silent",
+                "--show-error",
+                "--location",
+                "--cacert",
+            ])
+            .arg(self.ca())
+            .args(["--user", &format!("{USER}:{PASSWORD}")])
+            .arg(format!(
+                "https://{}/v2/{repository}/blobs/{digest}",
+                self.host()
+            ))
+            .output()
             .unwrap();
+        assert!(
+            out.status.success(),
+            "GET blob {digest} of {repository}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// The digest skopeo sees under `reference`, or its error.
+    pub fn skopeo_digest(&self, reference: &str) -> Result<String, String> {
+        let out = self.skopeo_inspect(&[], reference);
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }

@@ -310,3 +310,32 @@ fn gib_shell_enters_an_images_builder_with_its_portage_files() {
                 .all(|e| e.unwrap().file_name().to_string_lossy().starts_with('.'))
     );
 }
+
+#[test]
+fn an_image_can_keep_what_the_build_trims() {
+    let dir = scratch_dir("emerge-keep");
+    let config = write_config(dir.path(), &["loud"], &[("greet", "app-misc/greet")]);
+    // The build-wide default trims headers and static libraries; this image keeps them.
+    let text = fs::read_to_string(&config).unwrap().replace(
+        "    entrypoint: [/usr/bin/greet]\n",
+        "    entrypoint: [/usr/bin/greet]\n    keep_headers: true\n    keep_static_libs: true\n",
+    );
+    fs::write(&config, text).unwrap();
+    let archive = dir.path().join("greet.tar");
+    build_ok(
+        Runner::Root,
+        &config,
+        &dir.path().join("cache"),
+        &["--archive", archive.to_str().unwrap()],
+    );
+    let layer = &archive_layers(&archive, "greet:1.0")[0];
+    assert!(layer.contains_key("usr/include/greet.h"), "header trimmed");
+    assert!(
+        layer.contains_key("usr/lib64/libgreet.a"),
+        "static library trimmed"
+    );
+    assert!(
+        layer.contains_key("usr/lib64/pkgconfig/libgreet.pc"),
+        "pkg-config file trimmed"
+    );
+}

@@ -35,62 +35,7 @@ impl Registry {
         let dir = dir.join("registry");
         std::fs::create_dir_all(dir.join("certs")).unwrap();
         let port = free_port();
-        let openssl = |args: &[&str]| {
-            run_ok(Command::new("openssl").args(args).current_dir(&dir));
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=gib test CA",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        std::fs::write(
-            dir.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
+        crate::util::make_pki(&dir);
         // skopeo and podman read `<cert-dir>/*.crt`.
         std::fs::copy(dir.join("ca.pem"), dir.join("certs/ca.crt")).unwrap();
         let htpasswd = run_ok(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));

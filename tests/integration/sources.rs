@@ -14,90 +14,11 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha512};
 
-use crate::util::{gib, require_tool, run_ok, scratch_dir};
+use crate::util::{Pki, gib, make_pki, require_tool, run_ok, scratch_dir};
 
 const TS: &str = "20261117T170000Z";
 const FLAVOR: &str = "amd64-openrc";
 const SERVER_SCRIPT: &str = include_str!("sources_server.py");
-
-/// A test CA and a certificate for 127.0.0.1 signed by it.
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn make_pki(dir: &Path) -> Pki {
-    require_tool("openssl");
-    std::fs::create_dir_all(dir).unwrap();
-    let p = |name: &str| dir.join(name);
-    let openssl = |args: &[&str]| {
-        run_ok(Command::new("openssl").args(args).current_dir(dir));
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=gib test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(
-        p("ext.cnf"),
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n\
-         subjectAltName=IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    Pki {
-        ca: p("ca.pem"),
-        cert: p("server.pem"),
-        key: p("server.key"),
-    }
-}
 
 /// An OpenPGP key made for the test, in its own GnuPG home (its agent is stopped on drop).
 struct Signer {

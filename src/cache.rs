@@ -63,9 +63,8 @@ impl Cache {
     pub fn publish(&self, scratch: &Path, entry: &Path) -> Result<()> {
         match fs::rename(scratch, entry) {
             Ok(()) => Ok(()),
-            Err(err) if entry.exists() => {
+            Err(_) if entry.exists() => {
                 remove_any(scratch).ok();
-                let _ = err;
                 Ok(())
             }
             Err(err) => Err(err).with_context(|| {

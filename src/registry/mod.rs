@@ -29,11 +29,8 @@ mod reference;
 mod referrers;
 
 // The public API (`gib build --push`, `gib push`, `from:` a registry, `gib __registry`).
-#[allow(unused_imports)]
-pub use client::{Client, RegistryOptions, RetryPolicy};
+pub use client::{Client, RegistryOptions};
 pub use digest::Digest;
-#[allow(unused_imports)]
-pub use error::RegistryError;
 pub use manifest::{Descriptor, Platform};
 pub use pull::pull_image;
 pub use push::{PushReport, push_image, push_referrers_tag};

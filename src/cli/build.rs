@@ -207,7 +207,7 @@ fn report_test_failure(printer: &Printer, err: anyhow::Error) -> anyhow::Error {
 }
 
 /// SOURCE_DATE_EPOCH, when set: clamps mtimes and dates the image.
-fn source_date_epoch() -> Result<Option<i64>> {
+pub(super) fn source_date_epoch() -> Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(value) if !value.is_empty() => value.trim().parse().map(Some).map_err(|_| {
             UserError::new(format!(

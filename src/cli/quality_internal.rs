@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use crate::gentoo::vdb::read_installed;
@@ -54,7 +54,7 @@ pub fn run(args: QualityArgs) -> Result<ExitCode> {
         } => {
             let epoch = match epoch {
                 Some(epoch) => epoch,
-                None => source_date_epoch()?,
+                None => super::build::source_date_epoch()?.unwrap_or(0),
             };
             let packages = read_installed(&root)?;
             let os = read_os_release(&root)?;
@@ -67,14 +67,4 @@ pub fn run(args: QualityArgs) -> Result<ExitCode> {
     };
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(ExitCode::SUCCESS)
-}
-
-fn source_date_epoch() -> Result<i64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .with_context(|| format!("SOURCE_DATE_EPOCH=`{text}` is not a number of seconds")),
-        Err(_) => Ok(0),
-    }
 }

@@ -50,7 +50,9 @@ fn shell_in_image(
     let plan = crate::plan::Plan::resolve(config, std::slice::from_ref(&image.to_string()))?;
     let cache = Cache::open(args.cache_dir.as_deref())?;
     let store = crate::oci::blob::BlobStore::open(&cache.dir("blobs")?)?;
-    let ctx = BuildContext::new(&plan, &cache, &store, printer, network, None, false, false)
+    // The same epoch as `gib build`, so the ancestors' input keys match and they are reused.
+    let epoch = super::build::source_date_epoch()?;
+    let ctx = BuildContext::new(&plan, &cache, &store, printer, network, epoch, false, false)
         .with_registries(crate::output::registry::client(&config.registries));
     let mut built = std::collections::BTreeMap::new();
     for ancestor in plan.images.iter().filter(|i| i.name != image) {

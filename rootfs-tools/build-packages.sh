@@ -2,8 +2,10 @@
 # build-packages: configure Portage from gib's files, emerge the image's atoms into ROOT,
 # then finish ROOT as a distroless root. Runs inside the builder; gib reads its output.
 #
-# Arguments: the package atoms. Settings (environment): GIB_INPUT (gib's read-only input
-# directory), GIB_EMERGE_OPTS (extra emerge options), and finish-root.sh's GIB_KEEP_*.
+# Arguments: the package atoms (none: only the builder's). Settings (environment): GIB_INPUT
+# (gib's read-only input directory), GIB_BUILDER_ATOMS (atoms to emerge into the builder
+# itself first: toolchains a script needs), GIB_EMERGE_OPTS (extra emerge options), and
+# finish-root.sh's GIB_KEEP_*.
 set -eu
 
 input=${GIB_INPUT:-/var/tmp/gib}
@@ -19,12 +21,27 @@ if [ -s "$input/portage/binrepos.conf" ]; then
 	getbinpkg=--getbinpkg
 fi
 
+gib_emerge() { # root atom...
+	gib__root=$1
+	shift
+	echo ">>> gib: emerge --root=$gib__root $getbinpkg $*"
+	# shellcheck disable=SC2086 # GIB_EMERGE_OPTS is a list of options; $getbinpkg may be empty
+	emerge --root="$gib__root" --oneshot --usepkg $getbinpkg --binpkg-respect-use=y \
+		--binpkg-changed-deps=y --color=n --nospinner ${GIB_EMERGE_OPTS:-} "$@"
+}
+
+if [ -n "${GIB_BUILDER_ATOMS:-}" ]; then
+	# shellcheck disable=SC2086 # a list of atoms
+	gib_emerge / $GIB_BUILDER_ATOMS
+fi
+
 mkdir -p "$ROOT"
-echo ">>> gib: emerge --root=$ROOT $getbinpkg $*"
+if [ $# = 0 ]; then
+	# A script finishes ROOT after it has run.
+	exit 0
+fi
 # Build dependencies (BDEPEND) land in the builder's / by themselves since EAPI 7.
-# shellcheck disable=SC2086 # GIB_EMERGE_OPTS is a list of options; $getbinpkg may be empty
-emerge --root="$ROOT" --oneshot --usepkg $getbinpkg --binpkg-respect-use=y \
-	--binpkg-changed-deps=y --color=n --nospinner ${GIB_EMERGE_OPTS:-} "$@"
+gib_emerge "$ROOT" "$@"
 
 echo ">>> gib: finishing $ROOT"
 sh "$input/tools/finish-root.sh"

@@ -277,9 +277,7 @@ pub fn build_image(
     };
     match &image.kind {
         BuildKind::Rootfs(path) => rootfs::build(ctx, image, parent, path),
-        BuildKind::Portage { packages, script } => {
-            packages::build(ctx, image, parent, packages, script.as_deref())
-        }
+        BuildKind::Portage(work) => packages::build(ctx, image, parent, work),
     }
 }
 

@@ -11,7 +11,7 @@ use super::{BuildContext, BuiltImage, entry_dir, hash_parts, image_size, read_re
 use crate::emerge::run::{EmergeFailed, EmergeJob, FinishOptions, log_tail};
 use crate::gentoo::vdb;
 use crate::oci::image::write_image;
-use crate::plan::ImagePlan;
+use crate::plan::{ImagePlan, PortageBuild};
 use crate::sandbox::{ExtraMount, OverlayScratch, RootFs, remove_tree};
 
 /// The rootfs-tools gib embeds; part of every packages image's input key.
@@ -25,10 +25,9 @@ pub fn build(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
-    packages: &[String],
-    script: Option<&Path>,
+    work: &PortageBuild,
 ) -> Result<BuiltImage> {
-    let key = input_key(ctx, image, parent, script)?;
+    let key = input_key(ctx, image, parent, work)?;
     let entry = entry_dir(ctx.cache, &image.name, &key)?;
     let _lock = ctx
         .cache
@@ -51,13 +50,7 @@ pub fn build(
 
     let stage3 = ctx.stage3()?;
     let repositories = ctx.repositories()?;
-    let what = match script {
-        Some(script) => [packages.join(" "), script.display().to_string()]
-            .join(" ")
-            .trim()
-            .to_string(),
-        None => packages.join(" "),
-    };
+    let what = describe(work);
     ctx.printer
         .status("Building", &format!("{} ({what})", image.name));
     let scratch = OverlayScratch::create(&ctx.cache.dir("images")?)?;
@@ -65,8 +58,7 @@ pub fn build(
         ctx,
         image,
         parent,
-        packages,
-        script,
+        work,
         &scratch,
         stage3,
         repositories,
@@ -90,8 +82,7 @@ fn build_in(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
-    packages: &[String],
-    script: Option<&Path>,
+    work: &PortageBuild,
     scratch: &OverlayScratch,
     stage3: &crate::stage3::Stage3Root,
     repositories: &[crate::repository::SyncedRepo],
@@ -111,7 +102,7 @@ fn build_in(
     let job = emerge_job(
         ctx,
         image,
-        packages,
+        work,
         parent,
         scratch,
         stage3,
@@ -119,7 +110,7 @@ fn build_in(
         &dirs,
     )?;
     let mut merged_into_image = Vec::new();
-    if !packages.is_empty() {
+    if !work.packages.is_empty() || !work.builder_packages.is_empty() {
         let outcome = match crate::emerge::run::run(&job, ctx.printer) {
             Ok(outcome) => outcome,
             Err(err) => return Err(explain_failure(ctx, err)),
@@ -127,16 +118,17 @@ fn build_in(
         ctx.printer.status(
             "Emerged",
             &format!(
-                "{}: {} packages into the image, log {}",
+                "{}: {} packages into the image, {} into the builder, log {}",
                 image.name,
                 outcome.merged.len(),
+                outcome.merged_into_builder,
                 outcome.session_log.display()
             ),
         );
         merged_into_image = outcome.merged.into_iter().map(|(cpv, _)| cpv).collect();
     }
-    if let Some(script) = script {
-        super::script::run(ctx, image, script, &job)?;
+    if let Some(script) = &work.script {
+        super::script::run(ctx, image, script, work.context.as_deref(), &job)?;
     }
     if !parent_layers.is_empty() {
         let pruned = super::layer::prune_in_namespace(ctx, layer, &parent_layers)?;
@@ -232,7 +224,7 @@ impl JobDirs {
 pub fn emerge_job<'a>(
     ctx: &BuildContext<'_>,
     image: &'a ImagePlan,
-    packages: &'a [String],
+    work: &'a PortageBuild,
     parent: Option<&BuiltImage>,
     scratch: &OverlayScratch,
     stage3: &crate::stage3::Stage3Root,
@@ -244,7 +236,8 @@ pub fn emerge_job<'a>(
     lowers.push(stage3.path.clone());
     Ok(EmergeJob {
         image: &image.name,
-        packages,
+        packages: &work.packages,
+        builder_packages: &work.builder_packages,
         portage: &image.portage,
         finish: FinishOptions {
             keep_headers: image.keep_headers,
@@ -329,12 +322,12 @@ fn input_key(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
-    script: Option<&Path>,
+    work: &PortageBuild,
 ) -> Result<String> {
     let sources = ctx.source_identity()?;
     let plan = super::key::plan_without_package_lines(image);
-    let script_parts = match script {
-        Some(script) => super::script::key_parts(image, script)?,
+    let script_parts = match &work.script {
+        Some(script) => super::script::key_parts(image, script, work.context.as_deref())?,
         None => Vec::new(),
     };
     let files = super::finish::sources_identity(image)?;
@@ -346,6 +339,21 @@ fn input_key(
     parts.extend(script_parts.iter().map(String::as_str));
     parts.push(parent.map_or("", |p| p.key.as_str()));
     Ok(hash_parts(&parts))
+}
+
+/// What a build does, for the "Building" line: its atoms, builder atoms and script.
+fn describe(work: &PortageBuild) -> String {
+    let mut parts = Vec::new();
+    if !work.packages.is_empty() {
+        parts.push(work.packages.join(" "));
+    }
+    if !work.builder_packages.is_empty() {
+        parts.push(format!("builder: {}", work.builder_packages.join(" ")));
+    }
+    if let Some(script) = &work.script {
+        parts.push(script.display().to_string());
+    }
+    parts.join("; ")
 }
 
 /// `category/name` of what the build merged: into the image (emerge's `cpv`s, as the image's

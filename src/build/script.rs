@@ -3,9 +3,9 @@
 //! sourced; then `finish-root.sh` finishes the root as after emerge.
 //!
 //! The script sees the same builder and staging mounts as emerge (the builder overlay's upper
-//! dir is mounted again, so what emerge put into the builder is there). Only the script file
-//! itself is bound into the builder, read-only, so its contents alone are an input of the
-//! image's key.
+//! dir is mounted again, so what emerge put into the builder is there). The script file and,
+//! when the image has one, its `context:` directory are bound into the builder read-only
+//! (the context at `$GIB_CONTEXT`); their contents are inputs of the image's key.
 //!
 //! Not for: deciding mounts (`packages` builds the `EmergeJob` both use), running emerge.
 
@@ -25,6 +25,9 @@ use crate::sandbox::{self, ExtraMount, SandboxSpec, SandboxStdio};
 const INPUT_DIR: &str = "/var/tmp/gib";
 /// Where the user's script appears inside the builder.
 const SCRIPT_PATH: &str = "/var/tmp/gib-script/script";
+
+/// Where the image's `context:` directory appears inside the builder (`$GIB_CONTEXT`).
+const CONTEXT_PATH: &str = "/var/tmp/gib-context";
 
 /// The shell gib runs for a script, embedded so gib stays one file.
 pub const TOOLS: [(&str, &str); 3] = [
@@ -49,8 +52,9 @@ pub struct ScriptFailed {
     pub log: PathBuf,
 }
 
-/// What a script contributes to its image's input key: its path, contents and the tools.
-pub fn key_parts(image: &ImagePlan, script: &Path) -> Result<Vec<String>> {
+/// What a script contributes to its image's input key: its path, contents, the tools, and
+/// the digest of its context directory.
+pub fn key_parts(image: &ImagePlan, script: &Path, context: Option<&Path>) -> Result<Vec<String>> {
     let text = fs::read(script).map_err(|e| {
         crate::printer::UserError::new(format!(
             "image {}: cannot read its script {}: {e}",
@@ -63,7 +67,52 @@ pub fn key_parts(image: &ImagePlan, script: &Path) -> Result<Vec<String>> {
         String::from_utf8_lossy(&text).into_owned(),
     ];
     parts.extend(TOOLS.iter().map(|(_, text)| text.to_string()));
+    if let Some(context) = context {
+        parts.push(tree_digest(context).map_err(|e| {
+            crate::printer::UserError::new(format!("image {}: context: {e:#}", image.name))
+        })?);
+    }
     Ok(parts)
+}
+
+/// A digest of a directory tree as the script sees it: every entry's relative path, type,
+/// permission bits, and contents (files) or target (symlinks), in name order. Owners and
+/// times are left out, so a fresh checkout of the same sources has the same digest.
+pub fn tree_digest(root: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    let mut hasher = Sha256::new();
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("cannot read {}", root.display()))?;
+        let path = entry.path();
+        let relative = path.strip_prefix(root).unwrap_or(path);
+        let meta = entry
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        hasher.update(relative.as_os_str().as_encoded_bytes());
+        hasher.update([0]);
+        hasher.update((meta.permissions().mode() & 0o7777).to_le_bytes());
+        let kind = entry.file_type();
+        if kind.is_symlink() {
+            let target =
+                fs::read_link(path).with_context(|| format!("cannot read {}", path.display()))?;
+            hasher.update(b"l");
+            hasher.update(target.as_os_str().as_encoded_bytes());
+        } else if kind.is_file() {
+            let mut file =
+                File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+            hasher.update(b"f");
+            hasher.update(meta.len().to_le_bytes());
+            std::io::copy(&mut file, &mut hasher)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+        } else if kind.is_dir() {
+            hasher.update(b"d");
+        } else {
+            hasher.update(b"o");
+        }
+        hasher.update([0]);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Run `script` for `image` in the builder and staging root `job` describes.
@@ -71,6 +120,7 @@ pub fn run(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     script: &Path,
+    context: Option<&Path>,
     job: &EmergeJob<'_>,
 ) -> Result<()> {
     ctx.printer.status(
@@ -90,7 +140,7 @@ pub fn run(
         File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
 
     let (stdio, output) = SandboxStdio::one_pipe()?;
-    let child = sandbox::spawn(&spec_for(image, script, job), stdio)
+    let child = sandbox::spawn(&spec_for(image, script, context, job), stdio)
         .with_context(|| format!("cannot start the builder of image {}", image.name))?;
     for line in BufReader::new(output).split(b'\n') {
         let line = line.context("cannot read the builder's output")?;
@@ -114,7 +164,12 @@ pub fn run(
     Ok(())
 }
 
-fn spec_for(image: &ImagePlan, script: &Path, job: &EmergeJob<'_>) -> SandboxSpec {
+fn spec_for(
+    image: &ImagePlan,
+    script: &Path,
+    context: Option<&Path>,
+    job: &EmergeJob<'_>,
+) -> SandboxSpec {
     let mut env = sandbox::default_env();
     let flag = |on: bool| if on { "1" } else { "0" };
     env.extend(
@@ -141,6 +196,14 @@ fn spec_for(image: &ImagePlan, script: &Path, job: &EmergeJob<'_>) -> SandboxSpe
             readonly: true,
         },
     ];
+    if let Some(context) = context {
+        mounts.push(ExtraMount::Bind {
+            source: context.to_path_buf(),
+            target: CONTEXT_PATH.into(),
+            readonly: true,
+        });
+        env.push(("GIB_CONTEXT".into(), CONTEXT_PATH.into()));
+    }
     mounts.extend(job.caches.iter().cloned());
     mounts.extend(job.repositories.iter().cloned());
     SandboxSpec {

@@ -17,7 +17,7 @@ pub fn shell(
     image: &ImagePlan,
     built: &BTreeMap<String, BuiltImage>,
 ) -> Result<Exit> {
-    let BuildKind::Portage { packages, .. } = &image.kind else {
+    let BuildKind::Portage(work) = &image.kind else {
         return Err(UserError::new(format!(
             "image {} is a `rootfs:` image: it has no builder root",
             image.name
@@ -32,7 +32,7 @@ pub fn shell(
     let job = super::packages::emerge_job(
         ctx,
         image,
-        packages,
+        work,
         parent,
         &scratch,
         stage3,

@@ -23,7 +23,9 @@
 //!                                                      // its parent's + 1 (CI matrix stages)
 //!       "kind": "packages" | "script" | "packages+script" | "files" | "rootfs",
 //!       "packages": ["dev-lang/python"],
+//!       "builder_packages": ["dev-lang/go"],          // emerged into the builder only
 //!       "script": "/abs/build.sh" | null,
+//!       "context": "/abs/src" | null,                  // bound read-only at $GIB_CONTEXT
 //!       "rootfs": "/abs/tree" | null,
 //!       "tag_rule": {"rule": "explicit", "tag": "3.12"}
 //!                 | {"rule": "package-version", "package": "python"}
@@ -107,7 +109,9 @@ struct ImageJson<'a> {
     level: usize,
     kind: &'static str,
     packages: &'a [String],
+    builder_packages: &'a [String],
     script: Option<String>,
+    context: Option<String>,
     rootfs: Option<String>,
     tag_rule: TagRuleJson<'a>,
     latest: bool,
@@ -189,11 +193,17 @@ impl<'a> ImageJson<'a> {
         let (from, from_kind) = parent_text(&image.parent);
         let tags = known_tags(image);
         let references = tags.iter().map(|t| image.reference(t)).collect();
-        let (script, rootfs) = match &image.kind {
-            crate::plan::BuildKind::Portage { script, .. } => {
-                (script.as_ref().map(|p| p.display().to_string()), None)
+        let shown = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let (builder_packages, script, context, rootfs) = match &image.kind {
+            crate::plan::BuildKind::Portage(work) => (
+                work.builder_packages.as_slice(),
+                shown(&work.script),
+                shown(&work.context),
+                None,
+            ),
+            crate::plan::BuildKind::Rootfs(path) => {
+                (&[][..], None, None, Some(path.display().to_string()))
             }
-            crate::plan::BuildKind::Rootfs(path) => (None, Some(path.display().to_string())),
         };
         ImageJson {
             name: &image.name,
@@ -203,7 +213,9 @@ impl<'a> ImageJson<'a> {
             level,
             kind: image.kind.label(),
             packages: image.kind.packages(),
+            builder_packages,
             script,
+            context,
             rootfs,
             tag_rule: match &image.tag_rule {
                 TagRule::Explicit(tag) => TagRuleJson::Explicit { tag },
@@ -308,12 +320,22 @@ fn render_text(plan: &Plan) -> String {
         let _ = writeln!(out, "  from:       {from}");
         let _ = writeln!(out, "  kind:       {}", image.kind.label());
         match &image.kind {
-            crate::plan::BuildKind::Portage { packages, script } => {
-                if !packages.is_empty() {
-                    let _ = writeln!(out, "  packages:   {}", packages.join(" "));
+            crate::plan::BuildKind::Portage(work) => {
+                if !work.packages.is_empty() {
+                    let _ = writeln!(out, "  packages:   {}", work.packages.join(" "));
                 }
-                if let Some(script) = script {
+                if !work.builder_packages.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "  builder:    {} (emerged into the builder only)",
+                        work.builder_packages.join(" ")
+                    );
+                }
+                if let Some(script) = &work.script {
                     let _ = writeln!(out, "  script:     {}", script.display());
+                }
+                if let Some(context) = &work.context {
+                    let _ = writeln!(out, "  context:    {}", context.display());
                 }
             }
             crate::plan::BuildKind::Rootfs(path) => {

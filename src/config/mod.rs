@@ -220,8 +220,12 @@ pub struct Image {
     pub from: Parent,
     /// Package atoms to emerge (may be empty for `script:` or `rootfs:` images).
     pub packages: Vec<String>,
+    /// Package atoms to emerge into the builder root only (toolchains a script needs).
+    pub builder_packages: Vec<String>,
     /// A user script run in the builder with ROOT=/staging (absolute path after load).
     pub script: Option<PathBuf>,
+    /// A directory the script reads (bound read-only at `$GIB_CONTEXT`), absolute.
+    pub context: Option<PathBuf>,
     /// A directory or tarball taken as the image's layer (absolute path after load).
     pub rootfs: Option<PathBuf>,
     pub tag: Option<String>,

@@ -92,7 +92,9 @@ pub struct RawUseFlags {
 pub struct RawImage {
     pub from: Option<S<String>>,
     pub packages: Option<S<OneOrMany>>,
+    pub builder_packages: Option<S<OneOrMany>>,
     pub script: Option<S<String>>,
+    pub context: Option<S<String>>,
     pub rootfs: Option<S<String>>,
     pub tag: Option<S<String>>,
     pub latest: Option<bool>,

@@ -268,6 +268,67 @@ fn rootfs_is_exclusive_and_paths_must_exist() {
 }
 
 #[test]
+fn builder_packages_and_context() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    write(dir.path(), "build.sh", "gib_go_build \"$GIB_CONTEXT\"\n");
+    let file = |body: &str| {
+        write(
+            dir.path(),
+            "gib.yaml",
+            &format!("{STAGE3}images:\n  a:\n{body}"),
+        )
+    };
+    let error = |path: &Path| {
+        let err = load(path).unwrap_err().downcast::<UserError>().unwrap();
+        let message = err.message.split_once("gib.yaml:").unwrap().1.to_string();
+        (message, err.hint)
+    };
+
+    let path = file(
+        "    builder_packages: [dev-lang/go, \">=dev-lang/rust-1.80\"]\n    script: ./build.sh\n    context: ./src\n",
+    );
+    let config = load(&path).unwrap();
+    let a = &config.images["a"];
+    assert_eq!(a.builder_packages, ["dev-lang/go", ">=dev-lang/rust-1.80"]);
+    let base = dir.path().canonicalize().unwrap();
+    assert_eq!(a.context, Some(base.join("src")));
+    assert_eq!(a.script, Some(base.join("build.sh")));
+
+    let path = file("    builder_packages: dev-lang/go\n");
+    assert_eq!(
+        load(&path).unwrap().images["a"].builder_packages,
+        ["dev-lang/go"]
+    );
+
+    let path = file("    builder_packages: [go]\n");
+    let (message, _) = error(&path);
+    assert!(message.starts_with("5:24: "), "{message}");
+    assert!(message.contains("`go`"), "{message}");
+
+    let path = file("    context: ./src\n");
+    let (message, hint) = error(&path);
+    assert_eq!(message, "5:14: image `a` has `context:` but no `script:`");
+    assert!(hint.unwrap().contains("script"));
+
+    let path = file("    script: ./build.sh\n    context: ./build.sh\n");
+    assert_eq!(
+        error(&path).0,
+        "6:14: context `./build.sh` is not a directory"
+    );
+
+    let path = file("    script: ./build.sh\n    context: ./nowhere\n");
+    assert_eq!(error(&path).0, "6:14: context `./nowhere` does not exist");
+
+    std::fs::create_dir(dir.path().join("tree")).unwrap();
+    let path = file("    rootfs: ./tree\n    builder_packages: dev-lang/go\n");
+    assert_eq!(
+        error(&path).0,
+        "5:13: image `a` has both `rootfs:` and `builder_packages:`"
+    );
+}
+
+#[test]
 fn modes_ports_layering_accounts() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "nginx.conf", "events {}\n");

@@ -766,9 +766,15 @@ impl Validator<'_> {
             Some(p) => self.atoms(p)?,
             None => Vec::new(),
         };
+        let builder_packages = match r.builder_packages {
+            Some(p) => self.atoms(p)?,
+            None => Vec::new(),
+        };
         if let Some(rootfs) = &r.rootfs {
             let other = if !packages.is_empty() {
                 Some("packages")
+            } else if !builder_packages.is_empty() {
+                Some("builder_packages")
             } else if r.script.is_some() {
                 Some("script")
             } else {
@@ -796,6 +802,26 @@ impl Validator<'_> {
                 }
             })
             .transpose()?;
+        let context = match (&r.context, &r.script) {
+            (None, _) => None,
+            (Some(c), None) => {
+                return Err(self.source.error_with_hint(
+                    c.referenced,
+                    format!("image `{name}` has `context:` but no `script:`"),
+                    "the context is the directory a `script:` reads; add the script or drop the context",
+                ));
+            }
+            (Some(c), Some(_)) => {
+                let path = self.existing_path(c, "context")?;
+                if !path.is_dir() {
+                    return Err(self.source.error(
+                        c.referenced,
+                        format!("context `{}` is not a directory", c.value),
+                    ));
+                }
+                Some(path)
+            }
+        };
         let rootfs = r
             .rootfs
             .as_ref()
@@ -886,7 +912,9 @@ impl Validator<'_> {
             name: name.to_string(),
             from,
             packages,
+            builder_packages,
             script,
+            context,
             rootfs,
             tag,
             latest: r.latest,

@@ -53,7 +53,10 @@ pub struct FinishOptions {
 /// An emerge of one image's atoms.
 pub struct EmergeJob<'a> {
     pub image: &'a str,
+    /// Atoms to emerge into /staging, the image root.
     pub packages: &'a [String],
+    /// Atoms to emerge into the builder root first (`builder_packages:`).
+    pub builder_packages: &'a [String],
     pub portage: &'a PortageFiles,
     pub finish: FinishOptions,
     /// The builder root (an overlay over the stage3 or the parent's builder).
@@ -97,6 +100,8 @@ pub struct EmergeOutcome {
     /// Packages merged into the image root, `category/name-version`, and whether each came
     /// from a binary package.
     pub merged: Vec<(String, bool)>,
+    /// How many packages went into the builder (`builder_packages` and build dependencies).
+    pub merged_into_builder: usize,
     pub session_log: PathBuf,
 }
 
@@ -150,6 +155,8 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
                 );
                 if into_image {
                     outcome.merged.push((package, binary));
+                } else {
+                    outcome.merged_into_builder += 1;
                 }
             }
             Some(EmergeEvent::Failed { package, phase }) => {
@@ -193,9 +200,14 @@ pub fn shell(job: &EmergeJob<'_>) -> Result<sandbox::Exit> {
         .with_context(|| format!("cannot create {}", job.log_dir.display()))?;
     let command = format!(
         "sh {INPUT_DIR}/tools/configure-portage.sh && \
-         echo 'gib: emerge --root=/staging {} is what the build runs' && \
+         echo 'gib: emerge --root=/staging {} is what the build runs{}' && \
          if command -v bash >/dev/null; then exec bash; else exec sh; fi",
-        job.packages.join(" ")
+        job.packages.join(" "),
+        if job.builder_packages.is_empty() {
+            String::new()
+        } else {
+            format!(", after emerge {}", job.builder_packages.join(" "))
+        }
     );
     let mut spec = spec_for(job, vec!["/bin/sh".into(), "-c".into(), command.into()])?;
     spec.interactive = true;
@@ -220,6 +232,7 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
             ("GIB_KEEP_HEADERS", flag(job.finish.keep_headers)),
             ("GIB_KEEP_STATIC_LIBS", flag(job.finish.keep_static_libs)),
             ("GIB_KEEP_PACKAGE_DB", flag(job.finish.keep_package_db)),
+            ("GIB_BUILDER_ATOMS", job.builder_packages.join(" ")),
         ]
         .map(|(k, v)| (OsString::from(k), OsString::from(v))),
     );

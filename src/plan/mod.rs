@@ -31,15 +31,22 @@ pub struct Plan {
     pub images: Vec<ImagePlan>,
 }
 
+/// An image made in a builder: emerge `builder_packages` into the builder and `packages` into
+/// the staging root, then run `script` with `context` bound (any may be absent; with neither
+/// packages nor script, the layer holds only `paths` and `accounts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortageBuild {
+    pub packages: Vec<String>,
+    pub builder_packages: Vec<String>,
+    pub script: Option<PathBuf>,
+    pub context: Option<PathBuf>,
+}
+
 /// What the builder does to produce an image's layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildKind {
-    /// emerge `packages` into the staging root, then run `script` (either may be absent; with
-    /// neither, the layer holds only `paths` and `accounts`).
-    Portage {
-        packages: Vec<String>,
-        script: Option<PathBuf>,
-    },
+    /// Emerge and/or run a script in the builder.
+    Portage(PortageBuild),
     /// Take this directory or tarball as the layer.
     Rootfs(PathBuf),
 }
@@ -49,7 +56,9 @@ impl BuildKind {
     pub fn label(&self) -> &'static str {
         match self {
             BuildKind::Rootfs(_) => "rootfs",
-            BuildKind::Portage { packages, script } => match (packages.is_empty(), script) {
+            BuildKind::Portage(PortageBuild {
+                packages, script, ..
+            }) => match (packages.is_empty(), script) {
                 (false, None) => "packages",
                 (false, Some(_)) => "packages+script",
                 (true, Some(_)) => "script",
@@ -60,7 +69,7 @@ impl BuildKind {
 
     pub fn packages(&self) -> &[String] {
         match self {
-            BuildKind::Portage { packages, .. } => packages,
+            BuildKind::Portage(work) => &work.packages,
             BuildKind::Rootfs(_) => &[],
         }
     }
@@ -277,16 +286,18 @@ fn build_order<'a>(config: &'a Config, wanted: &BTreeSet<String>) -> Vec<&'a Ima
 fn image_plan(config: &Config, image: &Image, portage: &PortageFiles) -> ImagePlan {
     let kind = match &image.rootfs {
         Some(rootfs) => BuildKind::Rootfs(rootfs.clone()),
-        None => BuildKind::Portage {
+        None => BuildKind::Portage(PortageBuild {
             packages: image.packages.clone(),
+            builder_packages: image.builder_packages.clone(),
             script: image.script.clone(),
-        },
+            context: image.context.clone(),
+        }),
     };
     let tag_rule = match (&image.tag, &kind) {
         (Some(tag), _) => TagRule::Explicit(tag.clone()),
         // A rootfs image installs no package whose version could name it.
         (None, BuildKind::Rootfs(_)) => TagRule::SnapshotDate,
-        (None, BuildKind::Portage { .. }) => TagRule::PackageVersion {
+        (None, BuildKind::Portage(_)) => TagRule::PackageVersion {
             package: image.name.clone(),
         },
     };

@@ -83,12 +83,12 @@ fn build_cmd(config: &Path, cache: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-fn build(config: &Path, cache: &Path, args: &[&str]) -> Output {
+pub(crate) fn build(config: &Path, cache: &Path, args: &[&str]) -> Output {
     build_cmd(config, cache, args).output().unwrap()
 }
 
 /// Build; panic with gib's output on failure; return (stdout, stderr).
-fn build_ok(config: &Path, cache: &Path, args: &[&str]) -> (String, String) {
+pub(crate) fn build_ok(config: &Path, cache: &Path, args: &[&str]) -> (String, String) {
     let out = build(config, cache, args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "gib build {args:?} failed:\n{stderr}");

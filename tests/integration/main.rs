@@ -15,6 +15,7 @@ mod registry;
 mod registry_server;
 mod sandbox;
 mod sbom;
+mod scripts;
 mod shell_scripts;
 mod sources;
 mod stage3;

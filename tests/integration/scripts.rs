@@ -1,0 +1,145 @@
+//! `script:` images with `builder_packages:` and a `context:` on the mini stage3: the tools a
+//! script needs are emerged into the builder only (and stay in the builders of the image's
+//! children), the script reads its sources from the read-only `$GIB_CONTEXT`, and the
+//! context's contents, not its times, are part of the image's input key. The language
+//! helpers of rootfs-tools (Go, Rust, Python, Node) are tested on a stage3 with those
+//! toolchains.
+
+use std::fs;
+use std::path::Path;
+
+use crate::chains::{build, build_ok};
+use crate::fixture::mini_stage3;
+use crate::util::{Podman, archive_layers, emerge_log, gib, run_ok, scratch_dir};
+
+/// Compiles the context's program with a header made by greet-mkheader, a program only the
+/// builder has (dev-util/greet-tools from `builder_packages:`).
+const TOOL_SCRIPT: &str = r#"command -v greet-mkheader
+if touch "$GIB_CONTEXT/written" 2>/dev/null; then
+	echo "the context is writable" >&2
+	exit 1
+fi
+greet-mkheader "$(cat "$GIB_CONTEXT/who")" > who.h
+gcc -O2 -I. -o hello "$GIB_CONTEXT/hello.c"
+gib_install_binary ./hello
+"#;
+
+/// Runs in the builder of `tool`'s child, which has no `builder_packages:` of its own.
+const CHILD_SCRIPT: &str = r#"mkdir -p "$ROOT/etc"
+greet-mkheader child > "$ROOT/etc/child.h"
+"#;
+
+const HELLO_C: &str = r#"#include <stdio.h>
+#include "who.h"
+int main(void) { printf("hello from %s\n", GREET_WHO); return 0; }
+"#;
+
+fn write_project(dir: &Path) -> std::path::PathBuf {
+    let context = dir.join("ctx");
+    fs::create_dir_all(&context).unwrap();
+    fs::write(context.join("hello.c"), HELLO_C).unwrap();
+    fs::write(context.join("who"), "the context\n").unwrap();
+    fs::write(dir.join("tool.sh"), TOOL_SCRIPT).unwrap();
+    fs::write(dir.join("child.sh"), CHILD_SCRIPT).unwrap();
+    let text = format!(
+        "stage3:\n  path: {stage3}\nportage:\n  sync_type: none\nimages:\n\
+         \x20 base:\n    tag: t\n    packages: [sys-apps/baselayout, sys-libs/glibc]\n\
+         \x20 tool:\n    from: base\n    tag: t\n    builder_packages: dev-util/greet-tools\n    \
+         script: ./tool.sh\n    context: ./ctx\n    entrypoint: [/usr/bin/hello]\n    \
+         test: /usr/bin/hello\n\
+         \x20 child:\n    from: tool\n    tag: t\n    script: ./child.sh\n",
+        stage3 = mini_stage3().display(),
+    );
+    let config = dir.join("gib.yaml");
+    fs::write(&config, text).unwrap();
+    config
+}
+
+#[test]
+fn builder_packages_and_a_read_only_context_feed_a_script() {
+    let dir = scratch_dir("script-context");
+    let cache = dir.path().join("cache");
+    let archive = dir.path().join("images.tar");
+    let config = write_project(dir.path());
+    let archive_arg = ["--archive", archive.to_str().unwrap()];
+
+    // gib plan shows what goes where.
+    let plan = run_ok(gib().args(["plan", "--json", "-f"]).arg(&config));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let tool = plan["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "tool")
+        .unwrap();
+    assert_eq!(tool["builder_packages"][0], "dev-util/greet-tools");
+    assert_eq!(tool["kind"], "script");
+    assert!(tool["context"].as_str().unwrap().ends_with("/ctx"));
+
+    let (_, stderr) = build_ok(&config, &cache, &archive_arg);
+    assert!(
+        stderr.contains("dev-util/greet-tools-1.0 from source into the builder"),
+        "{stderr}"
+    );
+    let log = fs::read_to_string(emerge_log(&cache, "tool")).unwrap();
+    assert!(log.contains(">>> gib: emerge --root=/ "), "{log}");
+    assert!(
+        !log.contains("--root=/staging"),
+        "tool has no packages of its own: {log}"
+    );
+
+    let layers = archive_layers(&archive, "tool:t");
+    let tool_layer = layers.last().unwrap();
+    assert!(tool_layer.contains_key("usr/bin/hello"), "{tool_layer:?}");
+    let leaked: Vec<_> = tool_layer
+        .keys()
+        .filter(|p| p.contains("greet-mkheader") || p.contains("greet-tools"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "builder-only files in the image: {leaked:?}"
+    );
+    assert!(!tool_layer.contains_key("written"));
+
+    // The child's script found the tool in the builder it inherited.
+    let child_layer = archive_layers(&archive, "child:t").pop().unwrap();
+    assert!(child_layer.contains_key("etc/child.h"), "{child_layer:?}");
+
+    let podman = Podman::new(dir.path());
+    podman.load(&archive);
+    assert_eq!(podman.run("tool:t", &[]).trim(), "hello from the context");
+
+    // New times on the same contents: nothing to rebuild.
+    let who = dir.path().join("ctx/who");
+    let file = fs::File::options().append(true).open(&who).unwrap();
+    file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .unwrap();
+    drop(file);
+    let (_, stderr) = build_ok(&config, &cache, &[]);
+    for name in ["base", "tool", "child"] {
+        assert!(stderr.contains(&format!("Reusing {name} ")), "{stderr}");
+    }
+
+    // New contents: tool and its child are rebuilt, base is not.
+    fs::write(&who, "an edited context\n").unwrap();
+    let (_, stderr) = build_ok(&config, &cache, &archive_arg);
+    assert!(stderr.contains("Reusing base "), "{stderr}");
+    assert!(stderr.contains("Building tool"), "{stderr}");
+    assert!(stderr.contains("Building child"), "{stderr}");
+    podman.load(&archive);
+    assert_eq!(
+        podman.run("tool:t", &[]).trim(),
+        "hello from an edited context"
+    );
+
+    // A script that needs a tool no builder has fails with its output shown.
+    fs::write(dir.path().join("child.sh"), "greet-nonexistent child\n").unwrap();
+    let out = build(&config, &cache, &["child"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("greet-nonexistent"), "{stderr}");
+    assert!(
+        stderr.contains("the script of image child failed"),
+        "{stderr}"
+    );
+}

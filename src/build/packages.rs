@@ -252,6 +252,7 @@ pub fn emerge_job<'a>(
         },
         staging: staging_mount(&dirs.layer, &dirs.layer_work, &parent_layers),
         repositories: repository_mounts(repositories),
+        extra_mounts: Vec::new(),
         caches: crate::stage3::cache_mounts(ctx.cache)?,
         network: ctx.network,
         input_dir: &dirs.input,

@@ -26,8 +26,7 @@ const INPUT_DIR: &str = "/var/tmp/gib";
 /// Where the user's script appears inside the builder.
 const SCRIPT_PATH: &str = "/var/tmp/gib-script/script";
 
-/// Where the image's `context:` directory appears inside the builder (`$GIB_CONTEXT`).
-const CONTEXT_PATH: &str = "/var/tmp/gib-context";
+pub use crate::emerge::run::CONTEXT_PATH;
 
 /// The shell gib runs for a script, embedded so gib stays one file.
 pub const TOOLS: [(&str, &str); 3] = [

@@ -29,7 +29,7 @@ pub fn shell(
     let repositories = ctx.repositories()?;
     let scratch = OverlayScratch::create(&ctx.cache.dir("shell")?)?;
     let dirs = super::packages::JobDirs::create(&scratch, scratch.path().join("logs"))?;
-    let job = super::packages::emerge_job(
+    let mut job = super::packages::emerge_job(
         ctx,
         image,
         work,
@@ -39,6 +39,21 @@ pub fn shell(
         repositories,
         &dirs,
     )?;
+    if work.script.is_some() {
+        // The script's helpers and sources, where its build has them.
+        let tools = dirs.input.join("tools");
+        std::fs::create_dir_all(&tools)?;
+        for (name, text) in super::script::TOOLS {
+            std::fs::write(tools.join(name), text)?;
+        }
+    }
+    if let Some(context) = &work.context {
+        job.extra_mounts.push(crate::sandbox::ExtraMount::Bind {
+            source: context.clone(),
+            target: super::script::CONTEXT_PATH.into(),
+            readonly: true,
+        });
+    }
     ctx.printer.status(
         "Entering",
         &format!(

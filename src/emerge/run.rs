@@ -16,6 +16,10 @@ use crate::sandbox::{self, ExtraMount, Network, RootFs, SandboxSpec, SandboxStdi
 
 /// Where gib's input directory appears inside the builder.
 const INPUT_DIR: &str = "/var/tmp/gib";
+
+/// Where an image's `context:` directory appears inside the builder (`$GIB_CONTEXT`).
+pub const CONTEXT_PATH: &str = "/var/tmp/gib-context";
+
 /// Where Portage writes per-package build logs inside the builder.
 const PORTAGE_LOG_DIR: &str = "/var/log/portage";
 
@@ -67,6 +71,8 @@ pub struct EmergeJob<'a> {
     pub repositories: Vec<ExtraMount>,
     /// The shared caches (distfiles, binary packages), bound read-write.
     pub caches: Vec<ExtraMount>,
+    /// Further mounts (`gib shell` binds a script's context).
+    pub extra_mounts: Vec<ExtraMount>,
     pub network: Network,
     /// A scratch directory for gib's input files.
     pub input_dir: &'a Path,
@@ -201,6 +207,10 @@ pub fn shell(job: &EmergeJob<'_>) -> Result<sandbox::Exit> {
     let command = format!(
         "sh {INPUT_DIR}/tools/configure-portage.sh && \
          echo 'gib: emerge --root=/staging {} is what the build runs{}' && \
+         if [ -f {INPUT_DIR}/tools/lib.sh ]; then \
+           echo 'gib: the script helpers: . {INPUT_DIR}/tools/lib.sh'; fi && \
+         if [ -d {CONTEXT_PATH} ]; then export GIB_CONTEXT={CONTEXT_PATH}; \
+           echo 'gib: the script context: '$GIB_CONTEXT; fi && \
          if command -v bash >/dev/null; then exec bash; else exec sh; fi",
         job.packages.join(" "),
         if job.builder_packages.is_empty() {
@@ -251,6 +261,7 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
     ];
     mounts.extend(job.caches.iter().cloned());
     mounts.extend(job.repositories.iter().cloned());
+    mounts.extend(job.extra_mounts.iter().cloned());
     // A directory binhost is read, never written: the build's own packages go to PKGDIR.
     if let Some(dir) = &job.portage.binhost_dir {
         // Without its index Portage would ignore the directory and compile everything.

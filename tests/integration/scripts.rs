@@ -132,6 +132,32 @@ fn builder_packages_and_a_read_only_context_feed_a_script() {
         "hello from an edited context"
     );
 
+    // gib shell enters tool's builder with the script's context and helpers at hand.
+    let mut cmd = gib();
+    cmd.args(["shell", "tool", "-f"])
+        .arg(&config)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"cat \"$GIB_CONTEXT/who\"\n. /var/tmp/gib/tools/lib.sh\n\
+              command -v gib_install_binary\nexit 3\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("an edited context"), "{stdout}");
+    assert!(stdout.contains("gib_install_binary"), "{stdout}");
+
     // A script that needs a tool no builder has fails with its output shown.
     fs::write(dir.path().join("child.sh"), "greet-nonexistent child\n").unwrap();
     let out = build(&config, &cache, &["child"]);

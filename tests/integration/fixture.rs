@@ -7,6 +7,9 @@
 //! repository, so editing an ebuild rebuilds it and nothing else does. Building needs root
 //! (mmdebstrap) and the Debian and Python package archives; it takes a few minutes.
 //!
+//! `mini_stage3_langs()` is the same stage with Debian's Go, Rust, Python (pip) and Node.js
+//! toolchains added, for the language helpers of `rootfs-tools/lib.sh`; it is cached separately.
+//!
 //! This module does not run emerge: `selftest.sh` next to `build.sh` does that by hand, and
 //! the emerge tests go through gib.
 #![allow(dead_code)]
@@ -35,6 +38,34 @@ pub fn fixtures_cache_dir() -> PathBuf {
         .join("gib-fixtures")
 }
 
+/// One flavour of the mini stage3: the file name prefix of its tarballs in the cache and the
+/// Debian packages `build.sh` adds to the base set.
+struct Variant {
+    name: &'static str,
+    extra_packages: &'static [&'static str],
+}
+
+const BASE: Variant = Variant {
+    name: "mini-stage3",
+    extra_packages: &[],
+};
+
+/// The toolchains `gib_go_build`, `gib_cargo_build`, `gib_pip_install` (setuptools and wheel
+/// for offline `--no-build-isolation` builds) and `gib_npm_install` need in the builder.
+const LANGS: Variant = Variant {
+    name: "mini-stage3-langs",
+    extra_packages: &[
+        "golang-go",
+        "rustc",
+        "cargo",
+        "nodejs",
+        "npm",
+        "python3-pip",
+        "python3-setuptools",
+        "python3-wheel",
+    ],
+};
+
 /// The mini stage3 tarball (`.tar.zst`), built on first use.
 ///
 /// Test threads of this process share one build through a `OnceLock`; other test processes
@@ -42,14 +73,37 @@ pub fn fixtures_cache_dir() -> PathBuf {
 /// renames, so a tarball that exists is complete.
 pub fn mini_stage3() -> PathBuf {
     static TARBALL: OnceLock<PathBuf> = OnceLock::new();
-    TARBALL.get_or_init(build_or_reuse).clone()
+    TARBALL.get_or_init(|| build_or_reuse(&BASE)).clone()
 }
 
-fn build_or_reuse() -> PathBuf {
+/// The mini stage3 with Debian bookworm's Go, Rust, Python pip and Node.js toolchains
+/// (`LANGS`), built on first use and cached like `mini_stage3()`. Several hundred MB more.
+pub fn mini_stage3_langs() -> PathBuf {
+    static TARBALL: OnceLock<PathBuf> = OnceLock::new();
+    TARBALL.get_or_init(|| build_or_reuse(&LANGS)).clone()
+}
+
+/// The cache key of a variant: the sources' hash, and for variants with extra packages the
+/// hash of both (so the base fixture's key does not depend on any variant's list).
+fn variant_hash(variant: &Variant) -> String {
+    let sources = sources_hash(&mini_stage3_sources());
+    if variant.extra_packages.is_empty() {
+        return sources;
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(sources.as_bytes());
+    for package in variant.extra_packages {
+        hasher.update([0]);
+        hasher.update(package.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+fn build_or_reuse(variant: &Variant) -> PathBuf {
     let sources = mini_stage3_sources();
-    let hash = sources_hash(&sources);
+    let hash = variant_hash(variant);
     let dir = fixtures_cache_dir();
-    let tarball = dir.join(format!("mini-stage3-{}.tar.zst", &hash[..16]));
+    let tarball = dir.join(format!("{}-{}.tar.zst", variant.name, &hash[..16]));
     if tarball.is_file() {
         return tarball;
     }
@@ -61,14 +115,14 @@ fn build_or_reuse() -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
     // Another process may have built it while we waited.
     if !tarball.is_file() {
-        build(&sources, &tarball);
-        remove_stale_builds(&dir, &tarball);
+        build(&sources, variant, &tarball);
+        remove_stale_builds(&dir, variant, &tarball);
     }
     drop(lock);
     tarball
 }
 
-fn build(sources: &Path, tarball: &Path) {
+fn build(sources: &Path, variant: &Variant, tarball: &Path) {
     let log_path = tarball.with_extension("log");
     let log = File::create(&log_path)
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
@@ -76,14 +130,18 @@ fn build(sources: &Path, tarball: &Path) {
         .try_clone()
         .expect("cannot duplicate the log file handle");
     eprintln!(
-        "building the mini stage3 into {} (a few minutes; log: {})",
+        "building the {} fixture into {} (a few minutes; log: {})",
+        variant.name,
         tarball.display(),
         log_path.display()
     );
     let script = sources.join("build.sh");
-    let status = Command::new("sh")
-        .arg(&script)
-        .arg(tarball)
+    let mut command = Command::new("sh");
+    command.arg(&script).arg(tarball);
+    if !variant.extra_packages.is_empty() {
+        command.arg(variant.extra_packages.join(" "));
+    }
+    let status = command
         .stdout(log)
         .stderr(log_err)
         .status()
@@ -108,8 +166,9 @@ fn build(sources: &Path, tarball: &Path) {
     );
 }
 
-/// Remove the tarballs (with their logs and locks) of older fixture sources: each is ~90 MB.
-fn remove_stale_builds(dir: &Path, current: &Path) {
+/// Remove the tarballs (with their logs and locks) of older sources of the same variant: each
+/// is ~90 MB or more. `mini-stage3-<hash>` never matches `mini-stage3-langs-<hash>`.
+fn remove_stale_builds(dir: &Path, variant: &Variant, current: &Path) {
     let Some(current_stem) = current.file_name().and_then(|n| n.to_str()) else {
         return;
     };
@@ -119,11 +178,16 @@ fn remove_stale_builds(dir: &Path, current: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let stale = name.starts_with("mini-stage3-")
-            && !name.starts_with(current_stem)
-            && [".tar.zst", ".tar.log", ".tar.lock"]
-                .iter()
-                .any(|ext| name.ends_with(ext));
+        let Some(rest) = name
+            .strip_prefix(variant.name)
+            .and_then(|rest| rest.strip_prefix('-'))
+        else {
+            continue;
+        };
+        let same_variant = rest.len() > 16
+            && rest.as_bytes()[..16].iter().all(u8::is_ascii_hexdigit)
+            && [".tar.zst", ".tar.log", ".tar.lock"].contains(&&rest[16..]);
+        let stale = same_variant && !name.starts_with(current_stem);
         if stale {
             let _ = fs::remove_file(entry.path());
         }
@@ -367,4 +431,75 @@ fn mini_stage3_is_laid_out_like_a_gentoo_stage3() {
 
     let os_release = text(&listing, "usr/lib/os-release");
     assert!(os_release.lines().any(|l| l == "ID=gentoo"));
+}
+
+#[test]
+fn stale_fixture_removal_keeps_the_other_variant() {
+    let dir = crate::util::scratch_dir("fixture-stale");
+    let old_base = "mini-stage3-0123456789abcdef";
+    let new_base = "mini-stage3-fedcba9876543210";
+    let langs = "mini-stage3-langs-0123456789abcdef";
+    let mut names = vec!["mini-stage3.tar.zst".to_owned()];
+    for stem in [old_base, new_base, langs] {
+        for ext in [".tar.zst", ".tar.log", ".tar.lock"] {
+            names.push(format!("{stem}{ext}"));
+        }
+    }
+    for name in &names {
+        fs::write(dir.path().join(name), b"").unwrap();
+    }
+    let current = dir.path().join(format!("{new_base}.tar.zst"));
+    remove_stale_builds(dir.path(), &BASE, &current);
+    let mut left: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let mut expected: Vec<String> = names
+        .into_iter()
+        .filter(|n| !n.starts_with(old_base))
+        .collect();
+    expected.sort();
+    assert_eq!(left, expected);
+
+    // And the other way round: the langs variant removes only its own.
+    let current = dir
+        .path()
+        .join("mini-stage3-langs-fedcba9876543210.tar.zst");
+    remove_stale_builds(dir.path(), &LANGS, &current);
+    let left: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mini-stage3-langs-"))
+        .collect();
+    assert!(left.is_empty(), "left {left:?}");
+    assert!(dir.path().join(format!("{new_base}.tar.zst")).is_file());
+}
+
+/// Builds (or reuses) the ~330 MB langs fixture: not part of the default run.
+#[test]
+#[ignore = "builds the langs fixture (~2 minutes, ~330 MB); run with --ignored"]
+fn mini_stage3_langs_has_the_toolchains() {
+    let tarball = mini_stage3_langs();
+    let name = tarball.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        name,
+        format!("mini-stage3-langs-{}.tar.zst", &variant_hash(&LANGS)[..16])
+    );
+    let listing = list_tar_zst(&tarball, 0);
+    for path in [
+        "usr/bin/go",
+        "usr/bin/cargo",
+        "usr/bin/rustc",
+        "usr/bin/node",
+        "usr/bin/npm",
+        "usr/lib/python3/dist-packages/pip/__init__.py",
+        "usr/lib/python3/dist-packages/setuptools/__init__.py",
+        "usr/lib/python3/dist-packages/wheel/__init__.py",
+        // Still the mini stage3.
+        "usr/bin/emerge",
+        "var/db/pkg/sys-libs/glibc-2.36/CONTENTS",
+    ] {
+        assert!(listing.contains_key(path), "no {path} in {name}");
+    }
 }

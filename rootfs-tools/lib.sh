@@ -262,6 +262,13 @@ for d in sorted({sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")}
 		find "$ROOT$gib__py_lib" -name '*.so' -type f | while read -r gib__py_module; do
 			gib_copy_libs "$gib__py_module"
 		done
+		# Bytecode for the image's paths, so a read-only container does not compile the
+		# stdlib at every start. With SOURCE_DATE_EPOCH set (gib sets it) the files are
+		# checked by hash, not by mtime, which the layer clamps.
+		python3 -m compileall -q -j 0 -s "$ROOT" -p / "$ROOT$gib__py_lib" >/dev/null || {
+			echo "gib_copy_python: cannot compile $gib__py_lib" >&2
+			return 1
+		}
 	done
 }
 

@@ -195,6 +195,10 @@ fn spec_for(
             readonly: true,
         },
     ];
+    // Tools that honour it (Python's bytecode compiler, for one) make reproducible output.
+    if let Some(epoch) = job.finish.source_date_epoch {
+        env.push(("SOURCE_DATE_EPOCH".into(), epoch.to_string().into()));
+    }
     if let Some(context) = context {
         mounts.push(ExtraMount::Bind {
             source: context.to_path_buf(),

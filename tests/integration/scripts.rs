@@ -169,3 +169,77 @@ fn builder_packages_and_a_read_only_context_feed_a_script() {
         "{stderr}"
     );
 }
+
+/// The language helpers on a stage3 with Debian's Go, Rust, Python (pip) and Node.js:
+/// `tests/fixtures/langs-app/build.sh` builds one program per language from the read-only
+/// context, offline, into an image that runs each in podman.
+#[test]
+fn go_rust_python_and_node_apps_build_from_a_context_and_run_in_podman() {
+    let dir = scratch_dir("script-langs");
+    let cache = dir.path().join("cache");
+    let archive = dir.path().join("apps.tar");
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/langs-app");
+    let text = format!(
+        "stage3:\n  path: {stage3}\nportage:\n  sync_type: none\nimages:\n\
+         \x20 base:\n    tag: t\n    packages: [sys-apps/baselayout, sys-libs/glibc]\n\
+         \x20 apps:\n    from: base\n    tag: t\n    script: {app}/build.sh\n    \
+         context: {app}\n    test: /usr/bin/hello-go\n",
+        stage3 = crate::fixture::mini_stage3_langs().display(),
+        app = app.display(),
+    );
+    let config = dir.path().join("gib.yaml");
+    fs::write(&config, text).unwrap();
+    // --network none: the helpers build these apps from the context alone.
+    build_ok(
+        &config,
+        &cache,
+        &["--network", "none", "--archive", archive.to_str().unwrap()],
+    );
+
+    let layer = archive_layers(&archive, "apps:t").pop().unwrap();
+    for present in [
+        "usr/bin/hello-go",
+        "usr/bin/hello-rust",
+        "usr/local/bin/hello-py",
+        "usr/bin/node",
+        "opt/hello-node/index.js",
+        "usr/lib64/libgcc_s.so.1",
+    ] {
+        assert!(layer.contains_key(present), "{present} is not in the layer");
+    }
+    // No toolchain, no build tree, no source went into the image; the stdlib has bytecode.
+    for absent in [
+        "usr/bin/go",
+        "usr/bin/cargo",
+        "usr/bin/rustc",
+        "usr/bin/npm",
+        "tmp/gib-scratch",
+    ] {
+        assert!(!layer.contains_key(absent), "{absent} is in the layer");
+    }
+    assert!(
+        !layer.keys().any(|p| p.contains("site-packages/pip/")),
+        "the builder's pip is in the image"
+    );
+    assert!(
+        layer
+            .keys()
+            .any(|p| p.starts_with("usr/lib/python3.11/__pycache__/os.")),
+        "the stdlib was not compiled"
+    );
+
+    let podman = Podman::new(dir.path());
+    podman.load(&archive);
+    for (command, expected) in [
+        (&["/usr/bin/hello-go"][..], "hello from go"),
+        (&["/usr/bin/hello-rust"][..], "hello from rust"),
+        (&["/usr/local/bin/hello-py"][..], "hello from python"),
+        (
+            &["/usr/bin/node", "/opt/hello-node/index.js"][..],
+            "hello from node",
+        ),
+    ] {
+        let out = podman.run("apps:t", command);
+        assert!(out.contains(expected), "{command:?} printed {out:?}");
+    }
+}

@@ -265,36 +265,43 @@ fn awkward_tree_roundtrips_through_skopeo_and_umoci() {
     assert!(actual["caps"].xattrs.contains_key("security.capability"));
 }
 
-#[test]
-fn podman_loads_the_archive_and_runs_a_child_image() {
+/// A busybox image `registry.example.org/gib/base:1` and a child `app:2` with a layer of its
+/// own, built into an OCI layout and an archive in `dir`: (layout, archive).
+fn busybox_chain(dir: &Path) -> (PathBuf, PathBuf) {
     let busybox = Path::new("/bin/busybox");
     assert!(
         busybox.exists(),
         "this test needs a static busybox (apt-get install busybox-static)"
     );
-    let podman = require_tool("podman");
-    let tmp = scratch_dir("oci-podman");
-    fs::create_dir_all(tmp.path().join("base/bin")).unwrap();
-    fs::copy(busybox, tmp.path().join("base/bin/busybox")).unwrap();
-    fs::create_dir_all(tmp.path().join("app/etc")).unwrap();
-    fs::write(tmp.path().join("app/etc/message"), "from the child layer\n").unwrap();
+    fs::create_dir_all(dir.join("base/bin")).unwrap();
+    fs::copy(busybox, dir.join("base/bin/busybox")).unwrap();
+    fs::create_dir_all(dir.join("app/etc")).unwrap();
+    fs::write(dir.join("app/etc/message"), "from the child layer\n").unwrap();
     let config = write_config(
-        tmp.path(),
+        dir,
         "registry: registry.example.org/gib\nimages:\n  \
          base:\n    rootfs: ./base\n    tag: \"1\"\n    \
          cmd: [/bin/busybox, echo, hello from gib]\n  \
          app:\n    from: base\n    rootfs: ./app\n    tag: \"2\"\n    \
          entrypoint: [/bin/busybox]\n    cmd: [cat, /etc/message]\n",
     );
-    let layout = tmp.path().join("oci");
-    let archive = tmp.path().join("images.tar");
+    let layout = dir.join("oci");
+    let archive = dir.join("images.tar");
     run_ok(
-        gib_build(&config, &tmp.path().join("cache"))
+        gib_build(&config, &dir.join("cache"))
             .arg("--oci-layout")
             .arg(&layout)
             .arg("--archive")
             .arg(&archive),
     );
+    (layout, archive)
+}
+
+#[test]
+fn podman_loads_the_archive_and_runs_a_child_image() {
+    let podman = require_tool("podman");
+    let tmp = scratch_dir("oci-podman");
+    let (layout, archive) = busybox_chain(tmp.path());
 
     // The child has the parent's layer plus its own.
     let base = skopeo_raw(&format!(
@@ -348,6 +355,119 @@ fn podman_loads_the_archive_and_runs_a_child_image() {
     let mut run_app = podman_cmd(&["run", "--rm"]);
     run_app.args(limits).arg("registry.example.org/gib/app:2");
     assert_eq!(run_ok(&mut run_app).trim(), "from the child layer");
+}
+
+/// A private Docker daemon (Debian's docker.io) on a socket of its own, stopped on drop.
+struct Dockerd {
+    child: std::process::Child,
+    socket: PathBuf,
+    _runtime: tempfile::TempDir,
+}
+
+impl Dockerd {
+    fn start(data: &Path) -> Dockerd {
+        let dockerd = require_tool("dockerd");
+        require_tool("docker");
+        // Socket paths are short; the exec root holds containerd's sockets.
+        let runtime = tempfile::Builder::new()
+            .prefix("gib-dk-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let socket = runtime.path().join("docker.sock");
+        let log = fs::File::create(data.join("dockerd.log")).unwrap();
+        let child = Command::new(dockerd)
+            .arg("--data-root")
+            .arg(data.join("root"))
+            .arg("--exec-root")
+            .arg(runtime.path().join("exec"))
+            .arg("--pidfile")
+            .arg(runtime.path().join("pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--iptables=false",
+                "--ip6tables=false",
+            ])
+            .args(["--bridge", "none"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let daemon = Dockerd {
+            child,
+            socket,
+            _runtime: runtime,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !daemon
+            .docker(&["version"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dockerd did not start: {}",
+                fs::read_to_string(data.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        daemon
+    }
+
+    fn docker(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("docker");
+        cmd.arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args);
+        cmd
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SIGTERM lets dockerd stop its containerd too.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn docker_loads_the_archive_and_runs_a_child_image() {
+    let tmp = scratch_dir("oci-docker");
+    let (_, archive) = busybox_chain(tmp.path());
+    let docker = Dockerd::start(tmp.path());
+    let loaded = run_ok(docker.docker(&["load", "-i"]).arg(&archive));
+    for reference in [
+        "registry.example.org/gib/base:1",
+        "registry.example.org/gib/app:2",
+    ] {
+        assert!(loaded.contains(reference), "{loaded}");
+    }
+    let run =
+        |image: &str| run_ok(&mut docker.docker(&["run", "--rm", "--network", "none", image]));
+    assert_eq!(
+        run("registry.example.org/gib/base:1").trim(),
+        "hello from gib"
+    );
+    assert_eq!(
+        run("registry.example.org/gib/app:2").trim(),
+        "from the child layer"
+    );
+    // Docker sees the child as the parent's layer plus one.
+    let layers = run_ok(&mut docker.docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{len .RootFS.Layers}}",
+        "registry.example.org/gib/app:2",
+    ]));
+    assert_eq!(layers.trim(), "2");
 }
 
 #[test]

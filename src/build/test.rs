@@ -79,7 +79,13 @@ fn run_in(
         mounts: Vec::new(),
         network: ctx.network,
         hostname: image.name.clone(),
-        command: test_command(test, has_shell(layer_dirs)),
+        command: test_command(test, has_shell(layer_dirs)).map_err(|message| {
+            crate::printer::UserError::with_hint(
+                format!("image {}: {message}", image.name),
+                "the image has no /bin/sh, so gib splits the test into words itself, \
+                 with the shell's quoting rules",
+            )
+        })?,
         env,
         cwd: image
             .runtime
@@ -92,12 +98,18 @@ fn run_in(
     sandbox::run(&spec, stdio)
 }
 
-/// `/bin/sh -c TEST` when the image has a shell, else TEST split on white space.
-fn test_command(test: &str, shell: bool) -> Vec<OsString> {
+/// `/bin/sh -c TEST` when the image has a shell, else TEST split into words as the shell
+/// would (quotes and backslashes; no variables, globs or pipes: there is nothing to run them).
+fn test_command(test: &str, shell: bool) -> std::result::Result<Vec<OsString>, String> {
     if shell {
-        vec!["/bin/sh".into(), "-c".into(), test.into()]
-    } else {
-        test.split_whitespace().map(OsString::from).collect()
+        return Ok(vec!["/bin/sh".into(), "-c".into(), test.into()]);
+    }
+    match shlex::split(test) {
+        Some(words) if !words.is_empty() => Ok(words.into_iter().map(OsString::from).collect()),
+        Some(_) => Err("the test is empty".to_string()),
+        None => Err(format!(
+            "cannot split the test `{test}` into words: a quote is not closed"
+        )),
     }
 }
 
@@ -117,7 +129,7 @@ mod tests {
     #[test]
     fn a_test_runs_under_the_shell_only_when_there_is_one() {
         assert_eq!(
-            test_command("greet --loud", true),
+            test_command("greet --loud", true).unwrap(),
             vec![
                 OsString::from("/bin/sh"),
                 "-c".into(),
@@ -125,8 +137,20 @@ mod tests {
             ]
         );
         assert_eq!(
-            test_command("/usr/bin/greet --loud", false),
+            test_command("/usr/bin/greet --loud", false).unwrap(),
             vec![OsString::from("/usr/bin/greet"), "--loud".into()]
         );
+        assert_eq!(
+            test_command(r#"/usr/bin/python3 -c 'print("a b")' "x y" z\ w"#, false).unwrap(),
+            vec![
+                OsString::from("/usr/bin/python3"),
+                "-c".into(),
+                r#"print("a b")"#.into(),
+                "x y".into(),
+                "z w".into()
+            ]
+        );
+        let err = test_command("/usr/bin/greet 'unclosed", false).unwrap_err();
+        assert!(err.contains("a quote is not closed"), "{err}");
     }
 }

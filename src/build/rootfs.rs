@@ -1,6 +1,11 @@
 //! `rootfs:` images: a directory or a tarball taken as the image's layer. They are always
 //! rebuilt (writing a layer is cheap and the writer is deterministic); their key includes
 //! the layer's diff_id, so children are rebuilt exactly when the tree changed.
+//!
+//! The layer is written in the user namespace, as the builds' layers are: for an
+//! unprivileged user, files it owns are root's in the image (as `COPY` gives them), and a
+//! tarball is unpacked there too, so its owners (0, 250, …) stay what they are. Only root
+//! can create a tarball's device nodes; an unprivileged unpack leaves them out and says so.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +14,7 @@ use anyhow::{Context, Result};
 use super::{BuildContext, BuiltImage, hash_parts, image_size, layer::layer_options};
 use crate::cache::remove_any;
 use crate::oci::image::write_image;
-use crate::oci::layer::{LayerSource, write_layer};
+use crate::oci::layer::LayerSource;
 use crate::oci::unpack::{TarballKind, unpack_tarball};
 use crate::plan::ImagePlan;
 use crate::printer::UserError;
@@ -31,7 +36,7 @@ pub fn build(
         overlay_markers: false,
         filter: None,
     };
-    let layer = write_layer(&source, ctx.store, &layer_options(ctx, image))?;
+    let layer = super::layer::write_in_namespace(ctx, source, layer_options(ctx, image))?;
     let key = hash_parts(&[
         &format!("{image:?}"),
         parent.map_or("", |p| p.key.as_str()),
@@ -105,9 +110,26 @@ fn layer_tree(ctx: &BuildContext<'_>, name: &str, rootfs: &Path) -> Result<PathB
         return Ok(entry);
     }
     let scratch = ctx.cache.scratch_path("rootfs")?;
-    if let Err(err) = unpack_tarball(rootfs, kind, &scratch) {
-        remove_any(&scratch).ok();
-        return Err(err).with_context(|| format!("image {name}: cannot unpack its rootfs"));
+    ctx.printer
+        .status("Unpacking", &rootfs.display().to_string());
+    if nix::unistd::geteuid().is_root() {
+        if let Err(err) = unpack_tarball(rootfs, kind, &scratch) {
+            remove_any(&scratch).ok();
+            return Err(err).with_context(|| format!("image {name}: cannot unpack its rootfs"));
+        }
+    } else {
+        let single = crate::sandbox::id_mode_warned(ctx.printer)?.is_single();
+        let summary =
+            crate::stage3::unpack_in_sandbox(rootfs, &scratch, !single, ctx.cache, "rootfs")
+                .with_context(|| format!("image {name}: cannot unpack its rootfs"))?;
+        if summary.skipped_special > 0 {
+            ctx.printer.warn(&format!(
+                "image {name}: {} device node(s) and fifo(s) of {} left out (only root can \
+                 create them)",
+                summary.skipped_special,
+                rootfs.display()
+            ));
+        }
     }
     ctx.cache.publish(&scratch, &entry)?;
     Ok(entry)

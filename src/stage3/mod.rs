@@ -191,7 +191,7 @@ fn unpack_into_cache(
     let scratch = stage3_dir.join(format!(".tmp-{digest}"));
     let id_mode = sandbox::id_mode_warned(printer)?;
     printer.status("Unpacking", &tarball.display().to_string());
-    let summary = unpack_in_sandbox(tarball, &scratch, !id_mode.is_single(), cache)?;
+    let summary = unpack_in_sandbox(tarball, &scratch, !id_mode.is_single(), cache, "stage3")?;
     if summary.skipped_special > 0 {
         printer.status(
             "Skipped",
@@ -207,12 +207,14 @@ fn unpack_into_cache(
 }
 
 /// Run `gib __internal unpack-stage3` in the user namespace (no root, no mounts), so the
-/// owners in the tarball become the ids of the sandbox.
-fn unpack_in_sandbox(
+/// owners in the tarball become the ids of the sandbox. `what` names the tarball in errors
+/// (`stage3`, `rootfs`).
+pub fn unpack_in_sandbox(
     tarball: &Path,
     dest: &Path,
     keep_owners: bool,
     cache: &Cache,
+    what: &str,
 ) -> Result<UnpackSummary> {
     let gib = std::path::PathBuf::from(sandbox::GIB_EXE);
     let mut command = vec![
@@ -258,7 +260,7 @@ fn unpack_in_sandbox(
             .collect::<Vec<_>>()
             .join(": ");
         return Err(UserError::new(format!(
-            "cannot unpack the stage3 {}: {message}",
+            "cannot unpack the {what} {}: {message}",
             tarball.display()
         ))
         .into());

@@ -590,6 +590,73 @@ fn tarball_rootfs_keeps_owners_modes_and_devices() {
     }
 }
 
+/// As an unprivileged user, a rootfs tarball keeps its owners (unpacked and written in the
+/// user namespace), its device nodes are left out with a warning, and a directory the user
+/// owns becomes root's in the image.
+#[test]
+fn rootfs_tarball_keeps_owners_rootless() {
+    let tmp = scratch_dir("oci-tarball-rootless");
+    let tree = tmp.path().join("tree");
+    sh(&format!(
+        "mkdir -p '{t}/etc' '{t}/var/lib/app' '{t}/dev' && echo root > '{t}/etc/root-file' && \
+         echo app > '{t}/var/lib/app/data' && chown -R 250:250 '{t}/var/lib/app' && \
+         echo s > '{t}/etc/setuid' && chmod 4755 '{t}/etc/setuid' && mknod '{t}/dev/null' c 1 3 && \
+         tar --numeric-owner -C '{t}' -czf '{d}/root.tar.gz' .",
+        t = tree.display(),
+        d = tmp.path().display()
+    ));
+    let own = tmp.path().join("own");
+    fs::create_dir_all(&own).unwrap();
+    fs::write(own.join("mine"), "mine").unwrap();
+    let user = crate::util::test_user();
+    run_ok(
+        Command::new("chown")
+            .args(["-R", &format!("{user}:")])
+            .arg(&own),
+    );
+    let config = write_config(
+        tmp.path(),
+        "images:\n  tarball:\n    rootfs: ./root.tar.gz\n    tag: t\n  \
+         own:\n    rootfs: ./own\n    tag: o\n",
+    );
+    let cache = tmp.path().join("cache");
+    let archive = tmp.path().join("out/images.tar");
+    for dir in [&cache, &archive.parent().unwrap().to_path_buf()] {
+        fs::create_dir_all(dir).unwrap();
+        run_ok(Command::new("chown").arg(user).arg(dir));
+    }
+    let out = as_test_user(&gib_bin())
+        .arg("build")
+        .arg("-f")
+        .arg(&config)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .arg("--archive")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("1 device node(s)"), "{stderr}");
+
+    let layer = crate::util::archive_layers(&archive, "tarball:t")
+        .pop()
+        .unwrap();
+    let owner = |path: &str| {
+        let (_, mode, uid, gid) = layer[path];
+        (mode, uid, gid)
+    };
+    assert_eq!(owner("etc/root-file"), (0o644, 0, 0));
+    assert_eq!(owner("var/lib/app/data"), (0o644, 250, 250));
+    assert_eq!(owner("etc/setuid"), (0o4755, 0, 0));
+    assert!(!layer.contains_key("dev/null"), "{layer:?}");
+
+    let layer = crate::util::archive_layers(&archive, "own:o")
+        .pop()
+        .unwrap();
+    assert_eq!((layer["mine"].2, layer["mine"].3), (0, 0));
+}
+
 #[test]
 fn missing_rootfs_is_a_usage_error() {
     let tmp = scratch_dir("oci-missing");

@@ -23,6 +23,7 @@ pub fn layer_options(ctx: &BuildContext<'_>, image: &crate::plan::ImagePlan) -> 
         compression: image.compression,
         source_date_epoch: ctx.epoch(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        owners: None,
     }
 }
 

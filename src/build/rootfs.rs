@@ -2,10 +2,13 @@
 //! rebuilt (writing a layer is cheap and the writer is deterministic); their key includes
 //! the layer's diff_id, so children are rebuilt exactly when the tree changed.
 //!
-//! The layer is written in the user namespace, as the builds' layers are: for an
-//! unprivileged user, files it owns are root's in the image (as `COPY` gives them), and a
-//! tarball is unpacked there too, so its owners (0, 250, …) stay what they are. Only root
-//! can create a tarball's device nodes; an unprivileged unpack leaves them out and says so.
+//! Owners are those the sandbox's user namespace sees: for an unprivileged user, files it
+//! owns are root's in the image (as `COPY` gives them), files of its subordinate ids are
+//! the ids they map to, and files of anybody else (root's, say) keep their ids, so a tree
+//! gives the same layer whoever builds it. A directory is read in place with its owners
+//! rewritten that way; a tarball is unpacked in the user namespace (an unprivileged user's
+//! unpack keeps the tarball's owners, 0, 250, …) and its layer written there. Only root can
+//! create a tarball's device nodes; an unprivileged unpack leaves them out and says so.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +17,7 @@ use anyhow::{Context, Result};
 use super::{BuildContext, BuiltImage, hash_parts, image_size, layer::layer_options};
 use crate::cache::remove_any;
 use crate::oci::image::write_image;
-use crate::oci::layer::LayerSource;
+use crate::oci::layer::{LayerSource, write_layer};
 use crate::oci::unpack::{TarballKind, unpack_tarball};
 use crate::plan::ImagePlan;
 use crate::printer::UserError;
@@ -36,7 +39,13 @@ pub fn build(
         overlay_markers: false,
         filter: None,
     };
-    let layer = super::layer::write_in_namespace(ctx, source, layer_options(ctx, image))?;
+    let mut options = layer_options(ctx, image);
+    let layer = if tree == rootfs {
+        options.owners = Some(crate::sandbox::id_mode()?.owner_map());
+        write_layer(&source, ctx.store, &options)?
+    } else {
+        super::layer::write_in_namespace(ctx, source, options)?
+    };
     let key = hash_parts(&[
         &format!("{image:?}"),
         parent.map_or("", |p| p.key.as_str()),

@@ -92,6 +92,43 @@ pub struct LayerOptions {
     pub source_date_epoch: Option<i64>,
     /// Compression threads (at least 1). The output is the same for any value.
     pub threads: usize,
+    /// Owners rewritten on the way: for a tree read outside the sandbox's user namespace,
+    /// the host ids it maps become the ids they are inside (the user is root). `None`: the
+    /// owners as they are.
+    #[serde(default)]
+    pub owners: Option<OwnerMap>,
+}
+
+/// Ranges of host ids written as other ids, as a uid_map/gid_map reads: host ids
+/// `outside..outside+count` are `inside..inside+count`. Ids in no range stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerMap {
+    pub uids: Vec<IdShift>,
+    pub gids: Vec<IdShift>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdShift {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+impl OwnerMap {
+    pub fn uid(&self, host: u32) -> u32 {
+        shift(&self.uids, host)
+    }
+
+    pub fn gid(&self, host: u32) -> u32 {
+        shift(&self.gids, host)
+    }
+}
+
+fn shift(ranges: &[IdShift], host: u32) -> u32 {
+    ranges
+        .iter()
+        .find(|r| host >= r.outside && u64::from(host) < u64::from(r.outside) + u64::from(r.count))
+        .map_or(host, |r| r.inside + (host - r.outside))
 }
 
 /// A stored layer blob: what a manifest and a config need to know about it.
@@ -436,8 +473,18 @@ impl<W: Write> TreeWalker<'_, W> {
             path: rel.clone(),
             kind: EntryKind::Directory,
             mode: meta.mode() & 0o7777,
-            uid: u64::from(meta.uid()),
-            gid: u64::from(meta.gid()),
+            uid: u64::from(
+                self.opts
+                    .owners
+                    .as_ref()
+                    .map_or(meta.uid(), |m| m.uid(meta.uid())),
+            ),
+            gid: u64::from(
+                self.opts
+                    .owners
+                    .as_ref()
+                    .map_or(meta.gid(), |m| m.gid(meta.gid())),
+            ),
             mtime: self.clamp_mtime(meta.mtime()),
             xattrs,
         };
@@ -669,6 +716,7 @@ mod tests {
             compression,
             source_date_epoch: Some(1_000),
             threads,
+            owners: None,
         }
     }
 

@@ -245,6 +245,7 @@ mod tests {
             compression: Compression::Gzip,
             source_date_epoch: None,
             threads: 2,
+            owners: None,
         };
         let parent_tree = tmp.path().join("parent");
         for dir in ["etc", "opaque", "var"] {

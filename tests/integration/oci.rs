@@ -591,8 +591,8 @@ fn tarball_rootfs_keeps_owners_modes_and_devices() {
 }
 
 /// As an unprivileged user, a rootfs tarball keeps its owners (unpacked and written in the
-/// user namespace), its device nodes are left out with a warning, and a directory the user
-/// owns becomes root's in the image.
+/// user namespace), its device nodes are left out with a warning, and in a directory the
+/// user's files become root's in the image while anybody else's keep their ids.
 #[test]
 fn rootfs_tarball_keeps_owners_rootless() {
     let tmp = scratch_dir("oci-tarball-rootless");
@@ -613,6 +613,13 @@ fn rootfs_tarball_keeps_owners_rootless() {
         Command::new("chown")
             .args(["-R", &format!("{user}:")])
             .arg(&own),
+    );
+    fs::write(own.join("roots"), "root's").unwrap();
+    fs::write(own.join("others"), "somebody else's").unwrap();
+    run_ok(
+        Command::new("chown")
+            .arg("4321:4322")
+            .arg(own.join("others")),
     );
     let config = write_config(
         tmp.path(),
@@ -655,6 +662,8 @@ fn rootfs_tarball_keeps_owners_rootless() {
         .pop()
         .unwrap();
     assert_eq!((layer["mine"].2, layer["mine"].3), (0, 0));
+    assert_eq!((layer["roots"].2, layer["roots"].3), (0, 0));
+    assert_eq!((layer["others"].2, layer["others"].3), (4321, 4322));
 }
 
 #[test]

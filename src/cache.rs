@@ -2,23 +2,29 @@
 //!
 //! Every entry is made beside its final place (`<kind>/.tmp-*`) and renamed into place when
 //! complete, so an interrupted build never leaves a half-written entry that a later build
-//! would use. Entries that two gib processes may make at once are guarded by a lock file
-//! per entry (`locks/<kind>-<key>.lock`, flock), released when the process dies.
+//! would use. Each entry has a lock file (`locks/<kind>-<key>.lock`, flock), released when
+//! the process dies: a gib holds it exclusively while it makes or removes the entry, and
+//! shared from the moment it uses the entry to the end of its run ([`Cache::use_entry`]),
+//! so `gib clean` (which takes it alone, without waiting) never removes a tree a running
+//! build stands on, and two gibs never make one entry twice.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    /// Shared locks on the entries this process uses, held until it ends.
+    held: Arc<Mutex<Vec<File>>>,
 }
 
 /// An exclusive lock on one cache entry, held until dropped (or the process dies).
 #[derive(Debug)]
 pub struct EntryLock {
-    _file: File,
+    file: File,
 }
 
 impl Cache {
@@ -33,7 +39,10 @@ impl Cache {
         let root = root
             .canonicalize()
             .with_context(|| format!("cannot resolve the cache directory {}", root.display()))?;
-        Ok(Cache { root })
+        Ok(Cache {
+            root,
+            held: Arc::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -78,19 +87,69 @@ impl Cache {
         let (path, file) = self.lock_file(kind, key)?;
         file.lock()
             .with_context(|| format!("cannot lock {}", path.display()))?;
-        Ok(EntryLock { _file: file })
+        Ok(EntryLock { file })
     }
 
-    /// The lock of entry `key` of `kind`, or `None` while another gib holds it.
+    /// The lock of entry `key` of `kind`, or `None` while another gib holds it (to make,
+    /// remove or use the entry).
     pub fn try_lock(&self, kind: &str, key: &str) -> Result<Option<EntryLock>> {
         let (path, file) = self.lock_file(kind, key)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(EntryLock { _file: file })),
+            Ok(()) => Ok(Some(EntryLock { file })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(err)) => {
                 Err(err).with_context(|| format!("cannot lock {}", path.display()))
             }
         }
+    }
+
+    /// Use the entry `key` of `kind` at `path` until this process ends, after making it with
+    /// `make` if it is not there. `make` runs under the entry's lock, alone, and must leave
+    /// the complete entry at `path` (see [`Cache::publish`]) or fail.
+    pub fn use_entry(
+        &self,
+        kind: &str,
+        key: &str,
+        path: &Path,
+        make: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        if self.use_if_present(kind, key, path)? {
+            return Ok(());
+        }
+        let lock = self.lock(kind, key)?;
+        if !path.exists() {
+            make()?;
+        }
+        self.keep(lock)
+    }
+
+    /// Use the entry `key` of `kind` at `path` until this process ends, if it is there (a
+    /// gib that is making or removing it is waited for). Whether it is.
+    pub fn use_if_present(&self, kind: &str, key: &str, path: &Path) -> Result<bool> {
+        let (lock_path, file) = self.lock_file(kind, key)?;
+        file.lock_shared()
+            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        if !path.exists() {
+            return Ok(false);
+        }
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(file);
+        Ok(true)
+    }
+
+    /// Turn the exclusive `lock` of an entry this process made into a use of it that lasts
+    /// until the process ends.
+    pub fn keep(&self, lock: EntryLock) -> Result<()> {
+        lock.file
+            .lock_shared()
+            .context("cannot share a cache entry's lock")?;
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(lock.file);
+        Ok(())
     }
 
     fn lock_file(&self, kind: &str, key: &str) -> Result<(PathBuf, File)> {
@@ -154,5 +213,39 @@ mod tests {
         cache.publish(&scratch, &entry).unwrap();
         assert!(entry.join("first").exists());
         assert!(!scratch.exists());
+    }
+
+    /// An entry in use cannot be taken for removal, by this process or another; one that is
+    /// missing is made once, under its lock.
+    #[test]
+    fn a_used_entry_stays_locked_and_a_missing_one_is_made_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::open(Some(tmp.path())).unwrap();
+        let entry = cache.dir("k").unwrap().join("e");
+        assert!(!cache.use_if_present("k", "e", &entry).unwrap());
+        assert!(
+            cache.try_lock("k", "e").unwrap().is_some(),
+            "a miss holds nothing"
+        );
+        let mut made = 0;
+        for _ in 0..2 {
+            cache
+                .use_entry("k", "e", &entry, || {
+                    made += 1;
+                    fs::create_dir(&entry)?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert_eq!(made, 1);
+        assert!(cache.try_lock("k", "e").unwrap().is_none(), "in use");
+        let failing = cache.use_entry("k", "f", &cache.dir("k").unwrap().join("f"), || {
+            anyhow::bail!("broken")
+        });
+        assert!(failing.is_err());
+        assert!(
+            cache.try_lock("k", "f").unwrap().is_some(),
+            "a failed make holds nothing"
+        );
     }
 }

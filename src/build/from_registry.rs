@@ -148,23 +148,18 @@ fn layer_tree(ctx: &BuildContext<'_>, image: &Image) -> Result<std::path::PathBu
         .trim_start_matches("sha256:")
         .to_string();
     let entry = ctx.cache.dir("pulled")?.join(&hex);
-    if entry.is_dir() {
-        return Ok(entry);
-    }
-    let _lock = ctx.cache.lock("pulled", &hex)?;
-    if entry.is_dir() {
-        return Ok(entry);
-    }
-    let scratch = ctx.cache.scratch_path("pulled")?;
-    let tree = scratch.join("tree");
-    if let Err(err) = unpack_in_namespace(ctx, image, &tree) {
+    ctx.cache.use_entry("pulled", &hex, &entry, || {
+        let scratch = ctx.cache.scratch_path("pulled")?;
+        let tree = scratch.join("tree");
+        if let Err(err) = unpack_in_namespace(ctx, image, &tree) {
+            remove_any(&scratch).ok();
+            return Err(err);
+        }
+        // The published entry is the tree itself; the scratch dir only held it.
+        let result = ctx.cache.publish(&tree, &entry);
         remove_any(&scratch).ok();
-        return Err(err);
-    }
-    // The published entry is the tree itself; the scratch dir only held it.
-    let result = ctx.cache.publish(&tree, &entry);
-    remove_any(&scratch).ok();
-    result?;
+        result
+    })?;
     Ok(entry)
 }
 

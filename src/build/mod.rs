@@ -5,14 +5,18 @@
 //! Not for: choosing what to build (`plan`), running things (`sandbox`, `emerge`), writing
 //! bytes (`oci`), or the outputs (`output`).
 //!
-//! An image's cache entry, `images/<name>-<key>/`, holds `upper/` (what its build added to
-//! its builder root: the upper dir of an overlay over its parent's builder, down to the
-//! stage3), `layer/` (what it adds to its parent's tree: the upper dir of an overlay over its
-//! parent's layers, with overlayfs whiteouts; copy-ups that changed nothing are pruned) and
-//! `record.json`. The key hashes every input of the image, its parent's key among them, so a
-//! change rebuilds the image and its descendants only (`key`: a package's USE line counts
-//! only for the images whose build merged it). Entries are made in a scratch dir and renamed
-//! into place.
+//! An image's cache entry, `images/<name>-<key>.<generation>/`, holds `upper/` (what its
+//! build added to its builder root: the upper dir of an overlay over its parent's builder,
+//! down to the stage3), `layer/` (what it adds to its parent's tree: the upper dir of an
+//! overlay over its parent's layers, with overlayfs whiteouts; copy-ups that changed nothing
+//! are pruned) and `record.json`. The key hashes every input of the image, its parent's key
+//! among them, so a change rebuilds the image and its descendants only (`key`: a package's
+//! USE line counts only for the images whose build merged it). Entries are made in a scratch
+//! dir and renamed into place, and never changed after that: a rebuild (`--force`, or a USE
+//! line of a package the build merged) makes a new generation, so a child building on the
+//! old one in another gib keeps its lower dirs. A run holds a shared lock on every entry it
+//! builds on until it ends; `gib clean` and the removal of superseded generations skip
+//! entries in use.
 
 mod finish;
 mod from_registry;
@@ -305,9 +309,50 @@ fn hash_parts(parts: &[&str]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// The cache entry of an image with input key `key`.
-fn entry_dir(cache: &Cache, name: &str, key: &str) -> Result<PathBuf> {
-    Ok(cache.dir("images")?.join(format!("{name}-{}", &key[..16])))
+/// A new cache entry's path for a build of the inputs `slot` (`<name>-<key>`): entries are
+/// never replaced, so each build gets its own (`<slot>.<generation>`).
+fn new_entry(cache: &Cache, slot: &str) -> Result<PathBuf> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let generation = format!("{:x}{:05x}", now.as_nanos(), std::process::id());
+    Ok(cache.dir("images")?.join(format!("{slot}.{generation}")))
+}
+
+/// The entries of `slot` (`<slot>`, from gibs before generations, and `<slot>.<generation>`),
+/// newest first.
+fn entries_of(cache: &Cache, slot: &str) -> Result<Vec<PathBuf>> {
+    let dir = cache.dir("images")?;
+    let listing = fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let mut entries = Vec::new();
+    for item in listing {
+        let item = item.with_context(|| format!("cannot read {}", dir.display()))?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if name == slot || name.strip_prefix(slot).is_some_and(|g| g.starts_with('.')) {
+            let time = item.metadata().and_then(|m| m.modified()).ok();
+            entries.push((time, item.path()));
+        }
+    }
+    entries.sort_by(|a, b| b.cmp(a));
+    Ok(entries.into_iter().map(|(_, path)| path).collect())
+}
+
+/// The name of an image entry, which names its lock too.
+fn entry_name(entry: &Path) -> String {
+    entry
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Remove an entry whose lock the caller holds: renamed out of sight first, so a removal cut
+/// short leaves no entry that looks whole (`gib clean` removes what is left).
+pub fn retire(cache: &Cache, entry: &Path) -> Result<()> {
+    let parent = entry.parent().unwrap_or(cache.root());
+    let gone = parent.join(format!(".old-{}", entry_name(entry)));
+    fs::rename(entry, &gone).with_context(|| format!("cannot move {} aside", entry.display()))?;
+    crate::sandbox::remove_tree(&gone)
 }
 
 /// The record of a finished entry, when it is complete and its blobs are all still there.

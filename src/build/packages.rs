@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{BuildContext, BuiltImage, entry_dir, hash_parts, image_size, read_record};
+use super::{BuildContext, BuiltImage, hash_parts, image_size, read_record};
 use crate::emerge::run::{EmergeFailed, EmergeJob, FinishOptions, log_tail};
 use crate::gentoo::vdb;
 use crate::oci::image::write_image;
@@ -28,23 +28,17 @@ pub fn build(
     work: &PortageBuild,
 ) -> Result<BuiltImage> {
     let key = input_key(ctx, image, parent, work)?;
-    let entry = entry_dir(ctx.cache, &image.name, &key)?;
-    let _lock = ctx
-        .cache
-        .lock("image", &format!("{}-{}", image.name, &key[..16]))?;
+    let slot = format!("{}-{}", image.name, &key[..16]);
     if !ctx.force
-        && let Some(mut record) = read_record(&entry, ctx.store)
-        && let Some(merged) = super::key::read_merged(&entry)
-        && super::key::full_key(&key, image, &merged) == record.key
+        && let Some(record) = reuse(ctx, image, &slot, &key)?
     {
-        ctx.printer.status(
-            "Reusing",
-            &format!(
-                "{} {} (unchanged)",
-                image.name, record.image.manifest.digest
-            ),
-        );
-        record.reused = true;
+        return Ok(record);
+    }
+    // One gib builds these inputs at a time; another waits for it and reuses its entry.
+    let _building = ctx.cache.lock("build", &slot)?;
+    if !ctx.force
+        && let Some(record) = reuse(ctx, image, &slot, &key)?
+    {
         return Ok(record);
     }
 
@@ -54,6 +48,7 @@ pub fn build(
     ctx.printer
         .status("Building", &format!("{} ({what})", image.name));
     let scratch = OverlayScratch::create(&ctx.cache.dir("images")?)?;
+    let entry = super::new_entry(ctx.cache, &slot)?;
     let result = build_in(
         ctx,
         image,
@@ -67,7 +62,7 @@ pub fn build(
     );
     match result {
         Ok(record) => {
-            publish(ctx, scratch, &entry)?;
+            publish(ctx, scratch, &entry, &slot, &record)?;
             Ok(record)
         }
         Err(err) => {
@@ -75,6 +70,43 @@ pub fn build(
             Err(err)
         }
     }
+}
+
+/// The newest entry of `slot` built from what the current file says, used from here to the
+/// end of the run.
+fn reuse(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    slot: &str,
+    key: &str,
+) -> Result<Option<BuiltImage>> {
+    for entry in super::entries_of(ctx.cache, slot)? {
+        let Some(mut record) = read_record(&entry, ctx.store) else {
+            continue;
+        };
+        let Some(merged) = super::key::read_merged(&entry) else {
+            continue;
+        };
+        // Entries are never changed once published: if it is still there once we use it
+        // (a `gib clean` may be removing it), it is what we read.
+        if super::key::full_key(key, image, &merged) != record.key
+            || !ctx
+                .cache
+                .use_if_present("image", &super::entry_name(&entry), &entry)?
+        {
+            continue;
+        }
+        ctx.printer.status(
+            "Reusing",
+            &format!(
+                "{} {} (unchanged)",
+                image.name, record.image.manifest.digest
+            ),
+        );
+        record.reused = true;
+        return Ok(Some(record));
+    }
+    Ok(None)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -293,19 +325,21 @@ pub fn repository_mounts(repositories: &[crate::repository::SyncedRepo]) -> Vec<
         .collect()
 }
 
-/// Move a finished scratch dir to its entry (replacing an older build of the same inputs,
-/// from `--force`), without the overlay work dirs.
-fn publish(ctx: &BuildContext<'_>, scratch: OverlayScratch, entry: &Path) -> Result<()> {
+/// Move a finished scratch dir to its entry (a new one: a published entry is never changed,
+/// as children of it may be building on it), without the overlay work dirs, and use it for
+/// the rest of the run. Older entries of the same inputs (`--force`) that no gib uses are
+/// removed.
+fn publish(
+    ctx: &BuildContext<'_>,
+    scratch: OverlayScratch,
+    entry: &Path,
+    slot: &str,
+    record: &BuiltImage,
+) -> Result<()> {
     for work in [scratch.work(), scratch.path().join("layer-work")] {
         remove_tree(&work)?;
     }
-    if entry.exists() {
-        let old = ctx.cache.scratch_path("images")?;
-        std::fs::remove_dir(&old).ok();
-        std::fs::rename(entry, &old)
-            .with_context(|| format!("cannot move {} aside", entry.display()))?;
-        remove_tree(&old)?;
-    }
+    let in_use = ctx.cache.lock("image", &super::entry_name(entry))?;
     std::fs::rename(scratch.path(), entry).with_context(|| {
         format!(
             "cannot move {} to {}",
@@ -313,6 +347,15 @@ fn publish(ctx: &BuildContext<'_>, scratch: OverlayScratch, entry: &Path) -> Res
             entry.display()
         )
     })?;
+    ctx.cache.keep(in_use)?;
+    for old in super::entries_of(ctx.cache, slot)? {
+        if old == entry || read_record(&old, ctx.store).is_some_and(|r| r.key != record.key) {
+            continue;
+        }
+        if let Some(_removing) = ctx.cache.try_lock("image", &super::entry_name(&old))? {
+            super::retire(ctx.cache, &old)?;
+        }
+    }
     Ok(())
 }
 

@@ -202,10 +202,11 @@ pub fn latest_record(cache: &Cache, name: &str) -> Result<Option<BuiltImage>> {
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot read {}", images.display()))?;
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        // `<name>-<16 hex digits>`: the name itself may contain dashes.
+        // `<name>-<16 hex digits>[.<generation>]`: the name itself may contain dashes.
         let Some(key) = file_name.strip_prefix(&prefix) else {
             continue;
         };
+        let key = key.split_once('.').map_or(key, |(key, _)| key);
         if key.len() != 16 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
             continue;
         }

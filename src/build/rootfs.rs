@@ -107,39 +107,32 @@ fn layer_tree(ctx: &BuildContext<'_>, name: &str, rootfs: &Path) -> Result<PathB
         meta.len(),
         meta.modified().ok()
     );
-    let entry = ctx
-        .cache
-        .dir("rootfs")?
-        .join(&hash_parts(&[&identity])[..16]);
-    if entry.is_dir() {
-        return Ok(entry);
-    }
-    let _lock = ctx.cache.lock("rootfs", &hash_parts(&[&identity])[..16])?;
-    if entry.is_dir() {
-        return Ok(entry);
-    }
-    let scratch = ctx.cache.scratch_path("rootfs")?;
-    ctx.printer
-        .status("Unpacking", &rootfs.display().to_string());
-    if nix::unistd::geteuid().is_root() {
-        if let Err(err) = unpack_tarball(rootfs, kind, &scratch) {
-            remove_any(&scratch).ok();
-            return Err(err).with_context(|| format!("image {name}: cannot unpack its rootfs"));
+    let key = &hash_parts(&[&identity])[..16];
+    let entry = ctx.cache.dir("rootfs")?.join(key);
+    ctx.cache.use_entry("rootfs", key, &entry, || {
+        let scratch = ctx.cache.scratch_path("rootfs")?;
+        ctx.printer
+            .status("Unpacking", &rootfs.display().to_string());
+        if nix::unistd::geteuid().is_root() {
+            if let Err(err) = unpack_tarball(rootfs, kind, &scratch) {
+                remove_any(&scratch).ok();
+                return Err(err).with_context(|| format!("image {name}: cannot unpack its rootfs"));
+            }
+        } else {
+            let single = crate::sandbox::id_mode_warned(ctx.printer)?.is_single();
+            let summary =
+                crate::stage3::unpack_in_sandbox(rootfs, &scratch, !single, ctx.cache, "rootfs")
+                    .with_context(|| format!("image {name}: cannot unpack its rootfs"))?;
+            if summary.skipped_special > 0 {
+                ctx.printer.warn(&format!(
+                    "image {name}: {} device node(s) and fifo(s) of {} left out (only root can \
+                     create them)",
+                    summary.skipped_special,
+                    rootfs.display()
+                ));
+            }
         }
-    } else {
-        let single = crate::sandbox::id_mode_warned(ctx.printer)?.is_single();
-        let summary =
-            crate::stage3::unpack_in_sandbox(rootfs, &scratch, !single, ctx.cache, "rootfs")
-                .with_context(|| format!("image {name}: cannot unpack its rootfs"))?;
-        if summary.skipped_special > 0 {
-            ctx.printer.warn(&format!(
-                "image {name}: {} device node(s) and fifo(s) of {} left out (only root can \
-                 create them)",
-                summary.skipped_special,
-                rootfs.display()
-            ));
-        }
-    }
-    ctx.cache.publish(&scratch, &entry)?;
+        ctx.cache.publish(&scratch, &entry)
+    })?;
     Ok(entry)
 }

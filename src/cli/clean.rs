@@ -70,7 +70,12 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
                 continue;
             }
             freed += disk_usage(&path);
-            remove_tree(&path)?;
+            if name.starts_with('.') {
+                remove_tree(&path)?;
+            } else {
+                // Out of sight first: a clean cut short leaves no entry that looks whole.
+                crate::build::retire(&cache, &path)?;
+            }
             drop(claim);
         }
     }
@@ -109,8 +114,9 @@ fn top_level_kinds(cache: &Cache) -> Result<Vec<String>> {
     Ok(kinds)
 }
 
-/// What keeps a running gib's entry from being removed under it: image entries and stage3
-/// roots have entry locks, scratch dirs (`.tmp-*`) a lock file of their own.
+/// What keeps a running gib's entry from being removed under it: image entries, stage3,
+/// rootfs and pulled trees have entry locks (held shared by every gib that uses them until
+/// it ends), scratch dirs (`.tmp-*`) a lock file of their own.
 enum Claim {
     /// Nothing guards the entry.
     Free,
@@ -141,7 +147,7 @@ fn claim(cache: &Cache, kind: &str, name: &str, path: &Path) -> Result<Claim> {
     }
     let lock_kind = match kind {
         "images" => "image",
-        "stage3" => "stage3",
+        "stage3" | "rootfs" | "pulled" => kind,
         _ => return Ok(Claim::Free),
     };
     Ok(match cache.try_lock(lock_kind, name)? {

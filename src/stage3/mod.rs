@@ -70,7 +70,7 @@ fn prepare_url(
             .map(|s| s.trim().to_string()),
     };
     if let Some(digest) = known
-        && stage3_dir.join(&digest).is_dir()
+        && cache.use_if_present("stage3", &digest, &stage3_dir.join(&digest))?
     {
         return Ok(Stage3Root {
             path: stage3_dir.join(&digest),
@@ -167,7 +167,7 @@ fn check_digest(what: &str, expected: Option<&str>, actual: &str) -> Result<()> 
     }
 }
 
-/// Unpack `tarball` into `stage3/<digest>` unless it is there, under the entry's lock.
+/// Unpack `tarball` into `stage3/<digest>` unless it is there, and use it for this run.
 fn unpack_into_cache(
     tarball: &Path,
     digest: &str,
@@ -180,29 +180,24 @@ fn unpack_into_cache(
         path: entry.clone(),
         digest: digest.to_string(),
     };
-    if entry.is_dir() {
-        return Ok(done());
-    }
-    let _lock = cache.lock("stage3", digest)?;
-    if entry.is_dir() {
-        // Another gib unpacked it while we waited for the lock.
-        return Ok(done());
-    }
-    let scratch = stage3_dir.join(format!(".tmp-{digest}"));
-    let id_mode = sandbox::id_mode_warned(printer)?;
-    printer.status("Unpacking", &tarball.display().to_string());
-    let summary = unpack_in_sandbox(tarball, &scratch, !id_mode.is_single(), cache, "stage3")?;
-    if summary.skipped_special > 0 {
-        printer.status(
-            "Skipped",
-            &format!(
-                "{} device node(s) and fifo(s) of {} (the sandbox binds /dev from the host)",
-                summary.skipped_special,
-                tarball.display()
-            ),
-        );
-    }
-    cache.publish(&scratch, &entry)?;
+    // Made by one gib; another waits for it and uses it.
+    cache.use_entry("stage3", digest, &entry, || {
+        let scratch = stage3_dir.join(format!(".tmp-{digest}"));
+        let id_mode = sandbox::id_mode_warned(printer)?;
+        printer.status("Unpacking", &tarball.display().to_string());
+        let summary = unpack_in_sandbox(tarball, &scratch, !id_mode.is_single(), cache, "stage3")?;
+        if summary.skipped_special > 0 {
+            printer.status(
+                "Skipped",
+                &format!(
+                    "{} device node(s) and fifo(s) of {} (the sandbox binds /dev from the host)",
+                    summary.skipped_special,
+                    tarball.display()
+                ),
+            );
+        }
+        cache.publish(&scratch, &entry)
+    })?;
     Ok(done())
 }
 

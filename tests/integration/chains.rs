@@ -483,6 +483,109 @@ fn a_build_killed_in_emerge_is_followed_by_clean_builds_also_concurrent_ones() {
     assert_eq!(stderr.matches("Reusing").count(), 4, "{stderr}");
 }
 
+/// A gib that stands on cache entries (here `gib shell app`, on base's and lib's) keeps
+/// them: `gib clean` skips them and says so, and a rebuild of lib makes a new generation
+/// beside the one in use instead of replacing it; once nothing uses the old one, the next
+/// rebuild removes it.
+#[test]
+fn entries_in_use_are_neither_cleaned_nor_replaced() {
+    let dir = scratch_dir("chain-in-use");
+    let cache = dir.path().join("cache");
+    let config = write_config(dir.path(), &Chain::default());
+    build_ok(&config, &cache, &["lib"]);
+    let entries = |name: &str| -> Vec<String> {
+        fs::read_dir(cache.join("images"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|e| e.starts_with(&format!("{name}-")))
+            .collect()
+    };
+    assert_eq!(entries("lib").len(), 1);
+
+    let mut shell = gib()
+        .args(["shell", "app", "-f"])
+        .arg(&config)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = shell.stdin.take().unwrap();
+    let mut stdout = BufReader::new(shell.stdout.take().unwrap());
+    use std::io::Write;
+    stdin.write_all(b"echo ready\n").unwrap();
+    let mut banner = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the shell ended before it said ready:\n{banner}"
+        );
+        if line.trim() == "ready" {
+            break;
+        }
+        banner.push_str(&line);
+    }
+
+    let clean = gib()
+        .args(["clean", "--builders", "--cache-dir"])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&clean.stderr);
+    assert!(clean.status.success(), "{stderr}");
+    for name in ["base", "lib"] {
+        assert!(
+            stderr.contains(&format!("/images/{name}-")) && stderr.contains("in use"),
+            "{stderr}"
+        );
+        assert_eq!(
+            entries(name).len(),
+            1,
+            "{name}'s entry was removed: {stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("/stage3/"),
+        "the stage3 was not kept: {stderr}"
+    );
+
+    let (_, stderr) = build_ok(&config, &cache, &["--force", "lib"]);
+    assert!(stderr.contains("Building lib"), "{stderr}");
+    assert_eq!(entries("lib").len(), 2, "lib's entry in use was replaced");
+
+    // The shell still sees lib's tree under /staging.
+    stdin
+        .write_all(b"test -s /staging/usr/lib64/libgreet.so.1.0.0 && echo alive\nexit 3\n")
+        .unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = shell.wait().unwrap();
+    assert!(rest.lines().any(|l| l == "alive"), "{rest}");
+    assert_eq!(status.code(), Some(3));
+
+    // Nothing uses the old generation now: the next rebuild removes it, and the build after
+    // that reuses the newest.
+    build_ok(&config, &cache, &["--force", "lib"]);
+    assert_eq!(entries("lib").len(), 1, "{:?}", entries("lib"));
+    let (_, stderr) = build_ok(&config, &cache, &["lib"]);
+    assert!(stderr.contains("Reusing lib "), "{stderr}");
+    let clean = gib()
+        .args(["clean", "--builders", "--cache-dir"])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&clean.stderr);
+    assert!(
+        clean.status.success() && !stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert!(entries("base").is_empty() && entries("lib").is_empty());
+}
+
 /// `Command::output` on a thread of its own, so two builds run at once.
 trait OutputInThread {
     fn output_in_thread(self) -> std::thread::JoinHandle<Output>;

@@ -7,7 +7,9 @@
 # /etc/passwd and /etc/group (root, nobody, nonroot), /tmp (1777) and /etc/os-release.
 # Settings: GIB_KEEP_HEADERS, GIB_KEEP_STATIC_LIBS, GIB_KEEP_PACKAGE_DB (1 keeps),
 # SOURCE_DATE_EPOCH (times in CONTENTS newer than it are clamped to it), GIB_TRIM_REPORT (a
-# file outside the root that gets one `<bytes>\t/<path>` line per path trimmed).
+# file outside the root that gets one `<bytes>\t/<path>` line per path trimmed),
+# GIB_PACKAGE_DB_OUT (a directory outside the root that gets the package database when the
+# image does not keep it: the images built on this one must see what it installed).
 set -eu
 
 ROOT=${ROOT:-/staging}
@@ -17,6 +19,10 @@ keep_package_db=${GIB_KEEP_PACKAGE_DB:-1}
 
 report=${GIB_TRIM_REPORT:-/dev/null}
 : >"$report"
+package_db_out=${GIB_PACKAGE_DB_OUT:-}
+if [ -n "$package_db_out" ]; then
+	rm -rf "$package_db_out"
+fi
 
 cd "$ROOT"
 
@@ -53,41 +59,44 @@ if [ "$keep_static_libs" != 1 ]; then
 fi
 
 # The package database: what scanners (syft's portage cataloger) read, nothing that
-# records the build machine or time.
-if [ "$keep_package_db" = 1 ]; then
-	if [ -d var/db/pkg ]; then
-		for pkg in var/db/pkg/*/*; do
-			[ -d "$pkg" ] || continue
-			for entry in "$pkg"/* "$pkg"/.[!.]*; do
-				[ -e "$entry" ] || continue
-				case ${entry##*/} in
-				CATEGORY | PF | SLOT | CONTENTS | LICENSE | USE | IUSE | repository | SIZE | \
-					DESCRIPTION | HOMEPAGE | EAPI | KEYWORDS | RDEPEND | DEPEND | BDEPEND | \
-					PDEPEND | IDEPEND | PROVIDES | REQUIRES | NEEDED | NEEDED.ELF.2) ;;
-				*) rm -rf "$entry" ;;
-				esac
-			done
-			# CONTENTS records each file's mtime at merge time: clamp it like the layer's
-			# mtimes, or two builds of the same inputs differ in every CONTENTS.
-			# Only a CONTENTS that needs it is rewritten: rewriting a parent image's would
-			# copy it up into this image's layer.
-			if [ -n "${SOURCE_DATE_EPOCH:-}" ] && [ -f "$pkg/CONTENTS" ] &&
-				awk -v sde="$SOURCE_DATE_EPOCH" '
-					($1 == "obj" || $1 == "sym") && $NF ~ /^[0-9]+$/ && $NF + 0 > sde + 0 {
-						found = 1
-						exit
-					}
-					END { exit !found }' "$pkg/CONTENTS"; then
-				awk -v sde="$SOURCE_DATE_EPOCH" '
-					($1 == "obj" || $1 == "sym") && $NF ~ /^[0-9]+$/ && $NF + 0 > sde + 0 {
-						sub(/[0-9]+$/, sde)
-					}
-					{ print }' "$pkg/CONTENTS" >"$pkg/CONTENTS.gib" &&
-					cat "$pkg/CONTENTS.gib" >"$pkg/CONTENTS" && rm -f "$pkg/CONTENTS.gib"
-			fi
+# records the build machine or time. Trimmed so even when the image does not keep it.
+if [ -d var/db/pkg ]; then
+	for pkg in var/db/pkg/*/*; do
+		[ -d "$pkg" ] || continue
+		for entry in "$pkg"/* "$pkg"/.[!.]*; do
+			[ -e "$entry" ] || continue
+			case ${entry##*/} in
+			CATEGORY | PF | SLOT | CONTENTS | LICENSE | USE | IUSE | repository | SIZE | \
+				DESCRIPTION | HOMEPAGE | EAPI | KEYWORDS | RDEPEND | DEPEND | BDEPEND | \
+				PDEPEND | IDEPEND | PROVIDES | REQUIRES | NEEDED | NEEDED.ELF.2) ;;
+			*) rm -rf "$entry" ;;
+			esac
 		done
+		# CONTENTS records each file's mtime at merge time: clamp it like the layer's
+		# mtimes, or two builds of the same inputs differ in every CONTENTS.
+		# Only a CONTENTS that needs it is rewritten: rewriting a parent image's would
+		# copy it up into this image's layer.
+		if [ -n "${SOURCE_DATE_EPOCH:-}" ] && [ -f "$pkg/CONTENTS" ] &&
+			awk -v sde="$SOURCE_DATE_EPOCH" '
+				($1 == "obj" || $1 == "sym") && $NF ~ /^[0-9]+$/ && $NF + 0 > sde + 0 {
+					found = 1
+					exit
+				}
+				END { exit !found }' "$pkg/CONTENTS"; then
+			awk -v sde="$SOURCE_DATE_EPOCH" '
+				($1 == "obj" || $1 == "sym") && $NF ~ /^[0-9]+$/ && $NF + 0 > sde + 0 {
+					sub(/[0-9]+$/, sde)
+				}
+				{ print }' "$pkg/CONTENTS" >"$pkg/CONTENTS.gib" &&
+				cat "$pkg/CONTENTS.gib" >"$pkg/CONTENTS" && rm -f "$pkg/CONTENTS.gib"
+		fi
+	done
+fi
+if [ "$keep_package_db" != 1 ]; then
+	if [ -n "$package_db_out" ] && [ -d var/db/pkg ]; then
+		mkdir -p "$package_db_out"
+		cp -a var/db/pkg/. "$package_db_out/"
 	fi
-else
 	trim var/db/pkg
 fi
 # Leave no empty /var/db behind when nothing was recorded there.

@@ -127,6 +127,7 @@ fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
         packages,
         layer_dirs: vec![tree],
         builder_dirs: Vec::new(),
+        package_dbs: Vec::new(),
         image,
         reused: true,
         // A pulled parent is not re-published, so gib attaches no SBOM of its own to it.

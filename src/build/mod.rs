@@ -74,6 +74,11 @@ pub struct BuiltImage {
     pub layer_dirs: Vec<PathBuf>,
     /// What this image's build and its ancestors' added to the builder (nearest first).
     pub builder_dirs: Vec<PathBuf>,
+    /// The package databases of this image and its ancestors that their images do not keep
+    /// (`keep_package_db: false`), nearest first: each a root holding `var/db/pkg`, shown
+    /// under a child's /staging during its emerge so it does not merge their packages again.
+    #[serde(default)]
+    pub package_dbs: Vec<PathBuf>,
     /// Bytes of the image's blobs (layers and config) as stored.
     pub size: u64,
     /// The image's SPDX SBOM, stored as an artifact manifest (and its blobs) whose subject

@@ -165,17 +165,32 @@ fn build_in(
     if !parent_layers.is_empty() {
         let pruned = super::layer::prune_in_namespace(ctx, layer, &parent_layers)?;
         ctx.printer.detail(&format!(
-            "{}: {} files and {} directories the build rewrote unchanged left out of the layer",
-            image.name, pruned.files, pruned.dirs
+            "{}: {} files and {} directories the build rewrote unchanged, and {} whiteouts \
+             of nothing, left out of the layer",
+            image.name, pruned.files, pruned.dirs, pruned.whiteouts
         ));
     }
 
     super::report::keep_trimmed(&dirs.log_dir, dir)?;
+    let package_db = keep_package_db(&dirs.log_dir, dir)?;
     super::finish::apply(ctx, image, layer, &parent_layers, input)?;
-    let own_packages = vdb::read_installed(layer)?;
-    let written_layers =
-        super::layering::write_layers(ctx, image, layer, !parent_layers.is_empty(), &own_packages)?;
+    let layer_packages = vdb::read_installed(layer)?;
+    let written_layers = super::layering::write_layers(
+        ctx,
+        image,
+        layer,
+        !parent_layers.is_empty(),
+        &layer_packages,
+    )?;
     let mut all_packages: Vec<String> = parent.map(|p| p.packages.clone()).unwrap_or_default();
+    // What this image installed: in its layer's package database, or in the one kept aside.
+    let own_packages = match &package_db {
+        Some(db) => vdb::read_installed(db)?
+            .into_iter()
+            .filter(|p| !all_packages.contains(&p.cpv()))
+            .collect(),
+        None => layer_packages,
+    };
     all_packages.extend(own_packages.iter().map(|p| p.cpv()));
     all_packages.sort();
     all_packages.dedup();
@@ -185,7 +200,10 @@ fn build_in(
         &super::image_request(ctx, image, parent, written_layers, &version_tag, "emerge"),
     )?;
 
-    let mut image_layers = vec![layer.clone()];
+    // The SBOM lists the packages whose files the image holds, their database in it or not.
+    let parent_dbs = parent.map(|p| p.package_dbs.clone()).unwrap_or_default();
+    let mut image_layers: Vec<PathBuf> = package_db.iter().chain(&parent_dbs).cloned().collect();
+    image_layers.push(layer.clone());
     image_layers.extend(parent_layers.iter().cloned());
     let sbom = super::sbom::attach(
         ctx.store,
@@ -204,6 +222,11 @@ fn build_in(
     layer_dirs.extend(parent_layers);
     let mut builder_dirs = vec![entry.join("upper")];
     builder_dirs.extend(parent_builders);
+    let package_dbs = package_db
+        .map(|_| entry.join(PACKAGE_DB_DIR))
+        .into_iter()
+        .chain(parent_dbs)
+        .collect();
     let merged = merged_names(&merged_into_image, &scratch.upper())?;
     super::key::write_merged(dir, &merged)?;
     let record = BuiltImage {
@@ -215,6 +238,7 @@ fn build_in(
         packages: all_packages,
         layer_dirs,
         builder_dirs,
+        package_dbs,
         image: written,
         sbom: Some(sbom),
         reused: false,
@@ -223,6 +247,27 @@ fn build_in(
     std::fs::write(&record_path, serde_json::to_vec_pretty(&record)?)
         .with_context(|| format!("cannot write {}", record_path.display()))?;
     Ok(record)
+}
+
+/// An entry's copy of a package database its image does not keep: a root with `var/db/pkg`.
+const PACKAGE_DB_DIR: &str = "pkgdb";
+
+/// Move the package database finish-root.sh kept aside (an image with `keep_package_db:
+/// false`) from the log dir into the entry being built at `entry_scratch`; its root there.
+fn keep_package_db(log_dir: &Path, entry_scratch: &Path) -> Result<Option<PathBuf>> {
+    let out = log_dir
+        .join("portage")
+        .join(crate::emerge::run::PACKAGE_DB_OUT);
+    if !out.is_dir() {
+        return Ok(None);
+    }
+    let root = entry_scratch.join(PACKAGE_DB_DIR);
+    let vdb = root.join(vdb::VDB_DIR);
+    std::fs::create_dir_all(vdb.parent().unwrap_or(&root))
+        .with_context(|| format!("cannot create {}", root.display()))?;
+    std::fs::rename(&out, &vdb)
+        .with_context(|| format!("cannot move {} to {}", out.display(), vdb.display()))?;
+    Ok(Some(root))
 }
 
 /// The working dirs of one emerge session, in its scratch dir (the log dir may be elsewhere).
@@ -263,7 +308,9 @@ pub fn emerge_job<'a>(
     repositories: &[crate::repository::SyncedRepo],
     dirs: &'a JobDirs,
 ) -> Result<EmergeJob<'a>> {
-    let parent_layers = parent.map(|p| p.layer_dirs.clone()).unwrap_or_default();
+    // The parent's tree, with the package databases its images do not keep on top.
+    let mut staging_lowers = parent.map(|p| p.package_dbs.clone()).unwrap_or_default();
+    staging_lowers.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());
     let mut lowers = parent.map(|p| p.builder_dirs.clone()).unwrap_or_default();
     lowers.push(stage3.path.clone());
     Ok(EmergeJob {
@@ -282,7 +329,7 @@ pub fn emerge_job<'a>(
             upper: scratch.upper(),
             work: scratch.work(),
         },
-        staging: staging_mount(&dirs.layer, &dirs.layer_work, &parent_layers),
+        staging: staging_mount(&dirs.layer, &dirs.layer_work, &staging_lowers),
         repositories: repository_mounts(repositories),
         extra_mounts: Vec::new(),
         caches: crate::stage3::cache_mounts(ctx.cache)?,

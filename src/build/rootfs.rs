@@ -75,6 +75,7 @@ pub fn build(
         packages: parent.map(|p| p.packages.clone()).unwrap_or_default(),
         layer_dirs,
         builder_dirs: parent.map(|p| p.builder_dirs.clone()).unwrap_or_default(),
+        package_dbs: parent.map(|p| p.package_dbs.clone()).unwrap_or_default(),
         image: written,
         sbom: Some(sbom),
         reused: false,

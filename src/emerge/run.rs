@@ -43,6 +43,10 @@ const TOOLS: [(&str, &str); 3] = [
 /// Portage log dir (`<log_dir>/portage/`): the one writable bind outside the image root.
 pub const TRIM_REPORT: &str = "gib-trimmed.tsv";
 
+/// Where finish-root.sh leaves the package database of an image that does not keep it, in
+/// the same log dir (gib moves it into the image's cache entry).
+pub const PACKAGE_DB_OUT: &str = "gib-package-db";
+
 /// What to keep when finishing the image root.
 #[derive(Debug, Clone, Copy)]
 pub struct FinishOptions {
@@ -238,6 +242,10 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
             (
                 "GIB_TRIM_REPORT",
                 format!("{PORTAGE_LOG_DIR}/{TRIM_REPORT}"),
+            ),
+            (
+                "GIB_PACKAGE_DB_OUT",
+                format!("{PORTAGE_LOG_DIR}/{PACKAGE_DB_OUT}"),
             ),
             ("GIB_KEEP_HEADERS", flag(job.finish.keep_headers)),
             ("GIB_KEEP_STATIC_LIBS", flag(job.finish.keep_static_libs)),

@@ -6,7 +6,8 @@
 //! each write copies the parent's file up into the child's upper dir. [`prune_unchanged`]
 //! removes every entry of the upper dir that the parent's layers show identically (type,
 //! mode, owner, extended attributes, contents or link target; mtimes are ignored), so the
-//! child's layer holds only what it adds or changes, and the whiteouts of what it removes.
+//! child's layer holds only what it adds or changes, and the whiteouts of what it removes
+//! (a whiteout of a path no parent layer has hides nothing and goes too).
 //!
 //! Not for: writing the layer (`oci::layer`), which reads the pruned tree. Runs inside the
 //! user namespace, where the upper dir's owners are the ids the build gave them.
@@ -25,6 +26,10 @@ pub struct PruneSummary {
     pub files: u64,
     /// Directories left empty and identical to the parent's.
     pub dirs: u64,
+    /// Whiteouts of paths the parent's layers do not have (the build removed something that
+    /// only its builder showed at /staging, such as a package database kept aside).
+    #[serde(default)]
+    pub whiteouts: u64,
 }
 
 /// Remove from `upper` what `lowers` (the parent's layer trees, nearest first) already show
@@ -70,7 +75,14 @@ fn prune_dir(
             }
             same
         } else if is_whiteout(&meta) {
-            false
+            // A whiteout hides something in the layers below, or nothing worth a tar entry.
+            let idle = below.is_none();
+            if idle {
+                fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+                summary.whiteouts += 1;
+            }
+            idle
         } else {
             let same = match &below {
                 Some(lower) => same_entry(&path, &meta, lower)?,
@@ -258,7 +270,14 @@ mod tests {
         symlink("usr/lib", upper.join("lib")).unwrap();
 
         let summary = prune_unchanged(&upper, &[lib.clone(), base.clone()]).unwrap();
-        assert_eq!(summary, PruneSummary { files: 3, dirs: 1 });
+        assert_eq!(
+            summary,
+            PruneSummary {
+                files: 3,
+                dirs: 1,
+                whiteouts: 0
+            }
+        );
         assert!(!upper.join("etc").exists());
         assert!(!upper.join("lib").exists());
         assert_eq!(
@@ -292,5 +311,29 @@ mod tests {
         assert!(upper.join("tmp/keep").exists());
         // Under an opaque lower directory, base's d2/f is hidden: the upper's copy stays.
         assert_eq!(upper.join("d2/f").exists(), opaque);
+    }
+
+    /// Whiteouts (0/0 character devices, as overlayfs makes them; mknod needs root, which
+    /// the test suite has) stay where they hide a parent's file and go where they hide none.
+    #[test]
+    fn whiteouts_that_hide_nothing_below_are_removed() {
+        use nix::sys::stat::{Mode, SFlag, mknod};
+        let tmp = tempfile::tempdir().unwrap();
+        let (upper, base) = (tmp.path().join("u"), tmp.path().join("b"));
+        write(&base.join("etc/gone"), "g");
+        fs::create_dir_all(upper.join("etc")).unwrap();
+        fs::create_dir_all(upper.join("var")).unwrap();
+        fs::create_dir_all(base.join("var")).unwrap();
+        for path in [upper.join("etc/gone"), upper.join("var/db")] {
+            mknod(&path, SFlag::S_IFCHR, Mode::from_bits_truncate(0o000), 0)
+                .expect("mknod of a whiteout (the unit tests run as root)");
+        }
+        let summary = prune_unchanged(&upper, &[base]).unwrap();
+        assert_eq!(summary.whiteouts, 1);
+        assert!(upper.join("etc/gone").symlink_metadata().is_ok());
+        assert!(
+            !upper.join("var").exists(),
+            "var/db hid nothing; var is base's again"
+        );
     }
 }

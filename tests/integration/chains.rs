@@ -586,6 +586,99 @@ fn entries_in_use_are_neither_cleaned_nor_replaced() {
     assert!(entries("base").is_empty() && entries("lib").is_empty());
 }
 
+/// A parent whose image leaves out its package database (`keep_package_db: false`) still
+/// keeps its child from merging its packages again: gib keeps the database in the parent's
+/// cache entry and shows it under the child's /staging during emerge. Neither image holds a
+/// database (nor a whiteout for one); `--json` and the SBOM still list every package.
+#[test]
+fn a_parent_without_its_package_database_is_not_merged_again() {
+    let dir = scratch_dir("chain-no-pkgdb");
+    let cache = dir.path().join("cache");
+    let archive = dir.path().join("app.tar");
+    let config = dir.path().join("gib.yaml");
+    fs::write(
+        &config,
+        format!(
+            "stage3:\n  path: {stage3}\nportage:\n  sync_type: none\nbuild:\n  threads: 2\n  \
+             keep_package_db: false\nimages:\n\
+             \x20 base:\n    from: scratch\n    tag: t\n    \
+             packages: [sys-apps/baselayout, sys-libs/glibc]\n\
+             \x20 app:\n    from: base\n    tag: t\n    packages: [app-misc/greet]\n    \
+             entrypoint: [/usr/bin/greet]\n    test: /usr/bin/greet\n",
+            stage3 = mini_stage3().display(),
+        ),
+    )
+    .unwrap();
+    let (stdout, _) = build_ok(
+        &config,
+        &cache,
+        &["--archive", archive.to_str().unwrap(), "--json", "app"],
+    );
+
+    let log = fs::read_to_string(emerge_log(&cache, "app")).unwrap();
+    for parent_package in ["sys-libs/glibc", "sys-apps/baselayout"] {
+        assert!(
+            !log.lines()
+                .any(|l| l.starts_with(">>> Emerging") && l.contains(parent_package)),
+            "app's emerge merged {parent_package} again:\n{log}"
+        );
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with(">>> Emerging") && l.contains("app-misc/greet")),
+        "{log}"
+    );
+
+    let layers = archive_layers(&archive, "app:t");
+    assert_eq!(layers.len(), 2);
+    assert!(layers[0].contains_key("usr/lib64/libc.so.6"));
+    assert!(layers[1].contains_key("usr/bin/greet"));
+    for layer in &layers {
+        for path in layer.keys() {
+            assert!(!path.starts_with("var/db"), "{path} is in a layer");
+            assert!(!path.contains(".wh."), "a whiteout in a layer: {path}");
+        }
+    }
+    assert!(
+        !layers[1].contains_key("usr/lib64/libc.so.6"),
+        "app's layer holds base's glibc"
+    );
+
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        report[1]["packages"],
+        serde_json::json!([
+            "app-misc/greet-1.0",
+            "dev-libs/libgreet-1.0",
+            "sys-apps/baselayout-2.17",
+            "sys-libs/glibc-2.36"
+        ])
+    );
+    let sbom: serde_json::Value = serde_json::from_slice(
+        &fs::read(dir.path().join("app.tar.app.spdx.json"))
+            .or_else(|_| fs::read(dir.path().join("app.tar.spdx.json")))
+            .unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = sbom["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for package in [
+        "sys-libs/glibc",
+        "sys-apps/baselayout",
+        "dev-libs/libgreet",
+        "app-misc/greet",
+    ] {
+        assert!(
+            names.contains(&package),
+            "{package} not in the SBOM: {names:?}"
+        );
+    }
+}
+
 /// `Command::output` on a thread of its own, so two builds run at once.
 trait OutputInThread {
     fn output_in_thread(self) -> std::thread::JoinHandle<Output>;

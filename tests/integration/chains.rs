@@ -200,14 +200,7 @@ fn a_chain_builds_in_tandem_and_rebuilds_only_what_changed() {
 
     // app's emerge merged greet alone into the image: base's and lib's packages are
     // installed there already (lib's libgreet went into the builder only, as a DEPEND).
-    let log = fs::read_to_string(emerge_log(&cache, "app")).unwrap();
-    for parent_package in ["sys-libs/glibc", "sys-apps/baselayout"] {
-        assert!(
-            !log.lines()
-                .any(|l| l.starts_with(">>> Emerging") && l.contains(parent_package)),
-            "app's emerge merged {parent_package} again:\n{log}"
-        );
-    }
+    assert_merged_again_none_of(&cache, "app", &["sys-libs/glibc", "sys-apps/baselayout"]);
     assert!(
         stderr.contains("dev-libs/libgreet-1.0 from binary package into the builder"),
         "{stderr}"
@@ -302,6 +295,19 @@ fn a_chain_builds_in_tandem_and_rebuilds_only_what_changed() {
     // Nor is it cached: the next build tests it again.
     let out = build(&config, &cache, &["app"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// `image`'s last emerge log merges none of `parent_packages` (its parents'); the log.
+fn assert_merged_again_none_of(cache: &Path, image: &str, parent_packages: &[&str]) -> String {
+    let log = fs::read_to_string(emerge_log(cache, image)).unwrap();
+    for parent_package in parent_packages {
+        assert!(
+            !log.lines()
+                .any(|l| l.starts_with(">>> Emerging") && l.contains(parent_package)),
+            "{image}'s emerge merged {parent_package} again:\n{log}"
+        );
+    }
+    log
 }
 
 /// The image is base's layer, lib's and app's; app's own layer holds none of the files of
@@ -638,14 +644,8 @@ fn a_parent_without_its_package_database_is_not_merged_again() {
         &["--archive", archive.to_str().unwrap(), "--json", "app"],
     );
 
-    let log = fs::read_to_string(emerge_log(&cache, "app")).unwrap();
-    for parent_package in ["sys-libs/glibc", "sys-apps/baselayout"] {
-        assert!(
-            !log.lines()
-                .any(|l| l.starts_with(">>> Emerging") && l.contains(parent_package)),
-            "app's emerge merged {parent_package} again:\n{log}"
-        );
-    }
+    let log =
+        assert_merged_again_none_of(&cache, "app", &["sys-libs/glibc", "sys-apps/baselayout"]);
     assert!(
         log.lines()
             .any(|l| l.starts_with(">>> Emerging") && l.contains("app-misc/greet")),

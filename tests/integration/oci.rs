@@ -632,12 +632,7 @@ fn rootfs_tarball_keeps_owners_rootless() {
         fs::create_dir_all(dir).unwrap();
         run_ok(Command::new("chown").arg(user).arg(dir));
     }
-    let out = as_test_user(&gib_bin())
-        .arg("build")
-        .arg("-f")
-        .arg(&config)
-        .arg("--cache-dir")
-        .arg(&cache)
+    let out = build_as_test_user(&config, &cache)
         .arg("--archive")
         .arg(&archive)
         .output()
@@ -729,12 +724,7 @@ fn unreadable_file_fails_cleanly() {
         chown(dir, Some(uid), None).unwrap();
     }
     // Root reads anything, so the unprivileged test user runs gib.
-    let out = as_test_user(&gib_bin())
-        .arg("build")
-        .arg("-f")
-        .arg(&config)
-        .arg("--cache-dir")
-        .arg(&cache)
+    let out = build_as_test_user(&config, &cache)
         .arg("--oci-layout")
         .arg(&layout)
         .output()
@@ -874,4 +864,15 @@ fn internal_write_layer_speaks_json() {
         fs::metadata(blob).unwrap().len(),
         layer["size"].as_u64().unwrap()
     );
+}
+
+/// `gib build -f CONFIG --cache-dir CACHE` as the unprivileged test user.
+fn build_as_test_user(config: &Path, cache: &Path) -> Command {
+    let mut cmd = as_test_user(&gib_bin());
+    cmd.arg("build")
+        .arg("-f")
+        .arg(config)
+        .arg("--cache-dir")
+        .arg(cache);
+    cmd
 }

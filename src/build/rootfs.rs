@@ -40,6 +40,7 @@ pub fn build(
         filter: None,
     };
     let mut options = layer_options(ctx, image);
+    // The user's directory is read where it is; a tarball was unpacked in the namespace.
     let layer = if tree == rootfs {
         options.owners = Some(crate::sandbox::id_mode()?.owner_map());
         write_layer(&source, ctx.store, &options)?

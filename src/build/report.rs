@@ -102,9 +102,22 @@ pub fn run_usage_job(input: impl std::io::Read, mut output: impl std::io::Write)
 
 /// Measure `image`, listing its `largest` biggest files.
 pub fn image_usage(image: &BuiltImage, largest: usize) -> Result<ImageUsage> {
+    // A layer without a package database of its own (`keep_package_db: false`) is read with
+    // the databases gib kept aside for the image and its ancestors.
+    let mut kept: Vec<crate::gentoo::vdb::InstalledPackage> = Vec::new();
+    for db in &image.package_dbs {
+        for package in read_installed(db)? {
+            if !kept.iter().any(|k| k.cpv() == package.cpv()) {
+                kept.push(package);
+            }
+        }
+    }
     let mut total: Option<UsageReport> = None;
     for layer in &image.layer_dirs {
-        let packages = read_installed(layer)?;
+        let mut packages = read_installed(layer)?;
+        if packages.is_empty() {
+            packages = kept.clone();
+        }
         let report = usage_report(layer, &packages, largest)
             .with_context(|| format!("cannot measure {}", layer.display()))?;
         total = Some(match total {

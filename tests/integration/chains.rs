@@ -700,6 +700,23 @@ fn a_parent_without_its_package_database_is_not_merged_again() {
             "{package} not in the SBOM: {names:?}"
         );
     }
+
+    // gib inspect gives each package its share from the kept databases too.
+    let inspect = run_ok(
+        gib()
+            .args(["inspect", "app", "--json", "--cache-dir"])
+            .arg(&cache),
+    );
+    let usage: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    for package in ["sys-libs/glibc-2.36", "app-misc/greet-1.0"] {
+        let share = usage["usage"]["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["package"] == package)
+            .unwrap_or_else(|| panic!("{package} not in gib inspect: {inspect}"));
+        assert!(share["files"].as_u64().unwrap() > 0, "{share}");
+    }
 }
 
 /// `Command::output` on a thread of its own, so two builds run at once.

@@ -416,11 +416,7 @@ fn a_script_image_builds_a_program_with_the_helpers_and_runs_in_podman() {
     );
 
     // gib clean --builders removes the image entries and says how much it freed.
-    let out = gib()
-        .args(["clean", "--builders", "--cache-dir"])
-        .arg(&cache)
-        .output()
-        .unwrap();
+    let out = clean_builders(&cache);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let freed: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
@@ -558,11 +554,7 @@ fn entries_in_use_are_neither_cleaned_nor_replaced() {
         banner.push_str(&line);
     }
 
-    let clean = gib()
-        .args(["clean", "--builders", "--cache-dir"])
-        .arg(&cache)
-        .output()
-        .unwrap();
+    let clean = clean_builders(&cache);
     let stderr = String::from_utf8_lossy(&clean.stderr);
     assert!(clean.status.success(), "{stderr}");
     for name in ["base", "lib"] {
@@ -602,11 +594,7 @@ fn entries_in_use_are_neither_cleaned_nor_replaced() {
     assert_eq!(entries("lib").len(), 1, "{:?}", entries("lib"));
     let (_, stderr) = build_ok(&config, &cache, &["lib"]);
     assert!(stderr.contains("Reusing lib "), "{stderr}");
-    let clean = gib()
-        .args(["clean", "--builders", "--cache-dir"])
-        .arg(&cache)
-        .output()
-        .unwrap();
+    let clean = clean_builders(&cache);
     let stderr = String::from_utf8_lossy(&clean.stderr);
     assert!(
         clean.status.success() && !stderr.contains("in use"),
@@ -717,6 +705,15 @@ fn a_parent_without_its_package_database_is_not_merged_again() {
             .unwrap_or_else(|| panic!("{package} not in gib inspect: {inspect}"));
         assert!(share["files"].as_u64().unwrap() > 0, "{share}");
     }
+}
+
+/// `gib clean --builders` on `cache`.
+fn clean_builders(cache: &Path) -> Output {
+    gib()
+        .args(["clean", "--builders", "--cache-dir"])
+        .arg(cache)
+        .output()
+        .unwrap()
 }
 
 /// `Command::output` on a thread of its own, so two builds run at once.

@@ -351,15 +351,6 @@ fn entry_name(entry: &Path) -> String {
         .into_owned()
 }
 
-/// Remove an entry whose lock the caller holds: renamed out of sight first, so a removal cut
-/// short leaves no entry that looks whole (`gib clean` removes what is left).
-pub fn retire(cache: &Cache, entry: &Path) -> Result<()> {
-    let parent = entry.parent().unwrap_or(cache.root());
-    let gone = parent.join(format!(".old-{}", entry_name(entry)));
-    fs::rename(entry, &gone).with_context(|| format!("cannot move {} aside", entry.display()))?;
-    crate::sandbox::remove_tree(&gone)
-}
-
 /// The record of a finished entry, when it is complete and its blobs are all still there.
 fn read_record(entry: &Path, store: &BlobStore) -> Option<BuiltImage> {
     let text = fs::read(entry.join("record.json")).ok()?;

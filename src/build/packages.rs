@@ -12,7 +12,7 @@ use crate::emerge::run::{EmergeFailed, EmergeJob, FinishOptions, log_tail};
 use crate::gentoo::vdb;
 use crate::oci::image::write_image;
 use crate::plan::{ImagePlan, PortageBuild};
-use crate::sandbox::{ExtraMount, OverlayScratch, RootFs, remove_tree};
+use crate::sandbox::{ExtraMount, OverlayScratch, RootFs, remove_tree, retire_tree};
 
 /// The rootfs-tools gib embeds; part of every packages image's input key.
 const TOOLS: [&str; 3] = [
@@ -400,7 +400,7 @@ fn publish(
             continue;
         }
         if let Some(_removing) = ctx.cache.try_lock("image", &super::entry_name(&old))? {
-            super::retire(ctx.cache, &old)?;
+            retire_tree(&old)?;
         }
     }
     Ok(())

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use super::CleanArgs;
 use crate::cache::{Cache, EntryLock};
 use crate::printer::{Printer, UserError};
-use crate::sandbox::remove_tree;
+use crate::sandbox::{remove_tree, retire_tree};
 
 /// The cache directories `--builders` empties: image entries (builder uppers and layer
 /// trees), unpacked stage3 and rootfs trees, scratch space and logs.
@@ -74,7 +74,7 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
                 remove_tree(&path)?;
             } else {
                 // Out of sight first: a clean cut short leaves no entry that looks whole.
-                crate::build::retire(&cache, &path)?;
+                retire_tree(&path)?;
             }
             drop(claim);
         }

@@ -56,7 +56,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 pub use idmap::IdMode;
-pub use scratch::{OverlayScratch, remove_tree};
+pub use scratch::{OverlayScratch, remove_tree, retire_tree};
 
 use crate::printer::{Printer, UserError};
 use protocol::{ToHelper, ToParent};

@@ -98,6 +98,17 @@ pub fn remove_stale(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Remove a cache entry with [`remove_tree`], renamed out of sight first (`.old-<name>` beside
+/// it), so a removal cut short leaves nothing that looks like a whole entry; `gib clean`
+/// removes what is left.
+pub fn retire_tree(path: &Path) -> Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let gone = path.with_file_name(format!(".old-{name}"));
+    std::fs::rename(path, &gone)
+        .with_context(|| format!("cannot move {} aside", path.display()))?;
+    remove_tree(&gone)
+}
+
 /// Remove a tree that may hold files with the sandbox's ids, from inside a user namespace
 /// (no root, no mounts) where those ids are ours.
 pub fn remove_tree(path: &Path) -> Result<()> {

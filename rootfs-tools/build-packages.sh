@@ -40,6 +40,9 @@ if [ $# = 0 ]; then
 	# A script finishes ROOT after it has run.
 	exit 0
 fi
+# The base accounts before the first package: account packages add theirs with shadow's
+# tools, which need the files to exist.
+sh "$input/tools/base-accounts.sh"
 # Build dependencies (BDEPEND) land in the builder's / by themselves since EAPI 7.
 gib_emerge "$ROOT" "$@"
 

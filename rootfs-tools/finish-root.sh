@@ -102,36 +102,14 @@ fi
 # Leave no empty /var/db behind when nothing was recorded there.
 rmdir var/db 2>/dev/null || true
 
-# Accounts every distroless image has, unless packages provided them.
-# Change nothing that is already right: on a child image, /staging is an overlay over the
-# parent's files, and touching one copies it up into this image's layer.
-set_mode() { # mode path
-	[ "$(stat -c %a "$2")" = "$1" ] || chmod "$1" "$2"
-}
-set_owner() { # uid:gid path
-	[ "$(stat -c %u:%g "$2")" = "$1" ] || chown "$1" "$2"
-}
-mkdir -p etc
-[ -e etc/passwd ] || : >etc/passwd
-[ -e etc/group ] || : >etc/group
-add_line() { # file name line
-	grep -q "^$2:" "$1" || echo "$3" >>"$1"
-}
-add_line etc/passwd root 'root:x:0:0:root:/root:/sbin/nologin'
-add_line etc/passwd nobody 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin'
-add_line etc/passwd nonroot 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin'
-add_line etc/group root 'root:x:0:'
-add_line etc/group nobody 'nobody:x:65534:'
-add_line etc/group nonroot 'nonroot:x:65532:'
-set_mode 644 etc/passwd
-set_mode 644 etc/group
-mkdir -p home/nonroot root
-set_owner 65532:65532 home/nonroot
-set_mode 700 home/nonroot
-set_mode 700 root
+# Accounts every distroless image has, unless packages provided them (already there when an
+# emerge filled the root). shadow's backup copies (passwd-, group-, …), left by the
+# groupadd/useradd of account packages, are not part of an image.
+sh "$(dirname "$0")/base-accounts.sh"
+trim etc/passwd- etc/group- etc/shadow- etc/gshadow-
 
 mkdir -p tmp
-set_mode 1777 tmp
+[ "$(stat -c %a tmp)" = 1777 ] || chmod 1777 tmp
 
 if [ ! -e etc/os-release ] && [ ! -e usr/lib/os-release ]; then
 	cat >etc/os-release <<'OS'

@@ -8,18 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{BuildContext, BuiltImage, hash_parts, image_size, read_record};
-use crate::emerge::run::{EmergeFailed, EmergeJob, FinishOptions, log_tail};
+use crate::emerge::run::{EmergeFailed, EmergeJob, FinishOptions, TOOLS, log_tail};
 use crate::gentoo::vdb;
 use crate::oci::image::write_image;
 use crate::plan::{ImagePlan, PortageBuild};
 use crate::sandbox::{ExtraMount, OverlayScratch, RootFs, remove_tree, retire_tree};
-
-/// The rootfs-tools gib embeds; part of every packages image's input key.
-const TOOLS: [&str; 3] = [
-    include_str!("../../rootfs-tools/configure-portage.sh"),
-    include_str!("../../rootfs-tools/build-packages.sh"),
-    include_str!("../../rootfs-tools/finish-root.sh"),
-];
 
 pub fn build(
     ctx: &BuildContext<'_>,
@@ -426,7 +419,7 @@ fn input_key(
     // which `sources` already covers.
     let epoch = format!("{:?}", ctx.source_date_epoch);
     let mut parts: Vec<&str> = vec!["packages", &plan, &sources, &files, &epoch];
-    parts.extend(TOOLS);
+    parts.extend(TOOLS.map(|(_, text)| text));
     parts.extend(script_parts.iter().map(String::as_str));
     parts.push(parent.map_or("", |p| p.key.as_str()));
     Ok(hash_parts(&parts))

@@ -29,11 +29,15 @@ const SCRIPT_PATH: &str = "/var/tmp/gib-script/script";
 pub use crate::emerge::run::CONTEXT_PATH;
 
 /// The shell gib runs for a script, embedded so gib stays one file.
-pub const TOOLS: [(&str, &str); 3] = [
+pub const TOOLS: [(&str, &str); 4] = [
     ("lib.sh", include_str!("../../rootfs-tools/lib.sh")),
     (
         "run-script.sh",
         include_str!("../../rootfs-tools/run-script.sh"),
+    ),
+    (
+        "base-accounts.sh",
+        include_str!("../../rootfs-tools/base-accounts.sh"),
     ),
     (
         "finish-root.sh",

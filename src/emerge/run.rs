@@ -23,8 +23,9 @@ pub const CONTEXT_PATH: &str = "/var/tmp/gib-context";
 /// Where Portage writes per-package build logs inside the builder.
 const PORTAGE_LOG_DIR: &str = "/var/log/portage";
 
-/// The shell helpers that run inside the builder, embedded so gib stays one file.
-const TOOLS: [(&str, &str); 3] = [
+/// The shell helpers that run inside the builder, embedded so gib stays one file; part of
+/// every packages image's input key.
+pub const TOOLS: [(&str, &str); 4] = [
     (
         "configure-portage.sh",
         include_str!("../../rootfs-tools/configure-portage.sh"),
@@ -32,6 +33,10 @@ const TOOLS: [(&str, &str); 3] = [
     (
         "build-packages.sh",
         include_str!("../../rootfs-tools/build-packages.sh"),
+    ),
+    (
+        "base-accounts.sh",
+        include_str!("../../rootfs-tools/base-accounts.sh"),
     ),
     (
         "finish-root.sh",

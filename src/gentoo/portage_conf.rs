@@ -173,13 +173,15 @@ pub fn package_accept_keywords(keywords: &BTreeMap<String, Vec<String>>) -> Stri
 
 /// repos.conf for the main repository and the overlays. gib syncs the repositories itself and
 /// binds them read-only, so Portage must never sync: `sync-type` is empty ("never sync",
-/// portage(5)) and `auto-sync = no`.
+/// portage(5)) and `auto-sync = no`. `sync-uri` is emptied too: Portage's own repos.conf gives
+/// [gentoo] one, and a sync-uri without a sync-type makes every emerge print "has sync-uri
+/// attribute, but is missing sync-type attribute".
 pub fn repos_conf(repositories: &[Repository]) -> String {
     let mut out = String::from(HEADER);
     out.push_str("[DEFAULT]\nmain-repo = gentoo\n");
     let mut section = |name: &str, priority: Option<i32>| {
         out.push_str(&format!(
-            "\n[{name}]\nlocation = {REPOS_DIR}/{name}\nsync-type =\nauto-sync = no\n"
+            "\n[{name}]\nlocation = {REPOS_DIR}/{name}\nsync-type =\nsync-uri =\nauto-sync = no\n"
         ));
         if let Some(priority) = priority {
             out.push_str(&format!("priority = {priority}\n"));
@@ -355,9 +357,9 @@ mod tests {
             repos_conf(&[repo("zeta", None), repo("mine", Some(60))]),
             format!(
                 "{HEADER}[DEFAULT]\nmain-repo = gentoo\n\n\
-                 [gentoo]\nlocation = /var/db/repos/gentoo\nsync-type =\nauto-sync = no\n\n\
-                 [mine]\nlocation = /var/db/repos/mine\nsync-type =\nauto-sync = no\npriority = 60\n\n\
-                 [zeta]\nlocation = /var/db/repos/zeta\nsync-type =\nauto-sync = no\n"
+                 [gentoo]\nlocation = /var/db/repos/gentoo\nsync-type =\nsync-uri =\nauto-sync = no\n\n\
+                 [mine]\nlocation = /var/db/repos/mine\nsync-type =\nsync-uri =\nauto-sync = no\npriority = 60\n\n\
+                 [zeta]\nlocation = /var/db/repos/zeta\nsync-type =\nsync-uri =\nauto-sync = no\n"
             )
         );
     }

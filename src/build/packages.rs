@@ -314,6 +314,7 @@ pub fn emerge_job<'a>(
         finish: FinishOptions {
             keep_headers: image.keep_headers,
             keep_static_libs: image.keep_static_libs,
+            keep_service_files: image.keep_service_files,
             keep_package_db: image.keep_package_db,
             source_date_epoch: ctx.epoch(),
         },

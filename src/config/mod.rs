@@ -142,6 +142,8 @@ pub struct Build {
     pub compression: Compression,
     pub keep_headers: bool,
     pub keep_static_libs: bool,
+    /// OpenRC's /etc/init.d and /etc/conf.d, systemd's units: no container runs them.
+    pub keep_service_files: bool,
     pub keep_package_db: bool,
     pub binhost: Binhost,
 }
@@ -246,6 +248,7 @@ pub struct Image {
     /// The image's own trimming switches; `None`: `build:`'s.
     pub keep_headers: Option<bool>,
     pub keep_static_libs: Option<bool>,
+    pub keep_service_files: Option<bool>,
     pub keep_package_db: Option<bool>,
 }
 

@@ -75,6 +75,7 @@ pub struct RawBuild {
     pub compression: Option<S<String>>,
     pub keep_headers: Option<bool>,
     pub keep_static_libs: Option<bool>,
+    pub keep_service_files: Option<bool>,
     pub keep_package_db: Option<bool>,
     pub binhost: Option<S<String>>,
     pub binhost_verify_signature: Option<S<bool>>,
@@ -112,6 +113,7 @@ pub struct RawImage {
     pub paths: Option<Vec<S<RawPath>>>,
     pub keep_headers: Option<bool>,
     pub keep_static_libs: Option<bool>,
+    pub keep_service_files: Option<bool>,
     pub keep_package_db: Option<bool>,
 }
 

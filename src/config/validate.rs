@@ -460,6 +460,7 @@ impl Validator<'_> {
             compression,
             keep_headers: r.keep_headers.unwrap_or(false),
             keep_static_libs: r.keep_static_libs.unwrap_or(false),
+            keep_service_files: r.keep_service_files.unwrap_or(false),
             keep_package_db: r.keep_package_db.unwrap_or_else(default_keep_package_db),
             binhost,
         })
@@ -932,6 +933,7 @@ impl Validator<'_> {
             paths,
             keep_headers: r.keep_headers,
             keep_static_libs: r.keep_static_libs,
+            keep_service_files: r.keep_service_files,
             keep_package_db: r.keep_package_db,
         };
         Ok((image, from_at))
@@ -1363,6 +1365,7 @@ pub fn default_build() -> Build {
         compression: Compression::default(),
         keep_headers: false,
         keep_static_libs: false,
+        keep_service_files: false,
         keep_package_db: default_keep_package_db(),
         binhost: default_binhost(),
     }

@@ -57,6 +57,7 @@ pub const PACKAGE_DB_OUT: &str = "gib-package-db";
 pub struct FinishOptions {
     pub keep_headers: bool,
     pub keep_static_libs: bool,
+    pub keep_service_files: bool,
     pub keep_package_db: bool,
     /// Times in the package database newer than this are clamped to it, like the layer's
     /// mtimes, so CONTENTS does not record when the build ran.
@@ -254,6 +255,7 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
             ),
             ("GIB_KEEP_HEADERS", flag(job.finish.keep_headers)),
             ("GIB_KEEP_STATIC_LIBS", flag(job.finish.keep_static_libs)),
+            ("GIB_KEEP_SERVICE_FILES", flag(job.finish.keep_service_files)),
             ("GIB_KEEP_PACKAGE_DB", flag(job.finish.keep_package_db)),
             ("GIB_BUILDER_ATOMS", job.builder_packages.join(" ")),
         ]

@@ -295,6 +295,7 @@ mod tests {
             compression: Compression::Gzip,
             keep_headers: false,
             keep_static_libs: false,
+            keep_service_files: false,
             keep_package_db: true,
             binhost: Binhost::None,
         }

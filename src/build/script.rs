@@ -182,7 +182,10 @@ fn spec_for(
             ("GIB_IMAGE", image.name.as_str()),
             ("GIB_KEEP_HEADERS", flag(job.finish.keep_headers)),
             ("GIB_KEEP_STATIC_LIBS", flag(job.finish.keep_static_libs)),
-            ("GIB_KEEP_SERVICE_FILES", flag(job.finish.keep_service_files)),
+            (
+                "GIB_KEEP_SERVICE_FILES",
+                flag(job.finish.keep_service_files),
+            ),
             ("GIB_KEEP_PACKAGE_DB", flag(job.finish.keep_package_db)),
         ]
         .map(|(k, v)| (OsString::from(k), OsString::from(v))),

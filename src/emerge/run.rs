@@ -255,7 +255,10 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
             ),
             ("GIB_KEEP_HEADERS", flag(job.finish.keep_headers)),
             ("GIB_KEEP_STATIC_LIBS", flag(job.finish.keep_static_libs)),
-            ("GIB_KEEP_SERVICE_FILES", flag(job.finish.keep_service_files)),
+            (
+                "GIB_KEEP_SERVICE_FILES",
+                flag(job.finish.keep_service_files),
+            ),
             ("GIB_KEEP_PACKAGE_DB", flag(job.finish.keep_package_db)),
             ("GIB_BUILDER_ATOMS", job.builder_packages.join(" ")),
         ]

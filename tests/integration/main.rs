@@ -11,6 +11,7 @@ mod fixture;
 mod oci;
 mod push;
 mod quality;
+mod real_packages;
 mod registry;
 mod registry_server;
 mod sandbox;

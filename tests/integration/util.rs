@@ -183,6 +183,64 @@ pub fn archive_layers(
     archive: &Path,
     reference: &str,
 ) -> Vec<std::collections::BTreeMap<String, (char, u32, u64, u64)>> {
+    archive_layer_blobs(archive, reference)
+        .iter()
+        .map(|blob| {
+            let mut entries = std::collections::BTreeMap::new();
+            let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+            for entry in tar.entries().unwrap() {
+                let entry = entry.unwrap();
+                let header = entry.header();
+                let path = entry
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string();
+                entries.insert(
+                    path,
+                    (
+                        header.entry_type().as_byte() as char,
+                        header.mode().unwrap(),
+                        header.uid().unwrap(),
+                        header.gid().unwrap(),
+                    ),
+                );
+            }
+            entries
+        })
+        .collect()
+}
+
+/// The regular files of an image's layers in an archive gib wrote, each layer as a map of
+/// path -> contents, base layer first.
+pub fn archive_layer_files(
+    archive: &Path,
+    reference: &str,
+) -> Vec<std::collections::BTreeMap<String, Vec<u8>>> {
+    use std::io::Read;
+    archive_layer_blobs(archive, reference)
+        .iter()
+        .map(|blob| {
+            let mut files = std::collections::BTreeMap::new();
+            let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+            for entry in tar.entries().unwrap() {
+                let mut entry = entry.unwrap();
+                if !entry.header().entry_type().is_file() {
+                    continue;
+                }
+                let path = entry.path().unwrap().to_string_lossy().into_owned();
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).unwrap();
+                files.insert(path, bytes);
+            }
+            files
+        })
+        .collect()
+}
+
+/// The layer blobs (gzip) of `reference` in a docker/podman archive, base layer first.
+fn archive_layer_blobs(archive: &Path, reference: &str) -> Vec<Vec<u8>> {
     use std::io::Read;
     let mut files = std::collections::BTreeMap::new();
     let mut outer = tar::Archive::new(std::fs::File::open(archive).unwrap());
@@ -210,31 +268,7 @@ pub fn archive_layers(
         .as_array()
         .unwrap()
         .iter()
-        .map(|layer| {
-            let blob = &files[layer.as_str().unwrap()];
-            let mut entries = std::collections::BTreeMap::new();
-            let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
-            for entry in tar.entries().unwrap() {
-                let entry = entry.unwrap();
-                let header = entry.header();
-                let path = entry
-                    .path()
-                    .unwrap()
-                    .to_string_lossy()
-                    .trim_end_matches('/')
-                    .to_string();
-                entries.insert(
-                    path,
-                    (
-                        header.entry_type().as_byte() as char,
-                        header.mode().unwrap(),
-                        header.uid().unwrap(),
-                        header.gid().unwrap(),
-                    ),
-                );
-            }
-            entries
-        })
+        .map(|layer| files[layer.as_str().unwrap()].clone())
         .collect()
 }
 

@@ -34,7 +34,7 @@ pub fn apply_accounts(root: &Path, accounts: &Accounts) -> Result<()> {
     let passwd_file = account_file(root, "etc/passwd")?;
     let existing_users = read_if_exists(&passwd_file)?.unwrap_or_default();
     for user in &accounts.users {
-        check_clash(&passwd_file, &existing_users, "user", &user.name, user.uid)?;
+        check_clash("/etc/passwd", &existing_users, "user", &user.name, user.uid)?;
     }
     let mut group_lines: Vec<(String, String)> = accounts
         .groups
@@ -45,7 +45,7 @@ pub fn apply_accounts(root: &Path, accounts: &Accounts) -> Result<()> {
     let existing_groups = read_if_exists(&group_file)?.unwrap_or_default();
     for group in &accounts.groups {
         check_clash(
-            &group_file,
+            "/etc/group",
             &existing_groups,
             "group",
             &group.name,
@@ -112,9 +112,9 @@ pub fn resolve_run_as(accounts: &Accounts) -> Option<String> {
     }
 }
 
-/// An entry of `file` (passwd or group: the id is the third field) named `name` whose id is
-/// not `id`.
-fn check_clash(file: &Path, text: &str, what: &str, name: &str, id: u32) -> Result<()> {
+/// An entry of `file` (the image's passwd or group: the id is the third field) named `name`
+/// whose id is not `id`.
+fn check_clash(file: &str, text: &str, what: &str, name: &str, id: u32) -> Result<()> {
     let prefix = format!("{name}:");
     let Some(line) = text.lines().find(|line| line.starts_with(&prefix)) else {
         return Ok(());
@@ -123,9 +123,8 @@ fn check_clash(file: &Path, text: &str, what: &str, name: &str, id: u32) -> Resu
         return Ok(());
     }
     bail!(
-        "accounts: the {what} `{name}` with id {id} clashes with `{line}` in {}, which a \
-         package or the parent image made; use its id or another name",
-        file.display()
+        "accounts: the {what} `{name}` with id {id} clashes with `{line}` in the image's \
+         {file}, which a package or the parent image made; use its id or another name"
     )
 }
 
@@ -440,7 +439,7 @@ mod tests {
                 && err.contains(
                     "`gibsvc:x:301:301:User for svc-whoami:/var/lib/gibsvc:/sbin/nologin`"
                 )
-                && err.contains("etc/passwd"),
+                && err.contains("the image's /etc/passwd"),
             "{err}"
         );
         let err = apply_accounts(

@@ -417,7 +417,7 @@ fn the_failing_packages_own_log_is_named_and_readable_rootless() {
         log.contains("/portage/app-misc:broken-1.0:") && log.ends_with(".log"),
         "gib named {log}, not the package's own log:\n{err}"
     );
-    let text = run_ok(&mut as_test_user(Path::new("/bin/cat")).arg(log));
+    let text = run_ok(as_test_user(Path::new("/bin/cat")).arg(log));
     assert!(text.contains("gib_undeclared_symbol"), "{text}");
     assert!(err.contains("gib_undeclared_symbol"), "{err}");
 }

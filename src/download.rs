@@ -50,7 +50,11 @@ pub enum DownloadError {
     #[error(
         "{url} declares {length} bytes, more than the {limit} gib accepts ($GIB_MAX_BLOB_SIZE)"
     )]
-    Declared { url: String, length: u64, limit: u64 },
+    Declared {
+        url: String,
+        length: u64,
+        limit: u64,
+    },
 }
 
 impl DownloadError {
@@ -65,7 +69,9 @@ impl DownloadError {
                     | ureq::Error::BodyExceedsLimit(_)
             ),
             DownloadError::Interrupted { .. } => true,
-            DownloadError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            DownloadError::Status { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
             _ => false,
         }
     }

@@ -73,8 +73,14 @@ impl Limits {
             let text = text.trim();
             let invalid = || format!("${name} must be a positive number of {unit}, not `{text}`");
             if unit == "seconds" {
-                let secs: f64 = text.parse().ok().filter(|s: &f64| *s > 0.0 && s.is_finite()).with_context(invalid)?;
-                let value = Duration::try_from_secs_f64(secs).ok().with_context(invalid)?;
+                let secs: f64 = text
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
+                    .with_context(invalid)?;
+                let value = Duration::try_from_secs_f64(secs)
+                    .ok()
+                    .with_context(invalid)?;
                 match name {
                     "GIB_HTTP_CONNECT_TIMEOUT" => limits.connect = value,
                     "GIB_HTTP_STALL_TIMEOUT" => limits.stall = value,

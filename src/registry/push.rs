@@ -22,7 +22,7 @@ use super::client::{
     Client, DEFAULT_CHUNK_SIZE, Payload, header, resolve_location, status_error, with_query,
 };
 use super::digest::Digest;
-use super::error::RegistryError;
+use super::error::{RegistryError, body_error};
 use super::for_each_parallel;
 use super::manifest::{Descriptor, ManifestDocument, OCI_INDEX, is_index};
 use super::reference::{Reference, validate_tag};
@@ -135,20 +135,24 @@ pub fn push_referrers_tag(
         .retrying(|| {
             let response = push.send(Method::GET, &url, &[("accept", OCI_INDEX)], Payload::None)?;
             match response.status().as_u16() {
-                200 => response
-                    .into_body()
-                    .with_config()
-                    .limit(MAX_REFERRERS_INDEX)
-                    .read_to_vec()
-                    .map(Some)
-                    .map_err(|e| {
-                        RegistryError::ConnectionLost {
-                            method: "GET".into(),
+                200 => {
+                    let mut bytes = Vec::new();
+                    response
+                        .into_body()
+                        .into_reader()
+                        .take(MAX_REFERRERS_INDEX + 1)
+                        .read_to_end(&mut bytes)
+                        .map_err(|e| body_error("GET", &url, e))?;
+                    if bytes.len() as u64 > MAX_REFERRERS_INDEX {
+                        return Err(RegistryError::TooLarge {
                             url: url.clone(),
-                            detail: e.to_string(),
+                            what: "a referrers index",
+                            limit: MAX_REFERRERS_INDEX,
                         }
-                        .into()
-                    }),
+                        .into());
+                    }
+                    Ok(Some(bytes))
+                }
                 404 => Ok(None),
                 _ => Err(status_error(&Method::GET, &url, response).into()),
             }

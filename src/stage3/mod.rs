@@ -60,7 +60,6 @@ fn prepare_url(
     cache: &Cache,
     printer: &Printer,
 ) -> Result<Stage3Root> {
-    refuse_unverifiable(url, expected)?;
     let stage3_dir = cache.dir("stage3")?;
     let url_key = hex::encode(Sha256::digest(url.as_bytes()));
     let url_index = cache.dir("stage3/urls")?.join(&url_key);
@@ -78,6 +77,7 @@ fn prepare_url(
             digest,
         });
     }
+    refuse_unverifiable(url, expected)?;
     let downloads = cache.dir("downloads")?;
     let mut file = tempfile::Builder::new()
         .prefix(".tmp-stage3-")

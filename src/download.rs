@@ -32,6 +32,16 @@ pub enum DownloadError {
     NotFound { url: String },
     #[error("{url} answered HTTP {status}")]
     Status { url: String, status: u16 },
+    #[error(
+        "{url} did not answer within {stall:?} ($GIB_HTTP_STALL_TIMEOUT), or connecting took \
+         longer than $GIB_HTTP_CONNECT_TIMEOUT"
+    )]
+    Stalled {
+        url: String,
+        stall: Duration,
+        #[source]
+        source: ureq::Error,
+    },
     #[error("cannot fetch {url}")]
     Transport {
         url: String,
@@ -68,7 +78,7 @@ impl DownloadError {
                     | ureq::Error::BadUri(_)
                     | ureq::Error::BodyExceedsLimit(_)
             ),
-            DownloadError::Interrupted { .. } => true,
+            DownloadError::Interrupted { .. } | DownloadError::Stalled { .. } => true,
             DownloadError::Status { status, .. } => {
                 *status >= 500 || *status == 429 || *status == 408
             }
@@ -314,9 +324,16 @@ impl Client {
         if let Some(from) = range_from {
             request = request.header("Range", format!("bytes={from}-"));
         }
-        let response = request.call().map_err(|source| DownloadError::Transport {
-            url: url.to_string(),
-            source,
+        let response = request.call().map_err(|source| match source {
+            ureq::Error::Timeout(_) => DownloadError::Stalled {
+                url: url.to_string(),
+                stall: self.limits.stall,
+                source,
+            },
+            source => DownloadError::Transport {
+                url: url.to_string(),
+                source,
+            },
         })?;
         match response.status().as_u16() {
             200 | 206 => Ok(response),

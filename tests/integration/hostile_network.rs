@@ -799,3 +799,91 @@ fn a_stalled_stage3_mirror_is_given_up() {
         assert!(left.is_empty(), "{who:?}: downloads left: {left:?}");
     }
 }
+
+/// Temp files of a killed run (a stage3 download cut short, a blob being written, a pulled
+/// image being unpacked) are swept by the next gib and by `gib clean --all`; a running gib's
+/// are left alone.
+#[test]
+fn temp_files_of_killed_runs_are_swept_but_not_a_running_gibs() {
+    let dir = scratch_dir("hostile-leftovers");
+    let _userns = USERNS.read().unwrap_or_else(|e| e.into_inner());
+    for who in EVERYONE {
+        let cache = dir.path().join(format!("cache-{who:?}"));
+        std::fs::create_dir_all(&cache).unwrap();
+        give_to(who, &cache);
+        let silent = Fake::start(|_| Reply::Hold);
+        let url = format!("http://{}/stage3.tar.xz", silent.origin());
+        let mut running = gib(who, dir.path(), None)
+            .env("GIB_HTTP_STALL_TIMEOUT", "60")
+            .args(["__internal", "run", "--stage3", &url, "--sha512"])
+            .arg("0".repeat(128))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["--", "/bin/true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let downloads = cache.join("downloads");
+        let temp_files = || -> Vec<String> {
+            std::fs::read_dir(&downloads)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let start = Instant::now();
+        while silent.seen().is_empty() {
+            assert!(start.elapsed() < BOUND, "the download never started");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(temp_files().len(), 1, "{who:?}: {:?}", temp_files());
+
+        let clean = |cmd: &mut Command| {
+            let (out, took) =
+                run_bounded(cmd.arg("clean").arg("--all").arg("--cache-dir").arg(&cache));
+            assert!(out.status.success() && took < BOUND, "{who:?}: {out:?}");
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
+        let text = clean(&mut gib(who, dir.path(), None));
+        assert!(text.contains("in use by another gib"), "{who:?}: {text}");
+        assert_eq!(
+            temp_files().len(),
+            1,
+            "{who:?}: a running gib's file was removed"
+        );
+
+        // Killed (as the user, runuser's child is gib).
+        let gib_pid = match who {
+            Who::Root => running.id(),
+            Who::User => {
+                let children =
+                    std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", running.id()))
+                        .unwrap();
+                children.split_whitespace().next().unwrap().parse().unwrap()
+            }
+        };
+        crate::util::run_ok(Command::new("kill").args(["-KILL", &gib_pid.to_string()]));
+        running.wait().unwrap();
+        assert_eq!(
+            temp_files().len(),
+            1,
+            "{who:?}: the killed run left its file"
+        );
+        // What other killed runs leave.
+        let blob_temp = cache.join("blobs/sha256/.tmpK1ll3d");
+        let pulled_temp = cache.join("pulled/.tmp-k1ll3d/tree/usr/bin");
+        std::fs::create_dir_all(blob_temp.parent().unwrap()).unwrap();
+        std::fs::write(&blob_temp, b"half a blob").unwrap();
+        std::fs::create_dir_all(&pulled_temp).unwrap();
+        std::fs::write(pulled_temp.join("tool"), b"half a layer").unwrap();
+        give_to(who, &cache);
+
+        let text = clean(&mut gib(who, dir.path(), None));
+        assert!(!text.contains("in use"), "{who:?}: {text}");
+        assert!(temp_files().is_empty(), "{who:?}: {:?}", temp_files());
+        assert!(!blob_temp.exists() && !cache.join("pulled/.tmp-k1ll3d").exists());
+    }
+}

@@ -471,7 +471,7 @@ impl Host {
                 request.call()
             }
         }
-        .map_err(|e| classify(e, &Method::GET, realm, &self.limits))?;
+        .map_err(|e| classify(e, &Method::GET, realm))?;
         let status = response.status().as_u16();
         if status == 401 || status == 403 {
             let detail = describe_body(&read_small_body(response));
@@ -543,7 +543,7 @@ impl Host {
                 self.agent.run(self.with_answer_wait(request, answer_wait))
             }
         };
-        result.map_err(|e| classify(e, method, url, &self.limits).into())
+        result.map_err(|e| classify(e, method, url).into())
     }
 
     fn with_answer_wait<B: ureq::AsSendBody>(
@@ -624,7 +624,7 @@ fn system_bundle() -> Option<PathBuf> {
 }
 
 /// Sort a transport failure into what the user should hear.
-fn classify(err: ureq::Error, method: &Method, url: &str, limits: &Limits) -> RegistryError {
+fn classify(err: ureq::Error, method: &Method, url: &str) -> RegistryError {
     let detail = printable(&err.to_string());
     let lower = format!("{err:?} {detail}").to_lowercase();
     let url = url.to_string();
@@ -654,7 +654,7 @@ fn classify(err: ureq::Error, method: &Method, url: &str, limits: &Limits) -> Re
         RegistryError::TooLarge {
             url,
             what: "this request",
-            limit: limit.min(limits.max_blob_size),
+            limit,
         }
     } else if lower.contains("certificate") || lower.contains("unknownissuer") {
         RegistryError::UntrustedCertificate { url, detail }

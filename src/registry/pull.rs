@@ -195,19 +195,16 @@ impl Pull<'_> {
     /// digest name after verification).
     fn fetch_blob(&self, blob: &Descriptor) -> anyhow::Result<()> {
         let path = blob.digest.blob_path(self.blobs_dir);
-        if blob.size > self.limits.max_blob_size {
-            return Err(RegistryError::TooLarge {
-                url: self.repo_url(&format!("blobs/{}", blob.digest)),
-                what: "a blob (the manifest declares more; $GIB_MAX_BLOB_SIZE sets the limit)",
-                limit: self.limits.max_blob_size,
-            })
-            .with_context(|| {
-                format!(
-                    "cannot pull blob {} of {}: its manifest declares {} bytes",
-                    blob.digest, self.reference, blob.size
-                )
-            });
-        }
+        // Refused before a byte is asked for: a manifest may claim terabytes.
+        anyhow::ensure!(
+            blob.size <= self.limits.max_blob_size,
+            "cannot pull blob {} of {}: its manifest declares {} bytes, more than the {} bytes \
+             gib accepts for a blob ($GIB_MAX_BLOB_SIZE)",
+            blob.digest,
+            self.reference,
+            blob.size,
+            self.limits.max_blob_size
+        );
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == blob.size) {
             self.cached
                 .lock()

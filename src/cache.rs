@@ -8,10 +8,10 @@
 //! so `gib clean` (which takes it alone, without waiting) never removes a tree a running
 //! build stands on, and two gibs never make one entry twice.
 //!
-//! Every gib also holds `locks/run.lock` shared while it runs. The temp files of a run that
-//! was killed (a blob being written, a stage3 being downloaded, a pulled image being unpacked:
-//! [`LEFTOVERS`]) have no lock of their own; a gib that finds `run.lock` free (no other gib
-//! runs) knows they are leftovers and sweeps them before it starts ([`Cache::open`]).
+//! Every gib also holds `locks/run-gibs.lock` shared while it runs. The temp files of a run
+//! that was killed (a blob being written, a stage3 being downloaded, a pulled image being
+//! unpacked: [`LEFTOVERS`]) have no lock of their own; a gib that finds that lock free (no
+//! other gib runs) knows they are leftovers and sweeps them before it starts ([`Cache::open`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -64,7 +64,7 @@ impl Cache {
         Ok(cache)
     }
 
-    /// Hold `locks/run.lock` shared until this process ends; first, if no other gib holds
+    /// Hold `locks/run-gibs.lock` shared until this process ends; first, if no other gib holds
     /// it, remove the temp files killed runs left (see [`LEFTOVERS`]) and return their
     /// temp directories. A cache whose lock file cannot be made (read-only) is used as is.
     fn join_runs(&self) -> Result<Vec<PathBuf>> {

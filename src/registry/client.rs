@@ -640,6 +640,12 @@ fn classify(err: ureq::Error, method: &Method, url: &str) -> RegistryError {
         || matches!(&err, ureq::Error::Timeout(t) if matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve));
     let stalled = matches!(&err, ureq::Error::Timeout(_))
         || matches!(&err, ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut);
+    let detail = match &err {
+        ureq::Error::Timeout(ureq::Timeout::PerRead) => "it sent nothing for too long".into(),
+        ureq::Error::Timeout(ureq::Timeout::PerWrite) => "it took nothing for too long".into(),
+        ureq::Error::Timeout(ureq::Timeout::RecvResponse) => "it did not answer in time".into(),
+        _ => detail,
+    };
     if unreachable {
         RegistryError::Unreachable { url, detail }
     } else if stalled {

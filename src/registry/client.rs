@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +22,7 @@ use crate::http::Limits;
 
 use super::auth::{Challenge, Token, TokenResponse};
 use super::credentials::{self, Credential, FoundCredential};
-use super::error::{RegistryError, describe_body, is_transient, printable};
+use super::error::{RegistryError, body_error, describe_body, is_transient, printable};
 
 /// What the user can say about one registry (gib.yaml's `registry:` settings).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -705,6 +706,31 @@ pub(crate) fn read_small_body(response: Response<Body>) -> Vec<u8> {
         .limit(64 << 10)
         .read_to_vec()
         .unwrap_or_default()
+}
+
+/// A document (a manifest, an index) read whole, at the minimum rate, and refused beyond
+/// `limit` bytes: a permanent refusal, not a lost connection.
+pub(crate) fn read_document(
+    response: Response<Body>,
+    url: &str,
+    what: &'static str,
+    limit: u64,
+) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    Limits::from_env()?
+        .rate_floor(response.into_body().into_reader())
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| body_error("GET", url, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(RegistryError::TooLarge {
+            url: url.to_string(),
+            what,
+            limit,
+        }
+        .into());
+    }
+    Ok(bytes)
 }
 
 /// The error for an unexpected status, with the registry's explanation.

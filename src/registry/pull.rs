@@ -12,7 +12,7 @@ use serde::Serialize;
 use ureq::http::Method;
 
 use super::auth::repository_scope;
-use super::client::{Client, Payload, header, status_error};
+use super::client::{Client, Payload, header, read_document, status_error};
 use super::digest::{Digest, HashingWriter};
 use super::error::{RegistryError, body_error};
 use super::for_each_parallel;
@@ -149,7 +149,7 @@ impl Pull<'_> {
             }
             let media_type = header(&response, "content-type");
             let announced = header(&response, "docker-content-digest");
-            let bytes = read_manifest(response, &url, &self.limits)?;
+            let bytes = read_document(response, &url, "a manifest", MAX_MANIFEST_SIZE)?;
             Ok((bytes, media_type, announced))
         })?;
         let actual = Digest::of_bytes(&bytes);
@@ -266,28 +266,4 @@ impl Pull<'_> {
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
     }
-}
-
-/// A manifest's bytes, refused beyond [`MAX_MANIFEST_SIZE`] (a permanent refusal, not a lost
-/// connection).
-fn read_manifest(
-    response: ureq::http::Response<ureq::Body>,
-    url: &str,
-    limits: &Limits,
-) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    limits
-        .rate_floor(response.into_body().into_reader())
-        .take(MAX_MANIFEST_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| body_error("GET", url, e))?;
-    if bytes.len() as u64 > MAX_MANIFEST_SIZE {
-        return Err(RegistryError::TooLarge {
-            url: url.to_string(),
-            what: "a manifest",
-            limit: MAX_MANIFEST_SIZE,
-        }
-        .into());
-    }
-    Ok(bytes)
 }

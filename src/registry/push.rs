@@ -19,10 +19,11 @@ use ureq::http::Method;
 
 use super::auth::repository_scope;
 use super::client::{
-    Client, DEFAULT_CHUNK_SIZE, Payload, header, resolve_location, status_error, with_query,
+    Client, DEFAULT_CHUNK_SIZE, Payload, header, read_document, resolve_location, status_error,
+    with_query,
 };
 use super::digest::Digest;
-use super::error::{RegistryError, body_error};
+use super::error::RegistryError;
 use super::for_each_parallel;
 use super::manifest::{Descriptor, ManifestDocument, OCI_INDEX, is_index};
 use super::reference::{Reference, validate_tag};
@@ -135,24 +136,8 @@ pub fn push_referrers_tag(
         .retrying(|| {
             let response = push.send(Method::GET, &url, &[("accept", OCI_INDEX)], Payload::None)?;
             match response.status().as_u16() {
-                200 => {
-                    let mut bytes = Vec::new();
-                    response
-                        .into_body()
-                        .into_reader()
-                        .take(MAX_REFERRERS_INDEX + 1)
-                        .read_to_end(&mut bytes)
-                        .map_err(|e| body_error("GET", &url, e))?;
-                    if bytes.len() as u64 > MAX_REFERRERS_INDEX {
-                        return Err(RegistryError::TooLarge {
-                            url: url.clone(),
-                            what: "a referrers index",
-                            limit: MAX_REFERRERS_INDEX,
-                        }
-                        .into());
-                    }
-                    Ok(Some(bytes))
-                }
+                200 => read_document(response, &url, "a referrers index", MAX_REFERRERS_INDEX)
+                    .map(Some),
                 404 => Ok(None),
                 _ => Err(status_error(&Method::GET, &url, response).into()),
             }

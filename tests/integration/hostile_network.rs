@@ -362,6 +362,14 @@ fn pull(
     (out, took, into)
 }
 
+/// An empty cache directory `who` owns.
+fn cache_of(who: Who, dir: &Path) -> std::path::PathBuf {
+    let cache = dir.join(format!("cache-{who:?}"));
+    std::fs::create_dir_all(&cache).unwrap();
+    give_to(who, &cache);
+    cache
+}
+
 /// A registry answering `GET /v2/` anonymously and the manifest `image` under any tag; blobs
 /// as `blob` says.
 fn registry_serving(
@@ -387,6 +395,15 @@ fn registry_serving(
     })
 }
 
+/// The answer of a registry that wants Basic credentials.
+fn ask_for_basic() -> Reply {
+    Reply::with(
+        401,
+        &[("WWW-Authenticate", r#"Basic realm="hostile""#)],
+        b"",
+    )
+}
+
 /// An upload `Location` and a blob redirect on another origin (another port of 127.0.0.1)
 /// get the request but never the registry's credentials; the registry itself gets them.
 #[test]
@@ -400,11 +417,7 @@ fn credentials_stay_with_their_registry() {
         let other = elsewhere.origin();
         let registry = Fake::start(move |req| {
             if req.authorization.is_none() {
-                return Reply::with(
-                    401,
-                    &[("WWW-Authenticate", r#"Basic realm="hostile""#)],
-                    b"",
-                );
+                return ask_for_basic();
             }
             match req.method.as_str() {
                 "GET" if req.target == "/v2/" => Reply::status(200),
@@ -470,11 +483,7 @@ fn credentials_stay_with_their_registry() {
         let manifest = image.manifest.clone();
         let registry = Fake::start(move |req| {
             if req.authorization.is_none() {
-                return Reply::with(
-                    401,
-                    &[("WWW-Authenticate", r#"Basic realm="hostile""#)],
-                    b"",
-                );
+                return ask_for_basic();
             }
             if req.target == "/v2/" {
                 Reply::status(200)
@@ -761,9 +770,7 @@ fn a_stalled_stage3_mirror_is_given_up() {
     let dir = scratch_dir("hostile-stage3");
     let _userns = USERNS.read().unwrap_or_else(|e| e.into_inner());
     for who in EVERYONE {
-        let cache = dir.path().join(format!("cache-{who:?}"));
-        std::fs::create_dir_all(&cache).unwrap();
-        give_to(who, &cache);
+        let cache = cache_of(who, dir.path());
         let stage3 = |url: &str, sha512: Option<&str>| {
             let mut cmd = gib(who, dir.path(), None);
             cmd.args(["__internal", "run", "--stage3", url]);
@@ -808,9 +815,7 @@ fn temp_files_of_killed_runs_are_swept_but_not_a_running_gibs() {
     let dir = scratch_dir("hostile-leftovers");
     let _userns = USERNS.read().unwrap_or_else(|e| e.into_inner());
     for who in EVERYONE {
-        let cache = dir.path().join(format!("cache-{who:?}"));
-        std::fs::create_dir_all(&cache).unwrap();
-        give_to(who, &cache);
+        let cache = cache_of(who, dir.path());
         let silent = Fake::start(|_| Reply::Hold);
         let url = format!("http://{}/stage3.tar.xz", silent.origin());
         let mut running = gib(who, dir.path(), None)

@@ -125,44 +125,49 @@ impl Limits {
         RateFloor {
             inner: reader,
             window: self.stall,
-            min_bytes: (self.min_rate as f64 * self.stall.as_secs_f64()) as u64,
-            window_start: Instant::now(),
+            min_rate: self.min_rate,
+            window_start: None,
             window_bytes: 0,
         }
     }
 }
 
-/// A reader that fails with `TimedOut` when fewer than `min_bytes` passed in a window: the
-/// defence against a peer that sends (or takes) one byte now and then, forever.
+/// A reader that fails with `TimedOut` when, over a window, fewer bytes passed than the
+/// minimum rate asks: the defence against a peer that sends (or takes) one byte now and then,
+/// forever.
+///
+/// Bytes count for the time up to the next read: for a download, when they arrived; for an
+/// upload (ureq reads the body as it sends), while the peer took them.
 pub struct RateFloor<R> {
     inner: R,
     window: Duration,
-    min_bytes: u64,
-    window_start: Instant,
+    min_rate: u64,
+    /// Set by the first read: connecting and sending headers are bounded elsewhere.
+    window_start: Option<Instant>,
     window_bytes: u64,
 }
 
 impl<R: Read> Read for RateFloor<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.window_bytes += n as u64;
-        let elapsed = self.window_start.elapsed();
-        if n > 0 && elapsed >= self.window {
-            if self.window_bytes < self.min_bytes {
+        let start = *self.window_start.get_or_insert_with(Instant::now);
+        let elapsed = start.elapsed();
+        if elapsed >= self.window {
+            let required = self.min_rate as f64 * elapsed.as_secs_f64();
+            if (self.window_bytes as f64) < required {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
-                        "only {} bytes in {:.0?}, below the minimum of {} bytes per second \
+                        "only {} bytes in {:.1?}, below the minimum of {} bytes per second \
                          ($GIB_HTTP_MIN_RATE)",
-                        self.window_bytes,
-                        elapsed,
-                        (self.min_bytes as f64 / self.window.as_secs_f64()).round()
+                        self.window_bytes, elapsed, self.min_rate
                     ),
                 ));
             }
-            self.window_start = Instant::now();
+            self.window_start = Some(Instant::now());
             self.window_bytes = 0;
         }
+        let n = self.inner.read(buf)?;
+        self.window_bytes += n as u64;
         Ok(n)
     }
 }
@@ -236,6 +241,17 @@ mod tests {
         // A fast source passes.
         let mut fast = limits.rate_floor(&[7u8; 100_000][..]);
         assert_eq!(io::copy(&mut fast, &mut io::sink()).unwrap(), 100_000);
+
+        // An upload: a large read, then a peer that takes it slowly (the next read waits).
+        let mut upload = limits.rate_floor(&[7u8; 100][..]);
+        let mut buf = [0u8; 40];
+        upload.read_exact(&mut buf).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(
+            upload.read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::TimedOut,
+            "40 bytes in 60 ms is below 1000 bytes/s"
+        );
     }
 
     #[test]

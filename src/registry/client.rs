@@ -483,11 +483,8 @@ impl Host {
         if !(200..300).contains(&status) {
             return Err(status_error(&Method::GET, realm, response).into());
         }
-        let answer: TokenResponse = response
-            .into_body()
-            .with_config()
-            .limit(1 << 20)
-            .read_json()
+        let body = read_document(response, realm, "a token server's answer", 1 << 20)?;
+        let answer: TokenResponse = serde_json::from_slice(&body)
             .with_context(|| format!("the token server {realm} sent an unreadable answer"))?;
         answer
             .into_token()
@@ -698,14 +695,16 @@ fn refusal(method: &Method, url: &str, response: Response<Body>) -> String {
     }
 }
 
-/// An error body, bounded (it is only for the message).
+/// An error body, bounded in size and rate (it is only for the message).
 pub(crate) fn read_small_body(response: Response<Body>) -> Vec<u8> {
-    response
-        .into_body()
-        .with_config()
-        .limit(64 << 10)
-        .read_to_vec()
+    let mut body = Vec::new();
+    Limits::from_env()
         .unwrap_or_default()
+        .rate_floor(response.into_body().into_reader())
+        .take(64 << 10)
+        .read_to_end(&mut body)
+        .ok();
+    body
 }
 
 /// A document (a manifest, an index) read whole, at the minimum rate, and refused beyond

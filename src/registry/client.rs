@@ -830,6 +830,38 @@ mod tests {
     }
 
     #[test]
+    fn credentials_go_to_the_registry_origin_and_plain_http_realms_only_when_configured() {
+        let plain = RegistryOptions {
+            plain_http: true,
+            ..RegistryOptions::default()
+        };
+        let client = Client::new()
+            .with_registry("auth.internal:8080", plain.clone())
+            .with_registry("mirror.internal", plain);
+        let host = client.host("registry.example.org").unwrap();
+        assert!(host.is_own("https://registry.example.org/v2/a/blobs/uploads/1"));
+        assert!(host.is_own("https://REGISTRY.example.org:443/v2/"));
+        for elsewhere in [
+            "http://registry.example.org/v2/",
+            "https://registry.example.org:5000/v2/",
+            "https://storage.example.org/v2/",
+            "/v2/relative",
+        ] {
+            assert!(!host.is_own(elsewhere), "{elsewhere}");
+        }
+        assert!(host.check_realm("https://auth.example.org/token").is_ok());
+        assert!(host.check_realm("http://auth.internal:8080/token").is_ok());
+        assert!(host.check_realm("http://mirror.internal/token").is_ok());
+        for refused in [
+            "http://auth.example.org/token",
+            "http://auth.internal/token",
+            "ftp://auth.example.org/token",
+        ] {
+            assert!(host.check_realm(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
     fn missing_ca_file_is_named() {
         let err = root_certificates(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/ca.pem"));

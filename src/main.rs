@@ -11,6 +11,7 @@ mod config;
 mod download;
 mod emerge;
 mod gentoo;
+mod http;
 mod oci;
 mod output;
 mod plan;

@@ -555,3 +555,28 @@ fn binhost_is_official_a_url_or_a_directory() {
         Some("did you mean `binhost_verify_signature`?".into())
     );
 }
+
+#[test]
+fn registry_prefix_must_make_references() {
+    let file = |prefix: &str| {
+        format!("{STAGE3}registry: {prefix}\nimages:\n  base:\n    packages: sys-libs/glibc\n")
+    };
+    let config = load_text(&file("registry.example.org:5000/mine/team")).unwrap();
+    assert_eq!(
+        config.registry.as_deref(),
+        Some("registry.example.org:5000/mine/team")
+    );
+    for (prefix, why) in [
+        ("mycontainers", "is not a registry host"),
+        ("registry.example.org/Mine", "must be lowercase"),
+        ("registry.example.org//x", "repository"),
+        ("reg|istry.example.org/x", "is not a host name"),
+    ] {
+        let (message, hint) = rejected(&file(prefix));
+        assert!(
+            message.starts_with("3:11: ") && message.contains(why),
+            "{prefix}: {message}"
+        );
+        assert!(hint.is_some_and(|h| h.contains("host[:port]/path")));
+    }
+}

@@ -569,6 +569,8 @@ impl Validator<'_> {
         items.iter().map(|item| self.atom(item)).collect()
     }
 
+    /// `registry:` must make valid references with any image name, so a typo fails here
+    /// rather than at `--push`.
     fn registry(&self, raw: &S<String>) -> Checked<String> {
         let value = raw.value.trim().trim_end_matches('/');
         if value.is_empty() || value.contains("://") || value.chars().any(char::is_whitespace) {
@@ -576,6 +578,15 @@ impl Validator<'_> {
                 raw.referenced,
                 format!("`{}` is not a registry prefix", raw.value),
                 "write it without a scheme, e.g. registry.example.org/mycontainers",
+            ));
+        }
+        let probe = format!("{value}/image:tag");
+        if let Err(why) = crate::registry::Reference::parse(&probe) {
+            let why = why.replace(&format!("invalid image reference `{probe}`: "), "");
+            return Err(self.source.error_with_hint(
+                raw.referenced,
+                format!("`{value}` is not a registry prefix: {why}"),
+                "write `host[:port]/path` with a lowercase path, e.g. registry.example.org/mycontainers",
             ));
         }
         Ok(value.to_string())

@@ -115,9 +115,9 @@ impl TreeDir {
                             });
                         }
                     }
-                    parent.child_dir(name)?.with_context(|| {
-                        format!("{} vanished", parent.path.join(name).display())
-                    })?
+                    parent
+                        .child_dir(name)?
+                        .with_context(|| format!("{} vanished", parent.path.join(name).display()))?
                 }
                 None => return Ok(None),
             };
@@ -168,7 +168,9 @@ impl TreeDir {
                 },
             )),
             Err(Errno::ENOENT) => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot stat {}", self.path.join(name).display())),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot stat {}", self.path.join(name).display()))
+            }
         }
     }
 
@@ -228,11 +230,7 @@ impl TreeDir {
         let fd = openat(
             &self.fd,
             name,
-            OFlag::O_WRONLY
-                | OFlag::O_CREAT
-                | OFlag::O_EXCL
-                | OFlag::O_NOFOLLOW
-                | OFlag::O_CLOEXEC,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o600),
         )
         .with_context(|| format!("cannot create {}", self.path.join(name).display()))?;
@@ -278,15 +276,19 @@ impl TreeDir {
     /// nodes need CAP_MKNOD in the initial user namespace).
     pub fn mknod(&self, name: &OsStr, special: Special, mode: u32) -> Result<bool> {
         let (kind, dev) = match special {
-            Special::Char { major, minor } => {
-                (SFlag::S_IFCHR, makedev(major.into(), minor.into()))
-            }
+            Special::Char { major, minor } => (SFlag::S_IFCHR, makedev(major.into(), minor.into())),
             Special::Block { major, minor } => {
                 (SFlag::S_IFBLK, makedev(major.into(), minor.into()))
             }
             Special::Fifo => (SFlag::S_IFIFO, 0),
         };
-        match mknodat(&self.fd, name, kind, Mode::from_bits_truncate(mode & 0o777), dev) {
+        match mknodat(
+            &self.fd,
+            name,
+            kind,
+            Mode::from_bits_truncate(mode & 0o777),
+            dev,
+        ) {
             Ok(()) => Ok(true),
             Err(Errno::EPERM) if special != Special::Fifo => Ok(false),
             Err(e) => {
@@ -304,7 +306,12 @@ impl TreeDir {
             Some(Gid::from_raw(gid)),
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         )
-        .with_context(|| format!("cannot change the owner of {}", self.path.join(name).display()))
+        .with_context(|| {
+            format!(
+                "cannot change the owner of {}",
+                self.path.join(name).display()
+            )
+        })
     }
 
     /// Set the mode of `name`; a symlink is left alone (Linux has no modes on links).
@@ -338,7 +345,12 @@ impl TreeDir {
     /// A symlink, fifo or device is an error naming it.
     pub fn read(&self, name: &OsStr) -> Result<Option<Vec<u8>>> {
         let path = self.path.join(name);
-        match openat(&self.fd, name, READ_FLAGS | OFlag::O_NOFOLLOW, Mode::empty()) {
+        match openat(
+            &self.fd,
+            name,
+            READ_FLAGS | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        ) {
             Ok(fd) => read_regular(fd, &path).map(Some),
             Err(Errno::ENOENT) => Ok(None),
             Err(Errno::ELOOP) => bail!("{} is a symbolic link (not followed)", path.display()),
@@ -400,7 +412,10 @@ mod tests {
         assert!(root.read(OsStr::new("lnk")).is_err());
         // Removing the link removes the link, not what it names.
         assert!(root.remove(OsStr::new("lnk")).unwrap());
-        assert_eq!(std::fs::read_to_string(outside.join("victim")).unwrap(), "keep");
+        assert_eq!(
+            std::fs::read_to_string(outside.join("victim")).unwrap(),
+            "keep"
+        );
         let d = root.dir(Path::new("d/e/f"), true).unwrap().unwrap();
         assert!(d.path().ends_with("d/e/f"));
         assert!(root.remove(OsStr::new("d")).unwrap());
@@ -419,7 +434,9 @@ mod tests {
         std::os::unix::fs::symlink("../../secret", tree.join("etc/escape")).unwrap();
         let root = TreeDir::open_root(&tree).unwrap();
         assert_eq!(
-            root.read_in_root(Path::new("etc/os-release")).unwrap().unwrap(),
+            root.read_in_root(Path::new("etc/os-release"))
+                .unwrap()
+                .unwrap(),
             b"ID=x\n"
         );
         // `../../secret` from etc/ stops at the tree's root: no such file there.

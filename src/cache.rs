@@ -50,9 +50,18 @@ impl Cache {
     }
 
     /// The directory of one kind of entry (`stage3`, `blobs`, `binpkgs`, …), created on demand.
+    /// Private (0700): the trees in it come from tarballs and images gib did not make, and
+    /// their setuid files (setuid root when gib runs as root) must not be reachable by other
+    /// users of the host.
     pub fn dir(&self, kind: &str) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
         let dir = self.root.join(kind);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let meta = fs::metadata(&dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot make {} private", dir.display()))?;
+        }
         Ok(dir)
     }
 

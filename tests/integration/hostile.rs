@@ -222,6 +222,7 @@ fn assert_refused(
     assert!(took < BOUND, "{case} ({who:?}): took {took:?}");
     let error_line = stderr
         .lines()
+        .map(str::trim_start)
         .filter(|l| l.starts_with("error:") || l.starts_with("caused by:"))
         .find(|l| l.contains(named));
     assert!(
@@ -229,6 +230,7 @@ fn assert_refused(
         "{case} ({who:?}): no error line names `{named}`:\n{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{case} ({who:?}): {stderr}");
+    eprintln!("{case} ({who:?}): {}", error_line.unwrap_or_default());
     assert_eq!(
         &listing(canary),
         before,

@@ -469,3 +469,55 @@ fn a_package_database_symlink_to_a_secret_is_refused_and_nothing_leaks() {
         }
     }
 }
+
+/// A parent of 30,000 layers: the digests reach the layer helper on stdin (on its command
+/// line they would exceed the kernel's argument limit, E2BIG), and each layer is applied.
+#[test]
+fn thirty_thousand_layers_reach_the_layer_helper() {
+    use std::io::Write;
+    let dir = scratch_dir("hostile-many-layers");
+    let blobs = dir.path().join("blobs");
+    let manifest = image(&blobs, &[vec![Entry::Dir("d"), Entry::File("d/f", "x")]]);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            blobs
+                .join("sha256")
+                .join(manifest.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = serde_json::json!({ "digests": vec![layer; 30_000] }).to_string();
+    assert!(job.len() > 2 << 20, "the job must exceed ARG_MAX");
+    let dest = dir.path().join("tree");
+    let start = Instant::now();
+    let mut child = gib()
+        .args(["__internal", "unpack-layers", "--blobs"])
+        .arg(&blobs)
+        .arg(&dest)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["entries"], 60_000, "{summary}");
+    assert_eq!(std::fs::read_to_string(dest.join("d/f")).unwrap(), "x");
+    assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
+}

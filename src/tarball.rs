@@ -467,7 +467,8 @@ mod tests {
         std::fs::create_dir_all(outside.join("dir")).unwrap();
         std::fs::write(outside.join("victim"), "keep").unwrap();
         let out = outside.to_str().unwrap();
-        let cases: Vec<(Vec<(&str, tar::EntryType, &str)>, bool, &str)> = vec![
+        type Case<'a> = (Vec<(&'a str, tar::EntryType, &'a str)>, bool, &'a str);
+        let cases: Vec<Case> = vec![
             (
                 vec![("lnk", Symlink, out), ("lnk/.wh.victim", Regular, "")],
                 true,

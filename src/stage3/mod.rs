@@ -189,7 +189,7 @@ fn unpack_into_cache(
             printer.status(
                 "Skipped",
                 &format!(
-                    "{} device node(s) and fifo(s) of {} (the sandbox binds /dev from the host)",
+                    "{} device node(s) of {} (the sandbox binds /dev from the host)",
                     summary.skipped_special,
                     tarball.display()
                 ),

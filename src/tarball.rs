@@ -326,7 +326,13 @@ fn unpack_entry<R: Read>(
         tar::EntryType::XGlobalHeader => return Ok(()),
         other => bail!("unsupported entry type {other:?}"),
     }
-    written.insert(rel);
+    // Its ancestors count as written too: an opaque marker after `dir/sub/new` must keep
+    // `dir/sub` (and `new` in it).
+    for ancestor in rel.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        if !written.insert(ancestor.to_path_buf()) {
+            break;
+        }
+    }
     summary.entries += 1;
     Ok(())
 }
@@ -554,5 +560,20 @@ mod tests {
             "new"
         );
         assert!(!tree.join("opt/.wh..wh..opq").exists());
+
+        // An opaque marker after the layer's own nested entries keeps them.
+        let nested = tar(&[
+            ("srv/sub/new", Regular, "n"),
+            ("srv/.wh..wh..opq", Regular, ""),
+        ]);
+        std::fs::create_dir_all(tree.join("srv/sub")).unwrap();
+        std::fs::write(tree.join("srv/sub/old"), "o").unwrap();
+        std::fs::write(tree.join("srv/gone"), "g").unwrap();
+        unpack(&nested, &tree, true).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tree.join("srv/sub/new")).unwrap(),
+            "n"
+        );
+        assert!(!tree.join("srv/gone").exists());
     }
 }

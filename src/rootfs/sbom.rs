@@ -321,6 +321,22 @@ fn rfc3339(epoch: i64) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_release_links_stay_inside_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let host = tmp.path().join("host-os-release");
+        std::fs::write(&host, "ID=host-secret\n").unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&host, root.join("etc/os-release")).unwrap();
+        // The absolute link names a path inside the root, where there is nothing.
+        assert_eq!(read_os_release(&root).unwrap(), None);
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::write(root.join("usr/lib/os-release"), "ID=gentoo\n").unwrap();
+        let os = read_os_release(&root).unwrap().unwrap();
+        assert_eq!(os.id, "gentoo");
+    }
     use crate::gentoo::vdb::{read_installed, tests::write_package};
 
     fn packages() -> Vec<InstalledPackage> {

@@ -521,3 +521,48 @@ fn thirty_thousand_layers_reach_the_layer_helper() {
     assert_eq!(std::fs::read_to_string(dest.join("d/f")).unwrap(), "x");
     assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
 }
+
+/// The same corrupt `rootfs:` tarball (a gzip stream cut short) fails with the same exit code
+/// and message as root (unpacked in-process) and as a user (in the user namespace).
+#[test]
+fn a_corrupt_rootfs_tarball_exits_the_same_as_root_and_as_a_user() {
+    let dir = scratch_dir("hostile-corrupt");
+    let tar = tarball(&[Entry::Dir("etc"), Entry::File("etc/motd", "hello")]);
+    let mut gz = Vec::new();
+    {
+        let mut encoder = flate2::write::GzEncoder::new(&mut gz, flate2::Compression::fast());
+        std::io::Write::write_all(&mut encoder, &tar).unwrap();
+        encoder.finish().unwrap();
+    }
+    gz.truncate(gz.len() - 12);
+    let mut results = Vec::new();
+    for who in [Who::Root, Who::User] {
+        let run_dir = dir.path().join(format!("{who:?}"));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        std::fs::write(run_dir.join("root.tar.gz"), &gz).unwrap();
+        std::fs::write(
+            run_dir.join("gib.yaml"),
+            "images:\n  broken:\n    rootfs: ./root.tar.gz\n    tag: t\n",
+        )
+        .unwrap();
+        let cache = cache_for(&run_dir, who, "cache");
+        let (out, took) = run_timed(
+            gib_as(who)
+                .arg("build")
+                .arg("-f")
+                .arg(run_dir.join("gib.yaml"))
+                .arg("--cache-dir")
+                .arg(&cache),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{who:?}: {stderr}");
+        assert!(took < BOUND, "{who:?}: took {took:?}");
+        let cause = stderr
+            .lines()
+            .find(|l| l.contains("corrupt or truncated"))
+            .unwrap_or_else(|| panic!("{who:?}: {stderr}"))
+            .replace(&run_dir.display().to_string(), "DIR");
+        results.push((out.status.code(), cause));
+    }
+    assert_eq!(results[0], results[1]);
+}

@@ -208,11 +208,14 @@ pub fn unpack_stream(input: impl Read, root: &TreeDir, mode: UnpackMode) -> Resu
     directories.sort_by(|a: &DirMeta, b: &DirMeta| b.path.cmp(&a.path));
     for dir in directories {
         let (parent, name) = split(&dir.path)?;
-        let parent = root
-            .dir(&parent, false)?
-            .with_context(|| format!("{} vanished", dir.path.display()))?;
-        set_meta(&parent, name, &dir.meta, mode.keep_owners, None)
-            .with_context(|| format!("entry `{}`", dir.path.display()))?;
+        let shown = || format!("entry `{}`", dir.path.display());
+        // A later entry of the stream may have replaced or removed it.
+        let Some(parent) = root.dir(&parent, false).with_context(shown)? else {
+            continue;
+        };
+        if parent.kind(name)? == Some(NodeKind::Dir) {
+            set_meta(&parent, name, &dir.meta, mode.keep_owners, None).with_context(shown)?;
+        }
     }
     Ok(summary)
 }
@@ -328,7 +331,8 @@ fn unpack_entry<R: Read>(
     }
     // Its ancestors count as written too: an opaque marker after `dir/sub/new` must keep
     // `dir/sub` (and `new` in it).
-    for ancestor in rel.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+    let ancestors = rel.ancestors().filter(|a| !a.as_os_str().is_empty());
+    for ancestor in ancestors.take_while(|_| mode.whiteouts) {
         if !written.insert(ancestor.to_path_buf()) {
             break;
         }

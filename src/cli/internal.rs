@@ -112,7 +112,7 @@ pub fn run(args: InternalArgs) -> Result<ExitCode> {
             dest,
             no_owners,
         } => {
-            let summary = stage3::unpack_tarball(&tarball, &dest, !no_owners)?;
+            let summary = crate::tarball::unpack_tarball(&tarball, &dest, !no_owners)?;
             println!("{}", serde_json::to_string(&summary)?);
             Ok(ExitCode::SUCCESS)
         }

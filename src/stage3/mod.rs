@@ -25,7 +25,7 @@ use crate::config::Stage3;
 use crate::printer::{Printer, UserError};
 use crate::sandbox::{self, SandboxSpec, SandboxStdio};
 
-pub use crate::tarball::{UnpackSummary, unpack_tarball};
+pub use crate::tarball::UnpackSummary;
 
 /// An unpacked stage3 in the cache. Never modify it: use it as an overlay's lower dir.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,14 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
+/// The kinds whose entries are trees from tarballs and images gib did not make (and builds on
+/// them): their setuid files (setuid root when gib runs as root) must be out of other users'
+/// reach, so these directories are 0700. Not the distfiles and binary packages, which are
+/// bound into the sandbox as they are and given Portage's own modes.
+const TREE_KINDS: &[&str] = &[
+    "stage3", "rootfs", "pulled", "images", "builds", "shell", "tests",
+];
+
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
@@ -108,9 +116,19 @@ impl Cache {
     }
 
     /// The directory of one kind of entry (`stage3`, `blobs`, `binpkgs`, …), created on demand.
+    /// The kinds in [`TREE_KINDS`] are kept private (0700).
     pub fn dir(&self, kind: &str) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
         let dir = self.root.join(kind);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        if TREE_KINDS.contains(&kind) {
+            let meta =
+                fs::metadata(&dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("cannot make {} private", dir.display()))?;
+            }
+        }
         Ok(dir)
     }
 
@@ -263,6 +281,22 @@ fn default_cache_dir() -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tree_kinds_are_private_and_shared_mounts_keep_their_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::open(Some(tmp.path())).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        fs::create_dir_all(tmp.path().join("pulled")).unwrap();
+        fs::set_permissions(tmp.path().join("pulled"), fs::Permissions::from_mode(0o755)).unwrap();
+        for kind in TREE_KINDS {
+            assert_eq!(mode(&cache.dir(kind).unwrap()), 0o700, "{kind}");
+        }
+        let distfiles = cache.dir("distfiles").unwrap();
+        fs::set_permissions(&distfiles, fs::Permissions::from_mode(0o2775)).unwrap();
+        assert_eq!(mode(&cache.dir("distfiles").unwrap()), 0o2775);
+    }
 
     #[test]
     fn publish_renames_scratch_into_place() {

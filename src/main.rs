@@ -21,6 +21,7 @@ mod repository;
 mod rootfs;
 mod sandbox;
 mod stage3;
+mod tarball;
 
 use std::process::ExitCode;
 

@@ -10,7 +10,6 @@
 
 pub mod flavor;
 pub mod openpgp;
-mod unpack;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -26,7 +25,7 @@ use crate::config::Stage3;
 use crate::printer::{Printer, UserError};
 use crate::sandbox::{self, SandboxSpec, SandboxStdio};
 
-pub use unpack::{UnpackSummary, unpack_tarball};
+pub use crate::tarball::UnpackSummary;
 
 /// An unpacked stage3 in the cache. Never modify it: use it as an overlay's lower dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,7 +205,7 @@ fn unpack_into_cache(
             printer.status(
                 "Skipped",
                 &format!(
-                    "{} device node(s) and fifo(s) of {} (the sandbox binds /dev from the host)",
+                    "{} device node(s) of {} (the sandbox binds /dev from the host)",
                     summary.skipped_special,
                     tarball.display()
                 ),
@@ -262,19 +261,8 @@ pub fn unpack_in_sandbox(
         use std::io::Seek;
         stderr.rewind().ok();
         stderr.read_to_string(&mut message).ok();
-        // The unpacker's own `error:` / `caused by:` lines, as one cause.
-        let message = message
-            .lines()
-            .map(|l| l.trim().trim_start_matches("error: "))
-            .map(|l| l.trim_start_matches("caused by: "))
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(": ");
-        return Err(UserError::new(format!(
-            "cannot unpack the {what} {}: {message}",
-            tarball.display()
-        ))
-        .into());
+        let message = crate::tarball::helper_message(&message);
+        return Err(crate::tarball::unpack_failed(what, tarball, &message));
     }
     serde_json::from_str(stdout.trim())
         .with_context(|| format!("the unpacker printed {:?}", stdout.trim()))

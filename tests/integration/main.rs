@@ -8,6 +8,7 @@ mod chains;
 mod config;
 mod emerge;
 mod fixture;
+mod hostile;
 mod hostile_network;
 mod oci;
 mod push;

@@ -144,6 +144,8 @@ pub struct Build {
     pub keep_static_libs: bool,
     pub keep_package_db: bool,
     pub binhost: Binhost,
+    /// Gentoo mirrors for distfiles (GENTOO_MIRRORS); `None` keeps the stage3's.
+    pub distfile_mirrors: Option<Vec<String>>,
 }
 
 /// Where an image starts.

@@ -78,6 +78,7 @@ pub struct RawBuild {
     pub keep_package_db: Option<bool>,
     pub binhost: Option<S<String>>,
     pub binhost_verify_signature: Option<S<bool>>,
+    pub distfile_mirrors: Option<Vec<S<String>>>,
 }
 
 #[derive(Deserialize)]

@@ -451,6 +451,14 @@ impl Validator<'_> {
             },
         };
         let binhost = self.binhost(r.binhost.as_ref(), r.binhost_verify_signature.as_ref())?;
+        let distfile_mirrors = match r.distfile_mirrors {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|m| self.distfile_mirror(m))
+                    .collect::<Checked<Vec<_>>>()?,
+            ),
+        };
         Ok(Build {
             threads,
             max_parallel_jobs,
@@ -462,7 +470,25 @@ impl Validator<'_> {
             keep_static_libs: r.keep_static_libs.unwrap_or(false),
             keep_package_db: r.keep_package_db.unwrap_or_else(default_keep_package_db),
             binhost,
+            distfile_mirrors,
         })
+    }
+
+    /// One of `distfile_mirrors:`: a URL Portage's FETCHCOMMAND can fetch `distfiles/<file>`
+    /// under, one word (GENTOO_MIRRORS is a space-separated list in make.conf).
+    fn distfile_mirror(&self, raw: &S<String>) -> Checked<String> {
+        let uri = self.url(raw, "distfile_mirrors")?;
+        let scheme = uri.split("://").next().unwrap_or_default();
+        if !["http", "https", "ftp"].contains(&scheme)
+            || uri.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\' || c == '$')
+        {
+            return Err(self.source.error_with_hint(
+                raw.referenced,
+                format!("`{uri}` cannot be a distfile mirror"),
+                "a Gentoo mirror is an http(s) or ftp URL that serves distfiles/<file>, e.g. https://distfiles.gentoo.org",
+            ));
+        }
+        Ok(uri.trim_end_matches('/').to_string())
     }
 
     /// `binhost:` and `binhost_verify_signature:`. A binhost of the user's own is verified
@@ -1365,6 +1391,7 @@ pub fn default_build() -> Build {
         keep_static_libs: false,
         keep_package_db: default_keep_package_db(),
         binhost: default_binhost(),
+        distfile_mirrors: None,
     }
 }
 

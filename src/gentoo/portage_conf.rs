@@ -143,6 +143,10 @@ pub fn make_conf_fragment(build: &Build, threads: u32, jobs: u32) -> String {
     out.push_str(&format!("INSTALL_MASK=\"{}\"\n", INSTALL_MASK.join(" ")));
     out.push_str(&format!("PKGDIR=\"{PKGDIR}\"\n"));
     out.push_str(&format!("DISTDIR=\"{DISTDIR}\"\n"));
+    // Portage asks these before any upstream URI of SRC_URI (and for every mirror:// one).
+    if let Some(mirrors) = &build.distfile_mirrors {
+        out.push_str(&format!("GENTOO_MIRRORS=\"{}\"\n", mirrors.join(" ")));
+    }
     out
 }
 
@@ -295,6 +299,10 @@ mod tests {
             keep_static_libs: false,
             keep_package_db: true,
             binhost: Binhost::None,
+            distfile_mirrors: Some(vec![
+                "http://127.0.0.1:8080".into(),
+                "https://mirror.example.org/gentoo".into(),
+            ]),
         }
     }
 
@@ -311,8 +319,18 @@ mod tests {
              /usr/share/bash-completion /usr/share/zsh /usr/share/fish/vendor_completions.d /usr/share/lintian \
              /usr/share/locale -/usr/share/locale/locale.alias /usr/lib/debug /usr/src\"\n\
              PKGDIR=\"/var/cache/binpkgs\"\n\
-             DISTDIR=\"/var/cache/distfiles\"\n"
+             DISTDIR=\"/var/cache/distfiles\"\n\
+             GENTOO_MIRRORS=\"http://127.0.0.1:8080 https://mirror.example.org/gentoo\"\n"
         );
+    }
+
+    #[test]
+    fn the_stage3_keeps_its_mirrors_unless_the_file_names_some() {
+        let mut b = build();
+        b.distfile_mirrors = None;
+        assert!(!make_conf_fragment(&b, 1, 1).contains("GENTOO_MIRRORS"));
+        b.distfile_mirrors = Some(vec![]);
+        assert!(make_conf_fragment(&b, 1, 1).ends_with("GENTOO_MIRRORS=\"\"\n"));
     }
 
     #[test]

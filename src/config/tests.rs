@@ -504,7 +504,10 @@ fn predecessor_custom_repository_and_atom_list() {
 fn distfile_mirrors_are_urls_for_gentoo_mirrors() {
     let with = |lines: &str| format!("{STAGE3}build:\n{lines}images:\n  a: {{packages: x/y}}\n");
     assert_eq!(
-        load_text(&with("  threads: 1\n")).unwrap().build.distfile_mirrors,
+        load_text(&with("  threads: 1\n"))
+            .unwrap()
+            .build
+            .distfile_mirrors,
         None
     );
     let config = load_text(&with(

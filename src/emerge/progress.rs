@@ -16,8 +16,13 @@ pub enum EmergeEvent {
         /// true when the package goes into the image root, false for the builder's own `/`.
         into_image: bool,
     },
-    /// ` * ERROR: app-misc/broken-1.0::gentoo failed (compile phase):`
-    Failed { package: String, phase: String },
+    /// ` * ERROR: app-misc/broken-1.0::gentoo failed (compile phase):`, ` * Fetch failed for
+    /// 'CPV'` (the fetch phase), or `>>> Failed to emerge CPV for /staging/, Log file:`
+    /// (no phase: the package's log, shown next, may name it).
+    Failed {
+        package: String,
+        phase: Option<String>,
+    },
     /// ` * The complete build log is located at '/var/log/portage/…log'.`
     BuildLog { path: String },
     /// `!!! [gib] Error fetching binhost package info from 'URL'`: Portage goes on without
@@ -100,6 +105,13 @@ pub fn parse_line(line: &str) -> Option<EmergeEvent> {
     if let Some(rest) = line.trim_start().strip_prefix(">>> Emerging ") {
         return parse_started(rest);
     }
+    if let Some(rest) = line.trim_start().strip_prefix(">>> Failed to emerge ") {
+        let package = rest.split([' ', ',']).next()?;
+        return Some(EmergeEvent::Failed {
+            package: strip_repo(package).to_string(),
+            phase: None,
+        });
+    }
     let trimmed = line.trim_start();
     if let Some(rest) = trimmed.strip_prefix("!!! [")
         && let Some((_, rest)) = rest.split_once("] Error fetching binhost package info from '")
@@ -119,10 +131,13 @@ pub fn parse_line(line: &str) -> Option<EmergeEvent> {
         let package = rest.split_once('\'')?.0;
         return Some(EmergeEvent::Failed {
             package: strip_repo(package).to_string(),
-            phase: "fetch".to_string(),
+            phase: Some("fetch".to_string()),
         });
     }
+    // The log's path quoted alone, after ` * ` or `>>> `.
     if let Some(path) = message
+        .trim_start_matches(">>>")
+        .trim_start()
         .strip_prefix('\'')
         .and_then(|m| m.strip_suffix('\''))
         .filter(|p| p.starts_with('/') && p.ends_with(".log"))
@@ -136,7 +151,7 @@ pub fn parse_line(line: &str) -> Option<EmergeEvent> {
         let phase = rest.split_once(" phase)")?.0;
         return Some(EmergeEvent::Failed {
             package: strip_repo(package).to_string(),
-            phase: phase.to_string(),
+            phase: Some(phase.to_string()),
         });
     }
     if let Some(rest) = message.strip_prefix("The complete build log is located at '") {
@@ -242,7 +257,7 @@ mod tests {
             parse_line(" * ERROR: app-misc/broken-1.0::gentoo failed (compile phase):"),
             Some(EmergeEvent::Failed {
                 package: "app-misc/broken-1.0".into(),
-                phase: "compile".into(),
+                phase: Some("compile".into()),
             })
         );
         assert_eq!(
@@ -284,8 +299,22 @@ mod tests {
         );
         assert!(events.contains(&EmergeEvent::Failed {
             package: "app-misc/hello-2.10".into(),
-            phase: "fetch".into()
+            phase: Some("fetch".into())
         }));
+        // What emerge says when the fetch ran in the background, before the log's text.
+        assert_eq!(
+            parse_line(">>> Failed to emerge app-misc/hello-2.10 for /staging/, Log file:"),
+            Some(EmergeEvent::Failed {
+                package: "app-misc/hello-2.10".into(),
+                phase: None
+            })
+        );
+        assert_eq!(
+            parse_line(">>>  '/var/log/portage/app-misc:hello-2.10:20261207-122523.log'"),
+            Some(EmergeEvent::BuildLog {
+                path: "/var/log/portage/app-misc:hello-2.10:20261207-122523.log".into()
+            })
+        );
         assert!(events.contains(&EmergeEvent::BuildLog {
             path: "/var/log/portage/app-misc:hello-2.10:20261207-120000.log".into()
         }));

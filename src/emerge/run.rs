@@ -184,8 +184,14 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
                 }
             }
             Some(EmergeEvent::Failed { package, phase }) => {
+                // emerge names the package before its log says which phase failed.
+                if failed_package.as_ref() != Some(&package) {
+                    failed_phase = None;
+                }
+                if phase.is_some() {
+                    failed_phase = phase;
+                }
                 failed_package = Some(package);
-                failed_phase = Some(phase);
             }
             Some(EmergeEvent::BuildLog { path }) => {
                 build_log = Some(host_log_path(job.log_dir, &path));

@@ -489,6 +489,34 @@ fn mini_stage3_is_laid_out_like_a_gentoo_stage3() {
         text(&listing, "usr/share/portage/config/repos.conf")
             .contains("location = /var/db/repos/gentoo")
     );
+    // Portage's unpack helper calls gtar; wget is its FETCHCOMMAND.
+    let gtar = &listing["usr/bin/gtar"];
+    assert_eq!(gtar.link_target.as_deref(), Some(Path::new("tar")));
+    assert!(listing["usr/bin/wget"].kind.is_file());
+
+    // The profile stack base -> linux -> arch -> release, and only free licenses by default.
+    let profiles = "var/db/repos/gentoo/profiles";
+    assert_eq!(
+        text(&listing, &format!("{profiles}/default/linux/amd64/23.0/parent")),
+        "..\n"
+    );
+    assert_eq!(
+        text(&listing, &format!("{profiles}/default/linux/amd64/parent")),
+        "..\n../../../arch/amd64\n"
+    );
+    assert_eq!(
+        text(&listing, &format!("{profiles}/default/linux/parent")),
+        "../../base\n"
+    );
+    assert!(
+        text(&listing, &format!("{profiles}/base/make.defaults"))
+            .contains("ACCEPT_LICENSE=\"-* @FREE\"")
+    );
+    assert!(
+        text(&listing, &format!("{profiles}/license_groups"))
+            .lines()
+            .any(|l| l.starts_with("FREE "))
+    );
 
     // The portage user and group, uid/gid 250, as acct-user/portage makes them.
     let passwd = text(&listing, "etc/passwd");

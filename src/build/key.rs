@@ -1,7 +1,7 @@
 //! The input key of a packages image, in two parts, so a USE flag for one package rebuilds
 //! only the images whose build merged that package.
 //!
-//! `package.use` and `package.accept_keywords` are global in gib.yaml, so every image's plan
+//! `package.use`, `package.accept_keywords` and `package.license` are global in gib.yaml, so every image's plan
 //! carries all of their lines. The entry's name comes from the rest of the inputs (the
 //! *base key*); the key children build on (the record's `key`) adds the lines that name a
 //! package the build merged, into the image or into its builder, plus the lines whose atom
@@ -25,6 +25,7 @@ pub fn plan_without_package_lines(image: &ImagePlan) -> String {
     let mut image = image.clone();
     image.portage.package_use.clear();
     image.portage.package_accept_keywords.clear();
+    image.portage.package_license.clear();
     format!("{image:?}")
 }
 
@@ -32,7 +33,9 @@ pub fn plan_without_package_lines(image: &ImagePlan) -> String {
 pub fn full_key(base_key: &str, image: &ImagePlan, merged: &[String]) -> String {
     let lines = relevant_lines(&image.portage.package_use, merged)
         + "\n"
-        + &relevant_lines(&image.portage.package_accept_keywords, merged);
+        + &relevant_lines(&image.portage.package_accept_keywords, merged)
+        + "\n"
+        + &relevant_lines(&image.portage.package_license, merged);
     let merged = merged.join(" ");
     hash_parts(&[base_key, &merged, &lines])
 }

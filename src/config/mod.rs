@@ -139,6 +139,8 @@ pub struct Build {
     pub package_use_flags: BTreeMap<String, Vec<String>>,
     /// atom -> keywords
     pub accept_keywords: BTreeMap<String, Vec<String>>,
+    /// atom -> licenses and @groups accepted beyond the profile's ACCEPT_LICENSE
+    pub accept_licenses: BTreeMap<String, Vec<String>>,
     pub compression: Compression,
     pub keep_headers: bool,
     pub keep_static_libs: bool,

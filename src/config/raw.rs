@@ -72,6 +72,7 @@ pub struct RawBuild {
     pub global_use_flags: Option<S<RawUseFlags>>,
     pub package_use_flags: Option<Entries<S<OneOrMany>>>,
     pub accept_keywords: Option<Entries<Option<S<OneOrMany>>>>,
+    pub accept_licenses: Option<Entries<S<OneOrMany>>>,
     pub compression: Option<S<String>>,
     pub keep_headers: Option<bool>,
     pub keep_static_libs: Option<bool>,

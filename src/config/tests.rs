@@ -501,6 +501,39 @@ fn predecessor_custom_repository_and_atom_list() {
 }
 
 #[test]
+fn accept_licenses_names_licenses_or_groups_per_atom() {
+    let with = |lines: &str| format!("{STAGE3}build:\n{lines}images:\n  a: {{packages: x/y}}\n");
+    let config = load_text(&with(
+        "  accept_licenses:\n    app-misc/unfree: [gib-EULA, \"@BINARY-REDISTRIBUTABLE\"]\n    \
+         dev-java/x: \"-* @FREE\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        config.build.accept_licenses,
+        BTreeMap::from([
+            (
+                "app-misc/unfree".to_string(),
+                vec![
+                    "gib-EULA".to_string(),
+                    "@BINARY-REDISTRIBUTABLE".to_string()
+                ]
+            ),
+            (
+                "dev-java/x".to_string(),
+                vec!["-*".to_string(), "@FREE".to_string()]
+            ),
+        ])
+    );
+    let (message, hint) = rejected(&with("  accept_licenses:\n    app-misc/x: [\"+bad\"]\n"));
+    assert_eq!(message, "5:18: `+bad` is not a license name");
+    assert!(hint.unwrap().contains("license_groups"));
+    assert_eq!(
+        rejected(&with("  accept_licenses:\n    app-misc/x: []\n")).0,
+        "5:17: `app-misc/x` lists no license to accept"
+    );
+}
+
+#[test]
 fn distfile_mirrors_are_urls_for_gentoo_mirrors() {
     let with = |lines: &str| format!("{STAGE3}build:\n{lines}images:\n  a: {{packages: x/y}}\n");
     assert_eq!(

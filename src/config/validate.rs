@@ -435,6 +435,29 @@ impl Validator<'_> {
             accept_keywords.insert(atom, list);
         }
 
+        let mut accept_licenses = BTreeMap::new();
+        for (key, licenses) in r.accept_licenses.map(|e| e.0).unwrap_or_default() {
+            let atom = self.atom(&key)?;
+            let at = licenses.referenced;
+            let mut list = Vec::new();
+            for license in self.words(Some(licenses)) {
+                if !atom::is_license_token(&license.value) {
+                    return Err(self.source.error_with_hint(
+                        license.referenced,
+                        format!("`{}` is not a license name", license.value),
+                        "a license as named in the repository's licenses/, or an @GROUP of profiles/license_groups",
+                    ));
+                }
+                list.push(license.value);
+            }
+            if list.is_empty() {
+                return Err(self
+                    .source
+                    .error(at, format!("`{atom}` lists no license to accept")));
+            }
+            accept_licenses.insert(atom, list);
+        }
+
         let compression = match r.compression.as_ref() {
             None => Compression::default(),
             Some(c) => match c.value.trim() {
@@ -465,6 +488,7 @@ impl Validator<'_> {
             global_use_flags,
             package_use_flags,
             accept_keywords,
+            accept_licenses,
             compression,
             keep_headers: r.keep_headers.unwrap_or(false),
             keep_static_libs: r.keep_static_libs.unwrap_or(false),
@@ -1386,6 +1410,7 @@ pub fn default_build() -> Build {
         global_use_flags: UseFlags::default(),
         package_use_flags: BTreeMap::new(),
         accept_keywords: BTreeMap::new(),
+        accept_licenses: BTreeMap::new(),
         compression: Compression::default(),
         keep_headers: false,
         keep_static_libs: false,

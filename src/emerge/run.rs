@@ -347,6 +347,7 @@ fn write_input(dir: &Path, portage: &PortageFiles) -> Result<()> {
             "portage/package.accept_keywords",
             portage.package_accept_keywords.as_str(),
         ),
+        ("portage/package.license", portage.package_license.as_str()),
         ("portage/repos.conf", portage.repos_conf.as_str()),
         ("portage/binrepos.conf", portage.binrepos_conf.as_str()),
     ]

@@ -1,7 +1,8 @@
 //! Distfiles: Portage fetches a real upstream tarball itself from a Gentoo mirror, gib's
 //! distfile cache keeps it for every later build, and a copy that does not match its
 //! Manifest fails the build clearly and leaves nothing behind. Also the profile's
-//! `ACCEPT_LICENSE="-* @FREE"`, which masks a package under a license outside @FREE.
+//! `ACCEPT_LICENSE="-* @FREE"`, which masks a package under a license outside @FREE until
+//! `build.accept_licenses` accepts it.
 //!
 //! The mirror is python3's http.server on 127.0.0.1, laid out as a Gentoo mirror
 //! (`distfiles/<file>`) and named by `build.distfile_mirrors`. It serves GNU hello 2.10's
@@ -45,9 +46,14 @@ fn mirror(dir: &Path, bytes: &[u8]) -> (PathBuf, HttpServer) {
 }
 
 fn write_config(dir: &Path, mirror: &HttpServer, package: &str) -> PathBuf {
+    write_config_with(dir, mirror, package, "")
+}
+
+/// The same with `build_lines` added under `build:`.
+fn write_config_with(dir: &Path, mirror: &HttpServer, package: &str, build_lines: &str) -> PathBuf {
     let text = format!(
         "stage3:\n  path: {}\nportage:\n  sync_type: none\nbuild:\n  threads: 2\n  \
-         distfile_mirrors: [{}]\nimages:\n  hello:\n    from: scratch\n    \
+         distfile_mirrors: [{}]\n{build_lines}images:\n  hello:\n    from: scratch\n    \
          packages: [{package}]\n    entrypoint: [/usr/bin/hello]\n",
         mini_stage3().display(),
         mirror.url(),
@@ -251,6 +257,21 @@ fn unfree_license_is_masked(rootless: bool) {
         "{log}"
     );
     assert!(stderr.contains("masked by: gib-EULA license"), "{stderr}");
+
+    // Accepted for that package in gib.yaml (package.license), it builds.
+    let config = write_config_with(
+        dir.path(),
+        &server,
+        "app-misc/unfree-greeting",
+        "  accept_licenses:\n    app-misc/unfree-greeting: [gib-EULA]\n",
+    );
+    let out = build(rootless, &config, &cache, &dir.path().join("x.tar"));
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("app-misc/unfree-greeting-1.0 from source into the image"),
+        "{stderr}"
+    );
 }
 
 #[test]

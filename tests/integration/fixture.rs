@@ -497,7 +497,10 @@ fn mini_stage3_is_laid_out_like_a_gentoo_stage3() {
     // The profile stack base -> linux -> arch -> release, and only free licenses by default.
     let profiles = "var/db/repos/gentoo/profiles";
     assert_eq!(
-        text(&listing, &format!("{profiles}/default/linux/amd64/23.0/parent")),
+        text(
+            &listing,
+            &format!("{profiles}/default/linux/amd64/23.0/parent")
+        ),
         "..\n"
     );
     assert_eq!(

@@ -139,6 +139,8 @@ pub struct Build {
     pub package_use_flags: BTreeMap<String, Vec<String>>,
     /// atom -> keywords
     pub accept_keywords: BTreeMap<String, Vec<String>>,
+    /// atom -> licenses and @groups accepted beyond the profile's ACCEPT_LICENSE
+    pub accept_licenses: BTreeMap<String, Vec<String>>,
     pub compression: Compression,
     pub keep_headers: bool,
     pub keep_static_libs: bool,
@@ -146,6 +148,8 @@ pub struct Build {
     pub keep_service_files: bool,
     pub keep_package_db: bool,
     pub binhost: Binhost,
+    /// Gentoo mirrors for distfiles (GENTOO_MIRRORS); `None` keeps the stage3's.
+    pub distfile_mirrors: Option<Vec<String>>,
 }
 
 /// Where an image starts.

@@ -364,3 +364,67 @@ pub fn make_pki(dir: &Path) -> Pki {
         key: p("server.key"),
     }
 }
+
+/// `python3 -m http.server` serving a directory on 127.0.0.1, stopped on drop. Its request
+/// log is kept, so a test can count what was fetched from it.
+pub struct HttpServer {
+    child: std::process::Child,
+    port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl HttpServer {
+    pub fn serve(dir: &Path) -> HttpServer {
+        use std::net::{TcpListener, TcpStream};
+        use std::time::{Duration, Instant};
+        let python = require_tool("python3");
+        // A free port: the kernel picks one, then the server binds it.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = tempfile::NamedTempFile::new_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let child = Command::new(python)
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg("--directory")
+            .arg(dir)
+            .arg(port.to_string())
+            .env("PYTHONUNBUFFERED", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let server = HttpServer { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "http.server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// The paths requested so far (`/distfiles/x.tar.gz`), in order, whatever the method.
+    pub fn requests(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        log.lines()
+            .filter_map(|line| {
+                let request = line.split_once('"')?.1;
+                let mut words = request.split_whitespace();
+                let _method = words.next()?;
+                words.next().map(str::to_string)
+            })
+            .collect()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -27,6 +27,9 @@ pub fn plan_without_package_lines(image: &ImagePlan) -> String {
     let mut image = image.clone();
     image.portage.make_conf = without_mirrors(&image.portage.make_conf);
     image.portage.package_use.clear();
+    // The same flags as package.use's lines, kept for gib's own checks: they enter the key
+    // through [`full_key`] only, with the lines of the packages the build merged.
+    image.package_use_flags.clear();
     image.portage.package_accept_keywords.clear();
     image.portage.package_license.clear();
     format!("{image:?}")

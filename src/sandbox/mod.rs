@@ -37,6 +37,7 @@
 //! scratch.remove()?;
 //! ```
 
+mod confine;
 pub mod helper;
 mod idmap;
 mod mounts;

@@ -53,6 +53,8 @@ impl Cache {
     pub fn dir(&self, kind: &str) -> Result<PathBuf> {
         let dir = self.root.join(kind);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // gib's helpers unpack and write entries here from inside the sandbox.
+        crate::sandbox::hand_over(&dir)?;
         Ok(dir)
     }
 
@@ -64,6 +66,7 @@ impl Cache {
             .prefix(".tmp-")
             .tempdir_in(&dir)
             .with_context(|| format!("cannot create a scratch directory in {}", dir.display()))?;
+        crate::sandbox::hand_over(scratch.path())?;
         Ok(scratch.keep())
     }
 

@@ -40,8 +40,10 @@ pub fn build(
         filter: None,
     };
     let mut options = layer_options(ctx, image);
-    // The user's directory is read where it is; a tarball was unpacked in the namespace.
-    let layer = if tree == rootfs {
+    // The user's directory is read where it is, and so is a tarball root unpacked on the
+    // host (with its owners as they are); an unprivileged user's was unpacked in the
+    // namespace.
+    let layer = if tree == rootfs || nix::unistd::geteuid().is_root() {
         options.owners = Some(crate::sandbox::id_mode()?.owner_map());
         write_layer(&source, ctx.store, &options)?
     } else {

@@ -34,6 +34,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let source_date_epoch = source_date_epoch()?;
     let cache = Cache::open(args.cache_dir.as_deref())?;
     let store = BlobStore::open(&cache.dir("blobs")?)?;
+    // The layer writer adds blobs from inside the sandbox.
+    crate::sandbox::hand_over(&store.root().join("sha256"))?;
     let ctx = BuildContext::new(
         &plan,
         &cache,

@@ -104,6 +104,11 @@ fn helper(ctl: &mut BufReader<File>, events: &mut File) -> Result<ExitCode> {
         _ => return Ok(ExitCode::from(1)),
     }
     become_root(&id_mode)?;
+    // prctl(2): a change of the process's host uid (root's reserved range) made it
+    // undumpable, and the /proc files of an undumpable process belong to the host's root,
+    // which the sandbox cannot touch; PID 1 must write the command's id maps there. As
+    // dumpable, the process still cannot be traced from the command's inner namespace.
+    nix::sys::prctl::set_dumpable(true).context("cannot make the sandbox helper dumpable")?;
     // prctl(2): the parent-death signal is cleared when credentials change, so set it after
     // setresuid; then make sure gib did not die before it was set.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;

@@ -270,6 +270,51 @@ pub fn id_mode_warned(printer: &Printer) -> Result<IdMode> {
     Ok(mode)
 }
 
+/// Give a directory gib made on the host to root inside the sandbox, so the sandbox can
+/// write in it: as root, the sandbox's root is the first id of its reserved range, not the
+/// host's root, whose files it cannot change. Only directories of the host's root are
+/// handed over (never anybody else's); a no-op rootless, where gib's user is root inside.
+pub fn hand_over(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some((uid, gid)) = id_mode()?.host_root() else {
+        return Ok(());
+    };
+    let meta = std::fs::symlink_metadata(path)
+        .with_context(|| format!("cannot stat {}", path.display()))?;
+    if meta.is_dir() && meta.uid() == 0 {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).with_context(|| {
+            format!(
+                "cannot give {} to the sandbox's root ({uid}:{gid})",
+                path.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// [`hand_over`] every directory `spec` lets the sandbox write in: its root, the uppers and
+/// work dirs of its overlays, its read-write binds.
+fn hand_over_writable(spec: &SandboxSpec) -> Result<()> {
+    let mut dirs: Vec<&std::path::Path> = Vec::new();
+    match &spec.root {
+        Some(RootFs::Dir(dir)) => dirs.push(dir),
+        Some(RootFs::Overlay { upper, work, .. }) => dirs.extend([upper.as_path(), work]),
+        None => {}
+    }
+    for mount in &spec.mounts {
+        match mount {
+            ExtraMount::Bind {
+                source,
+                readonly: false,
+                ..
+            } => dirs.push(source),
+            ExtraMount::Overlay { upper, work, .. } => dirs.extend([upper.as_path(), work]),
+            _ => {}
+        }
+    }
+    dirs.into_iter().try_for_each(hand_over)
+}
+
 /// Start `spec.command` in a new sandbox. Returns once the namespaces exist and the id maps
 /// are written; mount and exec failures are reported by [`SandboxChild::wait`].
 ///
@@ -288,6 +333,7 @@ pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<SandboxChild> {
     }
     idmap::check_userns_enabled()?;
     let mode = id_mode()?;
+    hand_over_writable(spec)?;
     if matches!(mode, IdMode::Full { .. }) {
         // Fail before starting anything when the map tools are missing.
         idmap::find_tool("newuidmap")?;

@@ -42,6 +42,7 @@ impl OverlayScratch {
             .with_context(|| format!("cannot lock {}", making.display()))?;
         std::fs::rename(&making, path.join("lock"))
             .with_context(|| format!("cannot rename {}", making.display()))?;
+        super::hand_over(&path)?;
         for sub in ["upper", "work"] {
             let sub = path.join(sub);
             std::fs::create_dir(&sub)

@@ -279,8 +279,12 @@ pub fn hand_over(path: &std::path::Path) -> Result<()> {
     let Some((uid, gid)) = id_mode()?.host_root() else {
         return Ok(());
     };
-    let meta = std::fs::symlink_metadata(path)
-        .with_context(|| format!("cannot stat {}", path.display()))?;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        // Not there: whatever needed it says so (a bind's source, say).
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err).with_context(|| format!("cannot stat {}", path.display())),
+    };
     if meta.is_dir() && meta.uid() == 0 {
         std::os::unix::fs::lchown(path, Some(uid), Some(gid)).with_context(|| {
             format!(

@@ -6,6 +6,7 @@
 mod binhost;
 mod chains;
 mod config;
+mod confinement;
 mod emerge;
 mod fixture;
 mod oci;

@@ -111,18 +111,30 @@ pub fn retire_tree(path: &Path) -> Result<()> {
 }
 
 /// Remove a tree that may hold files with the sandbox's ids, from inside a user namespace
-/// (no root, no mounts) where those ids are ours.
+/// (no root, no mounts) where those ids are ours. As root, on the host: a root gib's trees
+/// also hold files of the host's root (a `rootfs:` tarball unpacked with its owners), which
+/// the sandbox's range cannot remove.
 pub fn remove_tree(path: &Path) -> Result<()> {
-    let spec = SandboxSpec::in_namespace(
-        "gib-cleanup",
-        vec![
-            "rm".into(),
-            "-rf".into(),
-            "--one-file-system".into(),
-            "--".into(),
-            path.into(),
-        ],
-    );
+    let rm: Vec<std::ffi::OsString> = vec![
+        "rm".into(),
+        "-rf".into(),
+        "--one-file-system".into(),
+        "--".into(),
+        path.into(),
+    ];
+    if super::id_mode()?.host_root().is_some() {
+        let status = std::process::Command::new(&rm[0])
+            .args(&rm[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .with_context(|| format!("cannot run rm to remove {}", path.display()))?;
+        if !status.success() {
+            anyhow::bail!("cannot remove {} (rm: {status})", path.display());
+        }
+        return Ok(());
+    }
+    let spec = SandboxSpec::in_namespace("gib-cleanup", rm);
     let stdio = SandboxStdio {
         stdin: Stdio::null(),
         stdout: Stdio::null(),

@@ -296,6 +296,52 @@ pub fn hand_over(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Shift the owners of a tree gib copied for the sandbox (a root gib's copy of a `rootfs:`
+/// tree, which holds the host's root's files) into the sandbox's range, so root's files are
+/// root's inside and the sandbox can copy them up: id `n` below the range's size becomes the
+/// range's `n`th, other ids stay. Modes and file capabilities, which chown clears, are put
+/// back. A no-op rootless. The tree must be gib's own copy: its symlinks are not followed.
+pub fn shift_tree_into_range(tree: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let IdMode::Reserved { uids, gids, .. } = id_mode()? else {
+        return Ok(());
+    };
+    let shift = |id: u32, range: &idmap::IdRange| {
+        if id < range.count {
+            range.start + id
+        } else {
+            id
+        }
+    };
+    for entry in walkdir::WalkDir::new(tree).follow_links(false) {
+        let entry = entry.with_context(|| format!("cannot walk {}", tree.display()))?;
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(path)
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        let (uid, gid) = (shift(meta.uid(), &uids), shift(meta.gid(), &gids));
+        if (uid, gid) == (meta.uid(), meta.gid()) {
+            continue;
+        }
+        let caps = if meta.file_type().is_file() {
+            xattr::get(path, "security.capability")
+                .with_context(|| format!("cannot read the capabilities of {}", path.display()))?
+        } else {
+            None
+        };
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+            .with_context(|| format!("cannot change the owner of {}", path.display()))?;
+        if !meta.file_type().is_symlink() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+                .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+        }
+        if let Some(caps) = caps {
+            xattr::set(path, "security.capability", &caps)
+                .with_context(|| format!("cannot set the capabilities of {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// [`hand_over`] every directory `spec` lets the sandbox write in: its root, the uppers and
 /// work dirs of its overlays, its read-write binds.
 fn hand_over_writable(spec: &SandboxSpec) -> Result<()> {

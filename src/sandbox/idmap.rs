@@ -270,6 +270,11 @@ pub fn detect() -> Result<IdMode> {
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
     if uid == 0 {
+        if !in_initial_user_namespace()? {
+            // Root of a user namespace (a rootless container): only ids mapped here can be
+            // mapped again, so no range of /etc/subuid; root's own id alone is safe.
+            return Ok(IdMode::Single { uid, gid });
+        }
         return root_mode();
     }
     let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
@@ -288,6 +293,17 @@ pub fn detect() -> Result<IdMode> {
         subuids,
         subgids,
     })
+}
+
+/// Whether this process's user namespace maps every id to itself (the host's own).
+fn in_initial_user_namespace() -> Result<bool> {
+    let path = "/proc/self/uid_map";
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    Ok(lines == [["0", "0", "4294967295"]])
 }
 
 /// A root gib's mode: its reserved range, the same for uids and gids.

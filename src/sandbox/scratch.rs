@@ -23,6 +23,8 @@ pub struct OverlayScratch {
 impl OverlayScratch {
     /// A fresh scratch dir in `dir` (created), after removing the stale ones there.
     pub fn create(dir: &Path) -> Result<OverlayScratch> {
+        // A scratch dir is made for a sandbox: say first when none can be made.
+        super::idmap::check_userns_enabled()?;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         remove_stale(dir)?;
         let path = tempfile::Builder::new()

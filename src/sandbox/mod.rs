@@ -260,7 +260,13 @@ pub fn id_mode() -> Result<IdMode> {
 /// [`id_mode`], warning once when only a single id can be mapped.
 pub fn id_mode_warned(printer: &Printer) -> Result<IdMode> {
     let mode = id_mode()?;
-    if mode.is_single() {
+    if mode.is_single() && nix::unistd::getuid().is_root() {
+        printer.warn_once(
+            "gib runs as root of a user namespace (a container), not as the host's root: the \
+             sandbox maps only that root, so files cannot keep other owners and Portage runs as \
+             root",
+        );
+    } else if mode.is_single() {
         printer.warn_once(
             "no subordinate id range for this user in /etc/subuid and /etc/subgid: the sandbox maps \
              only your own id, so files cannot keep other owners and Portage runs as root \

@@ -218,3 +218,59 @@ fn a_script_probe_is_confined_and_writes_as_a_subordinate_id() {
         assert_eq!(host_core_pattern(), before, "{who:?}: core_pattern changed");
     }
 }
+
+/// In a container whose /proc is partly masked the kernel refuses the sandbox a new /proc;
+/// gib then fails with a clear error instead of showing the build the container's /proc.
+/// The container is made with unshare(1) (a user, mount and pid namespace with its own
+/// /proc), masked as runc masks it (a file bound over /proc/keys).
+#[test]
+fn a_masked_proc_is_a_clear_error_and_never_the_hosts() {
+    let dir = scratch_dir("confine-proc");
+    // The container's root is the host's root: its tree is root's.
+    let root = crate::sandbox::busybox_root(dir.path(), Who::User);
+    util::run_ok(Command::new("chown").args(["-R", "0:0"]).arg(&root));
+    let unshare = util::require_tool("unshare");
+    let run = |mask: bool| {
+        let _userns = USERNS.read().unwrap_or_else(|e| e.into_inner());
+        let mask = if mask {
+            "mount --bind /dev/null /proc/keys && "
+        } else {
+            ""
+        };
+        let started = std::time::Instant::now();
+        let out = Command::new(&unshare)
+            .args(["--user", "--map-root-user", "--mount", "--pid", "--fork"])
+            .args(["--mount-proc", "/bin/sh", "-c"])
+            .arg(format!("{mask}exec \"$0\" \"$@\""))
+            .arg(util::gib_bin())
+            .args(["__internal", "run", "--root"])
+            .arg(&root)
+            .args(["--", "/bin/sh", "-c", "ls /proc"])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        out
+    };
+    let out = run(true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the kernel refuses a new /proc") && stderr.contains("hint: "),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "the command ran: {stderr}");
+    // Unmasked, the sandbox has a /proc of its own: its few processes, not the container's.
+    let out = run(false);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pids = stdout
+        .split_whitespace()
+        .filter(|name| name.parse::<u32>().is_ok())
+        .count();
+    assert!((1..=4).contains(&pids), "{stdout}");
+}

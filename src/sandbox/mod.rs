@@ -302,6 +302,29 @@ pub fn hand_over(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a cached tree of the host's root under a root gib's sandbox: an older gib, whose
+/// sandbox was the host's root, unpacked it; the sandbox could not change a file of it.
+pub fn check_not_hosts_root(tree: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if id_mode()?.host_root().is_none() {
+        return Ok(());
+    }
+    let meta = std::fs::symlink_metadata(tree)
+        .with_context(|| format!("cannot stat {}", tree.display()))?;
+    if meta.uid() == 0 {
+        return Err(UserError::with_hint(
+            format!(
+                "{} belongs to the host's root: an older gib made it with the host's root as \
+                 the sandbox's, which this one never is",
+                tree.display()
+            ),
+            "start the cache afresh: gib clean --all",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Shift the owners of a tree gib copied for the sandbox (a root gib's copy of a `rootfs:`
 /// tree, which holds the host's root's files) into the sandbox's range, so root's files are
 /// root's inside and the sandbox can copy them up: id `n` below the range's size becomes the

@@ -102,7 +102,7 @@ fn busybox_image(dir: &Path) {
     fs::write(dir.join("probe.sh"), PROBE).unwrap();
 }
 
-fn run_build(who: Who, dir: &Path, config: &Path, image: &str) -> Output {
+fn run_build(who: Who, dir: &Path, config: &Path, args: &[&str]) -> Output {
     let cache = dir.join("cache");
     let _userns = USERNS.read().unwrap_or_else(|e| e.into_inner());
     let mut cmd = gib_as(who);
@@ -110,7 +110,7 @@ fn run_build(who: Who, dir: &Path, config: &Path, image: &str) -> Output {
         .arg(config)
         .arg("--cache-dir")
         .arg(&cache)
-        .arg(image);
+        .args(args);
     let started = std::time::Instant::now();
     let out = cmd.output().unwrap();
     assert!(
@@ -152,7 +152,7 @@ fn a_test_probe_is_confined_as_root_and_as_a_user() {
         )
         .unwrap();
         crate::sandbox::give_to(who, dir.path());
-        let out = run_build(who, dir.path(), &config, "probe");
+        let out = run_build(who, dir.path(), &config, &["probe"]);
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -187,7 +187,7 @@ fn a_script_probe_is_confined_and_writes_as_a_subordinate_id() {
         )
         .unwrap();
         crate::sandbox::give_to(who, dir.path());
-        let out = run_build(who, dir.path(), &config, "probe");
+        let out = run_build(who, dir.path(), &config, &["probe"]);
         assert!(
             out.status.success(),
             "{who:?}: {}",
@@ -273,4 +273,43 @@ fn a_masked_proc_is_a_clear_error_and_never_the_hosts() {
         .filter(|name| name.parse::<u32>().is_ok())
         .count();
     assert!((1..=4).contains(&pids), "{stdout}");
+}
+
+/// A stage3 a root gib's cache holds as the host's root's (what gib did before its sandbox
+/// had a range of its own) is refused with a clear error, not a build failing half-way.
+#[test]
+fn a_cached_stage3_of_the_hosts_root_is_refused_as_root() {
+    let dir = scratch_dir("confine-legacy");
+    let config = dir.path().join("gib.yaml");
+    fs::write(
+        &config,
+        format!(
+            "stage3:\n  path: {}\nportage:\n  sync_type: none\nimages:\n  \
+             probe:\n    tag: t\n    script: ./probe.sh\n",
+            mini_stage3().display()
+        ),
+    )
+    .unwrap();
+    fs::write(dir.path().join("probe.sh"), "true\n").unwrap();
+    let out = run_build(Who::Root, dir.path(), &config, &["probe"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stage3s = dir.path().join("cache/stage3");
+    let entry = fs::read_dir(&stage3s)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.') && p.is_dir())
+        .expect("a stage3 entry");
+    assert_ne!(fs::metadata(&entry).unwrap().uid(), 0);
+    util::run_ok(Command::new("chown").arg("0:0").arg(&entry));
+    let out = run_build(Who::Root, dir.path(), &config, &["--force", "probe"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("belongs to the host's root") && stderr.contains("gib clean --all"),
+        "{stderr}"
+    );
 }

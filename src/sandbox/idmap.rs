@@ -1,6 +1,10 @@
-//! User and group id maps of the sandbox's user namespace: which ids gib may map (/etc/subuid,
-//! /etc/subgid, or the whole id space as root), and writing the maps for the helper's pid
-//! (newuidmap/newgidmap as an ordinary user, /proc/<pid>/{uid,gid}_map as root).
+//! User and group id maps of the sandbox's user namespace: which ids gib may map (a user's
+//! /etc/subuid and /etc/subgid ranges; as root, root's own range there or one gib claims,
+//! never the host's root), and writing the maps for the helper's pid (newuidmap/newgidmap as
+//! an ordinary user, /proc/<pid>/{uid,gid}_map as root).
+//!
+//! Every root gib maps the same range, as every run of one user maps that user's ranges: the
+//! trees in a cache keep one set of owners, whichever run made them.
 //!
 //! Not for: creating the namespace (see `helper`).
 

@@ -12,6 +12,17 @@ input=${GIB_INPUT:-/var/tmp/gib}
 ROOT=${ROOT:-/staging}
 export ROOT
 
+# Portage's per-package logs belong to its build user (a subordinate id without privileges,
+# mode 0660): when the build ends, failed or not, give them to the namespace's root, who is
+# the user running gib, so that user can read the log gib names.
+logs_to_caller() {
+	if [ -n "${PORTAGE_LOGDIR:-}" ] && [ -d "$PORTAGE_LOGDIR" ]; then
+		chown -R 0:0 "$PORTAGE_LOGDIR" 2>/dev/null || true
+		chmod -R u+rwX "$PORTAGE_LOGDIR" 2>/dev/null || true
+	fi
+}
+trap logs_to_caller EXIT
+
 sh "$input/tools/configure-portage.sh"
 
 # With a binhost, emerge fetches the binary packages it lists whose USE flags and
@@ -40,6 +51,9 @@ if [ $# = 0 ]; then
 	# A script finishes ROOT after it has run.
 	exit 0
 fi
+# The base accounts before the first package: account packages add theirs with shadow's
+# tools, which need the files to exist.
+sh "$input/tools/base-accounts.sh"
 # Build dependencies (BDEPEND) land in the builder's / by themselves since EAPI 7.
 gib_emerge "$ROOT" "$@"
 

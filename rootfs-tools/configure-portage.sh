@@ -24,7 +24,7 @@ fi
 	cat "$input/portage/make.conf"
 } >"$etc/make.conf"
 
-# package.use and package.accept_keywords may be files or directories in a stage3; gib's
+# package.use, package.accept_keywords and package.license may be files or directories in a stage3; gib's
 # settings go in a directory so they sit beside the user's own.
 as_directory() {
 	if [ -f "$1" ]; then
@@ -38,6 +38,8 @@ as_directory "$etc/package.use"
 cp "$input/portage/package.use" "$etc/package.use/zz-gib"
 as_directory "$etc/package.accept_keywords"
 cp "$input/portage/package.accept_keywords" "$etc/package.accept_keywords/zz-gib"
+as_directory "$etc/package.license"
+cp "$input/portage/package.license" "$etc/package.license/zz-gib"
 if [ -s "$input/portage/repos.conf" ]; then
 	as_directory "$etc/repos.conf"
 	cp "$input/portage/repos.conf" "$etc/repos.conf/zz-gib.conf"

@@ -2,10 +2,12 @@
 # finish-root: turn the root emerge filled into a distroless image root.
 #
 # Runs inside the builder after emerge, with ROOT (default /staging). Removes what only the
-# package manager needs, headers and static libraries unless asked to keep them, trims the
-# package database to what scanners read, and adds the few files every image needs:
-# /etc/passwd and /etc/group (root, nobody, nonroot), /tmp (1777) and /etc/os-release.
-# Settings: GIB_KEEP_HEADERS, GIB_KEEP_STATIC_LIBS, GIB_KEEP_PACKAGE_DB (1 keeps),
+# package manager needs, headers, static libraries and service-manager files unless asked to
+# keep them, trims the package database to what scanners read (CONTENTS lists no file
+# removed here), and adds the few files every image needs: /etc/passwd and /etc/group
+# (root, nobody, nonroot), /tmp (1777) and /etc/os-release.
+# Settings: GIB_KEEP_HEADERS, GIB_KEEP_STATIC_LIBS, GIB_KEEP_SERVICE_FILES,
+# GIB_KEEP_PACKAGE_DB (1 keeps),
 # SOURCE_DATE_EPOCH (times in CONTENTS newer than it are clamped to it), GIB_TRIM_REPORT (a
 # file outside the root that gets one `<bytes>\t/<path>` line per path trimmed),
 # GIB_PACKAGE_DB_OUT (a directory outside the root that gets the package database when the
@@ -15,6 +17,7 @@ set -eu
 ROOT=${ROOT:-/staging}
 keep_headers=${GIB_KEEP_HEADERS:-0}
 keep_static_libs=${GIB_KEEP_STATIC_LIBS:-0}
+keep_service_files=${GIB_KEEP_SERVICE_FILES:-0}
 keep_package_db=${GIB_KEEP_PACKAGE_DB:-1}
 
 report=${GIB_TRIM_REPORT:-/dev/null}
@@ -24,6 +27,12 @@ if [ -n "$package_db_out" ]; then
 	rm -rf "$package_db_out"
 fi
 
+# Every path trimmed, one `/<path>` a line: their entries leave the package database too.
+trimmed=$(mktemp)
+# A package's CONTENTS as it should be, written outside the root.
+contents=$(mktemp)
+trap 'rm -f "$trimmed" "$contents"' EXIT
+
 cd "$ROOT"
 
 # Remove paths (relative to the root), recording what each held, for `gib inspect`.
@@ -32,6 +41,7 @@ trim() {
 		[ -e "$path" ] || [ -L "$path" ] || continue
 		bytes=$(du -sb "$path" 2>/dev/null | cut -f1)
 		printf '%s\t/%s\n' "${bytes:-0}" "$path" >>"$report"
+		printf '/%s\n' "$path" >>"$trimmed"
 		rm -rf "$path"
 	done
 }
@@ -57,6 +67,15 @@ if [ "$keep_static_libs" != 1 ]; then
 			while IFS= read -r file; do trim "$file"; done
 	done
 fi
+# The files of service managers (OpenRC's scripts and their settings, systemd's units): a
+# container runs its program, not an init system.
+if [ "$keep_service_files" != 1 ]; then
+	trim etc/init.d etc/conf.d usr/lib/systemd/system usr/lib/systemd/user \
+		etc/systemd/system etc/systemd/user
+fi
+# shadow's backup copies (passwd-, group-, …), left by the groupadd/useradd of account
+# packages, are not part of an image.
+trim etc/passwd- etc/group- etc/shadow- etc/gshadow-
 
 # The package database: what scanners (syft's portage cataloger) read, nothing that
 # records the build machine or time. Trimmed so even when the image does not keep it.
@@ -72,24 +91,27 @@ if [ -d var/db/pkg ]; then
 			*) rm -rf "$entry" ;;
 			esac
 		done
-		# CONTENTS records each file's mtime at merge time: clamp it like the layer's
-		# mtimes, or two builds of the same inputs differ in every CONTENTS.
-		# Only a CONTENTS that needs it is rewritten: rewriting a parent image's would
-		# copy it up into this image's layer.
-		if [ -n "${SOURCE_DATE_EPOCH:-}" ] && [ -f "$pkg/CONTENTS" ] &&
-			awk -v sde="$SOURCE_DATE_EPOCH" '
-				($1 == "obj" || $1 == "sym") && $NF ~ /^[0-9]+$/ && $NF + 0 > sde + 0 {
-					found = 1
-					exit
-				}
-				END { exit !found }' "$pkg/CONTENTS"; then
-			awk -v sde="$SOURCE_DATE_EPOCH" '
-				($1 == "obj" || $1 == "sym") && $NF ~ /^[0-9]+$/ && $NF + 0 > sde + 0 {
+		# CONTENTS lists what the root holds: not what was trimmed above (a path or one of its
+		# parents trimmed), for syft and `gib inspect`. It also records each file's mtime at
+		# merge time: clamped like the layer's mtimes, or two builds of the same inputs differ
+		# in every CONTENTS. Only a CONTENTS that changes is rewritten: rewriting a parent
+		# image's would copy it up into this image's layer.
+		[ -f "$pkg/CONTENTS" ] || continue
+		awk -v sde="${SOURCE_DATE_EPOCH:-}" -v list="$trimmed" '
+			BEGIN {
+				while ((getline line < list) > 0) gone[line] = 1
+			}
+			{
+				path = substr($0, index($0, " ") + 1)
+				if ($1 == "obj") sub(/ [^ ]+ [^ ]+$/, "", path)
+				if ($1 == "sym") sub(/ -> .*$/, "", path)
+				for (p = path; p ~ /^\//; sub(/\/[^\/]*$/, "", p))
+					if (p in gone) next
+				if (sde != "" && ($1 == "obj" || $1 == "sym") && $NF ~ /^[0-9]+$/ && $NF + 0 > sde + 0)
 					sub(/[0-9]+$/, sde)
-				}
-				{ print }' "$pkg/CONTENTS" >"$pkg/CONTENTS.gib" &&
-				cat "$pkg/CONTENTS.gib" >"$pkg/CONTENTS" && rm -f "$pkg/CONTENTS.gib"
-		fi
+				print
+			}' "$pkg/CONTENTS" >"$contents"
+		cmp -s "$contents" "$pkg/CONTENTS" || cat "$contents" >"$pkg/CONTENTS"
 	done
 fi
 if [ "$keep_package_db" != 1 ]; then
@@ -102,36 +124,12 @@ fi
 # Leave no empty /var/db behind when nothing was recorded there.
 rmdir var/db 2>/dev/null || true
 
-# Accounts every distroless image has, unless packages provided them.
-# Change nothing that is already right: on a child image, /staging is an overlay over the
-# parent's files, and touching one copies it up into this image's layer.
-set_mode() { # mode path
-	[ "$(stat -c %a "$2")" = "$1" ] || chmod "$1" "$2"
-}
-set_owner() { # uid:gid path
-	[ "$(stat -c %u:%g "$2")" = "$1" ] || chown "$1" "$2"
-}
-mkdir -p etc
-[ -e etc/passwd ] || : >etc/passwd
-[ -e etc/group ] || : >etc/group
-add_line() { # file name line
-	grep -q "^$2:" "$1" || echo "$3" >>"$1"
-}
-add_line etc/passwd root 'root:x:0:0:root:/root:/sbin/nologin'
-add_line etc/passwd nobody 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin'
-add_line etc/passwd nonroot 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin'
-add_line etc/group root 'root:x:0:'
-add_line etc/group nobody 'nobody:x:65534:'
-add_line etc/group nonroot 'nonroot:x:65532:'
-set_mode 644 etc/passwd
-set_mode 644 etc/group
-mkdir -p home/nonroot root
-set_owner 65532:65532 home/nonroot
-set_mode 700 home/nonroot
-set_mode 700 root
+# Accounts every distroless image has, unless packages provided them (already there when an
+# emerge filled the root).
+sh "$(dirname "$0")/base-accounts.sh"
 
 mkdir -p tmp
-set_mode 1777 tmp
+[ "$(stat -c %a tmp)" = 1777 ] || chmod 1777 tmp
 
 if [ ! -e etc/os-release ] && [ ! -e usr/lib/os-release ]; then
 	cat >etc/os-release <<'OS'

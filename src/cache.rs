@@ -7,6 +7,11 @@
 //! shared from the moment it uses the entry to the end of its run ([`Cache::use_entry`]),
 //! so `gib clean` (which takes it alone, without waiting) never removes a tree a running
 //! build stands on, and two gibs never make one entry twice.
+//!
+//! Every gib also holds `locks/run-gibs.lock` shared while it runs. The temp files of a run
+//! that was killed (a blob being written, a stage3 being downloaded, a pulled image being
+//! unpacked: [`LEFTOVERS`]) have no lock of their own; a gib that finds that lock free (no
+//! other gib runs) knows they are leftovers and sweeps them before it starts ([`Cache::open`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -14,12 +19,31 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
+/// The kinds whose entries are trees from tarballs and images gib did not make (and builds on
+/// them): their setuid files (setuid root when gib runs as root) must be out of other users'
+/// reach, so these directories are 0700. Not the distfiles and binary packages, which are
+/// bound into the sandbox as they are and given Portage's own modes.
+const TREE_KINDS: &[&str] = &[
+    "stage3", "rootfs", "pulled", "images", "builds", "shell", "tests",
+];
+
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
     /// Shared locks on the entries this process uses, held until it ends.
     held: Arc<Mutex<Vec<File>>>,
+    /// Leftover temp directories of killed runs, found when this process started, for the
+    /// caller to remove (their files may have the sandbox's ids).
+    leftover_dirs: Arc<Vec<PathBuf>>,
 }
+
+/// Where killed runs leave temp files, and the prefix of their names: `(dir, prefix)`.
+pub const LEFTOVERS: [(&str, &str); 3] = [
+    // `BlobWriter`'s `.tmp-*` and the registry pull's `.tmp*`.
+    ("blobs/sha256", ".tmp"),
+    ("downloads", ".tmp-stage3-"),
+    ("pulled", ".tmp-"),
+];
 
 /// An exclusive lock on one cache entry, held until dropped (or the process dies).
 #[derive(Debug)]
@@ -39,10 +63,52 @@ impl Cache {
         let root = root
             .canonicalize()
             .with_context(|| format!("cannot resolve the cache directory {}", root.display()))?;
-        Ok(Cache {
+        let mut cache = Cache {
             root,
             held: Arc::default(),
-        })
+            leftover_dirs: Arc::default(),
+        };
+        cache.leftover_dirs = Arc::new(cache.join_runs()?);
+        Ok(cache)
+    }
+
+    /// Hold `locks/run-gibs.lock` shared until this process ends; first, if no other gib holds
+    /// it, remove the temp files killed runs left (see [`LEFTOVERS`]) and return their
+    /// temp directories. A cache whose lock file cannot be made (read-only) is used as is.
+    fn join_runs(&self) -> Result<Vec<PathBuf>> {
+        let Ok((path, file)) = self.lock_file("run", "gibs") else {
+            return Ok(Vec::new());
+        };
+        let mut dirs = Vec::new();
+        if file.try_lock().is_ok() {
+            for leftover in find_leftovers(&self.root) {
+                match fs::symlink_metadata(&leftover) {
+                    Ok(meta) if meta.is_dir() => {
+                        // Often the user's own files: removed here when they are.
+                        if fs::remove_dir_all(&leftover).is_err() {
+                            dirs.push(leftover);
+                        }
+                    }
+                    Ok(_) => fs::remove_file(&leftover).with_context(|| {
+                        format!("cannot remove the leftover {}", leftover.display())
+                    })?,
+                    Err(_) => {}
+                }
+            }
+        }
+        file.lock_shared()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(file);
+        Ok(dirs)
+    }
+
+    /// Temp directories of killed runs that [`Cache::open`] could not remove by itself: they
+    /// hold files with the sandbox's ids (remove them with `sandbox::remove_tree`).
+    pub fn leftover_dirs(&self) -> &[PathBuf] {
+        &self.leftover_dirs
     }
 
     pub fn root(&self) -> &Path {
@@ -50,9 +116,19 @@ impl Cache {
     }
 
     /// The directory of one kind of entry (`stage3`, `blobs`, `binpkgs`, …), created on demand.
+    /// The kinds in [`TREE_KINDS`] are kept private (0700).
     pub fn dir(&self, kind: &str) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
         let dir = self.root.join(kind);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        if TREE_KINDS.contains(&kind) {
+            let meta =
+                fs::metadata(&dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("cannot make {} private", dir.display()))?;
+            }
+        }
         // gib's helpers unpack and write entries here from inside the sandbox.
         crate::sandbox::hand_over(&dir)?;
         Ok(dir)
@@ -168,6 +244,23 @@ impl Cache {
     }
 }
 
+/// The temp files and directories named in [`LEFTOVERS`] under `root`.
+fn find_leftovers(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for (dir, prefix) in LEFTOVERS {
+        let Ok(entries) = fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 /// Remove a file or a whole directory tree.
 pub fn remove_any(path: &Path) -> std::io::Result<()> {
     match fs::symlink_metadata(path) {
@@ -193,6 +286,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tree_kinds_are_private_and_shared_mounts_keep_their_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::open(Some(tmp.path())).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        fs::create_dir_all(tmp.path().join("pulled")).unwrap();
+        fs::set_permissions(tmp.path().join("pulled"), fs::Permissions::from_mode(0o755)).unwrap();
+        for kind in TREE_KINDS {
+            assert_eq!(mode(&cache.dir(kind).unwrap()), 0o700, "{kind}");
+        }
+        let distfiles = cache.dir("distfiles").unwrap();
+        fs::set_permissions(&distfiles, fs::Permissions::from_mode(0o2775)).unwrap();
+        assert_eq!(mode(&cache.dir("distfiles").unwrap()), 0o2775);
+    }
+
+    #[test]
     fn publish_renames_scratch_into_place() {
         let tmp = tempfile::tempdir().unwrap();
         let cache = Cache::open(Some(tmp.path())).unwrap();
@@ -202,6 +311,46 @@ mod tests {
         cache.publish(&scratch, &entry).unwrap();
         assert_eq!(fs::read(entry.join("f")).unwrap(), b"x");
         assert!(!scratch.exists());
+    }
+
+    /// Temp files of a killed run are swept by the next gib, but not while another gib runs
+    /// (they may be its own).
+    #[test]
+    fn leftovers_are_swept_only_when_no_other_gib_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leave = |root: &Path| {
+            for (dir, name) in [
+                ("blobs/sha256", ".tmpAbC123"),
+                ("blobs/sha256", ".tmp-xyz"),
+                ("downloads", ".tmp-stage3-q1"),
+            ] {
+                fs::create_dir_all(root.join(dir)).unwrap();
+                fs::write(root.join(dir).join(name), b"partial").unwrap();
+            }
+            fs::create_dir_all(root.join("pulled/.tmp-k/tree/usr")).unwrap();
+            fs::write(root.join("downloads/keep.part"), b"resumable").unwrap();
+            fs::write(root.join("blobs/sha256/ab"), b"a blob").unwrap();
+        };
+        leave(tmp.path());
+        let running = Cache::open(Some(tmp.path())).unwrap();
+        assert!(
+            find_leftovers(tmp.path()).is_empty(),
+            "the first gib sweeps"
+        );
+        assert!(running.leftover_dirs().is_empty());
+        assert!(tmp.path().join("downloads/keep.part").exists());
+        assert!(tmp.path().join("blobs/sha256/ab").exists());
+
+        leave(tmp.path());
+        let second = Cache::open(Some(tmp.path())).unwrap();
+        assert_eq!(
+            find_leftovers(tmp.path()).len(),
+            4,
+            "another gib runs: nothing is taken from it"
+        );
+        drop((running, second));
+        Cache::open(Some(tmp.path())).unwrap();
+        assert!(find_leftovers(tmp.path()).is_empty());
     }
 
     #[test]

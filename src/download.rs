@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha512};
 
+use crate::http::Limits;
 use crate::printer::Printer;
 
 /// How often a broken download is resumed within one run before giving up.
@@ -31,6 +32,16 @@ pub enum DownloadError {
     NotFound { url: String },
     #[error("{url} answered HTTP {status}")]
     Status { url: String, status: u16 },
+    #[error(
+        "{url} did not answer within {stall:?} ($GIB_HTTP_STALL_TIMEOUT), or connecting took \
+         longer than $GIB_HTTP_CONNECT_TIMEOUT"
+    )]
+    Stalled {
+        url: String,
+        stall: Duration,
+        #[source]
+        source: ureq::Error,
+    },
     #[error("cannot fetch {url}")]
     Transport {
         url: String,
@@ -46,14 +57,33 @@ pub enum DownloadError {
     },
     #[error("{url} is larger than the {limit} bytes expected")]
     TooLarge { url: String, limit: u64 },
+    #[error(
+        "{url} declares {length} bytes, more than the {limit} gib accepts ($GIB_MAX_BLOB_SIZE)"
+    )]
+    Declared {
+        url: String,
+        length: u64,
+        limit: u64,
+    },
 }
 
 impl DownloadError {
     fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            DownloadError::Transport { .. } | DownloadError::Interrupted { .. }
-        ) || matches!(self, DownloadError::Status { status, .. } if *status >= 500)
+        match self {
+            // A redirect loop or a refused URL stays what it is.
+            DownloadError::Transport { source, .. } => !matches!(
+                source,
+                ureq::Error::TooManyRedirects
+                    | ureq::Error::RedirectFailed
+                    | ureq::Error::BadUri(_)
+                    | ureq::Error::BodyExceedsLimit(_)
+            ),
+            DownloadError::Interrupted { .. } | DownloadError::Stalled { .. } => true,
+            DownloadError::Status { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
+            _ => false,
+        }
     }
 }
 
@@ -65,9 +95,10 @@ pub struct Downloaded {
     pub sha512: String,
 }
 
-/// A blocking HTTP(S) client with one set of trusted roots.
+/// A blocking HTTP(S) client with one set of trusted roots, bounded as `http` says.
 pub struct Client {
     agent: ureq::Agent,
+    limits: Limits,
 }
 
 impl Client {
@@ -78,19 +109,38 @@ impl Client {
         if let Some(path) = ca_certificate {
             tls = tls.root_certs(read_ca_certificates(path)?);
         }
-        let config = ureq::Agent::config_builder()
-            .tls_config(tls.build())
-            .http_status_as_error(false)
-            // Ranges count bytes of the file, never of a compressed transfer.
-            .accept_encoding("identity")
-            .user_agent(concat!("gib/", env!("CARGO_PKG_VERSION")))
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .timeout_per_read(Some(Duration::from_secs(60)))
-            .build();
+        let limits = Limits::from_env()?;
+        let config = limits.agent_config().tls_config(tls.build()).build();
         Ok(Client {
             agent: config.new_agent(),
+            limits,
         })
+    }
+
+    /// GET `url` for reading as a stream (with its `Content-Length`, when sent), bounded by
+    /// the minimum rate and refused when it declares more than the largest download allowed.
+    pub fn open(&self, url: &str) -> Result<(impl Read, Option<u64>), DownloadError> {
+        let response = self.call(url, None)?;
+        let length = content_length(&response);
+        if let Some(length) = length.filter(|l| *l > self.limits.max_blob_size) {
+            return Err(DownloadError::Declared {
+                url: url.to_string(),
+                length,
+                limit: self.limits.max_blob_size,
+            });
+        }
+        let reader = response.into_body().into_reader();
+        Ok((
+            self.limits
+                .rate_floor(reader)
+                .take(self.limits.max_blob_size + 1),
+            length,
+        ))
+    }
+
+    /// The largest download accepted.
+    pub fn max_size(&self) -> u64 {
+        self.limits.max_blob_size
     }
 
     /// GET a small file (an index, a signature, a key) into memory, refusing more than `limit`
@@ -98,9 +148,8 @@ impl Client {
     pub fn get_small(&self, url: &str, limit: u64) -> Result<Vec<u8>, DownloadError> {
         let response = self.call(url, None)?;
         let mut body = Vec::new();
-        response
-            .into_body()
-            .into_reader()
+        self.limits
+            .rate_floor(response.into_body().into_reader())
             .take(limit + 1)
             .read_to_end(&mut body)
             .map_err(|source| DownloadError::Interrupted {
@@ -190,12 +239,17 @@ impl Client {
         if !resumed {
             have = 0;
         }
-        let remaining = response
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let remaining = content_length(&response);
         let total = remaining.map(|r| r + have).or(expected_size);
+        let limit = expected_size.unwrap_or(self.limits.max_blob_size);
+        if let Some(total) = total.filter(|t| *t > limit) {
+            return Err(DownloadError::Declared {
+                url: url.to_string(),
+                length: total,
+                limit,
+            }
+            .into());
+        }
 
         let mut file = OpenOptions::new()
             .create(true)
@@ -214,7 +268,10 @@ impl Client {
         let name = url.rsplit('/').next().unwrap_or(url);
         let progress = printer.bytes_progress(name, total);
         progress.set_position(have);
-        let mut reader = response.into_body().into_reader();
+        let mut reader = self
+            .limits
+            .rate_floor(response.into_body().into_reader())
+            .take(limit + 1 - have.min(limit));
         let mut buf = vec![0u8; 256 * 1024];
         let mut written = have;
         loop {
@@ -232,10 +289,17 @@ impl Client {
                     .into());
                 }
             };
+            written += n as u64;
+            if written > limit {
+                return Err(DownloadError::TooLarge {
+                    url: url.to_string(),
+                    limit,
+                }
+                .into());
+            }
             file.write_all(&buf[..n])
                 .with_context(|| format!("cannot write {}", part.display()))?;
             sha512.update(&buf[..n]);
-            written += n as u64;
             progress.set_position(written);
         }
         file.sync_all()
@@ -260,9 +324,16 @@ impl Client {
         if let Some(from) = range_from {
             request = request.header("Range", format!("bytes={from}-"));
         }
-        let response = request.call().map_err(|source| DownloadError::Transport {
-            url: url.to_string(),
-            source,
+        let response = request.call().map_err(|source| match source {
+            ureq::Error::Timeout(_) => DownloadError::Stalled {
+                url: url.to_string(),
+                stall: self.limits.stall,
+                source,
+            },
+            source => DownloadError::Transport {
+                url: url.to_string(),
+                source,
+            },
         })?;
         match response.status().as_u16() {
             200 | 206 => Ok(response),
@@ -276,6 +347,14 @@ impl Client {
             }),
         }
     }
+}
+
+fn content_length(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// The first byte of a `Content-Range: bytes FIRST-LAST/TOTAL` answer.

@@ -11,6 +11,7 @@ mod config;
 mod download;
 mod emerge;
 mod gentoo;
+mod http;
 mod oci;
 mod output;
 mod plan;
@@ -20,6 +21,7 @@ mod repository;
 mod rootfs;
 mod sandbox;
 mod stage3;
+mod tarball;
 
 use std::process::ExitCode;
 

@@ -170,8 +170,13 @@ fn unpack_in_namespace(
     image: &Image,
     dest: &std::path::Path,
 ) -> Result<()> {
+    if image.layers.is_empty() {
+        std::fs::create_dir_all(dest)
+            .with_context(|| format!("cannot create {}", dest.display()))?;
+        return Ok(());
+    }
     let exe = std::path::PathBuf::from(sandbox::GIB_EXE);
-    let mut command = vec![
+    let command = vec![
         exe.into_os_string(),
         "__internal".into(),
         "unpack-layers".into(),
@@ -179,12 +184,6 @@ fn unpack_in_namespace(
         ctx.store.root().into(),
         dest.into(),
     ];
-    command.extend(image.layers.iter().map(|l| l.digest.clone().into()));
-    if image.layers.is_empty() {
-        std::fs::create_dir_all(dest)
-            .with_context(|| format!("cannot create {}", dest.display()))?;
-        return Ok(());
-    }
     // Pulled blobs are 0600; the unpacker reads them inside the sandbox, whose root is not
     // the host's root when gib runs as root.
     for layer in &image.layers {
@@ -196,13 +195,22 @@ fn unpack_in_namespace(
     let spec = SandboxSpec::in_namespace("gib-unpack", command);
     let logs = tempfile::tempdir_in(ctx.cache.dir("tmp")?)
         .context("cannot create a scratch directory in the cache")?;
+    // The digests go on stdin: tens of thousands of them would not fit on a command line.
+    let job_path = logs.path().join("job.json");
+    let job = crate::oci::apply::LayersJob {
+        digests: image.layers.iter().map(|l| l.digest.clone()).collect(),
+    };
+    std::fs::write(&job_path, serde_json::to_vec(&job)?)
+        .with_context(|| format!("cannot write {}", job_path.display()))?;
+    let job_file =
+        File::open(&job_path).with_context(|| format!("cannot read {}", job_path.display()))?;
     let err_path = logs.path().join("stderr");
     let stderr =
         File::create(&err_path).with_context(|| format!("cannot create {}", err_path.display()))?;
     let exit = sandbox::run(
         &spec,
         SandboxStdio {
-            stdin: Stdio::null(),
+            stdin: Stdio::from(job_file),
             stdout: Stdio::null(),
             stderr: Stdio::from(stderr),
         },
@@ -212,7 +220,7 @@ fn unpack_in_namespace(
         bail!(
             "cannot unpack the layers of {} ({exit}): {}",
             image.manifest.digest,
-            message.trim().trim_start_matches("error: ")
+            crate::tarball::helper_message(&message)
         );
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! The input key of a packages image, in two parts, so a USE flag for one package rebuilds
 //! only the images whose build merged that package.
 //!
-//! `package.use` and `package.accept_keywords` are global in gib.yaml, so every image's plan
+//! `package.use`, `package.accept_keywords` and `package.license` are global in gib.yaml, so every image's plan
 //! carries all of their lines. The entry's name comes from the rest of the inputs (the
 //! *base key*); the key children build on (the record's `key`) adds the lines that name a
 //! package the build merged, into the image or into its builder, plus the lines whose atom
@@ -20,19 +20,33 @@ use super::hash_parts;
 use crate::gentoo::atom::Atom;
 use crate::plan::ImagePlan;
 
-/// The image's plan without the per-package Portage lines (they enter [`full_key`]).
+/// The image's plan without the per-package Portage lines (they enter [`full_key`]) and
+/// without where distfiles come from: Portage checks every distfile against its Manifest,
+/// so another mirror cannot change what is built.
 pub fn plan_without_package_lines(image: &ImagePlan) -> String {
     let mut image = image.clone();
+    image.portage.make_conf = without_mirrors(&image.portage.make_conf);
     image.portage.package_use.clear();
     image.portage.package_accept_keywords.clear();
+    image.portage.package_license.clear();
     format!("{image:?}")
+}
+
+fn without_mirrors(make_conf: &str) -> String {
+    make_conf
+        .lines()
+        .filter(|line| !line.starts_with("GENTOO_MIRRORS="))
+        .map(|line| format!("{line}\n"))
+        .collect()
 }
 
 /// The record's key: the base key with the Portage lines that concern `merged`.
 pub fn full_key(base_key: &str, image: &ImagePlan, merged: &[String]) -> String {
     let lines = relevant_lines(&image.portage.package_use, merged)
         + "\n"
-        + &relevant_lines(&image.portage.package_accept_keywords, merged);
+        + &relevant_lines(&image.portage.package_accept_keywords, merged)
+        + "\n"
+        + &relevant_lines(&image.portage.package_license, merged);
     let merged = merged.join(" ");
     hash_parts(&[base_key, &merged, &lines])
 }
@@ -131,5 +145,18 @@ mod tests {
             ">=dev-libs/libgreet-1.0 static\n*/* -doc\n"
         );
         assert_eq!(relevant_lines(file, &[]), "*/* -doc\n");
+    }
+
+    #[test]
+    fn the_distfile_mirrors_do_not_enter_the_key() {
+        let make_conf = |mirrors: &str| {
+            format!("\n# --- added by gib ---\nMAKEOPTS=\"-j2\"\n{mirrors}DISTDIR=\"/d\"\n")
+        };
+        let plain = without_mirrors(&make_conf(""));
+        assert_eq!(plain, make_conf(""));
+        assert_eq!(
+            without_mirrors(&make_conf("GENTOO_MIRRORS=\"http://127.0.0.1:1\"\n")),
+            plain
+        );
     }
 }

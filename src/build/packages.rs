@@ -8,18 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{BuildContext, BuiltImage, hash_parts, image_size, read_record};
-use crate::emerge::run::{EmergeFailed, EmergeJob, FinishOptions, log_tail};
+use crate::emerge::run::{EmergeFailed, EmergeJob, FinishOptions, TOOLS, log_tail};
 use crate::gentoo::vdb;
 use crate::oci::image::write_image;
 use crate::plan::{ImagePlan, PortageBuild};
 use crate::sandbox::{ExtraMount, OverlayScratch, RootFs, remove_tree, retire_tree};
-
-/// The rootfs-tools gib embeds; part of every packages image's input key.
-const TOOLS: [&str; 3] = [
-    include_str!("../../rootfs-tools/configure-portage.sh"),
-    include_str!("../../rootfs-tools/build-packages.sh"),
-    include_str!("../../rootfs-tools/finish-root.sh"),
-];
 
 pub fn build(
     ctx: &BuildContext<'_>,
@@ -44,6 +37,9 @@ pub fn build(
 
     let stage3 = ctx.stage3()?;
     let repositories = ctx.repositories()?;
+    if !work.packages.is_empty() || !work.builder_packages.is_empty() {
+        check_main_repository(stage3, repositories)?;
+    }
     let what = describe(work);
     ctx.printer
         .status("Building", &format!("{} ({what})", image.name));
@@ -191,6 +187,7 @@ fn build_in(
             .collect(),
         None => layer_packages,
     };
+    warn_undeclared_use_flags(ctx, image, &own_packages);
     all_packages.extend(own_packages.iter().map(|p| p.cpv()));
     all_packages.sort();
     all_packages.dedup();
@@ -325,6 +322,7 @@ pub fn emerge_job<'a>(
         finish: FinishOptions {
             keep_headers: image.keep_headers,
             keep_static_libs: image.keep_static_libs,
+            keep_service_files: image.keep_service_files,
             keep_package_db: image.keep_package_db,
             source_date_epoch: ctx.epoch(),
         },
@@ -360,6 +358,67 @@ pub fn staging_mount(layer: &Path, layer_work: &Path, parent_layers: &[PathBuf])
             work: layer_work.to_path_buf(),
         }
     }
+}
+
+/// A flag of `package_use_flags` that a package built here does not declare (IUSE) does
+/// nothing, and Portage says nothing about it: gib does. Atoms match by category/name.
+fn warn_undeclared_use_flags(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    packages: &[vdb::InstalledPackage],
+) {
+    for (atom, flags) in &image.package_use_flags {
+        let Ok(atom) = crate::gentoo::atom::Atom::parse(atom) else {
+            continue;
+        };
+        for package in packages.iter().filter(|p| p.cp() == atom.cp()) {
+            for flag in flags {
+                let name = flag.trim_start_matches('-');
+                if name.contains('*') || package.iuse.iter().any(|f| f == name) {
+                    continue;
+                }
+                ctx.printer.warn(&format!(
+                    "image {}: package_use_flags sets `{flag}` for {}, which has no USE flag \
+                     `{name}` (IUSE: {}); the setting does nothing",
+                    image.name,
+                    package.cpv(),
+                    if package.iuse.is_empty() {
+                        "none".to_string()
+                    } else {
+                        package.iuse.join(" ")
+                    }
+                ));
+            }
+        }
+    }
+}
+
+/// With `sync_type: none` emerge reads the stage3's own ::gentoo, which official stage3s do
+/// not ship: say so before emerge fails on a missing profile.
+fn check_main_repository(
+    stage3: &crate::stage3::Stage3Root,
+    repositories: &[crate::repository::SyncedRepo],
+) -> Result<()> {
+    let Some(main) = repositories.first() else {
+        return Ok(());
+    };
+    let in_stage3 = stage3
+        .path
+        .join(main.location.trim_start_matches('/'))
+        .join("profiles");
+    if main.path.is_some() || std::fs::symlink_metadata(&in_stage3).is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    Err(crate::printer::UserError::with_hint(
+        format!(
+            "the stage3 has no ebuild repository at {} and `portage: sync_type: none` \
+             provides none",
+            main.location
+        ),
+        "official stage3s ship without ::gentoo: set `portage: sync_type: git` (or `webrsync`) \
+         and gib fetches it",
+    )
+    .into())
 }
 
 /// The synced repositories, bound read-only where repos.conf says they are.
@@ -430,7 +489,7 @@ fn input_key(
     // which `sources` already covers.
     let epoch = format!("{:?}", ctx.source_date_epoch);
     let mut parts: Vec<&str> = vec!["packages", &plan, &sources, &files, &epoch];
-    parts.extend(TOOLS);
+    parts.extend(TOOLS.map(|(_, text)| text));
     parts.extend(script_parts.iter().map(String::as_str));
     parts.push(parent.map_or("", |p| p.key.as_str()));
     Ok(hash_parts(&parts))
@@ -472,14 +531,21 @@ fn explain_failure(ctx: &BuildContext<'_>, err: anyhow::Error) -> anyhow::Error 
     let Some(failed) = err.downcast_ref::<EmergeFailed>() else {
         return err;
     };
-    let log: PathBuf = failed
+    // A build log gib cannot open is named with the reason, not silently replaced.
+    let unreadable = failed
         .build_log
-        .clone()
-        .filter(|p| std::fs::File::open(p).is_ok())
-        .unwrap_or_else(|| failed.session_log.clone());
+        .as_ref()
+        .and_then(|p| std::fs::File::open(p).err().map(|e| (p, e)));
+    let log: PathBuf = match (&failed.build_log, &unreadable) {
+        (Some(build_log), None) => build_log.clone(),
+        _ => failed.session_log.clone(),
+    };
     ctx.printer.excerpt(&log_tail(&log, 30));
-    let mut logs = format!("build log: {}", log.display());
-    if log != failed.session_log {
+    let mut logs = match &unreadable {
+        Some((path, e)) => format!("build log: {} (cannot read it: {e})", path.display()),
+        None => format!("build log: {}", log.display()),
+    };
+    if log != failed.session_log || unreadable.is_some() {
         logs.push_str(&format!(
             "; emerge's output: {}",
             failed.session_log.display()

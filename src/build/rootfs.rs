@@ -18,9 +18,9 @@ use super::{BuildContext, BuiltImage, hash_parts, image_size, layer::layer_optio
 use crate::cache::remove_any;
 use crate::oci::image::write_image;
 use crate::oci::layer::{LayerSource, write_layer};
-use crate::oci::unpack::{TarballKind, unpack_tarball};
 use crate::plan::ImagePlan;
 use crate::printer::UserError;
+use crate::tarball::{self, TarballKind};
 
 pub fn build(
     ctx: &BuildContext<'_>,
@@ -141,7 +141,7 @@ fn layer_tree(ctx: &BuildContext<'_>, name: &str, rootfs: &Path) -> Result<PathB
     if meta.is_dir() {
         return Ok(rootfs.to_path_buf());
     }
-    let Some(kind) = TarballKind::from_path(rootfs) else {
+    if TarballKind::from_path(rootfs).is_none() {
         return Err(UserError::new(format!(
             "image {name}: rootfs {} is neither a directory nor a tarball \
              (.tar, .tar.gz, .tar.xz, .tar.zst, .tar.bz2)",
@@ -161,24 +161,22 @@ fn layer_tree(ctx: &BuildContext<'_>, name: &str, rootfs: &Path) -> Result<PathB
         let scratch = ctx.cache.scratch_path("rootfs")?;
         ctx.printer
             .status("Unpacking", &rootfs.display().to_string());
-        if nix::unistd::geteuid().is_root() {
-            if let Err(err) = unpack_tarball(rootfs, kind, &scratch) {
-                remove_any(&scratch).ok();
-                return Err(err).with_context(|| format!("image {name}: cannot unpack its rootfs"));
-            }
+        // As root in-process (device nodes can be made), else in the user namespace: the same
+        // tarball module either way, and the same error for the same broken tarball.
+        let summary = if nix::unistd::geteuid().is_root() {
+            tarball::unpack_tarball(rootfs, &scratch, true)
+                .map_err(|err| tarball::unpack_failed("rootfs", rootfs, &format!("{err:#}")))
         } else {
             let single = crate::sandbox::id_mode_warned(ctx.printer)?.is_single();
-            let summary =
-                crate::stage3::unpack_in_sandbox(rootfs, &scratch, !single, ctx.cache, "rootfs")
-                    .with_context(|| format!("image {name}: cannot unpack its rootfs"))?;
-            if summary.skipped_special > 0 {
-                ctx.printer.warn(&format!(
-                    "image {name}: {} device node(s) and fifo(s) of {} left out (only root can \
-                     create them)",
-                    summary.skipped_special,
-                    rootfs.display()
-                ));
-            }
+            crate::stage3::unpack_in_sandbox(rootfs, &scratch, !single, ctx.cache, "rootfs")
+        }
+        .with_context(|| format!("image {name}: cannot unpack its rootfs"))?;
+        if summary.skipped_special > 0 {
+            ctx.printer.warn(&format!(
+                "image {name}: {} device node(s) of {} left out (only root can create them)",
+                summary.skipped_special,
+                rootfs.display()
+            ));
         }
         ctx.cache.publish(&scratch, &entry)
     })?;

@@ -29,11 +29,15 @@ const SCRIPT_PATH: &str = "/var/tmp/gib-script/script";
 pub use crate::emerge::run::CONTEXT_PATH;
 
 /// The shell gib runs for a script, embedded so gib stays one file.
-pub const TOOLS: [(&str, &str); 3] = [
+pub const TOOLS: [(&str, &str); 4] = [
     ("lib.sh", include_str!("../../rootfs-tools/lib.sh")),
     (
         "run-script.sh",
         include_str!("../../rootfs-tools/run-script.sh"),
+    ),
+    (
+        "base-accounts.sh",
+        include_str!("../../rootfs-tools/base-accounts.sh"),
     ),
     (
         "finish-root.sh",
@@ -178,6 +182,10 @@ fn spec_for(
             ("GIB_IMAGE", image.name.as_str()),
             ("GIB_KEEP_HEADERS", flag(job.finish.keep_headers)),
             ("GIB_KEEP_STATIC_LIBS", flag(job.finish.keep_static_libs)),
+            (
+                "GIB_KEEP_SERVICE_FILES",
+                flag(job.finish.keep_service_files),
+            ),
             ("GIB_KEEP_PACKAGE_DB", flag(job.finish.keep_package_db)),
         ]
         .map(|(k, v)| (OsString::from(k), OsString::from(v))),

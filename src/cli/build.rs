@@ -33,6 +33,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let network = super::shell::parse_network(&args.network)?;
     let source_date_epoch = source_date_epoch()?;
     let cache = Cache::open(args.cache_dir.as_deref())?;
+    super::clean::remove_leftovers(&cache)?;
     let store = BlobStore::open(&cache.dir("blobs")?)?;
     // The layer writer adds blobs from inside the sandbox.
     crate::sandbox::hand_over(&store.root().join("sha256"))?;

@@ -3,7 +3,8 @@
 //!
 //! Trees a sandbox wrote hold files with subordinate ids, which only a user namespace can
 //! remove: every removal goes through `sandbox::remove_tree`. An entry another gib is using
-//! (its lock is held) is left alone and named. Sizes are measured before removal by walking
+//! (its lock is held) is left alone and named; so are temp files without a lock of their own
+//! while another gib runs (when none does, opening the cache swept them). Sizes are measured before removal by walking
 //! the tree as the calling user; a directory it cannot read (a 0700 one owned by a
 //! subordinate id, rootless) counts as empty, so the figure is a lower bound there. The
 //! bytes freed go to stdout as a plain number, the summary to stderr.
@@ -28,7 +29,9 @@ const BUILDER_KINDS: [&str; 7] = [
 
 pub fn run(args: CleanArgs) -> Result<ExitCode> {
     let printer = Printer::new(false);
+    // Opening the cache swept the temp files of killed runs, unless another gib is running.
     let cache = Cache::open(args.cache_dir.as_deref())?;
+    remove_leftovers(&cache)?;
     let kinds: Vec<String> = if args.all {
         top_level_kinds(&cache)?
     } else {
@@ -96,6 +99,15 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
     );
     println!("{freed}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Remove the temp directories of killed runs that opening the cache found but could not
+/// remove itself (files with the sandbox's ids).
+pub fn remove_leftovers(cache: &Cache) -> Result<()> {
+    cache
+        .leftover_dirs()
+        .iter()
+        .try_for_each(|dir| remove_tree(dir))
 }
 
 /// Every directory of the cache but `locks/`, which running gibs hold open.

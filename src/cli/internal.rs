@@ -31,14 +31,13 @@ pub enum InternalCommand {
         #[arg(long)]
         no_owners: bool,
     },
-    /// Apply image layers (blobs of --blobs, base first) onto DEST with their whiteouts,
-    /// keeping owners; run inside the user namespace. Prints the entry count.
+    /// Apply image layers (blobs of --blobs; a `LayersJob` as JSON on stdin names them, base
+    /// first) onto DEST with their whiteouts, keeping owners; run inside the user namespace.
+    /// Prints a JSON summary on stdout.
     UnpackLayers {
         #[arg(long, value_name = "DIR")]
         blobs: PathBuf,
         dest: PathBuf,
-        #[arg(required = true)]
-        digests: Vec<String>,
     },
     /// Run a command in a sandbox (tests and debugging).
     Run(Box<RunArgs>),
@@ -113,18 +112,16 @@ pub fn run(args: InternalArgs) -> Result<ExitCode> {
             dest,
             no_owners,
         } => {
-            let summary = stage3::unpack_tarball(&tarball, &dest, !no_owners)?;
+            let summary = crate::tarball::unpack_tarball(&tarball, &dest, !no_owners)?;
             println!("{}", serde_json::to_string(&summary)?);
             Ok(ExitCode::SUCCESS)
         }
-        InternalCommand::UnpackLayers {
-            blobs,
-            dest,
-            digests,
-        } => {
+        InternalCommand::UnpackLayers { blobs, dest } => {
             let store = crate::oci::blob::BlobStore::open(&blobs)?;
-            let entries = crate::oci::apply::apply_layers(&store, &digests, &dest)?;
-            println!("{entries}");
+            let job: crate::oci::apply::LayersJob = serde_json::from_reader(std::io::stdin())
+                .context("cannot read the layers job on stdin")?;
+            let summary = crate::oci::apply::apply_layers(&store, &job.digests, &dest)?;
+            println!("{}", serde_json::to_string(&summary)?);
             Ok(ExitCode::SUCCESS)
         }
         InternalCommand::Run(args) => run_sandbox(*args),

@@ -41,6 +41,7 @@
 //!         "/etc/portage/make.conf": "…",               // appended to the stage3's make.conf
 //!         "/etc/portage/package.use/gib": "…",
 //!         "/etc/portage/package.accept_keywords/gib": "…",
+//!         "/etc/portage/package.license/gib": "…",
 //!         "/etc/portage/repos.conf/gib.conf": "…"
 //!       }
 //!     }

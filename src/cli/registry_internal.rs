@@ -56,18 +56,31 @@ pub struct ConnectionArgs {
     /// Upload in PATCH chunks of this many bytes.
     #[arg(long, value_name = "BYTES")]
     chunk_size: Option<u64>,
+    /// Another host (a token server) that may be talked to over plain HTTP, as
+    /// `plain_http: true` under gib.yaml's `registries:` says.
+    #[arg(long = "plain-http-host", value_name = "HOST[:PORT]")]
+    plain_http_hosts: Vec<String>,
 }
 
 impl ConnectionArgs {
     fn client(self, reference: &Reference) -> Client {
-        Client::new().with_registry(
-            &reference.registry,
-            RegistryOptions {
-                ca_certificate: self.ca,
-                plain_http: self.plain_http,
-                chunk_size: self.chunk_size,
-            },
-        )
+        let plain = RegistryOptions {
+            plain_http: true,
+            ..RegistryOptions::default()
+        };
+        self.plain_http_hosts
+            .iter()
+            .fold(Client::new(), |client, host| {
+                client.with_registry(host, plain.clone())
+            })
+            .with_registry(
+                &reference.registry,
+                RegistryOptions {
+                    ca_certificate: self.ca,
+                    plain_http: self.plain_http,
+                    chunk_size: self.chunk_size,
+                },
+            )
     }
 }
 

@@ -86,6 +86,7 @@ impl Validator<'_> {
             paths: Vec::new(),
             keep_headers: None,
             keep_static_libs: None,
+            keep_service_files: None,
             keep_package_db: None,
         };
         Ok(Config {

@@ -139,11 +139,17 @@ pub struct Build {
     pub package_use_flags: BTreeMap<String, Vec<String>>,
     /// atom -> keywords
     pub accept_keywords: BTreeMap<String, Vec<String>>,
+    /// atom -> licenses and @groups accepted beyond the profile's ACCEPT_LICENSE
+    pub accept_licenses: BTreeMap<String, Vec<String>>,
     pub compression: Compression,
     pub keep_headers: bool,
     pub keep_static_libs: bool,
+    /// OpenRC's /etc/init.d and /etc/conf.d, systemd's units: no container runs them.
+    pub keep_service_files: bool,
     pub keep_package_db: bool,
     pub binhost: Binhost,
+    /// Gentoo mirrors for distfiles (GENTOO_MIRRORS); `None` keeps the stage3's.
+    pub distfile_mirrors: Option<Vec<String>>,
 }
 
 /// Where an image starts.
@@ -246,6 +252,7 @@ pub struct Image {
     /// The image's own trimming switches; `None`: `build:`'s.
     pub keep_headers: Option<bool>,
     pub keep_static_libs: Option<bool>,
+    pub keep_service_files: Option<bool>,
     pub keep_package_db: Option<bool>,
 }
 

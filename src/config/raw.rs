@@ -72,12 +72,15 @@ pub struct RawBuild {
     pub global_use_flags: Option<S<RawUseFlags>>,
     pub package_use_flags: Option<Entries<S<OneOrMany>>>,
     pub accept_keywords: Option<Entries<Option<S<OneOrMany>>>>,
+    pub accept_licenses: Option<Entries<S<OneOrMany>>>,
     pub compression: Option<S<String>>,
     pub keep_headers: Option<bool>,
     pub keep_static_libs: Option<bool>,
+    pub keep_service_files: Option<bool>,
     pub keep_package_db: Option<bool>,
     pub binhost: Option<S<String>>,
     pub binhost_verify_signature: Option<S<bool>>,
+    pub distfile_mirrors: Option<Vec<S<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +115,7 @@ pub struct RawImage {
     pub paths: Option<Vec<S<RawPath>>>,
     pub keep_headers: Option<bool>,
     pub keep_static_libs: Option<bool>,
+    pub keep_service_files: Option<bool>,
     pub keep_package_db: Option<bool>,
 }
 

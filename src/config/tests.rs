@@ -501,6 +501,77 @@ fn predecessor_custom_repository_and_atom_list() {
 }
 
 #[test]
+fn accept_licenses_names_licenses_or_groups_per_atom() {
+    let with = |lines: &str| format!("{STAGE3}build:\n{lines}images:\n  a: {{packages: x/y}}\n");
+    let config = load_text(&with(
+        "  accept_licenses:\n    app-misc/unfree: [gib-EULA, \"@BINARY-REDISTRIBUTABLE\"]\n    \
+         dev-java/x: \"-* @FREE\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        config.build.accept_licenses,
+        BTreeMap::from([
+            (
+                "app-misc/unfree".to_string(),
+                vec![
+                    "gib-EULA".to_string(),
+                    "@BINARY-REDISTRIBUTABLE".to_string()
+                ]
+            ),
+            (
+                "dev-java/x".to_string(),
+                vec!["-*".to_string(), "@FREE".to_string()]
+            ),
+        ])
+    );
+    let (message, hint) = rejected(&with("  accept_licenses:\n    app-misc/x: [\"+bad\"]\n"));
+    assert_eq!(message, "5:18: `+bad` is not a license name");
+    assert!(hint.unwrap().contains("license_groups"));
+    assert_eq!(
+        rejected(&with("  accept_licenses:\n    app-misc/x: []\n")).0,
+        "5:17: `app-misc/x` lists no license to accept"
+    );
+}
+
+#[test]
+fn distfile_mirrors_are_urls_for_gentoo_mirrors() {
+    let with = |lines: &str| format!("{STAGE3}build:\n{lines}images:\n  a: {{packages: x/y}}\n");
+    assert_eq!(
+        load_text(&with("  threads: 1\n"))
+            .unwrap()
+            .build
+            .distfile_mirrors,
+        None
+    );
+    let config = load_text(&with(
+        "  distfile_mirrors: [http://127.0.0.1:8080/, https://mirror.example.org/gentoo]\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        config.build.distfile_mirrors,
+        Some(vec![
+            "http://127.0.0.1:8080".to_string(),
+            "https://mirror.example.org/gentoo".to_string()
+        ])
+    );
+    let (message, hint) = rejected(&with("  distfile_mirrors: [rsync://example.org/gentoo]\n"));
+    assert_eq!(
+        message,
+        "4:22: `rsync://example.org/gentoo` cannot be a distfile mirror"
+    );
+    assert!(hint.unwrap().contains("distfiles/<file>"));
+    assert_eq!(
+        rejected(&with("  distfile_mirrors: [mirror.example.org]\n")).0,
+        "4:22: `mirror.example.org` is not a URL (`distfile_mirrors`)"
+    );
+    assert!(
+        rejected(&with("  distfile_mirrors: [\"http://a.example.org/$x\"]\n"))
+            .0
+            .contains("cannot be a distfile mirror")
+    );
+}
+
+#[test]
 fn binhost_is_official_a_url_or_a_directory() {
     let with = |lines: &str| format!("{STAGE3}build:\n{lines}images:\n  a: {{packages: x/y}}\n");
     let dir = tempfile::tempdir().unwrap();
@@ -554,4 +625,29 @@ fn binhost_is_official_a_url_or_a_directory() {
         rejected(&with("  binhost_verify_signatures: false\n")).1,
         Some("did you mean `binhost_verify_signature`?".into())
     );
+}
+
+#[test]
+fn registry_prefix_must_make_references() {
+    let file = |prefix: &str| {
+        format!("{STAGE3}registry: {prefix}\nimages:\n  base:\n    packages: sys-libs/glibc\n")
+    };
+    let config = load_text(&file("registry.example.org:5000/mine/team")).unwrap();
+    assert_eq!(
+        config.registry.as_deref(),
+        Some("registry.example.org:5000/mine/team")
+    );
+    for (prefix, why) in [
+        ("mycontainers", "is not a registry host"),
+        ("registry.example.org/Mine", "must be lowercase"),
+        ("registry.example.org//x", "repository"),
+        ("reg|istry.example.org/x", "is not a host name"),
+    ] {
+        let (message, hint) = rejected(&file(prefix));
+        assert!(
+            message.starts_with("3:11: ") && message.contains(why),
+            "{prefix}: {message}"
+        );
+        assert!(hint.is_some_and(|h| h.contains("host[:port]/path")));
+    }
 }

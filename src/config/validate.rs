@@ -435,6 +435,29 @@ impl Validator<'_> {
             accept_keywords.insert(atom, list);
         }
 
+        let mut accept_licenses = BTreeMap::new();
+        for (key, licenses) in r.accept_licenses.map(|e| e.0).unwrap_or_default() {
+            let atom = self.atom(&key)?;
+            let at = licenses.referenced;
+            let mut list = Vec::new();
+            for license in self.words(Some(licenses)) {
+                if !atom::is_license_token(&license.value) {
+                    return Err(self.source.error_with_hint(
+                        license.referenced,
+                        format!("`{}` is not a license name", license.value),
+                        "a license as named in the repository's licenses/, or an @GROUP of profiles/license_groups",
+                    ));
+                }
+                list.push(license.value);
+            }
+            if list.is_empty() {
+                return Err(self
+                    .source
+                    .error(at, format!("`{atom}` lists no license to accept")));
+            }
+            accept_licenses.insert(atom, list);
+        }
+
         let compression = match r.compression.as_ref() {
             None => Compression::default(),
             Some(c) => match c.value.trim() {
@@ -451,18 +474,46 @@ impl Validator<'_> {
             },
         };
         let binhost = self.binhost(r.binhost.as_ref(), r.binhost_verify_signature.as_ref())?;
+        let distfile_mirrors = match r.distfile_mirrors {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|m| self.distfile_mirror(m))
+                    .collect::<Checked<Vec<_>>>()?,
+            ),
+        };
         Ok(Build {
             threads,
             max_parallel_jobs,
             global_use_flags,
             package_use_flags,
             accept_keywords,
+            accept_licenses,
             compression,
             keep_headers: r.keep_headers.unwrap_or(false),
             keep_static_libs: r.keep_static_libs.unwrap_or(false),
+            keep_service_files: r.keep_service_files.unwrap_or(false),
             keep_package_db: r.keep_package_db.unwrap_or_else(default_keep_package_db),
             binhost,
+            distfile_mirrors,
         })
+    }
+
+    /// One of `distfile_mirrors:`: a URL Portage's FETCHCOMMAND can fetch `distfiles/<file>`
+    /// under, one word (GENTOO_MIRRORS is a space-separated list in make.conf).
+    fn distfile_mirror(&self, raw: &S<String>) -> Checked<String> {
+        let uri = self.url(raw, "distfile_mirrors")?;
+        let scheme = uri.split("://").next().unwrap_or_default();
+        if !["http", "https", "ftp"].contains(&scheme)
+            || uri.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\' || c == '$')
+        {
+            return Err(self.source.error_with_hint(
+                raw.referenced,
+                format!("`{uri}` cannot be a distfile mirror"),
+                "a Gentoo mirror is an http(s) or ftp URL that serves distfiles/<file>, e.g. https://distfiles.gentoo.org",
+            ));
+        }
+        Ok(uri.trim_end_matches('/').to_string())
     }
 
     /// `binhost:` and `binhost_verify_signature:`. A binhost of the user's own is verified
@@ -568,6 +619,8 @@ impl Validator<'_> {
         items.iter().map(|item| self.atom(item)).collect()
     }
 
+    /// `registry:` must make valid references with any image name, so a typo fails here
+    /// rather than at `--push`.
     fn registry(&self, raw: &S<String>) -> Checked<String> {
         let value = raw.value.trim().trim_end_matches('/');
         if value.is_empty() || value.contains("://") || value.chars().any(char::is_whitespace) {
@@ -575,6 +628,15 @@ impl Validator<'_> {
                 raw.referenced,
                 format!("`{}` is not a registry prefix", raw.value),
                 "write it without a scheme, e.g. registry.example.org/mycontainers",
+            ));
+        }
+        let probe = format!("{value}/image:tag");
+        if let Err(why) = crate::registry::Reference::parse(&probe) {
+            let why = why.replace(&format!("invalid image reference `{probe}`: "), "");
+            return Err(self.source.error_with_hint(
+                raw.referenced,
+                format!("`{value}` is not a registry prefix: {why}"),
+                "write `host[:port]/path` with a lowercase path, e.g. registry.example.org/mycontainers",
             ));
         }
         Ok(value.to_string())
@@ -932,6 +994,7 @@ impl Validator<'_> {
             paths,
             keep_headers: r.keep_headers,
             keep_static_libs: r.keep_static_libs,
+            keep_service_files: r.keep_service_files,
             keep_package_db: r.keep_package_db,
         };
         Ok((image, from_at))
@@ -1360,11 +1423,14 @@ pub fn default_build() -> Build {
         global_use_flags: UseFlags::default(),
         package_use_flags: BTreeMap::new(),
         accept_keywords: BTreeMap::new(),
+        accept_licenses: BTreeMap::new(),
         compression: Compression::default(),
         keep_headers: false,
         keep_static_libs: false,
+        keep_service_files: false,
         keep_package_db: default_keep_package_db(),
         binhost: default_binhost(),
+        distfile_mirrors: None,
     }
 }
 

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::progress::{EmergeEvent, parse_line};
-use crate::gentoo::portage_conf::{BINHOST_DIR, PortageFiles};
+use super::distfiles::discard_failed_downloads;
+use super::progress::{DistfileMismatch, EmergeEvent, parse_line};
+use crate::gentoo::portage_conf::{BINHOST_DIR, DISTDIR, PortageFiles};
 use crate::printer::{Printer, UserError};
 use crate::sandbox::{self, ExtraMount, Network, RootFs, SandboxSpec, SandboxStdio};
 
@@ -23,8 +24,9 @@ pub const CONTEXT_PATH: &str = "/var/tmp/gib-context";
 /// Where Portage writes per-package build logs inside the builder.
 const PORTAGE_LOG_DIR: &str = "/var/log/portage";
 
-/// The shell helpers that run inside the builder, embedded so gib stays one file.
-const TOOLS: [(&str, &str); 3] = [
+/// The shell helpers that run inside the builder, embedded so gib stays one file; part of
+/// every packages image's input key.
+pub const TOOLS: [(&str, &str); 4] = [
     (
         "configure-portage.sh",
         include_str!("../../rootfs-tools/configure-portage.sh"),
@@ -32,6 +34,10 @@ const TOOLS: [(&str, &str); 3] = [
     (
         "build-packages.sh",
         include_str!("../../rootfs-tools/build-packages.sh"),
+    ),
+    (
+        "base-accounts.sh",
+        include_str!("../../rootfs-tools/base-accounts.sh"),
     ),
     (
         "finish-root.sh",
@@ -52,6 +58,7 @@ pub const PACKAGE_DB_OUT: &str = "gib-package-db";
 pub struct FinishOptions {
     pub keep_headers: bool,
     pub keep_static_libs: bool,
+    pub keep_service_files: bool,
     pub keep_package_db: bool,
     /// Times in the package database newer than this are clamped to it, like the layer's
     /// mtimes, so CONTENTS does not record when the build ran.
@@ -86,10 +93,12 @@ pub struct EmergeJob<'a> {
 
 /// Why an emerge failed: the failing package, its phase and its build log.
 #[derive(Debug, thiserror::Error)]
-#[error("emerge failed{}", failed_what(.package, .phase))]
+#[error("emerge failed{}{}", failed_what(.package, .phase), mismatch_text(.distfile))]
 pub struct EmergeFailed {
     pub package: Option<String>,
     pub phase: Option<String>,
+    /// A distfile that did not match its Manifest, when that is why.
+    pub distfile: Option<DistfileMismatch>,
     /// The failing package's build log on the host, when emerge named one.
     pub build_log: Option<PathBuf>,
     /// The whole session's log on the host.
@@ -102,6 +111,12 @@ fn failed_what(package: &Option<String>, phase: &Option<String>) -> String {
         (Some(p), None) => format!(": {p}"),
         _ => String::new(),
     }
+}
+
+fn mismatch_text(distfile: &Option<DistfileMismatch>) -> String {
+    distfile
+        .as_ref()
+        .map_or_else(String::new, |m| format!(": {m}"))
 }
 
 /// What a successful emerge did.
@@ -140,6 +155,7 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     let mut failed_package = None;
     let mut failed_phase = None;
     let mut build_log = None;
+    let mut distfile = None;
     let mut unreachable: Vec<String> = Vec::new();
     for line in BufReader::new(output).split(b'\n') {
         let line = line.context("cannot read the builder's output")?;
@@ -149,7 +165,11 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
         if printer.verbose() {
             eprintln!("{line}");
         }
-        match parse_line(&line) {
+        let event = parse_line(&line);
+        if let Some(event) = &event {
+            DistfileMismatch::note(&mut distfile, event);
+        }
+        match event {
             Some(EmergeEvent::Started {
                 index,
                 total,
@@ -170,8 +190,14 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
                 }
             }
             Some(EmergeEvent::Failed { package, phase }) => {
+                // emerge names the package before its log says which phase failed.
+                if failed_package.as_ref() != Some(&package) {
+                    failed_phase = None;
+                }
+                if phase.is_some() {
+                    failed_phase = phase;
+                }
                 failed_package = Some(package);
-                failed_phase = Some(phase);
             }
             Some(EmergeEvent::BuildLog { path }) => {
                 build_log = Some(host_log_path(job.log_dir, &path));
@@ -186,19 +212,30 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
                     session_log.display()
                 ));
             }
-            Some(EmergeEvent::BinhostUnreachable { .. }) | None => {}
+            _ => {}
         }
     }
     let exit = child.wait()?;
     if !exit.success() {
+        // With parallel jobs emerge runs fetches in the background: their messages are
+        // only in the package's own log.
+        if distfile.is_none()
+            && let Some(log) = &build_log
+        {
+            distfile = mismatch_in_log(log);
+        }
+        discard_failed_fetches(job, distfile.as_ref(), printer);
         return Err(EmergeFailed {
             package: failed_package,
             phase: failed_phase,
+            distfile,
             build_log,
             session_log,
         }
         .into());
     }
+    // A mirror's bad copy may have been set aside before a good one was found.
+    discard_failed_fetches(job, None, printer);
     Ok(outcome)
 }
 
@@ -249,6 +286,10 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
             ),
             ("GIB_KEEP_HEADERS", flag(job.finish.keep_headers)),
             ("GIB_KEEP_STATIC_LIBS", flag(job.finish.keep_static_libs)),
+            (
+                "GIB_KEEP_SERVICE_FILES",
+                flag(job.finish.keep_service_files),
+            ),
             ("GIB_KEEP_PACKAGE_DB", flag(job.finish.keep_package_db)),
             ("GIB_BUILDER_ATOMS", job.builder_packages.join(" ")),
         ]
@@ -316,6 +357,7 @@ fn write_input(dir: &Path, portage: &PortageFiles) -> Result<()> {
             "portage/package.accept_keywords",
             portage.package_accept_keywords.as_str(),
         ),
+        ("portage/package.license", portage.package_license.as_str()),
         ("portage/repos.conf", portage.repos_conf.as_str()),
         ("portage/binrepos.conf", portage.binrepos_conf.as_str()),
     ]
@@ -334,6 +376,37 @@ fn write_input(dir: &Path, portage: &PortageFiles) -> Result<()> {
         fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The last distfile mismatch Portage wrote to a build log, if the log can be read.
+fn mismatch_in_log(log: &Path) -> Option<DistfileMismatch> {
+    let text = fs::read(log).ok()?;
+    let mut mismatch = None;
+    for line in String::from_utf8_lossy(&text).lines() {
+        if let Some(event) = parse_line(line) {
+            DistfileMismatch::note(&mut mismatch, &event);
+        }
+    }
+    mismatch
+}
+
+/// Take what a failed fetch left out of the shared distfile cache (see `distfiles`). A
+/// failure to do so is worth a warning, not the build's error.
+fn discard_failed_fetches(
+    job: &EmergeJob<'_>,
+    distfile: Option<&DistfileMismatch>,
+    printer: &Printer,
+) {
+    let distdir = job.caches.iter().find_map(|mount| match mount {
+        ExtraMount::Bind { source, target, .. } if target == Path::new(DISTDIR) => Some(source),
+        _ => None,
+    });
+    let Some(distdir) = distdir else {
+        return;
+    };
+    if let Err(err) = discard_failed_downloads(distdir, distfile.map(|m| m.file.as_str())) {
+        printer.warn(&format!("{err:#}"));
+    }
 }
 
 /// A build-log path as emerge printed it (inside the builder) mapped to the host.

@@ -255,6 +255,17 @@ pub fn is_keyword(s: &str) -> bool {
     !arch.is_empty() && chars_in(arch, "_-") && !arch.starts_with('-')
 }
 
+/// A word of a package.license line (portage(5)): a license name (PMS: `[A-Za-z0-9+_.-]`,
+/// not starting with `-`, `.` or `+`) or an `@GROUP`, either negated with `-`, or `*`/`-*`.
+pub fn is_license_token(s: &str) -> bool {
+    if matches!(s, "*" | "-*") {
+        return true;
+    }
+    let name = s.strip_prefix('-').unwrap_or(s);
+    let name = name.strip_prefix('@').unwrap_or(name);
+    !name.is_empty() && chars_in(name, "+_.-") && !name.starts_with(['-', '.', '+'])
+}
+
 /// `:*`, `:=`, `:SLOT`, `:SLOT=`, `:SLOT/SUBSLOT`, `:SLOT/SUBSLOT=`.
 fn check_slot_dep(slot: &str) -> Result<(), String> {
     if slot == "*" || slot == "=" {

@@ -17,6 +17,7 @@ use crate::printer::UserError;
 pub const MAKE_CONF_PATH: &str = "/etc/portage/make.conf";
 pub const PACKAGE_USE_PATH: &str = "/etc/portage/package.use/gib";
 pub const PACKAGE_ACCEPT_KEYWORDS_PATH: &str = "/etc/portage/package.accept_keywords/gib";
+pub const PACKAGE_LICENSE_PATH: &str = "/etc/portage/package.license/gib";
 pub const REPOS_CONF_PATH: &str = "/etc/portage/repos.conf/gib.conf";
 pub const BINREPOS_CONF_PATH: &str = "/etc/portage/binrepos.conf/gib.conf";
 
@@ -67,6 +68,8 @@ pub struct PortageFiles {
     pub make_conf: String,
     pub package_use: String,
     pub package_accept_keywords: String,
+    /// Licenses accepted per package beyond the profile's ACCEPT_LICENSE.
+    pub package_license: String,
     pub repos_conf: String,
     /// Empty without a binhost; then emerge runs without `--getbinpkg`.
     pub binrepos_conf: String,
@@ -92,6 +95,7 @@ impl PortageFiles {
             make_conf: make_conf_fragment(build, threads, jobs),
             package_use: package_use(&build.package_use_flags),
             package_accept_keywords: package_accept_keywords(&build.accept_keywords),
+            package_license: package_use(&build.accept_licenses),
             repos_conf: repos_conf(repositories),
             binrepos_conf: binrepos_conf(&build.binhost, stage3)?,
             binhost_dir,
@@ -109,6 +113,7 @@ impl PortageFiles {
                 &self.package_accept_keywords,
                 false,
             ),
+            (PACKAGE_LICENSE_PATH, &self.package_license, false),
             (REPOS_CONF_PATH, &self.repos_conf, false),
         ];
         if !self.binrepos_conf.is_empty() {
@@ -143,10 +148,14 @@ pub fn make_conf_fragment(build: &Build, threads: u32, jobs: u32) -> String {
     out.push_str(&format!("INSTALL_MASK=\"{}\"\n", INSTALL_MASK.join(" ")));
     out.push_str(&format!("PKGDIR=\"{PKGDIR}\"\n"));
     out.push_str(&format!("DISTDIR=\"{DISTDIR}\"\n"));
+    // Portage asks these before any upstream URI of SRC_URI (and for every mirror:// one).
+    if let Some(mirrors) = &build.distfile_mirrors {
+        out.push_str(&format!("GENTOO_MIRRORS=\"{}\"\n", mirrors.join(" ")));
+    }
     out
 }
 
-/// `atom flag -flag` lines, sorted by atom.
+/// `atom word...` lines, sorted by atom: package.use's flags, package.license's licenses.
 pub fn package_use(flags: &BTreeMap<String, Vec<String>>) -> String {
     let mut out = String::from(HEADER);
     for (atom, list) in flags {
@@ -173,13 +182,15 @@ pub fn package_accept_keywords(keywords: &BTreeMap<String, Vec<String>>) -> Stri
 
 /// repos.conf for the main repository and the overlays. gib syncs the repositories itself and
 /// binds them read-only, so Portage must never sync: `sync-type` is empty ("never sync",
-/// portage(5)) and `auto-sync = no`.
+/// portage(5)) and `auto-sync = no`. `sync-uri` is emptied too: Portage's own repos.conf gives
+/// [gentoo] one, and a sync-uri without a sync-type makes every emerge print "has sync-uri
+/// attribute, but is missing sync-type attribute".
 pub fn repos_conf(repositories: &[Repository]) -> String {
     let mut out = String::from(HEADER);
     out.push_str("[DEFAULT]\nmain-repo = gentoo\n");
     let mut section = |name: &str, priority: Option<i32>| {
         out.push_str(&format!(
-            "\n[{name}]\nlocation = {REPOS_DIR}/{name}\nsync-type =\nauto-sync = no\n"
+            "\n[{name}]\nlocation = {REPOS_DIR}/{name}\nsync-type =\nsync-uri =\nauto-sync = no\n"
         ));
         if let Some(priority) = priority {
             out.push_str(&format!("priority = {priority}\n"));
@@ -293,8 +304,20 @@ mod tests {
             compression: Compression::Gzip,
             keep_headers: false,
             keep_static_libs: false,
+            keep_service_files: false,
             keep_package_db: true,
+            accept_licenses: BTreeMap::from([(
+                "app-misc/unfree".to_string(),
+                vec![
+                    "gib-EULA".to_string(),
+                    "@BINARY-REDISTRIBUTABLE".to_string(),
+                ],
+            )]),
             binhost: Binhost::None,
+            distfile_mirrors: Some(vec![
+                "http://127.0.0.1:8080".into(),
+                "https://mirror.example.org/gentoo".into(),
+            ]),
         }
     }
 
@@ -311,8 +334,18 @@ mod tests {
              /usr/share/bash-completion /usr/share/zsh /usr/share/fish/vendor_completions.d /usr/share/lintian \
              /usr/share/locale -/usr/share/locale/locale.alias /usr/lib/debug /usr/src\"\n\
              PKGDIR=\"/var/cache/binpkgs\"\n\
-             DISTDIR=\"/var/cache/distfiles\"\n"
+             DISTDIR=\"/var/cache/distfiles\"\n\
+             GENTOO_MIRRORS=\"http://127.0.0.1:8080 https://mirror.example.org/gentoo\"\n"
         );
+    }
+
+    #[test]
+    fn the_stage3_keeps_its_mirrors_unless_the_file_names_some() {
+        let mut b = build();
+        b.distfile_mirrors = None;
+        assert!(!make_conf_fragment(&b, 1, 1).contains("GENTOO_MIRRORS"));
+        b.distfile_mirrors = Some(vec![]);
+        assert!(make_conf_fragment(&b, 1, 1).ends_with("GENTOO_MIRRORS=\"\"\n"));
     }
 
     #[test]
@@ -337,6 +370,10 @@ mod tests {
             format!("{HEADER}app-misc/a x\ndev-lang/python -ensurepip sqlite\n")
         );
         assert_eq!(
+            package_use(&b.accept_licenses),
+            format!("{HEADER}app-misc/unfree gib-EULA @BINARY-REDISTRIBUTABLE\n")
+        );
+        assert_eq!(
             package_accept_keywords(&b.accept_keywords),
             format!("{HEADER}=dev-libs/foo-1.0 ~amd64\ndev-lang/zig\n")
         );
@@ -355,9 +392,9 @@ mod tests {
             repos_conf(&[repo("zeta", None), repo("mine", Some(60))]),
             format!(
                 "{HEADER}[DEFAULT]\nmain-repo = gentoo\n\n\
-                 [gentoo]\nlocation = /var/db/repos/gentoo\nsync-type =\nauto-sync = no\n\n\
-                 [mine]\nlocation = /var/db/repos/mine\nsync-type =\nauto-sync = no\npriority = 60\n\n\
-                 [zeta]\nlocation = /var/db/repos/zeta\nsync-type =\nauto-sync = no\n"
+                 [gentoo]\nlocation = /var/db/repos/gentoo\nsync-type =\nsync-uri =\nauto-sync = no\n\n\
+                 [mine]\nlocation = /var/db/repos/mine\nsync-type =\nsync-uri =\nauto-sync = no\npriority = 60\n\n\
+                 [zeta]\nlocation = /var/db/repos/zeta\nsync-type =\nsync-uri =\nauto-sync = no\n"
             )
         );
     }

@@ -7,13 +7,15 @@
 //! fallback for keys whose file is missing.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::version::{Version, split_pvr};
+use crate::sandbox::safe_fs::{NodeKind, TreeDir};
 
 /// Where the database lives inside a root.
 pub const VDB_DIR: &str = "var/db/pkg";
@@ -107,21 +109,22 @@ impl ContentsEntry {
 }
 
 /// Every package installed in `root`, sorted by category, name and version. A root without
-/// a database has no packages.
+/// a database has no packages. The database is read relative to the root without following
+/// any symlink (a tree gib did not make may plant one to a host file): a symlink in it is an
+/// error naming it.
 pub fn read_installed(root: &Path) -> Result<Vec<InstalledPackage>> {
-    let vdb = root.join(VDB_DIR);
-    if !vdb.is_dir() {
+    let root = TreeDir::open_root(root)?;
+    let Some(vdb) = root.dir(Path::new(VDB_DIR), false)? else {
         return Ok(Vec::new());
-    }
+    };
     let mut packages = Vec::new();
-    for category_dir in sorted_dirs(&vdb)? {
-        let Some(category) = database_entry_name(&category_dir) else {
-            continue;
-        };
-        for package_dir in sorted_dirs(&category_dir)? {
-            if let Some(pf) = database_entry_name(&package_dir) {
-                packages.push(read_package(&package_dir, category, pf)?);
-            }
+    for category in database_dirs(&vdb)? {
+        let category_dir = vdb.dir(Path::new(&category), false)?.context("vanished")?;
+        for pf in database_dirs(&category_dir)? {
+            let package_dir = category_dir
+                .dir(Path::new(&pf), false)?
+                .context("vanished")?;
+            packages.push(read_package(&package_dir, &category, &pf)?);
         }
     }
     packages.sort_by(|a, b| {
@@ -139,11 +142,11 @@ fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-fn read_package(dir: &Path, category: &str, pf: &str) -> Result<InstalledPackage> {
+fn read_package(dir: &TreeDir, category: &str, pf: &str) -> Result<InstalledPackage> {
     let (name, version, revision) = split_pvr(pf).with_context(|| {
         format!(
             "{}: `{pf}` is not a package name followed by a version",
-            dir.display()
+            dir.path().display()
         )
     })?;
     let full_version = match revision {
@@ -160,8 +163,9 @@ fn read_package(dir: &Path, category: &str, pf: &str) -> Result<InstalledPackage
     let number = |name: &str| -> Result<Option<u64>> {
         key(name)?
             .map(|v| {
-                v.parse::<u64>()
-                    .with_context(|| format!("{}: `{v}` is not a number", dir.join(name).display()))
+                v.parse::<u64>().with_context(|| {
+                    format!("{}: `{v}` is not a number", dir.path().join(name).display())
+                })
             })
             .transpose()
     };
@@ -173,13 +177,9 @@ fn read_package(dir: &Path, category: &str, pf: &str) -> Result<InstalledPackage
         Some(uri) => Some(uri),
         None => src_uri_from_environment(dir)?,
     };
-    let contents_file = dir.join("CONTENTS");
-    let contents = match std::fs::read_to_string(&contents_file) {
-        Ok(text) => parse_contents(&text, &contents_file)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read {}", contents_file.display()));
-        }
+    let contents = match read_text(dir, "CONTENTS")? {
+        Some(text) => parse_contents(&text, &dir.path().join("CONTENTS"))?,
+        None => Vec::new(),
     };
     Ok(InstalledPackage {
         category: category.to_string(),
@@ -201,25 +201,34 @@ fn read_package(dir: &Path, category: &str, pf: &str) -> Result<InstalledPackage
 }
 
 /// A key's value: its own file, else the `metadata` file; `None` when absent or empty.
-fn read_key(dir: &Path, name: &str, metadata: &BTreeMap<String, String>) -> Result<Option<String>> {
-    let path = dir.join(name);
-    let value = match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => metadata.get(name).cloned(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+fn read_key(
+    dir: &TreeDir,
+    name: &str,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Option<String>> {
+    let value = match read_text(dir, name)? {
+        Some(text) => Some(text),
+        None => metadata.get(name).cloned(),
     };
     Ok(value
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty()))
 }
 
+/// The file `name` of a package's directory as text; `None` when it is not there.
+fn read_text(dir: &TreeDir, name: &str) -> Result<Option<String>> {
+    let Some(bytes) = dir.read(OsStr::new(name))? else {
+        return Ok(None);
+    };
+    String::from_utf8(bytes)
+        .map(Some)
+        .with_context(|| format!("{} is not UTF-8", dir.path().join(name).display()))
+}
+
 /// The consolidated `metadata` file of Portage >= 3.0.82: `#format=1`, then `KEY=value` lines.
-fn read_metadata_file(dir: &Path) -> Result<BTreeMap<String, String>> {
-    let path = dir.join("metadata");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+fn read_metadata_file(dir: &TreeDir) -> Result<BTreeMap<String, String>> {
+    let Some(text) = read_text(dir, "metadata")? else {
+        return Ok(BTreeMap::new());
     };
     Ok(text
         .lines()
@@ -230,17 +239,19 @@ fn read_metadata_file(dir: &Path) -> Result<BTreeMap<String, String>> {
 }
 
 /// SRC_URI from the saved ebuild environment (`declare -- SRC_URI="…"`), when it was kept.
-fn src_uri_from_environment(dir: &Path) -> Result<Option<String>> {
-    let path = dir.join("environment.bz2");
-    let file = match std::fs::File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+fn src_uri_from_environment(dir: &TreeDir) -> Result<Option<String>> {
+    let Some(compressed) = dir.read(OsStr::new("environment.bz2"))? else {
+        return Ok(None);
     };
     let mut text = String::new();
-    bzip2::read::MultiBzDecoder::new(file)
+    bzip2::read::MultiBzDecoder::new(&compressed[..])
         .read_to_string(&mut text)
-        .with_context(|| format!("cannot decompress {}", path.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot decompress {}",
+                dir.path().join("environment.bz2").display()
+            )
+        })?;
     Ok(declared_variable(&text, "SRC_URI"))
 }
 
@@ -337,28 +348,25 @@ fn parse_contents_line(line: &str) -> Result<ContentsEntry> {
     })
 }
 
-fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The category or package directories of a database directory, sorted, without what Portage
+/// keeps beside them (merge locks and temporary dirs such as `-MERGING-foo`, `.keep` files).
+/// A symlink is an error naming it: it could lead to any file of the host.
+fn database_dirs(dir: &TreeDir) -> Result<Vec<String>> {
     let mut dirs = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-        let is_dir = entry
-            .file_type()
-            .with_context(|| format!("cannot stat {}", entry.path().display()))?
-            .is_dir();
-        if is_dir {
-            dirs.push(entry.path());
+    for name in dir.names()? {
+        let Some(text) = name.to_str().filter(|n| !n.starts_with(['-', '.'])) else {
+            continue;
+        };
+        match dir.kind(&name)? {
+            Some(NodeKind::Dir) => dirs.push(text.to_string()),
+            Some(NodeKind::Symlink) => bail!(
+                "{} is a symbolic link; the package database must not contain any",
+                dir.path().join(&name).display()
+            ),
+            _ => {}
         }
     }
-    dirs.sort();
     Ok(dirs)
-}
-
-/// The name of a category or package directory; `None` for what Portage keeps beside them
-/// (merge locks and temporary dirs such as `-MERGING-foo`, `.keep` files).
-fn database_entry_name(path: &Path) -> Option<&str> {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .filter(|name| !name.starts_with(['-', '.']))
 }
 
 #[cfg(test)]
@@ -535,5 +543,27 @@ pub(crate) mod tests {
         write_package(root.path(), "app-misc/noversion", &[]);
         let err = format!("{:#}", read_installed(root.path()).unwrap_err());
         assert!(err.contains("app-misc/noversion"), "{err}");
+    }
+
+    #[test]
+    fn a_symlink_in_the_database_is_an_error_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let secret = tmp.path().join("secret");
+        std::fs::write(&secret, "password").unwrap();
+        let root = tmp.path().join("root");
+        write_package(&root, "app-misc/hello-1.0", &[]);
+        let package = root.join(VDB_DIR).join("app-misc/hello-1.0");
+        std::os::unix::fs::symlink(&secret, package.join("DESCRIPTION")).unwrap();
+        let err = format!("{:#}", read_installed(&root).unwrap_err());
+        assert!(
+            err.contains("hello-1.0/DESCRIPTION is a symbolic link"),
+            "{err}"
+        );
+        assert!(!err.contains("password"), "{err}");
+
+        std::fs::remove_file(package.join("DESCRIPTION")).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), root.join(VDB_DIR).join("evil")).unwrap();
+        let err = format!("{:#}", read_installed(&root).unwrap_err());
+        assert!(err.contains("pkg/evil is a symbolic link"), "{err}");
     }
 }

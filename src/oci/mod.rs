@@ -2,8 +2,7 @@
 //! Knows nothing of Gentoo.
 //!
 //! `layer` turns a tree into a stored layer blob, `image` stacks layers into a config and a
-//! manifest, `blob` is the content-addressed store both write into, `unpack` turns a tarball
-//! back into a tree.
+//! manifest, `blob` is the content-addressed store both write into.
 //!
 //! The layer writer can run in another process (e.g. a helper inside a user namespace, where
 //! the tree's owners read back as the image's ids): `gib __internal write-layer --blobs DIR`
@@ -16,4 +15,3 @@ pub mod blob;
 pub mod image;
 pub mod layer;
 pub(crate) mod tar_stream;
-pub mod unpack;

@@ -121,7 +121,11 @@ pub struct ImagePlan {
     pub compression: Compression,
     pub keep_headers: bool,
     pub keep_static_libs: bool,
+    pub keep_service_files: bool,
     pub keep_package_db: bool,
+    /// `build.package_use_flags` (atom -> flags), also in `portage`'s package.use: gib
+    /// checks them against what the packages declare.
+    pub package_use_flags: BTreeMap<String, Vec<String>>,
     /// The Portage files written into the builder before this image's emerge.
     pub portage: PortageFiles,
 }
@@ -327,10 +331,14 @@ fn image_plan(config: &Config, image: &Image, portage: &PortageFiles) -> ImagePl
         keep_static_libs: image
             .keep_static_libs
             .unwrap_or(config.build.keep_static_libs),
+        keep_service_files: image
+            .keep_service_files
+            .unwrap_or(config.build.keep_service_files),
         keep_package_db: image
             .keep_package_db
             .unwrap_or(config.build.keep_package_db),
         kind,
+        package_use_flags: config.build.package_use_flags.clone(),
         portage: portage.clone(),
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,11 +16,13 @@ use anyhow::Context;
 use base64::Engine;
 use ureq::http::{Method, Response};
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
-use ureq::{Agent, Body};
+use ureq::{Agent, Body, SendBody};
+
+use crate::http::Limits;
 
 use super::auth::{Challenge, Token, TokenResponse};
 use super::credentials::{self, Credential, FoundCredential};
-use super::error::{RegistryError, describe_body, is_transient};
+use super::error::{RegistryError, body_error, describe_body, is_transient, printable};
 
 /// What the user can say about one registry (gib.yaml's `registry:` settings).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -144,10 +147,19 @@ impl Client {
             return Ok(host.clone());
         }
         let options = self.options(registry);
+        let limits = Limits::from_env()?;
+        let plain_http_hosts = self
+            .options
+            .iter()
+            .filter(|(_, o)| o.plain_http)
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect();
         let host = Arc::new(Host {
             registry: registry.to_string(),
             base_url: self.base_url(registry),
-            agent: build_agent(&options)?,
+            agent: build_agent(&options, &limits)?,
+            limits,
+            plain_http_hosts,
             challenge: Mutex::new(None),
             credential: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
@@ -197,6 +209,11 @@ impl Client {
         payload: Payload<'_>,
     ) -> anyhow::Result<Response<Body>> {
         let host = self.host(registry)?;
+        if !host.is_own(url) {
+            // An upload `Location` or a redirect target on another origin (a storage service,
+            // or a hostile registry's choice): it gets the request, never the credentials.
+            return host.raw(&method, url, headers, payload, None);
+        }
         let challenge = match host.known_challenge() {
             Some(c) => c,
             None => host.ping()?,
@@ -252,6 +269,9 @@ struct Host {
     registry: String,
     base_url: String,
     agent: Agent,
+    limits: Limits,
+    /// `host[:port]`s configured `plain_http`: the only ones a credential may reach unencrypted.
+    plain_http_hosts: Vec<String>,
     challenge: Mutex<Option<Challenge>>,
     /// Looked up on the first challenge only, so anonymous registries never run a helper.
     credential: Mutex<Option<Option<FoundCredential>>>,
@@ -260,6 +280,39 @@ struct Host {
 }
 
 impl Host {
+    /// Whether `url` has this registry's scheme, host and port: only then does it get the
+    /// registry's `Authorization`.
+    fn is_own(&self, url: &str) -> bool {
+        crate::http::origin(url).is_some_and(|o| Some(o) == crate::http::origin(&self.base_url))
+    }
+
+    /// A token realm may get credentials over HTTPS, or over plain HTTP when its
+    /// `host[:port]` is configured `plain_http`; anything else is refused, never sent.
+    fn check_realm(&self, realm: &str) -> anyhow::Result<()> {
+        let Some((scheme, host, port)) = crate::http::origin(realm) else {
+            anyhow::bail!(
+                "{} names the token server `{}`, which is no http(s) URL",
+                self.registry,
+                super::error::printable(realm)
+            );
+        };
+        if scheme == "https" {
+            return Ok(());
+        }
+        let named = |name: &str| {
+            crate::http::origin(&format!("http://{name}"))
+                .is_some_and(|(_, h, p)| h == host && p == port)
+        };
+        anyhow::ensure!(
+            self.plain_http_hosts.iter().any(|name| named(name)),
+            "{} sends gib to the token server {realm} over plain HTTP; gib does not send \
+             credentials unencrypted (set `plain_http: true` for that host under `registries:` \
+             in gib.yaml only if the network between is trusted)",
+            self.registry
+        );
+        Ok(())
+    }
+
     fn known_challenge(&self) -> Option<Challenge> {
         self.challenge
             .lock()
@@ -281,7 +334,10 @@ impl Host {
             401 => {
                 let text = header(&response, "www-authenticate").unwrap_or_default();
                 Challenge::parse(&text).with_context(|| {
-                    format!("{url} asks for authentication with an unsupported challenge `{text}`")
+                    format!(
+                        "{url} asks for authentication with an unsupported challenge `{}`",
+                        printable(&text)
+                    )
                 })?
             }
             _ => {
@@ -379,6 +435,9 @@ impl Host {
         scopes: &[String],
     ) -> anyhow::Result<Token> {
         let found = self.credential()?;
+        if found.is_some() {
+            self.check_realm(realm)?;
+        }
         let response = match found.as_ref().map(|f| &f.credential) {
             Some(Credential::IdentityToken(refresh_token)) => {
                 let mut form = vec![
@@ -424,11 +483,8 @@ impl Host {
         if !(200..300).contains(&status) {
             return Err(status_error(&Method::GET, realm, response).into());
         }
-        let answer: TokenResponse = response
-            .into_body()
-            .with_config()
-            .limit(1 << 20)
-            .read_json()
+        let body = read_document(response, realm, "a token server's answer", 1 << 20)?;
+        let answer: TokenResponse = serde_json::from_slice(&body)
             .with_context(|| format!("the token server {realm} sent an unreadable answer"))?;
         answer
             .into_token()
@@ -454,32 +510,58 @@ impl Host {
             builder = builder.header("authorization", value);
         }
         let invalid = |e: ureq::http::Error| anyhow::anyhow!("invalid request {method} {url}: {e}");
+        // The registry may take long to answer a request with a body (it hashes the blob),
+        // but not forever.
+        let answer_wait = if matches!(payload, Payload::None) {
+            self.limits.stall
+        } else {
+            self.limits.response.max(self.limits.stall)
+        };
         let result = match payload {
             Payload::None => self.agent.run(builder.body(()).map_err(invalid)?),
-            Payload::Bytes(bytes) => self.agent.run(builder.body(bytes).map_err(invalid)?),
+            Payload::Bytes(bytes) => {
+                let mut reader = self.limits.rate_floor(bytes);
+                let builder = builder.header("content-length", bytes.len());
+                let request = builder
+                    .body(SendBody::from_reader(&mut reader))
+                    .map_err(invalid)?;
+                self.agent.run(self.with_answer_wait(request, answer_wait))
+            }
             Payload::File(path) => {
                 let file = File::open(path)
                     .with_context(|| format!("cannot open blob {}", path.display()))?;
-                self.agent.run(builder.body(file).map_err(invalid)?)
+                let size = file
+                    .metadata()
+                    .with_context(|| format!("cannot read blob {}", path.display()))?
+                    .len();
+                let builder = builder.header("content-length", size);
+                let request = builder
+                    .body(SendBody::from_owned_reader(self.limits.rate_floor(file)))
+                    .map_err(invalid)?;
+                self.agent.run(self.with_answer_wait(request, answer_wait))
             }
         };
         result.map_err(|e| classify(e, method, url).into())
     }
+
+    fn with_answer_wait<B: ureq::AsSendBody>(
+        &self,
+        request: ureq::http::Request<B>,
+        wait: Duration,
+    ) -> ureq::http::Request<B> {
+        self.agent
+            .configure_request(request)
+            .timeout_per_read(Some(wait))
+            .timeout_recv_response(Some(wait))
+            .build()
+    }
 }
 
-fn build_agent(options: &RegistryOptions) -> anyhow::Result<Agent> {
+fn build_agent(options: &RegistryOptions, limits: &Limits) -> anyhow::Result<Agent> {
     let roots = root_certificates(options.ca_certificate.as_deref())?;
     let tls = TlsConfig::builder().root_certs(roots).build();
-    let config = Agent::config_builder()
-        .http_status_as_error(false)
-        .user_agent(format!("gib/{}", env!("CARGO_PKG_VERSION")))
-        // Blobs must arrive byte for byte as stored: no transparent decompression.
-        .accept_encoding("")
-        // No resolve, global or per-call timeout: with one, ureq resolves names on a detached
-        // thread, and gib must be single-threaded again once a push or pull returns.
-        .timeout_connect(Some(Duration::from_secs(15)))
-        // A registry hashes a whole blob before it answers a PUT.
-        .timeout_recv_response(Some(Duration::from_secs(600)))
+    let config = limits
+        .agent_config()
         .max_idle_connections_per_host(8)
         .tls_config(tls)
         .build();
@@ -541,7 +623,7 @@ fn system_bundle() -> Option<PathBuf> {
 
 /// Sort a transport failure into what the user should hear.
 fn classify(err: ureq::Error, method: &Method, url: &str) -> RegistryError {
-    let detail = err.to_string();
+    let detail = printable(&err.to_string());
     let lower = format!("{err:?} {detail}").to_lowercase();
     let url = url.to_string();
     let refused = matches!(&err, ureq::Error::Io(e) if matches!(
@@ -554,8 +636,30 @@ fn classify(err: ureq::Error, method: &Method, url: &str) -> RegistryError {
             ureq::Error::HostNotFound | ureq::Error::ConnectionFailed
         )
         || matches!(&err, ureq::Error::Timeout(t) if matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve));
+    let stalled = matches!(&err, ureq::Error::Timeout(_))
+        || matches!(&err, ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut);
+    let detail = match &err {
+        ureq::Error::Timeout(ureq::Timeout::PerRead) => "it sent nothing for too long".into(),
+        ureq::Error::Timeout(ureq::Timeout::PerWrite) => "it took nothing for too long".into(),
+        ureq::Error::Timeout(ureq::Timeout::RecvResponse) => "it did not answer in time".into(),
+        _ => detail,
+    };
     if unreachable {
         RegistryError::Unreachable { url, detail }
+    } else if stalled {
+        RegistryError::Stalled {
+            method: method.to_string(),
+            url,
+            detail,
+        }
+    } else if matches!(err, ureq::Error::TooManyRedirects) {
+        RegistryError::RedirectLoop { url }
+    } else if let ureq::Error::BodyExceedsLimit(limit) = err {
+        RegistryError::TooLarge {
+            url,
+            what: "this request",
+            limit,
+        }
     } else if lower.contains("certificate") || lower.contains("unknownissuer") {
         RegistryError::UntrustedCertificate { url, detail }
     } else if lower.contains("invalidcontenttype")
@@ -591,14 +695,41 @@ fn refusal(method: &Method, url: &str, response: Response<Body>) -> String {
     }
 }
 
-/// An error body, bounded (it is only for the message).
+/// An error body, bounded in size and rate (it is only for the message).
 pub(crate) fn read_small_body(response: Response<Body>) -> Vec<u8> {
-    response
-        .into_body()
-        .with_config()
-        .limit(64 << 10)
-        .read_to_vec()
+    let mut body = Vec::new();
+    Limits::from_env()
         .unwrap_or_default()
+        .rate_floor(response.into_body().into_reader())
+        .take(64 << 10)
+        .read_to_end(&mut body)
+        .ok();
+    body
+}
+
+/// A document (a manifest, an index) read whole, at the minimum rate, and refused beyond
+/// `limit` bytes: a permanent refusal, not a lost connection.
+pub(crate) fn read_document(
+    response: Response<Body>,
+    url: &str,
+    what: &'static str,
+    limit: u64,
+) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    Limits::from_env()?
+        .rate_floor(response.into_body().into_reader())
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| body_error("GET", url, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(RegistryError::TooLarge {
+            url: url.to_string(),
+            what,
+            limit,
+        }
+        .into());
+    }
+    Ok(bytes)
 }
 
 /// The error for an unexpected status, with the registry's explanation.
@@ -696,6 +827,38 @@ mod tests {
         let (calls, err) = always(429);
         assert_eq!(calls, 3);
         assert!(err.contains("gave up after 3 attempts"));
+    }
+
+    #[test]
+    fn credentials_go_to_the_registry_origin_and_plain_http_realms_only_when_configured() {
+        let plain = RegistryOptions {
+            plain_http: true,
+            ..RegistryOptions::default()
+        };
+        let client = Client::new()
+            .with_registry("auth.internal:8080", plain.clone())
+            .with_registry("mirror.internal", plain);
+        let host = client.host("registry.example.org").unwrap();
+        assert!(host.is_own("https://registry.example.org/v2/a/blobs/uploads/1"));
+        assert!(host.is_own("https://REGISTRY.example.org:443/v2/"));
+        for elsewhere in [
+            "http://registry.example.org/v2/",
+            "https://registry.example.org:5000/v2/",
+            "https://storage.example.org/v2/",
+            "/v2/relative",
+        ] {
+            assert!(!host.is_own(elsewhere), "{elsewhere}");
+        }
+        assert!(host.check_realm("https://auth.example.org/token").is_ok());
+        assert!(host.check_realm("http://auth.internal:8080/token").is_ok());
+        assert!(host.check_realm("http://mirror.internal/token").is_ok());
+        for refused in [
+            "http://auth.example.org/token",
+            "http://auth.internal/token",
+            "ftp://auth.example.org/token",
+        ] {
+            assert!(host.check_realm(refused).is_err(), "{refused}");
+        }
     }
 
     #[test]

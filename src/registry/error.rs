@@ -17,6 +17,28 @@ pub enum RegistryError {
         detail: String,
     },
 
+    /// The peer sent or took nothing for too long, or too little: a stall or a trickle.
+    #[error(
+        "{url} stalled during {method}: {detail} (gib gives up on a peer silent for longer than \
+         $GIB_HTTP_STALL_TIMEOUT or slower than $GIB_HTTP_MIN_RATE)"
+    )]
+    Stalled {
+        method: String,
+        url: String,
+        detail: String,
+    },
+
+    #[error("{url} redirects in a loop (more than 8 redirects); gib does not follow it")]
+    RedirectLoop { url: String },
+
+    /// More bytes than gib accepts for this kind of content.
+    #[error("{url} sends more than the {limit} bytes gib accepts for {what}")]
+    TooLarge {
+        url: String,
+        what: &'static str,
+        limit: u64,
+    },
+
     #[error(
         "the TLS certificate of {url} is not trusted: {detail} (give the registry's CA \
          certificate with `ca_certificate`, or `--ca FILE`)"
@@ -67,10 +89,10 @@ impl RegistryError {
     /// Worth another attempt after a pause: a dropped connection, 408, 429 or 5xx.
     pub fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Unreachable { .. } | RegistryError::ConnectionLost { .. } => true,
-            RegistryError::Status { status, .. } => {
-                matches!(status, 408 | 429 | 499 | 500..=599)
-            }
+            RegistryError::Unreachable { .. }
+            | RegistryError::ConnectionLost { .. }
+            | RegistryError::Stalled { .. } => true,
+            RegistryError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
             _ => false,
         }
     }
@@ -81,6 +103,46 @@ pub fn is_transient(err: &anyhow::Error) -> bool {
     err.chain()
         .find_map(|e| e.downcast_ref::<RegistryError>())
         .is_some_and(RegistryError::is_transient)
+}
+
+/// A failure while a body streams: a stall or a trickle (`TimedOut`, from the socket's
+/// timeouts or the rate floor), or a connection lost.
+pub fn body_error(method: &str, url: &str, err: std::io::Error) -> RegistryError {
+    let detail = printable(&err.to_string());
+    let (method, url) = (method.to_string(), url.to_string());
+    let timed_out = err.kind() == std::io::ErrorKind::TimedOut
+        || std::error::Error::source(&err)
+            .and_then(|e| e.downcast_ref::<ureq::Error>())
+            .is_some_and(|e| matches!(e, ureq::Error::Timeout(_)));
+    if timed_out || detail.contains("timeout") {
+        RegistryError::Stalled {
+            method,
+            url,
+            detail,
+        }
+    } else {
+        RegistryError::ConnectionLost {
+            method,
+            url,
+            detail,
+        }
+    }
+}
+
+/// `text` safe for a terminal: control characters (escape sequences, carriage returns,
+/// bells) shown as `\u{..}` escapes instead of acting on the user's terminal.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A registry's error body made short and readable: the `errors[].code: message` of the
@@ -100,7 +162,7 @@ pub fn describe_body(body: &[u8]) -> String {
         detail: Option<serde_json::Value>,
     }
     if let Ok(parsed) = serde_json::from_slice::<Errors>(body) {
-        return parsed
+        let text = parsed
             .errors
             .iter()
             .map(|e| {
@@ -112,9 +174,12 @@ pub fn describe_body(body: &[u8]) -> String {
             })
             .collect::<Vec<_>>()
             .join("; ");
+        return printable(&shorten(&text));
     }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
+    printable(&shorten(String::from_utf8_lossy(body).trim()))
+}
+
+fn shorten(text: &str) -> String {
     match text.char_indices().nth(400) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_string(),
@@ -136,6 +201,16 @@ mod tests {
     }
 
     #[test]
+    fn escape_sequences_are_shown_not_obeyed() {
+        let body = b"denied\x1b]0;owned\x07\x1b[2J\rok";
+        let text = describe_body(body);
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert_eq!(text, "denied\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\u{d}ok");
+        let json = br#"{"errors":[{"code":"DENIED","message":"no\u001b[31m"}]}"#;
+        assert_eq!(describe_body(json), "DENIED: no\\u{1b}[31m");
+    }
+
+    #[test]
     fn transient_statuses() {
         let status = |status| RegistryError::Status {
             method: "PUT".into(),
@@ -147,5 +222,7 @@ mod tests {
         assert!(status(429).is_transient());
         assert!(!status(404).is_transient());
         assert!(!status(401).is_transient());
+        assert!(!status(499).is_transient());
+        assert!(status(408).is_transient());
     }
 }

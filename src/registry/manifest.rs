@@ -10,7 +10,6 @@ use super::digest::Digest;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-#[cfg(test)]
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
@@ -22,6 +21,37 @@ pub const ACCEPTED_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json
 
 pub fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
+
+/// The config media types of images (an artifact's config is something else).
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
+/// A pulled manifest must be an image or an index of images: an unknown manifest type (a
+/// Docker schema 1 manifest, an artifact, anything new) is refused rather than guessed at.
+pub fn check_image_media_types(
+    media_type: &str,
+    document: &ManifestDocument,
+) -> anyhow::Result<()> {
+    let printable = super::error::printable;
+    if is_index(media_type) {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST,
+        "its media type `{}` is neither an image manifest nor an index",
+        printable(media_type)
+    );
+    if let Some(config) = &document.config {
+        anyhow::ensure!(
+            IMAGE_CONFIGS.contains(&config.media_type.as_str()),
+            "its config has media type `{}`, not an image config: it is an artifact, not an image",
+            printable(&config.media_type)
+        );
+    }
+    Ok(())
 }
 
 /// A content descriptor: what a blob is, its digest and its size.

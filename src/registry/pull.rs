@@ -12,13 +12,16 @@ use serde::Serialize;
 use ureq::http::Method;
 
 use super::auth::repository_scope;
-use super::client::{Client, Payload, header, status_error};
+use super::client::{Client, Payload, header, read_document, status_error};
 use super::digest::{Digest, HashingWriter};
-use super::error::RegistryError;
+use super::error::{RegistryError, body_error};
 use super::for_each_parallel;
-use super::manifest::{ACCEPTED_MANIFESTS, Descriptor, ManifestDocument, Platform, is_index};
+use super::manifest::{
+    ACCEPTED_MANIFESTS, Descriptor, ManifestDocument, Platform, check_image_media_types, is_index,
+};
 use super::push::PARALLEL_BLOBS;
 use super::reference::Reference;
+use crate::http::Limits;
 
 /// Manifests larger than this are refused (the spec asks registries to accept 4 MiB).
 const MAX_MANIFEST_SIZE: u64 = 8 << 20;
@@ -46,6 +49,7 @@ pub fn pull_image(
     blobs_dir: &Path,
 ) -> anyhow::Result<PulledImage> {
     let pull = Pull {
+        limits: Limits::from_env()?,
         client,
         reference,
         blobs_dir,
@@ -108,6 +112,7 @@ pub fn pull_image(
 }
 
 struct Pull<'a> {
+    limits: Limits,
     client: &'a Client,
     reference: &'a Reference,
     blobs_dir: &'a Path,
@@ -144,16 +149,7 @@ impl Pull<'_> {
             }
             let media_type = header(&response, "content-type");
             let announced = header(&response, "docker-content-digest");
-            let bytes = response
-                .into_body()
-                .with_config()
-                .limit(MAX_MANIFEST_SIZE)
-                .read_to_vec()
-                .map_err(|e| RegistryError::ConnectionLost {
-                    method: "GET".into(),
-                    url: url.clone(),
-                    detail: e.to_string(),
-                })?;
+            let bytes = read_document(response, &url, "a manifest", MAX_MANIFEST_SIZE)?;
             Ok((bytes, media_type, announced))
         })?;
         let actual = Digest::of_bytes(&bytes);
@@ -179,6 +175,8 @@ impl Pull<'_> {
             .clone()
             .or(media_type.filter(|m| m.contains("manifest") || m.contains("index")))
             .unwrap_or_else(|| document.media_type());
+        check_image_media_types(&media_type, &document)
+            .with_context(|| format!("{url} is no image gib can build on"))?;
         let path = actual.blob_path(self.blobs_dir);
         let mut temp = tempfile::NamedTempFile::new_in(self.blobs_dir.join("sha256"))
             .with_context(|| format!("cannot create a file in {}", self.blobs_dir.display()))?;
@@ -197,6 +195,16 @@ impl Pull<'_> {
     /// digest name after verification).
     fn fetch_blob(&self, blob: &Descriptor) -> anyhow::Result<()> {
         let path = blob.digest.blob_path(self.blobs_dir);
+        // Refused before a byte is asked for: a manifest may claim terabytes.
+        anyhow::ensure!(
+            blob.size <= self.limits.max_blob_size,
+            "cannot pull blob {} of {}: its manifest declares {} bytes, more than the {} bytes \
+             gib accepts for a blob ($GIB_MAX_BLOB_SIZE)",
+            blob.digest,
+            self.reference,
+            blob.size,
+            self.limits.max_blob_size
+        );
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == blob.size) {
             self.cached
                 .lock()
@@ -231,17 +239,13 @@ impl Pull<'_> {
             .with_context(|| format!("cannot create a file in {}", self.blobs_dir.display()))?;
         let mut writer = HashingWriter::new(io::BufWriter::with_capacity(1 << 16, temp));
         // One byte more than announced is enough to see that a blob is too long.
-        let mut reader = response
+        let body = response
             .into_body()
             .into_with_config()
             .limit(u64::MAX)
-            .reader()
-            .take(blob.size + 1);
-        io::copy(&mut reader, &mut writer).map_err(|e| RegistryError::ConnectionLost {
-            method: "GET".into(),
-            url: url.to_string(),
-            detail: e.to_string(),
-        })?;
+            .reader();
+        let mut reader = self.limits.rate_floor(body).take(blob.size + 1);
+        io::copy(&mut reader, &mut writer).map_err(|e| body_error("GET", url, e))?;
         let (digest, size, buffered) = writer.finish();
         if digest != blob.digest || size != blob.size {
             // The temporary file is removed when `buffered` drops.

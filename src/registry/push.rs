@@ -19,7 +19,8 @@ use ureq::http::Method;
 
 use super::auth::repository_scope;
 use super::client::{
-    Client, DEFAULT_CHUNK_SIZE, Payload, header, resolve_location, status_error, with_query,
+    Client, DEFAULT_CHUNK_SIZE, Payload, header, read_document, resolve_location, status_error,
+    with_query,
 };
 use super::digest::Digest;
 use super::error::RegistryError;
@@ -135,20 +136,8 @@ pub fn push_referrers_tag(
         .retrying(|| {
             let response = push.send(Method::GET, &url, &[("accept", OCI_INDEX)], Payload::None)?;
             match response.status().as_u16() {
-                200 => response
-                    .into_body()
-                    .with_config()
-                    .limit(MAX_REFERRERS_INDEX)
-                    .read_to_vec()
-                    .map(Some)
-                    .map_err(|e| {
-                        RegistryError::ConnectionLost {
-                            method: "GET".into(),
-                            url: url.clone(),
-                            detail: e.to_string(),
-                        }
-                        .into()
-                    }),
+                200 => read_document(response, &url, "a referrers index", MAX_REFERRERS_INDEX)
+                    .map(Some),
                 404 => Ok(None),
                 _ => Err(status_error(&Method::GET, &url, response).into()),
             }

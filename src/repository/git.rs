@@ -242,6 +242,21 @@ fn git(ca_certificate: Option<&Path>) -> Command {
         cmd.arg("-c")
             .arg(format!("http.sslCAInfo={}", ca.display()));
     }
+    // The same bounds as every other transfer (`crate::http`): git gives up on an HTTP peer
+    // that stays below the minimum rate for a stall period, and ssh on a silent server.
+    let limits = crate::http::Limits::from_env().unwrap_or_default();
+    cmd.arg("-c")
+        .arg(format!("http.lowSpeedLimit={}", limits.min_rate))
+        .arg("-c")
+        .arg(format!("http.lowSpeedTime={}", limits.stall.as_secs().max(1)));
+    cmd.env(
+        "GIT_SSH_COMMAND",
+        format!(
+            "ssh -o BatchMode=yes -o ConnectTimeout={} -o ServerAliveInterval={} -o ServerAliveCountMax=2",
+            limits.connect.as_secs().max(1),
+            limits.stall.as_secs().max(1)
+        ),
+    );
     cmd.env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "true")
         .env("LC_ALL", "C")

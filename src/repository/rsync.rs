@@ -24,12 +24,16 @@ pub(super) fn fetch(uri: &str, store: &Store) -> Result<Fetched> {
         "--omit-dir-times",
         "--delete",
         "--force",
-        "--timeout=180",
         "--exclude=/distfiles",
         "--exclude=/local",
         "--exclude=/packages",
         "--exclude=/.git",
     ]);
+    // The same bounds as every other transfer (`crate::http`): a silent server is given up
+    // after a stall period, a daemon that never accepts after the connect timeout.
+    let limits = crate::http::Limits::from_env().unwrap_or_default();
+    cmd.arg(format!("--timeout={}", limits.stall.as_secs().max(1)))
+        .arg(format!("--contimeout={}", limits.connect.as_secs().max(1)));
     if let Some((current, _)) = store.current() {
         cmd.arg(format!("--link-dest={}", current.display()));
     }

@@ -25,8 +25,17 @@ const PARENT_MODE: u32 = 0o755;
 /// `etc/gshadow` when the root has them), keeping other entries and each file's mode and
 /// owner, and create missing home directories owned by their user.
 ///
+/// The root's own accounts (made by packages, account packages among them, or the parent
+/// image) merge with the image's: an entry of the same name and id is rewritten, one of the
+/// same name with another id is an error naming both.
+///
 /// A user whose group id no group has gets a group of its own name, as useradd does.
 pub fn apply_accounts(root: &Path, accounts: &Accounts) -> Result<()> {
+    let passwd_file = account_file(root, "etc/passwd")?;
+    let existing_users = read_if_exists(&passwd_file)?.unwrap_or_default();
+    for user in &accounts.users {
+        check_clash("/etc/passwd", &existing_users, "user", &user.name, user.uid)?;
+    }
     let mut group_lines: Vec<(String, String)> = accounts
         .groups
         .iter()
@@ -34,6 +43,15 @@ pub fn apply_accounts(root: &Path, accounts: &Accounts) -> Result<()> {
         .collect();
     let group_file = account_file(root, "etc/group")?;
     let existing_groups = read_if_exists(&group_file)?.unwrap_or_default();
+    for group in &accounts.groups {
+        check_clash(
+            "/etc/group",
+            &existing_groups,
+            "group",
+            &group.name,
+            group.gid,
+        )?;
+    }
     for user in &accounts.users {
         let has_group = accounts.groups.iter().any(|g| g.gid == user.gid)
             || existing_groups
@@ -63,7 +81,7 @@ pub fn apply_accounts(root: &Path, accounts: &Accounts) -> Result<()> {
             (u.name.clone(), line)
         })
         .collect();
-    merge_entries(&account_file(root, "etc/passwd")?, &passwd_lines, true)?;
+    merge_entries(&passwd_file, &passwd_lines, true)?;
     merge_entries(&group_file, &group_lines, true)?;
     // Locked passwords: accounts of an image are for running services, not for logging in.
     let shadow_lines: Vec<(String, String)> = passwd_lines
@@ -92,6 +110,22 @@ pub fn resolve_run_as(accounts: &Accounts) -> Option<String> {
         Some(user) => Some(format!("{}:{}", user.uid, user.gid)),
         None => Some(run_as.to_string()),
     }
+}
+
+/// An entry of `file` (the image's passwd or group: the id is the third field) named `name`
+/// whose id is not `id`.
+fn check_clash(file: &str, text: &str, what: &str, name: &str, id: u32) -> Result<()> {
+    let prefix = format!("{name}:");
+    let Some(line) = text.lines().find(|line| line.starts_with(&prefix)) else {
+        return Ok(());
+    };
+    if line.split(':').nth(2) == Some(id.to_string().as_str()) {
+        return Ok(());
+    }
+    bail!(
+        "accounts: the {what} `{name}` with id {id} clashes with `{line}` in the image's \
+         {file}, which a package or the parent image made; use its id or another name"
+    )
 }
 
 fn home_of(user: &User) -> String {
@@ -309,7 +343,7 @@ mod tests {
         std::fs::create_dir_all(r.join("etc")).unwrap();
         std::fs::write(
             r.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/bash\nwww:x:999:999::/old:/bin/sh\n",
+            "root:x:0:0:root:/root:/bin/bash\nwww:x:1000:999::/old:/bin/sh\n",
         )
         .unwrap();
         std::fs::write(r.join("etc/group"), "root:x:0:\nusers:x:100:\n").unwrap();
@@ -379,6 +413,72 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(root.path().join("etc/group")).unwrap(),
             "nonroot:x:65532:\nnobody:x:65534:\n"
+        );
+    }
+
+    #[test]
+    fn an_account_of_the_root_with_another_id_is_a_clash() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        let passwd = "gibsvc:x:301:301:User for svc-whoami:/var/lib/gibsvc:/sbin/nologin\n";
+        let group = "gibsvc:x:301:\n";
+        std::fs::write(r.join("etc/passwd"), passwd).unwrap();
+        std::fs::write(r.join("etc/group"), group).unwrap();
+        let err = apply_accounts(
+            r,
+            &Accounts {
+                users: vec![user("gibsvc", 1000, None)],
+                ..Accounts::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("the user `gibsvc` with id 1000")
+                && err.contains(
+                    "`gibsvc:x:301:301:User for svc-whoami:/var/lib/gibsvc:/sbin/nologin`"
+                )
+                && err.contains("the image's /etc/passwd"),
+            "{err}"
+        );
+        let err = apply_accounts(
+            r,
+            &Accounts {
+                groups: vec![Group {
+                    name: "gibsvc".into(),
+                    gid: 302,
+                }],
+                ..Accounts::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("the group `gibsvc` with id 302") && err.contains("`gibsvc:x:301:`"),
+            "{err}"
+        );
+        // Nothing was written.
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/passwd")).unwrap(),
+            passwd
+        );
+        assert_eq!(std::fs::read_to_string(r.join("etc/group")).unwrap(), group);
+        // The same name with the same id merges.
+        apply_accounts(
+            r,
+            &Accounts {
+                users: vec![User {
+                    gid: 301,
+                    ..user("gibsvc", 301, Some("/var/lib/gibsvc"))
+                }],
+                ..Accounts::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/passwd")).unwrap(),
+            "gibsvc:x:301:301:gibsvc:/var/lib/gibsvc:/sbin/nologin\n"
         );
     }
 

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::gentoo::license::spdx_license;
 use crate::gentoo::vdb::InstalledPackage;
+use crate::sandbox::safe_fs::TreeDir;
 
 const NOASSERTION: &str = "NOASSERTION";
 const IMAGE_ID: &str = "SPDXRef-Image";
@@ -34,15 +35,14 @@ pub struct OsRelease {
 /// The root's os-release (`etc/os-release`, else `usr/lib/os-release`), if it has one with
 /// an ID.
 pub fn read_os_release(root: &Path) -> Result<Option<OsRelease>> {
+    let tree = TreeDir::open_root(root)?;
     for candidate in ["etc/os-release", "usr/lib/os-release"] {
-        // Gentoo's etc/os-release is a symlink (../usr/lib/os-release): follow it inside the
-        // root, never to the host's file.
-        let path = super::resolve::resolve_in_root(root, candidate, true)?;
-        if !path.is_file() {
+        // Gentoo's etc/os-release is a symlink (../usr/lib/os-release): followed as if the
+        // root were `/`, never to the host's file; a fifo or device there is an error.
+        let Some(bytes) = tree.read_in_root(Path::new(candidate))? else {
             continue;
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        };
+        let text = String::from_utf8_lossy(&bytes);
         return Ok(parse_os_release(&text));
     }
     Ok(None)
@@ -321,6 +321,22 @@ fn rfc3339(epoch: i64) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_release_links_stay_inside_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let host = tmp.path().join("host-os-release");
+        std::fs::write(&host, "ID=host-secret\n").unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&host, root.join("etc/os-release")).unwrap();
+        // The absolute link names a path inside the root, where there is nothing.
+        assert_eq!(read_os_release(&root).unwrap(), None);
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::write(root.join("usr/lib/os-release"), "ID=gentoo\n").unwrap();
+        let os = read_os_release(&root).unwrap().unwrap();
+        assert_eq!(os.id, "gentoo");
+    }
     use crate::gentoo::vdb::{read_installed, tests::write_package};
 
     fn packages() -> Vec<InstalledPackage> {

@@ -42,6 +42,7 @@ pub mod helper;
 mod idmap;
 mod mounts;
 mod protocol;
+pub mod safe_fs;
 mod scratch;
 
 use std::ffi::OsString;

@@ -10,7 +10,6 @@
 
 pub mod flavor;
 pub mod openpgp;
-mod unpack;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -26,7 +25,7 @@ use crate::config::Stage3;
 use crate::printer::{Printer, UserError};
 use crate::sandbox::{self, SandboxSpec, SandboxStdio};
 
-pub use unpack::{UnpackSummary, unpack_tarball};
+pub use crate::tarball::UnpackSummary;
 
 /// An unpacked stage3 in the cache. Never modify it: use it as an overlay's lower dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +76,7 @@ fn prepare_url(
             digest,
         });
     }
+    refuse_unverifiable(url, expected)?;
     let downloads = cache.dir("downloads")?;
     let mut file = tempfile::Builder::new()
         .prefix(".tmp-stage3-")
@@ -90,19 +90,29 @@ fn prepare_url(
     Ok(root)
 }
 
+/// A stage3 over plain HTTP is only as trustworthy as every network between here and the
+/// mirror: without a `sha512` to check it against, it is refused.
+fn refuse_unverifiable(url: &str, expected: Option<&str>) -> Result<()> {
+    let plain = url
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+    if plain && expected.is_none() {
+        return Err(UserError::with_hint(
+            format!("the stage3 {url} comes over plain HTTP with no sha512 to check it against"),
+            "add `sha512:` (from the mirror's .DIGESTS file, fetched over HTTPS) or use an https:// URL",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Stream `url` into `to`, with a progress line every few seconds; the sha512 of the bytes.
 fn download(url: &str, to: &mut File, printer: &Printer) -> Result<String> {
     printer.status("Downloading", url);
-    let response = ureq::get(url)
-        .call()
+    let client = crate::download::Client::new(None)?;
+    let (mut reader, total) = client
+        .open(url)
         .with_context(|| format!("cannot download {url}"))?;
-    let total = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let mut body = response.into_body();
-    let mut reader = body.as_reader();
     let mut hasher = Sha512::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut done: u64 = 0;
@@ -114,10 +124,15 @@ fn download(url: &str, to: &mut File, printer: &Printer) -> Result<String> {
         if n == 0 {
             break;
         }
+        done += n as u64;
+        anyhow::ensure!(
+            done <= client.max_size(),
+            "{url} is larger than the {} bytes gib accepts ($GIB_MAX_BLOB_SIZE)",
+            client.max_size()
+        );
         hasher.update(&buf[..n]);
         to.write_all(&buf[..n])
             .context("cannot write the downloaded stage3 into the cache")?;
-        done += n as u64;
         if last.elapsed() > Duration::from_secs(5) {
             last = Instant::now();
             let of = total.map(|t| format!(" of {}", mib(t))).unwrap_or_default();
@@ -190,7 +205,7 @@ fn unpack_into_cache(
             printer.status(
                 "Skipped",
                 &format!(
-                    "{} device node(s) and fifo(s) of {} (the sandbox binds /dev from the host)",
+                    "{} device node(s) of {} (the sandbox binds /dev from the host)",
                     summary.skipped_special,
                     tarball.display()
                 ),
@@ -247,19 +262,8 @@ pub fn unpack_in_sandbox(
         use std::io::Seek;
         stderr.rewind().ok();
         stderr.read_to_string(&mut message).ok();
-        // The unpacker's own `error:` / `caused by:` lines, as one cause.
-        let message = message
-            .lines()
-            .map(|l| l.trim().trim_start_matches("error: "))
-            .map(|l| l.trim_start_matches("caused by: "))
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(": ");
-        return Err(UserError::new(format!(
-            "cannot unpack the {what} {}: {message}",
-            tarball.display()
-        ))
-        .into());
+        let message = crate::tarball::helper_message(&message);
+        return Err(crate::tarball::unpack_failed(what, tarball, &message));
     }
     serde_json::from_str(stdout.trim())
         .with_context(|| format!("the unpacker printed {:?}", stdout.trim()))
@@ -285,6 +289,14 @@ pub fn cache_mounts(cache: &Cache) -> Result<Vec<sandbox::ExtraMount>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_needs_a_digest() {
+        let err = refuse_unverifiable("HTTP://mirror/stage3.tar.xz", None).unwrap_err();
+        assert!(err.to_string().contains("plain HTTP"), "{err}");
+        assert!(refuse_unverifiable("http://mirror/s.tar.xz", Some("abc")).is_ok());
+        assert!(refuse_unverifiable("https://mirror/s.tar.xz", None).is_ok());
+    }
 
     #[test]
     fn digests_compare_case_insensitively() {

@@ -9,13 +9,12 @@
 //! exercised here.
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use crate::fixture::mini_stage3;
-use crate::util::{Podman, gib, require_tool, scratch_dir};
+use crate::util::{HttpServer, Podman, gib, scratch_dir};
 
 /// A gib.yaml building greet on the mini stage3, with `binhost_lines` under `build:`.
 fn write_config(dir: &Path, binhost_lines: &str) -> PathBuf {
@@ -49,51 +48,6 @@ fn build_ok(config: &Path, cache: &Path, archive: &Path) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "gib build failed:\n{stderr}");
     stderr
-}
-
-/// `python3 -m http.server` serving a directory on 127.0.0.1, stopped on drop.
-struct HttpServer {
-    child: Child,
-    port: u16,
-}
-
-impl HttpServer {
-    fn serve(dir: &Path) -> HttpServer {
-        let python = require_tool("python3");
-        // A free port: the kernel picks one, then the server binds it.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(python)
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg("--directory")
-            .arg(dir)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = HttpServer { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "http.server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The gpkg files under a binpkgs directory, relative.

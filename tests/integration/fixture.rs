@@ -230,6 +230,126 @@ fn sources_hash(sources: &Path) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The distfile of the fixture's `app-misc/hello`: GNU hello 2.10's upstream release tarball,
+/// which Debian's archive keeps byte for byte as `pool/main/h/hello/hello_2.10.orig.tar.gz`.
+/// Downloaded once into `target/gib-fixtures/distfiles/`, from the archive the machine's apt
+/// sources name (the first that serves it), and checked against the size and SHA512 of the
+/// repository's Manifest; the tests serve it from a local Gentoo-style mirror.
+pub fn hello_distfile() -> PathBuf {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        fetch_distfile(
+            "app-misc/hello",
+            "hello-2.10.tar.gz",
+            "pool/main/h/hello/hello_2.10.orig.tar.gz",
+        )
+    })
+    .clone()
+}
+
+/// The size and SHA512 the fixture repository's Manifest records for `file` of `package`.
+pub fn manifest_dist(package: &str, file: &str) -> (u64, String) {
+    let path = mini_stage3_sources()
+        .join("repo")
+        .join(package)
+        .join("Manifest");
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let words: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.len() > 3 && w[0] == "DIST" && w[1] == file)
+        .unwrap_or_else(|| panic!("{} has no DIST line for {file}", path.display()));
+    let size = words[2].parse().expect("a DIST size");
+    let sha512 = words
+        .windows(2)
+        .find(|pair| pair[0] == "SHA512")
+        .map(|pair| pair[1].to_string())
+        .unwrap_or_else(|| panic!("{} has no SHA512 for {file}", path.display()));
+    (size, sha512)
+}
+
+fn fetch_distfile(package: &str, file: &str, archive_path: &str) -> PathBuf {
+    let (size, sha512) = manifest_dist(package, file);
+    let dir = fixtures_cache_dir().join("distfiles");
+    let target = dir.join(file);
+    let matches = |bytes: &[u8]| {
+        bytes.len() as u64 == size && hex::encode(sha2::Sha512::digest(bytes)) == sha512
+    };
+    if fs::read(&target).is_ok_and(|bytes| matches(&bytes)) {
+        return target;
+    }
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let bases = apt_archive_bases();
+    assert!(
+        !bases.is_empty(),
+        "no apt source in /etc/apt/sources.list(.d) to download {file} from"
+    );
+    let mut tried = Vec::new();
+    for base in bases {
+        let url = format!("{}/{archive_path}", base.trim_end_matches('/'));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(120)))
+            .build()
+            .into();
+        let bytes = agent.get(&url).call().ok().and_then(|mut response| {
+            response
+                .body_mut()
+                .with_config()
+                .limit(size + 1)
+                .read_to_vec()
+                .ok()
+        });
+        match bytes {
+            Some(bytes) if matches(&bytes) => {
+                let partial = dir.join(format!("{file}.part.{}", std::process::id()));
+                fs::write(&partial, &bytes)
+                    .unwrap_or_else(|e| panic!("cannot write {}: {e}", partial.display()));
+                fs::rename(&partial, &target)
+                    .unwrap_or_else(|e| panic!("cannot rename to {}: {e}", target.display()));
+                return target;
+            }
+            _ => tried.push(url),
+        }
+    }
+    panic!("none of these served {file} as its Manifest records it: {tried:?}");
+}
+
+/// The base URLs of the Debian archives in the machine's apt configuration: `deb` lines of
+/// `sources.list` and `*.list`, `URIs:` of deb822 `*.sources`, in file order.
+fn apt_archive_bases() -> Vec<String> {
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(entries) = fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        more.sort();
+        files.extend(more);
+    }
+    let mut bases = Vec::new();
+    for file in files {
+        let name = file.to_string_lossy().into_owned();
+        let Ok(text) = fs::read_to_string(&file) else {
+            continue;
+        };
+        for line in text.lines().map(str::trim) {
+            if name.ends_with(".sources") {
+                if let Some(uris) = line.strip_prefix("URIs:") {
+                    bases.extend(uris.split_whitespace().map(str::to_string));
+                }
+            } else if name.ends_with(".list") {
+                let mut words = line.split_whitespace();
+                if words.next() != Some("deb") {
+                    continue;
+                }
+                // `deb [options] URI suite components`
+                let uri = words.find(|w| w.contains("://"));
+                bases.extend(uri.map(str::to_string));
+            }
+        }
+    }
+    bases.retain(|b| b.starts_with("http://") || b.starts_with("https://"));
+    bases
+}
+
 /// One entry of a tarball listing, with the contents of small regular files.
 #[derive(Debug, Clone)]
 pub struct TarEntry {
@@ -368,6 +488,37 @@ fn mini_stage3_is_laid_out_like_a_gentoo_stage3() {
     assert!(
         text(&listing, "usr/share/portage/config/repos.conf")
             .contains("location = /var/db/repos/gentoo")
+    );
+    // Portage's unpack helper calls gtar; wget is its FETCHCOMMAND.
+    let gtar = &listing["usr/bin/gtar"];
+    assert_eq!(gtar.link_target.as_deref(), Some(Path::new("tar")));
+    assert!(listing["usr/bin/wget"].kind.is_file());
+
+    // The profile stack base -> linux -> arch -> release, and only free licenses by default.
+    let profiles = "var/db/repos/gentoo/profiles";
+    assert_eq!(
+        text(
+            &listing,
+            &format!("{profiles}/default/linux/amd64/23.0/parent")
+        ),
+        "..\n"
+    );
+    assert_eq!(
+        text(&listing, &format!("{profiles}/default/linux/amd64/parent")),
+        "..\n../../../arch/amd64\n"
+    );
+    assert_eq!(
+        text(&listing, &format!("{profiles}/default/linux/parent")),
+        "../../base\n"
+    );
+    assert!(
+        text(&listing, &format!("{profiles}/base/make.defaults"))
+            .contains("ACCEPT_LICENSE=\"-* @FREE\"")
+    );
+    assert!(
+        text(&listing, &format!("{profiles}/license_groups"))
+            .lines()
+            .any(|l| l.starts_with("FREE "))
     );
 
     // The portage user and group, uid/gid 250, as acct-user/portage makes them.

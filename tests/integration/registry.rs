@@ -661,12 +661,20 @@ fn bearer_tokens_from_the_challenge_with_a_mount_scope() {
     let tokens = TokenServer::start(dir.path());
     let registry = Registry::start_with_auth(dir.path(), Some(tokens.auth_section(dir.path())));
 
-    registry.push_ok(&chain.blobs, &chain.base, "gib/base:1", &[]);
+    // The test's token server speaks plain HTTP: gib sends it credentials only when told so.
+    let realm_host = format!("127.0.0.1:{}", tokens.port);
+    let plain_realm = ["--plain-http-host", realm_host.as_str()];
+    registry.push_ok(&chain.blobs, &chain.base, "gib/base:1", &plain_realm);
     let report = registry.push_ok(
         &chain.blobs,
         &chain.child,
         "gib/app:1",
-        &["--mount-from", &registry.reference("gib/base:1")],
+        &[
+            "--mount-from",
+            &registry.reference("gib/base:1"),
+            plain_realm[0],
+            plain_realm[1],
+        ],
     );
     let base_layer = &chain.blobs_of(&chain.base)[0];
     assert_eq!(
@@ -688,7 +696,7 @@ fn bearer_tokens_from_the_challenge_with_a_mount_scope() {
         "wrong-auth.json",
         "gib/app:1",
         &dir.path().join("pulled"),
-        &[],
+        &plain_realm,
     );
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stderr);

@@ -363,9 +363,18 @@ fn a_url_is_downloaded_verified_and_cached() {
         assert!(stderr(&out).contains("Downloading"));
 
         let missing = format!("http://127.0.0.1:{}/nope.tar.xz", server.port);
-        let out = in_stage3(who, &missing, &cache, &[], "true");
+        let unknown = "e".repeat(128);
+        let out = in_stage3(who, &missing, &cache, &["--sha512", &unknown], "true");
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         assert!(stderr(&out).contains(&missing), "{}", stderr(&out));
+        // Over plain HTTP, a stage3 nothing can be checked against is not downloaded.
+        let out = in_stage3(who, &missing, &cache, &[], "true");
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("plain HTTP with no sha512") && stderr(&out).contains("hint:"),
+            "{}",
+            stderr(&out)
+        );
         url
     };
     // The server is gone: the cached root (found by digest, or by url) is used.

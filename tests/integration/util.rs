@@ -183,6 +183,64 @@ pub fn archive_layers(
     archive: &Path,
     reference: &str,
 ) -> Vec<std::collections::BTreeMap<String, (char, u32, u64, u64)>> {
+    archive_layer_blobs(archive, reference)
+        .iter()
+        .map(|blob| {
+            let mut entries = std::collections::BTreeMap::new();
+            let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+            for entry in tar.entries().unwrap() {
+                let entry = entry.unwrap();
+                let header = entry.header();
+                let path = entry
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string();
+                entries.insert(
+                    path,
+                    (
+                        header.entry_type().as_byte() as char,
+                        header.mode().unwrap(),
+                        header.uid().unwrap(),
+                        header.gid().unwrap(),
+                    ),
+                );
+            }
+            entries
+        })
+        .collect()
+}
+
+/// The regular files of an image's layers in an archive gib wrote, each layer as a map of
+/// path -> contents, base layer first.
+pub fn archive_layer_files(
+    archive: &Path,
+    reference: &str,
+) -> Vec<std::collections::BTreeMap<String, Vec<u8>>> {
+    use std::io::Read;
+    archive_layer_blobs(archive, reference)
+        .iter()
+        .map(|blob| {
+            let mut files = std::collections::BTreeMap::new();
+            let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+            for entry in tar.entries().unwrap() {
+                let mut entry = entry.unwrap();
+                if !entry.header().entry_type().is_file() {
+                    continue;
+                }
+                let path = entry.path().unwrap().to_string_lossy().into_owned();
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).unwrap();
+                files.insert(path, bytes);
+            }
+            files
+        })
+        .collect()
+}
+
+/// The layer blobs (gzip) of `reference` in a docker/podman archive, base layer first.
+fn archive_layer_blobs(archive: &Path, reference: &str) -> Vec<Vec<u8>> {
     use std::io::Read;
     let mut files = std::collections::BTreeMap::new();
     let mut outer = tar::Archive::new(std::fs::File::open(archive).unwrap());
@@ -210,31 +268,7 @@ pub fn archive_layers(
         .as_array()
         .unwrap()
         .iter()
-        .map(|layer| {
-            let blob = &files[layer.as_str().unwrap()];
-            let mut entries = std::collections::BTreeMap::new();
-            let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
-            for entry in tar.entries().unwrap() {
-                let entry = entry.unwrap();
-                let header = entry.header();
-                let path = entry
-                    .path()
-                    .unwrap()
-                    .to_string_lossy()
-                    .trim_end_matches('/')
-                    .to_string();
-                entries.insert(
-                    path,
-                    (
-                        header.entry_type().as_byte() as char,
-                        header.mode().unwrap(),
-                        header.uid().unwrap(),
-                        header.gid().unwrap(),
-                    ),
-                );
-            }
-            entries
-        })
+        .map(|layer| files[layer.as_str().unwrap()].clone())
         .collect()
 }
 
@@ -328,5 +362,69 @@ pub fn make_pki(dir: &Path) -> Pki {
         ca: p("ca.pem"),
         cert: p("server.pem"),
         key: p("server.key"),
+    }
+}
+
+/// `python3 -m http.server` serving a directory on 127.0.0.1, stopped on drop. Its request
+/// log is kept, so a test can count what was fetched from it.
+pub struct HttpServer {
+    child: std::process::Child,
+    port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl HttpServer {
+    pub fn serve(dir: &Path) -> HttpServer {
+        use std::net::{TcpListener, TcpStream};
+        use std::time::{Duration, Instant};
+        let python = require_tool("python3");
+        // A free port: the kernel picks one, then the server binds it.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = tempfile::NamedTempFile::new_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let child = Command::new(python)
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg("--directory")
+            .arg(dir)
+            .arg(port.to_string())
+            .env("PYTHONUNBUFFERED", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let server = HttpServer { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "http.server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// The paths requested so far (`/distfiles/x.tar.gz`), in order, whatever the method.
+    pub fn requests(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        log.lines()
+            .filter_map(|line| {
+                let request = line.split_once('"')?.1;
+                let mut words = request.split_whitespace();
+                let _method = words.next()?;
+                words.next().map(str::to_string)
+            })
+            .collect()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -129,6 +129,8 @@ impl Cache {
                     .with_context(|| format!("cannot make {} private", dir.display()))?;
             }
         }
+        // gib's helpers unpack and write entries here from inside the sandbox.
+        crate::sandbox::hand_over(&dir)?;
         Ok(dir)
     }
 
@@ -140,6 +142,7 @@ impl Cache {
             .prefix(".tmp-")
             .tempdir_in(&dir)
             .with_context(|| format!("cannot create a scratch directory in {}", dir.display()))?;
+        crate::sandbox::hand_over(scratch.path())?;
         Ok(scratch.keep())
     }
 

@@ -184,6 +184,14 @@ fn unpack_in_namespace(
         ctx.store.root().into(),
         dest.into(),
     ];
+    // Pulled blobs are 0600; the unpacker reads them inside the sandbox, whose root is not
+    // the host's root when gib runs as root.
+    for layer in &image.layers {
+        let blob = ctx.store.path(&layer.digest.to_string())?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&blob, std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("cannot make {} readable", blob.display()))?;
+    }
     let spec = SandboxSpec::in_namespace("gib-unpack", command);
     let logs = tempfile::tempdir_in(ctx.cache.dir("tmp")?)
         .context("cannot create a scratch directory in the cache")?;

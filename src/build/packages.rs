@@ -262,6 +262,10 @@ fn keep_package_db(log_dir: &Path, entry_scratch: &Path) -> Result<Option<PathBu
     let vdb = root.join(vdb::VDB_DIR);
     std::fs::create_dir_all(vdb.parent().unwrap_or(&root))
         .with_context(|| format!("cannot create {}", root.display()))?;
+    // A lower dir of children's /staging: its directories must be root's there.
+    for dir in vdb.ancestors().skip(1).take_while(|d| d.starts_with(&root)) {
+        crate::sandbox::hand_over(dir)?;
+    }
     std::fs::rename(&out, &vdb)
         .with_context(|| format!("cannot move {} to {}", out.display(), vdb.display()))?;
     Ok(Some(root))

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{BuildContext, BuiltImage, hash_parts, image_size, layer::layer_options};
+use crate::cache::remove_any;
 use crate::oci::image::write_image;
 use crate::oci::layer::{LayerSource, write_layer};
 use crate::plan::ImagePlan;
@@ -39,13 +40,16 @@ pub fn build(
         filter: None,
     };
     let mut options = layer_options(ctx, image);
-    // The user's directory is read where it is; a tarball was unpacked in the namespace.
-    let layer = if tree == rootfs {
+    // The user's directory is read where it is, and so is a tarball root unpacked on the
+    // host (with its owners as they are); an unprivileged user's was unpacked in the
+    // namespace.
+    let layer = if tree == rootfs || nix::unistd::geteuid().is_root() {
         options.owners = Some(crate::sandbox::id_mode()?.owner_map());
         write_layer(&source, ctx.store, &options)?
     } else {
         super::layer::write_in_namespace(ctx, source, options)?
     };
+    let diff_id = layer.diff_id.clone();
     let key = hash_parts(&[
         &format!("{image:?}"),
         parent.map_or("", |p| p.key.as_str()),
@@ -56,7 +60,7 @@ pub fn build(
         ctx.store,
         &super::image_request(ctx, image, parent, vec![layer], &version_tag, "rootfs"),
     )?;
-    let mut layer_dirs = vec![tree];
+    let mut layer_dirs = vec![sandbox_tree(ctx, &tree, &diff_id)?];
     layer_dirs.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());
     super::test::run(ctx, image, &layer_dirs)?;
     let sbom = super::sbom::attach(
@@ -80,6 +84,49 @@ pub fn build(
         sbom: Some(sbom),
         reused: false,
     })
+}
+
+/// The tree the sandbox stands on (the image's `test:`, its children's builds): the layer's
+/// tree, or for a root gib a copy with owners shifted into the sandbox's range (see
+/// `sandbox::shift_tree_into_range`), kept in the cache by the layer's diff_id. The layer
+/// itself is written from the tree as it is.
+fn sandbox_tree(ctx: &BuildContext<'_>, tree: &Path, diff_id: &str) -> Result<PathBuf> {
+    if crate::sandbox::id_mode()?.host_root().is_none() {
+        return Ok(tree.to_path_buf());
+    }
+    let hex = diff_id.trim_start_matches("sha256:");
+    let key = format!("ids-{}", &hex[..hex.len().min(16)]);
+    let entry = ctx.cache.dir("rootfs")?.join(&key);
+    ctx.cache.use_entry("rootfs", &key, &entry, || {
+        let scratch = ctx.cache.scratch_path("rootfs")?;
+        let copy = scratch.join("tree");
+        let made = copy_tree(tree, &copy)
+            .and_then(|()| crate::sandbox::shift_tree_into_range(&copy))
+            .and_then(|()| ctx.cache.publish(&copy, &entry));
+        remove_any(&scratch).ok();
+        made
+    })?;
+    Ok(entry)
+}
+
+/// `cp -a`: owners, modes, times, xattrs, hardlinks, devices and symlinks as they are.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("--no-target-directory")
+        .arg(from)
+        .arg(to)
+        .output()
+        .context("cannot run cp")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "cannot copy {} to {}: {}",
+            from.display(),
+            to.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// The tree of a `rootfs:`: the directory itself, or the tarball unpacked into the cache

@@ -35,6 +35,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let cache = Cache::open(args.cache_dir.as_deref())?;
     super::clean::remove_leftovers(&cache)?;
     let store = BlobStore::open(&cache.dir("blobs")?)?;
+    // The layer writer adds blobs from inside the sandbox.
+    crate::sandbox::hand_over(&store.root().join("sha256"))?;
     let ctx = BuildContext::new(
         &plan,
         &cache,

@@ -12,6 +12,7 @@
 //!           | {"source": "url", "url": "https://…", "sha512": "…" | null}
 //!           | {"source": "path", "path": "/abs/stage3.tar.xz", "sha512": "…" | null}
 //!           | null,                                   // only when every image is `rootfs:`
+//!   "sandbox": "as root on host uids 100000..165535 …", // the host ids builds run as
 //!   "order": ["base", "python", "app"],                // build order, parents first
 //!   "images": [                                        // in build order
 //!     {
@@ -64,11 +65,13 @@ use crate::plan::{ImagePlan, Plan, Runtime, TagRule};
 pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let config = config::load(&args.config.file)?;
     let plan = Plan::resolve(&config, &args.images)?;
+    let sandbox = crate::sandbox::id_mode()?.describe();
     if args.json {
-        let json = serde_json::to_string_pretty(&PlanJson::new(&plan))?;
-        println!("{json}");
+        let mut json = PlanJson::new(&plan);
+        json.sandbox = sandbox;
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print!("{}", render_text(&plan));
+        print!("{}", render_text(&plan, &sandbox));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -79,6 +82,7 @@ struct PlanJson<'a> {
     file: String,
     registry: Option<&'a str>,
     stage3: Option<Stage3Json<'a>>,
+    sandbox: String,
     order: Vec<&'a str>,
     images: Vec<ImageJson<'a>>,
 }
@@ -168,6 +172,7 @@ impl<'a> PlanJson<'a> {
                     sha512: sha512.as_deref(),
                 },
             }),
+            sandbox: String::new(),
             order: plan.order(),
             images: {
                 // Parents come first in the plan, so a parent's level is known before its
@@ -287,7 +292,7 @@ fn tag_rule_text(image: &ImagePlan) -> (String, String) {
     }
 }
 
-fn render_text(plan: &Plan) -> String {
+fn render_text(plan: &Plan, sandbox: &str) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(out, "Plan for {}", plan.file.display());
@@ -310,6 +315,7 @@ fn render_text(plan: &Plan) -> String {
             let _ = writeln!(out, "stage3: none (every image is a rootfs image)");
         }
     }
+    let _ = writeln!(out, "sandbox: {sandbox}");
     let _ = writeln!(out, "order: {}", plan.order().join(" -> "));
     for image in &plan.images {
         let _ = writeln!(out, "\n{}", image.name);

@@ -50,6 +50,8 @@ fn shell_in_image(
     let plan = crate::plan::Plan::resolve(config, std::slice::from_ref(&image.to_string()))?;
     let cache = Cache::open(args.cache_dir.as_deref())?;
     let store = crate::oci::blob::BlobStore::open(&cache.dir("blobs")?)?;
+    // The layer writer adds blobs from inside the sandbox.
+    crate::sandbox::hand_over(&store.root().join("sha256"))?;
     // The same epoch as `gib build`, so the ancestors' input keys match and they are reused.
     let epoch = super::build::source_date_epoch()?;
     let ctx = BuildContext::new(&plan, &cache, &store, printer, network, epoch, false, false)

@@ -113,8 +113,12 @@ impl BlobWriter {
         let final_path = self.dir.join(&digest["sha256:".len()..]);
         if !final_path.exists() {
             // Synced before the rename so a crash cannot leave a short file under a digest.
+            // 0644, as OCI layouts have them (the temp file is 0600): gib's helpers read
+            // blobs from inside the sandbox, whose root is not the host's root of a root gib.
+            use std::os::unix::fs::PermissionsExt;
             temp.as_file()
-                .sync_all()
+                .set_permissions(fs::Permissions::from_mode(0o644))
+                .and_then(|()| temp.as_file().sync_all())
                 .with_context(|| format!("cannot write a blob in {}", self.dir.display()))?;
             temp.persist(&final_path).map_err(|e| {
                 anyhow::Error::new(e.error)

@@ -28,9 +28,9 @@ pub const HELPER_ENV: &str = "GIB_SANDBOX_HELPER";
 /// A setup failure with a hint for the user (sent to gib as such).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-struct Hinted {
-    message: String,
-    hint: String,
+pub(super) struct Hinted {
+    pub message: String,
+    pub hint: String,
 }
 
 /// When this process was started as gib's sandbox helper, run it and return its exit code.
@@ -104,6 +104,11 @@ fn helper(ctl: &mut BufReader<File>, events: &mut File) -> Result<ExitCode> {
         _ => return Ok(ExitCode::from(1)),
     }
     become_root(&id_mode)?;
+    // prctl(2): a change of the process's host uid (root's reserved range) made it
+    // undumpable, and the /proc files of an undumpable process belong to the host's root,
+    // which the sandbox cannot touch; PID 1 must write the command's id maps there. As
+    // dumpable, the process still cannot be traced from the command's inner namespace.
+    nix::sys::prctl::set_dumpable(true).context("cannot make the sandbox helper dumpable")?;
     // prctl(2): the parent-death signal is cleared when credentials change, so set it after
     // setresuid; then make sure gib did not die before it was set.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
@@ -213,19 +218,30 @@ fn pid1(spec: &SandboxSpec, plan: &[mounts::MountOp], events: &mut File) -> Resu
     let program_c = CString::new(program.as_os_str().as_bytes())
         .context("the program path contains a NUL byte")?;
 
+    // With a root, the command runs in an inner user namespace that locks the mounts
+    // (see `confine`); PID 1 writes its maps, as only it may.
+    let nest = spec.root.is_some();
+    let (ready_read, ready_write) = std::io::pipe().context("cannot create a pipe")?;
+    let (mapped_read, mapped_write) = std::io::pipe().context("cannot create a pipe")?;
     // SAFETY: PID 1 is single-threaded (forked from the single-threaded helper).
     let command = match unsafe { fork() }.context("cannot fork the command")? {
         ForkResult::Child => {
-            let err = exec_command(spec, &program_c, &argv, &envp);
-            report(
-                events,
-                &err.context(format!("cannot execute {}", program.display())),
-            );
+            drop((ready_read, mapped_write));
+            let err = match confine_command(nest, ready_write, mapped_read) {
+                Ok(()) => exec_command(spec, &program_c, &argv, &envp)
+                    .context(format!("cannot execute {}", program.display())),
+                Err(err) => err.context("cannot confine the command"),
+            };
+            report(events, &err);
             // SAFETY: leave the forked child without running PID 1's destructors.
             unsafe { libc::_exit(127) };
         }
         ForkResult::Parent { child } => child,
     };
+    drop((ready_write, mapped_read));
+    if nest {
+        map_inner_namespace(child_pid(command), ready_read, mapped_write)?;
+    }
     // As init, PID 1 reaps every orphan; it reports when the command itself ends (the
     // remaining processes die with the namespace when PID 1 exits).
     loop {
@@ -238,6 +254,57 @@ fn pid1(spec: &SandboxSpec, plan: &[mounts::MountOp], events: &mut File) -> Resu
             Err(err) => return Err(err).context("cannot wait for the command"),
         }
     }
+}
+
+fn child_pid(pid: nix::unistd::Pid) -> u32 {
+    pid.as_raw() as u32
+}
+
+/// The command's side: enter the inner user and mount namespaces (when `nest`), wait for
+/// PID 1 to map them, then keep only the allowed capabilities.
+fn confine_command(
+    nest: bool,
+    mut ready: std::io::PipeWriter,
+    mut mapped: std::io::PipeReader,
+) -> Result<()> {
+    use std::io::{Read, Write};
+    if nest {
+        unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+            .context("cannot create the inner user namespace")?;
+        ready.write_all(b"u").context("cannot talk to PID 1")?;
+        let mut ack = [0u8; 1];
+        mapped
+            .read_exact(&mut ack)
+            .context("PID 1 did not map the inner user namespace")?;
+    }
+    super::confine::restrict_capabilities()
+}
+
+/// PID 1's side: once the command has unshared, give its user namespace every id of ours,
+/// each to itself (user_namespaces(7): the writer needs CAP_SETUID in the parent namespace).
+fn map_inner_namespace(
+    pid: u32,
+    mut ready: std::io::PipeReader,
+    mut mapped: std::io::PipeWriter,
+) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut byte = [0u8; 1];
+    if ready.read_exact(&mut byte).is_err() {
+        // The command failed before unsharing; it reports why.
+        return Ok(());
+    }
+    for map in ["uid_map", "gid_map"] {
+        let own = format!("/proc/self/{map}");
+        let outer = std::fs::read_to_string(&own).with_context(|| format!("cannot read {own}"))?;
+        let text = super::confine::nested_map(&outer)?;
+        let path = format!("/proc/{pid}/{map}");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .with_context(|| format!("cannot write {:?} to {path}", text.trim()))?;
+    }
+    mapped.write_all(b"m").context("cannot talk to the command")
 }
 
 fn exec_command(

@@ -1,6 +1,10 @@
-//! User and group id maps of the sandbox's user namespace: which ids gib may map (/etc/subuid,
-//! /etc/subgid, or the whole id space as root), and writing the maps for the helper's pid
-//! (newuidmap/newgidmap as an ordinary user, /proc/<pid>/{uid,gid}_map as root).
+//! User and group id maps of the sandbox's user namespace: which ids gib may map (a user's
+//! /etc/subuid and /etc/subgid ranges; as root, root's own range there or one gib claims,
+//! never the host's root), and writing the maps for the helper's pid (newuidmap/newgidmap as
+//! an ordinary user, /proc/<pid>/{uid,gid}_map as root).
+//!
+//! Every root gib maps the same range, as every run of one user maps that user's ranges: the
+//! trees in a cache keep one set of owners, whichever run made them.
 //!
 //! Not for: creating the namespace (see `helper`).
 
@@ -27,11 +31,37 @@ pub struct MapLine {
     pub count: u32,
 }
 
+/// Where the range of a root gib comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RangeSource {
+    /// root's own entries in /etc/subuid and /etc/subgid.
+    SubidFiles,
+    /// [`CLAIMED_RANGE`]: root has no entry, and no entry of anybody overlaps it.
+    Claimed,
+}
+
+/// The ids a root gib claims when /etc/subuid has no range for root: 65536 ids high above
+/// where useradd hands out subordinate ranges (SUB_UID_MAX is 600100000 by default) and
+/// below 2^31, where some tools treat ids as signed.
+pub const CLAIMED_RANGE: IdRange = IdRange {
+    start: 2_147_352_576,
+    count: 65536,
+};
+
+/// Enough ids for an image's accounts: nobody (65534) and nogroup must be mapped.
+pub const MIN_RANGE: u32 = 65536;
+
 /// How the ids of the sandbox map to the host's.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum IdMode {
-    /// gib runs as root: every id maps to itself (`0 0 4294967295`).
-    Identity,
+    /// gib runs as root: the sandbox maps onto a subordinate range reserved for it (as
+    /// podman's `--userns=auto`), never onto the host's root. Root inside is the range's
+    /// first id, ids 1.. the next ones; files keep their owners inside (250 stays 250).
+    Reserved {
+        uids: IdRange,
+        gids: IdRange,
+        source: RangeSource,
+    },
     /// An ordinary user with subordinate ranges: root inside is the user, ids 1.. are the
     /// ranges, in order. Files keep their owners (portage's 250 stays 250).
     Full {
@@ -55,7 +85,7 @@ impl IdMode {
     /// Whether group `gid` (inside) is mapped; devpts's `gid=5` needs the tty group.
     pub fn maps_gid(&self, gid: u32) -> bool {
         match self {
-            IdMode::Identity => true,
+            IdMode::Reserved { gids, .. } => gid < gids.count,
             IdMode::Full { subgids, .. } => {
                 gid == 0 || u64::from(gid) <= subgids.iter().map(|r| u64::from(r.count)).sum()
             }
@@ -65,7 +95,7 @@ impl IdMode {
 
     pub fn uid_map(&self) -> Vec<MapLine> {
         match self {
-            IdMode::Identity => vec![identity_line()],
+            IdMode::Reserved { uids, .. } => vec![range_line(uids)],
             IdMode::Full { uid, subuids, .. } => map_lines(*uid, subuids),
             IdMode::Single { uid, .. } => map_lines(*uid, &[]),
         }
@@ -84,30 +114,96 @@ impl IdMode {
                 })
                 .collect()
         };
+        crate::oci::layer::OwnerMap {
+            uids: shifts(self.uid_map()),
+            gids: shifts(self.gid_map()),
+        }
+    }
+
+    /// The host owner of root inside the sandbox, for directories gib makes on the host
+    /// for the sandbox to write in; `None` when that is gib's own user (rootless).
+    pub fn host_root(&self) -> Option<(u32, u32)> {
         match self {
-            IdMode::Identity => crate::oci::layer::OwnerMap::default(),
-            _ => crate::oci::layer::OwnerMap {
-                uids: shifts(self.uid_map()),
-                gids: shifts(self.gid_map()),
-            },
+            IdMode::Reserved { uids, gids, .. } => Some((uids.start, gids.start)),
+            _ => None,
+        }
+    }
+
+    /// One line for `gib plan`: which host ids the sandbox runs as.
+    pub fn describe(&self) -> String {
+        match self {
+            IdMode::Reserved { uids, gids, source } => format!(
+                "as root on host uids {}..{} and gids {}..{} ({}); never the host's root",
+                uids.start,
+                u64::from(uids.start) + u64::from(uids.count) - 1,
+                gids.start,
+                u64::from(gids.start) + u64::from(gids.count) - 1,
+                match source {
+                    RangeSource::SubidFiles => "root's range in /etc/subuid and /etc/subgid",
+                    RangeSource::Claimed =>
+                        "claimed by gib: root has no range in /etc/subuid and /etc/subgid",
+                }
+            ),
+            IdMode::Full { uid, subuids, .. } => format!(
+                "as your user {uid}, with {} subordinate uid(s) from /etc/subuid",
+                subuids.iter().map(|r| u64::from(r.count)).sum::<u64>()
+            ),
+            IdMode::Single { uid, .. } => {
+                format!("as your user {uid} alone (no subordinate range)")
+            }
         }
     }
 
     pub fn gid_map(&self) -> Vec<MapLine> {
         match self {
-            IdMode::Identity => vec![identity_line()],
+            IdMode::Reserved { gids, .. } => vec![range_line(gids)],
             IdMode::Full { gid, subgids, .. } => map_lines(*gid, subgids),
             IdMode::Single { gid, .. } => map_lines(*gid, &[]),
         }
     }
 }
 
-fn identity_line() -> MapLine {
+fn range_line(range: &IdRange) -> MapLine {
     MapLine {
         inside: 0,
-        outside: 0,
-        count: u32::MAX,
+        outside: range.start,
+        count: range.count,
     }
+}
+
+/// The range of a root gib, from the text of /etc/subuid (or /etc/subgid): root's first
+/// range of at least [`MIN_RANGE`] ids, else [`CLAIMED_RANGE`] unless any entry (of
+/// anybody, well-formed or not) overlaps it; then nothing is safe to take.
+pub fn root_range(text: &str) -> Result<(IdRange, RangeSource), String> {
+    if let Some(range) = subid_ranges(text, "root", 0)
+        .into_iter()
+        .find(|r| r.count >= MIN_RANGE)
+    {
+        return Ok((range, RangeSource::SubidFiles));
+    }
+    let claimed = CLAIMED_RANGE;
+    let end = u64::from(claimed.start) + u64::from(claimed.count);
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let mut fields = line.split(':').skip(1);
+        let (Some(Ok(start)), Some(Ok(count))) = (
+            fields.next().map(|f| f.trim().parse::<u64>()),
+            fields.next().map(|f| f.trim().parse::<u64>()),
+        ) else {
+            continue;
+        };
+        if start < end && start + count > u64::from(claimed.start) {
+            return Err(format!(
+                "the range gib claims for its sandbox as root ({}..{}) overlaps the entry \
+                 {line:?}",
+                claimed.start,
+                end - 1
+            ));
+        }
+    }
+    Ok((claimed, RangeSource::Claimed))
 }
 
 /// The subordinate ranges of a user in the text of /etc/subuid or /etc/subgid, whose lines
@@ -178,7 +274,12 @@ pub fn detect() -> Result<IdMode> {
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
     if uid == 0 {
-        return Ok(IdMode::Identity);
+        if !in_initial_user_namespace()? {
+            // Root of a user namespace (a rootless container): only ids mapped here can be
+            // mapped again, so no range of /etc/subuid; root's own id alone is safe.
+            return Ok(IdMode::Single { uid, gid });
+        }
+        return root_mode();
     }
     let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
@@ -196,6 +297,44 @@ pub fn detect() -> Result<IdMode> {
         subuids,
         subgids,
     })
+}
+
+/// Whether this process's user namespace maps every id to itself (the host's own).
+fn in_initial_user_namespace() -> Result<bool> {
+    let path = "/proc/self/uid_map";
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    Ok(lines == [["0", "0", "4294967295"]])
+}
+
+/// A root gib's mode: its reserved range, the same for uids and gids.
+fn root_mode() -> Result<IdMode> {
+    let range = |file: &str| -> Result<(IdRange, RangeSource)> {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(err) => return Err(err).with_context(|| format!("cannot read {file}")),
+        };
+        root_range(&text).map_err(|message| {
+            UserError::with_hint(
+                format!("{message} in {file}"),
+                "give root a range of its own: usermod --add-subuids 100000-165535 \
+                 --add-subgids 100000-165535 root",
+            )
+            .into()
+        })
+    };
+    let (uids, uid_source) = range("/etc/subuid")?;
+    let (gids, gid_source) = range("/etc/subgid")?;
+    let source = if uid_source == RangeSource::SubidFiles && gid_source == RangeSource::SubidFiles {
+        RangeSource::SubidFiles
+    } else {
+        RangeSource::Claimed
+    };
+    Ok(IdMode::Reserved { uids, gids, source })
 }
 
 fn read_ranges(file: &Path, name: &str, uid: u32) -> Result<Vec<IdRange>> {
@@ -234,7 +373,7 @@ pub fn write_maps(mode: &IdMode, pid: u32) -> Result<()> {
             run_newidmap("newuidmap", pid, &mode.uid_map())?;
             run_newidmap("newgidmap", pid, &mode.gid_map())
         }
-        IdMode::Identity | IdMode::Single { .. } => {
+        IdMode::Reserved { .. } | IdMode::Single { .. } => {
             if mode.is_single() {
                 // user_namespaces(7): an unprivileged process must deny setgroups before it
                 // may write gid_map.
@@ -365,12 +504,59 @@ alice:300000:1000
         );
     }
 
+    fn reserved() -> IdMode {
+        IdMode::Reserved {
+            uids: IdRange {
+                start: 100000,
+                count: 65536,
+            },
+            gids: IdRange {
+                start: 300000,
+                count: 65536,
+            },
+            source: RangeSource::SubidFiles,
+        }
+    }
+
     #[test]
-    fn identity_and_single_maps() {
+    fn root_takes_its_own_range_never_the_identity() {
+        let text = "root:50000:1000\nalice:100000:65536\n0:200000:65536\nroot:400000:65536\n";
+        // Too small for nobody (65534), then root by uid.
         assert_eq!(
-            map_file_text(&IdMode::Identity.uid_map()),
-            "0 0 4294967295\n"
+            root_range(text),
+            Ok((
+                IdRange {
+                    start: 200000,
+                    count: 65536
+                },
+                RangeSource::SubidFiles
+            ))
         );
+        assert_eq!(
+            root_range("alice:100000:65536\n"),
+            Ok((CLAIMED_RANGE, RangeSource::Claimed))
+        );
+        assert_eq!(root_range(""), Ok((CLAIMED_RANGE, RangeSource::Claimed)));
+        // Somebody's range reaching into the claimed one, or starting inside it: refused.
+        let below = format!("bob:{}:10\n", CLAIMED_RANGE.start - 5);
+        assert!(root_range(&below).unwrap_err().contains("bob"));
+        let inside = format!("carol:{}:1\n", CLAIMED_RANGE.start + 65535);
+        assert!(root_range(&inside).is_err());
+        let after = format!("dave:{}:1\n", CLAIMED_RANGE.start + 65536);
+        assert_eq!(
+            root_range(&after),
+            Ok((CLAIMED_RANGE, RangeSource::Claimed))
+        );
+        let mode = reserved();
+        assert_eq!(map_file_text(&mode.uid_map()), "0 100000 65536\n");
+        assert_eq!(map_file_text(&mode.gid_map()), "0 300000 65536\n");
+        assert_eq!(mode.host_root(), Some((100000, 300000)));
+        assert!(mode.maps_gid(65534) && !mode.maps_gid(65536));
+        assert!(!mode.is_single());
+    }
+
+    #[test]
+    fn single_and_full_maps() {
         let single = IdMode::Single { uid: 7, gid: 8 };
         assert_eq!(map_file_text(&single.gid_map()), "0 8 1\n");
         assert!(!single.maps_gid(5));
@@ -416,7 +602,12 @@ alice:300000:1000
             (single.uid(7), single.gid(8), single.uid(100000)),
             (0, 0, 100000)
         );
-        let identity = IdMode::Identity.owner_map();
-        assert_eq!((identity.uid(1000), identity.gid(5)), (1000, 5));
+        // Root's range: its ids are 0.., the host's own ids (root's files) stay.
+        let owners = reserved().owner_map();
+        assert_eq!(owners.uid(100000), 0);
+        assert_eq!(owners.uid(100250), 250);
+        assert_eq!(owners.gid(300250), 250);
+        assert_eq!((owners.uid(0), owners.gid(0)), (0, 0));
+        assert_eq!(owners.uid(1000), 1000);
     }
 }

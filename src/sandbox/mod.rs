@@ -37,6 +37,7 @@
 //! scratch.remove()?;
 //! ```
 
+mod confine;
 pub mod helper;
 mod idmap;
 mod mounts;
@@ -260,7 +261,13 @@ pub fn id_mode() -> Result<IdMode> {
 /// [`id_mode`], warning once when only a single id can be mapped.
 pub fn id_mode_warned(printer: &Printer) -> Result<IdMode> {
     let mode = id_mode()?;
-    if mode.is_single() {
+    if mode.is_single() && nix::unistd::getuid().is_root() {
+        printer.warn_once(
+            "gib runs as root of a user namespace (a container), not as the host's root: the \
+             sandbox maps only that root, so files cannot keep other owners and Portage runs as \
+             root",
+        );
+    } else if mode.is_single() {
         printer.warn_once(
             "no subordinate id range for this user in /etc/subuid and /etc/subgid: the sandbox maps \
              only your own id, so files cannot keep other owners and Portage runs as root \
@@ -268,6 +275,124 @@ pub fn id_mode_warned(printer: &Printer) -> Result<IdMode> {
         );
     }
     Ok(mode)
+}
+
+/// Give a directory gib made on the host to root inside the sandbox, so the sandbox can
+/// write in it: as root, the sandbox's root is the first id of its reserved range, not the
+/// host's root, whose files it cannot change. Only directories of the host's root are
+/// handed over (never anybody else's); a no-op rootless, where gib's user is root inside.
+pub fn hand_over(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some((uid, gid)) = id_mode()?.host_root() else {
+        return Ok(());
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        // Not there: whatever needed it says so (a bind's source, say).
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err).with_context(|| format!("cannot stat {}", path.display())),
+    };
+    if meta.is_dir() && meta.uid() == 0 {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).with_context(|| {
+            format!(
+                "cannot give {} to the sandbox's root ({uid}:{gid})",
+                path.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Refuse a cached tree of the host's root under a root gib's sandbox: an older gib, whose
+/// sandbox was the host's root, unpacked it; the sandbox could not change a file of it.
+pub fn check_not_hosts_root(tree: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if id_mode()?.host_root().is_none() {
+        return Ok(());
+    }
+    let meta = std::fs::symlink_metadata(tree)
+        .with_context(|| format!("cannot stat {}", tree.display()))?;
+    if meta.uid() == 0 {
+        return Err(UserError::with_hint(
+            format!(
+                "{} belongs to the host's root: an older gib made it with the host's root as \
+                 the sandbox's, which this one never is",
+                tree.display()
+            ),
+            "start the cache afresh: gib clean --all",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Shift the owners of a tree gib copied for the sandbox (a root gib's copy of a `rootfs:`
+/// tree, which holds the host's root's files) into the sandbox's range, so root's files are
+/// root's inside and the sandbox can copy them up: id `n` below the range's size becomes the
+/// range's `n`th, other ids stay. Modes and file capabilities, which chown clears, are put
+/// back. A no-op rootless. The tree must be gib's own copy: its symlinks are not followed.
+pub fn shift_tree_into_range(tree: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let IdMode::Reserved { uids, gids, .. } = id_mode()? else {
+        return Ok(());
+    };
+    let shift = |id: u32, range: &idmap::IdRange| {
+        if id < range.count {
+            range.start + id
+        } else {
+            id
+        }
+    };
+    for entry in walkdir::WalkDir::new(tree).follow_links(false) {
+        let entry = entry.with_context(|| format!("cannot walk {}", tree.display()))?;
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(path)
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        let (uid, gid) = (shift(meta.uid(), &uids), shift(meta.gid(), &gids));
+        if (uid, gid) == (meta.uid(), meta.gid()) {
+            continue;
+        }
+        let caps = if meta.file_type().is_file() {
+            xattr::get(path, "security.capability")
+                .with_context(|| format!("cannot read the capabilities of {}", path.display()))?
+        } else {
+            None
+        };
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+            .with_context(|| format!("cannot change the owner of {}", path.display()))?;
+        if !meta.file_type().is_symlink() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+                .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+        }
+        if let Some(caps) = caps {
+            xattr::set(path, "security.capability", &caps)
+                .with_context(|| format!("cannot set the capabilities of {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// [`hand_over`] every directory `spec` lets the sandbox write in: its root, the uppers and
+/// work dirs of its overlays, its read-write binds.
+fn hand_over_writable(spec: &SandboxSpec) -> Result<()> {
+    let mut dirs: Vec<&std::path::Path> = Vec::new();
+    match &spec.root {
+        Some(RootFs::Dir(dir)) => dirs.push(dir),
+        Some(RootFs::Overlay { upper, work, .. }) => dirs.extend([upper.as_path(), work]),
+        None => {}
+    }
+    for mount in &spec.mounts {
+        match mount {
+            ExtraMount::Bind {
+                source,
+                readonly: false,
+                ..
+            } => dirs.push(source),
+            ExtraMount::Overlay { upper, work, .. } => dirs.extend([upper.as_path(), work]),
+            _ => {}
+        }
+    }
+    dirs.into_iter().try_for_each(hand_over)
 }
 
 /// Start `spec.command` in a new sandbox. Returns once the namespaces exist and the id maps
@@ -288,6 +413,7 @@ pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<SandboxChild> {
     }
     idmap::check_userns_enabled()?;
     let mode = id_mode()?;
+    hand_over_writable(spec)?;
     if matches!(mode, IdMode::Full { .. }) {
         // Fail before starting anything when the map tools are missing.
         idmap::find_tool("newuidmap")?;

@@ -14,6 +14,32 @@ use super::{ExtraMount, Network, RootFs, SandboxSpec};
 /// Host devices bound into the builder's /dev (a user namespace cannot mknod).
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Kernel interfaces hidden from builds, as runc and podman mask them by default.
+pub const MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
+
+/// Kernel interfaces builds may read but never write, as runc and podman bind them
+/// (sysctls, the magic SysRq key, interrupt affinity, bus devices, filesystem tunables).
+pub const READ_ONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
 /// One step of setting up the builder's root. Targets are paths inside the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountOp {
@@ -29,8 +55,17 @@ pub enum MountOp {
         upper: PathBuf,
         work: PathBuf,
     },
-    /// A fresh procfs (falls back to an rbind of the host's /proc where mounting is refused).
+    /// A fresh procfs of the sandbox's pid namespace; never the host's /proc.
     Proc {
+        target: PathBuf,
+    },
+    /// Hide a kernel interface: `/dev/null` over a file, an empty read-only tmpfs over a
+    /// directory. Skipped when this kernel has no such path.
+    Mask {
+        target: PathBuf,
+    },
+    /// Bind a path onto itself read-only, with everything under it. Skipped when missing.
+    ReadOnly {
         target: PathBuf,
     },
     Tmpfs {
@@ -125,6 +160,16 @@ pub fn plan(spec: &SandboxSpec, tty_gid_mapped: bool) -> Vec<MountOp> {
         target: "/sys".into(),
         readonly: true,
     });
+    for target in READ_ONLY {
+        ops.push(MountOp::ReadOnly {
+            target: target.into(),
+        });
+    }
+    for target in MASKED {
+        ops.push(MountOp::Mask {
+            target: target.into(),
+        });
+    }
     if spec.network == Network::Host && Path::new("/etc/resolv.conf").exists() {
         ops.push(MountOp::Bind {
             source: "/etc/resolv.conf".into(),
@@ -257,6 +302,10 @@ fn describe(op: &MountOp) -> String {
             upper.display()
         ),
         MountOp::Proc { target } => format!("cannot mount proc at {}", target.display()),
+        MountOp::Mask { target } => format!("cannot mask {}", target.display()),
+        MountOp::ReadOnly { target } => {
+            format!("cannot make {} read-only", target.display())
+        }
         MountOp::Tmpfs { target, .. } => format!("cannot mount a tmpfs at {}", target.display()),
         MountOp::Bind {
             source,
@@ -331,11 +380,46 @@ fn execute_one(op: &MountOp, root: &mut Option<PathBuf>) -> Result<()> {
             ensure_dir(&target)?;
             let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
             if let Err(errno) = mount(Some("proc"), &target, Some("proc"), flags, None::<&str>) {
-                // proc(5) cannot be mounted where the host's /proc is partly covered (nested
-                // containers); then the host's view is the best we have.
-                bind(Path::new("/proc"), &target, true).with_context(|| {
-                    format!("mounting a new proc failed ({errno}), binding the host's too")
-                })?;
+                // The kernel refuses a new proc where the host's /proc is partly covered
+                // (a container that masks /proc paths). The host's /proc would show every
+                // host process to the build: fail instead.
+                return Err(super::helper::Hinted {
+                    message: format!(
+                        "the kernel refuses a new /proc for the sandbox ({errno}); gib runs in \
+                         a container whose /proc is partly masked, and never shows a build the \
+                         host's /proc"
+                    ),
+                    hint: "run gib's container with an unmasked /proc (podman: --security-opt \
+                           unmask=ALL; docker: --security-opt systempaths=unconfined)"
+                        .into(),
+                }
+                .into());
+            }
+        }
+        MountOp::Mask { target } => {
+            let target = in_root(target)?;
+            match std::fs::symlink_metadata(&target) {
+                Err(_) => {}
+                Ok(meta) if meta.is_dir() => mount(
+                    Some("tmpfs"),
+                    &target,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
+                    Some("mode=555"),
+                )?,
+                Ok(_) => bind(Path::new("/dev/null"), &target, false)?,
+            }
+        }
+        MountOp::ReadOnly { target } => {
+            let target = in_root(target)?;
+            if std::fs::symlink_metadata(&target).is_ok() {
+                bind(&target, &target, true)?;
+                if !set_readonly_recursive(&target)? {
+                    remount_readonly(&target)?;
+                }
             }
         }
         MountOp::Tmpfs { target, mode } => {

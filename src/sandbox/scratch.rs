@@ -23,6 +23,8 @@ pub struct OverlayScratch {
 impl OverlayScratch {
     /// A fresh scratch dir in `dir` (created), after removing the stale ones there.
     pub fn create(dir: &Path) -> Result<OverlayScratch> {
+        // A scratch dir is made for a sandbox: say first when none can be made.
+        super::idmap::check_userns_enabled()?;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         remove_stale(dir)?;
         let path = tempfile::Builder::new()
@@ -42,6 +44,7 @@ impl OverlayScratch {
             .with_context(|| format!("cannot lock {}", making.display()))?;
         std::fs::rename(&making, path.join("lock"))
             .with_context(|| format!("cannot rename {}", making.display()))?;
+        super::hand_over(&path)?;
         for sub in ["upper", "work"] {
             let sub = path.join(sub);
             std::fs::create_dir(&sub)
@@ -110,18 +113,30 @@ pub fn retire_tree(path: &Path) -> Result<()> {
 }
 
 /// Remove a tree that may hold files with the sandbox's ids, from inside a user namespace
-/// (no root, no mounts) where those ids are ours.
+/// (no root, no mounts) where those ids are ours. As root, on the host: a root gib's trees
+/// also hold files of the host's root (a `rootfs:` tarball unpacked with its owners), which
+/// the sandbox's range cannot remove.
 pub fn remove_tree(path: &Path) -> Result<()> {
-    let spec = SandboxSpec::in_namespace(
-        "gib-cleanup",
-        vec![
-            "rm".into(),
-            "-rf".into(),
-            "--one-file-system".into(),
-            "--".into(),
-            path.into(),
-        ],
-    );
+    let rm: Vec<std::ffi::OsString> = vec![
+        "rm".into(),
+        "-rf".into(),
+        "--one-file-system".into(),
+        "--".into(),
+        path.into(),
+    ];
+    if super::id_mode()?.host_root().is_some() {
+        let status = std::process::Command::new(&rm[0])
+            .args(&rm[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .with_context(|| format!("cannot run rm to remove {}", path.display()))?;
+        if !status.success() {
+            anyhow::bail!("cannot remove {} (rm: {status})", path.display());
+        }
+        return Ok(());
+    }
+    let spec = SandboxSpec::in_namespace("gib-cleanup", rm);
     let stdio = SandboxStdio {
         stdin: Stdio::null(),
         stdout: Stdio::null(),

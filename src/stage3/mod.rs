@@ -213,6 +213,7 @@ fn unpack_into_cache(
         }
         cache.publish(&scratch, &entry)
     })?;
+    sandbox::check_not_hosts_root(&entry)?;
     Ok(done())
 }
 

@@ -6,6 +6,7 @@
 mod binhost;
 mod chains;
 mod config;
+mod confinement;
 mod distfiles;
 mod emerge;
 mod fixture;

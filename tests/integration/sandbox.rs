@@ -65,6 +65,17 @@ pub fn busybox_root(dir: &Path, who: Who) -> PathBuf {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     give_to(who, dir);
+    if who == Who::Root {
+        // Root inside a root gib's sandbox is the first id of root's range, not the host's
+        // root: a root directory it writes in must be that id's.
+        let start = subuid_start("root");
+        util::run_ok(
+            Command::new("chown")
+                .arg("-R")
+                .arg(format!("{start}:{}", subgid_start("root")))
+                .arg(&root),
+        );
+    }
     root
 }
 
@@ -98,40 +109,79 @@ fn run_script(who: Who, root: &Path, extra: &[&str], script: &str) -> Output {
     )
 }
 
-fn subuid_start(user: &str) -> String {
-    let text = std::fs::read_to_string("/etc/subuid").unwrap();
+fn subid_start(file: &str, user: &str) -> u32 {
+    let text = std::fs::read_to_string(file).unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{user}:")))
         .and_then(|rest| rest.split(':').next())
-        .expect("test user has a subuid range")
-        .to_string()
+        .and_then(|start| start.parse().ok())
+        .unwrap_or_else(|| panic!("{user} has no range in {file}"))
 }
 
+pub fn subuid_start(user: &str) -> u32 {
+    subid_start("/etc/subuid", user)
+}
+
+pub fn subgid_start(user: &str) -> u32 {
+    subid_start("/etc/subgid", user)
+}
+
+/// Root inside is root's subordinate range as root (never the host's root) and the user
+/// as a user; id 1 inside is the next id of the range, or the user's first subordinate id.
 #[test]
-fn uid_map_is_the_full_range_as_root_and_the_subuid_range_as_a_user() {
+fn root_inside_is_a_subordinate_id_as_root_and_the_user_as_a_user() {
+    use std::os::unix::fs::MetadataExt;
     for who in EVERYONE {
         let dir = util::scratch_dir("sandbox-map");
         let root = busybox_root(dir.path(), who);
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        give_to(who, &data);
+        let bind = format!("{}:/data", data.display());
         let out = run_script(
             who,
             &root,
-            &[],
-            "cat /proc/self/uid_map; cat /proc/self/setgroups; id -u",
+            &["--bind", &bind],
+            "cat /proc/self/uid_map; cat /proc/self/setgroups; id -u; \
+             touch /data/zero /data/one && chown 1:1 /data/one",
         );
         util::assert_success(&Command::new("gib"), &out);
         let lines: Vec<Vec<String>> = stdout(&out)
             .lines()
             .map(|l| l.split_whitespace().map(String::from).collect())
             .collect();
-        match who {
-            Who::Root => assert_eq!(lines[0], ["0", "0", "4294967295"], "{lines:?}"),
+        assert_ne!(lines[0], ["0", "0", "4294967295"], "{who:?}: {lines:?}");
+        let owner = |name: &str| {
+            let meta = std::fs::metadata(data.join(name)).unwrap();
+            (meta.uid(), meta.gid())
+        };
+        let (zero, one) = match who {
+            Who::Root => (
+                (subuid_start("root"), subgid_start("root")),
+                (subuid_start("root") + 1, subgid_start("root") + 1),
+            ),
             Who::User => {
-                assert_eq!(lines[0][0], "0");
-                assert_eq!(lines[1][0], "1");
-                assert_eq!(lines[1][1], subuid_start(util::test_user()), "{lines:?}");
+                let user = util::test_user();
+                let id = |flag: &str| -> u32 {
+                    util::run_ok(Command::new("id").args([flag, user]))
+                        .trim()
+                        .parse()
+                        .unwrap()
+                };
+                (
+                    (id("-u"), id("-g")),
+                    (subuid_start(user), subgid_start(user)),
+                )
             }
-        }
-        // Portage calls setgroups(2) for userpriv: newgidmap must have left it allowed.
+        };
+        assert_eq!(owner("zero"), zero, "{who:?}");
+        assert_eq!(owner("one"), one, "{who:?}");
+        assert_ne!(
+            owner("zero").0,
+            0,
+            "{who:?}: the sandbox is the host's root"
+        );
+        // Portage calls setgroups(2) for userpriv: it must have been left allowed.
         assert_eq!(lines[lines.len() - 2], ["allow"], "{who:?}: {lines:?}");
         assert_eq!(lines.last().unwrap(), &["0"]);
     }

@@ -36,9 +36,11 @@ pub const OFFICIAL_BINHOST_MIRROR: &str = crate::config::DEFAULT_STAGE3_MIRROR;
 
 /// Emerge without privileges inside a user namespace: the ptrace/LD_PRELOAD sandbox cannot
 /// work there (and the namespace already isolates the build); build binary packages so that
-/// rebuilds and child images reuse them; no docs; no news items to read.
+/// rebuilds and child images reuse them; no docs; no news items to read. No pid-sandbox:
+/// gib's sandbox is already a PID namespace, and Portage's would mount a fresh /proc, which
+/// the kernel refuses over gib's masked one (network- and ipc-sandbox still work).
 pub const FEATURES: &str =
-    "-sandbox -usersandbox buildpkg binpkg-multi-instance nodoc noinfo noman -news";
+    "-sandbox -usersandbox -pid-sandbox buildpkg binpkg-multi-instance nodoc noinfo noman -news";
 
 /// Files no distroless image wants. Headers, static libraries, pkgconfig and cmake files are
 /// not masked: child images may build against them, and gib trims them from the layer later
@@ -329,7 +331,7 @@ mod tests {
              MAKEOPTS=\"-j12\"\n\
              EMERGE_DEFAULT_OPTS=\"--jobs=4 --load-average=4\"\n\
              USE=\"${USE} minimal -systemd -X\"\n\
-             FEATURES=\"${FEATURES} -sandbox -usersandbox buildpkg binpkg-multi-instance nodoc noinfo noman -news\"\n\
+             FEATURES=\"${FEATURES} -sandbox -usersandbox -pid-sandbox buildpkg binpkg-multi-instance nodoc noinfo noman -news\"\n\
              INSTALL_MASK=\"/usr/share/doc /usr/share/man /usr/share/info /usr/share/gtk-doc /usr/share/help \
              /usr/share/bash-completion /usr/share/zsh /usr/share/fish/vendor_completions.d /usr/share/lintian \
              /usr/share/locale -/usr/share/locale/locale.alias /usr/lib/debug /usr/src\"\n\

@@ -55,8 +55,9 @@ const REFUSED_NESTED: &[&str] = &[
 ];
 
 /// The capabilities the sandbox keeps (chown, dac_override, fowner, fsetid, kill, setgid,
-/// setuid, net_bind_service, sys_chroot, setfcap), as /proc/<pid>/status prints them.
-const KEPT_CAPS: &str = "00000000800404fb";
+/// setuid, net_bind_service, net_admin, sys_chroot, sys_admin, setfcap), as
+/// /proc/<pid>/status prints them.
+const KEPT_CAPS: &str = "00000000802414fb";
 
 fn check_probe(who: Who, what: &str, text: &str) {
     let line = |name: &str| -> String {
@@ -312,4 +313,60 @@ fn a_cached_stage3_of_the_hosts_root_is_refused_as_root() {
         stderr.contains("belongs to the host's root") && stderr.contains("gib clean --all"),
         "{stderr}"
     );
+}
+
+/// Portage's own network sandbox works inside gib's (whose network is the host's): an
+/// ebuild's build phase sees only a loopback interface (the probe package records it in the
+/// image), and no phase logs "Unable to unshare" for a feature gib left on.
+#[test]
+fn an_ebuilds_build_phase_is_offline_in_portages_own_sandboxes() {
+    for who in crate::sandbox::EVERYONE {
+        let dir = scratch_for(who, "confine-portage");
+        let config = dir.path().join("gib.yaml");
+        fs::write(
+            &config,
+            format!(
+                "stage3:\n  path: {}\nportage:\n  sync_type: none\nimages:\n  \
+                 probe:\n    tag: t\n    packages: [app-misc/sandbox-probe]\n",
+                mini_stage3().display()
+            ),
+        )
+        .unwrap();
+        crate::sandbox::give_to(who, dir.path());
+        let layout = dir.path().join("layout");
+        let out = run_build(
+            who,
+            dir.path(),
+            &config,
+            &["--oci-layout", layout.to_str().unwrap(), "probe"],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{who:?}: {stderr}");
+        let unpacked = dir.path().join("unpacked");
+        util::run_ok(
+            Command::new(util::require_tool("umoci"))
+                .args(["raw", "unpack", "--rootless", "--image"])
+                .arg(format!("{}:probe:t", layout.display()))
+                .arg(&unpacked),
+        );
+        let probe = fs::read_to_string(unpacked.join("usr/share/sandbox-probe/probe.txt")).unwrap();
+        let field = |name: &str| -> String {
+            probe
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("{who:?}: no {name} in {probe}"))
+                .trim()
+                .to_string()
+        };
+        assert_eq!(field("net"), "lo", "{who:?}: the build phase saw a network");
+        let mut logs = String::new();
+        for entry in walkdir::WalkDir::new(dir.path().join("cache/logs")) {
+            let entry = entry.unwrap();
+            if entry.file_type().is_file() {
+                logs.push_str(&String::from_utf8_lossy(&fs::read(entry.path()).unwrap()));
+            }
+        }
+        assert!(logs.contains("sandbox-probe"), "{who:?}: no build log read");
+        assert!(!logs.contains("Unable to"), "{who:?}: {logs}");
+    }
 }

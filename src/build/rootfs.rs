@@ -49,7 +49,7 @@ pub fn build(
     let key = hash_parts(&[
         &format!("{image:?}"),
         parent.map_or("", |p| p.key.as_str()),
-        &layer.diff_id,
+        layer.diff_id.as_str(),
     ]);
     let version_tag = super::version_tag(ctx, image, &[]);
     let written = write_image(

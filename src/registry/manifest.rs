@@ -113,6 +113,19 @@ mod tests {
     use crate::oci::spec::Platform;
 
     #[test]
+    fn accept_names_every_manifest_type() {
+        for media_type in [
+            MEDIA_TYPE_MANIFEST,
+            MEDIA_TYPE_INDEX,
+            MEDIA_TYPE_DOCKER_MANIFEST,
+            MEDIA_TYPE_DOCKER_MANIFEST_LIST,
+        ] {
+            assert!(ACCEPTED_MANIFESTS.split(", ").any(|m| m == media_type));
+        }
+        assert_eq!(ACCEPTED_MANIFESTS.split(", ").count(), 4);
+    }
+
+    #[test]
     fn index_and_manifest() {
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let index = format!(

@@ -17,10 +17,11 @@ use serde_json::Value;
 use super::{BuildContext, BuiltImage, hash_parts};
 use crate::cache::remove_any;
 use crate::gentoo::vdb;
-use crate::oci::image::{ANNOTATION_VERSION, Descriptor, Image, Platform};
+use crate::oci::image::Image;
+use crate::oci::spec::{ANNOTATION_VERSION, Descriptor, Digest, Platform};
 use crate::plan::ImagePlan;
 use crate::printer::UserError;
-use crate::registry::{Platform as PullPlatform, Reference, pull_image};
+use crate::registry::{Reference, pull_image};
 use crate::sandbox::{self, SandboxSpec, SandboxStdio};
 
 /// Pull `reference` (a `from:` written in gib.yaml) as a parent.
@@ -77,11 +78,11 @@ fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
     let pulled = pull_image(
         &ctx.registries,
         reference,
-        &PullPlatform::host(),
+        &Platform::host(),
         ctx.store.root(),
     )
     .with_context(|| format!("cannot pull the parent image {reference}"))?;
-    let digest = pulled.manifest.digest.as_str().to_string();
+    let digest = pulled.manifest.digest.clone();
     let manifest: Value = read_json(ctx, &digest)?;
     let descriptor = |v: Option<&Value>, what: &str| -> Result<Descriptor> {
         let v = v.with_context(|| format!("{reference}: the manifest has no {what}"))?;
@@ -102,11 +103,8 @@ fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
     let config_json: Value = read_json(ctx, &config.digest)?;
     let image = Image {
         manifest: Descriptor {
-            media_type: pulled.manifest.media_type.clone(),
-            digest: digest.clone(),
-            size: pulled.manifest.size,
-            annotations: Default::default(),
             platform: Some(Platform::host()),
+            ..pulled.manifest
         },
         config,
         layers,
@@ -120,7 +118,7 @@ fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
         .collect();
     Ok(BuiltImage {
         name: reference.to_string(),
-        key: hash_parts(&["registry", &digest]),
+        key: hash_parts(&["registry", digest.as_str()]),
         size: super::image_size(&image),
         tags: Vec::new(),
         references: Vec::new(),
@@ -135,19 +133,15 @@ fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
     })
 }
 
-fn read_json(ctx: &BuildContext<'_>, digest: &str) -> Result<Value> {
-    let path = ctx.store.path(digest)?;
+fn read_json(ctx: &BuildContext<'_>, digest: &Digest) -> Result<Value> {
+    let path = ctx.store.path(digest);
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))
 }
 
 /// The image's layers applied onto one tree in the cache, made once per manifest digest.
 fn layer_tree(ctx: &BuildContext<'_>, image: &Image) -> Result<std::path::PathBuf> {
-    let hex = image
-        .manifest
-        .digest
-        .trim_start_matches("sha256:")
-        .to_string();
+    let hex = image.manifest.digest.hex().to_string();
     let entry = ctx.cache.dir("pulled")?.join(&hex);
     ctx.cache.use_entry("pulled", &hex, &entry, || {
         let scratch = ctx.cache.scratch_path("pulled")?;
@@ -187,7 +181,7 @@ fn unpack_in_namespace(
     // Pulled blobs are 0600; the unpacker reads them inside the sandbox, whose root is not
     // the host's root when gib runs as root.
     for layer in &image.layers {
-        let blob = ctx.store.path(&layer.digest.to_string())?;
+        let blob = ctx.store.path(&layer.digest);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&blob, std::fs::Permissions::from_mode(0o644))
             .with_context(|| format!("cannot make {} readable", blob.display()))?;

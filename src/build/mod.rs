@@ -367,7 +367,7 @@ fn read_record(entry: &Path, store: &BlobStore) -> Option<BuiltImage> {
                 .flat_map(|a| a.blobs.iter().chain([&a.manifest])),
         );
     for blob in blobs {
-        if !store.path(&blob.digest).ok()?.exists() {
+        if !store.path(&blob.digest).exists() {
             return None;
         }
     }
@@ -388,9 +388,10 @@ fn image_request<'p>(
     version_tag: &str,
     how: &str,
 ) -> crate::oci::image::ImageRequest<'p> {
-    use crate::oci::image::{
+    use crate::oci::image::{ImageRequest, ImageSettings};
+    use crate::oci::spec::{
         ANNOTATION_BASE_NAME, ANNOTATION_REF_NAME, ANNOTATION_REVISION, ANNOTATION_SOURCE,
-        ANNOTATION_VERSION, ImageRequest, ImageSettings,
+        ANNOTATION_VERSION,
     };
     let runtime = &image.runtime;
     let mut annotations = BTreeMap::new();

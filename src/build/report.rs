@@ -159,7 +159,7 @@ pub fn image_usage(image: &BuiltImage, largest: usize) -> Result<ImageUsage> {
     };
     Ok(ImageUsage {
         name: image.name.clone(),
-        digest: image.image.manifest.digest.clone(),
+        digest: image.image.manifest.digest.to_string(),
         stored_bytes: image.size,
         trimmed_bytes: trimmed.iter().map(|t| t.bytes).sum(),
         trimmed,

@@ -53,14 +53,14 @@ pub fn build(
     let key = hash_parts(&[
         &format!("{image:?}"),
         parent.map_or("", |p| p.key.as_str()),
-        &layer.diff_id,
+        layer.diff_id.as_str(),
     ]);
     let version_tag = super::version_tag(ctx, image, &[]);
     let written = write_image(
         ctx.store,
         &super::image_request(ctx, image, parent, vec![layer], &version_tag, "rootfs"),
     )?;
-    let mut layer_dirs = vec![sandbox_tree(ctx, &tree, &diff_id)?];
+    let mut layer_dirs = vec![sandbox_tree(ctx, &tree, diff_id.as_str())?];
     layer_dirs.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());
     super::test::run(ctx, image, &layer_dirs)?;
     let sbom = super::sbom::attach(

@@ -102,7 +102,7 @@ pub fn write_sbom_files(
         }
         name.push(".spdx.json");
         let path = PathBuf::from(name);
-        let src = store.path(&blob.digest)?;
+        let src = store.path(&blob.digest);
         let bytes =
             std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
         crate::output::layout::write_atomically(&path, &bytes)?;

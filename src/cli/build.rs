@@ -190,7 +190,7 @@ impl<'a> ImageReport<'a> {
         ImageReport {
             name: &built.name,
             references: &built.references,
-            digest: &built.image.manifest.digest,
+            digest: built.image.manifest.digest.as_str(),
             size: built.size,
             reused: built.reused,
             packages: &built.packages,

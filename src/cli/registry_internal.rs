@@ -6,10 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use crate::oci::spec::{Descriptor, Digest, Platform};
 use crate::printer::UserError;
-use crate::registry::{
-    Client, Descriptor, Digest, Platform, Reference, RegistryOptions, pull_image, push_image,
-};
+use crate::registry::{Client, Reference, RegistryOptions, pull_image, push_image};
 
 #[derive(Args, Debug)]
 pub struct RegistryArgs {

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::blob::BlobStore;
+use super::spec::Digest;
 use crate::sandbox::safe_fs::TreeDir;
 use crate::tarball::{self, UnpackMode, UnpackSummary};
 
@@ -20,11 +21,11 @@ use crate::tarball::{self, UnpackMode, UnpackSummary};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayersJob {
-    pub digests: Vec<String>,
+    pub digests: Vec<Digest>,
 }
 
 /// Apply the layer blobs `digests` (base first) from `store` onto `dest` (created).
-pub fn apply_layers(store: &BlobStore, digests: &[String], dest: &Path) -> Result<UnpackSummary> {
+pub fn apply_layers(store: &BlobStore, digests: &[Digest], dest: &Path) -> Result<UnpackSummary> {
     std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let root = TreeDir::open_root(dest)?;
     let mode = UnpackMode {
@@ -33,7 +34,7 @@ pub fn apply_layers(store: &BlobStore, digests: &[String], dest: &Path) -> Resul
     };
     let mut total = UnpackSummary::default();
     for digest in digests {
-        let path = store.path(digest)?;
+        let path = store.path(digest);
         let summary = tarball::unpack_stream(tarball::open(&path)?, &root, mode)
             .with_context(|| format!("layer {digest}"))?;
         total.add(&summary);

@@ -9,14 +9,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::blob::BlobStore;
-use super::image::{ANNOTATION_CREATED, Descriptor, MEDIA_TYPE_MANIFEST, rfc3339};
+use super::image::rfc3339;
+use super::spec::{
+    ANNOTATION_CREATED, ANNOTATION_TITLE, Descriptor, MEDIA_TYPE_EMPTY, MEDIA_TYPE_MANIFEST,
+};
 
-/// The empty descriptor's media type: an artifact has no image config.
-pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 /// The empty descriptor's content, `{}`.
 const EMPTY_CONTENT: &[u8] = b"{}";
-/// The conventional file name annotation of a layer (oras and registries show it).
-const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
 
 /// A stored artifact manifest and the blobs it references.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,28 +40,13 @@ pub fn write_artifact(
     created: i64,
 ) -> Result<Artifact> {
     let empty = store.put(EMPTY_CONTENT)?;
-    let config = Descriptor {
-        media_type: MEDIA_TYPE_EMPTY.to_string(),
-        digest: empty.digest,
-        size: empty.size,
-        annotations: BTreeMap::new(),
-        platform: None,
-    };
+    let config = Descriptor::new(MEDIA_TYPE_EMPTY, empty.digest, empty.size);
     let blob = store.put(content)?;
     let layer = Descriptor {
-        media_type: artifact_type.to_string(),
-        digest: blob.digest,
-        size: blob.size,
         annotations: BTreeMap::from([(ANNOTATION_TITLE.to_string(), title.to_string())]),
-        platform: None,
+        ..Descriptor::new(artifact_type, blob.digest, blob.size)
     };
-    let subject = Descriptor {
-        media_type: subject.media_type.clone(),
-        digest: subject.digest.clone(),
-        size: subject.size,
-        annotations: BTreeMap::new(),
-        platform: None,
-    };
+    let subject = Descriptor::new(&subject.media_type, subject.digest.clone(), subject.size);
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": MEDIA_TYPE_MANIFEST,
@@ -77,13 +61,7 @@ pub fn write_artifact(
     let bytes = serde_json::to_vec(&manifest).context("cannot encode the artifact manifest")?;
     let stored = store.put(&bytes)?;
     Ok(Artifact {
-        manifest: Descriptor {
-            media_type: MEDIA_TYPE_MANIFEST.to_string(),
-            digest: stored.digest,
-            size: stored.size,
-            annotations: BTreeMap::new(),
-            platform: None,
-        },
+        manifest: Descriptor::new(MEDIA_TYPE_MANIFEST, stored.digest, stored.size),
         artifact_type: artifact_type.to_string(),
         subject,
         blobs: vec![config, layer],
@@ -105,18 +83,13 @@ fn with_data(desc: &Descriptor, data: &[u8]) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::spec::Digest;
 
     #[test]
     fn artifact_manifest_has_the_empty_config_and_the_subject() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
-        let subject = Descriptor {
-            media_type: MEDIA_TYPE_MANIFEST.to_string(),
-            digest: format!("sha256:{}", "a".repeat(64)),
-            size: 10,
-            annotations: BTreeMap::new(),
-            platform: None,
-        };
+        let subject = Descriptor::new(MEDIA_TYPE_MANIFEST, Digest::of_bytes(b"subject"), 10);
         let artifact = write_artifact(
             &store,
             "application/spdx+json",
@@ -126,7 +99,7 @@ mod tests {
             0,
         )
         .unwrap();
-        let bytes = std::fs::read(store.path(&artifact.manifest.digest).unwrap()).unwrap();
+        let bytes = std::fs::read(store.path(&artifact.manifest.digest)).unwrap();
         let manifest: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(manifest["artifactType"], "application/spdx+json");
         assert_eq!(manifest["config"]["mediaType"], MEDIA_TYPE_EMPTY);
@@ -135,7 +108,7 @@ mod tests {
             "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
         );
         assert_eq!(manifest["config"]["data"], "e30=");
-        assert_eq!(manifest["subject"]["digest"], subject.digest);
+        assert_eq!(manifest["subject"]["digest"], subject.digest.as_str());
         assert_eq!(manifest["layers"][0]["mediaType"], "application/spdx+json");
     }
 }

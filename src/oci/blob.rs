@@ -8,15 +8,15 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
+use anyhow::{Context, Result};
 use tempfile::NamedTempFile;
+
+use super::spec::{Digest, HashingWriter};
 
 /// A digest and size of a stored blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBlob {
-    /// `sha256:<hex>`
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
 }
 
@@ -40,10 +40,9 @@ impl BlobStore {
         &self.root
     }
 
-    /// The path of the blob `digest` (`sha256:<hex>`), whether or not it exists.
-    pub fn path(&self, digest: &str) -> Result<PathBuf> {
-        let hex = digest_hex(digest)?;
-        Ok(self.root.join("sha256").join(hex))
+    /// The path of the blob `digest`, whether or not it exists.
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        digest.blob_path(&self.root)
     }
 
     /// A writer for a new blob; [`BlobWriter::commit`] publishes it under its digest.
@@ -54,10 +53,8 @@ impl BlobStore {
             .tempfile_in(&dir)
             .with_context(|| format!("cannot create a temporary blob in {}", dir.display()))?;
         Ok(BlobWriter {
-            out: BufWriter::with_capacity(1 << 20, temp),
-            hasher: Sha256::new(),
-            size: 0,
-            dir,
+            out: HashingWriter::new(BufWriter::with_capacity(1 << 20, temp)),
+            root: self.root.clone(),
         })
     }
 
@@ -71,28 +68,15 @@ impl BlobStore {
     }
 }
 
-/// The `<hex>` of a `sha256:<hex>` digest, checked so it can be used as a file name.
-pub fn digest_hex(digest: &str) -> Result<&str> {
-    match digest.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(hex),
-        _ => bail!("not a sha256 digest: {digest:?}"),
-    }
-}
-
 /// Streams a blob into a temp file of the store, hashing and counting what passes.
 pub struct BlobWriter {
-    out: BufWriter<NamedTempFile>,
-    hasher: Sha256,
-    size: u64,
-    dir: PathBuf,
+    out: HashingWriter<BufWriter<NamedTempFile>>,
+    root: PathBuf,
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
+        self.out.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -104,13 +88,14 @@ impl BlobWriter {
     /// Flush, sync and rename the blob into place. If the same blob already exists, the new
     /// copy is dropped. On error the temp file is removed.
     pub fn commit(self) -> Result<StoredBlob> {
-        let digest = format!("sha256:{}", hex::encode(self.hasher.finalize()));
-        let temp = self
-            .out
+        let (digest, size, out) = self.out.finish();
+        let dir = self.root.join("sha256");
+        let write_error = || format!("cannot write a blob in {}", dir.display());
+        let temp = out
             .into_inner()
             .map_err(|e| e.into_error())
-            .with_context(|| format!("cannot write a blob in {}", self.dir.display()))?;
-        let final_path = self.dir.join(&digest["sha256:".len()..]);
+            .with_context(write_error)?;
+        let final_path = digest.blob_path(&self.root);
         if !final_path.exists() {
             // Synced before the rename so a crash cannot leave a short file under a digest.
             // 0644, as OCI layouts have them (the temp file is 0600): gib's helpers read
@@ -119,16 +104,13 @@ impl BlobWriter {
             temp.as_file()
                 .set_permissions(fs::Permissions::from_mode(0o644))
                 .and_then(|()| temp.as_file().sync_all())
-                .with_context(|| format!("cannot write a blob in {}", self.dir.display()))?;
+                .with_context(write_error)?;
             temp.persist(&final_path).map_err(|e| {
                 anyhow::Error::new(e.error)
                     .context(format!("cannot store {}", final_path.display()))
             })?;
         }
-        Ok(StoredBlob {
-            digest,
-            size: self.size,
-        })
+        Ok(StoredBlob { digest, size })
     }
 }
 
@@ -178,20 +160,11 @@ mod tests {
         let store = BlobStore::open(tmp.path()).unwrap();
         let blob = store.put(b"hello").unwrap();
         assert_eq!(
-            blob.digest,
+            blob.digest.as_str(),
             "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
-        assert_eq!(
-            fs::read(store.path(&blob.digest).unwrap()).unwrap(),
-            b"hello"
-        );
+        assert_eq!(fs::read(store.path(&blob.digest)).unwrap(), b"hello");
         let names: Vec<_> = fs::read_dir(tmp.path().join("sha256")).unwrap().collect();
         assert_eq!(names.len(), 1, "no temp file left behind");
-    }
-
-    #[test]
-    fn rejects_bad_digests() {
-        assert!(digest_hex("sha256:../../etc/passwd").is_err());
-        assert!(digest_hex("md5:abc").is_err());
     }
 }

@@ -13,58 +13,10 @@ use serde_json::{Value, json};
 
 use super::blob::BlobStore;
 use super::layer::Layer;
-
-pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
-pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
-pub const ANNOTATION_VERSION: &str = "org.opencontainers.image.version";
-pub const ANNOTATION_SOURCE: &str = "org.opencontainers.image.source";
-pub const ANNOTATION_REVISION: &str = "org.opencontainers.image.revision";
-pub const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
-pub const ANNOTATION_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
-
-/// An OCI content descriptor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Descriptor {
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-}
-
-impl Platform {
-    /// The platform of this machine, in OCI (Go) names.
-    pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "arm" => "arm",
-            "powerpc64" => "ppc64le",
-            "riscv64" => "riscv64",
-            "s390x" => "s390x",
-            "loongarch64" => "loong64",
-            other => other,
-        };
-        Platform {
-            architecture: architecture.to_string(),
-            os: "linux".to_string(),
-        }
-    }
-}
+use super::spec::{
+    ANNOTATION_BASE_DIGEST, ANNOTATION_CREATED, Descriptor, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST,
+    Platform,
+};
 
 /// The runtime settings of an image (what `docker run` uses). `None`/empty means "inherit
 /// from the parent image".
@@ -123,7 +75,7 @@ pub fn write_image(store: &BlobStore, request: &ImageRequest) -> Result<Image> {
         .cloned()
         .unwrap_or_default();
     for layer in &request.layers {
-        diff_ids.push(Value::String(layer.diff_id.clone()));
+        diff_ids.push(Value::String(layer.diff_id.to_string()));
         history.push(json!({
             "created": created,
             "created_by": request.created_by,
@@ -145,29 +97,22 @@ pub fn write_image(store: &BlobStore, request: &ImageRequest) -> Result<Image> {
     });
     let config_bytes = serde_json::to_vec(&config).context("cannot encode the image config")?;
     let config_blob = store.put(&config_bytes)?;
-    let config_desc = Descriptor {
-        media_type: MEDIA_TYPE_CONFIG.to_string(),
-        digest: config_blob.digest,
-        size: config_blob.size,
-        annotations: BTreeMap::new(),
-        platform: None,
-    };
+    let config_desc = Descriptor::new(MEDIA_TYPE_CONFIG, config_blob.digest, config_blob.size);
 
     let mut layers: Vec<Descriptor> = request.parent.map(|p| p.layers.clone()).unwrap_or_default();
-    layers.extend(request.layers.iter().map(|l| Descriptor {
-        media_type: l.media_type.clone(),
-        digest: l.digest.clone(),
-        size: l.size,
-        annotations: BTreeMap::new(),
-        platform: None,
-    }));
+    layers.extend(
+        request
+            .layers
+            .iter()
+            .map(|l| Descriptor::new(&l.media_type, l.digest.clone(), l.size)),
+    );
 
     let mut annotations = request.annotations.clone();
     annotations.insert(ANNOTATION_CREATED.to_string(), created);
     if let Some(parent) = request.parent {
         annotations
             .entry(ANNOTATION_BASE_DIGEST.to_string())
-            .or_insert_with(|| parent.manifest.digest.clone());
+            .or_insert_with(|| parent.manifest.digest.to_string());
     }
     let manifest = json!({
         "schemaVersion": 2,
@@ -180,11 +125,12 @@ pub fn write_image(store: &BlobStore, request: &ImageRequest) -> Result<Image> {
     let manifest_blob = store.put(&manifest_bytes)?;
     Ok(Image {
         manifest: Descriptor {
-            media_type: MEDIA_TYPE_MANIFEST.to_string(),
-            digest: manifest_blob.digest,
-            size: manifest_blob.size,
-            annotations: BTreeMap::new(),
             platform: Some(platform),
+            ..Descriptor::new(
+                MEDIA_TYPE_MANIFEST,
+                manifest_blob.digest,
+                manifest_blob.size,
+            )
         },
         config: config_desc,
         layers,
@@ -283,13 +229,14 @@ pub fn rfc3339(epoch: i64) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::spec::{Digest, MEDIA_TYPE_LAYER_GZIP};
 
     fn layer(n: u8) -> Layer {
         Layer {
-            diff_id: format!("sha256:{}", hex::encode([n; 32])),
-            digest: format!("sha256:{}", hex::encode([n + 100; 32])),
+            diff_id: Digest::of_bytes(&[n]),
+            digest: Digest::of_bytes(&[n, 100]),
             size: 10 + u64::from(n),
-            media_type: super::super::layer::MEDIA_TYPE_LAYER_GZIP.into(),
+            media_type: MEDIA_TYPE_LAYER_GZIP.into(),
         }
     }
 
@@ -318,11 +265,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = BlobStore::open(tmp.path()).unwrap();
         let image = write_image(&store, &request(None, vec![layer(1)])).unwrap();
-        let manifest_text = std::fs::read(store.path(&image.manifest.digest).unwrap()).unwrap();
+        let manifest_text = std::fs::read(store.path(&image.manifest.digest)).unwrap();
         let manifest: oci_spec::image::ImageManifest =
             serde_json::from_slice(&manifest_text).unwrap();
         assert_eq!(manifest.layers().len(), 1);
-        let config_text = std::fs::read(store.path(&image.config.digest).unwrap()).unwrap();
+        let config_text = std::fs::read(store.path(&image.config.digest)).unwrap();
         let config: oci_spec::image::ImageConfiguration =
             serde_json::from_slice(&config_text).unwrap();
         assert_eq!(config.rootfs().diff_ids().len(), 1);

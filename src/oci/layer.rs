@@ -22,14 +22,11 @@ use gzp::ZWriter;
 use gzp::deflate::Gzip;
 use gzp::par::compress::{ParCompress, ParCompressBuilder};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::blob::{BlobStore, BlobWriter};
+use super::spec::{Digest, HashingWriter, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD};
 use super::tar_stream::{EntryHeader, EntryKind, TarStream};
 use crate::config::Compression;
-
-pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// gzip level. Measured on a 430 MB Debian root (benches/oci-bench.sh): level 4 costs 27% less
 /// CPU than level 6 for a 1.5% bigger layer, still smaller than buildah's default gzip.
@@ -134,10 +131,10 @@ fn shift(ranges: &[IdShift], host: u32) -> u32 {
 /// A stored layer blob: what a manifest and a config need to know about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layer {
-    /// `sha256:<hex>` of the uncompressed tar.
-    pub diff_id: String,
-    /// `sha256:<hex>` of the compressed blob.
-    pub digest: String,
+    /// The digest of the uncompressed tar.
+    pub diff_id: Digest,
+    /// The digest of the compressed blob.
+    pub digest: Digest,
     /// Size of the compressed blob in bytes.
     pub size: u64,
     pub media_type: String,
@@ -176,9 +173,10 @@ pub fn write_layer(src: &LayerSource, store: &BlobStore, opts: &LayerOptions) ->
     let (diff_id, blob) = match opts.compression {
         Compression::Gzip => {
             let mut gz = gzip_encoder(blob, threads)?;
-            let mut hashing = DiffIdWriter::new(&mut gz);
+            let mut hashing = HashingWriter::new(CompressorInput::new(&mut gz));
             let result = write_tar(src, opts, &mut hashing);
-            let (diff_id, compressor_failed) = (hashing.diff_id(), hashing.failed);
+            let (diff_id, _, input) = hashing.finish();
+            let compressor_failed = input.failed;
             if compressor_failed {
                 // gzp has shut itself down and returned its error; `finish` would panic.
                 result?;
@@ -201,9 +199,9 @@ pub fn write_layer(src: &LayerSource, store: &BlobStore, opts: &LayerOptions) ->
             // A fixed job size: part of the output format, and it bounds memory per worker.
             zst.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))
                 .context("cannot set the zstd job size")?;
-            let mut hashing = DiffIdWriter::new(&mut zst);
+            let mut hashing = HashingWriter::new(CompressorInput::new(&mut zst));
             write_tar(src, opts, &mut hashing)?;
-            let diff_id = hashing.diff_id();
+            let (diff_id, _, _) = hashing.finish();
             let blob = zst.finish().with_context(|| {
                 format!("cannot write the layer blob in {}", store.root().display())
             })?;
@@ -250,37 +248,30 @@ fn gzp_error(err: gzp::GzpError) -> io::Error {
     }
 }
 
-/// Hashes the uncompressed tar on its way to the compressor. Swallows `flush` so the
-/// compressor's block boundaries (and so the output) never depend on when anyone flushed.
-struct DiffIdWriter<'a, W: Write> {
+/// The compressor's input, behind the hashing writer that yields the diff_id. Swallows
+/// `flush` so the compressor's block boundaries (and so the output) never depend on when
+/// anyone flushed.
+struct CompressorInput<'a, W: Write> {
     inner: &'a mut W,
-    hasher: Sha256,
     /// Whether the compressor returned an error (it must not be used after that).
     failed: bool,
 }
 
-impl<'a, W: Write> DiffIdWriter<'a, W> {
+impl<'a, W: Write> CompressorInput<'a, W> {
     fn new(inner: &'a mut W) -> Self {
-        DiffIdWriter {
+        CompressorInput {
             inner,
-            hasher: Sha256::new(),
             failed: false,
         }
     }
-
-    fn diff_id(&self) -> String {
-        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
-    }
 }
 
-impl<W: Write> Write for DiffIdWriter<'_, W> {
+impl<W: Write> Write for CompressorInput<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.failed {
             return Err(io::Error::other("the compressor has already failed"));
         }
-        let n = self.inner.write(buf).inspect_err(|_| self.failed = true)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
+        self.inner.write(buf).inspect_err(|_| self.failed = true)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -688,10 +679,11 @@ fn dev_numbers(rdev: u64) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest as _, Sha256};
     use std::fs;
 
     fn entries(store: &BlobStore, layer: &Layer) -> Vec<(String, tar::EntryType)> {
-        let file = File::open(store.path(&layer.digest).unwrap()).unwrap();
+        let file = File::open(store.path(&layer.digest)).unwrap();
         let reader: Box<dyn Read> = if layer.media_type == MEDIA_TYPE_LAYER_GZIP {
             Box::new(flate2::read::GzDecoder::new(file))
         } else {
@@ -838,8 +830,8 @@ mod tests {
     #[test]
     fn layer_serialises_as_json() {
         let layer = Layer {
-            diff_id: "sha256:aa".into(),
-            digest: "sha256:bb".into(),
+            diff_id: Digest::of_bytes(b"a"),
+            digest: Digest::of_bytes(b"b"),
             size: 3,
             media_type: MEDIA_TYPE_LAYER_GZIP.into(),
         };

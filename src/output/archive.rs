@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::TaggedImage;
 use super::layout::{blob_order, index_entry};
 use crate::oci::blob::BlobStore;
-use crate::oci::image::MEDIA_TYPE_INDEX;
+use crate::oci::spec::{Digest, MEDIA_TYPE_INDEX};
 use crate::oci::tar_stream::{EntryHeader, EntryKind, TarStream};
 
 /// Write `images` as one dual-format archive at `file`.
@@ -38,7 +38,7 @@ pub fn write_archive(file: &Path, store: &BlobStore, images: &[TaggedImage]) -> 
     }
 
     // Every blob once, in a fixed order.
-    let mut blobs: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut blobs: BTreeMap<&Digest, u64> = BTreeMap::new();
     for tagged in images {
         for desc in blob_order(tagged) {
             blobs.insert(&desc.digest, desc.size);
@@ -46,10 +46,10 @@ pub fn write_archive(file: &Path, store: &BlobStore, images: &[TaggedImage]) -> 
     }
     let mut buffer = vec![0u8; 256 << 10];
     for (digest, size) in &blobs {
-        let path = store.path(digest)?;
+        let path = store.path(digest);
         let mut input =
             File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let name = format!("blobs/sha256/{}", &digest["sha256:".len()..]);
+        let name = format!("blobs/{}", digest.blob_name());
         tar.append_header(&header(&name, EntryKind::File { size: *size }, 0o644))
             .with_context(write_err)?;
         let mut left = *size;
@@ -101,7 +101,7 @@ pub fn write_archive(file: &Path, store: &BlobStore, images: &[TaggedImage]) -> 
 
 /// docker's `manifest.json`: one entry per image, with all its references as `RepoTags`.
 fn docker_manifest(images: &[TaggedImage]) -> Value {
-    let mut by_manifest: BTreeMap<&str, (usize, &TaggedImage, Vec<String>)> = BTreeMap::new();
+    let mut by_manifest: BTreeMap<&Digest, (usize, &TaggedImage, Vec<String>)> = BTreeMap::new();
     for (i, tagged) in images.iter().enumerate() {
         by_manifest
             .entry(&tagged.image.manifest.digest)
@@ -111,7 +111,7 @@ fn docker_manifest(images: &[TaggedImage]) -> Value {
     }
     let mut entries: Vec<_> = by_manifest.into_values().collect();
     entries.sort_by_key(|(i, _, _)| *i);
-    let path = |digest: &str| format!("blobs/sha256/{}", &digest["sha256:".len()..]);
+    let path = |digest: &Digest| format!("blobs/{}", digest.blob_name());
     Value::Array(
         entries
             .into_iter()

@@ -10,17 +10,20 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::{ANNOTATION_CONTAINERD_NAME, TaggedImage};
+use super::TaggedImage;
 use crate::oci::artifact::Artifact;
 use crate::oci::blob::{BlobStore, copy_blob};
-use crate::oci::image::{ANNOTATION_REF_NAME, Descriptor, MEDIA_TYPE_INDEX};
+use crate::oci::spec::{
+    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, Descriptor, Digest, MEDIA_TYPE_INDEX,
+};
 
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// Write `images` into the layout at `dir` (created when missing).
 pub fn write_layout(dir: &Path, store: &BlobStore, images: &[TaggedImage]) -> Result<()> {
-    let blobs = dir.join("blobs").join("sha256");
-    fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
+    let blobs = dir.join("blobs");
+    let sha256 = blobs.join("sha256");
+    fs::create_dir_all(&sha256).with_context(|| format!("cannot create {}", sha256.display()))?;
     let layout_file = dir.join("oci-layout");
     if !layout_file.exists() {
         write_atomically(&layout_file, OCI_LAYOUT.as_bytes())?;
@@ -39,16 +42,14 @@ pub fn write_layout(dir: &Path, store: &BlobStore, images: &[TaggedImage]) -> Re
     })
 }
 
-/// Copy blobs from the store into the layout's `blobs/sha256`.
+/// Copy blobs from the store into the layout's `blobs/`.
 fn copy_blobs<'a>(
     blobs: &Path,
     store: &BlobStore,
     descriptors: impl IntoIterator<Item = &'a Descriptor>,
 ) -> Result<()> {
     for desc in descriptors {
-        let src = store.path(&desc.digest)?;
-        let dest = blobs.join(crate::oci::blob::digest_hex(&desc.digest)?);
-        copy_blob(&src, &dest)?;
+        copy_blob(&store.path(&desc.digest), &desc.digest.blob_path(blobs))?;
     }
     Ok(())
 }
@@ -79,7 +80,7 @@ fn update_index(dir: &Path, change: impl FnOnce(&mut Vec<Value>) -> Result<()>) 
 /// pick images by name never pick one). Artifact entries whose subject no image entry names
 /// any more (an older build's SBOM) are dropped.
 pub fn write_artifacts(dir: &Path, store: &BlobStore, artifacts: &[&Artifact]) -> Result<()> {
-    let blobs = dir.join("blobs").join("sha256");
+    let blobs = dir.join("blobs");
     for artifact in artifacts {
         copy_blobs(
             &blobs,
@@ -90,7 +91,8 @@ pub fn write_artifacts(dir: &Path, store: &BlobStore, artifacts: &[&Artifact]) -
     update_index(dir, |manifests| {
         for artifact in artifacts {
             manifests.retain(|entry| {
-                entry.get("digest").and_then(Value::as_str) != Some(&artifact.manifest.digest)
+                entry.get("digest").and_then(Value::as_str)
+                    != Some(artifact.manifest.digest.as_str())
             });
             let mut entry =
                 serde_json::to_value(&artifact.manifest).context("cannot encode an index entry")?;
@@ -112,8 +114,8 @@ pub fn write_artifacts(dir: &Path, store: &BlobStore, artifacts: &[&Artifact]) -
 
 /// The subject digest of the artifact manifest an index entry names, when it can be read.
 fn artifact_subject(blobs: &Path, entry: &Value) -> Option<String> {
-    let digest = entry.get("digest")?.as_str()?;
-    let bytes = fs::read(blobs.join(crate::oci::blob::digest_hex(digest).ok()?)).ok()?;
+    let digest = Digest::parse(entry.get("digest")?.as_str()?).ok()?;
+    let bytes = fs::read(digest.blob_path(blobs)).ok()?;
     let manifest: Value = serde_json::from_slice(&bytes).ok()?;
     Some(manifest.pointer("/subject/digest")?.as_str()?.to_string())
 }

@@ -10,9 +10,6 @@ pub mod registry;
 
 use crate::oci::image::Image;
 
-/// Annotation containerd (and `docker load` of an OCI archive) reads the image name from.
-pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
-
 /// One image under one reference.
 #[derive(Debug, Clone)]
 pub struct TaggedImage<'a> {

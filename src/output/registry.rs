@@ -11,10 +11,9 @@ use anyhow::{Context, Result};
 use crate::config::RegistrySettings;
 use crate::oci::artifact::Artifact;
 use crate::oci::image::Image;
+use crate::oci::spec::Digest;
 use crate::printer::UserError;
-use crate::registry::{
-    Client, Descriptor, Digest, PushReport, Reference, Referrer, RegistryOptions,
-};
+use crate::registry::{Client, PushReport, Reference, Referrer, RegistryOptions};
 
 /// A client with gib.yaml's `registries:` settings.
 pub fn client(registries: &BTreeMap<String, RegistrySettings>) -> Client {
@@ -69,14 +68,9 @@ pub fn push(client: &Client, blobs_dir: &std::path::Path, job: &PushJob) -> Resu
         .and_then(|r| Reference::parse(r).ok())
         .into_iter()
         .collect();
-    let digest = Digest::parse(&job.image.manifest.digest).map_err(anyhow::Error::msg)?;
-    let manifest = Descriptor {
-        media_type: job.image.manifest.media_type.clone(),
-        digest,
-        size: job.image.manifest.size,
-    };
+    let manifest = &job.image.manifest;
     let mut report =
-        crate::registry::push_image(client, blobs_dir, &manifest, &target, &tags, &mount_from)
+        crate::registry::push_image(client, blobs_dir, manifest, &target, &tags, &mount_from)
             .with_context(|| format!("cannot push image {} to {first}", job.name))?;
     if let Some(sbom) = job.sbom {
         let pushed = push_artifact(
@@ -107,11 +101,7 @@ fn push_artifact(
     target: &Reference,
     mount_from: &[Reference],
 ) -> Result<[PushReport; 2]> {
-    let descriptor = Descriptor {
-        media_type: artifact.manifest.media_type.clone(),
-        digest: Digest::parse(&artifact.manifest.digest).map_err(anyhow::Error::msg)?,
-        size: artifact.manifest.size,
-    };
+    let descriptor = artifact.manifest.clone();
     // The parent's SBOM has the same empty config: mount it rather than upload it.
     let pushed =
         crate::registry::push_image(client, blobs_dir, &descriptor, target, &[], mount_from)?;

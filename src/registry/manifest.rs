@@ -1,17 +1,16 @@
 //! The few fields of manifests and indexes that pushing and pulling need, read leniently
-//! (OCI and Docker v2 media types alike) with serde_json; gib's OCI writer owns the full types.
+//! (OCI and Docker v2 media types alike) with serde_json; the words (digest, descriptor,
+//! platform, media types) are `oci::spec`'s.
 
 use std::path::Path;
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::digest::Digest;
-
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+use crate::oci::spec::{
+    Descriptor, Digest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_MANIFEST,
+    MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
+};
 
 /// Every manifest type gib can push or pull, for `Accept`.
 pub const ACCEPTED_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -20,14 +19,11 @@ pub const ACCEPTED_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json
     application/vnd.docker.distribution.manifest.list.v2+json";
 
 pub fn is_index(media_type: &str) -> bool {
-    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+    media_type == MEDIA_TYPE_INDEX || media_type == MEDIA_TYPE_DOCKER_MANIFEST_LIST
 }
 
 /// The config media types of images (an artifact's config is something else).
-const IMAGE_CONFIGS: [&str; 2] = [
-    "application/vnd.oci.image.config.v1+json",
-    "application/vnd.docker.container.image.v1+json",
-];
+const IMAGE_CONFIGS: [&str; 2] = [MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_CONFIG];
 
 /// A pulled manifest must be an image or an index of images: an unknown manifest type (a
 /// Docker schema 1 manifest, an artifact, anything new) is refused rather than guessed at.
@@ -40,7 +36,7 @@ pub fn check_image_media_types(
         return Ok(());
     }
     anyhow::ensure!(
-        media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST,
+        media_type == MEDIA_TYPE_MANIFEST || media_type == MEDIA_TYPE_DOCKER_MANIFEST,
         "its media type `{}` is neither an image manifest nor an index",
         printable(media_type)
     );
@@ -52,15 +48,6 @@ pub fn check_image_media_types(
         );
     }
     Ok(())
-}
-
-/// A content descriptor: what a blob is, its digest and its size.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
 }
 
 impl Descriptor {
@@ -79,32 +66,11 @@ impl Descriptor {
         );
         let document = ManifestDocument::parse(&bytes)
             .with_context(|| format!("{} is not a manifest", path.display()))?;
-        Ok(Descriptor {
-            media_type: document.media_type(),
-            digest: digest.clone(),
-            size: bytes.len() as u64,
-        })
-    }
-}
-
-/// An index entry: a descriptor with its platform.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IndexEntry {
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
-    #[serde(default)]
-    pub platform: Option<Platform>,
-}
-
-impl IndexEntry {
-    pub fn descriptor(&self) -> Descriptor {
-        Descriptor {
-            media_type: self.media_type.clone(),
-            digest: self.digest.clone(),
-            size: self.size,
-        }
+        Ok(Descriptor::new(
+            &document.media_type(),
+            digest.clone(),
+            bytes.len() as u64,
+        ))
     }
 }
 
@@ -119,7 +85,7 @@ pub struct ManifestDocument {
     #[serde(default)]
     pub layers: Vec<Descriptor>,
     #[serde(default)]
-    pub manifests: Vec<IndexEntry>,
+    pub manifests: Vec<Descriptor>,
 }
 
 impl ManifestDocument {
@@ -135,84 +101,39 @@ impl ManifestDocument {
     pub fn media_type(&self) -> String {
         match &self.media_type {
             Some(m) => m.clone(),
-            None if !self.manifests.is_empty() => OCI_INDEX.to_string(),
-            None => OCI_MANIFEST.to_string(),
+            None if !self.manifests.is_empty() => MEDIA_TYPE_INDEX.to_string(),
+            None => MEDIA_TYPE_MANIFEST.to_string(),
         }
-    }
-}
-
-/// An OS/architecture pair, as in an index's `platform`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// The platform gib runs on, in OCI's names.
-    pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64",
-            "powerpc64le" => "ppc64le",
-            "loongarch64" => "loong64",
-            other => other,
-        };
-        Platform {
-            os: "linux".to_string(),
-            architecture: architecture.to_string(),
-            variant: None,
-        }
-    }
-
-    /// `os/arch[/variant]`, e.g. `linux/arm64/v8`.
-    pub fn parse(text: &str) -> Result<Platform, String> {
-        let parts: Vec<&str> = text.split('/').collect();
-        match parts.as_slice() {
-            [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: parts.get(2).map(|v| v.to_string()),
-            }),
-            _ => Err(format!("platform `{text}` is not `os/arch[/variant]`")),
-        }
-    }
-
-    /// Whether an index entry's platform fits; a variant is compared only when asked for.
-    pub fn matches(&self, other: &Platform) -> bool {
-        self.os == other.os
-            && self.architecture == other.architecture
-            && (self.variant.is_none() || self.variant == other.variant)
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::spec::Platform;
+
+    #[test]
+    fn accept_names_every_manifest_type() {
+        for media_type in [
+            MEDIA_TYPE_MANIFEST,
+            MEDIA_TYPE_INDEX,
+            MEDIA_TYPE_DOCKER_MANIFEST,
+            MEDIA_TYPE_DOCKER_MANIFEST_LIST,
+        ] {
+            assert!(ACCEPTED_MANIFESTS.split(", ").any(|m| m == media_type));
+        }
+        assert_eq!(ACCEPTED_MANIFESTS.split(", ").count(), 4);
+    }
 
     #[test]
     fn index_and_manifest() {
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let index = format!(
-            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{d}","size":1,
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{MEDIA_TYPE_MANIFEST}","digest":"{d}","size":1,
             "platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}]}}"#
         );
         let doc = ManifestDocument::parse(index.as_bytes()).unwrap();
-        assert_eq!(doc.media_type(), OCI_INDEX);
+        assert_eq!(doc.media_type(), MEDIA_TYPE_INDEX);
         let platform = doc.manifests[0].platform.clone().unwrap();
         assert!(Platform::parse("linux/arm64").unwrap().matches(&platform));
         assert!(
@@ -221,13 +142,13 @@ mod tests {
                 .matches(&platform)
         );
         let manifest = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"x","digest":"{d}","size":0}},"layers":[]}}"#
+            r#"{{"schemaVersion":2,"mediaType":"{MEDIA_TYPE_DOCKER_MANIFEST}","config":{{"mediaType":"x","digest":"{d}","size":0}},"layers":[]}}"#
         );
         assert_eq!(
             ManifestDocument::parse(manifest.as_bytes())
                 .unwrap()
                 .media_type(),
-            DOCKER_MANIFEST
+            MEDIA_TYPE_DOCKER_MANIFEST
         );
         assert!(ManifestDocument::parse(b"{}").is_err());
     }

@@ -2,7 +2,8 @@
 //! distribution spec), with docker/podman credentials, bearer tokens and per-registry TLS.
 //!
 //! Not an OCI writer: images come and go as blobs in a directory laid out like an OCI
-//! layout's `blobs/` (`<blobs_dir>/sha256/<hex>`); `oci/` and `output/` own the rest.
+//! layout's `blobs/` (`<blobs_dir>/sha256/<hex>`); `oci/` and `output/` own the rest. Digests,
+//! descriptors, platforms and media types are the shared ones of `oci::spec`.
 //! Entry points: [`push_image`] and [`pull_image`], both given a [`Client`]:
 //!
 //! ```text
@@ -20,7 +21,6 @@
 mod auth;
 mod client;
 mod credentials;
-mod digest;
 mod error;
 mod manifest;
 mod pull;
@@ -30,8 +30,6 @@ mod referrers;
 
 // The public API (`gib build --push`, `gib push`, `from:` a registry, `gib __registry`).
 pub use client::{Client, RegistryOptions};
-pub use digest::Digest;
-pub use manifest::{Descriptor, Platform};
 pub use pull::pull_image;
 pub use push::{PushReport, push_image, push_referrers_tag};
 pub use reference::Reference;

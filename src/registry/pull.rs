@@ -13,15 +13,13 @@ use ureq::http::Method;
 
 use super::auth::repository_scope;
 use super::client::{Client, Payload, header, read_document, status_error};
-use super::digest::{Digest, HashingWriter};
 use super::error::{RegistryError, body_error};
 use super::for_each_parallel;
-use super::manifest::{
-    ACCEPTED_MANIFESTS, Descriptor, ManifestDocument, Platform, check_image_media_types, is_index,
-};
+use super::manifest::{ACCEPTED_MANIFESTS, ManifestDocument, check_image_media_types, is_index};
 use super::push::PARALLEL_BLOBS;
 use super::reference::Reference;
 use crate::http::Limits;
+use crate::oci::spec::{Descriptor, Digest, HashingWriter, Platform};
 
 /// Manifests larger than this are refused (the spec asks registries to accept 4 MiB).
 const MAX_MANIFEST_SIZE: u64 = 8 << 20;
@@ -183,11 +181,7 @@ impl Pull<'_> {
         temp.write_all(&bytes)
             .and_then(|()| temp.persist(&path).map(|_| ()).map_err(|e| e.error))
             .with_context(|| format!("cannot write {}", path.display()))?;
-        let descriptor = Descriptor {
-            media_type,
-            digest: actual,
-            size: bytes.len() as u64,
-        };
+        let descriptor = Descriptor::new(&media_type, actual, bytes.len() as u64);
         Ok((descriptor, document))
     }
 

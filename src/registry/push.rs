@@ -22,12 +22,12 @@ use super::client::{
     Client, DEFAULT_CHUNK_SIZE, Payload, header, read_document, resolve_location, status_error,
     with_query,
 };
-use super::digest::Digest;
 use super::error::RegistryError;
 use super::for_each_parallel;
-use super::manifest::{Descriptor, ManifestDocument, OCI_INDEX, is_index};
+use super::manifest::{ManifestDocument, is_index};
 use super::reference::{Reference, validate_tag};
 use super::referrers::{Referrer, fallback_tag, merged_index};
+use crate::oci::spec::{Descriptor, Digest, MEDIA_TYPE_INDEX};
 
 /// How many blobs upload at once (go-containerregistry's default).
 pub const PARALLEL_BLOBS: usize = 4;
@@ -134,7 +134,12 @@ pub fn push_referrers_tag(
     let url = push.repo_url(&format!("manifests/{tag}"));
     let existing = client
         .retrying(|| {
-            let response = push.send(Method::GET, &url, &[("accept", OCI_INDEX)], Payload::None)?;
+            let response = push.send(
+                Method::GET,
+                &url,
+                &[("accept", MEDIA_TYPE_INDEX)],
+                Payload::None,
+            )?;
             match response.status().as_u16() {
                 200 => read_document(response, &url, "a referrers index", MAX_REFERRERS_INDEX)
                     .map(Some),
@@ -145,11 +150,11 @@ pub fn push_referrers_tag(
         .with_context(|| format!("cannot read the referrers index {target}:{tag}"))?;
     let bytes = merged_index(existing.as_deref(), referrers)
         .with_context(|| format!("{url} is not an image index"))?;
-    let index = Descriptor {
-        media_type: OCI_INDEX.to_string(),
-        digest: Digest::of_bytes(&bytes),
-        size: bytes.len() as u64,
-    };
+    let index = Descriptor::new(
+        MEDIA_TYPE_INDEX,
+        Digest::of_bytes(&bytes),
+        bytes.len() as u64,
+    );
     push.put_manifest(&index, &bytes, &tag)?;
     let mut report = push.report.into_inner().unwrap_or_else(|e| e.into_inner());
     report.manifest_digest = index.digest;
@@ -222,7 +227,7 @@ impl Push<'_> {
             .with_context(|| format!("{} is not a manifest", path.display()))?;
         if is_index(&descriptor.media_type) || !document.manifests.is_empty() {
             for entry in &document.manifests {
-                let child = entry.descriptor();
+                let child = entry.clone();
                 let child_bytes = self.manifest_bytes(&child)?;
                 self.push_contents(&child, &child_bytes)?;
                 self.put_manifest(&child, &child_bytes, child.digest.as_str())?;

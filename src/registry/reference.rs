@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::digest::Digest;
+use crate::oci::spec::Digest;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Reference {

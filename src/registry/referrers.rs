@@ -6,8 +6,7 @@
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::digest::Digest;
-use super::manifest::{Descriptor, OCI_INDEX};
+use crate::oci::spec::{Descriptor, Digest, MEDIA_TYPE_INDEX};
 
 /// An artifact manifest about another manifest, as a referrers index lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +49,7 @@ pub fn merged_index(existing: Option<&[u8]>, referrers: &[Referrer]) -> anyhow::
     }
     let index = json!({
         "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
+        "mediaType": MEDIA_TYPE_INDEX,
         "manifests": manifests,
     });
     serde_json::to_vec(&index).context("cannot encode the referrers index")
@@ -59,15 +58,15 @@ pub fn merged_index(existing: Option<&[u8]>, referrers: &[Referrer]) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::manifest::OCI_MANIFEST;
+    use crate::oci::spec::MEDIA_TYPE_MANIFEST;
 
     fn referrer(hex: char) -> Referrer {
         Referrer {
-            manifest: Descriptor {
-                media_type: OCI_MANIFEST.to_string(),
-                digest: Digest::parse(&format!("sha256:{}", hex.to_string().repeat(64))).unwrap(),
-                size: 42,
-            },
+            manifest: Descriptor::new(
+                MEDIA_TYPE_MANIFEST,
+                Digest::parse(&format!("sha256:{}", hex.to_string().repeat(64))).unwrap(),
+                42,
+            ),
             artifact_type: "application/spdx+json".to_string(),
         }
     }
@@ -82,11 +81,11 @@ mod tests {
     fn a_new_index_lists_the_referrers_with_their_artifact_type() {
         let bytes = merged_index(None, &[referrer('a')]).unwrap();
         let index: Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(index["mediaType"], OCI_INDEX);
+        assert_eq!(index["mediaType"], MEDIA_TYPE_INDEX);
         assert_eq!(index["schemaVersion"], 2);
         let entry = &index["manifests"][0];
         assert_eq!(entry["digest"], format!("sha256:{}", "a".repeat(64)));
-        assert_eq!(entry["mediaType"], OCI_MANIFEST);
+        assert_eq!(entry["mediaType"], MEDIA_TYPE_MANIFEST);
         assert_eq!(entry["size"], 42);
         assert_eq!(entry["artifactType"], "application/spdx+json");
     }
@@ -95,9 +94,9 @@ mod tests {
     fn merging_keeps_other_entries_and_adds_nothing_twice() {
         let other = json!({
             "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
+            "mediaType": MEDIA_TYPE_INDEX,
             "manifests": [{
-                "mediaType": OCI_MANIFEST,
+                "mediaType": MEDIA_TYPE_MANIFEST,
                 "digest": format!("sha256:{}", "b".repeat(64)),
                 "size": 7,
                 "artifactType": "application/vnd.dev.sigstore.bundle+json",

@@ -19,6 +19,7 @@ mod printer;
 mod registry;
 mod repository;
 mod rootfs;
+mod rootfs_tools;
 mod sandbox;
 mod stage3;
 mod tarball;

@@ -248,7 +248,10 @@ fn git(ca_certificate: Option<&Path>) -> Command {
     cmd.arg("-c")
         .arg(format!("http.lowSpeedLimit={}", limits.min_rate))
         .arg("-c")
-        .arg(format!("http.lowSpeedTime={}", limits.stall.as_secs().max(1)));
+        .arg(format!(
+            "http.lowSpeedTime={}",
+            limits.stall.as_secs().max(1)
+        ));
     cmd.env(
         "GIT_SSH_COMMAND",
         format!(

@@ -168,7 +168,7 @@ pub fn image_usage(image: &BuiltImage, largest: usize) -> Result<ImageUsage> {
 }
 
 /// finish-root.sh's `<bytes>\t<path>` lines; none when the file is missing (an image that
-/// was not emerged).
+/// neither emerged nor ran a script: a `rootfs:` image, or one pulled from a registry).
 fn read_trimmed(path: &Path) -> Result<Vec<FileUsage>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,

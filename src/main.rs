@@ -2,7 +2,9 @@
 //!
 //! The folders are the pipeline:
 //! `config -> plan -> stage3 -> sandbox -> emerge -> rootfs -> oci -> output`.
-//! `cli/` holds one file per subcommand; `printer` is the only place that writes to the terminal.
+//! `build/` runs a plan through them; `cli/` holds one file per subcommand; `printer` is the
+//! only place that writes to the terminal; `rootfs_tools` is the contract with the shell of
+//! `rootfs-tools/` that runs inside the builder.
 
 mod build;
 mod cache;
@@ -19,6 +21,7 @@ mod printer;
 mod registry;
 mod repository;
 mod rootfs;
+mod rootfs_tools;
 mod sandbox;
 mod stage3;
 mod tarball;

@@ -93,6 +93,14 @@ impl Printer {
         }
     }
 
+    /// A line of what runs in the builder (emerge, a script), echoed as is with `-v`; it is
+    /// in the build's log either way.
+    pub fn builder_output(&self, line: &str) {
+        if self.verbose {
+            eprintln!("{line}");
+        }
+    }
+
     pub fn warn(&self, message: &str) {
         let label = if self.color {
             "\x1b[1;33mwarning\x1b[0m"

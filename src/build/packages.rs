@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{BuildContext, BuiltImage, hash_parts, image_size, read_record};
-use crate::emerge::run::{EmergeFailed, EmergeJob, FinishOptions, TOOLS, log_tail};
+use crate::emerge::run::{EmergeFailed, EmergeJob, log_tail};
 use crate::gentoo::vdb;
 use crate::oci::image::write_image;
 use crate::plan::{ImagePlan, PortageBuild};
+use crate::rootfs_tools::{self, FinishOptions, Job, STAGING};
 use crate::sandbox::{ExtraMount, OverlayScratch, RootFs, remove_tree, retire_tree};
 
 pub fn build(
@@ -252,9 +253,7 @@ const PACKAGE_DB_DIR: &str = "pkgdb";
 /// Move the package database finish-root.sh kept aside (an image with `keep_package_db:
 /// false`) from the log dir into the entry being built at `entry_scratch`; its root there.
 fn keep_package_db(log_dir: &Path, entry_scratch: &Path) -> Result<Option<PathBuf>> {
-    let out = log_dir
-        .join("portage")
-        .join(crate::emerge::run::PACKAGE_DB_OUT);
+    let out = rootfs_tools::package_db_out(log_dir);
     if !out.is_dir() {
         return Ok(None);
     }
@@ -347,12 +346,12 @@ pub fn staging_mount(layer: &Path, layer_work: &Path, parent_layers: &[PathBuf])
     if parent_layers.is_empty() {
         ExtraMount::Bind {
             source: layer.to_path_buf(),
-            target: "/staging".into(),
+            target: STAGING.into(),
             readonly: false,
         }
     } else {
         ExtraMount::Overlay {
-            target: "/staging".into(),
+            target: STAGING.into(),
             lowers: parent_layers.to_vec(),
             upper: layer.to_path_buf(),
             work: layer_work.to_path_buf(),
@@ -489,7 +488,7 @@ fn input_key(
     // which `sources` already covers.
     let epoch = format!("{:?}", ctx.source_date_epoch);
     let mut parts: Vec<&str> = vec!["packages", &plan, &sources, &files, &epoch];
-    parts.extend(TOOLS.map(|(_, text)| text));
+    parts.extend(rootfs_tools::key_parts(Job::Emerge));
     parts.extend(script_parts.iter().map(String::as_str));
     parts.push(parent.map_or("", |p| p.key.as_str()));
     Ok(hash_parts(&parts))

@@ -168,7 +168,7 @@ pub fn image_usage(image: &BuiltImage, largest: usize) -> Result<ImageUsage> {
 }
 
 /// finish-root.sh's `<bytes>\t<path>` lines; none when the file is missing (an image that
-/// was not emerged).
+/// neither emerged nor ran a script: a `rootfs:` image, or one pulled from a registry).
 fn read_trimmed(path: &Path) -> Result<Vec<FileUsage>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -190,19 +190,26 @@ fn read_trimmed(path: &Path) -> Result<Vec<FileUsage>> {
     Ok(trimmed)
 }
 
-/// Keep finish-root.sh's trim report (left in the image's Portage log dir) in the cache
-/// entry being built at `entry_scratch`.
+/// Keep finish-root.sh's trim reports (left in the image's Portage log dir, one per job that
+/// ran) as one list in the cache entry being built at `entry_scratch`.
 pub fn keep_trimmed(log_dir: &Path, entry_scratch: &Path) -> Result<()> {
-    let report = log_dir
-        .join("portage")
-        .join(crate::emerge::run::TRIM_REPORT);
-    let dest = entry_scratch.join(TRIMMED_FILE);
-    match std::fs::copy(&report, &dest) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e)
-            .with_context(|| format!("cannot copy {} to {}", report.display(), dest.display())),
+    let mut kept = Vec::new();
+    let mut found = false;
+    for report in crate::rootfs_tools::trim_reports(log_dir) {
+        match std::fs::read(&report) {
+            Ok(text) => {
+                kept.extend(text);
+                found = true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", report.display())),
+        }
     }
+    if !found {
+        return Ok(());
+    }
+    let dest = entry_scratch.join(TRIMMED_FILE);
+    std::fs::write(&dest, kept).with_context(|| format!("cannot write {}", dest.display()))
 }
 
 /// The most recent build of the image `name` in `cache` (by its record's time).

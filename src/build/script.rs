@@ -19,31 +19,8 @@ use anyhow::{Context, Result};
 use super::BuildContext;
 use crate::emerge::run::{EmergeJob, log_tail};
 use crate::plan::ImagePlan;
+use crate::rootfs_tools::{self, CONTEXT_PATH, Job, PORTAGE_LOG_DIR, SCRIPT_PATH, STAGING};
 use crate::sandbox::{self, ExtraMount, SandboxSpec, SandboxStdio};
-
-/// Where gib's input directory appears inside the builder (as for emerge).
-const INPUT_DIR: &str = "/var/tmp/gib";
-/// Where the user's script appears inside the builder.
-const SCRIPT_PATH: &str = "/var/tmp/gib-script/script";
-
-pub use crate::emerge::run::CONTEXT_PATH;
-
-/// The shell gib runs for a script, embedded so gib stays one file.
-pub const TOOLS: [(&str, &str); 4] = [
-    ("lib.sh", include_str!("../../rootfs-tools/lib.sh")),
-    (
-        "run-script.sh",
-        include_str!("../../rootfs-tools/run-script.sh"),
-    ),
-    (
-        "base-accounts.sh",
-        include_str!("../../rootfs-tools/base-accounts.sh"),
-    ),
-    (
-        "finish-root.sh",
-        include_str!("../../rootfs-tools/finish-root.sh"),
-    ),
-];
 
 /// The script failed: its exit and where its whole output is.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +46,11 @@ pub fn key_parts(image: &ImagePlan, script: &Path, context: Option<&Path>) -> Re
         script.display().to_string(),
         String::from_utf8_lossy(&text).into_owned(),
     ];
-    parts.extend(TOOLS.iter().map(|(_, text)| text.to_string()));
+    parts.extend(
+        rootfs_tools::key_parts(Job::Script)
+            .into_iter()
+            .map(str::to_string),
+    );
     if let Some(context) = context {
         parts.push(tree_digest(context).map_err(|e| {
             crate::printer::UserError::new(format!("image {}: context: {e:#}", image.name))
@@ -128,16 +109,12 @@ pub fn run(
 ) -> Result<()> {
     ctx.printer.status(
         "Running",
-        &format!("{}: {} with ROOT=/staging", image.name, script.display()),
+        &format!("{}: {} with ROOT={STAGING}", image.name, script.display()),
     );
-    let tools = job.input_dir.join("tools");
-    fs::create_dir_all(&tools).with_context(|| format!("cannot create {}", tools.display()))?;
-    for (name, text) in TOOLS {
-        let path = tools.join(name);
-        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    fs::create_dir_all(job.log_dir)
-        .with_context(|| format!("cannot create {}", job.log_dir.display()))?;
+    rootfs_tools::install(job.input_dir, Job::Script)?;
+    let portage_logs = rootfs_tools::host_log_dir(job.log_dir);
+    fs::create_dir_all(&portage_logs)
+        .with_context(|| format!("cannot create {}", portage_logs.display()))?;
     let log_path = job.log_dir.join("script.log");
     let mut log =
         File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
@@ -149,9 +126,7 @@ pub fn run(
         let line = line.context("cannot read the builder's output")?;
         let line = String::from_utf8_lossy(&line);
         writeln!(log, "{line}").with_context(|| format!("cannot write {}", log_path.display()))?;
-        if ctx.printer.verbose() {
-            eprintln!("{line}");
-        }
+        ctx.printer.builder_output(&line);
     }
     let exit = child.wait()?;
     if !exit.success() {
@@ -174,28 +149,20 @@ fn spec_for(
     job: &EmergeJob<'_>,
 ) -> SandboxSpec {
     let mut env = sandbox::default_env();
-    let flag = |on: bool| if on { "1" } else { "0" };
-    env.extend(
-        [
-            ("GIB_INPUT", INPUT_DIR),
-            ("ROOT", "/staging"),
-            ("GIB_IMAGE", image.name.as_str()),
-            ("GIB_KEEP_HEADERS", flag(job.finish.keep_headers)),
-            ("GIB_KEEP_STATIC_LIBS", flag(job.finish.keep_static_libs)),
-            (
-                "GIB_KEEP_SERVICE_FILES",
-                flag(job.finish.keep_service_files),
-            ),
-            ("GIB_KEEP_PACKAGE_DB", flag(job.finish.keep_package_db)),
-        ]
-        .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-    );
+    env.extend(rootfs_tools::finish_env(Job::Script, &job.finish));
+    env.push(("GIB_IMAGE".into(), OsString::from(&image.name)));
     let mut mounts = vec![
         job.staging.clone(),
         ExtraMount::Bind {
             source: job.input_dir.to_path_buf(),
-            target: INPUT_DIR.into(),
+            target: rootfs_tools::INPUT_DIR.into(),
             readonly: true,
+        },
+        // Where finish-root.sh leaves its trim report, as after emerge.
+        ExtraMount::Bind {
+            source: rootfs_tools::host_log_dir(job.log_dir),
+            target: PORTAGE_LOG_DIR.into(),
+            readonly: false,
         },
         ExtraMount::Bind {
             source: script.to_path_buf(),
@@ -203,10 +170,6 @@ fn spec_for(
             readonly: true,
         },
     ];
-    // Tools that honour it (Python's bytecode compiler, for one) make reproducible output.
-    if let Some(epoch) = job.finish.source_date_epoch {
-        env.push(("SOURCE_DATE_EPOCH".into(), epoch.to_string().into()));
-    }
     if let Some(context) = context {
         mounts.push(ExtraMount::Bind {
             source: context.to_path_buf(),
@@ -224,7 +187,7 @@ fn spec_for(
         hostname: format!("gib-{}", image.name),
         command: vec![
             "/bin/sh".into(),
-            format!("{INPUT_DIR}/tools/run-script.sh").into(),
+            Job::Script.entry_point().into(),
             SCRIPT_PATH.into(),
         ],
         env,

@@ -10,6 +10,7 @@ use anyhow::Result;
 use super::{BuildContext, BuiltImage};
 use crate::plan::{BuildKind, ImagePlan};
 use crate::printer::UserError;
+use crate::rootfs_tools::{self, Job};
 use crate::sandbox::{Exit, OverlayScratch};
 
 pub fn shell(
@@ -41,16 +42,12 @@ pub fn shell(
     )?;
     if work.script.is_some() {
         // The script's helpers and sources, where its build has them.
-        let tools = dirs.input.join("tools");
-        std::fs::create_dir_all(&tools)?;
-        for (name, text) in super::script::TOOLS {
-            std::fs::write(tools.join(name), text)?;
-        }
+        rootfs_tools::install(&dirs.input, Job::Script)?;
     }
     if let Some(context) = &work.context {
         job.extra_mounts.push(crate::sandbox::ExtraMount::Bind {
             source: context.clone(),
-            target: super::script::CONTEXT_PATH.into(),
+            target: rootfs_tools::CONTEXT_PATH.into(),
             readonly: true,
         });
     }

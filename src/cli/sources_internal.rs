@@ -28,7 +28,7 @@ pub enum SourcesCommand {
     FetchStage3 {
         #[arg(long)]
         flavor: String,
-        #[arg(long, default_value = flavor::DEFAULT_MIRROR)]
+        #[arg(long, default_value = crate::gentoo::MIRROR)]
         mirror: String,
         #[arg(long)]
         pin: Option<String>,

@@ -21,7 +21,6 @@ mod raw;
 mod validate;
 
 pub use diagnostic::did_you_mean;
-pub use validate::DEFAULT_STAGE3_MIRROR;
 
 /// A whole gib.yaml, validated.
 #[derive(Debug, Clone, PartialEq)]

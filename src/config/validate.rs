@@ -21,12 +21,11 @@ use crate::printer::UserError;
 type Checked<T> = std::result::Result<T, UserError>;
 
 /// Where stage3 tarballs and their DIGESTS come from unless `mirror:` says otherwise.
-pub const DEFAULT_STAGE3_MIRROR: &str = "https://distfiles.gentoo.org";
-/// The ready-to-use git mirror of the main repository: it ships metadata/md5-cache, so no
-/// `egencache` run is needed, and a commit pins a snapshot exactly.
-pub const DEFAULT_PORTAGE_GIT_URI: &str = "https://github.com/gentoo-mirror/gentoo.git";
-/// Portage's own default rsync source, used when `sync_type: rsync` has no `uri`.
-pub const DEFAULT_PORTAGE_RSYNC_URI: &str = "rsync://rsync.gentoo.org/gentoo-portage";
+pub const DEFAULT_STAGE3_MIRROR: &str = crate::gentoo::MIRROR;
+/// The main repository's `uri` for `sync_type: git` without one.
+pub const DEFAULT_PORTAGE_GIT_URI: &str = crate::gentoo::GIT_URI;
+/// The main repository's `uri` for `sync_type: rsync` without one.
+pub const DEFAULT_PORTAGE_RSYNC_URI: &str = crate::gentoo::RSYNC_URI;
 /// Layers for `strategy: per-package` without `budget:`: enough to split the big packages
 /// out of the shared base, few enough to stay far below overlayfs' layer limits.
 pub const DEFAULT_PER_PACKAGE_BUDGET: u32 = 8;

@@ -13,57 +13,8 @@ use super::distfiles::discard_failed_downloads;
 use super::progress::{DistfileMismatch, EmergeEvent, parse_line};
 use crate::gentoo::portage_conf::{BINHOST_DIR, DISTDIR, PortageFiles};
 use crate::printer::{Printer, UserError};
+use crate::rootfs_tools::{self, CONTEXT_PATH, FinishOptions, Job, PORTAGE_LOG_DIR, STAGING};
 use crate::sandbox::{self, ExtraMount, Network, RootFs, SandboxSpec, SandboxStdio};
-
-/// Where gib's input directory appears inside the builder.
-const INPUT_DIR: &str = "/var/tmp/gib";
-
-/// Where an image's `context:` directory appears inside the builder (`$GIB_CONTEXT`).
-pub const CONTEXT_PATH: &str = "/var/tmp/gib-context";
-
-/// Where Portage writes per-package build logs inside the builder.
-const PORTAGE_LOG_DIR: &str = "/var/log/portage";
-
-/// The shell helpers that run inside the builder, embedded so gib stays one file; part of
-/// every packages image's input key.
-pub const TOOLS: [(&str, &str); 4] = [
-    (
-        "configure-portage.sh",
-        include_str!("../../rootfs-tools/configure-portage.sh"),
-    ),
-    (
-        "build-packages.sh",
-        include_str!("../../rootfs-tools/build-packages.sh"),
-    ),
-    (
-        "base-accounts.sh",
-        include_str!("../../rootfs-tools/base-accounts.sh"),
-    ),
-    (
-        "finish-root.sh",
-        include_str!("../../rootfs-tools/finish-root.sh"),
-    ),
-];
-
-/// finish-root.sh's list of what it trimmed (`<bytes>\t<path>` lines), in the image's
-/// Portage log dir (`<log_dir>/portage/`): the one writable bind outside the image root.
-pub const TRIM_REPORT: &str = "gib-trimmed.tsv";
-
-/// Where finish-root.sh leaves the package database of an image that does not keep it, in
-/// the same log dir (gib moves it into the image's cache entry).
-pub const PACKAGE_DB_OUT: &str = "gib-package-db";
-
-/// What to keep when finishing the image root.
-#[derive(Debug, Clone, Copy)]
-pub struct FinishOptions {
-    pub keep_headers: bool,
-    pub keep_static_libs: bool,
-    pub keep_service_files: bool,
-    pub keep_package_db: bool,
-    /// Times in the package database newer than this are clamped to it, like the layer's
-    /// mtimes, so CONTENTS does not record when the build ran.
-    pub source_date_epoch: Option<i64>,
-}
 
 /// An emerge of one image's atoms.
 pub struct EmergeJob<'a> {
@@ -132,16 +83,14 @@ pub struct EmergeOutcome {
 
 pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     write_input(job.input_dir, job.portage)?;
-    fs::create_dir_all(job.log_dir.join("portage"))
-        .with_context(|| format!("cannot create {}", job.log_dir.display()))?;
+    let portage_logs = rootfs_tools::host_log_dir(job.log_dir);
+    fs::create_dir_all(&portage_logs)
+        .with_context(|| format!("cannot create {}", portage_logs.display()))?;
     let session_log = job.log_dir.join("emerge.log");
     let mut log = File::create(&session_log)
         .with_context(|| format!("cannot create {}", session_log.display()))?;
 
-    let mut command: Vec<OsString> = vec![
-        "/bin/sh".into(),
-        format!("{INPUT_DIR}/tools/build-packages.sh").into(),
-    ];
+    let mut command: Vec<OsString> = vec!["/bin/sh".into(), Job::Emerge.entry_point().into()];
     command.extend(job.packages.iter().map(OsString::from));
     let spec = spec_for(job, command)?;
     let (stdio, output) = SandboxStdio::one_pipe()?;
@@ -162,9 +111,7 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
         let line = String::from_utf8_lossy(&line);
         writeln!(log, "{line}")
             .with_context(|| format!("cannot write {}", session_log.display()))?;
-        if printer.verbose() {
-            eprintln!("{line}");
-        }
+        printer.builder_output(&line);
         let event = parse_line(&line);
         if let Some(event) = &event {
             DistfileMismatch::note(&mut distfile, event);
@@ -243,13 +190,18 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
 /// files installed, the caches, repositories and /staging mounted. For debugging a build.
 pub fn shell(job: &EmergeJob<'_>) -> Result<sandbox::Exit> {
     write_input(job.input_dir, job.portage)?;
-    fs::create_dir_all(job.log_dir.join("portage"))
-        .with_context(|| format!("cannot create {}", job.log_dir.display()))?;
+    let portage_logs = rootfs_tools::host_log_dir(job.log_dir);
+    fs::create_dir_all(&portage_logs)
+        .with_context(|| format!("cannot create {}", portage_logs.display()))?;
+    let (configure, lib) = (
+        rootfs_tools::tool_path("configure-portage.sh"),
+        rootfs_tools::tool_path("lib.sh"),
+    );
     let command = format!(
-        "sh {INPUT_DIR}/tools/configure-portage.sh && \
-         echo 'gib: emerge --root=/staging {} is what the build runs{}' && \
-         if [ -f {INPUT_DIR}/tools/lib.sh ]; then \
-           echo 'gib: the script helpers: . {INPUT_DIR}/tools/lib.sh'; fi && \
+        "sh {configure} && \
+         echo 'gib: emerge --root={STAGING} {} is what the build runs{}' && \
+         if [ -f {lib} ]; then \
+           echo 'gib: the script helpers: . {lib}'; fi && \
          if [ -d {CONTEXT_PATH} ]; then export GIB_CONTEXT={CONTEXT_PATH}; \
            echo 'gib: the script context: '$GIB_CONTEXT; fi && \
          if command -v bash >/dev/null; then exec bash; else exec sh; fi",
@@ -268,36 +220,17 @@ pub fn shell(job: &EmergeJob<'_>) -> Result<sandbox::Exit> {
 /// The sandbox that runs `command` (build-packages.sh for a build) for `job`.
 fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> {
     let mut env = sandbox::default_env();
+    env.extend(rootfs_tools::finish_env(Job::Emerge, &job.finish));
     env.extend(
         [
-            ("GIB_INPUT", INPUT_DIR.to_string()),
-            ("ROOT", "/staging".to_string()),
             ("NOCOLOR", "true".to_string()),
             ("EMERGE_WARNING_DELAY", "0".to_string()),
             ("CLEAN_DELAY", "0".to_string()),
             ("PORTAGE_LOGDIR", PORTAGE_LOG_DIR.to_string()),
-            (
-                "GIB_TRIM_REPORT",
-                format!("{PORTAGE_LOG_DIR}/{TRIM_REPORT}"),
-            ),
-            (
-                "GIB_PACKAGE_DB_OUT",
-                format!("{PORTAGE_LOG_DIR}/{PACKAGE_DB_OUT}"),
-            ),
-            ("GIB_KEEP_HEADERS", flag(job.finish.keep_headers)),
-            ("GIB_KEEP_STATIC_LIBS", flag(job.finish.keep_static_libs)),
-            (
-                "GIB_KEEP_SERVICE_FILES",
-                flag(job.finish.keep_service_files),
-            ),
-            ("GIB_KEEP_PACKAGE_DB", flag(job.finish.keep_package_db)),
             ("GIB_BUILDER_ATOMS", job.builder_packages.join(" ")),
         ]
         .map(|(k, v)| (OsString::from(k), OsString::from(v))),
     );
-    if let Some(epoch) = job.finish.source_date_epoch {
-        env.push(("SOURCE_DATE_EPOCH".into(), epoch.to_string().into()));
-    }
     if sandbox::id_mode()?.is_single() {
         // One mapped id: Portage cannot switch to its own user (gentoo.md §4, fix A).
         env.push(("PORTAGE_USERNAME".into(), "root".into()));
@@ -305,8 +238,12 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
     }
     let mut mounts = vec![
         job.staging.clone(),
-        bind(job.input_dir, INPUT_DIR, true),
-        bind(&job.log_dir.join("portage"), PORTAGE_LOG_DIR, false),
+        bind(job.input_dir, rootfs_tools::INPUT_DIR, true),
+        bind(
+            &rootfs_tools::host_log_dir(job.log_dir),
+            PORTAGE_LOG_DIR,
+            false,
+        ),
     ];
     mounts.extend(job.caches.iter().cloned());
     mounts.extend(job.repositories.iter().cloned());
@@ -344,10 +281,6 @@ fn bind(source: &Path, target: &str, readonly: bool) -> ExtraMount {
     }
 }
 
-fn flag(on: bool) -> String {
-    if on { "1" } else { "0" }.to_string()
-}
-
 /// gib's input directory: the Portage files and the rootfs-tools.
 fn write_input(dir: &Path, portage: &PortageFiles) -> Result<()> {
     let files = [
@@ -360,22 +293,16 @@ fn write_input(dir: &Path, portage: &PortageFiles) -> Result<()> {
         ("portage/package.license", portage.package_license.as_str()),
         ("portage/repos.conf", portage.repos_conf.as_str()),
         ("portage/binrepos.conf", portage.binrepos_conf.as_str()),
-    ]
-    .into_iter()
-    .chain(TOOLS.iter().copied());
+    ];
     for (name, text) in files {
-        let path = if name.starts_with("portage/") {
-            dir.join(name)
-        } else {
-            dir.join("tools").join(name)
-        };
+        let path = dir.join(name);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(())
+    rootfs_tools::install(dir, Job::Emerge)
 }
 
 /// The last distfile mismatch Portage wrote to a build log, if the log can be read.
@@ -412,7 +339,7 @@ fn discard_failed_fetches(
 /// A build-log path as emerge printed it (inside the builder) mapped to the host.
 fn host_log_path(log_dir: &Path, inside: &str) -> PathBuf {
     match Path::new(inside).strip_prefix(PORTAGE_LOG_DIR) {
-        Ok(rest) => log_dir.join("portage").join(rest),
+        Ok(rest) => rootfs_tools::host_log_dir(log_dir).join(rest),
         Err(_) => PathBuf::from(inside),
     }
 }

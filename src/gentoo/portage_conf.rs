@@ -32,7 +32,7 @@ pub const DISTDIR: &str = "/var/cache/distfiles";
 pub const BINHOST_DIR: &str = "/var/cache/gib-binhost";
 /// Gentoo's binary packages live under `releases/<arch>/binpackages/<profile version>/<ABI>/`
 /// on every Gentoo mirror (gentoo.md §3; catalyst's releng `binrepo_path`).
-pub const OFFICIAL_BINHOST_MIRROR: &str = crate::config::DEFAULT_STAGE3_MIRROR;
+pub const OFFICIAL_BINHOST_MIRROR: &str = super::MIRROR;
 
 /// Emerge without privileges inside a user namespace: the ptrace/LD_PRELOAD sandbox cannot
 /// work there (and the namespace already isolates the build); build binary packages so that

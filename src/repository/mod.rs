@@ -43,10 +43,6 @@ pub use snapshot::{Pin, SnapshotTime};
 
 /// The name of the main ebuild repository.
 pub const MAIN_REPO: &str = "gentoo";
-/// The default `uri` of the main repository per sync type.
-pub const DEFAULT_GIT_URI: &str = "https://github.com/gentoo-mirror/gentoo.git";
-pub const DEFAULT_RSYNC_URI: &str = "rsync://rsync.gentoo.org/gentoo-portage";
-pub const DEFAULT_WEBRSYNC_URI: &str = "https://distfiles.gentoo.org";
 
 const CACHE_KIND: &str = "repos";
 
@@ -236,9 +232,9 @@ fn unreachable_sync_type(sync_type: SyncType) -> Result<Fetched> {
 
 fn resolve_uri(spec: &RepoSpec) -> Result<Option<String>> {
     let default = match (spec.name.as_str(), spec.sync_type) {
-        (MAIN_REPO, SyncType::Git) => Some(DEFAULT_GIT_URI),
-        (MAIN_REPO, SyncType::Rsync) => Some(DEFAULT_RSYNC_URI),
-        (MAIN_REPO, SyncType::Webrsync) => Some(DEFAULT_WEBRSYNC_URI),
+        (MAIN_REPO, SyncType::Git) => Some(crate::gentoo::GIT_URI),
+        (MAIN_REPO, SyncType::Rsync) => Some(crate::gentoo::RSYNC_URI),
+        (MAIN_REPO, SyncType::Webrsync) => Some(crate::gentoo::MIRROR),
         _ => None,
     };
     Ok(spec

@@ -26,8 +26,6 @@ use crate::download::{Client, DownloadError};
 use crate::printer::{Printer, UserError};
 use crate::stage3::openpgp::{self, Keyring, Trust};
 
-/// The default `stage3.mirror`.
-pub const DEFAULT_MIRROR: &str = "https://distfiles.gentoo.org";
 const CACHE_KIND: &str = "stage3-tarballs";
 const META_FILE: &str = "verified.json";
 /// Small files (indexes, DIGESTS, signatures) are refused beyond this size.

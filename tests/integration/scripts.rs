@@ -244,3 +244,78 @@ fn go_rust_python_and_node_apps_build_from_a_context_and_run_in_podman() {
         assert!(out.contains(expected), "{command:?} printed {out:?}");
     }
 }
+
+/// What finish-root.sh trims after a script shows in `gib inspect` as after emerge: both
+/// reports of an image that emerges and has a script, as root and rootless.
+#[test]
+fn a_script_images_trimming_shows_in_gib_inspect() {
+    for rootless in [false, true] {
+        let dir = scratch_dir("script-trimmed");
+        if rootless {
+            let user = crate::util::test_user();
+            run_ok(
+                std::process::Command::new("chown")
+                    .arg(format!("{user}:{user}"))
+                    .arg(dir.path()),
+            );
+        }
+        let script = "mkdir -p \"$ROOT/usr/include\" \"$ROOT/var/tmp\" \"$ROOT/etc\"\n\
+                      echo 'int x;' > \"$ROOT/usr/include/x.h\"\n\
+                      echo junk > \"$ROOT/var/tmp/junk\"\n\
+                      echo kept > \"$ROOT/etc/kept\"\n";
+        fs::write(dir.path().join("trim.sh"), script).unwrap();
+        let config = dir.path().join("gib.yaml");
+        fs::write(
+            &config,
+            format!(
+                "stage3:\n  path: {}\nportage:\n  sync_type: none\nimages:\n\
+                 \x20 both:\n    tag: t\n    packages: [sys-apps/baselayout]\n    \
+                 script: ./trim.sh\n",
+                mini_stage3().display()
+            ),
+        )
+        .unwrap();
+        let cache = dir.path().join("cache");
+        let archive = dir.path().join("both.tar");
+        let gib_as = || {
+            let mut cmd = if rootless {
+                crate::util::as_test_user(&crate::util::gib_bin())
+            } else {
+                gib()
+            };
+            cmd.env("NO_COLOR", "1");
+            cmd
+        };
+        run_ok(
+            gib_as()
+                .args(["build", "-f"])
+                .arg(&config)
+                .arg("--cache-dir")
+                .arg(&cache)
+                .arg("--archive")
+                .arg(&archive),
+        );
+        let layer = archive_layers(&archive, "both:t").pop().unwrap();
+        assert!(layer.contains_key("etc/kept"), "{layer:?}");
+        assert!(!layer.contains_key("usr/include/x.h"), "{layer:?}");
+        assert!(!layer.contains_key("var/tmp/junk"), "{layer:?}");
+
+        let inspect = run_ok(
+            gib_as()
+                .args(["inspect", "both", "--json", "--cache-dir"])
+                .arg(&cache),
+        );
+        let report: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+        let trimmed: Vec<&str> = report["trimmed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["path"].as_str().unwrap())
+            .collect();
+        // The script's finish, then emerge's (Portage's state).
+        for path in ["/usr/include", "/var/tmp/junk", "/var/cache/edb"] {
+            assert!(trimmed.contains(&path), "rootless {rootless}: {trimmed:?}");
+        }
+        assert!(report["trimmed_bytes"].as_u64().unwrap() > 0, "{inspect}");
+    }
+}

@@ -14,27 +14,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::fixture::{hello_distfile, manifest_dist, mini_stage3};
-use crate::util::{HttpServer, Podman, as_test_user, gib, gib_bin, run_ok, scratch_dir, test_user};
+use crate::util::{HttpServer, Podman, Runner, as_test_user, gib, gib_bin, work_dir};
 
 const DISTFILE: &str = "hello-2.10.tar.gz";
-
-/// A scratch directory, owned by the test user for rootless runs.
-fn workdir(name: &str, rootless: bool) -> tempfile::TempDir {
-    let dir = scratch_dir(name);
-    if rootless {
-        let user = test_user();
-        run_ok(
-            Command::new("chown")
-                .arg(format!("{user}:{user}"))
-                .arg(dir.path()),
-        );
-    }
-    dir
-}
 
 /// A Gentoo-style mirror in `dir/mirror` holding `bytes` as distfiles/hello-2.10.tar.gz.
 fn mirror(dir: &Path, bytes: &[u8]) -> (PathBuf, HttpServer) {
@@ -112,7 +98,10 @@ fn entries(dir: &Path) -> Vec<String> {
 }
 
 fn fetched_once_and_reused(rootless: bool) {
-    let dir = workdir("distfiles-reuse", rootless);
+    let dir = work_dir(
+        if rootless { Runner::User } else { Runner::Root },
+        "distfiles-reuse",
+    );
     let original = fs::read(hello_distfile()).unwrap();
     let (_, server) = mirror(dir.path(), &original);
     let config = write_config(dir.path(), &server, "app-misc/hello");
@@ -188,7 +177,10 @@ fn a_real_tarball_is_fetched_once_from_the_mirror_and_reused_rootless() {
 }
 
 fn corrupted_copy_fails(rootless: bool) {
-    let dir = workdir("distfiles-corrupt", rootless);
+    let dir = work_dir(
+        if rootless { Runner::User } else { Runner::Root },
+        "distfiles-corrupt",
+    );
     let mut bytes = fs::read(hello_distfile()).unwrap();
     // Same size, other bytes: only a hash can tell.
     let middle = bytes.len() / 2;
@@ -243,7 +235,10 @@ fn a_distfile_that_does_not_match_its_manifest_fails_and_is_not_kept_rootless() 
 }
 
 fn unfree_license_is_masked(rootless: bool) {
-    let dir = workdir("distfiles-license", rootless);
+    let dir = work_dir(
+        if rootless { Runner::User } else { Runner::Root },
+        "distfiles-license",
+    );
     let (_, server) = mirror(dir.path(), b"unused");
     let config = write_config(dir.path(), &server, "app-misc/unfree-greeting");
     let cache = dir.path().join("cache");

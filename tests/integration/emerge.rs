@@ -5,19 +5,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::fixture::mini_stage3;
 use crate::util::{
-    Podman, archive_layers, as_test_user, emerge_log, gib, gib_bin, scratch_dir, test_user,
+    Podman, Runner, archive_layers, as_test_user, emerge_log, gib, gib_bin, gib_build, scratch_dir,
+    work_dir,
 };
-
-/// Who runs gib.
-#[derive(Clone, Copy)]
-enum Runner {
-    Root,
-    User,
-}
 
 /// A gib.yaml with one image per `(name, atoms)` on the mini stage3.
 fn write_config(dir: &Path, greet_use: &[&str], images: &[(&str, &str)]) -> PathBuf {
@@ -39,21 +33,7 @@ fn write_config(dir: &Path, greet_use: &[&str], images: &[(&str, &str)]) -> Path
 }
 
 fn build(runner: Runner, config: &Path, cache: &Path, extra: &[&str]) -> Output {
-    let mut cmd = match runner {
-        Runner::Root => gib(),
-        Runner::User => {
-            let mut cmd = as_test_user(&gib_bin());
-            cmd.env("NO_COLOR", "1");
-            cmd
-        }
-    };
-    cmd.arg("build")
-        .arg("-f")
-        .arg(config)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(extra);
-    cmd.output().unwrap()
+    gib_build(runner, config, cache, extra)
 }
 
 fn build_ok(runner: Runner, config: &Path, cache: &Path, extra: &[&str]) -> String {
@@ -61,21 +41,6 @@ fn build_ok(runner: Runner, config: &Path, cache: &Path, extra: &[&str]) -> Stri
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "gib build failed:\n{stderr}");
     stderr
-}
-
-/// A work dir the runner can write to.
-fn work_dir(runner: Runner, name: &str) -> tempfile::TempDir {
-    let dir = scratch_dir(name);
-    if let Runner::User = runner {
-        let user = test_user();
-        let status = Command::new("chown")
-            .arg(format!("{user}:{user}"))
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    dir
 }
 
 fn greet_end_to_end(runner: Runner) {

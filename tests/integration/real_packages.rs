@@ -13,32 +13,12 @@ use std::process::{Command, Output};
 
 use crate::fixture::mini_stage3;
 use crate::util::{
-    Podman, archive_layer_files, archive_layers, as_test_user, emerge_log, gib, gib_bin, run_ok,
-    scratch_dir, test_user,
+    Podman, Runner, archive_layer_files, archive_layers, as_test_user, emerge_log, gib_build,
+    run_ok, scratch_dir, work_dir,
 };
-
-#[derive(Clone, Copy)]
-enum Runner {
-    Root,
-    User,
-}
 
 /// What svc-whoami prints as the account of acct-user/gibsvc (ACCT_USER_ID=301, group 301).
 const GIBSVC_LINE: &str = "uid=301 gid=301 user=gibsvc home=/var/lib/gibsvc";
-
-/// A work dir the runner can write to.
-fn work_dir(runner: Runner, name: &str) -> tempfile::TempDir {
-    let dir = scratch_dir(name);
-    if let Runner::User = runner {
-        let user = test_user();
-        run_ok(
-            Command::new("chown")
-                .arg(format!("{user}:{user}"))
-                .arg(dir.path()),
-        );
-    }
-    dir
-}
 
 /// gib.yaml on `stage3` with `sync_type: none`; `images` is the YAML of the `images:` map.
 fn write_config(dir: &Path, stage3: &Path, build_extra: &str, images: &str) -> PathBuf {
@@ -53,21 +33,7 @@ fn write_config(dir: &Path, stage3: &Path, build_extra: &str, images: &str) -> P
 }
 
 fn build(runner: Runner, config: &Path, cache: &Path, extra: &[&str]) -> Output {
-    let mut cmd = match runner {
-        Runner::Root => gib(),
-        Runner::User => {
-            let mut cmd = as_test_user(&gib_bin());
-            cmd.env("NO_COLOR", "1");
-            cmd
-        }
-    };
-    cmd.arg("build")
-        .arg("-f")
-        .arg(config)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(extra);
-    cmd.output().unwrap()
+    gib_build(runner, config, cache, extra)
 }
 
 fn stderr(out: &Output) -> String {

@@ -428,3 +428,43 @@ impl Drop for HttpServer {
         let _ = self.child.wait();
     }
 }
+
+/// Who runs gib in a test: root, or the unprivileged test user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runner {
+    Root,
+    User,
+}
+
+/// A scratch work dir `runner` can write to.
+pub fn work_dir(runner: Runner, name: &str) -> tempfile::TempDir {
+    let dir = scratch_dir(name);
+    if runner == Runner::User {
+        let user = test_user();
+        run_ok(
+            Command::new("chown")
+                .arg(format!("{user}:{user}"))
+                .arg(dir.path()),
+        );
+    }
+    dir
+}
+
+/// `gib build -f config --cache-dir cache extra...` run by `runner`.
+pub fn gib_build(runner: Runner, config: &Path, cache: &Path, extra: &[&str]) -> Output {
+    let mut cmd = match runner {
+        Runner::Root => gib(),
+        Runner::User => {
+            let mut cmd = as_test_user(&gib_bin());
+            cmd.env("NO_COLOR", "1");
+            cmd
+        }
+    };
+    cmd.arg("build")
+        .arg("-f")
+        .arg(config)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(extra);
+    cmd.output().unwrap()
+}

@@ -109,13 +109,22 @@ fn run_script(who: Who, root: &Path, extra: &[&str], script: &str) -> Output {
     )
 }
 
+/// The first id of `user`'s range in `file`. Root's sandbox uses root's first range of at
+/// least 65536 ids, and without one the range gib claims (2147352576, as the README says):
+/// a fresh machine gives root none.
 fn subid_start(file: &str, user: &str) -> u32 {
-    let text = std::fs::read_to_string(file).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{user}:")))
-        .and_then(|rest| rest.split(':').next())
-        .and_then(|start| start.parse().ok())
-        .unwrap_or_else(|| panic!("{user} has no range in {file}"))
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let range = text.lines().find_map(|l| {
+        let mut fields = l.strip_prefix(&format!("{user}:"))?.split(':');
+        let start: u32 = fields.next()?.parse().ok()?;
+        let count: u32 = fields.next()?.parse().ok()?;
+        (user != "root" || count >= 65536).then_some(start)
+    });
+    match (range, user) {
+        (Some(start), _) => start,
+        (None, "root") => 2_147_352_576,
+        (None, _) => panic!("{user} has no range in {file}"),
+    }
 }
 
 pub fn subuid_start(user: &str) -> u32 {

@@ -156,7 +156,7 @@ impl<'a> BuildContext<'a> {
                 mirror,
                 pin,
             } => {
-                let trust = stage3::openpgp::Trust::from_env()?;
+                let trust = crate::openpgp::Trust::from_env()?;
                 let tarball = stage3::flavor::fetch(
                     flavor,
                     mirror,
@@ -182,7 +182,7 @@ impl<'a> BuildContext<'a> {
         if let Some(repos) = self.repositories.get() {
             return Ok(repos);
         }
-        let trust = stage3::openpgp::Trust::from_env()?;
+        let trust = crate::openpgp::Trust::from_env()?;
         let mut specs = vec![RepoSpec::main(&self.plan.portage, &trust)];
         specs.extend(
             self.plan

@@ -23,6 +23,9 @@
 //! took 4m41s to build in release on a 2-core machine; sequoia is heavier still. GnuPG is
 //! what Gentoo's own tools verify with, and machines running gib need only `gnupg`.
 //!
+//! A room of its own: `stage3` (release signatures) and `repository` (snapshot signatures)
+//! both use it, and neither reaches into the other.
+//!
 //! Not here: downloading (`download`) or what the signed files say (`stage3::flavor`,
 //! `repository`).
 

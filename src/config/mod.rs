@@ -96,13 +96,8 @@ pub struct RegistrySettings {
     pub chunk_size: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    Gzip,
-    Zstd,
-}
+/// `build.compression`: the layer writer's own type.
+pub use crate::oci::layer::Compression;
 
 /// Where `emerge --getbinpkg` looks for binary packages (`build.binhost`).
 #[derive(Debug, Clone, PartialEq)]

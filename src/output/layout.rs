@@ -195,8 +195,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Compression;
     use crate::oci::image::{ImageRequest, ImageSettings, write_image};
+    use crate::oci::layer::Compression;
     use crate::oci::layer::{LayerOptions, LayerSource, write_layer};
     use std::collections::BTreeMap;
     use std::process::Command;

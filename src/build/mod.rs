@@ -388,7 +388,7 @@ fn image_request<'p>(
     version_tag: &str,
     how: &str,
 ) -> crate::oci::image::ImageRequest<'p> {
-    use crate::oci::image::{ImageRequest, ImageSettings};
+    use crate::oci::image::ImageRequest;
     use crate::oci::spec::{
         ANNOTATION_BASE_NAME, ANNOTATION_REF_NAME, ANNOTATION_REVISION, ANNOTATION_SOURCE,
         ANNOTATION_VERSION,
@@ -419,15 +419,9 @@ fn image_request<'p>(
     ImageRequest {
         parent: parent.map(|p| &p.image),
         layers,
-        settings: ImageSettings {
-            entrypoint: runtime.entrypoint.clone(),
-            cmd: runtime.cmd.clone(),
-            env: runtime.env.clone(),
+        settings: crate::oci::image::Runtime {
             user,
-            workdir: runtime.workdir.clone(),
-            labels: runtime.labels.clone(),
-            exposed_ports: runtime.expose.clone(),
-            volumes: runtime.volumes.clone(),
+            ..runtime.clone()
         },
         created: ctx.epoch().unwrap_or(0),
         created_by: format!("gib {}: {how} {}", env!("CARGO_PKG_VERSION"), image.name),

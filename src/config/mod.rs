@@ -96,6 +96,8 @@ pub struct RegistrySettings {
     pub chunk_size: Option<u64>,
 }
 
+/// An image's runtime keys: the image writer's own type.
+pub use crate::oci::image::Runtime;
 /// `build.compression`: the layer writer's own type.
 pub use crate::oci::layer::Compression;
 
@@ -231,14 +233,8 @@ pub struct Image {
     pub tag: Option<String>,
     /// `None`: the default (true only for images built from scratch).
     pub latest: Option<bool>,
-    pub entrypoint: Option<Vec<String>>,
-    pub cmd: Option<Vec<String>>,
-    pub env: BTreeMap<String, String>,
-    pub user: Option<String>,
-    pub workdir: Option<String>,
-    pub labels: BTreeMap<String, String>,
-    pub expose: Vec<String>,
-    pub volumes: Vec<String>,
+    /// entrypoint, cmd, env, user, workdir, labels, expose, volumes.
+    pub runtime: Runtime,
     pub test: Option<String>,
     pub layering: Layering,
     pub accounts: Option<Accounts>,

@@ -87,19 +87,8 @@ pub enum TagRule {
     SnapshotDate,
 }
 
-/// The image's runtime configuration (the OCI image config).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Runtime {
-    pub entrypoint: Option<Vec<String>>,
-    pub cmd: Option<Vec<String>>,
-    pub env: BTreeMap<String, String>,
-    pub user: Option<String>,
-    pub workdir: Option<String>,
-    pub labels: BTreeMap<String, String>,
-    /// `port/protocol`
-    pub expose: Vec<String>,
-    pub volumes: Vec<String>,
-}
+/// The image's runtime configuration (the OCI image config), as gib.yaml gave it.
+pub use crate::oci::image::Runtime;
 
 /// One image of the plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -308,16 +297,7 @@ fn image_plan(config: &Config, image: &Image, portage: &PortageFiles) -> ImagePl
     ImagePlan {
         name: image.name.clone(),
         parent: image.from.clone(),
-        runtime: Runtime {
-            entrypoint: image.entrypoint.clone(),
-            cmd: image.cmd.clone(),
-            env: image.env.clone(),
-            user: image.user.clone(),
-            workdir: image.workdir.clone(),
-            labels: image.labels.clone(),
-            expose: image.expose.clone(),
-            volumes: image.volumes.clone(),
-        },
+        runtime: image.runtime.clone(),
         test: image.test.clone(),
         layering: image.layering.clone(),
         accounts: image.accounts.clone(),

@@ -5,6 +5,8 @@
 //! build (an installed package's version, the repository's snapshot date) are carried as a
 //! `TagRule` and turned into tags by the builder.
 
+mod portage;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -171,7 +173,7 @@ impl Plan {
         // jobs while the machine is busy, so this only helps when single packages cannot use
         // every CPU (configure steps, small packages).
         let jobs = config.build.max_parallel_jobs.unwrap_or(threads);
-        let portage = PortageFiles::generate(
+        let portage = portage::portage_files(
             &config.build,
             &config.repositories,
             config.stage3.as_ref(),

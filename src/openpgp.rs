@@ -14,7 +14,7 @@
 //! | `GIB_SNAPSHOT_FINGERPRINT` | trust this key for webrsync snapshots instead of Gentoo's |
 //! | `GIB_SNAPSHOT_KEYRING` | a keyring file holding it (else fetched from the keyserver) |
 //! | `GIB_KEYSERVER` | the URL prefix keys are fetched from, followed by the fingerprint |
-//! | `GIB_CA_CERTIFICATE` | PEM CA certificates trusted instead of the built-in roots for the stage3 mirror, snapshots and an own keyserver |
+//! | `GIB_CA_CERTIFICATE` | PEM CA certificates trusted besides the system roots (`http`) for the stage3 mirror, snapshots and an own keyserver |
 //!
 //! Signatures are checked by running `gpg` with a throwaway home directory holding only the
 //! trusted keyring, and reading its machine-readable status lines: a signature counts only
@@ -54,7 +54,7 @@ pub const ENV_RELENG_KEYRING: &str = "GIB_RELENG_KEYRING";
 pub const ENV_RELENG_FINGERPRINT: &str = "GIB_RELENG_FINGERPRINT";
 pub const ENV_SNAPSHOT_KEYRING: &str = "GIB_SNAPSHOT_KEYRING";
 pub const ENV_SNAPSHOT_FINGERPRINT: &str = "GIB_SNAPSHOT_FINGERPRINT";
-/// A PEM file of CA certificates trusted instead of the built-in roots for gib's own
+/// A PEM file of CA certificates trusted besides the system roots for gib's own
 /// downloads (stage3 mirror, snapshots, keys).
 pub const ENV_CA_CERTIFICATE: &str = "GIB_CA_CERTIFICATE";
 pub const ENV_KEYSERVER: &str = "GIB_KEYSERVER";
@@ -75,7 +75,7 @@ pub struct Trust {
     pub releng: TrustedKey,
     /// Signs ebuild repository snapshots (webrsync).
     pub snapshots: TrustedKey,
-    /// CA certificates (PEM) trusted instead of the built-in roots for the stage3 mirror,
+    /// CA certificates (PEM) trusted besides the system roots for the stage3 mirror,
     /// snapshot mirror and a keyserver of the user's own.
     pub ca_certificate: Option<PathBuf>,
     /// The URL prefix a pinned key's fingerprint is appended to, to fetch it.

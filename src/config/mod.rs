@@ -81,6 +81,7 @@ pub struct Repository {
     pub name: String,
     pub sync_type: SyncType,
     pub uri: Option<String>,
+    /// A PEM CA certificate trusted for this repository's host besides the system roots.
     pub ca_certificate: Option<PathBuf>,
     pub priority: Option<i32>,
 }

@@ -1,8 +1,7 @@
 //! HTTP(S) downloads: small files into memory, large ones into a resumable `.part` file.
 //!
-//! One blocking client (ureq, rustls with ring). By default it trusts the Mozilla roots built
-//! into gib; a `ca_certificate` replaces them for that client (a private mirror or a
-//! self-signed host), as git's `http.sslCAInfo` does. A large download appends to its `.part`
+//! One blocking client (ureq, rustls with ring), trusting what `http` says: the system's
+//! roots, and a `ca_certificate` (a private mirror or a self-signed host) besides them. A large download appends to its `.part`
 //! file and, when the connection breaks, asks for the rest with an HTTP `Range` request, both
 //! within one run (a few attempts) and across runs. SHA-512 and SHA-256 are computed while
 //! the bytes are written, so the caller verifies without reading the file again.
@@ -102,15 +101,12 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client that trusts the built-in roots, or only the CA certificates in the PEM file
-    /// `ca_certificate` when one is given.
+    /// A client that trusts the default roots and the CA certificates in the PEM file
+    /// `ca_certificate` when one is given (`http::root_certificates`).
     pub fn new(ca_certificate: Option<&Path>) -> Result<Client> {
-        let mut tls = ureq::tls::TlsConfig::builder();
-        if let Some(path) = ca_certificate {
-            tls = tls.root_certs(read_ca_certificates(path)?);
-        }
+        let tls = crate::http::tls_config(ca_certificate)?;
         let limits = Limits::from_env()?;
-        let config = limits.agent_config().tls_config(tls.build()).build();
+        let config = limits.agent_config().tls_config(tls).build();
         Ok(Client {
             agent: config.new_agent(),
             limits,
@@ -362,24 +358,6 @@ fn content_range_start(response: &ureq::http::Response<ureq::Body>) -> Option<u6
     let value = response.headers().get("content-range")?.to_str().ok()?;
     let range = value.trim().strip_prefix("bytes")?.trim();
     range.split('-').next()?.trim().parse().ok()
-}
-
-fn read_ca_certificates(path: &Path) -> Result<ureq::tls::RootCerts> {
-    let pem = fs::read(path)
-        .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        let item = item.with_context(|| format!("{} is not a valid PEM file", path.display()))?;
-        if let ureq::tls::PemItem::Certificate(cert) = item {
-            certs.push(cert.to_owned());
-        }
-    }
-    anyhow::ensure!(
-        !certs.is_empty(),
-        "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-        path.display()
-    );
-    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
 }
 
 fn hash_prefix(path: &Path, len: u64, sha512: &mut Sha512) -> Result<()> {

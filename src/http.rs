@@ -9,13 +9,24 @@
 //! bounded too ([`Limits::max_blob_size`]). The defaults suit slow links; the `GIB_HTTP_*`
 //! environment variables change them (the tests make them short).
 //!
-//! Not here: TLS roots, retries and what a status means (the callers: `download`, `registry`).
+//! Which certificate authorities a server may be signed by is decided here too, with one
+//! meaning of `ca_certificate` wherever gib.yaml, a flag or `GIB_CA_CERTIFICATE` gives one
+//! (a registry, an overlay's git or webrsync host, a stage3 mirror, a keyserver): its
+//! certificates are trusted **besides** the default roots, never instead of them, so a
+//! private host and the public hosts it redirects to (a CDN for blobs) both work. The default
+//! roots are the system's bundle (`$SSL_CERT_FILE`, else the distribution's file), else the
+//! Mozilla roots built into gib (which a `ca_certificate` cannot extend: on a machine without
+//! a bundle it is then all that is trusted). See [`root_certificates`].
+//!
+//! Not here: retries and what a status means (the callers: `download`, `registry`).
 
 use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ureq::config::ConfigBuilder;
+use ureq::tls::{PemItem, RootCerts, TlsConfig};
 use ureq::typestate::AgentScope;
 
 /// The bounds on every exchange.
@@ -184,6 +195,89 @@ pub fn origin(url: &str) -> Option<(String, String, u16)> {
     };
     let host = uri.host()?.to_ascii_lowercase();
     Some((scheme, host, uri.port_u16().unwrap_or(default_port)))
+}
+
+/// The TLS configuration of a client that trusts [`root_certificates`].
+pub fn tls_config(ca_certificate: Option<&Path>) -> Result<TlsConfig> {
+    Ok(TlsConfig::builder()
+        .root_certs(root_certificates(ca_certificate)?)
+        .build())
+}
+
+/// The roots a client trusts: the default roots (the system bundle, else the Mozilla roots
+/// built into gib) and, besides them, the certificates in the PEM file `ca_certificate`.
+pub fn root_certificates(ca_certificate: Option<&Path>) -> Result<RootCerts> {
+    let mut certs: Vec<ureq::tls::Certificate<'static>> = Vec::new();
+    if let Some(bundle) = system_bundle() {
+        // An unreadable system bundle is not fatal: the given CA may be all that is needed.
+        if let Ok(pem) = std::fs::read(&bundle) {
+            certs.extend(ureq::tls::parse_pem(&pem).filter_map(|item| match item {
+                Ok(PemItem::Certificate(cert)) => Some(cert.to_owned()),
+                _ => None,
+            }));
+        }
+    }
+    if let Some(path) = ca_certificate {
+        certs.extend(read_ca_certificates(path)?);
+    }
+    // Without a system bundle, the built-in roots; ureq cannot add to those, so there a
+    // `ca_certificate` is all that is trusted (a machine with git and gpg has a bundle).
+    Ok(if certs.is_empty() {
+        RootCerts::WebPki
+    } else {
+        RootCerts::new_with_certs(&certs)
+    })
+}
+
+/// The trusted roots as one PEM text, for a tool that takes a CA file (git's
+/// `http.sslCAInfo` replaces its roots with the file, so the file holds the defaults too).
+pub fn trusted_pem(ca_certificate: &Path) -> Result<String> {
+    let own = std::fs::read_to_string(ca_certificate).with_context(|| {
+        format!(
+            "cannot read the CA certificate {}",
+            ca_certificate.display()
+        )
+    })?;
+    read_ca_certificates(ca_certificate)?;
+    let system = system_bundle()
+        .and_then(|bundle| std::fs::read_to_string(bundle).ok())
+        .unwrap_or_default();
+    Ok(format!("{system}\n{own}\n"))
+}
+
+/// The certificates of a PEM file; an error naming the file when it holds none.
+fn read_ca_certificates(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        let item = item.with_context(|| format!("{} is not a valid PEM file", path.display()))?;
+        if let PemItem::Certificate(cert) = item {
+            certs.push(cert.to_owned());
+        }
+    }
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        path.display()
+    );
+    Ok(certs)
+}
+
+/// `$SSL_CERT_FILE`, else the bundle of the usual distributions.
+fn system_bundle() -> Option<PathBuf> {
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+        return Some(PathBuf::from(file));
+    }
+    [
+        "/etc/ssl/certs/ca-certificates.crt", // Debian, Gentoo, Alpine
+        "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
+        "/etc/ssl/ca-bundle.pem",             // openSUSE
+        "/etc/ssl/cert.pem",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod emerge;
 mod gentoo;
 mod http;
 mod oci;
+mod openpgp;
 mod output;
 mod plan;
 mod printer;

@@ -156,7 +156,7 @@ impl<'a> BuildContext<'a> {
                 mirror,
                 pin,
             } => {
-                let trust = stage3::openpgp::Trust::from_env()?;
+                let trust = crate::openpgp::Trust::from_env()?;
                 let tarball = stage3::flavor::fetch(
                     flavor,
                     mirror,
@@ -182,7 +182,7 @@ impl<'a> BuildContext<'a> {
         if let Some(repos) = self.repositories.get() {
             return Ok(repos);
         }
-        let trust = stage3::openpgp::Trust::from_env()?;
+        let trust = crate::openpgp::Trust::from_env()?;
         let mut specs = vec![RepoSpec::main(&self.plan.portage, &trust)];
         specs.extend(
             self.plan
@@ -388,7 +388,7 @@ fn image_request<'p>(
     version_tag: &str,
     how: &str,
 ) -> crate::oci::image::ImageRequest<'p> {
-    use crate::oci::image::{ImageRequest, ImageSettings};
+    use crate::oci::image::ImageRequest;
     use crate::oci::spec::{
         ANNOTATION_BASE_NAME, ANNOTATION_REF_NAME, ANNOTATION_REVISION, ANNOTATION_SOURCE,
         ANNOTATION_VERSION,
@@ -419,15 +419,9 @@ fn image_request<'p>(
     ImageRequest {
         parent: parent.map(|p| &p.image),
         layers,
-        settings: ImageSettings {
-            entrypoint: runtime.entrypoint.clone(),
-            cmd: runtime.cmd.clone(),
-            env: runtime.env.clone(),
+        settings: crate::oci::image::Runtime {
             user,
-            workdir: runtime.workdir.clone(),
-            labels: runtime.labels.clone(),
-            exposed_ports: runtime.expose.clone(),
-            volumes: runtime.volumes.clone(),
+            ..runtime.clone()
         },
         created: ctx.epoch().unwrap_or(0),
         created_by: format!("gib {}: {how} {}", env!("CARGO_PKG_VERSION"), image.name),

@@ -17,9 +17,10 @@ use anyhow::{Context, Result};
 use super::{BuildContext, BuiltImage, hash_parts, image_size, layer::layer_options};
 use crate::cache::remove_any;
 use crate::oci::image::write_image;
-use crate::oci::layer::{LayerSource, write_layer};
+use crate::oci::layer::{IdShift, LayerSource, OwnerMap, write_layer};
 use crate::plan::ImagePlan;
 use crate::printer::UserError;
+use crate::sandbox::IdMode;
 use crate::tarball::{self, TarballKind};
 
 pub fn build(
@@ -44,7 +45,7 @@ pub fn build(
     // host (with its owners as they are); an unprivileged user's was unpacked in the
     // namespace.
     let layer = if tree == rootfs || nix::unistd::geteuid().is_root() {
-        options.owners = Some(crate::sandbox::id_mode()?.owner_map());
+        options.owners = Some(owner_map(&crate::sandbox::id_mode()?));
         write_layer(&source, ctx.store, &options)?
     } else {
         super::layer::write_in_namespace(ctx, source, options)?
@@ -181,4 +182,79 @@ fn layer_tree(ctx: &BuildContext<'_>, name: &str, rootfs: &Path) -> Result<PathB
         ctx.cache.publish(&scratch, &entry)
     })?;
     Ok(entry)
+}
+
+/// The host owners of a tree as the sandbox's namespace shows them, for reading the tree
+/// from outside it: the user is root, its subordinate ids are 1.., other ids stay. Here,
+/// between the two, so that the sandbox knows no layer and the layer writer no namespace.
+fn owner_map(mode: &IdMode) -> OwnerMap {
+    let shifts = |lines: Vec<crate::sandbox::MapLine>| {
+        lines
+            .into_iter()
+            .map(|l| IdShift {
+                inside: l.inside,
+                outside: l.outside,
+                count: l.count,
+            })
+            .collect()
+    };
+    OwnerMap {
+        uids: shifts(mode.uid_map()),
+        gids: shifts(mode.gid_map()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::{IdRange, RangeSource};
+
+    #[test]
+    fn owner_map_reads_host_owners_as_the_namespace_shows_them() {
+        let full = IdMode::Full {
+            uid: 1000,
+            gid: 1001,
+            subuids: vec![IdRange {
+                start: 100000,
+                count: 65536,
+            }],
+            subgids: vec![IdRange {
+                start: 200000,
+                count: 65536,
+            }],
+        };
+        let owners = owner_map(&full);
+        // The user is root, its subordinate ids are 1.., anybody else keeps their id.
+        assert_eq!(owners.uid(1000), 0);
+        assert_eq!(owners.uid(100000 + 249), 250);
+        assert_eq!(owners.uid(0), 0);
+        assert_eq!(owners.uid(1001), 1001);
+        assert_eq!(owners.uid(100000 + 65536), 100000 + 65536);
+        assert_eq!(owners.gid(1001), 0);
+        assert_eq!(owners.gid(200000), 1);
+        assert_eq!(owners.gid(1000), 1000);
+        let single = owner_map(&IdMode::Single { uid: 7, gid: 8 });
+        assert_eq!(
+            (single.uid(7), single.gid(8), single.uid(100000)),
+            (0, 0, 100000)
+        );
+        let reserved = IdMode::Reserved {
+            uids: IdRange {
+                start: 100000,
+                count: 65536,
+            },
+            gids: IdRange {
+                start: 300000,
+                count: 65536,
+            },
+            source: RangeSource::SubidFiles,
+        };
+        // Root's range: its ids are 0.., the host's own ids (root's files) stay.
+        let owners = owner_map(&reserved);
+        assert_eq!(owners.uid(100000), 0);
+        assert_eq!(owners.uid(100250), 250);
+        assert_eq!(owners.gid(300250), 250);
+        assert_eq!((owners.uid(0), owners.gid(0)), (0, 0));
+        assert_eq!(owners.uid(1000), 1000);
+    }
 }

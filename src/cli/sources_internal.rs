@@ -1,7 +1,7 @@
 //! `gib __sources …`: hidden test hooks that fetch a stage3 flavor or sync one ebuild
 //! repository into a cache and print the result as JSON. The integration tests drive the
 //! `stage3::flavor` and `repository` modules through them; `gib build` calls the modules
-//! directly. Trust comes from the environment (`stage3::openpgp::Trust::from_env`).
+//! directly. Trust comes from the environment (`openpgp::Trust::from_env`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,10 +11,10 @@ use clap::{Args, Subcommand};
 
 use crate::cache::Cache;
 use crate::config::SyncType;
+use crate::openpgp::Trust;
 use crate::printer::Printer;
 use crate::repository::{self, RepoSpec};
 use crate::stage3::flavor;
-use crate::stage3::openpgp::Trust;
 
 #[derive(Args, Debug)]
 pub struct SourcesArgs {

@@ -11,7 +11,7 @@ use super::raw::{LegacyCustomRepository, RawLegacyFile, RawRepository, S};
 use super::validate::{
     DEFAULT_STAGE3_MIRROR, Validator, check_tag, default_build, default_layering,
 };
-use super::{Config, Image, Parent, Stage3};
+use super::{Config, Image, Parent, Runtime, Stage3};
 use crate::printer::UserError;
 
 /// The predecessor's format has no stage3 key; its builds ran on an amd64 OpenRC stage3.
@@ -72,14 +72,7 @@ impl Validator<'_> {
             rootfs: None,
             tag: tag.map(str::to_string),
             latest: None,
-            entrypoint: None,
-            cmd: None,
-            env: BTreeMap::new(),
-            user: None,
-            workdir: None,
-            labels: BTreeMap::new(),
-            expose: Vec::new(),
-            volumes: Vec::new(),
+            runtime: Runtime::default(),
             test: None,
             layering: default_layering(),
             accounts: None,

@@ -81,6 +81,7 @@ pub struct Repository {
     pub name: String,
     pub sync_type: SyncType,
     pub uri: Option<String>,
+    /// A PEM CA certificate trusted for this repository's host besides the system roots.
     pub ca_certificate: Option<PathBuf>,
     pub priority: Option<i32>,
 }
@@ -96,13 +97,10 @@ pub struct RegistrySettings {
     pub chunk_size: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    Gzip,
-    Zstd,
-}
+/// An image's runtime keys: the image writer's own type.
+pub use crate::oci::image::Runtime;
+/// `build.compression`: the layer writer's own type.
+pub use crate::oci::layer::Compression;
 
 /// Where `emerge --getbinpkg` looks for binary packages (`build.binhost`).
 #[derive(Debug, Clone, PartialEq)]
@@ -236,14 +234,8 @@ pub struct Image {
     pub tag: Option<String>,
     /// `None`: the default (true only for images built from scratch).
     pub latest: Option<bool>,
-    pub entrypoint: Option<Vec<String>>,
-    pub cmd: Option<Vec<String>>,
-    pub env: BTreeMap<String, String>,
-    pub user: Option<String>,
-    pub workdir: Option<String>,
-    pub labels: BTreeMap<String, String>,
-    pub expose: Vec<String>,
-    pub volumes: Vec<String>,
+    /// entrypoint, cmd, env, user, workdir, labels, expose, volumes.
+    pub runtime: Runtime,
     pub test: Option<String>,
     pub layering: Layering,
     pub accounts: Option<Accounts>,

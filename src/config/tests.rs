@@ -348,10 +348,10 @@ fn modes_ports_layering_accounts() {
     );
     let config = load(&path).unwrap();
     let a = &config.images["a"];
-    assert_eq!(a.expose, ["8080/tcp", "53/udp"]);
+    assert_eq!(a.runtime.expose, ["8080/tcp", "53/udp"]);
     assert_eq!(a.layering.strategy, LayeringStrategy::PerPackage);
     assert_eq!(a.layering.budget, 8);
-    assert_eq!(a.user.as_deref(), Some("www"));
+    assert_eq!(a.runtime.user.as_deref(), Some("www"));
     assert_eq!(a.accounts.as_ref().unwrap().users[0].gid, 1000);
     assert_eq!(a.paths[0].mode, Some(0o644));
     assert_eq!(

@@ -3,14 +3,15 @@
 //! The make.conf fragment is appended to the stage3's own make.conf, so COMMON_FLAGS, CHOST
 //! and the profile stay the stage3's; it only adds. Everything here is a pure function of the
 //! configuration so that `gib plan` can show the files and tests can pin them byte for byte.
-//! Writing the files into a root is the builder's job, not this module's.
+//! It takes plain data (flags, mirrors, repository names, a binary package host): reading
+//! gib.yaml's sections into that is the plan's job (`plan::portage`), writing the files into
+//! a root is the builder's; neither is this module's.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::config::{Binhost, Build, Repository, Stage3};
 use crate::printer::UserError;
 
 /// Where each file goes in the builder root.
@@ -80,30 +81,6 @@ pub struct PortageFiles {
 }
 
 impl PortageFiles {
-    /// `threads` and `jobs` are the resolved values (the build's or the defaults); the
-    /// stage3 chooses the official binhost's architecture.
-    pub fn generate(
-        build: &Build,
-        repositories: &[Repository],
-        stage3: Option<&Stage3>,
-        threads: u32,
-        jobs: u32,
-    ) -> Result<PortageFiles> {
-        let binhost_dir = match &build.binhost {
-            Binhost::Directory { path, .. } => Some(path.clone()),
-            _ => None,
-        };
-        Ok(PortageFiles {
-            make_conf: make_conf_fragment(build, threads, jobs),
-            package_use: package_use(&build.package_use_flags),
-            package_accept_keywords: package_accept_keywords(&build.accept_keywords),
-            package_license: package_use(&build.accept_licenses),
-            repos_conf: repos_conf(repositories),
-            binrepos_conf: binrepos_conf(&build.binhost, stage3)?,
-            binhost_dir,
-        })
-    }
-
     /// `(path in the builder root, text, appended?)`, in a fixed order; binrepos.conf only
     /// with a binhost.
     pub fn files(&self) -> Vec<(&'static str, &str, bool)> {
@@ -125,33 +102,55 @@ impl PortageFiles {
     }
 }
 
+/// What the make.conf fragment says beyond gib's fixed settings.
+#[derive(Debug, Clone, Copy)]
+pub struct MakeConf<'a> {
+    /// `MAKEOPTS=-j<threads>`.
+    pub threads: u32,
+    /// Parallel emerge jobs, and the load average that holds new ones back.
+    pub jobs: u32,
+    /// Global USE words, `-flag` for a removed one; none: no USE line.
+    pub use_flags: &'a [String],
+    /// GENTOO_MIRRORS; `None`: the stage3's own.
+    pub gentoo_mirrors: Option<&'a [String]>,
+}
+
+/// An ebuild repository as repos.conf names it.
+#[derive(Debug, Clone, Copy)]
+pub struct RepoEntry<'a> {
+    pub name: &'a str,
+    pub priority: Option<i32>,
+}
+
+/// The binary package host binrepos.conf points emerge at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binrepo {
+    /// `sync-uri`: http(s)/ftp/ssh, or `file://` for a directory bound into the builder.
+    pub uri: String,
+    pub verify_signature: bool,
+}
+
 const HEADER: &str = "# Written by gib from its configuration; changes here are overwritten.\n";
 
 /// The lines gib appends to the stage3's make.conf.
-pub fn make_conf_fragment(build: &Build, threads: u32, jobs: u32) -> String {
+pub fn make_conf_fragment(conf: &MakeConf) -> String {
+    let MakeConf { threads, jobs, .. } = *conf;
     let mut out = String::from("\n# --- added by gib ---\n");
     out.push_str(&format!("MAKEOPTS=\"-j{threads}\"\n"));
     // --load-average keeps parallel emerge jobs from multiplying MAKEOPTS beyond the machine.
     out.push_str(&format!(
         "EMERGE_DEFAULT_OPTS=\"--jobs={jobs} --load-average={jobs}\"\n"
     ));
-    let flags = &build.global_use_flags;
-    if !flags.add.is_empty() || !flags.remove.is_empty() {
-        let words: Vec<String> = flags
-            .add
-            .iter()
-            .cloned()
-            .chain(flags.remove.iter().map(|f| format!("-{f}")))
-            .collect();
+    if !conf.use_flags.is_empty() {
         // ${USE}: keep whatever the stage3's make.conf set before this fragment.
-        out.push_str(&format!("USE=\"${{USE}} {}\"\n", words.join(" ")));
+        out.push_str(&format!("USE=\"${{USE}} {}\"\n", conf.use_flags.join(" ")));
     }
     out.push_str(&format!("FEATURES=\"${{FEATURES}} {FEATURES}\"\n"));
     out.push_str(&format!("INSTALL_MASK=\"{}\"\n", INSTALL_MASK.join(" ")));
     out.push_str(&format!("PKGDIR=\"{PKGDIR}\"\n"));
     out.push_str(&format!("DISTDIR=\"{DISTDIR}\"\n"));
     // Portage asks these before any upstream URI of SRC_URI (and for every mirror:// one).
-    if let Some(mirrors) = &build.distfile_mirrors {
+    if let Some(mirrors) = conf.gentoo_mirrors {
         out.push_str(&format!("GENTOO_MIRRORS=\"{}\"\n", mirrors.join(" ")));
     }
     out
@@ -187,7 +186,7 @@ pub fn package_accept_keywords(keywords: &BTreeMap<String, Vec<String>>) -> Stri
 /// portage(5)) and `auto-sync = no`. `sync-uri` is emptied too: Portage's own repos.conf gives
 /// [gentoo] one, and a sync-uri without a sync-type makes every emerge print "has sync-uri
 /// attribute, but is missing sync-type attribute".
-pub fn repos_conf(repositories: &[Repository]) -> String {
+pub fn repos_conf(repositories: &[RepoEntry]) -> String {
     let mut out = String::from(HEADER);
     out.push_str("[DEFAULT]\nmain-repo = gentoo\n");
     let mut section = |name: &str, priority: Option<i32>| {
@@ -199,15 +198,15 @@ pub fn repos_conf(repositories: &[Repository]) -> String {
         }
     };
     section("gentoo", None);
-    let mut sorted: Vec<&Repository> = repositories.iter().collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut sorted: Vec<&RepoEntry> = repositories.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(b.name));
     for repo in sorted {
-        section(&repo.name, repo.priority);
+        section(repo.name, repo.priority);
     }
     out
 }
 
-/// binrepos.conf for `build.binhost`, empty for none (portage(5) "binrepos.conf").
+/// binrepos.conf for a binary package host, empty for none (portage(5) "binrepos.conf").
 ///
 /// `location = PKGDIR`: Portage 3.0.83 otherwise keeps a binrepo's downloads apart, in
 /// `/var/cache/binhost/<name>` (binrepo/config.py), which the throwaway builder would lose;
@@ -220,26 +219,13 @@ pub fn repos_conf(repositories: &[Repository]) -> String {
 /// gpkg files (and any xpak). gib relies on the stage3 for both, as Gentoo's stage3s ship
 /// getuto and the release keys with Portage (not checked here: the tests' mini stage3 has
 /// neither, and no real stage3 is at hand).
-pub fn binrepos_conf(binhost: &Binhost, stage3: Option<&Stage3>) -> Result<String> {
-    let (uri, verify_signature) = match binhost {
-        Binhost::None => return Ok(String::new()),
-        Binhost::Official => {
-            let mirror = match stage3 {
-                Some(Stage3::Flavor { mirror, .. }) => mirror.trim_end_matches('/'),
-                _ => OFFICIAL_BINHOST_MIRROR,
-            };
-            let path = official_binhost_path(stage3)?;
-            (format!("{mirror}/releases/{path}/"), true)
-        }
-        Binhost::Url {
-            uri,
-            verify_signature,
-        } => (uri.clone(), *verify_signature),
-        // Portage opens file:// indexes and copies file:// packages itself (bintree.py,
-        // BinpkgFetcher.py), so no FETCHCOMMAND is involved.
-        Binhost::Directory {
-            verify_signature, ..
-        } => (format!("file://{BINHOST_DIR}"), *verify_signature),
+pub fn binrepos_conf(binrepo: Option<&Binrepo>) -> String {
+    let Some(Binrepo {
+        uri,
+        verify_signature,
+    }) = binrepo
+    else {
+        return String::new();
     };
     let mut out = String::from(HEADER);
     // priority above any binrepos.conf the stage3 ships, so gib's choice is looked at first.
@@ -247,15 +233,35 @@ pub fn binrepos_conf(binhost: &Binhost, stage3: Option<&Stage3>) -> Result<Strin
         "[gib]\npriority = 9999\nsync-uri = {uri}\nlocation = {PKGDIR}\n\
          verify-signature = {verify_signature}\n"
     ));
-    Ok(out)
+    out
+}
+
+/// Gentoo's signed binary packages for a stage3 flavor on `mirror` (None: Gentoo's own).
+pub fn official_binrepo(mirror: Option<&str>, flavor: Option<&str>) -> Result<Binrepo> {
+    let mirror = mirror.map_or(OFFICIAL_BINHOST_MIRROR, |m| m.trim_end_matches('/'));
+    let path = official_binhost_path(flavor)?;
+    Ok(Binrepo {
+        uri: format!("{mirror}/releases/{path}/"),
+        verify_signature: true,
+    })
+}
+
+/// A directory of binary packages bound at [`BINHOST_DIR`]. Portage opens file:// indexes
+/// and copies file:// packages itself (bintree.py, BinpkgFetcher.py), so no FETCHCOMMAND
+/// is involved.
+pub fn directory_binrepo(verify_signature: bool) -> Binrepo {
+    Binrepo {
+        uri: format!("file://{BINHOST_DIR}"),
+        verify_signature,
+    }
 }
 
 /// `<arch>/binpackages/23.0/<ABI>` of Gentoo's binhost for the stage3's flavor, or for the
 /// host when the stage3 is a URL or a file (its flavor is not known before unpacking).
-pub fn official_binhost_path(stage3: Option<&Stage3>) -> Result<String> {
-    let flavor = match stage3 {
-        Some(Stage3::Flavor { flavor, .. }) => flavor.clone(),
-        _ => match std::env::consts::ARCH {
+pub fn official_binhost_path(flavor: Option<&str>) -> Result<String> {
+    let flavor = match flavor {
+        Some(flavor) => flavor.to_string(),
+        None => match std::env::consts::ARCH {
             "x86_64" => "amd64".to_string(),
             "aarch64" => "arm64".to_string(),
             other => other.to_string(),
@@ -282,51 +288,23 @@ pub fn official_binhost_path(stage3: Option<&Stage3>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Compression, SyncType, UseFlags};
 
-    fn build() -> Build {
-        Build {
-            threads: Some(12),
-            max_parallel_jobs: Some(4),
-            global_use_flags: UseFlags {
-                add: vec!["minimal".into()],
-                remove: vec!["systemd".into(), "X".into()],
-            },
-            package_use_flags: BTreeMap::from([
-                (
-                    "dev-lang/python".to_string(),
-                    vec!["-ensurepip".to_string(), "sqlite".to_string()],
-                ),
-                ("app-misc/a".to_string(), vec!["x".to_string()]),
-            ]),
-            accept_keywords: BTreeMap::from([
-                ("dev-lang/zig".to_string(), vec![]),
-                ("=dev-libs/foo-1.0".to_string(), vec!["~amd64".to_string()]),
-            ]),
-            compression: Compression::Gzip,
-            keep_headers: false,
-            keep_static_libs: false,
-            keep_service_files: false,
-            keep_package_db: true,
-            accept_licenses: BTreeMap::from([(
-                "app-misc/unfree".to_string(),
-                vec![
-                    "gib-EULA".to_string(),
-                    "@BINARY-REDISTRIBUTABLE".to_string(),
-                ],
-            )]),
-            binhost: Binhost::None,
-            distfile_mirrors: Some(vec![
-                "http://127.0.0.1:8080".into(),
-                "https://mirror.example.org/gentoo".into(),
-            ]),
-        }
+    fn words(list: &[&str]) -> Vec<String> {
+        list.iter().map(|w| w.to_string()).collect()
     }
 
     #[test]
     fn make_conf_fragment_is_exact() {
+        let use_flags = words(&["minimal", "-systemd", "-X"]);
+        let mirrors = words(&["http://127.0.0.1:8080", "https://mirror.example.org/gentoo"]);
+        let conf = MakeConf {
+            threads: 12,
+            jobs: 4,
+            use_flags: &use_flags,
+            gentoo_mirrors: Some(&mirrors),
+        };
         assert_eq!(
-            make_conf_fragment(&build(), 12, 4),
+            make_conf_fragment(&conf),
             "\n# --- added by gib ---\n\
              MAKEOPTS=\"-j12\"\n\
              EMERGE_DEFAULT_OPTS=\"--jobs=4 --load-average=4\"\n\
@@ -343,53 +321,76 @@ mod tests {
 
     #[test]
     fn the_stage3_keeps_its_mirrors_unless_the_file_names_some() {
-        let mut b = build();
-        b.distfile_mirrors = None;
-        assert!(!make_conf_fragment(&b, 1, 1).contains("GENTOO_MIRRORS"));
-        b.distfile_mirrors = Some(vec![]);
-        assert!(make_conf_fragment(&b, 1, 1).ends_with("GENTOO_MIRRORS=\"\"\n"));
+        let mut conf = MakeConf {
+            threads: 1,
+            jobs: 1,
+            use_flags: &[],
+            gentoo_mirrors: None,
+        };
+        assert!(!make_conf_fragment(&conf).contains("GENTOO_MIRRORS"));
+        conf.gentoo_mirrors = Some(&[]);
+        assert!(make_conf_fragment(&conf).ends_with("GENTOO_MIRRORS=\"\"\n"));
     }
 
     #[test]
     fn no_use_line_without_flags() {
-        let mut b = build();
-        b.global_use_flags = UseFlags::default();
-        assert!(!make_conf_fragment(&b, 2, 2).contains("USE="));
+        let conf = MakeConf {
+            threads: 2,
+            jobs: 2,
+            use_flags: &[],
+            gentoo_mirrors: None,
+        };
+        assert!(!make_conf_fragment(&conf).contains("USE="));
     }
 
     #[test]
     fn headers_and_static_libs_are_not_masked() {
-        let text = make_conf_fragment(&build(), 1, 1);
+        let use_flags = words(&["minimal"]);
+        let conf = MakeConf {
+            threads: 1,
+            jobs: 1,
+            use_flags: &use_flags,
+            gentoo_mirrors: None,
+        };
+        let text = make_conf_fragment(&conf);
         assert!(!text.contains("/usr/include"));
         assert!(!text.contains("*.a"));
     }
 
     #[test]
     fn package_files_are_sorted() {
-        let b = build();
+        let package_use_flags = BTreeMap::from([
+            (
+                "dev-lang/python".to_string(),
+                words(&["-ensurepip", "sqlite"]),
+            ),
+            ("app-misc/a".to_string(), words(&["x"])),
+        ]);
+        let accept_licenses = BTreeMap::from([(
+            "app-misc/unfree".to_string(),
+            words(&["gib-EULA", "@BINARY-REDISTRIBUTABLE"]),
+        )]);
+        let accept_keywords = BTreeMap::from([
+            ("dev-lang/zig".to_string(), vec![]),
+            ("=dev-libs/foo-1.0".to_string(), words(&["~amd64"])),
+        ]);
         assert_eq!(
-            package_use(&b.package_use_flags),
+            package_use(&package_use_flags),
             format!("{HEADER}app-misc/a x\ndev-lang/python -ensurepip sqlite\n")
         );
         assert_eq!(
-            package_use(&b.accept_licenses),
+            package_use(&accept_licenses),
             format!("{HEADER}app-misc/unfree gib-EULA @BINARY-REDISTRIBUTABLE\n")
         );
         assert_eq!(
-            package_accept_keywords(&b.accept_keywords),
+            package_accept_keywords(&accept_keywords),
             format!("{HEADER}=dev-libs/foo-1.0 ~amd64\ndev-lang/zig\n")
         );
     }
 
     #[test]
     fn repos_conf_never_syncs() {
-        let repo = |name: &str, priority| Repository {
-            name: name.into(),
-            sync_type: SyncType::Git,
-            uri: Some("https://example.org/x.git".into()),
-            ca_certificate: None,
-            priority,
-        };
+        let repo = |name, priority| RepoEntry { name, priority };
         assert_eq!(
             repos_conf(&[repo("zeta", None), repo("mine", Some(60))]),
             format!(
@@ -401,14 +402,6 @@ mod tests {
         );
     }
 
-    fn flavor(name: &str) -> Stage3 {
-        Stage3::Flavor {
-            flavor: name.into(),
-            mirror: "https://mirror.example.org/gentoo/".into(),
-            pin: None,
-        }
-    }
-
     #[test]
     fn official_binhost_follows_the_stage3_flavor() {
         for (name, path) in [
@@ -418,14 +411,19 @@ mod tests {
             ("amd64-musl-hardened", "amd64/binpackages/23.0/x86-64_musl"),
             ("arm64-openrc", "arm64/binpackages/23.0/arm64"),
         ] {
-            assert_eq!(official_binhost_path(Some(&flavor(name))).unwrap(), path);
+            assert_eq!(official_binhost_path(Some(name)).unwrap(), path);
         }
         for none in ["riscv64-openrc", "arm64-musl", "i686-openrc"] {
-            let err = official_binhost_path(Some(&flavor(none))).unwrap_err();
+            let err = official_binhost_path(Some(none)).unwrap_err();
             assert!(err.to_string().contains(none), "{err}");
         }
+        let official = official_binrepo(
+            Some("https://mirror.example.org/gentoo/"),
+            Some("amd64-openrc"),
+        )
+        .unwrap();
         assert_eq!(
-            binrepos_conf(&Binhost::Official, Some(&flavor("amd64-openrc"))).unwrap(),
+            binrepos_conf(Some(&official)),
             format!(
                 "{HEADER}[gib]\npriority = 9999\n\
                  sync-uri = https://mirror.example.org/gentoo/releases/amd64/binpackages/23.0/x86-64/\n\
@@ -436,33 +434,21 @@ mod tests {
 
     #[test]
     fn own_binhosts_by_url_or_directory() {
-        assert_eq!(binrepos_conf(&Binhost::None, None).unwrap(), "");
-        let url = Binhost::Url {
+        assert_eq!(binrepos_conf(None), "");
+        let url = Binrepo {
             uri: "http://cache.example.org/binpkgs/".into(),
             verify_signature: false,
         };
         assert_eq!(
-            binrepos_conf(&url, None).unwrap(),
+            binrepos_conf(Some(&url)),
             format!(
                 "{HEADER}[gib]\npriority = 9999\nsync-uri = http://cache.example.org/binpkgs/\n\
                  location = /var/cache/binpkgs\nverify-signature = false\n"
             )
         );
-        let mut b = build();
-        b.binhost = Binhost::Directory {
-            path: "/srv/binpkgs".into(),
-            verify_signature: true,
-        };
-        let files = PortageFiles::generate(&b, &[], None, 1, 1).unwrap();
-        assert_eq!(files.binhost_dir, Some(PathBuf::from("/srv/binpkgs")));
         assert!(
-            files
-                .binrepos_conf
-                .contains("sync-uri = file:///var/cache/gib-binhost\n")
+            binrepos_conf(Some(&directory_binrepo(true)))
+                .contains("sync-uri = file:///var/cache/gib-binhost\nlocation = /var/cache/binpkgs\nverify-signature = true\n")
         );
-        assert_eq!(files.files().last().map(|f| f.0), Some(BINREPOS_CONF_PATH));
-        // No binhost, no binrepos.conf (and so no --getbinpkg).
-        let files = PortageFiles::generate(&build(), &[], None, 1, 1).unwrap();
-        assert!(files.files().iter().all(|f| f.0 != BINREPOS_CONF_PATH));
     }
 }

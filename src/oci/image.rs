@@ -18,10 +18,11 @@ use super::spec::{
     Platform,
 };
 
-/// The runtime settings of an image (what `docker run` uses). `None`/empty means "inherit
-/// from the parent image".
+/// The runtime settings of an image (what `docker run` uses), the one type for them: gib.yaml's
+/// image keys deserialise into it, the plan carries it and the image config is written from
+/// it. `None`/empty means "inherit from the parent image".
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ImageSettings {
+pub struct Runtime {
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
@@ -29,7 +30,7 @@ pub struct ImageSettings {
     pub workdir: Option<String>,
     pub labels: BTreeMap<String, String>,
     /// `8080/tcp`, `53/udp`, or `8080` (tcp).
-    pub exposed_ports: Vec<String>,
+    pub expose: Vec<String>,
     pub volumes: Vec<String>,
 }
 
@@ -39,7 +40,7 @@ pub struct ImageRequest<'a> {
     pub parent: Option<&'a Image>,
     /// The image's own layers, base first (on top of the parent's).
     pub layers: Vec<Layer>,
-    pub settings: ImageSettings,
+    pub settings: Runtime,
     /// Seconds since the epoch for `created` (SOURCE_DATE_EPOCH, else 0).
     pub created: i64,
     /// What made each own layer, for the history (`created_by`).
@@ -139,7 +140,7 @@ pub fn write_image(store: &BlobStore, request: &ImageRequest) -> Result<Image> {
 }
 
 /// The `config` object of an image config: the parent's, overridden by `settings`.
-fn runtime_config(inherited: Value, settings: &ImageSettings) -> Value {
+fn runtime_config(inherited: Value, settings: &Runtime) -> Value {
     let mut config = match inherited {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
@@ -195,7 +196,7 @@ fn runtime_config(inherited: Value, settings: &ImageSettings) -> Value {
     merge_set(
         "ExposedPorts",
         settings
-            .exposed_ports
+            .expose
             .iter()
             .map(|p| {
                 let port = if p.contains('/') {
@@ -241,15 +242,15 @@ mod tests {
     }
 
     fn request<'a>(parent: Option<&'a Image>, layers: Vec<Layer>) -> ImageRequest<'a> {
-        let mut settings = ImageSettings {
+        let mut settings = Runtime {
             cmd: Some(vec!["/bin/sh".into()]),
-            ..ImageSettings::default()
+            ..Runtime::default()
         };
         settings.env.insert("B".into(), "2".into());
         settings.env.insert("A".into(), "1".into());
         settings.labels.insert("z".into(), "1".into());
         settings.labels.insert("a".into(), "2".into());
-        settings.exposed_ports.push("8080".into());
+        settings.expose.push("8080".into());
         ImageRequest {
             parent,
             layers,
@@ -292,9 +293,9 @@ mod tests {
         let store = BlobStore::open(tmp.path()).unwrap();
         let parent = write_image(&store, &request(None, vec![layer(1)])).unwrap();
         let mut child_request = request(Some(&parent), vec![layer(2)]);
-        child_request.settings = ImageSettings {
+        child_request.settings = Runtime {
             entrypoint: Some(vec!["/app".into()]),
-            ..ImageSettings::default()
+            ..Runtime::default()
         };
         let child = write_image(&store, &child_request).unwrap();
         assert_eq!(child.layers.len(), 2);

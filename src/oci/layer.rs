@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 use super::blob::{BlobStore, BlobWriter};
 use super::spec::{Digest, HashingWriter, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD};
 use super::tar_stream::{EntryHeader, EntryKind, TarStream};
-use crate::config::Compression;
 
 /// gzip level. Measured on a 430 MB Debian root (benches/oci-bench.sh): level 4 costs 27% less
 /// CPU than level 6 for a 1.5% bigger layer, still smaller than buildah's default gzip.
@@ -79,6 +78,15 @@ pub enum PathFilter {
     Only(Vec<PathBuf>),
     /// Everything but these paths (directories are always written).
     Except(Vec<PathBuf>),
+}
+
+/// How a layer's tar stream is compressed (`build.compression` in gib.yaml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
 }
 
 /// How to write a layer.

@@ -195,8 +195,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Compression;
-    use crate::oci::image::{ImageRequest, ImageSettings, write_image};
+    use crate::oci::image::{ImageRequest, Runtime, write_image};
+    use crate::oci::layer::Compression;
     use crate::oci::layer::{LayerOptions, LayerSource, write_layer};
     use std::collections::BTreeMap;
     use std::process::Command;
@@ -274,7 +274,7 @@ mod tests {
         let request = |parent, layers| ImageRequest {
             parent,
             layers,
-            settings: ImageSettings::default(),
+            settings: Runtime::default(),
             created: 0,
             created_by: "test".into(),
             annotations: BTreeMap::new(),

@@ -5,6 +5,8 @@
 //! build (an installed package's version, the repository's snapshot date) are carried as a
 //! `TagRule` and turned into tags by the builder.
 
+mod portage;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -87,19 +89,8 @@ pub enum TagRule {
     SnapshotDate,
 }
 
-/// The image's runtime configuration (the OCI image config).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Runtime {
-    pub entrypoint: Option<Vec<String>>,
-    pub cmd: Option<Vec<String>>,
-    pub env: BTreeMap<String, String>,
-    pub user: Option<String>,
-    pub workdir: Option<String>,
-    pub labels: BTreeMap<String, String>,
-    /// `port/protocol`
-    pub expose: Vec<String>,
-    pub volumes: Vec<String>,
-}
+/// The image's runtime configuration (the OCI image config), as gib.yaml gave it.
+pub use crate::oci::image::Runtime;
 
 /// One image of the plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,7 +173,7 @@ impl Plan {
         // jobs while the machine is busy, so this only helps when single packages cannot use
         // every CPU (configure steps, small packages).
         let jobs = config.build.max_parallel_jobs.unwrap_or(threads);
-        let portage = PortageFiles::generate(
+        let portage = portage::portage_files(
             &config.build,
             &config.repositories,
             config.stage3.as_ref(),
@@ -308,16 +299,7 @@ fn image_plan(config: &Config, image: &Image, portage: &PortageFiles) -> ImagePl
     ImagePlan {
         name: image.name.clone(),
         parent: image.from.clone(),
-        runtime: Runtime {
-            entrypoint: image.entrypoint.clone(),
-            cmd: image.cmd.clone(),
-            env: image.env.clone(),
-            user: image.user.clone(),
-            workdir: image.workdir.clone(),
-            labels: image.labels.clone(),
-            expose: image.expose.clone(),
-            volumes: image.volumes.clone(),
-        },
+        runtime: image.runtime.clone(),
         test: image.test.clone(),
         layering: image.layering.clone(),
         accounts: image.accounts.clone(),

@@ -15,7 +15,6 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use ureq::http::{Method, Response};
-use ureq::tls::{PemItem, RootCerts, TlsConfig};
 use ureq::{Agent, Body, SendBody};
 
 use crate::http::Limits;
@@ -558,67 +557,13 @@ impl Host {
 }
 
 fn build_agent(options: &RegistryOptions, limits: &Limits) -> anyhow::Result<Agent> {
-    let roots = root_certificates(options.ca_certificate.as_deref())?;
-    let tls = TlsConfig::builder().root_certs(roots).build();
+    let tls = crate::http::tls_config(options.ca_certificate.as_deref())?;
     let config = limits
         .agent_config()
         .max_idle_connections_per_host(8)
         .tls_config(tls)
         .build();
     Ok(Agent::new_with_config(config))
-}
-
-/// The system's CA bundle plus the registry's own CA file. Without either, rustls's bundled
-/// Mozilla roots.
-fn root_certificates(ca_file: Option<&Path>) -> anyhow::Result<RootCerts> {
-    let mut certs = Vec::new();
-    if let Some(bundle) = system_bundle() {
-        // An unreadable system bundle is not fatal: the registry's CA may be all we need.
-        if let Ok(pem) = std::fs::read(&bundle) {
-            certs.extend(ureq::tls::parse_pem(&pem).filter_map(|item| match item {
-                Ok(PemItem::Certificate(cert)) => Some(cert),
-                _ => None,
-            }));
-        }
-    }
-    if let Some(ca_file) = ca_file {
-        let pem = std::fs::read(ca_file)
-            .with_context(|| format!("cannot read CA certificate {}", ca_file.display()))?;
-        let before = certs.len();
-        for item in ureq::tls::parse_pem(&pem) {
-            if let PemItem::Certificate(cert) =
-                item.with_context(|| format!("{} is not a PEM file", ca_file.display()))?
-            {
-                certs.push(cert);
-            }
-        }
-        anyhow::ensure!(
-            certs.len() > before,
-            "{} holds no PEM certificate",
-            ca_file.display()
-        );
-    }
-    Ok(if certs.is_empty() {
-        RootCerts::WebPki
-    } else {
-        RootCerts::new_with_certs(&certs)
-    })
-}
-
-/// `$SSL_CERT_FILE`, else the bundle of the usual distributions.
-fn system_bundle() -> Option<PathBuf> {
-    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
-        return Some(PathBuf::from(file));
-    }
-    [
-        "/etc/ssl/certs/ca-certificates.crt", // Debian, Gentoo, Alpine
-        "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
-        "/etc/ssl/ca-bundle.pem",             // openSUSE
-        "/etc/ssl/cert.pem",
-    ]
-    .into_iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
 }
 
 /// Sort a transport failure into what the user should hear.
@@ -863,7 +808,8 @@ mod tests {
 
     #[test]
     fn missing_ca_file_is_named() {
-        let err = root_certificates(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
+        let err =
+            crate::http::root_certificates(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/ca.pem"));
     }
 }

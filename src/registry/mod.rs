@@ -15,7 +15,8 @@
 //!
 //! Threads: up to four per push or pull, all joined before it returns; no async runtime.
 //! Credentials come from the docker/podman files (see `credentials`); there is no
-//! environment variable for a CA: `RegistryOptions::ca_certificate` (gib.yaml) says it, and
+//! environment variable for a CA: `RegistryOptions::ca_certificate` (gib.yaml) says it, trusted
+//! besides the system roots as every `ca_certificate` is (`crate::http`), and
 //! `SSL_CERT_FILE` replaces the system bundle as usual.
 
 mod auth;

@@ -2,8 +2,9 @@
 //! tree exported (`git archive`) as a new snapshot.
 //!
 //! The bare repository (`repos/<key>/git`) only keeps the fetch incremental; builders see
-//! the exported tree, which has no `.git`. A `ca_certificate` is passed as
-//! `http.sslCAInfo`, which (like gib's downloader) replaces the system roots for that fetch.
+//! the exported tree, which has no `.git`. A `ca_certificate` is trusted besides the system
+//! roots, as everywhere (`crate::http`): git's `http.sslCAInfo` replaces its roots, so it
+//! is given a file holding both.
 
 use std::io::Read;
 use std::path::Path;
@@ -31,6 +32,10 @@ pub(super) fn fetch(
         ))
         .into());
     }
+    // git's http.sslCAInfo replaces its roots: it is given the default roots and the CA
+    // together, so that `ca_certificate` means what it means everywhere (`crate::http`).
+    let trusted = ca_certificate.map(trusted_roots_file).transpose()?;
+    let trusted_path = trusted.as_ref().map(|file| file.path());
     let bare = store.dir.join("git");
     if !bare.join("HEAD").is_file() {
         let scratch = store.scratch()?;
@@ -39,7 +44,7 @@ pub(super) fn fetch(
             .with_context(|| format!("cannot move {} to {}", scratch.display(), bare.display()))?;
     }
     let fetch = |args: &[&str]| -> Result<()> {
-        run(git(ca_certificate)
+        run(git(trusted_path)
             .arg("-C")
             .arg(&bare)
             .args(["fetch", "--quiet", "--no-tags"])
@@ -55,7 +60,7 @@ pub(super) fn fetch(
             rev_parse(&bare, "FETCH_HEAD")?
         }
         Some(Pin::Commit(commit)) if commit.len() == 40 || commit.len() == 64 => {
-            run(git(ca_certificate)
+            run(git(trusted_path)
                 .arg("-C")
                 .arg(&bare)
                 .args(["fetch", "--quiet", "--no-tags", "--depth", "1"])
@@ -69,7 +74,7 @@ pub(super) fn fetch(
                 "pin {commit} is an abbreviated commit: fetching the whole history of {uri} to find it \
                  (pin the full 40-digit commit to fetch only that one)"
             ));
-            fetch_history(&bare, uri, ca_certificate)?;
+            fetch_history(&bare, uri, trusted_path)?;
             rev_parse(&bare, commit).map_err(|err| {
                 UserError::new(format!(
                     "{uri} has no commit {commit} on its default branch: {err:#}"
@@ -84,7 +89,7 @@ pub(super) fn fetch(
             fetch(&[&format!("--shallow-since={since}")]).ok();
             let mut found = last_commit_before(&bare, &before)?;
             if found.is_none() {
-                fetch_history(&bare, uri, ca_certificate)?;
+                fetch_history(&bare, uri, trusted_path)?;
                 found = last_commit_before(&bare, &before)?;
             }
             found.ok_or_else(|| {
@@ -159,9 +164,9 @@ pub(super) fn local_revision(path: &Path) -> Option<String> {
     .map(|s| s.trim().to_string())
 }
 
-fn fetch_history(bare: &Path, uri: &str, ca_certificate: Option<&Path>) -> Result<()> {
+fn fetch_history(bare: &Path, uri: &str, ca_file: Option<&Path>) -> Result<()> {
     let shallow = bare.join("shallow").exists();
-    let mut cmd = git(ca_certificate);
+    let mut cmd = git(ca_file);
     cmd.arg("-C")
         .arg(bare)
         .args(["fetch", "--quiet", "--no-tags"]);
@@ -235,7 +240,17 @@ fn week_before(day: &str) -> String {
         .unwrap_or_else(|| day.to_string())
 }
 
-/// A `git` command that never prompts and, with a CA certificate, trusts only it.
+/// The trusted roots with `ca_certificate` as one PEM file, for git's `http.sslCAInfo`.
+fn trusted_roots_file(ca_certificate: &Path) -> Result<tempfile::NamedTempFile> {
+    let pem = crate::http::trusted_pem(ca_certificate)?;
+    let mut file = tempfile::NamedTempFile::new()
+        .context("cannot create a temporary file for the trusted CA certificates")?;
+    std::io::Write::write_all(&mut file, pem.as_bytes())
+        .with_context(|| format!("cannot write {}", file.path().display()))?;
+    Ok(file)
+}
+
+/// A `git` command that never prompts and, with a CA file, trusts what it holds.
 fn git(ca_certificate: Option<&Path>) -> Command {
     let mut cmd = Command::new("git");
     if let Some(ca) = ca_certificate {

@@ -36,8 +36,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::{Cache, remove_any};
 use crate::config::{Portage, Repository, SyncType};
+use crate::openpgp::Trust;
 use crate::printer::{Printer, UserError};
-use crate::stage3::openpgp::Trust;
 
 pub use snapshot::{Pin, SnapshotTime};
 

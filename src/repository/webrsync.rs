@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use super::{Fetched, Pin, RepoSpec, Store};
 use crate::cache::{Cache, remove_any};
 use crate::download::{Client, DownloadError};
+use crate::openpgp;
 use crate::printer::{Printer, UserError};
-use crate::stage3::openpgp;
 
 pub(super) fn fetch(
     uri: &str,

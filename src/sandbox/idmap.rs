@@ -101,25 +101,6 @@ impl IdMode {
         }
     }
 
-    /// The host owners of a tree as this namespace shows them, for reading the tree from
-    /// outside it: the user is root, its subordinate ids are 1.., other ids stay.
-    pub fn owner_map(&self) -> crate::oci::layer::OwnerMap {
-        let shifts = |lines: Vec<MapLine>| {
-            lines
-                .into_iter()
-                .map(|l| crate::oci::layer::IdShift {
-                    inside: l.inside,
-                    outside: l.outside,
-                    count: l.count,
-                })
-                .collect()
-        };
-        crate::oci::layer::OwnerMap {
-            uids: shifts(self.uid_map()),
-            gids: shifts(self.gid_map()),
-        }
-    }
-
     /// The host owner of root inside the sandbox, for directories gib makes on the host
     /// for the sandbox to write in; `None` when that is gib's own user (rootless).
     pub fn host_root(&self) -> Option<(u32, u32)> {
@@ -571,43 +552,5 @@ alice:300000:1000
         };
         assert!(full.maps_gid(5));
         assert!(!full.maps_gid(11));
-    }
-
-    #[test]
-    fn owner_map_reads_host_owners_as_the_namespace_shows_them() {
-        let full = IdMode::Full {
-            uid: 1000,
-            gid: 1001,
-            subuids: vec![IdRange {
-                start: 100000,
-                count: 65536,
-            }],
-            subgids: vec![IdRange {
-                start: 200000,
-                count: 65536,
-            }],
-        };
-        let owners = full.owner_map();
-        // The user is root, its subordinate ids are 1.., anybody else keeps their id.
-        assert_eq!(owners.uid(1000), 0);
-        assert_eq!(owners.uid(100000 + 249), 250);
-        assert_eq!(owners.uid(0), 0);
-        assert_eq!(owners.uid(1001), 1001);
-        assert_eq!(owners.uid(100000 + 65536), 100000 + 65536);
-        assert_eq!(owners.gid(1001), 0);
-        assert_eq!(owners.gid(200000), 1);
-        assert_eq!(owners.gid(1000), 1000);
-        let single = IdMode::Single { uid: 7, gid: 8 }.owner_map();
-        assert_eq!(
-            (single.uid(7), single.gid(8), single.uid(100000)),
-            (0, 0, 100000)
-        );
-        // Root's range: its ids are 0.., the host's own ids (root's files) stay.
-        let owners = reserved().owner_map();
-        assert_eq!(owners.uid(100000), 0);
-        assert_eq!(owners.uid(100250), 250);
-        assert_eq!(owners.gid(300250), 250);
-        assert_eq!((owners.uid(0), owners.gid(0)), (0, 0));
-        assert_eq!(owners.uid(1000), 1000);
     }
 }

@@ -57,7 +57,9 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-pub use idmap::IdMode;
+pub use idmap::{IdMode, MapLine};
+#[cfg(test)]
+pub use idmap::{IdRange, RangeSource};
 pub use scratch::{OverlayScratch, remove_tree, retire_tree};
 
 use crate::printer::{Printer, UserError};

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::{Cache, remove_any};
 use crate::download::{Client, DownloadError};
+use crate::openpgp::{self, Keyring, Trust};
 use crate::printer::{Printer, UserError};
-use crate::stage3::openpgp::{self, Keyring, Trust};
 
 const CACHE_KIND: &str = "stage3-tarballs";
 const META_FILE: &str = "verified.json";

@@ -9,7 +9,6 @@
 //! replaced by the next unpack); `stage3/urls/<sha256 of the url>` the digest a URL had.
 
 pub mod flavor;
-pub mod openpgp;
 
 use std::fs::File;
 use std::io::{Read, Write};

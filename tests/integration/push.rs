@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::registry_server::{PASSWORD, Registry, USER, tail};
-use crate::util::{Podman, as_test_user, gib_bin, require_tool, run_ok, scratch_dir, test_user};
+use crate::util::{
+    Podman, as_test_user, gib_bin, make_pki, require_tool, run_ok, scratch_dir, test_user,
+};
 
 const SDE: &str = "1700000000";
 
@@ -671,4 +673,46 @@ fn layer_entries(blob: &Path) -> std::collections::BTreeMap<String, (u8, u32, u6
         );
     }
     entries
+}
+
+/// A registry's `ca_certificate` is trusted besides the system roots, as every
+/// `ca_certificate` is: with an unrelated CA configured, a registry signed by a CA of the
+/// system bundle (`SSL_CERT_FILE`) is still reached, and refused when neither trusts it.
+#[test]
+fn a_registrys_ca_certificate_is_trusted_besides_the_system_roots() {
+    let dir = scratch_dir("push-ca-besides");
+    let registry = Registry::start(dir.path());
+    let unrelated = make_pki(&dir.path().join("unrelated"));
+    let file = project(dir.path(), &registry, false, "");
+    let text = std::fs::read_to_string(&file).unwrap().replacen(
+        "images:\n",
+        &format!(
+            "registries:\n  \"{}\":\n    ca_certificate: {}\nimages:\n",
+            registry.host(),
+            unrelated.ca.display()
+        ),
+        1,
+    );
+    std::fs::write(&file, text).unwrap();
+    let cache = dir.path().join("cache");
+    let push = |system: &Path| {
+        let mut cmd = gib(
+            &registry,
+            "auth.json",
+            &file,
+            &cache,
+            &["build", "base", "--push", "--json"],
+        );
+        cmd.env("SSL_CERT_FILE", system);
+        cmd
+    };
+
+    let out = push(&unrelated.ca).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+
+    let built = report(&registry, &mut push(&registry.ca()));
+    let digest = built["base"]["digest"].as_str().unwrap();
+    assert_eq!(registry.skopeo_digest("gib/base:1").unwrap(), digest);
 }

@@ -981,3 +981,60 @@ fn local_and_none_repositories_are_not_copied() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("/nonexistent/overlay"), "{stderr}");
 }
+
+/// `ca_certificate` (here `GIB_CA_CERTIFICATE` and `--ca-certificate`) is trusted besides the
+/// system roots, never instead of them, for downloads and git alike: with an unrelated CA
+/// given, a host signed by a CA of the system bundle (`SSL_CERT_FILE`) is still reached; with
+/// neither CA trusting it, the host is refused.
+#[test]
+fn a_ca_certificate_is_trusted_besides_the_system_roots_for_downloads_and_git() {
+    let world = World::new("ca-besides");
+    let unrelated = make_pki(&world.path("unrelated"));
+    world.publish_stage3();
+    make_git_repo(&world, "overlay", &[&[("profiles/repo_name", "mine\n")]]);
+    let server = world.serve(&[]);
+    let mirror = format!("https://127.0.0.1:{}", server.port);
+    let uri = format!("{mirror}/git/overlay.git");
+    let cache = world.path("cache");
+    let fetch = |system: &Path| {
+        world
+            .gib()
+            .env("GIB_CA_CERTIFICATE", &unrelated.ca)
+            .env("SSL_CERT_FILE", system)
+            .args(["fetch-stage3", "--flavor", FLAVOR, "--mirror", &mirror])
+            .arg("--cache-dir")
+            .arg(&cache)
+            .output()
+            .unwrap()
+    };
+    let sync = |system: &Path| {
+        world
+            .gib()
+            .env_remove("GIB_CA_CERTIFICATE")
+            .env("SSL_CERT_FILE", system)
+            .args(["sync-repo", "--name", "mine", "--sync-type", "git"])
+            .args(["--uri", &uri])
+            .arg("--ca-certificate")
+            .arg(&unrelated.ca)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .output()
+            .unwrap()
+    };
+
+    // Neither the system bundle nor the given CA signed the server: refused.
+    for out in [fetch(&unrelated.ca), sync(&unrelated.ca)] {
+        let stderr = failure(&out);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+    }
+    // The system bundle holds the server's CA: the given CA does not take its place.
+    let got = json(&fetch(&world.pki.ca));
+    assert_eq!(got["name"], format!("stage3-{FLAVOR}-{TS}.tar.xz"));
+    let got = json(&sync(&world.pki.ca));
+    let path = PathBuf::from(got["path"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(path.join("profiles/repo_name")).unwrap(),
+        "mine\n"
+    );
+}

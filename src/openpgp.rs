@@ -14,7 +14,7 @@
 //! | `GIB_SNAPSHOT_FINGERPRINT` | trust this key for webrsync snapshots instead of Gentoo's |
 //! | `GIB_SNAPSHOT_KEYRING` | a keyring file holding it (else fetched from the keyserver) |
 //! | `GIB_KEYSERVER` | the URL prefix keys are fetched from, followed by the fingerprint |
-//! | `GIB_CA_CERTIFICATE` | PEM CA certificates trusted instead of the built-in roots for the stage3 mirror, snapshots and an own keyserver |
+//! | `GIB_CA_CERTIFICATE` | PEM CA certificates trusted besides the system roots (`http`) for the stage3 mirror, snapshots and an own keyserver |
 //!
 //! Signatures are checked by running `gpg` with a throwaway home directory holding only the
 //! trusted keyring, and reading its machine-readable status lines: a signature counts only
@@ -22,6 +22,9 @@
 //! OpenPGP crate: `pgp` 0.21 (rpgp) alone is 150 crates, 97 of them new to gib's 139, and
 //! took 4m41s to build in release on a 2-core machine; sequoia is heavier still. GnuPG is
 //! what Gentoo's own tools verify with, and machines running gib need only `gnupg`.
+//!
+//! A room of its own: `stage3` (release signatures) and `repository` (snapshot signatures)
+//! both use it, and neither reaches into the other.
 //!
 //! Not here: downloading (`download`) or what the signed files say (`stage3::flavor`,
 //! `repository`).
@@ -51,7 +54,7 @@ pub const ENV_RELENG_KEYRING: &str = "GIB_RELENG_KEYRING";
 pub const ENV_RELENG_FINGERPRINT: &str = "GIB_RELENG_FINGERPRINT";
 pub const ENV_SNAPSHOT_KEYRING: &str = "GIB_SNAPSHOT_KEYRING";
 pub const ENV_SNAPSHOT_FINGERPRINT: &str = "GIB_SNAPSHOT_FINGERPRINT";
-/// A PEM file of CA certificates trusted instead of the built-in roots for gib's own
+/// A PEM file of CA certificates trusted besides the system roots for gib's own
 /// downloads (stage3 mirror, snapshots, keys).
 pub const ENV_CA_CERTIFICATE: &str = "GIB_CA_CERTIFICATE";
 pub const ENV_KEYSERVER: &str = "GIB_KEYSERVER";
@@ -72,7 +75,7 @@ pub struct Trust {
     pub releng: TrustedKey,
     /// Signs ebuild repository snapshots (webrsync).
     pub snapshots: TrustedKey,
-    /// CA certificates (PEM) trusted instead of the built-in roots for the stage3 mirror,
+    /// CA certificates (PEM) trusted besides the system roots for the stage3 mirror,
     /// snapshot mirror and a keyserver of the user's own.
     pub ca_certificate: Option<PathBuf>,
     /// The URL prefix a pinned key's fingerprint is appended to, to fetch it.

@@ -16,8 +16,6 @@
 //! Not handled: an opaque directory of the upper dir hides its lowers' children, but copy-up
 //! does not read opaque markers; finish-root.sh creates none.
 
-use std::ffi::OsString;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown, symlink};
 use std::path::{Component, Path, PathBuf};
 
@@ -80,13 +78,12 @@ pub fn apply(
         accounts: image.accounts.clone(),
         paths,
     };
-    super::layer::run_helper(
+    let what = format!("apply the accounts and paths of image {}", image.name);
+    crate::jobs::run(
         ctx.cache,
-        &[OsString::from("apply-files")],
-        &job,
-        &format!("apply the accounts and paths of image {}", image.name),
-    )?;
-    Ok(())
+        &crate::jobs::Job::ApplyFiles(job),
+        crate::jobs::cannot(what),
+    )
 }
 
 /// The contents of the files `paths:` copies from the host, for the image's input key (the
@@ -111,10 +108,8 @@ pub fn sources_identity(image: &crate::plan::ImagePlan) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// The helper side: read a [`FilesJob`] from `input` and apply it.
-pub fn run_files_job(input: impl Read) -> Result<()> {
-    let job: FilesJob =
-        serde_json::from_reader(input).context("cannot parse the files job (JSON on stdin)")?;
+/// The helper side: apply a [`FilesJob`] (run inside the user namespace, see `crate::jobs`).
+pub fn apply_files(job: FilesJob) -> Result<()> {
     if let Some(accounts) = &job.accounts {
         for file in ACCOUNT_FILES {
             copy_up(&job.upper, &job.lowers, Path::new(file), true)?;

@@ -9,20 +9,11 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
 use super::blob::BlobStore;
 use super::spec::Digest;
 use crate::sandbox::safe_fs::TreeDir;
 use crate::tarball::{self, UnpackMode, UnpackSummary};
-
-/// What the `unpack-layers` helper reads on stdin: the layer digests, base first (on stdin,
-/// not the command line: an image may have tens of thousands of layers).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LayersJob {
-    pub digests: Vec<Digest>,
-}
 
 /// Apply the layer blobs `digests` (base first) from `store` onto `dest` (created).
 pub fn apply_layers(store: &BlobStore, digests: &[Digest], dest: &Path) -> Result<UnpackSummary> {

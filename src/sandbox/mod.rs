@@ -40,6 +40,7 @@
 mod confine;
 pub mod helper;
 mod idmap;
+pub mod job;
 mod mounts;
 mod protocol;
 pub mod safe_fs;
@@ -51,7 +52,7 @@ use std::io::BufReader;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -494,10 +495,6 @@ fn failure(message: String, hint: Option<String>) -> anyhow::Error {
 }
 
 impl SandboxChild {
-    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
-        self.helper.stdout.take()
-    }
-
     /// Wait for the command; its exit code or signal, or why it could not run.
     pub fn wait(mut self) -> Result<Exit> {
         let _interrupts = self.interactive.then(IgnoreInterrupts::new);

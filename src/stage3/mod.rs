@@ -14,7 +14,6 @@ pub mod openpgp;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -22,8 +21,9 @@ use sha2::{Digest, Sha256, Sha512};
 
 use crate::cache::Cache;
 use crate::config::Stage3;
+use crate::jobs::Job;
 use crate::printer::{Printer, UserError};
-use crate::sandbox::{self, SandboxSpec, SandboxStdio};
+use crate::sandbox;
 
 pub use crate::tarball::UnpackSummary;
 
@@ -217,7 +217,7 @@ fn unpack_into_cache(
     Ok(done())
 }
 
-/// Run `gib __internal unpack-stage3` in the user namespace (no root, no mounts), so the
+/// Unpack `tarball` into `dest` as a job in the user namespace (no root, no mounts), so the
 /// owners in the tarball become the ids of the sandbox. `what` names the tarball in errors
 /// (`stage3`, `rootfs`).
 pub fn unpack_in_sandbox(
@@ -227,46 +227,14 @@ pub fn unpack_in_sandbox(
     cache: &Cache,
     what: &str,
 ) -> Result<UnpackSummary> {
-    let gib = std::path::PathBuf::from(sandbox::GIB_EXE);
-    let mut command = vec![
-        gib.into_os_string(),
-        "__internal".into(),
-        "unpack-stage3".into(),
-        tarball.into(),
-        dest.into(),
-    ];
-    if !keep_owners {
-        command.push("--no-owners".into());
-    }
-    let spec = SandboxSpec::in_namespace("gib-unpack", command);
-    let logs = cache.dir("logs")?;
-    let stderr = tempfile::tempfile_in(&logs)
-        .with_context(|| format!("cannot create a file in {}", logs.display()))?;
-    let mut child = sandbox::spawn(
-        &spec,
-        SandboxStdio {
-            stdin: Stdio::null(),
-            stdout: Stdio::piped(),
-            stderr: Stdio::from(stderr.try_clone()?),
-        },
-    )?;
-    let mut stdout = String::new();
-    if let Some(mut out) = child.take_stdout() {
-        out.read_to_string(&mut stdout)
-            .context("cannot read the unpacker's output")?;
-    }
-    let exit = child.wait()?;
-    if !exit.success() {
-        let mut message = String::new();
-        let mut stderr = stderr;
-        use std::io::Seek;
-        stderr.rewind().ok();
-        stderr.read_to_string(&mut message).ok();
-        let message = crate::tarball::helper_message(&message);
-        return Err(crate::tarball::unpack_failed(what, tarball, &message));
-    }
-    serde_json::from_str(stdout.trim())
-        .with_context(|| format!("the unpacker printed {:?}", stdout.trim()))
+    let job = Job::UnpackTarball {
+        tarball: tarball.to_path_buf(),
+        dest: dest.to_path_buf(),
+        keep_owners,
+    };
+    crate::jobs::run(cache, &job, |failed| {
+        crate::tarball::unpack_failed(what, tarball, &failed.message)
+    })
 }
 
 /// The mounts every builder root gets from the cache: the shared distfiles and binary

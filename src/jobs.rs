@@ -37,7 +37,7 @@ pub enum Job {
     /// Apply an image's accounts and paths to its layer dir.
     ApplyFiles(crate::build::FilesJob),
     /// Measure a built image (`gib inspect`): an `ImageUsage` back.
-    ImageUsage(crate::build::report::UsageJob),
+    ImageUsage(Box<crate::build::report::UsageJob>),
     /// Unpack a tarball (stage3 or `rootfs:`) into `dest`, keeping owners unless the map
     /// has a single id: an `UnpackSummary` back.
     UnpackTarball {

@@ -75,7 +75,7 @@ pub fn image_usage_in_namespace(
     let what = format!("measure image {}", image.name);
     crate::jobs::run(
         cache,
-        &crate::jobs::Job::ImageUsage(job),
+        &crate::jobs::Job::ImageUsage(Box::new(job)),
         crate::jobs::cannot(what),
     )
 }

@@ -240,3 +240,29 @@ impl Printer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn any_error_carries_a_hint_without_choosing_the_exit_code() {
+        let plain = anyhow::anyhow!("disk full").hint("free some space");
+        assert_eq!(hints(&plain), ["free some space"]);
+        assert!(!is_user_error(&plain));
+        assert_eq!(plain.to_string(), "disk full");
+
+        let user: anyhow::Error = Err::<(), _>(UserError::new("bad key").hint("did you mean x?"))
+            .context("cannot load gib.yaml")
+            .unwrap_err();
+        assert_eq!(hints(&user), ["did you mean x?"]);
+        assert!(is_user_error(&user));
+        let chain: Vec<String> = user.chain().map(|e| e.to_string()).collect();
+        assert_eq!(chain, ["cannot load gib.yaml", "bad key"]);
+
+        let twice = anyhow::anyhow!("x").hint("inner").hint("outer");
+        assert_eq!(hints(&twice), ["outer", "inner"]);
+        assert!(hints(&anyhow::anyhow!("none")).is_empty());
+    }
+}

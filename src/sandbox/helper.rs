@@ -20,8 +20,8 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Uid, fork};
 
 use super::protocol::{self, ToHelper, ToParent};
-use crate::printer::Hint;
 use super::{Exit, IdMode, Network, SandboxSpec, mounts};
+use crate::printer::Hint;
 
 /// The environment variable that marks the helper and names its two pipe fds.
 pub const HELPER_ENV: &str = "GIB_SANDBOX_HELPER";

@@ -61,7 +61,7 @@ use serde::{Deserialize, Serialize};
 pub use idmap::IdMode;
 pub use scratch::{OverlayScratch, remove_tree, retire_tree};
 
-use crate::printer::{Printer, UserError};
+use crate::printer::{Hint, Printer, UserError};
 use protocol::{ToHelper, ToParent};
 
 /// What to run in the sandbox, and on which root with which mounts.
@@ -314,15 +314,12 @@ pub fn check_not_hosts_root(tree: &std::path::Path) -> Result<()> {
     let meta = std::fs::symlink_metadata(tree)
         .with_context(|| format!("cannot stat {}", tree.display()))?;
     if meta.uid() == 0 {
-        return Err(UserError::with_hint(
-            format!(
-                "{} belongs to the host's root: an older gib made it with the host's root as \
+        return Err(UserError::new(format!(
+            "{} belongs to the host's root: an older gib made it with the host's root as \
                  the sandbox's, which this one never is",
-                tree.display()
-            ),
-            "start the cache afresh: gib clean --all",
-        )
-        .into());
+            tree.display()
+        ))
+        .hint("start the cache afresh: gib clean --all"));
     }
     Ok(())
 }
@@ -489,7 +486,7 @@ pub fn run(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<Exit> {
 
 fn failure(message: String, hint: Option<String>) -> anyhow::Error {
     match hint {
-        Some(hint) => UserError::with_hint(message, hint).into(),
+        Some(hint) => UserError::new(message).hint(hint),
         None => anyhow!(message),
     }
 }

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256, Sha512};
 use crate::cache::Cache;
 use crate::config::Stage3;
 use crate::jobs::Job;
-use crate::printer::{Printer, UserError};
+use crate::printer::{Hint, Printer, UserError};
 use crate::sandbox;
 
 pub use crate::tarball::UnpackSummary;
@@ -39,11 +39,7 @@ pub struct Stage3Root {
 /// when no earlier run did.
 pub fn prepare(source: &Stage3, cache: &Cache, printer: &Printer) -> Result<Stage3Root> {
     match source {
-        Stage3::Flavor { flavor, .. } => Err(UserError::with_hint(
-            format!("stage3 flavor `{flavor}`: choosing a stage3 by flavor is not supported yet"),
-            "give the tarball instead: `stage3: {path: ..., sha512: ...}` or `stage3: {url: ..., sha512: ...}`",
-        )
-        .into()),
+        Stage3::Flavor { flavor, .. } => Err(UserError::new(format!("stage3 flavor `{flavor}`: choosing a stage3 by flavor is not supported yet")).hint("give the tarball instead: `stage3: {path: ..., sha512: ...}` or `stage3: {url: ..., sha512: ...}`")),
         Stage3::Path { path, sha512 } => {
             let digest = sha512_of_file(path)?;
             check_digest(&path.display().to_string(), sha512.as_deref(), &digest)?;
@@ -97,11 +93,7 @@ fn refuse_unverifiable(url: &str, expected: Option<&str>) -> Result<()> {
         .get(..7)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
     if plain && expected.is_none() {
-        return Err(UserError::with_hint(
-            format!("the stage3 {url} comes over plain HTTP with no sha512 to check it against"),
-            "add `sha512:` (from the mirror's .DIGESTS file, fetched over HTTPS) or use an https:// URL",
-        )
-        .into());
+        return Err(UserError::new(format!("the stage3 {url} comes over plain HTTP with no sha512 to check it against")).hint("add `sha512:` (from the mirror's .DIGESTS file, fetched over HTTPS) or use an https:// URL"));
     }
     Ok(())
 }
@@ -169,14 +161,10 @@ fn sha512_of_file(path: &Path) -> Result<String> {
 fn check_digest(what: &str, expected: Option<&str>, actual: &str) -> Result<()> {
     match expected {
         Some(expected) if !expected.trim().eq_ignore_ascii_case(actual) => {
-            Err(UserError::with_hint(
-                format!(
+            Err(UserError::new(format!(
                     "the stage3 {what} has sha512 {actual}, but gib.yaml expects {}",
                     expected.trim()
-                ),
-                "the file is corrupt or not the one meant; fix `stage3.sha512` only if you trust the file",
-            )
-            .into())
+                )).hint("the file is corrupt or not the one meant; fix `stage3.sha512` only if you trust the file"))
         }
         _ => Ok(()),
     }

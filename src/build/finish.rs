@@ -1,6 +1,6 @@
 //! An image's `accounts:` and `paths:`, applied to its layer after emerge and finish-root.sh.
 //!
-//! Where: in gib's user namespace (the `apply-files` helper), on the layer dir (the upper dir
+//! Where: in gib's user namespace (the `apply_files` job of `crate::jobs`), on the layer dir (the upper dir
 //! of the staging overlay) with the parent's layer dirs as read-only lowers. The Rust writers
 //! of `rootfs::accounts` then serve root and rootless runs alike, and ownership is what the
 //! image will have (uid 1000 is 1000 in the namespace, a subordinate id outside). Because a
@@ -31,7 +31,7 @@ const ACCOUNT_FILES: [&str; 4] = ["etc/passwd", "etc/group", "etc/shadow", "etc/
 /// Symlinks followed while copying up one path, as the kernel's limit (path_resolution(7)).
 const MAX_SYMLINKS: u32 = 40;
 
-/// What the `apply-files` helper does, as JSON on its stdin.
+/// What the `apply_files` job does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FilesJob {
     /// The image's own layer dir.

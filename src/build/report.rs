@@ -80,7 +80,7 @@ pub fn image_usage_in_namespace(
     )
 }
 
-/// What the `image-usage` helper measures, as JSON on its stdin.
+/// What the `image_usage` job measures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UsageJob {
     pub image: BuiltImage,

@@ -1,7 +1,7 @@
 //! Applying an image's layers, base first, onto one directory: the tree a pulled parent image
 //! shows, for children to build on (an overlay lower dir) and for tests to run in.
 //!
-//! Runs as gib's hidden `unpack-layers` helper inside the user namespace, so owners are kept
+//! Runs as the `unpack_layers` job (`crate::jobs`) inside the user namespace, so owners are kept
 //! as the image's ids. The writing (whiteouts included) is the one tarball module's.
 //!
 //! Not for: writing layers (`layer`).

@@ -14,6 +14,7 @@ mod download;
 mod emerge;
 mod gentoo;
 mod http;
+mod jobs;
 mod oci;
 mod openpgp;
 mod output;

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// A mistake in the user's input (gib.yaml, arguments, a path that does not exist):
-/// exit code 2, with an optional hint on how to fix it.
+/// exit code 2. Its `hint` serves config's typed diagnostics; any other error, user error
+/// or not, carries a hint with [`Hint::hint`].
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct UserError {
@@ -32,6 +33,81 @@ impl UserError {
             hint: Some(hint.into()),
         }
     }
+}
+
+/// Advice on how to fix an error, carried by the error itself: wrap any error with
+/// [`Hint::hint`] and [`Printer::fail`] prints it as `hint:`, whatever the exit code. The
+/// wrapper is invisible otherwise: it displays and chains as the error it wraps.
+pub struct Hinted {
+    hint: String,
+    error: anyhow::Error,
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The wrapped error's own message; its causes follow in the chain.
+        write!(f, "{}", self.error)
+    }
+}
+
+impl std::fmt::Debug for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} (hint: {})", self.error, self.hint)
+    }
+}
+
+impl std::error::Error for Hinted {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.chain().nth(1)
+    }
+}
+
+/// Attach a hint to an error (see [`Hinted`]).
+pub trait Hint {
+    fn hint(self, hint: impl Into<String>) -> anyhow::Error;
+}
+
+impl<E: Into<anyhow::Error>> Hint for E {
+    fn hint(self, hint: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Hinted {
+            hint: hint.into(),
+            error: self.into(),
+        })
+    }
+}
+
+/// Every link of `err`'s chain, with the error a [`Hinted`] wraps in its place.
+fn links(err: &anyhow::Error) -> Vec<&(dyn std::error::Error + 'static)> {
+    let mut links = Vec::new();
+    for link in err.chain() {
+        links.push(link);
+        let mut hinted = link.downcast_ref::<Hinted>();
+        while let Some(h) = hinted {
+            let Some(top) = h.error.chain().next() else {
+                break;
+            };
+            links.push(top);
+            hinted = top.downcast_ref::<Hinted>();
+        }
+    }
+    links
+}
+
+/// The hints `err` carries, outermost first: [`Hinted`] wrappers and a [`UserError`]'s own.
+pub fn hints(err: &anyhow::Error) -> Vec<String> {
+    links(err)
+        .into_iter()
+        .filter_map(|link| {
+            link.downcast_ref::<Hinted>()
+                .map(|h| h.hint.clone())
+                .or_else(|| link.downcast_ref::<UserError>()?.hint.clone())
+        })
+        .collect()
+}
+
+/// Whether `err` is a user error anywhere in its chain (exit code 2).
+pub fn is_user_error(err: &anyhow::Error) -> bool {
+    links(err).into_iter().any(|link| link.is::<UserError>())
 }
 
 /// Exit code for a failed build or test.
@@ -154,14 +230,39 @@ impl Printer {
         for cause in err.chain().skip(1) {
             eprintln!("  caused by: {cause}");
         }
-        let user_error = err.chain().find_map(|e| e.downcast_ref::<UserError>());
-        if let Some(hint) = user_error.and_then(|e| e.hint.as_deref()) {
+        for hint in hints(err) {
             eprintln!("  hint: {hint}");
         }
-        ExitCode::from(if user_error.is_some() {
+        ExitCode::from(if is_user_error(err) {
             EXIT_USAGE
         } else {
             EXIT_FAILURE
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn any_error_carries_a_hint_without_choosing_the_exit_code() {
+        let plain = anyhow::anyhow!("disk full").hint("free some space");
+        assert_eq!(hints(&plain), ["free some space"]);
+        assert!(!is_user_error(&plain));
+        assert_eq!(plain.to_string(), "disk full");
+
+        let user: anyhow::Error = Err::<(), _>(UserError::new("bad key").hint("did you mean x?"))
+            .context("cannot load gib.yaml")
+            .unwrap_err();
+        assert_eq!(hints(&user), ["did you mean x?"]);
+        assert!(is_user_error(&user));
+        let chain: Vec<String> = user.chain().map(|e| e.to_string()).collect();
+        assert_eq!(chain, ["cannot load gib.yaml", "bad key"]);
+
+        let twice = anyhow::anyhow!("x").hint("inner").hint("outer");
+        assert_eq!(hints(&twice), ["outer", "inner"]);
+        assert!(hints(&anyhow::anyhow!("none")).is_empty());
     }
 }

@@ -117,17 +117,6 @@ pub fn unpack_failed(what: &str, tarball: &Path, cause: &str) -> anyhow::Error {
     .into()
 }
 
-/// A helper's `error:` / `caused by:` lines on stderr, as one line.
-pub fn helper_message(stderr: &str) -> String {
-    stderr
-        .lines()
-        .map(|l| l.trim().trim_start_matches("error: "))
-        .map(|l| l.trim_start_matches("caused by: "))
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(": ")
-}
-
 fn remove_existing(path: &Path) -> Result<()> {
     crate::cache::remove_any(path).with_context(|| format!("cannot remove {}", path.display()))
 }

@@ -1,6 +1,6 @@
 //! An image's `accounts:` and `paths:`, applied to its layer after emerge and finish-root.sh.
 //!
-//! Where: in gib's user namespace (the `apply-files` helper), on the layer dir (the upper dir
+//! Where: in gib's user namespace (the `apply_files` job of `crate::jobs`), on the layer dir (the upper dir
 //! of the staging overlay) with the parent's layer dirs as read-only lowers. The Rust writers
 //! of `rootfs::accounts` then serve root and rootless runs alike, and ownership is what the
 //! image will have (uid 1000 is 1000 in the namespace, a subordinate id outside). Because a
@@ -16,8 +16,6 @@
 //! Not handled: an opaque directory of the upper dir hides its lowers' children, but copy-up
 //! does not read opaque markers; finish-root.sh creates none.
 
-use std::ffi::OsString;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown, symlink};
 use std::path::{Component, Path, PathBuf};
 
@@ -33,7 +31,7 @@ const ACCOUNT_FILES: [&str; 4] = ["etc/passwd", "etc/group", "etc/shadow", "etc/
 /// Symlinks followed while copying up one path, as the kernel's limit (path_resolution(7)).
 const MAX_SYMLINKS: u32 = 40;
 
-/// What the `apply-files` helper does, as JSON on its stdin.
+/// What the `apply_files` job does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FilesJob {
     /// The image's own layer dir.
@@ -80,13 +78,12 @@ pub fn apply(
         accounts: image.accounts.clone(),
         paths,
     };
-    super::layer::run_helper(
+    let what = format!("apply the accounts and paths of image {}", image.name);
+    crate::jobs::run(
         ctx.cache,
-        &[OsString::from("apply-files")],
-        &job,
-        &format!("apply the accounts and paths of image {}", image.name),
-    )?;
-    Ok(())
+        &crate::jobs::Job::ApplyFiles(job),
+        crate::jobs::cannot(what),
+    )
 }
 
 /// The contents of the files `paths:` copies from the host, for the image's input key (the
@@ -111,10 +108,8 @@ pub fn sources_identity(image: &crate::plan::ImagePlan) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// The helper side: read a [`FilesJob`] from `input` and apply it.
-pub fn run_files_job(input: impl Read) -> Result<()> {
-    let job: FilesJob =
-        serde_json::from_reader(input).context("cannot parse the files job (JSON on stdin)")?;
+/// The helper side: apply a [`FilesJob`] (run inside the user namespace, see `crate::jobs`).
+pub fn apply_files(job: FilesJob) -> Result<()> {
     if let Some(accounts) = &job.accounts {
         for file in ACCOUNT_FILES {
             copy_up(&job.upper, &job.lowers, Path::new(file), true)?;

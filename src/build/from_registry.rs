@@ -4,25 +4,22 @@
 //!
 //! The pull verifies every digest and leaves the blobs in the cache's blob store; the layers
 //! are applied, whiteouts included, onto one tree per manifest digest (`pulled/<hex>/`) by
-//! the hidden `unpack-layers` helper inside the user namespace, so owners stay the image's.
+//! a job (`crate::jobs`) inside the user namespace, so owners stay the image's.
 //! That tree is the pulled image's only layer dir: children overlay it as they would a built
 //! parent's. A pulled parent has no builder dirs: its children build on the stage3 builder.
 
-use std::fs::File;
-use std::process::Stdio;
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::{BuildContext, BuiltImage, hash_parts};
 use crate::cache::remove_any;
 use crate::gentoo::vdb;
+use crate::jobs::Job;
 use crate::oci::image::Image;
 use crate::oci::spec::{ANNOTATION_VERSION, Descriptor, Digest, Platform};
 use crate::plan::ImagePlan;
 use crate::printer::UserError;
 use crate::registry::{Reference, pull_image};
-use crate::sandbox::{self, SandboxSpec, SandboxStdio};
 
 /// Pull `reference` (a `from:` written in gib.yaml) as a parent.
 pub fn pull_reference(ctx: &BuildContext<'_>, name: &str, text: &str) -> Result<BuiltImage> {
@@ -158,7 +155,7 @@ fn layer_tree(ctx: &BuildContext<'_>, image: &Image) -> Result<std::path::PathBu
     Ok(entry)
 }
 
-/// `gib __internal unpack-layers` in the user namespace (no root, no mounts).
+/// The layers applied onto `dest` by a job in the user namespace (no root, no mounts).
 fn unpack_in_namespace(
     ctx: &BuildContext<'_>,
     image: &Image,
@@ -169,15 +166,6 @@ fn unpack_in_namespace(
             .with_context(|| format!("cannot create {}", dest.display()))?;
         return Ok(());
     }
-    let exe = std::path::PathBuf::from(sandbox::GIB_EXE);
-    let command = vec![
-        exe.into_os_string(),
-        "__internal".into(),
-        "unpack-layers".into(),
-        "--blobs".into(),
-        ctx.store.root().into(),
-        dest.into(),
-    ];
     // Pulled blobs are 0600; the unpacker reads them inside the sandbox, whose root is not
     // the host's root when gib runs as root.
     for layer in &image.layers {
@@ -186,36 +174,18 @@ fn unpack_in_namespace(
         std::fs::set_permissions(&blob, std::fs::Permissions::from_mode(0o644))
             .with_context(|| format!("cannot make {} readable", blob.display()))?;
     }
-    let spec = SandboxSpec::in_namespace("gib-unpack", command);
-    let logs = tempfile::tempdir_in(ctx.cache.dir("tmp")?)
-        .context("cannot create a scratch directory in the cache")?;
-    // The digests go on stdin: tens of thousands of them would not fit on a command line.
-    let job_path = logs.path().join("job.json");
-    let job = crate::oci::apply::LayersJob {
+    let job = Job::UnpackLayers {
+        blobs: ctx.store.root().to_path_buf(),
+        dest: dest.to_path_buf(),
         digests: image.layers.iter().map(|l| l.digest.clone()).collect(),
     };
-    std::fs::write(&job_path, serde_json::to_vec(&job)?)
-        .with_context(|| format!("cannot write {}", job_path.display()))?;
-    let job_file =
-        File::open(&job_path).with_context(|| format!("cannot read {}", job_path.display()))?;
-    let err_path = logs.path().join("stderr");
-    let stderr =
-        File::create(&err_path).with_context(|| format!("cannot create {}", err_path.display()))?;
-    let exit = sandbox::run(
-        &spec,
-        SandboxStdio {
-            stdin: Stdio::from(job_file),
-            stdout: Stdio::null(),
-            stderr: Stdio::from(stderr),
-        },
-    )?;
-    if !exit.success() {
-        let message = std::fs::read_to_string(&err_path).unwrap_or_default();
-        bail!(
-            "cannot unpack the layers of {} ({exit}): {}",
-            image.manifest.digest,
-            crate::tarball::helper_message(&message)
-        );
-    }
+    let digest = &image.manifest.digest;
+    let _: crate::tarball::UnpackSummary = crate::jobs::run(ctx.cache, &job, |f| {
+        anyhow::anyhow!(
+            "cannot unpack the layers of {digest} ({}): {}",
+            f.exit,
+            f.message
+        )
+    })?;
     Ok(())
 }

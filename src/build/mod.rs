@@ -31,7 +31,7 @@ mod script;
 mod shell;
 mod test;
 
-pub use finish::run_files_job;
+pub use finish::{FilesJob, apply_files};
 pub use from_registry::pull_plan_image;
 pub use sbom::write_sbom_files;
 pub use shell::shell;

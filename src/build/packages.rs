@@ -12,6 +12,7 @@ use crate::emerge::run::{EmergeFailed, EmergeJob, log_tail};
 use crate::gentoo::vdb;
 use crate::oci::image::write_image;
 use crate::plan::{ImagePlan, PortageBuild};
+use crate::printer::Hint;
 use crate::rootfs_tools::{self, FinishOptions, Job, STAGING};
 use crate::sandbox::{ExtraMount, OverlayScratch, RootFs, remove_tree, retire_tree};
 
@@ -408,16 +409,15 @@ fn check_main_repository(
     if main.path.is_some() || std::fs::symlink_metadata(&in_stage3).is_ok_and(|m| m.is_dir()) {
         return Ok(());
     }
-    Err(crate::printer::UserError::with_hint(
-        format!(
-            "the stage3 has no ebuild repository at {} and `portage: sync_type: none` \
+    Err(crate::printer::UserError::new(format!(
+        "the stage3 has no ebuild repository at {} and `portage: sync_type: none` \
              provides none",
-            main.location
-        ),
+        main.location
+    ))
+    .hint(
         "official stage3s ship without ::gentoo: set `portage: sync_type: git` (or `webrsync`) \
          and gib fetches it",
-    )
-    .into())
+    ))
 }
 
 /// The synced repositories, bound read-only where repos.conf says they are.

@@ -72,32 +72,19 @@ pub fn image_usage_in_namespace(
         image: image.clone(),
         largest,
     };
-    let text = super::layer::run_helper(
+    let what = format!("measure image {}", image.name);
+    crate::jobs::run(
         cache,
-        &["image-usage".into()],
-        &job,
-        &format!("measure image {}", image.name),
-    )?;
-    serde_json::from_str(text.trim())
-        .with_context(|| format!("the size report helper printed {:?}", text.trim()))
+        &crate::jobs::Job::ImageUsage(Box::new(job)),
+        crate::jobs::cannot(what),
+    )
 }
 
-/// What the `image-usage` helper measures, as JSON on its stdin.
+/// What the `image_usage` job measures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UsageJob {
     pub image: BuiltImage,
     pub largest: usize,
-}
-
-/// The helper side: a [`UsageJob`] from `input`, the [`ImageUsage`] as JSON to `output`.
-pub fn run_usage_job(input: impl std::io::Read, mut output: impl std::io::Write) -> Result<()> {
-    let job: UsageJob =
-        serde_json::from_reader(input).context("cannot parse the usage job (JSON on stdin)")?;
-    let usage = image_usage(&job.image, job.largest)?;
-    serde_json::to_writer(&mut output, &usage).context("cannot write the size report")?;
-    output
-        .write_all(b"\n")
-        .context("cannot write the size report")
 }
 
 /// Measure `image`, listing its `largest` biggest files.

@@ -1,6 +1,5 @@
-//! Hidden subcommands gib runs as its own helpers inside its namespaces (unpacking a stage3
-//! so files keep their owners, reading a tree back to write a layer), and a sandbox runner
-//! for tests and debugging. Not for users.
+//! Hidden subcommands: `job`, the helper side of every job gib runs inside its namespaces
+//! (`crate::jobs`), and a sandbox runner for tests and debugging. Not for users.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -22,44 +21,11 @@ pub struct InternalArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum InternalCommand {
-    /// Unpack a stage3 tarball into DEST, keeping owners; run inside the user namespace.
-    /// Prints a JSON summary on stdout.
-    UnpackStage3 {
-        tarball: PathBuf,
-        dest: PathBuf,
-        /// Leave the owners (single-id map: nothing can be chowned).
-        #[arg(long)]
-        no_owners: bool,
-    },
-    /// Apply image layers (blobs of --blobs; a `LayersJob` as JSON on stdin names them, base
-    /// first) onto DEST with their whiteouts, keeping owners; run inside the user namespace.
-    /// Prints a JSON summary on stdout.
-    UnpackLayers {
-        #[arg(long, value_name = "DIR")]
-        blobs: PathBuf,
-        dest: PathBuf,
-    },
+    /// Run one of gib's jobs (`crate::jobs::Job` as JSON on stdin, its reply as JSON on
+    /// stdout); gib starts it inside the user namespace.
+    Job,
     /// Run a command in a sandbox (tests and debugging).
     Run(Box<RunArgs>),
-    /// Write one layer: a `LayerJob` as JSON on stdin, the `Layer` as JSON on stdout. Run
-    /// inside the user namespace so the tree is read with the owners it has there.
-    WriteLayer {
-        /// The blob store (a cache's `blobs/` directory).
-        #[arg(long, value_name = "DIR")]
-        blobs: PathBuf,
-    },
-    /// Remove from UPPER the copy-ups that changed nothing over LOWERS (nearest first);
-    /// prints a JSON summary. Run inside the user namespace.
-    PruneLayer {
-        upper: PathBuf,
-        lowers: Vec<PathBuf>,
-    },
-    /// Apply an image's accounts and paths to its layer dir: a `FilesJob` as JSON on stdin.
-    /// Run inside the user namespace so owners are the image's.
-    ApplyFiles,
-    /// Measure a built image (`gib inspect`): a `UsageJob` as JSON on stdin, the report as
-    /// JSON on stdout. Run inside the user namespace so every layer dir can be read.
-    ImageUsage,
 }
 
 #[derive(Args, Debug)]
@@ -107,47 +73,11 @@ pub struct RunArgs {
 
 pub fn run(args: InternalArgs) -> Result<ExitCode> {
     match args.command {
-        InternalCommand::UnpackStage3 {
-            tarball,
-            dest,
-            no_owners,
-        } => {
-            let summary = crate::tarball::unpack_tarball(&tarball, &dest, !no_owners)?;
-            println!("{}", serde_json::to_string(&summary)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        InternalCommand::UnpackLayers { blobs, dest } => {
-            let store = crate::oci::blob::BlobStore::open(&blobs)?;
-            let job: crate::oci::apply::LayersJob = serde_json::from_reader(std::io::stdin())
-                .context("cannot read the layers job on stdin")?;
-            let summary = crate::oci::apply::apply_layers(&store, &job.digests, &dest)?;
-            println!("{}", serde_json::to_string(&summary)?);
+        InternalCommand::Job => {
+            crate::jobs::serve()?;
             Ok(ExitCode::SUCCESS)
         }
         InternalCommand::Run(args) => run_sandbox(*args),
-        InternalCommand::PruneLayer { upper, lowers } => {
-            let summary = crate::rootfs::changes::prune_unchanged(&upper, &lowers)?;
-            println!("{}", serde_json::to_string(&summary)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        InternalCommand::WriteLayer { blobs } => {
-            let store = crate::oci::blob::BlobStore::open(&blobs)?;
-            // stdout is the channel back to the parent gib, not the terminal.
-            crate::oci::layer::run_layer_job(
-                std::io::stdin().lock(),
-                std::io::stdout().lock(),
-                &store,
-            )?;
-            Ok(ExitCode::SUCCESS)
-        }
-        InternalCommand::ImageUsage => {
-            crate::build::report::run_usage_job(std::io::stdin().lock(), std::io::stdout().lock())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        InternalCommand::ApplyFiles => {
-            crate::build::run_files_job(std::io::stdin().lock())?;
-            Ok(ExitCode::SUCCESS)
-        }
     }
 }
 

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use super::distfiles::discard_failed_downloads;
 use super::progress::{DistfileMismatch, EmergeEvent, parse_line};
 use crate::gentoo::portage_conf::{BINHOST_DIR, DISTDIR, PortageFiles};
-use crate::printer::{Printer, UserError};
+use crate::printer::{Hint, Printer, UserError};
 use crate::rootfs_tools::{self, CONTEXT_PATH, FinishOptions, Job, PORTAGE_LOG_DIR, STAGING};
 use crate::sandbox::{self, ExtraMount, Network, RootFs, SandboxSpec, SandboxStdio};
 
@@ -252,12 +252,14 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
     if let Some(dir) = &job.portage.binhost_dir {
         // Without its index Portage would ignore the directory and compile everything.
         if !dir.join("Packages").is_file() {
-            return Err(UserError::with_hint(
-                format!("the binhost {} has no Packages index", dir.display()),
+            return Err(UserError::new(format!(
+                "the binhost {} has no Packages index",
+                dir.display()
+            ))
+            .hint(
                 "a binhost directory is a PKGDIR as Portage writes it, e.g. the binpkgs/ \
                  directory of another gib cache",
-            )
-            .into());
+            ));
         }
         mounts.push(bind(dir, BINHOST_DIR, true));
     }

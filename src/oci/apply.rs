@@ -1,7 +1,7 @@
 //! Applying an image's layers, base first, onto one directory: the tree a pulled parent image
 //! shows, for children to build on (an overlay lower dir) and for tests to run in.
 //!
-//! Runs as gib's hidden `unpack-layers` helper inside the user namespace, so owners are kept
+//! Runs as the `unpack_layers` job (`crate::jobs`) inside the user namespace, so owners are kept
 //! as the image's ids. The writing (whiteouts included) is the one tarball module's.
 //!
 //! Not for: writing layers (`layer`).
@@ -9,20 +9,11 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
 use super::blob::BlobStore;
 use super::spec::Digest;
 use crate::sandbox::safe_fs::TreeDir;
 use crate::tarball::{self, UnpackMode, UnpackSummary};
-
-/// What the `unpack-layers` helper reads on stdin: the layer digests, base first (on stdin,
-/// not the command line: an image may have tens of thousands of layers).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LayersJob {
-    pub digests: Vec<Digest>,
-}
 
 /// Apply the layer blobs `digests` (base first) from `store` onto `dest` (created).
 pub fn apply_layers(store: &BlobStore, digests: &[Digest], dest: &Path) -> Result<UnpackSummary> {

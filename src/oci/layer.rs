@@ -148,26 +148,6 @@ pub struct Layer {
     pub media_type: String,
 }
 
-/// One layer to write, as a helper process receives it (JSON on stdin).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LayerJob {
-    pub source: LayerSource,
-    pub options: LayerOptions,
-}
-
-/// The helper side of the cross-process contract: read a [`LayerJob`] as JSON from `input`,
-/// write the layer into `store`, write the [`Layer`] as JSON (one line) to `output`.
-pub fn run_layer_job(input: impl Read, mut output: impl Write, store: &BlobStore) -> Result<()> {
-    let job: LayerJob =
-        serde_json::from_reader(input).context("cannot parse the layer job (JSON on stdin)")?;
-    let layer = write_layer(&job.source, store, &job.options)?;
-    serde_json::to_writer(&mut output, &layer).context("cannot write the layer as JSON")?;
-    output
-        .write_all(b"\n")
-        .and_then(|()| output.flush())
-        .context("cannot write the layer as JSON")
-}
-
 /// Write the layer of `src` into `store`. Fails (leaving no blob behind) when a file cannot
 /// be read or the store's disk is full; errors name the path.
 pub fn write_layer(src: &LayerSource, store: &BlobStore, opts: &LayerOptions) -> Result<Layer> {

@@ -7,9 +7,9 @@
 //! the content-addressed store both write into.
 //!
 //! The layer writer can run in another process (e.g. a helper inside a user namespace, where
-//! the tree's owners read back as the image's ids): `gib __internal write-layer --blobs DIR`
-//! reads a [`layer::LayerJob`] as JSON on stdin and prints the [`layer::Layer`] as JSON on
-//! stdout. It takes nothing from the environment, so the result is the same either way.
+//! the tree's owners read back as the image's ids): the `write_layer` job of `crate::jobs`
+//! hands it the source and options as JSON and gets the [`layer::Layer`] back as JSON. It
+//! takes nothing from the environment, so the result is the same either way.
 
 pub mod apply;
 pub mod artifact;

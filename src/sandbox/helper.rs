@@ -21,17 +21,10 @@ use nix::unistd::{ForkResult, Gid, Uid, fork};
 
 use super::protocol::{self, ToHelper, ToParent};
 use super::{Exit, IdMode, Network, SandboxSpec, mounts};
+use crate::printer::Hint;
 
 /// The environment variable that marks the helper and names its two pipe fds.
 pub const HELPER_ENV: &str = "GIB_SANDBOX_HELPER";
-
-/// A setup failure with a hint for the user (sent to gib as such).
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub(super) struct Hinted {
-    pub message: String,
-    pub hint: String,
-}
 
 /// When this process was started as gib's sandbox helper, run it and return its exit code.
 pub fn run_if_helper() -> Option<ExitCode> {
@@ -41,8 +34,8 @@ pub fn run_if_helper() -> Option<ExitCode> {
     let (ctl, events) = match parse_fds(&fds) {
         Some(fds) => fds,
         None => {
-            eprintln!("gib: {HELPER_ENV}={fds:?} is not two file descriptors");
-            return Some(ExitCode::from(1));
+            let err = anyhow::anyhow!("{HELPER_ENV}={fds:?} is not two file descriptors");
+            return Some(crate::printer::Printer::new(false).fail(&err));
         }
     };
     for fd in [ctl, events] {
@@ -68,10 +61,7 @@ fn parse_fds(text: &str) -> Option<(RawFd, RawFd)> {
 }
 
 fn report(events: &mut File, err: &anyhow::Error) {
-    let hint = err
-        .chain()
-        .find_map(|e| e.downcast_ref::<Hinted>())
-        .map(|h| h.hint.clone());
+    let hint = crate::printer::hints(err).into_iter().next();
     let _ = protocol::send(
         events,
         &ToParent::Failed {
@@ -175,7 +165,7 @@ fn explain_unshare(errno: Errno) -> anyhow::Error {
         }
         other => return anyhow::anyhow!("cannot create the sandbox namespaces: {other}"),
     };
-    Hinted { message, hint }.into()
+    anyhow::anyhow!(message).hint(hint)
 }
 
 fn become_root(id_mode: &IdMode) -> Result<()> {

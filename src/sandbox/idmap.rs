@@ -14,7 +14,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::printer::UserError;
+use crate::printer::{Hint, UserError};
 
 /// A subordinate id range from /etc/subuid or /etc/subgid: host ids `start..start+count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -300,12 +300,10 @@ fn root_mode() -> Result<IdMode> {
             Err(err) => return Err(err).with_context(|| format!("cannot read {file}")),
         };
         root_range(&text).map_err(|message| {
-            UserError::with_hint(
-                format!("{message} in {file}"),
+            UserError::new(format!("{message} in {file}")).hint(
                 "give root a range of its own: usermod --add-subuids 100000-165535 \
                  --add-subgids 100000-165535 root",
             )
-            .into()
         })
     };
     let (uids, uid_source) = range("/etc/subuid")?;
@@ -333,14 +331,11 @@ pub fn find_tool(name: &str) -> Result<PathBuf> {
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
         .ok_or_else(|| {
-            UserError::with_hint(
-                format!(
-                    "`{name}` is not on PATH; gib needs it to map the subordinate ids of /etc/subuid \
+            UserError::new(format!(
+                "`{name}` is not on PATH; gib needs it to map the subordinate ids of /etc/subuid \
                      and /etc/subgid into its user namespace"
-                ),
-                "install it (Debian: apt-get install uidmap; Gentoo: sys-apps/shadow)",
-            )
-            .into()
+            ))
+            .hint("install it (Debian: apt-get install uidmap; Gentoo: sys-apps/shadow)")
         })
 }
 
@@ -400,23 +395,18 @@ pub fn check_userns_enabled() -> Result<()> {
     if let Ok(text) = std::fs::read_to_string(path)
         && text.trim() == "0"
     {
-        return Err(UserError::with_hint(
+        return Err(UserError::new(
             "user namespaces are disabled here (/proc/sys/user/max_user_namespaces is 0); \
              gib builds inside one",
-            "enable them as root: sysctl -w user.max_user_namespaces=15000",
         )
-        .into());
+        .hint("enable them as root: sysctl -w user.max_user_namespaces=15000"));
     }
     let debian = Path::new("/proc/sys/kernel/unprivileged_userns_clone");
     if nix::unistd::getuid().as_raw() != 0
         && let Ok(text) = std::fs::read_to_string(debian)
         && text.trim() == "0"
     {
-        return Err(UserError::with_hint(
-            "unprivileged user namespaces are disabled (/proc/sys/kernel/unprivileged_userns_clone is 0)",
-            "enable them as root: sysctl -w kernel.unprivileged_userns_clone=1",
-        )
-        .into());
+        return Err(UserError::new("unprivileged user namespaces are disabled (/proc/sys/kernel/unprivileged_userns_clone is 0)").hint("enable them as root: sysctl -w kernel.unprivileged_userns_clone=1"));
     }
     Ok(())
 }

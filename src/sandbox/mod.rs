@@ -40,6 +40,7 @@
 mod confine;
 pub mod helper;
 mod idmap;
+pub mod job;
 mod mounts;
 mod protocol;
 pub mod safe_fs;
@@ -51,7 +52,7 @@ use std::io::BufReader;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -62,7 +63,7 @@ pub use idmap::{IdMode, MapLine};
 pub use idmap::{IdRange, RangeSource};
 pub use scratch::{OverlayScratch, remove_tree, retire_tree};
 
-use crate::printer::{Printer, UserError};
+use crate::printer::{Hint, Printer, UserError};
 use protocol::{ToHelper, ToParent};
 
 /// What to run in the sandbox, and on which root with which mounts.
@@ -315,15 +316,12 @@ pub fn check_not_hosts_root(tree: &std::path::Path) -> Result<()> {
     let meta = std::fs::symlink_metadata(tree)
         .with_context(|| format!("cannot stat {}", tree.display()))?;
     if meta.uid() == 0 {
-        return Err(UserError::with_hint(
-            format!(
-                "{} belongs to the host's root: an older gib made it with the host's root as \
+        return Err(UserError::new(format!(
+            "{} belongs to the host's root: an older gib made it with the host's root as \
                  the sandbox's, which this one never is",
-                tree.display()
-            ),
-            "start the cache afresh: gib clean --all",
-        )
-        .into());
+            tree.display()
+        ))
+        .hint("start the cache afresh: gib clean --all"));
     }
     Ok(())
 }
@@ -490,16 +488,12 @@ pub fn run(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<Exit> {
 
 fn failure(message: String, hint: Option<String>) -> anyhow::Error {
     match hint {
-        Some(hint) => UserError::with_hint(message, hint).into(),
+        Some(hint) => UserError::new(message).hint(hint),
         None => anyhow!(message),
     }
 }
 
 impl SandboxChild {
-    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
-        self.helper.stdout.take()
-    }
-
     /// Wait for the command; its exit code or signal, or why it could not run.
     pub fn wait(mut self) -> Result<Exit> {
         let _interrupts = self.interactive.then(IgnoreInterrupts::new);

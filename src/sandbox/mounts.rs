@@ -3,6 +3,7 @@
 //!
 //! Not for: deciding *what* a build needs mounted (callers say so with `ExtraMount`s).
 
+use crate::printer::Hint;
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
@@ -383,17 +384,15 @@ fn execute_one(op: &MountOp, root: &mut Option<PathBuf>) -> Result<()> {
                 // The kernel refuses a new proc where the host's /proc is partly covered
                 // (a container that masks /proc paths). The host's /proc would show every
                 // host process to the build: fail instead.
-                return Err(super::helper::Hinted {
-                    message: format!(
-                        "the kernel refuses a new /proc for the sandbox ({errno}); gib runs in \
-                         a container whose /proc is partly masked, and never shows a build the \
-                         host's /proc"
-                    ),
-                    hint: "run gib's container with an unmasked /proc (podman: --security-opt \
-                           unmask=ALL; docker: --security-opt systempaths=unconfined)"
-                        .into(),
-                }
-                .into());
+                return Err(anyhow::anyhow!(
+                    "the kernel refuses a new /proc for the sandbox ({errno}); gib runs in \
+                     a container whose /proc is partly masked, and never shows a build the \
+                     host's /proc"
+                )
+                .hint(
+                    "run gib's container with an unmasked /proc (podman: --security-opt \
+                     unmask=ALL; docker: --security-opt systempaths=unconfined)",
+                ));
             }
         }
         MountOp::Mask { target } => {

@@ -13,7 +13,6 @@ pub mod flavor;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -21,8 +20,9 @@ use sha2::{Digest, Sha256, Sha512};
 
 use crate::cache::Cache;
 use crate::config::Stage3;
-use crate::printer::{Printer, UserError};
-use crate::sandbox::{self, SandboxSpec, SandboxStdio};
+use crate::jobs::Job;
+use crate::printer::{Hint, Printer, UserError};
+use crate::sandbox;
 
 pub use crate::tarball::UnpackSummary;
 
@@ -38,11 +38,7 @@ pub struct Stage3Root {
 /// when no earlier run did.
 pub fn prepare(source: &Stage3, cache: &Cache, printer: &Printer) -> Result<Stage3Root> {
     match source {
-        Stage3::Flavor { flavor, .. } => Err(UserError::with_hint(
-            format!("stage3 flavor `{flavor}`: choosing a stage3 by flavor is not supported yet"),
-            "give the tarball instead: `stage3: {path: ..., sha512: ...}` or `stage3: {url: ..., sha512: ...}`",
-        )
-        .into()),
+        Stage3::Flavor { flavor, .. } => Err(UserError::new(format!("stage3 flavor `{flavor}`: choosing a stage3 by flavor is not supported yet")).hint("give the tarball instead: `stage3: {path: ..., sha512: ...}` or `stage3: {url: ..., sha512: ...}`")),
         Stage3::Path { path, sha512 } => {
             let digest = sha512_of_file(path)?;
             check_digest(&path.display().to_string(), sha512.as_deref(), &digest)?;
@@ -96,11 +92,7 @@ fn refuse_unverifiable(url: &str, expected: Option<&str>) -> Result<()> {
         .get(..7)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
     if plain && expected.is_none() {
-        return Err(UserError::with_hint(
-            format!("the stage3 {url} comes over plain HTTP with no sha512 to check it against"),
-            "add `sha512:` (from the mirror's .DIGESTS file, fetched over HTTPS) or use an https:// URL",
-        )
-        .into());
+        return Err(UserError::new(format!("the stage3 {url} comes over plain HTTP with no sha512 to check it against")).hint("add `sha512:` (from the mirror's .DIGESTS file, fetched over HTTPS) or use an https:// URL"));
     }
     Ok(())
 }
@@ -168,14 +160,10 @@ fn sha512_of_file(path: &Path) -> Result<String> {
 fn check_digest(what: &str, expected: Option<&str>, actual: &str) -> Result<()> {
     match expected {
         Some(expected) if !expected.trim().eq_ignore_ascii_case(actual) => {
-            Err(UserError::with_hint(
-                format!(
+            Err(UserError::new(format!(
                     "the stage3 {what} has sha512 {actual}, but gib.yaml expects {}",
                     expected.trim()
-                ),
-                "the file is corrupt or not the one meant; fix `stage3.sha512` only if you trust the file",
-            )
-            .into())
+                )).hint("the file is corrupt or not the one meant; fix `stage3.sha512` only if you trust the file"))
         }
         _ => Ok(()),
     }
@@ -216,7 +204,7 @@ fn unpack_into_cache(
     Ok(done())
 }
 
-/// Run `gib __internal unpack-stage3` in the user namespace (no root, no mounts), so the
+/// Unpack `tarball` into `dest` as a job in the user namespace (no root, no mounts), so the
 /// owners in the tarball become the ids of the sandbox. `what` names the tarball in errors
 /// (`stage3`, `rootfs`).
 pub fn unpack_in_sandbox(
@@ -226,46 +214,14 @@ pub fn unpack_in_sandbox(
     cache: &Cache,
     what: &str,
 ) -> Result<UnpackSummary> {
-    let gib = std::path::PathBuf::from(sandbox::GIB_EXE);
-    let mut command = vec![
-        gib.into_os_string(),
-        "__internal".into(),
-        "unpack-stage3".into(),
-        tarball.into(),
-        dest.into(),
-    ];
-    if !keep_owners {
-        command.push("--no-owners".into());
-    }
-    let spec = SandboxSpec::in_namespace("gib-unpack", command);
-    let logs = cache.dir("logs")?;
-    let stderr = tempfile::tempfile_in(&logs)
-        .with_context(|| format!("cannot create a file in {}", logs.display()))?;
-    let mut child = sandbox::spawn(
-        &spec,
-        SandboxStdio {
-            stdin: Stdio::null(),
-            stdout: Stdio::piped(),
-            stderr: Stdio::from(stderr.try_clone()?),
-        },
-    )?;
-    let mut stdout = String::new();
-    if let Some(mut out) = child.take_stdout() {
-        out.read_to_string(&mut stdout)
-            .context("cannot read the unpacker's output")?;
-    }
-    let exit = child.wait()?;
-    if !exit.success() {
-        let mut message = String::new();
-        let mut stderr = stderr;
-        use std::io::Seek;
-        stderr.rewind().ok();
-        stderr.read_to_string(&mut message).ok();
-        let message = crate::tarball::helper_message(&message);
-        return Err(crate::tarball::unpack_failed(what, tarball, &message));
-    }
-    serde_json::from_str(stdout.trim())
-        .with_context(|| format!("the unpacker printed {:?}", stdout.trim()))
+    let job = Job::UnpackTarball {
+        tarball: tarball.to_path_buf(),
+        dest: dest.to_path_buf(),
+        keep_owners,
+    };
+    crate::jobs::run(cache, &job, |failed| {
+        crate::tarball::unpack_failed(what, tarball, &failed.message)
+    })
 }
 
 /// The mounts every builder root gets from the cache: the shared distfiles and binary

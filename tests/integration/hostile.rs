@@ -491,14 +491,15 @@ fn thirty_thousand_layers_reach_the_layer_helper() {
         .as_str()
         .unwrap()
         .to_string();
-    let job = serde_json::json!({ "digests": vec![layer; 30_000] }).to_string();
-    assert!(job.len() > 2 << 20, "the job must exceed ARG_MAX");
     let dest = dir.path().join("tree");
+    let job = serde_json::json!({ "unpack_layers": {
+        "blobs": blobs, "dest": dest, "digests": vec![layer; 30_000],
+    }})
+    .to_string();
+    assert!(job.len() > 2 << 20, "the job must exceed ARG_MAX");
     let start = Instant::now();
     let mut child = gib()
-        .args(["__internal", "unpack-layers", "--blobs"])
-        .arg(&blobs)
-        .arg(&dest)
+        .args(["__internal", "job"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

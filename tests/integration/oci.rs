@@ -831,13 +831,13 @@ fn internal_write_layer_speaks_json() {
     let tmp = scratch_dir("oci-internal");
     fs::create_dir_all(tmp.path().join("tree/etc")).unwrap();
     fs::write(tmp.path().join("tree/etc/hostname"), "gib\n").unwrap();
-    let job = serde_json::json!({
+    let job = serde_json::json!({ "write_layer": {
+        "blobs": tmp.path().join("blobs"),
         "source": {"root": tmp.path().join("tree"), "removed": ["/etc/motd"], "overlay_markers": false},
         "options": {"compression": "zstd", "source_date_epoch": 0, "threads": 1},
-    });
+    }});
     let mut child = gib()
-        .args(["__internal", "write-layer", "--blobs"])
-        .arg(tmp.path().join("blobs"))
+        .args(["__internal", "job"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -9,7 +9,6 @@ mod inspect;
 mod internal;
 mod plan;
 mod push;
-mod quality_internal;
 mod registry_internal;
 mod shell;
 mod sources_internal;
@@ -62,9 +61,6 @@ pub enum Command {
     /// Hidden helpers that gib runs inside its own namespaces.
     #[command(hide = true, name = "__internal")]
     Internal(internal::InternalArgs),
-    /// Hidden entries to the SBOM and size report, for tests.
-    #[command(hide = true, name = "__quality")]
-    Quality(quality_internal::QualityArgs),
     /// Test hooks: fetch a stage3 flavor, sync an ebuild repository.
     #[command(hide = true, name = "__sources")]
     Sources(sources_internal::SourcesArgs),
@@ -219,7 +215,6 @@ pub fn main() -> ExitCode {
         Command::Shell(args) => shell::run(args),
         Command::Clean(args) => clean::run(args),
         Command::Internal(args) => internal::run(args),
-        Command::Quality(args) => quality_internal::run(args),
         Command::Sources(args) => sources_internal::run(args),
         Command::Registry(args) => registry_internal::run(args),
     };

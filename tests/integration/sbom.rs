@@ -12,7 +12,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{gib, require_tool, run_ok, scratch_dir};
+use gib::gentoo::vdb::read_installed;
+use gib::rootfs::sbom::{read_os_release, spdx_document};
+use gib::rootfs::usage::usage_report;
+
+use crate::util::{require_tool, run_ok, scratch_dir};
 
 /// Pinned so a new release cannot change what "valid" means under us.
 const VALIDATORS: [&str; 3] = [
@@ -169,22 +173,12 @@ fn synthetic_root(root: &Path) -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// The SPDX document of `root` as pretty JSON, straight from the library.
 fn sbom(root: &Path) -> String {
-    run_ok(
-        gib()
-            .args([
-                "__quality",
-                "sbom",
-                "--name",
-                "base",
-                "--ref",
-                "base:2.40",
-                "--epoch",
-                "1700000000",
-                "--root",
-            ])
-            .arg(root),
-    )
+    let packages = read_installed(root).unwrap();
+    let os = read_os_release(root).unwrap();
+    let document = spdx_document("base", "base:2.40", 1700000000, &packages, os.as_ref()).unwrap();
+    serde_json::to_string_pretty(&document).unwrap() + "\n"
 }
 
 #[test]
@@ -264,12 +258,8 @@ fn usage_report_of_a_root_is_json() {
     synthetic_root(&root);
     std::fs::create_dir_all(root.join("usr/lib64")).unwrap();
     std::fs::write(root.join("usr/lib64/libc.so.6"), vec![0u8; 4096]).unwrap();
-    let text = run_ok(
-        gib()
-            .args(["__quality", "usage", "--largest", "1", "--root"])
-            .arg(&root),
-    );
-    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let packages = read_installed(&root).unwrap();
+    let report = serde_json::to_value(usage_report(&root, &packages, 1).unwrap()).unwrap();
     assert_eq!(report["largest_files"][0]["path"], "/usr/lib64/libc.so.6");
     assert_eq!(
         report["largest_files"][0]["owner"],

@@ -86,21 +86,12 @@ pub struct Repository {
     pub priority: Option<i32>,
 }
 
-/// How to reach one registry (`registries:`); TLS with the system roots when absent.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RegistrySettings {
-    /// A PEM CA certificate trusted for this registry besides the system roots.
-    pub ca_certificate: Option<PathBuf>,
-    /// Plain HTTP: only when the user asks for it, for this registry alone.
-    pub plain_http: bool,
-    /// Upload blobs in PATCH chunks of this many bytes.
-    pub chunk_size: Option<u64>,
-}
-
 /// An image's runtime keys: the image writer's own type.
 pub use crate::oci::image::Runtime;
 /// `build.compression`: the layer writer's own type.
 pub use crate::oci::layer::Compression;
+/// How to reach one registry (`registries:`): the registry client's own type.
+pub use crate::registry::RegistryOptions as RegistrySettings;
 
 /// Where `emerge --getbinpkg` looks for binary packages (`build.binhost`).
 #[derive(Debug, Clone, PartialEq)]
@@ -172,49 +163,8 @@ pub struct Layering {
     pub budget: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-pub struct User {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: Option<String>,
-    pub shell: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-pub struct Group {
-    pub name: String,
-    pub gid: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, serde::Serialize)]
-pub struct Accounts {
-    pub users: Vec<User>,
-    pub groups: Vec<Group>,
-    pub run_as: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-pub enum PathKind {
-    Directory,
-    /// A file copied from the host (absolute path after load).
-    File {
-        source: PathBuf,
-    },
-    Symlink {
-        target: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-pub struct PathEntry {
-    pub path: String,
-    pub kind: PathKind,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    /// Octal permission bits, e.g. 0o755.
-    pub mode: Option<u32>,
-}
+/// `accounts:` and `paths:`: the types of the room that writes them into the root.
+pub use crate::rootfs::accounts::{Accounts, Group, PathEntry, PathKind, User};
 
 /// One image of the DAG.
 #[derive(Debug, Clone, PartialEq)]

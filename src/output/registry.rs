@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 
-use crate::config::RegistrySettings;
 use crate::oci::artifact::Artifact;
 use crate::oci::image::Image;
 use crate::oci::spec::Digest;
@@ -16,18 +15,11 @@ use crate::printer::UserError;
 use crate::registry::{Client, PushReport, Reference, Referrer, RegistryOptions};
 
 /// A client with gib.yaml's `registries:` settings.
-pub fn client(registries: &BTreeMap<String, RegistrySettings>) -> Client {
+pub fn client(registries: &BTreeMap<String, RegistryOptions>) -> Client {
     registries
         .iter()
-        .fold(Client::new(), |client, (host, settings)| {
-            client.with_registry(
-                host,
-                RegistryOptions {
-                    ca_certificate: settings.ca_certificate.clone(),
-                    plain_http: settings.plain_http,
-                    chunk_size: settings.chunk_size,
-                },
-            )
+        .fold(Client::new(), |client, (host, options)| {
+            client.with_registry(host, options.clone())
         })
 }
 

@@ -11,8 +11,56 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use serde::{Deserialize, Serialize};
+
 use super::resolve::resolve_in_root;
-use crate::config::{Accounts, PathEntry, PathKind, User};
+
+/// One user of an image's `accounts:` (gib.yaml); config re-exports these types.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: Option<String>,
+    pub shell: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+}
+
+/// An image's `accounts:`: users, groups and the user it runs as.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+pub struct Accounts {
+    pub users: Vec<User>,
+    pub groups: Vec<Group>,
+    pub run_as: Option<String>,
+}
+
+/// One of an image's `paths:` (gib.yaml).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub enum PathKind {
+    Directory,
+    /// A file copied from the host (absolute path after load).
+    File {
+        source: PathBuf,
+    },
+    Symlink {
+        target: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct PathEntry {
+    pub path: String,
+    pub kind: PathKind,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Octal permission bits, e.g. 0o755.
+    pub mode: Option<u32>,
+}
 
 /// distroless's shell for service users: logging in is not how containers run.
 const DEFAULT_SHELL: &str = "/sbin/nologin";
@@ -319,7 +367,6 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Group;
     use std::os::unix::fs::MetadataExt;
 
     fn user(name: &str, uid: u32, home: Option<&str>) -> User {

@@ -40,51 +40,10 @@ pub struct Config {
     pub images: BTreeMap<String, Image>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Stage3 {
-    Flavor {
-        flavor: String,
-        mirror: String,
-        pin: Option<String>,
-    },
-    Url {
-        url: String,
-        sha512: Option<String>,
-    },
-    Path {
-        path: PathBuf,
-        sha512: Option<String>,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncType {
-    Git,
-    Rsync,
-    Webrsync,
-    Local,
-    None,
-}
-
-/// The main ebuild repository ("gentoo").
-#[derive(Debug, Clone, PartialEq)]
-pub struct Portage {
-    pub sync_type: SyncType,
-    pub uri: Option<String>,
-    pub pin: Option<String>,
-}
-
-/// An extra ebuild repository (overlay).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Repository {
-    pub name: String,
-    pub sync_type: SyncType,
-    pub uri: Option<String>,
-    /// A PEM CA certificate trusted for this repository's host besides the system roots.
-    pub ca_certificate: Option<PathBuf>,
-    pub priority: Option<i32>,
-}
+/// `portage:` and `repositories:`: the repository room's own types.
+pub use crate::repository::{Portage, Repository, SyncType};
+/// Where the stage3 comes from (`stage3:`): the stage3 room's own type.
+pub use crate::stage3::Stage3;
 
 /// An image's runtime keys: the image writer's own type.
 pub use crate::oci::image::Runtime;

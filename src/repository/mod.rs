@@ -35,7 +35,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cache::{Cache, remove_any};
-use crate::config::{Portage, Repository, SyncType};
 use crate::openpgp::Trust;
 use crate::printer::{Printer, UserError};
 
@@ -46,7 +45,37 @@ pub const MAIN_REPO: &str = "gentoo";
 
 const CACHE_KIND: &str = "repos";
 
-/// What to sync: built from `config::Portage` or `config::Repository`.
+/// How a repository is synced (`sync_type:`); config re-exports these types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncType {
+    Git,
+    Rsync,
+    Webrsync,
+    Local,
+    None,
+}
+
+/// The main ebuild repository ("gentoo").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Portage {
+    pub sync_type: SyncType,
+    pub uri: Option<String>,
+    pub pin: Option<String>,
+}
+
+/// An extra ebuild repository (overlay).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repository {
+    pub name: String,
+    pub sync_type: SyncType,
+    pub uri: Option<String>,
+    /// A PEM CA certificate trusted for this repository's host besides the system roots.
+    pub ca_certificate: Option<PathBuf>,
+    pub priority: Option<i32>,
+}
+
+/// What to sync: built from a [`Portage`] or a [`Repository`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepoSpec {
     /// The repository's name (`gentoo` for the main one); its place in the builder is

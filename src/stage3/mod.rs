@@ -19,12 +19,29 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::cache::Cache;
-use crate::config::Stage3;
 use crate::jobs::Job;
 use crate::printer::{Hint, Printer, UserError};
 use crate::sandbox;
 
 pub use crate::tarball::UnpackSummary;
+
+/// Where the stage3 comes from: gib.yaml's `stage3:` (config re-exports this type).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stage3 {
+    Flavor {
+        flavor: String,
+        mirror: String,
+        pin: Option<String>,
+    },
+    Url {
+        url: String,
+        sha512: Option<String>,
+    },
+    Path {
+        path: PathBuf,
+        sha512: Option<String>,
+    },
+}
 
 /// An unpacked stage3 in the cache. Never modify it: use it as an overlay's lower dir.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,12 +34,12 @@ mod test;
 pub use finish::{FilesJob, apply_files};
 pub use from_registry::pull_plan_image;
 pub use sbom::write_sbom_files;
-pub use shell::shell;
+pub use shell::{run_in_stage3, shell};
 
 pub use test::TestFailed;
 
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -106,18 +106,33 @@ pub struct BuildContext<'a> {
     repositories: OnceCell<Vec<SyncedRepo>>,
 }
 
+/// How a run builds: the settings of `gib build` (and `gib shell`) that are not the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildOptions {
+    /// Network inside the builder.
+    pub network: Network,
+    /// SOURCE_DATE_EPOCH from the environment, when set.
+    pub source_date_epoch: Option<i64>,
+    /// Rebuild even when an entry of the same inputs exists.
+    pub force: bool,
+    /// Fetch nothing: use the cached stage3 and repositories.
+    pub offline: bool,
+}
+
 impl<'a> BuildContext<'a> {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         plan: &'a Plan,
         cache: &'a Cache,
         store: &'a BlobStore,
         printer: &'a Printer,
-        network: Network,
-        source_date_epoch: Option<i64>,
-        force: bool,
-        offline: bool,
+        options: BuildOptions,
     ) -> Self {
+        let BuildOptions {
+            network,
+            source_date_epoch,
+            force,
+            offline,
+        } = options;
         BuildContext {
             plan,
             cache,
@@ -263,6 +278,52 @@ impl<'a> BuildContext<'a> {
         self.source_date_epoch
             .or_else(|| self.snapshot_time().map(|s| s.epoch))
     }
+}
+
+/// Which images of the plan a run builds, and how.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanScope<'s> {
+    /// `--parents-from-registry`: the images not named here are pulled by their reference
+    /// instead of built (when the set is not empty).
+    pub pull_all_but: Option<&'s BTreeSet<&'s str>>,
+    /// An image not to build: `gib shell IMAGE` builds (or reuses) its ancestors only.
+    pub leave_out: Option<&'s str>,
+}
+
+/// The images a run built, reused or pulled, by name.
+#[derive(Debug, Default)]
+pub struct PlanBuild {
+    pub images: BTreeMap<String, BuiltImage>,
+    /// Images taken from the registry (`--parents-from-registry`): already pushed.
+    pub pulled: BTreeSet<String>,
+}
+
+/// Build (or reuse, or pull) the images of the plan in order, parents first; `on_built` is
+/// told of each image built or reused (not pulled).
+pub fn build_plan(
+    ctx: &BuildContext<'_>,
+    scope: PlanScope<'_>,
+    mut on_built: impl FnMut(&BuiltImage),
+) -> Result<PlanBuild> {
+    let mut run = PlanBuild::default();
+    for image in &ctx.plan.images {
+        if scope.leave_out == Some(image.name.as_str()) {
+            continue;
+        }
+        if let Some(selected) = scope.pull_all_but
+            && !selected.is_empty()
+            && !selected.contains(image.name.as_str())
+        {
+            run.images
+                .insert(image.name.clone(), pull_plan_image(ctx, image)?);
+            run.pulled.insert(image.name.clone());
+            continue;
+        }
+        let result = build_image(ctx, image, &run.images)?;
+        on_built(&result);
+        run.images.insert(image.name.clone(), result);
+    }
+    Ok(run)
 }
 
 /// Build (or reuse) `image`, whose ancestors are in `built`.

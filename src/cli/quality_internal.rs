@@ -54,7 +54,7 @@ pub fn run(args: QualityArgs) -> Result<ExitCode> {
         } => {
             let epoch = match epoch {
                 Some(epoch) => epoch,
-                None => super::build::source_date_epoch()?.unwrap_or(0),
+                None => super::source_date_epoch()?.unwrap_or(0),
             };
             let packages = read_installed(&root)?;
             let os = read_os_release(&root)?;

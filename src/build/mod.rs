@@ -5,19 +5,12 @@
 //! Not for: choosing what to build (`plan`), running things (`sandbox`, `emerge`), writing
 //! bytes (`oci`), or the outputs (`output`).
 //!
-//! An image's cache entry, `images/<name>-<key>.<generation>/`, holds `upper/` (what its
-//! build added to its builder root: the upper dir of an overlay over its parent's builder,
-//! down to the stage3), `layer/` (what it adds to its parent's tree: the upper dir of an
-//! overlay over its parent's layers, with overlayfs whiteouts; copy-ups that changed nothing
-//! are pruned) and `record.json`. The key hashes every input of the image, its parent's key
-//! among them, so a change rebuilds the image and its descendants only (`key`: a package's
-//! USE line counts only for the images whose build merged it). Entries are made in a scratch
-//! dir and renamed into place, and never changed after that: a rebuild (`--force`, or a USE
-//! line of a package the build merged) makes a new generation, so a child building on the
-//! old one in another gib keeps its lower dirs. A run holds a shared lock on every entry it
-//! builds on until it ends; `gib clean` and the removal of superseded generations skip
-//! entries in use.
+//! Each image has a cache entry (`entry`) that lets an unchanged image be reused without
+//! entering a sandbox. Its key hashes every input of the image, its parent's key among them,
+//! so a change rebuilds the image and its descendants only (`key`: a package's USE line
+//! counts only for the images whose build merged it).
 
+mod entry;
 mod finish;
 mod from_registry;
 mod key;
@@ -31,6 +24,7 @@ mod script;
 mod shell;
 mod test;
 
+pub use entry::latest_record;
 pub use finish::{FilesJob, apply_files};
 pub use from_registry::pull_plan_image;
 pub use sbom::write_sbom_files;
@@ -41,7 +35,7 @@ pub use test::TestFailed;
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -373,66 +367,6 @@ fn hash_parts(parts: &[&str]) -> String {
         hasher.update(part.as_bytes());
     }
     hex::encode(hasher.finalize())
-}
-
-/// A new cache entry's path for a build of the inputs `slot` (`<name>-<key>`): entries are
-/// never replaced, so each build gets its own (`<slot>.<generation>`).
-fn new_entry(cache: &Cache, slot: &str) -> Result<PathBuf> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let generation = format!("{:x}{:05x}", now.as_nanos(), std::process::id());
-    Ok(cache.dir("images")?.join(format!("{slot}.{generation}")))
-}
-
-/// The entries of `slot` (`<slot>`, from gibs before generations, and `<slot>.<generation>`),
-/// newest first.
-fn entries_of(cache: &Cache, slot: &str) -> Result<Vec<PathBuf>> {
-    let dir = cache.dir("images")?;
-    let listing = fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
-    let mut entries = Vec::new();
-    for item in listing {
-        let item = item.with_context(|| format!("cannot read {}", dir.display()))?;
-        let name = item.file_name().to_string_lossy().into_owned();
-        if name == slot || name.strip_prefix(slot).is_some_and(|g| g.starts_with('.')) {
-            let time = item.metadata().and_then(|m| m.modified()).ok();
-            entries.push((time, item.path()));
-        }
-    }
-    entries.sort_by(|a, b| b.cmp(a));
-    Ok(entries.into_iter().map(|(_, path)| path).collect())
-}
-
-/// The name of an image entry, which names its lock too.
-fn entry_name(entry: &Path) -> String {
-    entry
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The record of a finished entry, when it is complete and its blobs are all still there.
-fn read_record(entry: &Path, store: &BlobStore) -> Option<BuiltImage> {
-    let text = fs::read(entry.join("record.json")).ok()?;
-    let record: BuiltImage = serde_json::from_slice(&text).ok()?;
-    // Entries from before SBOMs were attached are rebuilt rather than shipped without one.
-    record.sbom.as_ref()?;
-    let blobs = std::iter::once(&record.image.manifest)
-        .chain(std::iter::once(&record.image.config))
-        .chain(record.image.layers.iter())
-        .chain(
-            record
-                .sbom
-                .iter()
-                .flat_map(|a| a.blobs.iter().chain([&a.manifest])),
-        );
-    for blob in blobs {
-        if !store.path(&blob.digest).exists() {
-            return None;
-        }
-    }
-    Some(record)
 }
 
 /// Sum of the stored sizes of an image's config and layers.

@@ -7,14 +7,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{BuildContext, BuiltImage, hash_parts, image_size, read_record};
+use super::entry::{self, Entry, Slot};
+use super::{BuildContext, BuiltImage, hash_parts, image_size};
 use crate::emerge::run::{EmergeFailed, EmergeJob, log_tail};
 use crate::gentoo::vdb;
 use crate::oci::image::write_image;
 use crate::plan::{ImagePlan, PortageBuild};
 use crate::printer::Hint;
 use crate::rootfs_tools::{self, FinishOptions, Job, STAGING};
-use crate::sandbox::{ExtraMount, OverlayScratch, RootFs, remove_tree, retire_tree};
+use crate::sandbox::{ExtraMount, OverlayScratch, RootFs};
 
 pub fn build(
     ctx: &BuildContext<'_>,
@@ -23,14 +24,14 @@ pub fn build(
     work: &PortageBuild,
 ) -> Result<BuiltImage> {
     let key = input_key(ctx, image, parent, work)?;
-    let slot = format!("{}-{}", image.name, &key[..16]);
+    let slot = Slot::new(&image.name, &key);
     if !ctx.force
         && let Some(record) = reuse(ctx, image, &slot, &key)?
     {
         return Ok(record);
     }
     // One gib builds these inputs at a time; another waits for it and reuses its entry.
-    let _building = ctx.cache.lock("build", &slot)?;
+    let _building = ctx.cache.lock("build", slot.name())?;
     if !ctx.force
         && let Some(record) = reuse(ctx, image, &slot, &key)?
     {
@@ -45,8 +46,8 @@ pub fn build(
     let what = describe(work);
     ctx.printer
         .status("Building", &format!("{} ({what})", image.name));
-    let scratch = OverlayScratch::create(&ctx.cache.dir("images")?)?;
-    let entry = super::new_entry(ctx.cache, &slot)?;
+    let scratch = entry::scratch(ctx.cache)?;
+    let entry = slot.new_entry(ctx.cache)?;
     let result = build_in(
         ctx,
         image,
@@ -60,7 +61,7 @@ pub fn build(
     );
     match result {
         Ok(record) => {
-            publish(ctx, scratch, &entry, &slot, &record)?;
+            slot.publish(ctx.cache, ctx.store, scratch, &entry, &record)?;
             Ok(record)
         }
         Err(err) => {
@@ -75,22 +76,20 @@ pub fn build(
 fn reuse(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
-    slot: &str,
+    slot: &Slot,
     key: &str,
 ) -> Result<Option<BuiltImage>> {
-    for entry in super::entries_of(ctx.cache, slot)? {
-        let Some(mut record) = read_record(&entry, ctx.store) else {
+    for entry in slot.entries(ctx.cache)? {
+        let Some(mut record) = entry.record(ctx.store) else {
             continue;
         };
-        let Some(merged) = super::key::read_merged(&entry) else {
+        let Some(merged) = super::key::read_merged(entry.path()) else {
             continue;
         };
         // Entries are never changed once published: if it is still there once we use it
         // (a `gib clean` may be removing it), it is what we read.
         if super::key::full_key(key, image, &merged) != record.key
-            || !ctx
-                .cache
-                .use_if_present("image", &super::entry_name(&entry), &entry)?
+            || !entry.use_if_present(ctx.cache)?
         {
             continue;
         }
@@ -116,7 +115,7 @@ fn build_in(
     scratch: &OverlayScratch,
     stage3: &crate::stage3::Stage3Root,
     repositories: &[crate::repository::SyncedRepo],
-    entry: &Path,
+    entry: &Entry,
     key: &str,
 ) -> Result<BuiltImage> {
     let dir = scratch.path();
@@ -124,7 +123,7 @@ fn build_in(
     let log_dir = ctx
         .cache
         .dir("logs")?
-        .join(format!("{}-{}", image.name, &key[..16]));
+        .join(Slot::new(&image.name, key).name());
     let dirs = JobDirs::create(scratch, log_dir)?;
     let (layer, input) = (&dirs.layer, &dirs.input);
     let parent_layers = parent.map(|p| p.layer_dirs.clone()).unwrap_or_default();
@@ -217,6 +216,7 @@ fn build_in(
     super::test::run(ctx, image, &test_layers)?;
 
     // The record names the entry's final paths: it is renamed into place after this.
+    let entry = entry.path();
     let mut layer_dirs = vec![entry.join("layer")];
     layer_dirs.extend(parent_layers);
     let mut builder_dirs = vec![entry.join("upper")];
@@ -242,9 +242,7 @@ fn build_in(
         sbom: Some(sbom),
         reused: false,
     };
-    let record_path = dir.join("record.json");
-    std::fs::write(&record_path, serde_json::to_vec_pretty(&record)?)
-        .with_context(|| format!("cannot write {}", record_path.display()))?;
+    entry::write_record(dir, &record)?;
     Ok(record)
 }
 
@@ -432,40 +430,6 @@ pub fn repository_mounts(repositories: &[crate::repository::SyncedRepo]) -> Vec<
             })
         })
         .collect()
-}
-
-/// Move a finished scratch dir to its entry (a new one: a published entry is never changed,
-/// as children of it may be building on it), without the overlay work dirs, and use it for
-/// the rest of the run. Older entries of the same inputs (`--force`) that no gib uses are
-/// removed.
-fn publish(
-    ctx: &BuildContext<'_>,
-    scratch: OverlayScratch,
-    entry: &Path,
-    slot: &str,
-    record: &BuiltImage,
-) -> Result<()> {
-    for work in [scratch.work(), scratch.path().join("layer-work")] {
-        remove_tree(&work)?;
-    }
-    let in_use = ctx.cache.lock("image", &super::entry_name(entry))?;
-    std::fs::rename(scratch.path(), entry).with_context(|| {
-        format!(
-            "cannot move {} to {}",
-            scratch.path().display(),
-            entry.display()
-        )
-    })?;
-    ctx.cache.keep(in_use)?;
-    for old in super::entries_of(ctx.cache, slot)? {
-        if old == entry || read_record(&old, ctx.store).is_some_and(|r| r.key != record.key) {
-            continue;
-        }
-        if let Some(_removing) = ctx.cache.try_lock("image", &super::entry_name(&old))? {
-            retire_tree(&old)?;
-        }
-    }
-    Ok(())
 }
 
 /// The base key of a packages image (see `key`): its plan (atoms, settings, Portage files

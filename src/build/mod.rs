@@ -369,6 +369,42 @@ fn hash_parts(parts: &[&str]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// What the tail of a build needs besides the image's plan and parent.
+struct Tail<'t> {
+    /// The image's own layers, written.
+    layers: Vec<crate::oci::layer::Layer>,
+    version_tag: &'t str,
+    /// How it was built, for the config's history (`emerge`, `rootfs`).
+    how: &'t str,
+    /// The trees whose packages the SBOM lists (kept-aside package databases included).
+    sbom_trees: &'t [PathBuf],
+    /// The image's tree and its ancestors' (nearest first): what its `test:` runs on.
+    test_trees: &'t [PathBuf],
+}
+
+/// The one tail of every build: write the image (config and manifest), attach its SBOM,
+/// then run its `test:`, so a failing test leaves nothing the outputs would write.
+fn write_image_sbom_test(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    parent: Option<&BuiltImage>,
+    tail: Tail<'_>,
+) -> Result<(Image, crate::oci::artifact::Artifact)> {
+    let written = crate::oci::image::write_image(
+        ctx.store,
+        &image_request(ctx, image, parent, tail.layers, tail.version_tag, tail.how),
+    )?;
+    let sbom = sbom::attach(
+        ctx.store,
+        &image.name,
+        &written,
+        tail.sbom_trees,
+        ctx.epoch().unwrap_or(0),
+    )?;
+    test::run(ctx, image, tail.test_trees)?;
+    Ok((written, sbom))
+}
+
 /// Sum of the stored sizes of an image's config and layers.
 fn image_size(image: &Image) -> u64 {
     image.config.size + image.layers.iter().map(|l| l.size).sum::<u64>()

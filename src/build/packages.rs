@@ -11,7 +11,6 @@ use super::entry::{self, Entry, Slot};
 use super::{BuildContext, BuiltImage, hash_parts, image_size};
 use crate::emerge::run::{EmergeFailed, EmergeJob, log_tail};
 use crate::gentoo::vdb;
-use crate::oci::image::write_image;
 use crate::plan::{ImagePlan, PortageBuild};
 use crate::printer::Hint;
 use crate::rootfs_tools::{self, FinishOptions, Job, STAGING};
@@ -193,27 +192,25 @@ fn build_in(
     all_packages.sort();
     all_packages.dedup();
     let version_tag = super::version_tag(ctx, image, &own_packages);
-    let written = write_image(
-        ctx.store,
-        &super::image_request(ctx, image, parent, written_layers, &version_tag, "emerge"),
-    )?;
-
     // The SBOM lists the packages whose files the image holds, their database in it or not.
     let parent_dbs = parent.map(|p| p.package_dbs.clone()).unwrap_or_default();
     let mut image_layers: Vec<PathBuf> = package_db.iter().chain(&parent_dbs).cloned().collect();
     image_layers.push(layer.clone());
     image_layers.extend(parent_layers.iter().cloned());
-    let sbom = super::sbom::attach(
-        ctx.store,
-        &image.name,
-        &written,
-        &image_layers,
-        ctx.epoch().unwrap_or(0),
-    )?;
-
     let mut test_layers = vec![layer.clone()];
     test_layers.extend(parent_layers.iter().cloned());
-    super::test::run(ctx, image, &test_layers)?;
+    let (written, sbom) = super::write_image_sbom_test(
+        ctx,
+        image,
+        parent,
+        super::Tail {
+            layers: written_layers,
+            version_tag: &version_tag,
+            how: "emerge",
+            sbom_trees: &image_layers,
+            test_trees: &test_layers,
+        },
+    )?;
 
     // The record names the entry's final paths: it is renamed into place after this.
     let entry = entry.path();

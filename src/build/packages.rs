@@ -47,17 +47,7 @@ pub fn build(
         .status("Building", &format!("{} ({what})", image.name));
     let scratch = entry::scratch(ctx.cache)?;
     let entry = slot.new_entry(ctx.cache)?;
-    let result = build_in(
-        ctx,
-        image,
-        parent,
-        work,
-        &scratch,
-        stage3,
-        repositories,
-        &entry,
-        &key,
-    );
+    let result = build_in(ctx, image, parent, work, &scratch, &entry, &key);
     match result {
         Ok(record) => {
             slot.publish(ctx.cache, ctx.store, scratch, &entry, &record)?;
@@ -105,15 +95,13 @@ fn reuse(
     Ok(None)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Build `image` into `scratch`, the entry-to-be published as `entry`; its record.
 fn build_in(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
     work: &PortageBuild,
     scratch: &OverlayScratch,
-    stage3: &crate::stage3::Stage3Root,
-    repositories: &[crate::repository::SyncedRepo],
     entry: &Entry,
     key: &str,
 ) -> Result<BuiltImage> {
@@ -127,16 +115,7 @@ fn build_in(
     let (layer, input) = (&dirs.layer, &dirs.input);
     let parent_layers = parent.map(|p| p.layer_dirs.clone()).unwrap_or_default();
     let parent_builders = parent.map(|p| p.builder_dirs.clone()).unwrap_or_default();
-    let job = emerge_job(
-        ctx,
-        image,
-        work,
-        parent,
-        scratch,
-        stage3,
-        repositories,
-        &dirs,
-    )?;
+    let job = emerge_job(ctx, image, work, parent, scratch, &dirs)?;
     let mut merged_into_image = Vec::new();
     if !work.packages.is_empty() || !work.builder_packages.is_empty() {
         let outcome = match crate::emerge::run::run(&job, ctx.printer) {
@@ -293,17 +272,16 @@ impl JobDirs {
 
 /// The emerge of `image`: a builder over its parent's builders and the stage3 with
 /// `scratch`'s upper, /staging over its parent's layers, the caches and repositories.
-#[allow(clippy::too_many_arguments)]
 pub fn emerge_job<'a>(
     ctx: &BuildContext<'_>,
     image: &'a ImagePlan,
     work: &'a PortageBuild,
     parent: Option<&BuiltImage>,
     scratch: &OverlayScratch,
-    stage3: &crate::stage3::Stage3Root,
-    repositories: &[crate::repository::SyncedRepo],
     dirs: &'a JobDirs,
 ) -> Result<EmergeJob<'a>> {
+    // Both prepared once per run, before the first emerge job.
+    let (stage3, repositories) = (ctx.stage3()?, ctx.repositories()?);
     // The parent's tree, with the package databases its images do not keep on top.
     let mut staging_lowers = parent.map(|p| p.package_dbs.clone()).unwrap_or_default();
     staging_lowers.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());

@@ -35,20 +35,12 @@ pub fn shell(
         .into());
     };
     let parent = image.depends_on().and_then(|name| built.get(name));
-    let stage3 = ctx.stage3()?;
-    let repositories = ctx.repositories()?;
+    // Prepared before the scratch dir, as a build does.
+    ctx.stage3()?;
+    ctx.repositories()?;
     let scratch = OverlayScratch::create(&ctx.cache.dir("shell")?)?;
     let dirs = super::packages::JobDirs::create(&scratch, scratch.path().join("logs"))?;
-    let mut job = super::packages::emerge_job(
-        ctx,
-        image,
-        work,
-        parent,
-        &scratch,
-        stage3,
-        repositories,
-        &dirs,
-    )?;
+    let mut job = super::packages::emerge_job(ctx, image, work, parent, &scratch, &dirs)?;
     if work.script.is_some() {
         // The script's helpers and sources, where its build has them.
         rootfs_tools::install(&dirs.input, Job::Script)?;

@@ -84,6 +84,41 @@ pub struct BuiltImage {
     pub reused: bool,
 }
 
+/// The trees an image stands on, each nearest first (see `BuiltImage`).
+struct Trees {
+    layer_dirs: Vec<PathBuf>,
+    builder_dirs: Vec<PathBuf>,
+    package_dbs: Vec<PathBuf>,
+}
+
+impl BuiltImage {
+    /// An image built in this run from `tail`'s output: the one place a build's record is
+    /// assembled (pulled parents are made in `from_registry`).
+    fn built(
+        image: &ImagePlan,
+        key: String,
+        version_tag: &str,
+        (written, sbom): (Image, crate::oci::artifact::Artifact),
+        packages: Vec<String>,
+        trees: Trees,
+    ) -> BuiltImage {
+        BuiltImage {
+            name: image.name.clone(),
+            key,
+            size: image_size(&written),
+            tags: image.tags(version_tag),
+            references: image.references(version_tag),
+            packages,
+            layer_dirs: trees.layer_dirs,
+            builder_dirs: trees.builder_dirs,
+            package_dbs: trees.package_dbs,
+            image: written,
+            sbom: Some(sbom),
+            reused: false,
+        }
+    }
+}
+
 /// What every image build of one run shares.
 pub struct BuildContext<'a> {
     pub plan: &'a Plan,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::entry::{self, Entry, Slot};
-use super::{BuildContext, BuiltImage, hash_parts, image_size};
+use super::{BuildContext, BuiltImage, hash_parts};
 use crate::emerge::run::{EmergeFailed, EmergeJob, log_tail};
 use crate::gentoo::vdb;
 use crate::plan::{ImagePlan, PortageBuild};
@@ -178,7 +178,7 @@ fn build_in(
     image_layers.extend(parent_layers.iter().cloned());
     let mut test_layers = vec![layer.clone()];
     test_layers.extend(parent_layers.iter().cloned());
-    let (written, sbom) = super::write_image_sbom_test(
+    let written = super::write_image_sbom_test(
         ctx,
         image,
         parent,
@@ -204,20 +204,18 @@ fn build_in(
         .collect();
     let merged = merged_names(&merged_into_image, &scratch.upper())?;
     super::key::write_merged(dir, &merged)?;
-    let record = BuiltImage {
-        name: image.name.clone(),
-        key: super::key::full_key(key, image, &merged),
-        size: image_size(&written),
-        tags: image.tags(&version_tag),
-        references: image.references(&version_tag),
-        packages: all_packages,
-        layer_dirs,
-        builder_dirs,
-        package_dbs,
-        image: written,
-        sbom: Some(sbom),
-        reused: false,
-    };
+    let record = BuiltImage::built(
+        image,
+        super::key::full_key(key, image, &merged),
+        &version_tag,
+        written,
+        all_packages,
+        super::Trees {
+            layer_dirs,
+            builder_dirs,
+            package_dbs,
+        },
+    );
     entry::write_record(dir, &record)?;
     Ok(record)
 }

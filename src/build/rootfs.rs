@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{BuildContext, BuiltImage, hash_parts, image_size, layer::layer_options};
+use super::{BuildContext, BuiltImage, hash_parts, layer::layer_options};
 use crate::cache::remove_any;
 use crate::oci::layer::{IdShift, LayerSource, OwnerMap, write_layer};
 use crate::plan::ImagePlan;
@@ -58,7 +58,7 @@ pub fn build(
     let version_tag = super::version_tag(ctx, image, &[]);
     let mut layer_dirs = vec![sandbox_tree(ctx, &tree, diff_id.as_str())?];
     layer_dirs.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());
-    let (written, sbom) = super::write_image_sbom_test(
+    let written = super::write_image_sbom_test(
         ctx,
         image,
         parent,
@@ -70,20 +70,18 @@ pub fn build(
             test_trees: &layer_dirs,
         },
     )?;
-    Ok(BuiltImage {
-        name: image.name.clone(),
+    Ok(BuiltImage::built(
+        image,
         key,
-        size: image_size(&written),
-        tags: image.tags(&version_tag),
-        references: image.references(&version_tag),
-        packages: parent.map(|p| p.packages.clone()).unwrap_or_default(),
-        layer_dirs,
-        builder_dirs: parent.map(|p| p.builder_dirs.clone()).unwrap_or_default(),
-        package_dbs: parent.map(|p| p.package_dbs.clone()).unwrap_or_default(),
-        image: written,
-        sbom: Some(sbom),
-        reused: false,
-    })
+        &version_tag,
+        written,
+        parent.map(|p| p.packages.clone()).unwrap_or_default(),
+        super::Trees {
+            layer_dirs,
+            builder_dirs: parent.map(|p| p.builder_dirs.clone()).unwrap_or_default(),
+            package_dbs: parent.map(|p| p.package_dbs.clone()).unwrap_or_default(),
+        },
+    ))
 }
 
 /// The tree the sandbox stands on (the image's `test:`, its children's builds): the layer's

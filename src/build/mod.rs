@@ -5,19 +5,12 @@
 //! Not for: choosing what to build (`plan`), running things (`sandbox`, `emerge`), writing
 //! bytes (`oci`), or the outputs (`output`).
 //!
-//! An image's cache entry, `images/<name>-<key>.<generation>/`, holds `upper/` (what its
-//! build added to its builder root: the upper dir of an overlay over its parent's builder,
-//! down to the stage3), `layer/` (what it adds to its parent's tree: the upper dir of an
-//! overlay over its parent's layers, with overlayfs whiteouts; copy-ups that changed nothing
-//! are pruned) and `record.json`. The key hashes every input of the image, its parent's key
-//! among them, so a change rebuilds the image and its descendants only (`key`: a package's
-//! USE line counts only for the images whose build merged it). Entries are made in a scratch
-//! dir and renamed into place, and never changed after that: a rebuild (`--force`, or a USE
-//! line of a package the build merged) makes a new generation, so a child building on the
-//! old one in another gib keeps its lower dirs. A run holds a shared lock on every entry it
-//! builds on until it ends; `gib clean` and the removal of superseded generations skip
-//! entries in use.
+//! Each image has a cache entry (`entry`) that lets an unchanged image be reused without
+//! entering a sandbox. Its key hashes every input of the image, its parent's key among them,
+//! so a change rebuilds the image and its descendants only (`key`: a package's USE line
+//! counts only for the images whose build merged it).
 
+mod entry;
 mod finish;
 mod from_registry;
 mod key;
@@ -31,17 +24,18 @@ mod script;
 mod shell;
 mod test;
 
+pub use entry::latest_record;
 pub use finish::{FilesJob, apply_files};
 pub use from_registry::pull_plan_image;
 pub use sbom::write_sbom_files;
-pub use shell::shell;
+pub use shell::{run_in_stage3, shell};
 
 pub use test::TestFailed;
 
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -90,6 +84,41 @@ pub struct BuiltImage {
     pub reused: bool,
 }
 
+/// The trees an image stands on, each nearest first (see `BuiltImage`).
+struct Trees {
+    layer_dirs: Vec<PathBuf>,
+    builder_dirs: Vec<PathBuf>,
+    package_dbs: Vec<PathBuf>,
+}
+
+impl BuiltImage {
+    /// An image built in this run from `tail`'s output: the one place a build's record is
+    /// assembled (pulled parents are made in `from_registry`).
+    fn built(
+        image: &ImagePlan,
+        key: String,
+        version_tag: &str,
+        (written, sbom): (Image, crate::oci::artifact::Artifact),
+        packages: Vec<String>,
+        trees: Trees,
+    ) -> BuiltImage {
+        BuiltImage {
+            name: image.name.clone(),
+            key,
+            size: image_size(&written),
+            tags: image.tags(version_tag),
+            references: image.references(version_tag),
+            packages,
+            layer_dirs: trees.layer_dirs,
+            builder_dirs: trees.builder_dirs,
+            package_dbs: trees.package_dbs,
+            image: written,
+            sbom: Some(sbom),
+            reused: false,
+        }
+    }
+}
+
 /// What every image build of one run shares.
 pub struct BuildContext<'a> {
     pub plan: &'a Plan,
@@ -106,18 +135,33 @@ pub struct BuildContext<'a> {
     repositories: OnceCell<Vec<SyncedRepo>>,
 }
 
+/// How a run builds: the settings of `gib build` (and `gib shell`) that are not the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildOptions {
+    /// Network inside the builder.
+    pub network: Network,
+    /// SOURCE_DATE_EPOCH from the environment, when set.
+    pub source_date_epoch: Option<i64>,
+    /// Rebuild even when an entry of the same inputs exists.
+    pub force: bool,
+    /// Fetch nothing: use the cached stage3 and repositories.
+    pub offline: bool,
+}
+
 impl<'a> BuildContext<'a> {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         plan: &'a Plan,
         cache: &'a Cache,
         store: &'a BlobStore,
         printer: &'a Printer,
-        network: Network,
-        source_date_epoch: Option<i64>,
-        force: bool,
-        offline: bool,
+        options: BuildOptions,
     ) -> Self {
+        let BuildOptions {
+            network,
+            source_date_epoch,
+            force,
+            offline,
+        } = options;
         BuildContext {
             plan,
             cache,
@@ -265,6 +309,52 @@ impl<'a> BuildContext<'a> {
     }
 }
 
+/// Which images of the plan a run builds, and how.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanScope<'s> {
+    /// `--parents-from-registry`: the images not named here are pulled by their reference
+    /// instead of built (when the set is not empty).
+    pub pull_all_but: Option<&'s BTreeSet<&'s str>>,
+    /// An image not to build: `gib shell IMAGE` builds (or reuses) its ancestors only.
+    pub leave_out: Option<&'s str>,
+}
+
+/// The images a run built, reused or pulled, by name.
+#[derive(Debug, Default)]
+pub struct PlanBuild {
+    pub images: BTreeMap<String, BuiltImage>,
+    /// Images taken from the registry (`--parents-from-registry`): already pushed.
+    pub pulled: BTreeSet<String>,
+}
+
+/// Build (or reuse, or pull) the images of the plan in order, parents first; `on_built` is
+/// told of each image built or reused (not pulled).
+pub fn build_plan(
+    ctx: &BuildContext<'_>,
+    scope: PlanScope<'_>,
+    mut on_built: impl FnMut(&BuiltImage),
+) -> Result<PlanBuild> {
+    let mut run = PlanBuild::default();
+    for image in &ctx.plan.images {
+        if scope.leave_out == Some(image.name.as_str()) {
+            continue;
+        }
+        if let Some(selected) = scope.pull_all_but
+            && !selected.is_empty()
+            && !selected.contains(image.name.as_str())
+        {
+            run.images
+                .insert(image.name.clone(), pull_plan_image(ctx, image)?);
+            run.pulled.insert(image.name.clone());
+            continue;
+        }
+        let result = build_image(ctx, image, &run.images)?;
+        on_built(&result);
+        run.images.insert(image.name.clone(), result);
+    }
+    Ok(run)
+}
+
 /// Build (or reuse) `image`, whose ancestors are in `built`.
 pub fn build_image(
     ctx: &BuildContext<'_>,
@@ -314,64 +404,40 @@ fn hash_parts(parts: &[&str]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// A new cache entry's path for a build of the inputs `slot` (`<name>-<key>`): entries are
-/// never replaced, so each build gets its own (`<slot>.<generation>`).
-fn new_entry(cache: &Cache, slot: &str) -> Result<PathBuf> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let generation = format!("{:x}{:05x}", now.as_nanos(), std::process::id());
-    Ok(cache.dir("images")?.join(format!("{slot}.{generation}")))
+/// What the tail of a build needs besides the image's plan and parent.
+struct Tail<'t> {
+    /// The image's own layers, written.
+    layers: Vec<crate::oci::layer::Layer>,
+    version_tag: &'t str,
+    /// How it was built, for the config's history (`emerge`, `rootfs`).
+    how: &'t str,
+    /// The trees whose packages the SBOM lists (kept-aside package databases included).
+    sbom_trees: &'t [PathBuf],
+    /// The image's tree and its ancestors' (nearest first): what its `test:` runs on.
+    test_trees: &'t [PathBuf],
 }
 
-/// The entries of `slot` (`<slot>`, from gibs before generations, and `<slot>.<generation>`),
-/// newest first.
-fn entries_of(cache: &Cache, slot: &str) -> Result<Vec<PathBuf>> {
-    let dir = cache.dir("images")?;
-    let listing = fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
-    let mut entries = Vec::new();
-    for item in listing {
-        let item = item.with_context(|| format!("cannot read {}", dir.display()))?;
-        let name = item.file_name().to_string_lossy().into_owned();
-        if name == slot || name.strip_prefix(slot).is_some_and(|g| g.starts_with('.')) {
-            let time = item.metadata().and_then(|m| m.modified()).ok();
-            entries.push((time, item.path()));
-        }
-    }
-    entries.sort_by(|a, b| b.cmp(a));
-    Ok(entries.into_iter().map(|(_, path)| path).collect())
-}
-
-/// The name of an image entry, which names its lock too.
-fn entry_name(entry: &Path) -> String {
-    entry
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The record of a finished entry, when it is complete and its blobs are all still there.
-fn read_record(entry: &Path, store: &BlobStore) -> Option<BuiltImage> {
-    let text = fs::read(entry.join("record.json")).ok()?;
-    let record: BuiltImage = serde_json::from_slice(&text).ok()?;
-    // Entries from before SBOMs were attached are rebuilt rather than shipped without one.
-    record.sbom.as_ref()?;
-    let blobs = std::iter::once(&record.image.manifest)
-        .chain(std::iter::once(&record.image.config))
-        .chain(record.image.layers.iter())
-        .chain(
-            record
-                .sbom
-                .iter()
-                .flat_map(|a| a.blobs.iter().chain([&a.manifest])),
-        );
-    for blob in blobs {
-        if !store.path(&blob.digest).exists() {
-            return None;
-        }
-    }
-    Some(record)
+/// The one tail of every build: write the image (config and manifest), attach its SBOM,
+/// then run its `test:`, so a failing test leaves nothing the outputs would write.
+fn write_image_sbom_test(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    parent: Option<&BuiltImage>,
+    tail: Tail<'_>,
+) -> Result<(Image, crate::oci::artifact::Artifact)> {
+    let written = crate::oci::image::write_image(
+        ctx.store,
+        &image_request(ctx, image, parent, tail.layers, tail.version_tag, tail.how),
+    )?;
+    let sbom = sbom::attach(
+        ctx.store,
+        &image.name,
+        &written,
+        tail.sbom_trees,
+        ctx.epoch().unwrap_or(0),
+    )?;
+    test::run(ctx, image, tail.test_trees)?;
+    Ok((written, sbom))
 }
 
 /// Sum of the stored sizes of an image's config and layers.

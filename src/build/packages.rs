@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{BuildContext, BuiltImage, hash_parts, image_size, read_record};
+use super::entry::{self, Entry, Slot};
+use super::{BuildContext, BuiltImage, hash_parts};
 use crate::emerge::run::{EmergeFailed, EmergeJob, log_tail};
 use crate::gentoo::vdb;
-use crate::oci::image::write_image;
 use crate::plan::{ImagePlan, PortageBuild};
 use crate::printer::Hint;
 use crate::rootfs_tools::{self, FinishOptions, Job, STAGING};
-use crate::sandbox::{ExtraMount, OverlayScratch, RootFs, remove_tree, retire_tree};
+use crate::sandbox::{ExtraMount, OverlayScratch, RootFs};
 
 pub fn build(
     ctx: &BuildContext<'_>,
@@ -23,14 +23,14 @@ pub fn build(
     work: &PortageBuild,
 ) -> Result<BuiltImage> {
     let key = input_key(ctx, image, parent, work)?;
-    let slot = format!("{}-{}", image.name, &key[..16]);
+    let slot = Slot::new(&image.name, &key);
     if !ctx.force
         && let Some(record) = reuse(ctx, image, &slot, &key)?
     {
         return Ok(record);
     }
     // One gib builds these inputs at a time; another waits for it and reuses its entry.
-    let _building = ctx.cache.lock("build", &slot)?;
+    let _building = ctx.cache.lock("build", slot.name())?;
     if !ctx.force
         && let Some(record) = reuse(ctx, image, &slot, &key)?
     {
@@ -45,22 +45,12 @@ pub fn build(
     let what = describe(work);
     ctx.printer
         .status("Building", &format!("{} ({what})", image.name));
-    let scratch = OverlayScratch::create(&ctx.cache.dir("images")?)?;
-    let entry = super::new_entry(ctx.cache, &slot)?;
-    let result = build_in(
-        ctx,
-        image,
-        parent,
-        work,
-        &scratch,
-        stage3,
-        repositories,
-        &entry,
-        &key,
-    );
+    let scratch = entry::scratch(ctx.cache)?;
+    let entry = slot.new_entry(ctx.cache)?;
+    let result = build_in(ctx, image, parent, work, &scratch, &entry, &key);
     match result {
         Ok(record) => {
-            publish(ctx, scratch, &entry, &slot, &record)?;
+            slot.publish(ctx.cache, ctx.store, scratch, &entry, &record)?;
             Ok(record)
         }
         Err(err) => {
@@ -75,22 +65,20 @@ pub fn build(
 fn reuse(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
-    slot: &str,
+    slot: &Slot,
     key: &str,
 ) -> Result<Option<BuiltImage>> {
-    for entry in super::entries_of(ctx.cache, slot)? {
-        let Some(mut record) = read_record(&entry, ctx.store) else {
+    for entry in slot.entries(ctx.cache)? {
+        let Some(mut record) = entry.record(ctx.store) else {
             continue;
         };
-        let Some(merged) = super::key::read_merged(&entry) else {
+        let Some(merged) = super::key::read_merged(entry.path()) else {
             continue;
         };
         // Entries are never changed once published: if it is still there once we use it
         // (a `gib clean` may be removing it), it is what we read.
         if super::key::full_key(key, image, &merged) != record.key
-            || !ctx
-                .cache
-                .use_if_present("image", &super::entry_name(&entry), &entry)?
+            || !entry.use_if_present(ctx.cache)?
         {
             continue;
         }
@@ -107,16 +95,14 @@ fn reuse(
     Ok(None)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Build `image` into `scratch`, the entry-to-be published as `entry`; its record.
 fn build_in(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
     work: &PortageBuild,
     scratch: &OverlayScratch,
-    stage3: &crate::stage3::Stage3Root,
-    repositories: &[crate::repository::SyncedRepo],
-    entry: &Path,
+    entry: &Entry,
     key: &str,
 ) -> Result<BuiltImage> {
     let dir = scratch.path();
@@ -124,21 +110,12 @@ fn build_in(
     let log_dir = ctx
         .cache
         .dir("logs")?
-        .join(format!("{}-{}", image.name, &key[..16]));
+        .join(Slot::new(&image.name, key).name());
     let dirs = JobDirs::create(scratch, log_dir)?;
     let (layer, input) = (&dirs.layer, &dirs.input);
     let parent_layers = parent.map(|p| p.layer_dirs.clone()).unwrap_or_default();
     let parent_builders = parent.map(|p| p.builder_dirs.clone()).unwrap_or_default();
-    let job = emerge_job(
-        ctx,
-        image,
-        work,
-        parent,
-        scratch,
-        stage3,
-        repositories,
-        &dirs,
-    )?;
+    let job = emerge_job(ctx, image, work, parent, scratch, &dirs)?;
     let mut merged_into_image = Vec::new();
     if !work.packages.is_empty() || !work.builder_packages.is_empty() {
         let outcome = match crate::emerge::run::run(&job, ctx.printer) {
@@ -194,29 +171,28 @@ fn build_in(
     all_packages.sort();
     all_packages.dedup();
     let version_tag = super::version_tag(ctx, image, &own_packages);
-    let written = write_image(
-        ctx.store,
-        &super::image_request(ctx, image, parent, written_layers, &version_tag, "emerge"),
-    )?;
-
     // The SBOM lists the packages whose files the image holds, their database in it or not.
     let parent_dbs = parent.map(|p| p.package_dbs.clone()).unwrap_or_default();
     let mut image_layers: Vec<PathBuf> = package_db.iter().chain(&parent_dbs).cloned().collect();
     image_layers.push(layer.clone());
     image_layers.extend(parent_layers.iter().cloned());
-    let sbom = super::sbom::attach(
-        ctx.store,
-        &image.name,
-        &written,
-        &image_layers,
-        ctx.epoch().unwrap_or(0),
-    )?;
-
     let mut test_layers = vec![layer.clone()];
     test_layers.extend(parent_layers.iter().cloned());
-    super::test::run(ctx, image, &test_layers)?;
+    let written = super::write_image_sbom_test(
+        ctx,
+        image,
+        parent,
+        super::Tail {
+            layers: written_layers,
+            version_tag: &version_tag,
+            how: "emerge",
+            sbom_trees: &image_layers,
+            test_trees: &test_layers,
+        },
+    )?;
 
     // The record names the entry's final paths: it is renamed into place after this.
+    let entry = entry.path();
     let mut layer_dirs = vec![entry.join("layer")];
     layer_dirs.extend(parent_layers);
     let mut builder_dirs = vec![entry.join("upper")];
@@ -228,23 +204,19 @@ fn build_in(
         .collect();
     let merged = merged_names(&merged_into_image, &scratch.upper())?;
     super::key::write_merged(dir, &merged)?;
-    let record = BuiltImage {
-        name: image.name.clone(),
-        key: super::key::full_key(key, image, &merged),
-        size: image_size(&written),
-        tags: image.tags(&version_tag),
-        references: image.references(&version_tag),
-        packages: all_packages,
-        layer_dirs,
-        builder_dirs,
-        package_dbs,
-        image: written,
-        sbom: Some(sbom),
-        reused: false,
-    };
-    let record_path = dir.join("record.json");
-    std::fs::write(&record_path, serde_json::to_vec_pretty(&record)?)
-        .with_context(|| format!("cannot write {}", record_path.display()))?;
+    let record = BuiltImage::built(
+        image,
+        super::key::full_key(key, image, &merged),
+        &version_tag,
+        written,
+        all_packages,
+        super::Trees {
+            layer_dirs,
+            builder_dirs,
+            package_dbs,
+        },
+    );
+    entry::write_record(dir, &record)?;
     Ok(record)
 }
 
@@ -298,17 +270,16 @@ impl JobDirs {
 
 /// The emerge of `image`: a builder over its parent's builders and the stage3 with
 /// `scratch`'s upper, /staging over its parent's layers, the caches and repositories.
-#[allow(clippy::too_many_arguments)]
 pub fn emerge_job<'a>(
     ctx: &BuildContext<'_>,
     image: &'a ImagePlan,
     work: &'a PortageBuild,
     parent: Option<&BuiltImage>,
     scratch: &OverlayScratch,
-    stage3: &crate::stage3::Stage3Root,
-    repositories: &[crate::repository::SyncedRepo],
     dirs: &'a JobDirs,
 ) -> Result<EmergeJob<'a>> {
+    // Both prepared once per run, before the first emerge job.
+    let (stage3, repositories) = (ctx.stage3()?, ctx.repositories()?);
     // The parent's tree, with the package databases its images do not keep on top.
     let mut staging_lowers = parent.map(|p| p.package_dbs.clone()).unwrap_or_default();
     staging_lowers.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());
@@ -432,40 +403,6 @@ pub fn repository_mounts(repositories: &[crate::repository::SyncedRepo]) -> Vec<
             })
         })
         .collect()
-}
-
-/// Move a finished scratch dir to its entry (a new one: a published entry is never changed,
-/// as children of it may be building on it), without the overlay work dirs, and use it for
-/// the rest of the run. Older entries of the same inputs (`--force`) that no gib uses are
-/// removed.
-fn publish(
-    ctx: &BuildContext<'_>,
-    scratch: OverlayScratch,
-    entry: &Path,
-    slot: &str,
-    record: &BuiltImage,
-) -> Result<()> {
-    for work in [scratch.work(), scratch.path().join("layer-work")] {
-        remove_tree(&work)?;
-    }
-    let in_use = ctx.cache.lock("image", &super::entry_name(entry))?;
-    std::fs::rename(scratch.path(), entry).with_context(|| {
-        format!(
-            "cannot move {} to {}",
-            scratch.path().display(),
-            entry.display()
-        )
-    })?;
-    ctx.cache.keep(in_use)?;
-    for old in super::entries_of(ctx.cache, slot)? {
-        if old == entry || read_record(&old, ctx.store).is_some_and(|r| r.key != record.key) {
-            continue;
-        }
-        if let Some(_removing) = ctx.cache.try_lock("image", &super::entry_name(&old))? {
-            retire_tree(&old)?;
-        }
-    }
-    Ok(())
 }
 
 /// The base key of a packages image (see `key`): its plan (atoms, settings, Portage files

@@ -5,7 +5,7 @@
 //! the packages whose database is in it; a file a child replaced is counted in both layers,
 //! as the image's layers store it twice.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -197,40 +197,4 @@ pub fn keep_trimmed(log_dir: &Path, entry_scratch: &Path) -> Result<()> {
     }
     let dest = entry_scratch.join(TRIMMED_FILE);
     std::fs::write(&dest, kept).with_context(|| format!("cannot write {}", dest.display()))
-}
-
-/// The most recent build of the image `name` in `cache` (by its record's time).
-pub fn latest_record(cache: &Cache, name: &str) -> Result<Option<BuiltImage>> {
-    let images = cache.dir("images")?;
-    let prefix = format!("{name}-");
-    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
-    let entries =
-        std::fs::read_dir(&images).with_context(|| format!("cannot read {}", images.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot read {}", images.display()))?;
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        // `<name>-<16 hex digits>[.<generation>]`: the name itself may contain dashes.
-        let Some(key) = file_name.strip_prefix(&prefix) else {
-            continue;
-        };
-        let key = key.split_once('.').map_or(key, |(key, _)| key);
-        if key.len() != 16 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
-            continue;
-        }
-        let record = entry.path().join("record.json");
-        let Ok(modified) = std::fs::metadata(&record).and_then(|m| m.modified()) else {
-            continue;
-        };
-        if newest.as_ref().is_none_or(|(t, _)| modified > *t) {
-            newest = Some((modified, record));
-        }
-    }
-    let Some((_, record)) = newest else {
-        return Ok(None);
-    };
-    let text =
-        std::fs::read(&record).with_context(|| format!("cannot read {}", record.display()))?;
-    let built = serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a build record", record.display()))?;
-    Ok(Some(built))
 }

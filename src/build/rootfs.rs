@@ -14,9 +14,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{BuildContext, BuiltImage, hash_parts, image_size, layer::layer_options};
+use super::{BuildContext, BuiltImage, hash_parts, layer::layer_options};
 use crate::cache::remove_any;
-use crate::oci::image::write_image;
 use crate::oci::layer::{IdShift, LayerSource, OwnerMap, write_layer};
 use crate::plan::ImagePlan;
 use crate::printer::UserError;
@@ -57,34 +56,32 @@ pub fn build(
         layer.diff_id.as_str(),
     ]);
     let version_tag = super::version_tag(ctx, image, &[]);
-    let written = write_image(
-        ctx.store,
-        &super::image_request(ctx, image, parent, vec![layer], &version_tag, "rootfs"),
-    )?;
     let mut layer_dirs = vec![sandbox_tree(ctx, &tree, diff_id.as_str())?];
     layer_dirs.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());
-    super::test::run(ctx, image, &layer_dirs)?;
-    let sbom = super::sbom::attach(
-        ctx.store,
-        &image.name,
-        &written,
-        &layer_dirs,
-        ctx.epoch().unwrap_or(0),
+    let written = super::write_image_sbom_test(
+        ctx,
+        image,
+        parent,
+        super::Tail {
+            layers: vec![layer],
+            version_tag: &version_tag,
+            how: "rootfs",
+            sbom_trees: &layer_dirs,
+            test_trees: &layer_dirs,
+        },
     )?;
-    Ok(BuiltImage {
-        name: image.name.clone(),
+    Ok(BuiltImage::built(
+        image,
         key,
-        size: image_size(&written),
-        tags: image.tags(&version_tag),
-        references: image.references(&version_tag),
-        packages: parent.map(|p| p.packages.clone()).unwrap_or_default(),
-        layer_dirs,
-        builder_dirs: parent.map(|p| p.builder_dirs.clone()).unwrap_or_default(),
-        package_dbs: parent.map(|p| p.package_dbs.clone()).unwrap_or_default(),
-        image: written,
-        sbom: Some(sbom),
-        reused: false,
-    })
+        &version_tag,
+        written,
+        parent.map(|p| p.packages.clone()).unwrap_or_default(),
+        super::Trees {
+            layer_dirs,
+            builder_dirs: parent.map(|p| p.builder_dirs.clone()).unwrap_or_default(),
+            package_dbs: parent.map(|p| p.package_dbs.clone()).unwrap_or_default(),
+        },
+    ))
 }
 
 /// The tree the sandbox stands on (the image's `test:`, its children's builds): the layer's

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::BuildArgs;
-use crate::build::{BuildContext, BuiltImage, build_image, pull_plan_image};
+use super::{BuildArgs, parse_network, source_date_epoch};
+use crate::build::{BuildContext, BuildOptions, BuiltImage, PlanScope, build_plan};
 use crate::cache::Cache;
 use crate::config::{self, Parent};
 use crate::oci::blob::BlobStore;
@@ -22,7 +22,7 @@ use crate::output::{
     layout::{write_artifacts, write_layout},
 };
 use crate::plan::Plan;
-use crate::printer::{Printer, UserError};
+use crate::printer::Printer;
 use crate::registry::PushReport;
 
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
@@ -30,42 +30,25 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let config = config::load(&args.config.file)?;
     let plan = Plan::resolve(&config, &args.images)?;
     let selected: BTreeSet<&str> = args.images.iter().map(String::as_str).collect();
-    let network = super::shell::parse_network(&args.network)?;
-    let source_date_epoch = source_date_epoch()?;
+    let options = BuildOptions {
+        network: parse_network(&args.network)?,
+        source_date_epoch: source_date_epoch()?,
+        force: args.force,
+        offline: args.offline,
+    };
     let cache = Cache::open(args.cache_dir.as_deref())?;
     super::clean::remove_leftovers(&cache)?;
     let store = BlobStore::open(&cache.dir("blobs")?)?;
     // The layer writer adds blobs from inside the sandbox.
     crate::sandbox::hand_over(&store.root().join("sha256"))?;
-    let ctx = BuildContext::new(
-        &plan,
-        &cache,
-        &store,
-        &printer,
-        network,
-        source_date_epoch,
-        args.force,
-        args.offline,
-    )
-    .with_registries(registry::client(&config.registries));
+    let ctx = BuildContext::new(&plan, &cache, &store, &printer, options)
+        .with_registries(registry::client(&config.registries));
 
-    let mut built: BTreeMap<String, BuiltImage> = BTreeMap::new();
-    // Images taken from the registry (--parents-from-registry): already pushed.
-    let mut pulled: BTreeSet<String> = BTreeSet::new();
-    for image in &plan.images {
-        if args.parents_from_registry
-            && !selected.is_empty()
-            && !selected.contains(image.name.as_str())
-        {
-            built.insert(image.name.clone(), pull_plan_image(&ctx, image)?);
-            pulled.insert(image.name.clone());
-            continue;
-        }
-        let result = build_image(&ctx, image, &built);
-        let result = match result {
-            Err(err) => return Err(report_test_failure(&printer, err)),
-            Ok(result) => result,
-        };
+    let scope = PlanScope {
+        pull_all_but: args.parents_from_registry.then_some(&selected),
+        ..PlanScope::default()
+    };
+    let run = build_plan(&ctx, scope, |result| {
         if !result.reused {
             printer.status(
                 "Built",
@@ -76,8 +59,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
                 ),
             );
         }
-        built.insert(image.name.clone(), result);
-    }
+    })
+    .map_err(|err| report_test_failure(&printer, err))?;
+    let (built, pulled) = (run.images, run.pulled);
 
     let tagged: Vec<TaggedImage> = plan
         .images
@@ -207,17 +191,4 @@ fn report_test_failure(printer: &Printer, err: anyhow::Error) -> anyhow::Error {
         printer.excerpt(&failed.output);
     }
     err
-}
-
-/// SOURCE_DATE_EPOCH, when set: clamps mtimes and dates the image.
-pub(super) fn source_date_epoch() -> Result<Option<i64>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) if !value.is_empty() => value.trim().parse().map(Some).map_err(|_| {
-            UserError::new(format!(
-                "SOURCE_DATE_EPOCH must be a number of seconds, not {value:?}"
-            ))
-            .into()
-        }),
-        _ => Ok(None),
-    }
 }

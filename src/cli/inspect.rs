@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use crate::build::report::{ImageUsage, image_usage_in_namespace, latest_record};
+use crate::build::latest_record;
+use crate::build::report::{ImageUsage, image_usage_in_namespace};
 use crate::cache::Cache;
 use crate::printer::UserError;
 

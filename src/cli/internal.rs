@@ -83,7 +83,7 @@ pub fn run(args: InternalArgs) -> Result<ExitCode> {
 
 fn run_sandbox(args: RunArgs) -> Result<ExitCode> {
     let printer = Printer::new(false);
-    let network = super::shell::parse_network(&args.network)?;
+    let network = super::parse_network(&args.network)?;
     let mut mounts = Vec::new();
     for (spec, readonly) in args
         .bind
@@ -126,7 +126,7 @@ fn run_sandbox(args: RunArgs) -> Result<ExitCode> {
             }
         };
         let root = stage3::prepare(&source, &cache, &printer)?;
-        let exit = super::shell::run_in_stage3(
+        let exit = crate::build::run_in_stage3(
             &root,
             &cache,
             network,
@@ -134,7 +134,7 @@ fn run_sandbox(args: RunArgs) -> Result<ExitCode> {
             mounts,
             &printer,
         )?;
-        return Ok(exit_code(exit));
+        return Ok(super::exit_code(exit));
     }
     let root = match (args.root, args.lower.is_empty()) {
         (Some(dir), _) => Some(RootFs::Dir(dir)),
@@ -165,10 +165,5 @@ fn run_sandbox(args: RunArgs) -> Result<ExitCode> {
         None => SandboxStdio::inherit(),
     };
     let exit = sandbox::run(&spec, stdio)?;
-    Ok(exit_code(exit))
-}
-
-/// gib's exit code for a sandboxed command's exit (128 + signal for a signal).
-pub fn exit_code(exit: sandbox::Exit) -> ExitCode {
-    ExitCode::from(u8::try_from(exit.code()).unwrap_or(u8::MAX))
+    Ok(super::exit_code(exit))
 }

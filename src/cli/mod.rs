@@ -223,3 +223,33 @@ pub fn main() -> ExitCode {
         Err(err) => printer.fail(&err),
     }
 }
+
+/// `--network`: `host` or `none`.
+fn parse_network(text: &str) -> anyhow::Result<crate::sandbox::Network> {
+    match text {
+        "host" => Ok(crate::sandbox::Network::Host),
+        "none" => Ok(crate::sandbox::Network::None),
+        other => Err(crate::printer::UserError::new(format!(
+            "unknown network mode `{other}`: expected `host` or `none`"
+        ))
+        .into()),
+    }
+}
+
+/// SOURCE_DATE_EPOCH, when set: clamps mtimes and dates the image.
+fn source_date_epoch() -> anyhow::Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.is_empty() => value.trim().parse().map(Some).map_err(|_| {
+            crate::printer::UserError::new(format!(
+                "SOURCE_DATE_EPOCH must be a number of seconds, not {value:?}"
+            ))
+            .into()
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// gib's exit code for a sandboxed command's exit (128 + signal for a signal).
+fn exit_code(exit: crate::sandbox::Exit) -> ExitCode {
+    ExitCode::from(u8::try_from(exit.code()).unwrap_or(u8::MAX))
+}

@@ -135,6 +135,21 @@ fn scratch_for(who: Who, name: &str) -> tempfile::TempDir {
     dir
 }
 
+/// gib.yaml of one `script:` image `probe` running `./probe.sh` on the mini stage3.
+fn script_probe_config(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("gib.yaml");
+    fs::write(
+        &config,
+        format!(
+            "stage3:\n  path: {}\nportage:\n  sync_type: none\nimages:\n  \
+             probe:\n    tag: t\n    script: ./probe.sh\n",
+            mini_stage3().display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 fn host_core_pattern() -> String {
     fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap()
 }
@@ -177,16 +192,7 @@ fn a_script_probe_is_confined_and_writes_as_a_subordinate_id() {
              touch /var/cache/distfiles/probe-owner\n"
         );
         fs::write(dir.path().join("probe.sh"), script).unwrap();
-        let config = dir.path().join("gib.yaml");
-        fs::write(
-            &config,
-            format!(
-                "stage3:\n  path: {}\nportage:\n  sync_type: none\nimages:\n  \
-                 probe:\n    tag: t\n    script: ./probe.sh\n",
-                mini_stage3().display()
-            ),
-        )
-        .unwrap();
+        let config = script_probe_config(dir.path());
         crate::sandbox::give_to(who, dir.path());
         let out = run_build(who, dir.path(), &config, &["probe"]);
         assert!(
@@ -281,16 +287,7 @@ fn a_masked_proc_is_a_clear_error_and_never_the_hosts() {
 #[test]
 fn a_cached_stage3_of_the_hosts_root_is_refused_as_root() {
     let dir = scratch_dir("confine-legacy");
-    let config = dir.path().join("gib.yaml");
-    fs::write(
-        &config,
-        format!(
-            "stage3:\n  path: {}\nportage:\n  sync_type: none\nimages:\n  \
-             probe:\n    tag: t\n    script: ./probe.sh\n",
-            mini_stage3().display()
-        ),
-    )
-    .unwrap();
+    let config = script_probe_config(dir.path());
     fs::write(dir.path().join("probe.sh"), "true\n").unwrap();
     let out = run_build(Who::Root, dir.path(), &config, &["probe"]);
     assert!(

@@ -204,7 +204,7 @@ fn owner_map(mode: &IdMode) -> OwnerMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{IdRange, RangeSource};
+    use crate::sandbox::IdRange;
 
     #[test]
     fn owner_map_reads_host_owners_as_the_namespace_shows_them() {
@@ -235,17 +235,7 @@ mod tests {
             (single.uid(7), single.gid(8), single.uid(100000)),
             (0, 0, 100000)
         );
-        let reserved = IdMode::Reserved {
-            uids: IdRange {
-                start: 100000,
-                count: 65536,
-            },
-            gids: IdRange {
-                start: 300000,
-                count: 65536,
-            },
-            source: RangeSource::SubidFiles,
-        };
+        let reserved = IdMode::example_reserved();
         // Root's range: its ids are 0.., the host's own ids (root's files) stay.
         let owners = owner_map(&reserved);
         assert_eq!(owners.uid(100000), 0);

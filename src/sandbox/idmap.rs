@@ -412,6 +412,24 @@ pub fn check_userns_enabled() -> Result<()> {
 }
 
 #[cfg(test)]
+impl IdMode {
+    /// A root gib's map for unit tests: uids 100000.., gids 300000.., from the subid files.
+    pub(crate) fn example_reserved() -> IdMode {
+        IdMode::Reserved {
+            uids: IdRange {
+                start: 100000,
+                count: 65536,
+            },
+            gids: IdRange {
+                start: 300000,
+                count: 65536,
+            },
+            source: RangeSource::SubidFiles,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -476,17 +494,7 @@ alice:300000:1000
     }
 
     fn reserved() -> IdMode {
-        IdMode::Reserved {
-            uids: IdRange {
-                start: 100000,
-                count: 65536,
-            },
-            gids: IdRange {
-                start: 300000,
-                count: 65536,
-            },
-            source: RangeSource::SubidFiles,
-        }
+        IdMode::example_reserved()
     }
 
     #[test]

@@ -1038,3 +1038,43 @@ fn a_ca_certificate_is_trusted_besides_the_system_roots_for_downloads_and_git() 
         "mine\n"
     );
 }
+
+/// A repository server that accepts and then says nothing is given up on within the stall
+/// bound, for git (over HTTP) and for rsync (its daemon protocol), with an error naming the
+/// command — never an endless wait.
+#[test]
+fn a_silent_repository_server_is_given_up_within_the_stall_bound() {
+    let world = World::new("silent-repo");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept and hold every connection open without a byte.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    for (sync_type, uri, tool) in [
+        ("git", format!("http://127.0.0.1:{port}/repo.git"), "git"),
+        ("rsync", format!("rsync://127.0.0.1:{port}/gentoo"), "rsync"),
+    ] {
+        let cache = world.path(&format!("cache-{sync_type}"));
+        let started = std::time::Instant::now();
+        let mut cmd = world.gib();
+        cmd.env_remove("GIB_CA_CERTIFICATE")
+            .env("GIB_HTTP_STALL_TIMEOUT", "2")
+            .env("GIB_HTTP_CONNECT_TIMEOUT", "2")
+            .args(["sync-repo", "--name", "mine", "--sync-type", sync_type])
+            .args(["--uri", &uri, "--cache-dir"])
+            .arg(&cache);
+        let out = cmd.output().unwrap();
+        let elapsed = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{sync_type}: {stderr}");
+        assert!(stderr.contains(tool), "{sync_type}: {stderr}");
+        assert!(
+            elapsed < std::time::Duration::from_secs(60),
+            "{sync_type}: gave up only after {elapsed:?}: {stderr}"
+        );
+    }
+}

@@ -35,9 +35,13 @@ pub enum Job {
         lowers: Vec<PathBuf>,
     },
     /// Apply an image's accounts and paths to its layer dir.
-    ApplyFiles(crate::build::FilesJob),
-    /// Measure a built image (`gib inspect`): an `ImageUsage` back.
-    ImageUsage(Box<crate::build::report::UsageJob>),
+    ApplyFiles(crate::rootfs::files::FilesJob),
+    /// Measure an image's layer dirs (`gib inspect`, `--json`): a `UsageReport` back.
+    MeasureLayers {
+        layer_dirs: Vec<PathBuf>,
+        package_dbs: Vec<PathBuf>,
+        largest: usize,
+    },
     /// Unpack a tarball (stage3 or `rootfs:`) into `dest`, keeping owners unless the map
     /// has a single id: an `UnpackSummary` back.
     UnpackTarball {
@@ -92,10 +96,15 @@ fn work(job: Job) -> Result<serde_json::Value> {
         Job::PruneLayer { upper, lowers } => {
             reply(crate::rootfs::changes::prune_unchanged(&upper, &lowers)?)
         }
-        Job::ApplyFiles(files) => reply(crate::build::apply_files(files)?),
-        Job::ImageUsage(usage) => reply(crate::build::report::image_usage(
-            &usage.image,
-            usage.largest,
+        Job::ApplyFiles(files) => reply(crate::rootfs::files::apply_files(files)?),
+        Job::MeasureLayers {
+            layer_dirs,
+            package_dbs,
+            largest,
+        } => reply(crate::rootfs::usage::layers_usage(
+            &layer_dirs,
+            &package_dbs,
+            largest,
         )?),
         Job::UnpackTarball {
             tarball,

@@ -25,7 +25,6 @@ mod shell;
 mod test;
 
 pub use entry::latest_record;
-pub use finish::{FilesJob, apply_files};
 pub use from_registry::pull_plan_image;
 pub use sbom::write_sbom_files;
 pub use shell::{run_in_stage3, shell};

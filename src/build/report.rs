@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::BuiltImage;
 use crate::cache::Cache;
-use crate::gentoo::vdb::read_installed;
-use crate::rootfs::usage::{FileUsage, UsageReport, usage_report};
+use crate::rootfs::usage::{FileUsage, UsageReport};
 
 /// The copy of finish-root.sh's trim report in an image's cache entry.
 pub const TRIMMED_FILE: &str = "trimmed.tsv";
@@ -61,85 +60,20 @@ impl ImageUsage {
     }
 }
 
-/// [`image_usage`] in gib's user namespace: a rootless build's layer dirs hold directories
-/// only the image's users may read (a 0700 home), which the namespace reads as their owner.
+/// Measure `image` (its layer dirs, in gib's user namespace) and read what trimming took out
+/// of it from its cache entry; `largest` biggest files are listed.
 pub fn image_usage_in_namespace(
     cache: &Cache,
     image: &BuiltImage,
     largest: usize,
 ) -> Result<ImageUsage> {
-    let job = UsageJob {
-        image: image.clone(),
+    let job = crate::jobs::Job::MeasureLayers {
+        layer_dirs: image.layer_dirs.clone(),
+        package_dbs: image.package_dbs.clone(),
         largest,
     };
     let what = format!("measure image {}", image.name);
-    crate::jobs::run(
-        cache,
-        &crate::jobs::Job::ImageUsage(Box::new(job)),
-        crate::jobs::cannot(what),
-    )
-}
-
-/// What the `image_usage` job measures.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UsageJob {
-    pub image: BuiltImage,
-    pub largest: usize,
-}
-
-/// Measure `image`, listing its `largest` biggest files.
-pub fn image_usage(image: &BuiltImage, largest: usize) -> Result<ImageUsage> {
-    // A layer without a package database of its own (`keep_package_db: false`) is read with
-    // the databases gib kept aside for the image and its ancestors.
-    let mut kept: Vec<crate::gentoo::vdb::InstalledPackage> = Vec::new();
-    for db in &image.package_dbs {
-        for package in read_installed(db)? {
-            if !kept.iter().any(|k| k.cpv() == package.cpv()) {
-                kept.push(package);
-            }
-        }
-    }
-    let mut total: Option<UsageReport> = None;
-    for layer in &image.layer_dirs {
-        let mut packages = read_installed(layer)?;
-        if packages.is_empty() {
-            packages = kept.clone();
-        }
-        let report = usage_report(layer, &packages, largest)
-            .with_context(|| format!("cannot measure {}", layer.display()))?;
-        total = Some(match total {
-            None => report,
-            Some(mut sum) => {
-                sum.total_bytes += report.total_bytes;
-                sum.total_files += report.total_files;
-                sum.packages.extend(report.packages);
-                sum.unowned.bytes += report.unowned.bytes;
-                sum.unowned.files.extend(report.unowned.files);
-                sum.largest_files.extend(report.largest_files);
-                sum
-            }
-        });
-    }
-    let mut usage = total.context("the image has no layer dirs")?;
-    // A package whose database a child's layer also carries is one package.
-    let mut merged: Vec<crate::rootfs::usage::PackageUsage> = Vec::new();
-    for package in usage.packages.drain(..) {
-        match merged.iter_mut().find(|p| p.package == package.package) {
-            Some(known) => {
-                known.bytes += package.bytes;
-                known.files += package.files;
-            }
-            None => merged.push(package),
-        }
-    }
-    usage.packages = merged;
-    let by_size = |a: &FileUsage, b: &FileUsage| b.bytes.cmp(&a.bytes).then(a.path.cmp(&b.path));
-    usage
-        .packages
-        .sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.package.cmp(&b.package)));
-    usage.unowned.files.sort_by(by_size);
-    usage.largest_files.sort_by(by_size);
-    usage.largest_files.truncate(largest);
+    let usage: UsageReport = crate::jobs::run(cache, &job, crate::jobs::cannot(what))?;
     let trimmed = match image.layer_dirs.first().and_then(|l| l.parent()) {
         Some(entry) => read_trimmed(&entry.join(TRIMMED_FILE))?,
         None => Vec::new(),

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod changes;
+pub mod files;
 pub mod resolve;
 pub mod sbom;
 pub mod usage;

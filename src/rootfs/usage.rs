@@ -151,6 +151,70 @@ fn image_path(root: &Path, host: &Path) -> String {
     format!("/{}", relative.display())
 }
 
+/// The usage of an image's layer dirs (its own first, then its ancestors'), each measured
+/// against the packages whose database it holds, or else against `package_dbs` (roots holding
+/// the `var/db/pkg` that `keep_package_db: false` kept aside); a file a child replaced is
+/// counted in both layers, as the image's layers store it twice. Runs as the `measure_layers`
+/// job: a rootless build's layer dirs hold directories only the image's users may read.
+pub fn layers_usage(
+    layer_dirs: &[PathBuf],
+    package_dbs: &[PathBuf],
+    largest: usize,
+) -> Result<UsageReport> {
+    // A layer without a package database of its own (`keep_package_db: false`) is read with
+    // the databases gib kept aside for the image and its ancestors.
+    let mut kept: Vec<crate::gentoo::vdb::InstalledPackage> = Vec::new();
+    for db in package_dbs {
+        for package in crate::gentoo::vdb::read_installed(db)? {
+            if !kept.iter().any(|k| k.cpv() == package.cpv()) {
+                kept.push(package);
+            }
+        }
+    }
+    let mut total: Option<UsageReport> = None;
+    for layer in layer_dirs {
+        let mut packages = crate::gentoo::vdb::read_installed(layer)?;
+        if packages.is_empty() {
+            packages = kept.clone();
+        }
+        let report = usage_report(layer, &packages, largest)
+            .with_context(|| format!("cannot measure {}", layer.display()))?;
+        total = Some(match total {
+            None => report,
+            Some(mut sum) => {
+                sum.total_bytes += report.total_bytes;
+                sum.total_files += report.total_files;
+                sum.packages.extend(report.packages);
+                sum.unowned.bytes += report.unowned.bytes;
+                sum.unowned.files.extend(report.unowned.files);
+                sum.largest_files.extend(report.largest_files);
+                sum
+            }
+        });
+    }
+    let mut usage = total.context("the image has no layer dirs")?;
+    // A package whose database a child's layer also carries is one package.
+    let mut merged: Vec<PackageUsage> = Vec::new();
+    for package in usage.packages.drain(..) {
+        match merged.iter_mut().find(|p| p.package == package.package) {
+            Some(known) => {
+                known.bytes += package.bytes;
+                known.files += package.files;
+            }
+            None => merged.push(package),
+        }
+    }
+    usage.packages = merged;
+    let by_size = |a: &FileUsage, b: &FileUsage| b.bytes.cmp(&a.bytes).then(a.path.cmp(&b.path));
+    usage
+        .packages
+        .sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.package.cmp(&b.package)));
+    usage.unowned.files.sort_by(by_size);
+    usage.largest_files.sort_by(by_size);
+    usage.largest_files.truncate(largest);
+    Ok(usage)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,13 +19,71 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
-/// The kinds whose entries are trees from tarballs and images gib did not make (and builds on
-/// them): their setuid files (setuid root when gib runs as root) must be out of other users'
-/// reach, so these directories are 0700. Not the distfiles and binary packages, which are
-/// bound into the sandbox as they are and given Portage's own modes.
-const TREE_KINDS: &[&str] = &[
-    "stage3", "rootfs", "pulled", "images", "builds", "shell", "tests",
+/// One kind of entry: a top-level directory of the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct Kind {
+    pub name: &'static str,
+    /// Trees from tarballs and images gib did not make (and builds on them): their setuid
+    /// files (setuid root when gib runs as root) must be out of other users' reach, so these
+    /// directories are 0700. Not the distfiles and binary packages, which are bound into the
+    /// sandbox as they are and given Portage's own modes.
+    pub private: bool,
+    /// `gib clean --builders` empties it: builder roots, unpacked trees, scratch space, logs.
+    pub builder: bool,
+    /// The lock kind of its entries (`locks/<lock>-<entry>.lock`), when a running gib holds
+    /// one while it uses an entry; `gib clean` takes it before removing the entry.
+    pub entry_lock: Option<&'static str>,
+}
+
+const fn kind(
+    name: &'static str,
+    private: bool,
+    builder: bool,
+    entry_lock: Option<&'static str>,
+) -> Kind {
+    Kind {
+        name,
+        private,
+        builder,
+        entry_lock,
+    }
+}
+
+/// Every kind of entry the cache holds; `Cache::dir` refuses any other.
+pub const KINDS: &[Kind] = &[
+    // Unpacked stage3s, by the tarball's digest (`urls/` maps a URL to it).
+    kind("stage3", true, true, Some("stage3")),
+    // Unpacked `rootfs:` tarballs.
+    kind("rootfs", true, true, Some("rootfs")),
+    // Images pulled from a registry, unpacked.
+    kind("pulled", true, false, Some("pulled")),
+    // Image entries: builder uppers, layer trees, records (`build::entry`).
+    kind("images", true, true, Some("image")),
+    // Overlay scratch of `gib shell` and of `test:` runs.
+    kind("shell", true, true, None),
+    kind("tests", true, true, None),
+    // Scratch of jobs run in the namespace, and build logs.
+    kind("tmp", false, true, None),
+    kind("logs", false, true, None),
+    kind("blobs", false, false, None),
+    kind("binpkgs", false, false, None),
+    kind("distfiles", false, false, None),
+    // Stage3 tarballs and snapshots being or having been downloaded.
+    kind("downloads", false, false, None),
+    kind("stage3-tarballs", false, false, None),
+    // Ebuild repositories and overlays, synced.
+    kind("repos", false, false, None),
+    // Signing keys fetched by fingerprint.
+    kind("keys", false, false, None),
+    // Lock files only (`build`, `run` locks have no directory of their own).
+    kind("locks", false, false, None),
 ];
+
+/// The kind `name` (its first path segment), if the cache has such a kind.
+pub fn kind_named(name: &str) -> Option<&'static Kind> {
+    let top = name.split('/').next().unwrap_or(name);
+    KINDS.iter().find(|k| k.name == top)
+}
 
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -115,13 +173,15 @@ impl Cache {
         &self.root
     }
 
-    /// The directory of one kind of entry (`stage3`, `blobs`, `binpkgs`, …), created on demand.
-    /// The kinds in [`TREE_KINDS`] are kept private (0700).
+    /// The directory of one kind of entry (one of [`KINDS`], or a path under one), created
+    /// on demand. Private kinds are kept 0700.
     pub fn dir(&self, kind: &str) -> Result<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
+        let known = kind_named(kind)
+            .with_context(|| format!("gib bug: `{kind}` is no kind of cache entry"))?;
         let dir = self.root.join(kind);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        if TREE_KINDS.contains(&kind) {
+        if known.private && kind == known.name {
             let meta =
                 fs::metadata(&dir).with_context(|| format!("cannot stat {}", dir.display()))?;
             if meta.permissions().mode() & 0o077 != 0 {
@@ -293,8 +353,8 @@ mod tests {
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         fs::create_dir_all(tmp.path().join("pulled")).unwrap();
         fs::set_permissions(tmp.path().join("pulled"), fs::Permissions::from_mode(0o755)).unwrap();
-        for kind in TREE_KINDS {
-            assert_eq!(mode(&cache.dir(kind).unwrap()), 0o700, "{kind}");
+        for kind in KINDS.iter().filter(|k| k.private) {
+            assert_eq!(mode(&cache.dir(kind.name).unwrap()), 0o700, "{}", kind.name);
         }
         let distfiles = cache.dir("distfiles").unwrap();
         fs::set_permissions(&distfiles, fs::Permissions::from_mode(0o2775)).unwrap();
@@ -357,10 +417,10 @@ mod tests {
     fn publish_keeps_the_first_entry() {
         let tmp = tempfile::tempdir().unwrap();
         let cache = Cache::open(Some(tmp.path())).unwrap();
-        let entry = cache.dir("k").unwrap().join("e");
+        let entry = cache.dir("keys").unwrap().join("e");
         fs::create_dir(&entry).unwrap();
         fs::write(entry.join("first"), b"1").unwrap();
-        let scratch = cache.scratch_path("k").unwrap();
+        let scratch = cache.scratch_path("keys").unwrap();
         fs::write(scratch.join("second"), b"2").unwrap();
         cache.publish(&scratch, &entry).unwrap();
         assert!(entry.join("first").exists());
@@ -373,7 +433,7 @@ mod tests {
     fn a_used_entry_stays_locked_and_a_missing_one_is_made_once() {
         let tmp = tempfile::tempdir().unwrap();
         let cache = Cache::open(Some(tmp.path())).unwrap();
-        let entry = cache.dir("k").unwrap().join("e");
+        let entry = cache.dir("keys").unwrap().join("e");
         assert!(!cache.use_if_present("k", "e", &entry).unwrap());
         assert!(
             cache.try_lock("k", "e").unwrap().is_some(),
@@ -391,7 +451,7 @@ mod tests {
         }
         assert_eq!(made, 1);
         assert!(cache.try_lock("k", "e").unwrap().is_none(), "in use");
-        let failing = cache.use_entry("k", "f", &cache.dir("k").unwrap().join("f"), || {
+        let failing = cache.use_entry("k", "f", &cache.dir("keys").unwrap().join("f"), || {
             anyhow::bail!("broken")
         });
         assert!(failing.is_err());

@@ -26,8 +26,14 @@ use crate::sandbox::{OverlayScratch, remove_tree, retire_tree};
 
 /// The cache kind (and lock kind) of image entries.
 const KIND: &str = "images";
-/// The lock kind of one entry.
-const LOCK_KIND: &str = "image";
+/// The lock kind of one entry, as the cache's table of kinds names it (`gib clean` takes the
+/// same lock before it removes the entry).
+fn lock_kind() -> &'static str {
+    crate::cache::kind_named(KIND)
+        .and_then(|kind| kind.entry_lock)
+        .unwrap_or(KIND)
+}
+
 /// The record of a finished build, in its entry.
 const RECORD_FILE: &str = "record.json";
 /// Digits of the key in an entry's name.
@@ -103,7 +109,7 @@ impl Slot {
         for work in [scratch.work(), scratch.path().join("layer-work")] {
             remove_tree(&work)?;
         }
-        let in_use = cache.lock(LOCK_KIND, &entry.name())?;
+        let in_use = cache.lock(lock_kind(), &entry.name())?;
         fs::rename(scratch.path(), &entry.path).with_context(|| {
             format!(
                 "cannot move {} to {}",
@@ -116,7 +122,7 @@ impl Slot {
             if old.path == entry.path || old.record(store).is_some_and(|r| r.key != record.key) {
                 continue;
             }
-            if let Some(_removing) = cache.try_lock(LOCK_KIND, &old.name())? {
+            if let Some(_removing) = cache.try_lock(lock_kind(), &old.name())? {
                 retire_tree(&old.path)?;
             }
         }
@@ -169,7 +175,7 @@ impl Entry {
     /// Use this published entry until the run ends; false when it is gone (a `gib clean`
     /// removed it meanwhile).
     pub fn use_if_present(&self, cache: &Cache) -> Result<bool> {
-        cache.use_if_present(LOCK_KIND, &self.name(), &self.path)
+        cache.use_if_present(lock_kind(), &self.name(), &self.path)
     }
 }
 

@@ -21,12 +21,6 @@ use crate::cache::{Cache, EntryLock};
 use crate::printer::{Printer, UserError};
 use crate::sandbox::{remove_tree, retire_tree};
 
-/// The cache directories `--builders` empties: image entries (builder uppers and layer
-/// trees), unpacked stage3 and rootfs trees, scratch space and logs.
-const BUILDER_KINDS: [&str; 7] = [
-    "images", "stage3", "rootfs", "tests", "shell", "tmp", "logs",
-];
-
 pub fn run(args: CleanArgs) -> Result<ExitCode> {
     let printer = Printer::new(false);
     // Opening the cache swept the temp files of killed runs, unless another gib is running.
@@ -37,7 +31,12 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
     } else {
         let mut kinds = Vec::new();
         if args.builders {
-            kinds.extend(BUILDER_KINDS.map(String::from));
+            kinds.extend(
+                crate::cache::KINDS
+                    .iter()
+                    .filter(|k| k.builder)
+                    .map(|k| k.name.to_string()),
+            );
         }
         if args.binpkgs {
             kinds.push("binpkgs".into());
@@ -157,10 +156,8 @@ fn claim(cache: &Cache, kind: &str, name: &str, path: &Path) -> Result<Claim> {
             Err(_) => Claim::Busy,
         });
     }
-    let lock_kind = match kind {
-        "images" => "image",
-        "stage3" | "rootfs" | "pulled" => kind,
-        _ => return Ok(Claim::Free),
+    let Some(lock_kind) = crate::cache::kind_named(kind).and_then(|k| k.entry_lock) else {
+        return Ok(Claim::Free);
     };
     Ok(match cache.try_lock(lock_kind, name)? {
         Some(lock) => Claim::Entry(lock),

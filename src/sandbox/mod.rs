@@ -20,7 +20,7 @@
 //! Running emerge in a builder root, its output in a log (what `gib build` will do):
 //!
 //! ```text
-//! let scratch = OverlayScratch::create(&cache.dir("builds")?)?;   // never touch the stage3
+//! let scratch = OverlayScratch::create(&cache.dir("images")?)?;   // never touch the stage3
 //! let mut env = sandbox::default_env();
 //! env.push(("FEATURES".into(), "-sandbox -usersandbox".into()));
 //! if sandbox::id_mode_warned(printer)?.is_single() {                // nothing can be 250

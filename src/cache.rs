@@ -163,10 +163,13 @@ impl Cache {
         Ok(dirs)
     }
 
-    /// Temp directories of killed runs that [`Cache::open`] could not remove by itself: they
-    /// hold files with the sandbox's ids (remove them with `sandbox::remove_tree`).
-    pub fn leftover_dirs(&self) -> &[PathBuf] {
-        &self.leftover_dirs
+    /// Remove the temp directories of killed runs that [`Cache::open`] found but could not
+    /// remove by itself: they hold files with the sandbox's ids, which only the user namespace
+    /// can remove.
+    pub fn remove_leftovers(&self) -> Result<()> {
+        self.leftover_dirs
+            .iter()
+            .try_for_each(|dir| crate::sandbox::remove_tree(dir))
     }
 
     pub fn root(&self) -> &Path {
@@ -397,7 +400,7 @@ mod tests {
             find_leftovers(tmp.path()).is_empty(),
             "the first gib sweeps"
         );
-        assert!(running.leftover_dirs().is_empty());
+        assert!(running.leftover_dirs.is_empty());
         assert!(tmp.path().join("downloads/keep.part").exists());
         assert!(tmp.path().join("blobs/sha256/ab").exists());
 

@@ -19,6 +19,7 @@ mod layering;
 mod packages;
 pub mod report;
 mod rootfs;
+mod run;
 mod sbom;
 mod script;
 mod shell;
@@ -26,7 +27,7 @@ mod test;
 
 pub use entry::latest_record;
 pub use from_registry::pull_plan_image;
-pub use sbom::write_sbom_files;
+pub use run::{RunOutcome, RunRequest, Session, run};
 pub use shell::{run_in_stage3, shell};
 
 pub use test::TestFailed;

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::BuiltImage;
+use crate::registry::PushReport;
 use crate::cache::Cache;
 use crate::rootfs::usage::{FileUsage, UsageReport};
 
@@ -86,6 +87,54 @@ pub fn image_usage_in_namespace(
         trimmed,
         usage,
     })
+}
+
+/// One image in `gib build --json`: what the predecessor exported as `images_details_var`.
+#[derive(Debug, Serialize)]
+pub struct ImageReport {
+    pub name: String,
+    pub references: Vec<String>,
+    pub digest: String,
+    pub size: u64,
+    pub reused: bool,
+    pub packages: Vec<String>,
+    /// What `--push` did for this image (absent without `--push` and for pulled parents).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushReport>,
+    /// Sizes by package, files of no package, what trimming removed.
+    pub usage: Option<UsageSummary>,
+    /// The SBOM artifact manifest (its subject is the image).
+    pub sbom: Option<String>,
+}
+
+impl ImageReport {
+    /// The report of `built`; a size report that cannot be made leaves the build a success,
+    /// with a warning.
+    pub fn of(
+        cache: &Cache,
+        built: &BuiltImage,
+        push: Option<&PushReport>,
+        printer: &crate::printer::Printer,
+    ) -> Self {
+        let usage = match image_usage_in_namespace(cache, built, 10) {
+            Ok(usage) => Some(usage.summary()),
+            Err(err) => {
+                printer.warn(&format!("no size report for {}: {err:#}", built.name));
+                None
+            }
+        };
+        ImageReport {
+            name: built.name.clone(),
+            references: built.references.clone(),
+            digest: built.image.manifest.digest.to_string(),
+            size: built.size,
+            reused: built.reused,
+            packages: built.packages.clone(),
+            push: push.cloned(),
+            usage,
+            sbom: built.sbom.as_ref().map(|s| s.manifest.digest.to_string()),
+        }
+    }
 }
 
 /// finish-root.sh's `<bytes>\t<path>` lines; none when the file is missing (an image that

@@ -4,16 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::gentoo::vdb::{InstalledPackage, read_installed};
 use crate::oci::artifact::{Artifact, write_artifact};
 use crate::oci::blob::BlobStore;
 use crate::oci::image::Image;
+use crate::oci::spec::MEDIA_TYPE_SPDX;
 use crate::rootfs::sbom::{read_os_release, spdx_document};
 
-/// The SPDX JSON media type (SPDX 2.3 §"media types"), the artifact's type and its blob's.
-pub const MEDIA_TYPE_SPDX: &str = "application/spdx+json";
 /// The package database inside a root.
 const VDB: &str = "var/db/pkg";
 
@@ -79,34 +78,4 @@ pub fn attach(
         &format!("{image_name}.spdx.json"),
         created,
     )
-}
-
-/// The SBOM files next to an archive: `<archive>.spdx.json` for one image, else
-/// `<archive>.<image>.spdx.json` each. Returns the files written.
-pub fn write_sbom_files(
-    archive: &Path,
-    store: &BlobStore,
-    images: &[&super::BuiltImage],
-) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    for image in images {
-        let Some(sbom) = &image.sbom else {
-            continue;
-        };
-        let Some(blob) = sbom.blobs.iter().find(|b| b.media_type == MEDIA_TYPE_SPDX) else {
-            continue;
-        };
-        let mut name = archive.as_os_str().to_owned();
-        if images.len() > 1 {
-            name.push(format!(".{}", image.name));
-        }
-        name.push(".spdx.json");
-        let path = PathBuf::from(name);
-        let src = store.path(&blob.digest);
-        let bytes =
-            std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
-        crate::output::layout::write_atomically(&path, &bytes)?;
-        written.push(path);
-    }
-    Ok(written)
 }

@@ -25,7 +25,7 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
     let printer = Printer::new(false);
     // Opening the cache swept the temp files of killed runs, unless another gib is running.
     let cache = Cache::open(args.cache_dir.as_deref())?;
-    remove_leftovers(&cache)?;
+    cache.remove_leftovers()?;
     let kinds: Vec<String> = if args.all {
         top_level_kinds(&cache)?
     } else {
@@ -98,15 +98,6 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
     );
     println!("{freed}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Remove the temp directories of killed runs that opening the cache found but could not
-/// remove itself (files with the sandbox's ids).
-pub fn remove_leftovers(cache: &Cache) -> Result<()> {
-    cache
-        .leftover_dirs()
-        .iter()
-        .try_for_each(|dir| remove_tree(dir))
 }
 
 /// Every directory of the cache but `locks/`, which running gibs hold open.

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::{ShellArgs, exit_code, parse_network, source_date_epoch};
-use crate::build::{self, BuildContext, BuildOptions, PlanScope, build_plan, run_in_stage3};
+use crate::build::{self, BuildOptions, PlanScope, Session, build_plan, run_in_stage3};
 use crate::cache::Cache;
 use crate::printer::{Printer, UserError};
 use crate::sandbox::Network;
@@ -44,10 +44,7 @@ fn shell_in_image(
     printer: &Printer,
 ) -> Result<ExitCode> {
     let plan = crate::plan::Plan::resolve(config, std::slice::from_ref(&image.to_string()))?;
-    let cache = Cache::open(args.cache_dir.as_deref())?;
-    let store = crate::oci::blob::BlobStore::open(&cache.dir("blobs")?)?;
-    // The layer writer adds blobs from inside the sandbox.
-    crate::sandbox::hand_over(&store.root().join("sha256"))?;
+    let session = Session::open(args.cache_dir.as_deref())?;
     let options = BuildOptions {
         network,
         // The same epoch as `gib build`, so the ancestors' input keys match and they are reused.
@@ -55,8 +52,7 @@ fn shell_in_image(
         force: false,
         offline: false,
     };
-    let ctx = BuildContext::new(&plan, &cache, &store, printer, options)
-        .with_registries(crate::output::registry::client(&config.registries));
+    let ctx = session.context(&plan, config, options, printer);
     let scope = PlanScope {
         leave_out: Some(image),
         ..PlanScope::default()

@@ -137,3 +137,37 @@ fn header(name: &str, kind: EntryKind, mode: u32) -> EntryHeader {
         xattrs: Vec::new(),
     }
 }
+
+/// The SBOM files next to an archive: `<archive>.spdx.json` for one image, else
+/// `<archive>.<image>.spdx.json` each. Returns the files written.
+pub fn write_sbom_files(
+    archive: &Path,
+    store: &BlobStore,
+    images: &[super::OutputImage<'_>],
+) -> Result<Vec<std::path::PathBuf>> {
+    let mut written = Vec::new();
+    for image in images {
+        let Some(sbom) = image.sbom else {
+            continue;
+        };
+        let Some(blob) = sbom
+            .blobs
+            .iter()
+            .find(|b| b.media_type == crate::oci::spec::MEDIA_TYPE_SPDX)
+        else {
+            continue;
+        };
+        let mut name = archive.as_os_str().to_owned();
+        if images.len() > 1 {
+            name.push(format!(".{}", image.name));
+        }
+        name.push(".spdx.json");
+        let path = std::path::PathBuf::from(name);
+        let src = store.path(&blob.digest);
+        let bytes =
+            std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
+        super::layout::write_atomically(&path, &bytes)?;
+        written.push(path);
+    }
+    Ok(written)
+}

@@ -1,14 +1,26 @@
-//! Where finished images go: an OCI layout directory, a docker/podman-loadable archive, a
-//! registry.
+//! Where finished images go: an OCI layout directory, a docker/podman-loadable archive (with
+//! its SBOM files beside it), a registry.
 //!
 //! Every output is written beside its final place and renamed into it, so a failed build
 //! (a full disk included) leaves the previous output as it was.
+//!
+//! Not for: building (`build`), the bytes of images (`oci`), the registry protocol
+//! (`registry`).
 
 pub mod archive;
 pub mod layout;
 pub mod registry;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::oci::artifact::Artifact;
+use crate::oci::blob::BlobStore;
 use crate::oci::image::Image;
+use crate::printer::Printer;
+use crate::registry::{Client, PushReport};
 
 /// One image under one reference.
 #[derive(Debug, Clone)]
@@ -16,4 +28,85 @@ pub struct TaggedImage<'a> {
     pub image: &'a Image,
     /// `name:tag` or `registry/name:tag`.
     pub reference: String,
+}
+
+/// Where a run's images go.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// An OCI image layout directory (other entries are kept).
+    pub oci_layout: Option<PathBuf>,
+    /// A `podman load`/`docker load` archive.
+    pub archive: Option<PathBuf>,
+    /// Push every tag to the registry.
+    pub push: bool,
+}
+
+/// One finished image as the outputs see it.
+#[derive(Debug, Clone)]
+pub struct OutputImage<'a> {
+    pub name: &'a str,
+    pub image: &'a Image,
+    /// Every reference it is written and pushed under (all in one repository).
+    pub references: &'a [String],
+    /// Its SBOM artifact, written and pushed beside it.
+    pub sbom: Option<&'a Artifact>,
+    /// Its parent's reference, whose blobs a push mounts instead of uploading.
+    pub parent_reference: Option<&'a str>,
+    /// Taken from the registry in this run (`--parents-from-registry`): not pushed again.
+    pub pulled: bool,
+}
+
+/// Write `images` (parents first) to every output of `outputs`; what each push did, by
+/// image name.
+pub fn write(
+    outputs: &Outputs,
+    store: &BlobStore,
+    client: &Client,
+    images: &[OutputImage<'_>],
+    printer: &Printer,
+) -> Result<BTreeMap<String, PushReport>> {
+    let tagged: Vec<TaggedImage> = images
+        .iter()
+        .flat_map(|image| {
+            image.references.iter().map(|reference| TaggedImage {
+                image: image.image,
+                reference: reference.clone(),
+            })
+        })
+        .collect();
+    if let Some(dir) = &outputs.oci_layout {
+        layout::write_layout(dir, store, &tagged)
+            .with_context(|| format!("cannot write the OCI layout {}", dir.display()))?;
+        let sboms: Vec<&Artifact> = images.iter().filter_map(|image| image.sbom).collect();
+        layout::write_artifacts(dir, store, &sboms)
+            .with_context(|| format!("cannot add the SBOMs to {}", dir.display()))?;
+        printer.status("Wrote", &format!("OCI layout {}", dir.display()));
+    }
+    if let Some(file) = &outputs.archive {
+        archive::write_archive(file, store, &tagged)
+            .with_context(|| format!("cannot write the archive {}", file.display()))?;
+        printer.status("Wrote", &format!("archive {}", file.display()));
+        for written in archive::write_sbom_files(file, store, images)? {
+            printer.status("Wrote", &format!("SBOM {}", written.display()));
+        }
+    }
+    let mut pushed = BTreeMap::new();
+    if outputs.push {
+        for image in images.iter().filter(|image| !image.pulled) {
+            let report = registry::push(client, store.root(), image)?;
+            printer.status(
+                "Pushed",
+                &format!(
+                    "{} {} ({} blobs uploaded, {} mounted, {} already there)",
+                    image.references.join(" "),
+                    report.manifest_digest,
+                    report.uploaded.len(),
+                    report.mounted.len(),
+                    report.skipped.len()
+                ),
+            );
+            pushed.insert(image.name.to_string(), report);
+        }
+    }
+    Ok(pushed)
 }

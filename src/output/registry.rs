@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 
 use crate::oci::artifact::Artifact;
-use crate::oci::image::Image;
 use crate::oci::spec::Digest;
 use crate::printer::UserError;
 use crate::registry::{Client, PushReport, Reference, Referrer, RegistryOptions};
@@ -23,18 +22,12 @@ pub fn client(registries: &BTreeMap<String, RegistryOptions>) -> Client {
         })
 }
 
-/// One image to push: its blobs, its references (all in one repository) and its parent's.
-pub struct PushJob<'a> {
-    pub name: &'a str,
-    pub image: &'a Image,
-    pub references: &'a [String],
-    pub parent_reference: Option<&'a str>,
-    /// The image's SBOM artifact, pushed by digest after the image.
-    pub sbom: Option<&'a Artifact>,
-}
-
-/// Push `job`'s image from the blob directory `blobs_dir` under all of its references.
-pub fn push(client: &Client, blobs_dir: &std::path::Path, job: &PushJob) -> Result<PushReport> {
+/// Push `job`'s image (and its SBOM, by digest, after it) from the blob directory `blobs_dir` under all of its references.
+pub fn push(
+    client: &Client,
+    blobs_dir: &std::path::Path,
+    job: &super::OutputImage<'_>,
+) -> Result<PushReport> {
     let parse = |text: &str| {
         Reference::parse(text).map_err(|e| {
             UserError::new(format!(

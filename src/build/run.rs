@@ -1,0 +1,149 @@
+//! One `gib build` (or `gib push`) from start to end: open the cache, build (or reuse, or
+//! pull) the plan's images parents first, write them to the outputs, and make the report.
+//! The command line only parses its arguments into a [`RunRequest`] and prints the outcome.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::report::ImageReport;
+use super::{BuildContext, BuildOptions, BuiltImage, PlanScope, build_plan};
+use crate::cache::Cache;
+use crate::config::{Config, Parent};
+use crate::oci::blob::BlobStore;
+use crate::output::{OutputImage, Outputs};
+use crate::plan::Plan;
+use crate::printer::Printer;
+use crate::registry::PushReport;
+
+/// What one run is asked to do.
+pub struct RunRequest<'a> {
+    pub config: &'a Config,
+    /// The images named on the command line (all when empty), with their ancestors.
+    pub images: &'a [String],
+    /// The cache directory; the default one when `None`.
+    pub cache_dir: Option<&'a Path>,
+    pub options: BuildOptions,
+    pub outputs: Outputs,
+    /// `--parents-from-registry`: the ancestors of the named images are pulled, not built.
+    pub parents_from_registry: bool,
+    /// Make the per-image report (`--json`).
+    pub report: bool,
+}
+
+/// What a run did.
+pub struct RunOutcome {
+    /// Every image of the plan, parents first.
+    pub images: Vec<BuiltImage>,
+    /// What `--push` did, by image name.
+    pub pushed: BTreeMap<String, PushReport>,
+    /// One entry per image when the request asked for a report.
+    pub report: Option<Vec<ImageReport>>,
+}
+
+/// The cache and blob store of one run, opened for building.
+pub struct Session {
+    pub cache: Cache,
+    pub store: BlobStore,
+}
+
+impl Session {
+    /// Open the cache (`dir`, else the default), sweep what killed runs left, open the blob
+    /// store and hand it to the sandbox's ids: the layer writer adds blobs from inside.
+    pub fn open(dir: Option<&Path>) -> Result<Session> {
+        let cache = Cache::open(dir)?;
+        cache.remove_leftovers()?;
+        let store = BlobStore::open(&cache.dir("blobs")?)?;
+        crate::sandbox::hand_over(&store.root().join("sha256"))?;
+        Ok(Session { cache, store })
+    }
+
+    /// The context every image build of `plan` shares, pulling with gib.yaml's registries.
+    pub fn context<'a>(
+        &'a self,
+        plan: &'a Plan,
+        config: &Config,
+        options: BuildOptions,
+        printer: &'a Printer,
+    ) -> BuildContext<'a> {
+        BuildContext::new(plan, &self.cache, &self.store, printer, options)
+            .with_registries(crate::output::registry::client(&config.registries))
+    }
+}
+
+/// Run `request`: build, write the outputs, report.
+pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
+    let plan = Plan::resolve(request.config, request.images)?;
+    let session = Session::open(request.cache_dir)?;
+    let ctx = session.context(&plan, request.config, request.options, printer);
+    let selected: BTreeSet<&str> = request.images.iter().map(String::as_str).collect();
+    let scope = PlanScope {
+        pull_all_but: request.parents_from_registry.then_some(&selected),
+        ..PlanScope::default()
+    };
+    let built = build_plan(&ctx, scope, |result| {
+        if !result.reused {
+            printer.status(
+                "Built",
+                &format!(
+                    "{} {}",
+                    result.references.join(" "),
+                    result.image.manifest.digest
+                ),
+            );
+        }
+    })
+    .inspect_err(|err| {
+        // A failed `test:` shows what the test printed before the error.
+        if let Some(failed) = err.downcast_ref::<super::TestFailed>() {
+            printer.excerpt(&failed.output);
+        }
+    })?;
+
+    let images: Vec<BuiltImage> = plan
+        .images
+        .iter()
+        .filter_map(|image| built.images.get(&image.name).cloned())
+        .collect();
+    let outputs: Vec<OutputImage> = plan
+        .images
+        .iter()
+        .zip(&images)
+        .map(|(image, result)| OutputImage {
+            name: &result.name,
+            image: &result.image,
+            references: &result.references,
+            sbom: result.sbom.as_ref(),
+            parent_reference: match &image.parent {
+                Parent::Scratch => None,
+                Parent::Image(name) => built
+                    .images
+                    .get(name)
+                    .and_then(|p| p.references.first())
+                    .map(String::as_str),
+                Parent::Registry(reference) => Some(reference.as_str()),
+            },
+            pulled: built.pulled.contains(&image.name),
+        })
+        .collect();
+    // The client that pulled parents: its tokens and connections are reused.
+    let pushed = crate::output::write(
+        &request.outputs,
+        &session.store,
+        &ctx.registries,
+        &outputs,
+        printer,
+    )?;
+    let report = request.report.then(|| {
+        images
+            .iter()
+            .map(|image| ImageReport::of(&session.cache, image, pushed.get(&image.name), printer))
+            .collect()
+    });
+    Ok(RunOutcome {
+        images,
+        pushed,
+        report,
+    })
+}

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Push benchmark: a three-image chain (base, mid on base, top on mid) from an OCI layout to a
-# local docker-registry with TLS and htpasswd, pushed by `gib __registry push` (each child
-# with --mount-from its parent, as `gib build --push` does) against `skopeo copy oci:… docker://…`
-# of the same images. Each side gets a fresh registry (fresh storage) per round; the ratio is
-# gib's time over skopeo's, summed over the rounds (target: at most 1.0).
+# local docker-registry with TLS and htpasswd, pushed by `gib __registry push` (a test hook:
+# build gib with --features test-hooks; each child with --mount-from its parent, as
+# `gib build --push` does) against `skopeo copy oci:… docker://…` of the same images. Each
+# side gets a fresh registry (fresh storage) per round; the ratio is gib's time over
+# skopeo's, summed over the rounds (target: at most 1.0).
 #
 # Usage: benches/registry-bench.sh [ROUNDS]   (GIB=path/to/gib, default target/release/gib;
 #        BASE_MB, MID_MB, TOP_MB: the random payload of each image's own layer)
@@ -13,7 +14,7 @@ set -eu
 rounds=${1:-3}
 here=$(cd "$(dirname "$0")/.." && pwd)
 gib=${GIB:-$here/target/release/gib}
-[ -x "$gib" ] || { echo "build gib first: cargo build --release (or set GIB)" >&2; exit 2; }
+[ -x "$gib" ] || { echo "build gib with its test hooks first: cargo build --release --features test-hooks (or set GIB)" >&2; exit 2; }
 base_mb=${BASE_MB:-48}
 mid_mb=${MID_MB:-32}
 top_mb=${TOP_MB:-16}

@@ -75,4 +75,3 @@ pub fn sources_identity(image: &crate::plan::ImagePlan) -> Result<String> {
     }
     Ok(hex::encode(hasher.finalize()))
 }
-

@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::BuiltImage;
-use crate::registry::PushReport;
 use crate::cache::Cache;
+use crate::registry::PushReport;
 use crate::rootfs::usage::{FileUsage, UsageReport};
 
 /// The copy of finish-root.sh's trim report in an image's cache entry.

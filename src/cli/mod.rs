@@ -9,9 +9,14 @@ mod inspect;
 mod internal;
 mod plan;
 mod push;
-mod registry_internal;
 mod shell;
-mod sources_internal;
+// Test hooks: the registry client and the source fetchers on their own, as a process the
+// integration tests can run as another user with other bounds. Built only with the
+// `test-hooks` feature, which the tests turn on (Cargo.toml): never in an installed gib.
+#[cfg(feature = "test-hooks")]
+mod hook_registry;
+#[cfg(feature = "test-hooks")]
+mod hook_sources;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,12 +66,14 @@ pub enum Command {
     /// Hidden helpers that gib runs inside its own namespaces.
     #[command(hide = true, name = "__internal")]
     Internal(internal::InternalArgs),
-    /// Test hooks: fetch a stage3 flavor, sync an ebuild repository.
+    /// Test hook: fetch a stage3 flavor, sync an ebuild repository.
+    #[cfg(feature = "test-hooks")]
     #[command(hide = true, name = "__sources")]
-    Sources(sources_internal::SourcesArgs),
-    /// The registry client on its own (push a blob directory, pull an image); for tests.
+    Sources(hook_sources::SourcesArgs),
+    /// Test hook: the registry client on its own (push a blob directory, pull an image).
+    #[cfg(feature = "test-hooks")]
     #[command(hide = true, name = "__registry")]
-    Registry(registry_internal::RegistryArgs),
+    Registry(hook_registry::RegistryArgs),
 }
 
 /// Options every subcommand that reads gib.yaml shares.
@@ -215,8 +222,10 @@ pub fn main() -> ExitCode {
         Command::Shell(args) => shell::run(args),
         Command::Clean(args) => clean::run(args),
         Command::Internal(args) => internal::run(args),
-        Command::Sources(args) => sources_internal::run(args),
-        Command::Registry(args) => registry_internal::run(args),
+        #[cfg(feature = "test-hooks")]
+        Command::Sources(args) => hook_sources::run(args),
+        #[cfg(feature = "test-hooks")]
+        Command::Registry(args) => hook_registry::run(args),
     };
     match result {
         Ok(code) => code,

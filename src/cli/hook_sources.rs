@@ -1,5 +1,5 @@
-//! `gib __sources …`: hidden test hooks that fetch a stage3 flavor or sync one ebuild
-//! repository into a cache and print the result as JSON. The integration tests drive the
+//! `gib __sources …` (feature `test-hooks`): hidden test hooks that fetch a stage3 flavor or
+//! sync one ebuild repository into a cache and print the result as JSON. The integration tests drive the
 //! `stage3::flavor` and `repository` modules through them; `gib build` calls the modules
 //! directly. Trust comes from the environment (`openpgp::Trust::from_env`).
 

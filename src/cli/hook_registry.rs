@@ -1,5 +1,5 @@
-//! `gib __registry push|pull`: the registry client on its own, for the integration tests and
-//! the push benchmark. Hidden; users push with `gib build --push` and `gib push`.
+//! `gib __registry push|pull` (feature `test-hooks`): the registry client on its own, for
+//! the integration tests and the push benchmark. Hidden; users push with `gib build --push` and `gib push`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -445,10 +445,10 @@ impl GpgHome {
 fn run_gpg(cmd: &mut Command) -> Result<std::process::Output> {
     cmd.output().map_err(|err| {
         if err.kind() == std::io::ErrorKind::NotFound {
-            anyhow::Error::new(UserError::with_hint(
+            UserError::with_hint(
                 "gib checks OpenPGP signatures with `gpg`, which is not installed",
                 "install GnuPG (Debian/Ubuntu: apt-get install gnupg; Fedora: dnf install gnupg2)",
-            ))
+            )
         } else {
             anyhow::Error::new(err).context(format!("cannot run {cmd:?}"))
         }

@@ -10,28 +10,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// A mistake in the user's input (gib.yaml, arguments, a path that does not exist):
-/// exit code 2. Its `hint` serves config's typed diagnostics; any other error, user error
-/// or not, carries a hint with [`Hint::hint`].
+/// exit code 2. Like any other error it carries advice with [`Hint::hint`].
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct UserError {
     pub message: String,
-    pub hint: Option<String>,
 }
 
 impl UserError {
     pub fn new(message: impl Into<String>) -> Self {
         UserError {
             message: message.into(),
-            hint: None,
         }
     }
 
-    pub fn with_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        UserError {
-            message: message.into(),
-            hint: Some(hint.into()),
-        }
+    /// `UserError::new(message).hint(hint)`.
+    pub fn with_hint(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+        UserError::new(message).hint(hint)
     }
 }
 
@@ -93,16 +88,19 @@ fn links(err: &anyhow::Error) -> Vec<&(dyn std::error::Error + 'static)> {
     links
 }
 
-/// The hints `err` carries, outermost first: [`Hinted`] wrappers and a [`UserError`]'s own.
+/// The hints `err` carries, outermost first (its [`Hinted`] links).
 pub fn hints(err: &anyhow::Error) -> Vec<String> {
     links(err)
         .into_iter()
-        .filter_map(|link| {
-            link.downcast_ref::<Hinted>()
-                .map(|h| h.hint.clone())
-                .or_else(|| link.downcast_ref::<UserError>()?.hint.clone())
-        })
+        .filter_map(|link| link.downcast_ref::<Hinted>().map(|h| h.hint.clone()))
         .collect()
+}
+
+/// The [`UserError`] in `err`'s chain, if any (the one that makes the exit code 2).
+pub fn user_error(err: &anyhow::Error) -> Option<&UserError> {
+    links(err)
+        .into_iter()
+        .find_map(|link| link.downcast_ref::<UserError>())
 }
 
 /// Whether `err` is a user error anywhere in its chain (exit code 2).

@@ -16,8 +16,8 @@ pub struct SourceFile {
 
 impl SourceFile {
     /// An error at a location of the file.
-    pub fn error(&self, at: Location, message: impl AsRef<str>) -> UserError {
-        UserError::new(self.located(at, message.as_ref()))
+    pub fn error(&self, at: Location, message: impl AsRef<str>) -> anyhow::Error {
+        UserError::new(self.located(at, message.as_ref())).into()
     }
 
     pub fn error_with_hint(
@@ -25,7 +25,7 @@ impl SourceFile {
         at: Location,
         message: impl AsRef<str>,
         hint: impl Into<String>,
-    ) -> UserError {
+    ) -> anyhow::Error {
         UserError::with_hint(self.located(at, message.as_ref()), hint)
     }
 
@@ -39,7 +39,7 @@ impl SourceFile {
     }
 
     /// Translate an error of the YAML reader.
-    pub fn yaml_error(&self, err: &serde_saphyr::Error) -> UserError {
+    pub fn yaml_error(&self, err: &serde_saphyr::Error) -> anyhow::Error {
         let location = err.location().unwrap_or(Location::UNKNOWN);
         let mut inner = err.without_snippet();
         if let serde_saphyr::Error::AliasError { error, .. } = inner {

@@ -12,7 +12,6 @@ use super::validate::{
     DEFAULT_STAGE3_MIRROR, Validator, check_tag, default_build, default_layering,
 };
 use super::{Config, Image, Parent, Runtime, Stage3};
-use crate::printer::UserError;
 
 /// The predecessor's format has no stage3 key; its builds ran on an amd64 OpenRC stage3.
 pub const LEGACY_STAGE3_FLAVOR: &str = "amd64-openrc";
@@ -20,7 +19,7 @@ pub const LEGACY_STAGE3_FLAVOR: &str = "amd64-openrc";
 pub const LEGACY_REPOSITORY_NAME: &str = "custom";
 
 impl Validator<'_> {
-    pub fn legacy_config(&self, file: PathBuf, raw: RawLegacyFile) -> Result<Config, UserError> {
+    pub fn legacy_config(&self, file: PathBuf, raw: RawLegacyFile) -> anyhow::Result<Config> {
         let portage = self.portage(raw.portage_mirror)?;
         let build = match raw.build {
             Some(b) => self.build(b.value)?,

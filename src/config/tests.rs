@@ -15,12 +15,24 @@ fn load_text(text: &str) -> Result<Config> {
     load(&path)
 }
 
-fn user_error(text: &str) -> UserError {
-    let err = load_text(text).expect_err("the file should be rejected");
-    match err.downcast::<UserError>() {
-        Ok(e) => e,
-        Err(other) => panic!("not a UserError: {other:#}"),
+/// What the user is told about a rejected file: the message and the first hint.
+struct Rejection {
+    message: String,
+    hint: Option<String>,
+}
+
+fn rejection(err: anyhow::Error) -> Rejection {
+    let Some(user) = crate::printer::user_error(&err) else {
+        panic!("not a UserError: {err:#}");
+    };
+    Rejection {
+        message: user.message.clone(),
+        hint: crate::printer::hints(&err).into_iter().next(),
     }
+}
+
+fn user_error(text: &str) -> Rejection {
+    rejection(load_text(text).expect_err("the file should be rejected"))
 }
 
 const STAGE3: &str = "stage3:\n  flavor: amd64-openrc\n";
@@ -235,7 +247,7 @@ fn rootfs_is_exclusive_and_paths_must_exist() {
         "gib.yaml",
         "images:\n  a:\n    rootfs: ./tree\n    packages: x/y\n",
     );
-    let err = load(&path).unwrap_err().downcast::<UserError>().unwrap();
+    let err = rejection(load(&path).unwrap_err());
     assert!(
         err.message
             .ends_with("gib.yaml:3:13: image `a` has both `rootfs:` and `packages:`"),
@@ -248,7 +260,7 @@ fn rootfs_is_exclusive_and_paths_must_exist() {
         "gib.yaml",
         "images:\n  a:\n    rootfs: ./missing\n",
     );
-    let err = load(&path).unwrap_err().downcast::<UserError>().unwrap();
+    let err = rejection(load(&path).unwrap_err());
     assert!(
         err.message
             .ends_with("gib.yaml:3:13: rootfs `./missing` does not exist"),
@@ -280,7 +292,7 @@ fn builder_packages_and_context() {
         )
     };
     let error = |path: &Path| {
-        let err = load(path).unwrap_err().downcast::<UserError>().unwrap();
+        let err = rejection(load(path).unwrap_err());
         let message = err.message.split_once("gib.yaml:").unwrap().1.to_string();
         (message, err.hint)
     };
@@ -488,10 +500,8 @@ fn predecessor_custom_repository_and_atom_list() {
     assert_eq!(tools.tag.as_deref(), Some("1.0"));
     assert_eq!(config.registry, None);
 
-    let err = load_text(&PREDECESSOR.replace("target:", "targte: {}\ntarget:"))
-        .unwrap_err()
-        .downcast::<UserError>()
-        .unwrap();
+    let err =
+        rejection(load_text(&PREDECESSOR.replace("target:", "targte: {}\ntarget:")).unwrap_err());
     assert!(
         err.message.ends_with("gib.yaml:14:1: unknown key `targte`"),
         "{}",

@@ -54,9 +54,12 @@ fn selection_brings_ancestors_only() {
 #[test]
 fn unknown_selection_is_a_user_error_with_a_hint() {
     let err = Plan::resolve(&load(DAG), &["pyton".to_string()]).unwrap_err();
-    let user = err.downcast_ref::<UserError>().expect("a UserError");
+    let user = crate::printer::user_error(&err).expect("a UserError");
     assert_eq!(user.message, "no image `pyton` in gib.yaml");
-    assert_eq!(user.hint.as_deref(), Some("did you mean `python`?"));
+    assert_eq!(
+        crate::printer::hints(&err),
+        ["did you mean `python`?".to_string()]
+    );
 }
 
 #[test]

@@ -289,10 +289,10 @@ fn run(cmd: &mut Command) -> Result<()> {
 fn capture(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().map_err(|err| {
         if err.kind() == std::io::ErrorKind::NotFound {
-            anyhow::Error::new(UserError::with_hint(
+            UserError::with_hint(
                 "sync_type git needs `git`, which is not installed",
                 "install git, or use sync_type webrsync or rsync",
-            ))
+            )
         } else {
             anyhow::Error::new(err).context(format!("cannot run {cmd:?}"))
         }

@@ -43,10 +43,10 @@ pub(super) fn fetch(uri: &str, store: &Store) -> Result<Fetched> {
         .stdin(Stdio::null());
     let out = cmd.output().map_err(|err| {
         if err.kind() == std::io::ErrorKind::NotFound {
-            anyhow::Error::new(UserError::with_hint(
+            UserError::with_hint(
                 "sync_type rsync needs `rsync`, which is not installed",
                 "install rsync, or use sync_type git or webrsync",
-            ))
+            )
         } else {
             anyhow::Error::new(err).context(format!("cannot run {cmd:?}"))
         }

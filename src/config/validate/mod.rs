@@ -20,7 +20,6 @@ use super::raw::{
 };
 use super::*;
 use crate::gentoo::atom::{self, Atom};
-use crate::printer::UserError;
 
 mod accounts;
 mod build;
@@ -33,7 +32,7 @@ mod stage3;
 pub use defaults::*;
 pub(super) use images::check_tag;
 
-type Checked<T> = std::result::Result<T, UserError>;
+type Checked<T> = anyhow::Result<T>;
 
 pub struct Validator<'a> {
     pub source: &'a SourceFile,
@@ -83,7 +82,7 @@ impl Validator<'_> {
         })
     }
 
-    fn choice_error(&self, at: Location, key: &str, given: &str, names: &[&str]) -> UserError {
+    fn choice_error(&self, at: Location, key: &str, given: &str, names: &[&str]) -> anyhow::Error {
         let hint = match did_you_mean(given, names.iter().copied()) {
             Some(best) => format!("did you mean `{best}`?"),
             None => format!("one of: {}", names.join(", ")),

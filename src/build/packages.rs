@@ -114,37 +114,8 @@ fn build_in(
     let dirs = JobDirs::create(scratch, log_dir)?;
     let (layer, input) = (&dirs.layer, &dirs.input);
     let parent_layers = parent.map(|p| p.layer_dirs.clone()).unwrap_or_default();
-    let parent_builders = parent.map(|p| p.builder_dirs.clone()).unwrap_or_default();
     let job = emerge_job(ctx, image, work, parent, scratch, &dirs)?;
-    let mut merged_into_image = Vec::new();
-    if !work.packages.is_empty() || !work.builder_packages.is_empty() {
-        let outcome = match crate::emerge::run::run(&job, ctx.printer) {
-            Ok(outcome) => outcome,
-            Err(err) => return Err(explain_failure(ctx, err)),
-        };
-        ctx.printer.status(
-            "Emerged",
-            &format!(
-                "{}: {} packages into the image, {} into the builder, log {}",
-                image.name,
-                outcome.merged.len(),
-                outcome.merged_into_builder,
-                outcome.session_log.display()
-            ),
-        );
-        merged_into_image = outcome.merged.into_iter().map(|(cpv, _)| cpv).collect();
-    }
-    if let Some(script) = &work.script {
-        super::script::run(ctx, image, script, work.context.as_deref(), &job)?;
-    }
-    if !parent_layers.is_empty() {
-        let pruned = super::layer::prune_in_namespace(ctx, layer, &parent_layers)?;
-        ctx.printer.detail(&format!(
-            "{}: {} files and {} directories the build rewrote unchanged, and {} whiteouts \
-             of nothing, left out of the layer",
-            image.name, pruned.files, pruned.dirs, pruned.whiteouts
-        ));
-    }
+    let merged_into_image = run_build(ctx, image, work, &job, layer, &parent_layers)?;
 
     super::report::keep_trimmed(&dirs.log_dir, dir)?;
     let package_db = keep_package_db(&dirs.log_dir, dir)?;
@@ -157,19 +128,8 @@ fn build_in(
         !parent_layers.is_empty(),
         &layer_packages,
     )?;
-    let mut all_packages: Vec<String> = parent.map(|p| p.packages.clone()).unwrap_or_default();
-    // What this image installed: in its layer's package database, or in the one kept aside.
-    let own_packages = match &package_db {
-        Some(db) => vdb::read_installed(db)?
-            .into_iter()
-            .filter(|p| !all_packages.contains(&p.cpv()))
-            .collect(),
-        None => layer_packages,
-    };
+    let (own_packages, all_packages) = packages(parent, layer_packages, package_db.as_deref())?;
     warn_undeclared_use_flags(ctx, image, &own_packages);
-    all_packages.extend(own_packages.iter().map(|p| p.cpv()));
-    all_packages.sort();
-    all_packages.dedup();
     let version_tag = super::version_tag(ctx, image, &own_packages);
     // The SBOM lists the packages whose files the image holds, their database in it or not.
     let parent_dbs = parent.map(|p| p.package_dbs.clone()).unwrap_or_default();
@@ -191,17 +151,6 @@ fn build_in(
         },
     )?;
 
-    // The record names the entry's final paths: it is renamed into place after this.
-    let entry = entry.path();
-    let mut layer_dirs = vec![entry.join("layer")];
-    layer_dirs.extend(parent_layers);
-    let mut builder_dirs = vec![entry.join("upper")];
-    builder_dirs.extend(parent_builders);
-    let package_dbs = package_db
-        .map(|_| entry.join(PACKAGE_DB_DIR))
-        .into_iter()
-        .chain(parent_dbs)
-        .collect();
     let merged = merged_names(&merged_into_image, &scratch.upper())?;
     super::key::write_merged(dir, &merged)?;
     let record = BuiltImage::built(
@@ -210,14 +159,96 @@ fn build_in(
         &version_tag,
         written,
         all_packages,
-        super::Trees {
-            layer_dirs,
-            builder_dirs,
-            package_dbs,
-        },
+        trees(entry.path(), parent, package_db.is_some()),
     );
     entry::write_record(dir, &record)?;
     Ok(record)
+}
+
+/// Emerge `work`'s packages (when it has any) and run its script, then prune from the layer
+/// what the build rewrote unchanged over the parent's layers; the packages merged into the
+/// image.
+fn run_build(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    work: &PortageBuild,
+    job: &crate::emerge::run::EmergeJob<'_>,
+    layer: &Path,
+    parent_layers: &[PathBuf],
+) -> Result<Vec<String>> {
+    let mut merged_into_image = Vec::new();
+    if !work.packages.is_empty() || !work.builder_packages.is_empty() {
+        let outcome = match crate::emerge::run::run(job, ctx.printer) {
+            Ok(outcome) => outcome,
+            Err(err) => return Err(explain_failure(ctx, err)),
+        };
+        ctx.printer.status(
+            "Emerged",
+            &format!(
+                "{}: {} packages into the image, {} into the builder, log {}",
+                image.name,
+                outcome.merged.len(),
+                outcome.merged_into_builder,
+                outcome.session_log.display()
+            ),
+        );
+        merged_into_image = outcome.merged.into_iter().map(|(cpv, _)| cpv).collect();
+    }
+    if let Some(script) = &work.script {
+        super::script::run(ctx, image, script, work.context.as_deref(), job)?;
+    }
+    if !parent_layers.is_empty() {
+        let pruned = super::layer::prune_in_namespace(ctx, layer, parent_layers)?;
+        ctx.printer.detail(&format!(
+            "{}: {} files and {} directories the build rewrote unchanged, and {} whiteouts \
+             of nothing, left out of the layer",
+            image.name, pruned.files, pruned.dirs, pruned.whiteouts
+        ));
+    }
+    Ok(merged_into_image)
+}
+
+/// The packages this image installed (in its layer's package database, or in the one kept
+/// aside) and, sorted, every package of the image, its parents' included.
+fn packages(
+    parent: Option<&BuiltImage>,
+    layer_packages: Vec<vdb::InstalledPackage>,
+    package_db: Option<&Path>,
+) -> Result<(Vec<vdb::InstalledPackage>, Vec<String>)> {
+    let mut all_packages: Vec<String> = parent.map(|p| p.packages.clone()).unwrap_or_default();
+    // What this image installed: in its layer's package database, or in the one kept aside.
+    let own_packages: Vec<vdb::InstalledPackage> = match package_db {
+        Some(db) => vdb::read_installed(db)?
+            .into_iter()
+            .filter(|p| !all_packages.contains(&p.cpv()))
+            .collect(),
+        None => layer_packages,
+    };
+    all_packages.extend(own_packages.iter().map(|p| p.cpv()));
+    all_packages.sort();
+    all_packages.dedup();
+    Ok((own_packages, all_packages))
+}
+
+/// The trees of the record of an image built into `entry` on `parent`: the record names the
+/// entry's final paths, as it is renamed into place after the build.
+fn trees(entry: &Path, parent: Option<&BuiltImage>, package_db: bool) -> super::Trees {
+    let mut layer_dirs = vec![entry.join("layer")];
+    let mut builder_dirs = vec![entry.join("upper")];
+    let mut package_dbs: Vec<PathBuf> = package_db
+        .then(|| entry.join(PACKAGE_DB_DIR))
+        .into_iter()
+        .collect();
+    if let Some(parent) = parent {
+        layer_dirs.extend(parent.layer_dirs.iter().cloned());
+        builder_dirs.extend(parent.builder_dirs.iter().cloned());
+        package_dbs.extend(parent.package_dbs.iter().cloned());
+    }
+    super::Trees {
+        layer_dirs,
+        builder_dirs,
+        package_dbs,
+    }
 }
 
 /// An entry's copy of a package database its image does not keep: a root with `var/db/pkg`.

@@ -3,6 +3,7 @@
 //! They use the real tools (skopeo, umoci, podman, Portage, a registry). A test that cannot
 //! find a tool it needs fails; it never skips silently.
 
+mod architecture;
 mod binhost;
 mod chains;
 mod config;

@@ -133,8 +133,7 @@ fn key_from_env(keyring_var: &str, fingerprint_var: &str) -> Result<Option<Trust
         (Some(_), None) => Err(UserError::with_hint(
             format!("{keyring_var} is set but {fingerprint_var} is not"),
             "the keyring file says which key material to use, the fingerprint which key to trust",
-        )
-        .into()),
+        )),
     }
 }
 
@@ -202,8 +201,7 @@ pub fn keyring(
                 entry.display()
             ),
             "run once without --offline",
-        )
-        .into());
+        ));
     }
     // Gentoo's keyserver is reached with the built-in roots, whatever mirror the user chose;
     // a keyserver of the user's own with their CA.

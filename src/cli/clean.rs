@@ -50,8 +50,7 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
         return Err(UserError::with_hint(
             "gib clean needs to know what to remove",
             "pass --builders, --binpkgs, --distfiles or --all",
-        )
-        .into());
+        ));
     }
 
     let mut freed = 0u64;

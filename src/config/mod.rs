@@ -197,11 +197,11 @@ pub fn load(path: &Path) -> Result<Config> {
     if is_legacy_format(&text) {
         let raw: raw::RawLegacyFile = serde_saphyr::from_str_with_options(&text, options)
             .map_err(|e| source.yaml_error(&e))?;
-        return Ok(validator.legacy_config(file, raw)?);
+        return validator.legacy_config(file, raw);
     }
     let raw: raw::RawFile =
         serde_saphyr::from_str_with_options(&text, options).map_err(|e| source.yaml_error(&e))?;
-    Ok(validator.config(file, raw)?)
+    validator.config(file, raw)
 }
 
 /// Whether the text is the predecessor's format: a mapping with `target:` and no `images:`

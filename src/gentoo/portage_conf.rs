@@ -278,8 +278,7 @@ pub fn official_binhost_path(flavor: Option<&str>) -> Result<String> {
                 format!("Gentoo publishes no official binary packages for `{flavor}`"),
                 "official binary packages exist for amd64 (glibc and musl) and arm64 (glibc); \
                  use a binhost of your own (a URL or a directory) or `binhost: none`",
-            )
-            .into());
+            ));
         }
     };
     Ok(format!("{arch}/binpackages/23.0/{abi}"))

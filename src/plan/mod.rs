@@ -229,7 +229,7 @@ fn wanted_images(config: &Config, selected: &[String]) -> Result<BTreeSet<String
                     config.images.keys().cloned().collect::<Vec<_>>().join(", ")
                 ),
             };
-            return Err(UserError::with_hint(message, hint).into());
+            return Err(UserError::with_hint(message, hint));
         }
         let mut current = Some(name.as_str());
         while let Some(name) = current {

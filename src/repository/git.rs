@@ -143,8 +143,7 @@ fn certificate_hint(err: anyhow::Error, uri: &str, ca_certificate: Option<&Path>
         return UserError::with_hint(
             format!("{uri} presents a certificate that is not trusted: {text}"),
             "for a host with its own CA, set `ca_certificate:` (a PEM file) on the repository",
-        )
-        .into();
+        );
     }
     err
 }

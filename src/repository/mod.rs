@@ -239,8 +239,7 @@ fn sync_uncached(
                 store.dir.display()
             ),
             "run once without --offline",
-        )
-        .into());
+        ));
     }
 
     printer.status("Syncing", &format!("repository {} from {uri}", spec.name));
@@ -287,8 +286,7 @@ fn check_pin_allowed(spec: &RepoSpec, pin: Option<&Pin>) -> Result<()> {
                 spec.pin.as_deref().unwrap_or_default()
             ),
             "pin a date or a commit with sync_type git, or a date with webrsync",
-        )
-        .into());
+        ));
     }
     Ok(())
 }

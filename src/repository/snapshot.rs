@@ -102,8 +102,7 @@ impl Pin {
         Err(UserError::with_hint(
             format!("pin `{text}` is neither a date nor a commit"),
             "write a snapshot date as 2026-11-20 or a git commit as its hex id",
-        )
-        .into())
+        ))
     }
 
     /// How the pin is recorded beside a snapshot.

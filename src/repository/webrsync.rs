@@ -40,8 +40,7 @@ pub(super) fn fetch(
                     Some(pin) => format!("is there a snapshot of {pin} on the mirror?"),
                     None => "is the uri a Gentoo mirror (with snapshots/)?".to_string(),
                 },
-            )
-            .into(),
+            ),
             err => anyhow::Error::new(err),
         })?;
 

@@ -81,7 +81,6 @@ pub fn fetch(
                 ),
                 "run once without --offline to download it",
             )
-            .into()
         });
     }
     // A pinned build never changes: once verified, it needs no network.
@@ -210,8 +209,7 @@ fn latest(
                 "a flavor is the name in latest-stage3-<flavor>.txt on the mirror, e.g. \
                  amd64-openrc, amd64-systemd, amd64-musl-openrc, amd64-nomultilib-openrc, \
                  arm64-openrc",
-            )
-            .into());
+            ));
         }
         Err(err) => return Err(err.into()),
     };
@@ -285,8 +283,7 @@ fn get_small(client: &Client, url: &str, pin: Option<&str>) -> Result<Vec<u8>> {
             (DownloadError::NotFound { url }, Some(pin)) => UserError::with_hint(
                 format!("{url} does not exist"),
                 format!("is {pin} a build of this flavor on the mirror? (stage3.pin)"),
-            )
-            .into(),
+            ),
             (err, _) => err.into(),
         })
 }
@@ -369,8 +366,7 @@ fn check_flavor(flavor: &str) -> Result<()> {
         return Err(UserError::with_hint(
             format!("`{flavor}` is not a stage3 flavor"),
             "a flavor looks like amd64-openrc, amd64-systemd, amd64-musl-openrc or arm64-openrc",
-        )
-        .into());
+        ));
     }
     Ok(())
 }
@@ -380,8 +376,7 @@ fn check_pin(pin: &str) -> Result<()> {
         return Err(UserError::with_hint(
             format!("stage3.pin `{pin}` is not a build timestamp"),
             "use the directory name of a build on the mirror, e.g. 20261117T170000Z",
-        )
-        .into());
+        ));
     }
     Ok(())
 }

@@ -184,7 +184,7 @@ pub fn package_accept_keywords(keywords: &BTreeMap<String, Vec<String>>) -> Stri
 /// repos.conf for the main repository and the overlays. gib syncs the repositories itself and
 /// binds them read-only, so Portage must never sync: `sync-type` is empty ("never sync",
 /// portage(5)) and `auto-sync = no`. `sync-uri` is emptied too: Portage's own repos.conf gives
-/// [gentoo] one, and a sync-uri without a sync-type makes every emerge print "has sync-uri
+/// `[gentoo]` one, and a sync-uri without a sync-type makes every emerge print "has sync-uri
 /// attribute, but is missing sync-type attribute".
 pub fn repos_conf(repositories: &[RepoEntry]) -> String {
     let mut out = String::from(HEADER);

@@ -37,6 +37,7 @@ pub mod emerge;
 pub mod gentoo;
 pub mod http;
 pub mod jobs;
+pub mod lock;
 pub mod oci;
 pub mod openpgp;
 pub mod output;

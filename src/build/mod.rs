@@ -13,6 +13,7 @@
 mod entry;
 mod finish;
 mod from_registry;
+mod inputs;
 mod key;
 mod layer;
 mod layering;
@@ -27,6 +28,7 @@ mod test;
 
 pub use entry::latest_record;
 pub use from_registry::pull_plan_image;
+pub use inputs::{LockMode, UpdateSelection};
 pub use run::{RunOutcome, RunRequest, Session, run};
 pub use shell::{run_in_stage3, shell};
 
@@ -34,7 +36,6 @@ pub use test::TestFailed;
 
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -42,15 +43,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cache::Cache;
-use crate::config::{Parent, SyncType};
+use crate::config::Parent;
 use crate::gentoo::vdb::InstalledPackage;
 use crate::oci::blob::BlobStore;
 use crate::oci::image::Image;
 use crate::plan::{BuildKind, ImagePlan, Plan, TagRule};
-use crate::printer::{Printer, UserError};
-use crate::repository::{self, RepoSpec, SyncedRepo};
+use crate::printer::Printer;
+use crate::repository::SyncedRepo;
 use crate::sandbox::Network;
-use crate::stage3::{self, Stage3Root};
+use crate::stage3::Stage3Root;
 
 /// An image built (or reused) in this run, and what its children build on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,10 +134,15 @@ pub struct BuildContext<'a> {
     pub registries: crate::registry::Client,
     stage3: OnceCell<Stage3Root>,
     repositories: OnceCell<Vec<SyncedRepo>>,
+    /// gib.lock, as read and as this run resolves it.
+    lock: inputs::RunLock,
+    inputs: OnceCell<inputs::ResolvedInputs>,
+    /// Repositories synced while resolving the lock, by name.
+    synced: std::cell::RefCell<BTreeMap<String, SyncedRepo>>,
 }
 
 /// How a run builds: the settings of `gib build` (and `gib shell`) that are not the plan.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
     /// Network inside the builder.
     pub network: Network,
@@ -146,6 +152,8 @@ pub struct BuildOptions {
     pub force: bool,
     /// Fetch nothing: use the cached stage3 and repositories.
     pub offline: bool,
+    /// How gib.lock is used.
+    pub lock: LockMode,
 }
 
 impl<'a> BuildContext<'a> {
@@ -155,14 +163,15 @@ impl<'a> BuildContext<'a> {
         store: &'a BlobStore,
         printer: &'a Printer,
         options: BuildOptions,
-    ) -> Self {
+    ) -> Result<Self> {
         let BuildOptions {
             network,
             source_date_epoch,
             force,
             offline,
+            lock,
         } = options;
-        BuildContext {
+        Ok(BuildContext {
             plan,
             cache,
             store,
@@ -174,7 +183,10 @@ impl<'a> BuildContext<'a> {
             registries: crate::registry::Client::new(),
             stage3: OnceCell::new(),
             repositories: OnceCell::new(),
-        }
+            lock: inputs::RunLock::open(&plan.file, lock)?,
+            inputs: OnceCell::new(),
+            synced: Default::default(),
+        })
     }
 
     /// Pull parents with this client (its per-registry CA and plain-HTTP settings).
@@ -183,120 +195,16 @@ impl<'a> BuildContext<'a> {
         self
     }
 
-    /// The unpacked stage3, prepared on first use (only images that emerge need it).
-    fn stage3(&self) -> Result<&Stage3Root> {
-        if let Some(root) = self.stage3.get() {
-            return Ok(root);
-        }
-        let source = self.plan.stage3.as_ref().ok_or_else(|| {
-            UserError::new(format!(
-                "{}: images that emerge packages need a `stage3:`",
-                self.plan.file.display()
-            ))
-        })?;
-        let root = match source {
-            crate::config::Stage3::Flavor {
-                flavor,
-                mirror,
-                pin,
-            } => {
-                let trust = crate::openpgp::Trust::from_env()?;
-                let tarball = stage3::flavor::fetch(
-                    flavor,
-                    mirror,
-                    pin.as_deref(),
-                    self.cache,
-                    self.offline,
-                    &trust,
-                    self.printer,
-                )?;
-                let verified = crate::config::Stage3::Path {
-                    path: tarball.path,
-                    sha512: Some(tarball.sha512),
-                };
-                stage3::prepare(&verified, self.cache, self.printer)?
-            }
-            other => stage3::prepare(other, self.cache, self.printer)?,
-        };
-        Ok(self.stage3.get_or_init(|| root))
-    }
-
-    /// The main ebuild repository and the overlays, synced once per run.
-    fn repositories(&self) -> Result<&[SyncedRepo]> {
-        if let Some(repos) = self.repositories.get() {
-            return Ok(repos);
-        }
-        let trust = crate::openpgp::Trust::from_env()?;
-        let mut specs = vec![RepoSpec::main(&self.plan.portage, &trust)];
-        specs.extend(
-            self.plan
-                .repositories
-                .iter()
-                .map(|r| RepoSpec::overlay(r, &trust)),
-        );
-        let mut repos = Vec::new();
-        for spec in &specs {
-            repos.push(repository::sync(
-                spec,
-                self.cache,
-                self.offline,
-                self.printer,
-            )?);
-        }
-        Ok(self.repositories.get_or_init(|| repos))
-    }
-
-    /// Identities of the sources every packages image depends on, for input keys.
+    /// Identities of the sources every packages image depends on, for input keys: the
+    /// stage3's SHA-512 and each repository's snapshot, as gib.lock names them.
     fn source_identity(&self) -> Result<String> {
-        let mut id = String::new();
-        match &self.plan.stage3 {
-            Some(crate::config::Stage3::Path { path, sha512 }) => match sha512 {
-                Some(sha512) => id.push_str(sha512),
-                None => {
-                    let meta = fs::metadata(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?;
-                    id.push_str(&format!(
-                        "{} {} {:?}",
-                        path.display(),
-                        meta.len(),
-                        meta.modified().ok()
-                    ));
-                }
-            },
-            other => id.push_str(&format!("{other:?}")),
-        }
-        for repo in self.repositories()? {
-            id.push_str(&format!(
-                "\n{} {:?} {:?} {:?}",
-                repo.name, repo.path, repo.revision, repo.snapshot
-            ));
-        }
-        Ok(id)
+        Ok(self.inputs()?.identity.clone())
     }
 
-    /// The repository snapshot date (`YYYYMMDD`): the main repository's, else the date of
-    /// the stage3's own tree; `None` when neither says.
+    /// The repository snapshot date (`YYYYMMDD`): the main repository's (the stage3's own
+    /// tree with `sync_type: none`); `None` when it does not say.
     fn snapshot_date(&self) -> Option<String> {
         self.snapshot_time().map(|s| s.date)
-    }
-
-    /// The main repository's snapshot time, else (`sync_type: none`) that of the stage3's
-    /// own tree; `None` when neither says or neither has been prepared in this run.
-    fn snapshot_time(&self) -> Option<repository::SnapshotTime> {
-        if let Some(repos) = self.repositories.get()
-            && let Some(time) = repos
-                .iter()
-                .find(|r| r.name == "gentoo")
-                .and_then(|r| r.snapshot.as_ref())
-        {
-            return Some(time.clone());
-        }
-        if self.plan.portage.sync_type == SyncType::None
-            && let Some(root) = self.stage3.get()
-        {
-            return repository::SnapshotTime::of_tree(&root.path.join("var/db/repos/gentoo"));
-        }
-        None
     }
 
     /// SOURCE_DATE_EPOCH for what this run writes: the environment's when set, else the
@@ -335,6 +243,18 @@ pub fn build_plan(
     mut on_built: impl FnMut(&BuiltImage),
 ) -> Result<PlanBuild> {
     let mut run = PlanBuild::default();
+    // The inputs (gib.lock) are settled before the first image, so that `--locked` fails
+    // before any work and every image is keyed by the same stage3 and snapshots.
+    let builds_packages = ctx.plan.images.iter().any(|image| {
+        matches!(image.kind, BuildKind::Portage(_))
+            && scope.leave_out != Some(image.name.as_str())
+            && !scope
+                .pull_all_but
+                .is_some_and(|s| !s.is_empty() && !s.contains(image.name.as_str()))
+    });
+    if builds_packages {
+        ctx.resolve_inputs()?;
+    }
     for image in &ctx.plan.images {
         if scope.leave_out == Some(image.name.as_str()) {
             continue;
@@ -394,9 +314,13 @@ fn version_tag(ctx: &BuildContext<'_>, image: &ImagePlan, packages: &[InstalledP
     }
 }
 
-/// sha256 of the given parts, hex.
+/// sha256 of the given parts and of gib's version (an upgrade may write other bytes for the
+/// same inputs, so it makes new entries), hex.
 fn hash_parts(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
+    let version = env!("CARGO_PKG_VERSION");
+    hasher.update((version.len() as u64).to_le_bytes());
+    hasher.update(version.as_bytes());
     for part in parts {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());

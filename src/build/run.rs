@@ -66,9 +66,11 @@ impl Session {
         config: &Config,
         options: BuildOptions,
         printer: &'a Printer,
-    ) -> BuildContext<'a> {
-        BuildContext::new(plan, &self.cache, &self.store, printer, options)
-            .with_registries(crate::output::registry::client(&config.registries))
+    ) -> Result<BuildContext<'a>> {
+        Ok(
+            BuildContext::new(plan, &self.cache, &self.store, printer, options)?
+                .with_registries(crate::output::registry::client(&config.registries)),
+        )
     }
 }
 
@@ -76,7 +78,7 @@ impl Session {
 pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
     let plan = Plan::resolve(request.config, request.images)?;
     let session = Session::open(request.cache_dir)?;
-    let ctx = session.context(&plan, request.config, request.options, printer);
+    let ctx = session.context(&plan, request.config, request.options.clone(), printer)?;
     let selected: BTreeSet<&str> = request.images.iter().map(String::as_str).collect();
     let scope = PlanScope {
         pull_all_but: request.parents_from_registry.then_some(&selected),

@@ -22,6 +22,11 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             source_date_epoch: source_date_epoch()?,
             force: args.force,
             offline: args.offline,
+            lock: if args.locked {
+                crate::build::LockMode::Locked
+            } else {
+                crate::build::LockMode::Follow
+            },
         },
         outputs: Outputs {
             oci_layout: args.oci_layout,

@@ -126,6 +126,10 @@ pub struct BuildArgs {
     /// Use only what is cached (stage3, repositories); fail instead of downloading.
     #[arg(long)]
     pub offline: bool,
+    /// Build exactly what gib.lock names; fail (and leave it as it is) when gib.yaml asks for
+    /// an input it does not name. For CI.
+    #[arg(long)]
+    pub locked: bool,
 }
 
 #[derive(Args, Debug)]
@@ -149,6 +153,10 @@ pub struct PushArgs {
     /// Use only what is cached (stage3, repositories) should anything need a rebuild.
     #[arg(long)]
     pub offline: bool,
+    /// Build exactly what gib.lock names; fail when gib.yaml asks for an input it does not
+    /// name. For CI.
+    #[arg(long)]
+    pub locked: bool,
 }
 
 #[derive(Args, Debug)]

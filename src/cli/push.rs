@@ -21,5 +21,6 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
         verbose: args.verbose,
         network: "host".to_string(),
         offline: args.offline,
+        locked: args.locked,
     })
 }

@@ -51,8 +51,9 @@ fn shell_in_image(
         source_date_epoch: source_date_epoch()?,
         force: false,
         offline: false,
+        lock: crate::build::LockMode::Follow,
     };
-    let ctx = session.context(&plan, config, options, printer);
+    let ctx = session.context(&plan, config, options, printer)?;
     let scope = PlanScope {
         leave_out: Some(image),
         ..PlanScope::default()

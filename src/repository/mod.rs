@@ -142,6 +142,20 @@ pub struct SyncedRepo {
     pub revision: Option<String>,
 }
 
+/// What `spec` asks for, as one line (`git https://… pin 2026-11-20`): gib.lock records it
+/// beside the snapshot it resolved to.
+pub fn describe(spec: &RepoSpec) -> String {
+    let mut text = sync_type_name(spec.sync_type).to_string();
+    if let Ok(Some(uri)) = resolve_uri(spec) {
+        text.push(' ');
+        text.push_str(&uri);
+    }
+    if let Some(pin) = &spec.pin {
+        text.push_str(&format!(" pin {pin}"));
+    }
+    text
+}
+
 /// Sync `spec` into the cache (or use the cached copy with `offline`) and say what to bind.
 /// Each repository is synced at most once per process: later calls return the first result.
 pub fn sync(

@@ -58,16 +58,59 @@ pub fn prepare(source: &Stage3, cache: &Cache, printer: &Printer) -> Result<Stag
         Stage3::Flavor { flavor, .. } => Err(UserError::new(format!("stage3 flavor `{flavor}`: choosing a stage3 by flavor is not supported yet")).hint("give the tarball instead: `stage3: {path: ..., sha512: ...}` or `stage3: {url: ..., sha512: ...}`")),
         Stage3::Path { path, sha512 } => {
             let digest = sha512_of_file(path)?;
-            check_digest(&path.display().to_string(), sha512.as_deref(), &digest)?;
+            check_digest(&path.display().to_string(), sha512.as_deref(), &digest, "gib.yaml")?;
             unpack_into_cache(path, &digest, cache, printer)
         }
-        Stage3::Url { url, sha512 } => prepare_url(url, sha512.as_deref(), cache, printer),
+        Stage3::Url { url, sha512 } => {
+            prepare_url(url, sha512.as_deref(), "gib.yaml", false, cache, printer)
+        }
     }
 }
 
+/// [`prepare`] the `url:` or `path:` stage3 of `source` whose SHA-512 gib.lock names: any
+/// other file is refused.
+pub fn prepare_locked(
+    source: &Stage3,
+    sha512: &str,
+    cache: &Cache,
+    printer: &Printer,
+) -> Result<Stage3Root> {
+    match source {
+        Stage3::Path { path, .. } => {
+            let digest = sha512_of_file(path)?;
+            check_digest(
+                &path.display().to_string(),
+                Some(sha512),
+                &digest,
+                "gib.lock",
+            )?;
+            unpack_into_cache(path, &digest, cache, printer)
+        }
+        Stage3::Url { url, .. } => {
+            prepare_url(url, Some(sha512), "gib.lock", false, cache, printer)
+        }
+        Stage3::Flavor { .. } => prepare(source, cache, printer),
+    }
+}
+
+/// Download the `url:` stage3 again, whatever the cache knows of the URL (`gib update`), and
+/// make it available as [`prepare`] does.
+pub fn prepare_url_afresh(
+    url: &str,
+    sha512: Option<&str>,
+    cache: &Cache,
+    printer: &Printer,
+) -> Result<Stage3Root> {
+    prepare_url(url, sha512, "gib.yaml", true, cache, printer)
+}
+
+/// The stage3 at `url`, its SHA-512 checked against `expected` (which `expected_by` names):
+/// from the cache when an earlier run downloaded that URL (unless `afresh`), else downloaded.
 fn prepare_url(
     url: &str,
     expected: Option<&str>,
+    expected_by: &str,
+    afresh: bool,
     cache: &Cache,
     printer: &Printer,
 ) -> Result<Stage3Root> {
@@ -76,6 +119,7 @@ fn prepare_url(
     let url_index = cache.dir("stage3/urls")?.join(&url_key);
     let known = match expected {
         Some(digest) => Some(digest.to_ascii_lowercase()),
+        None if afresh => None,
         None => std::fs::read_to_string(&url_index)
             .ok()
             .map(|s| s.trim().to_string()),
@@ -95,7 +139,7 @@ fn prepare_url(
         .tempfile_in(&downloads)
         .with_context(|| format!("cannot create a file in {}", downloads.display()))?;
     let digest = download(url, file.as_file_mut(), printer)?;
-    check_digest(url, expected, &digest)?;
+    check_digest(url, expected, &digest, expected_by)?;
     let root = unpack_into_cache(file.path(), &digest, cache, printer)?;
     std::fs::write(&url_index, &digest)
         .with_context(|| format!("cannot write {}", url_index.display()))?;
@@ -160,7 +204,8 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn sha512_of_file(path: &Path) -> Result<String> {
+/// The SHA-512 of the tarball at `path`, lowercase hex.
+pub fn sha512_of_file(path: &Path) -> Result<String> {
     let mut file = File::open(path).map_err(|err| {
         UserError::new(format!(
             "cannot open the stage3 tarball {}: {err}",
@@ -173,14 +218,21 @@ fn sha512_of_file(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// The digest of what was read must be the one gib.yaml names, if it names one.
-fn check_digest(what: &str, expected: Option<&str>, actual: &str) -> Result<()> {
+/// The digest of what was read must be the one `expected_by` (gib.yaml, gib.lock) names, if
+/// it names one.
+fn check_digest(what: &str, expected: Option<&str>, actual: &str, expected_by: &str) -> Result<()> {
     match expected {
         Some(expected) if !expected.trim().eq_ignore_ascii_case(actual) => {
+            let hint = if expected_by == "gib.lock" {
+                "the stage3 changed since gib.lock was written: run `gib update --stage3` if the new one is meant"
+            } else {
+                "the file is corrupt or not the one meant; fix `stage3.sha512` only if you trust the file"
+            };
             Err(UserError::new(format!(
-                    "the stage3 {what} has sha512 {actual}, but gib.yaml expects {}",
-                    expected.trim()
-                )).hint("the file is corrupt or not the one meant; fix `stage3.sha512` only if you trust the file"))
+                "the stage3 {what} has sha512 {actual}, but {expected_by} expects {}",
+                expected.trim()
+            ))
+            .hint(hint))
         }
         _ => Ok(()),
     }
@@ -272,9 +324,9 @@ mod tests {
 
     #[test]
     fn digests_compare_case_insensitively() {
-        assert!(check_digest("f", Some("ABC"), "abc").is_ok());
-        assert!(check_digest("f", None, "abc").is_ok());
-        let err = check_digest("f", Some("abd"), "abc").unwrap_err();
+        assert!(check_digest("f", Some("ABC"), "abc", "gib.yaml").is_ok());
+        assert!(check_digest("f", None, "abc", "gib.yaml").is_ok());
+        let err = check_digest("f", Some("abd"), "abc", "gib.yaml").unwrap_err();
         assert!(err.to_string().contains("expects abd"));
     }
 }

@@ -1,0 +1,503 @@
+//! The inputs every packages image is built from — the stage3 and the ebuild repositories —
+//! resolved once per run through gib.lock (`crate::lock`).
+//!
+//! An input gib.lock names for what gib.yaml says is taken as the lock says, with no network:
+//! its identity (the stage3's SHA-512, a repository's commit or snapshot) goes into the input
+//! keys at once, and the stage3 is fetched or the repository synced only when an image is
+//! really built — at exactly that file or snapshot. An input the lock does not name (no lock
+//! yet, or gib.yaml changed it) is resolved now and written into the lock, unless the run is
+//! `--locked`; `gib update` resolves the inputs it names afresh. A `path:` stage3 is the
+//! user's own file: its SHA-512 is read every run and the lock follows it (saying so).
+
+use std::cell::RefCell;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::BuildContext;
+use crate::config::{Stage3, SyncType};
+use crate::lock::{Lock, LockedRepository, LockedStage3};
+use crate::printer::{Hint, UserError};
+use crate::repository::{self, RepoSpec, SnapshotTime, SyncedRepo};
+use crate::stage3::{self, Stage3Root};
+
+/// How a run treats gib.lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LockMode {
+    /// Use what it names; resolve and add what it lacks (the default).
+    #[default]
+    Follow,
+    /// `--locked`: fail when gib.yaml asks for an input the lock does not name; never write.
+    Locked,
+    /// `gib update`: resolve these inputs afresh (the rest as `Follow`).
+    Update(UpdateSelection),
+}
+
+/// What `gib update` moves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateSelection {
+    pub stage3: bool,
+    /// Repositories by name; every repository when `all_repositories`.
+    pub repositories: Vec<String>,
+    pub all_repositories: bool,
+}
+
+/// The lock of one run: as read, and as this run resolved it.
+pub(super) struct RunLock {
+    path: std::path::PathBuf,
+    read: Option<Lock>,
+    current: RefCell<Lock>,
+    mode: LockMode,
+}
+
+impl RunLock {
+    pub(super) fn open(config_file: &Path, mode: LockMode) -> Result<RunLock> {
+        let path = Lock::path_for(config_file);
+        let read = Lock::read(&path)?;
+        let current = RefCell::new(read.clone().unwrap_or_default());
+        Ok(RunLock {
+            path,
+            read,
+            current,
+            mode,
+        })
+    }
+}
+
+/// What the inputs resolved to, for input keys and the tag rule.
+#[derive(Debug, Clone)]
+pub(super) struct ResolvedInputs {
+    /// One line per input: the stage3's SHA-512, each repository's snapshot.
+    pub identity: String,
+}
+
+impl BuildContext<'_> {
+    /// The inputs, resolved through gib.lock (once per run); the lock is written when this
+    /// run changed it.
+    pub(super) fn inputs(&self) -> Result<&ResolvedInputs> {
+        if let Some(inputs) = self.inputs.get() {
+            return Ok(inputs);
+        }
+        let mut identity = String::new();
+        if let Some(stage3) = self.locked_stage3()? {
+            identity.push_str(&stage3.sha512);
+        }
+        for spec in self.repo_specs() {
+            let line = match spec.sync_type {
+                SyncType::Local => {
+                    // The user's own tree: its identity is what it holds now.
+                    let synced = repository::sync(&spec, self.cache, self.offline, self.printer)?;
+                    format!("{} {:?} {:?}", spec.name, synced.revision, synced.snapshot)
+                }
+                _ => match self.locked_repository(&spec)? {
+                    Some(locked) => format!(
+                        "{} {:?} {:?}",
+                        locked.name, locked.revision, locked.snapshot
+                    ),
+                    None => String::new(),
+                },
+            };
+            identity.push('\n');
+            identity.push_str(&line);
+        }
+        self.save_lock()?;
+        Ok(self.inputs.get_or_init(|| ResolvedInputs { identity }))
+    }
+
+    /// Resolve every input now (`gib update`, and `gib build` before its first image).
+    pub fn resolve_inputs(&self) -> Result<()> {
+        self.inputs().map(|_| ())
+    }
+
+    /// The lock as this run resolved it, and the lines that say what changed from the file.
+    pub fn lock_changes(&self) -> Vec<String> {
+        let lock = self.lock.current.borrow();
+        lock.changes_from(self.lock.read.as_ref())
+    }
+
+    /// Write gib.lock when this run changed it (never with `--locked`).
+    fn save_lock(&self) -> Result<()> {
+        if self.lock.mode == LockMode::Locked {
+            return Ok(());
+        }
+        let lock = self.lock.current.borrow();
+        if self.lock.read.as_ref() == Some(&*lock) {
+            return Ok(());
+        }
+        let changes = lock.changes_from(self.lock.read.as_ref());
+        lock.write(&self.lock.path)?;
+        let verb = if self.lock.read.is_some() {
+            "Updated"
+        } else {
+            "Locked"
+        };
+        for change in &changes {
+            self.printer
+                .status(verb, &format!("{change} ({})", self.lock.path.display()));
+        }
+        Ok(())
+    }
+
+    /// Whether `gib update` resolves the stage3 afresh.
+    fn refresh_stage3(&self) -> bool {
+        matches!(&self.lock.mode, LockMode::Update(s) if s.stage3)
+    }
+
+    fn refresh_repository(&self, name: &str) -> bool {
+        matches!(&self.lock.mode, LockMode::Update(s)
+            if s.all_repositories || s.repositories.iter().any(|r| r == name))
+    }
+
+    /// The lock's stage3 entry for gib.yaml's `stage3:`, resolved (and recorded) when the
+    /// lock has none for it; `None` when gib.yaml has no stage3.
+    fn locked_stage3(&self) -> Result<Option<LockedStage3>> {
+        let Some(source) = self.plan.stage3.as_ref() else {
+            return Ok(None);
+        };
+        let described = describe_stage3(source, &self.plan.file);
+        let known = self
+            .lock
+            .current
+            .borrow()
+            .stage3
+            .clone()
+            .filter(|s| s.source == described);
+        if let Stage3::Path { path, .. } = source {
+            // The user's own file: what it is now is what the lock says.
+            let sha512 = stage3::sha512_of_file(path)?;
+            if let Some(known) = known.filter(|k| k.sha512 == sha512) {
+                return Ok(Some(known));
+            }
+            self.refuse_when_locked("the stage3", &described)?;
+            let entry = LockedStage3 {
+                source: described,
+                file: file_name(&path.display().to_string()),
+                build: None,
+                sha512,
+                signed_by: None,
+            };
+            self.lock.current.borrow_mut().stage3 = Some(entry.clone());
+            return Ok(Some(entry));
+        }
+        if let Some(known) = known
+            && !self.refresh_stage3()
+        {
+            return Ok(Some(known));
+        }
+        self.refuse_when_locked("the stage3", &described)?;
+        let (root, entry) = self.resolve_stage3(source, described)?;
+        self.stage3.get_or_init(|| root);
+        self.lock.current.borrow_mut().stage3 = Some(entry.clone());
+        Ok(Some(entry))
+    }
+
+    /// Fetch gib.yaml's stage3 as it says (a flavor's newest build unless pinned) and
+    /// unpack it; its lock entry.
+    fn resolve_stage3(
+        &self,
+        source: &Stage3,
+        described: String,
+    ) -> Result<(Stage3Root, LockedStage3)> {
+        match source {
+            Stage3::Flavor {
+                flavor,
+                mirror,
+                pin,
+            } => {
+                let trust = crate::openpgp::Trust::from_env()?;
+                let tarball = stage3::flavor::fetch(
+                    flavor,
+                    mirror,
+                    pin.as_deref(),
+                    self.cache,
+                    self.offline,
+                    &trust,
+                    self.printer,
+                )?;
+                let verified = Stage3::Path {
+                    path: tarball.path.clone(),
+                    sha512: Some(tarball.sha512.clone()),
+                };
+                let root = stage3::prepare(&verified, self.cache, self.printer)?;
+                Ok((
+                    root,
+                    LockedStage3 {
+                        source: described,
+                        file: tarball.name,
+                        build: Some(tarball.timestamp),
+                        sha512: tarball.sha512,
+                        signed_by: Some(trust.releng.fingerprint),
+                    },
+                ))
+            }
+            Stage3::Url { url, sha512 } => {
+                let root = if self.refresh_stage3() {
+                    stage3::prepare_url_afresh(url, sha512.as_deref(), self.cache, self.printer)?
+                } else {
+                    stage3::prepare(source, self.cache, self.printer)?
+                };
+                let entry = LockedStage3 {
+                    source: described,
+                    file: file_name(url),
+                    build: None,
+                    sha512: root.digest.clone(),
+                    signed_by: None,
+                };
+                Ok((root, entry))
+            }
+            Stage3::Path { .. } => {
+                let root = stage3::prepare(source, self.cache, self.printer)?;
+                let entry = LockedStage3 {
+                    source: described,
+                    file: String::new(),
+                    build: None,
+                    sha512: root.digest.clone(),
+                    signed_by: None,
+                };
+                Ok((root, entry))
+            }
+        }
+    }
+
+    /// The unpacked stage3, prepared on first use (only images that emerge need it): the
+    /// file gib.lock names.
+    pub(super) fn stage3(&self) -> Result<&Stage3Root> {
+        if let Some(root) = self.stage3.get() {
+            return Ok(root);
+        }
+        let source = self.plan.stage3.as_ref().ok_or_else(|| {
+            UserError::new(format!(
+                "{}: images that emerge packages need a `stage3:`",
+                self.plan.file.display()
+            ))
+        })?;
+        let locked = self
+            .locked_stage3()?
+            .context("gib bug: gib.yaml has a stage3 but the lock names none")?;
+        if let Some(root) = self.stage3.get() {
+            return Ok(root);
+        }
+        let root = match source {
+            Stage3::Flavor { flavor, mirror, .. } => {
+                let trust = crate::openpgp::Trust::from_env()?;
+                let tarball = stage3::flavor::fetch(
+                    flavor,
+                    mirror,
+                    locked.build.as_deref(),
+                    self.cache,
+                    self.offline,
+                    &trust,
+                    self.printer,
+                )?;
+                if tarball.sha512 != locked.sha512 {
+                    return Err(UserError::new(format!(
+                        "the stage3 {} has sha512 {}, but gib.lock expects {}",
+                        tarball.name, tarball.sha512, locked.sha512
+                    ))
+                    .hint("the mirror serves another file under that name; run `gib update --stage3` if it is meant"));
+                }
+                let verified = Stage3::Path {
+                    path: tarball.path,
+                    sha512: Some(tarball.sha512),
+                };
+                stage3::prepare(&verified, self.cache, self.printer)?
+            }
+            other => stage3::prepare_locked(other, &locked.sha512, self.cache, self.printer)?,
+        };
+        Ok(self.stage3.get_or_init(|| root))
+    }
+
+    /// The main repository and the overlays as gib.yaml says.
+    fn repo_specs(&self) -> Vec<RepoSpec> {
+        let trust =
+            crate::openpgp::Trust::from_env().unwrap_or_else(|_| crate::openpgp::Trust::gentoo());
+        let mut specs = vec![RepoSpec::main(&self.plan.portage, &trust)];
+        specs.extend(
+            self.plan
+                .repositories
+                .iter()
+                .map(|r| RepoSpec::overlay(r, &trust)),
+        );
+        specs
+    }
+
+    /// The lock's entry of the synced repository `spec` (git, rsync, webrsync) or of the main
+    /// repository in the stage3 (`none`), resolved and recorded when it has none.
+    fn locked_repository(&self, spec: &RepoSpec) -> Result<Option<LockedRepository>> {
+        let described = repository::describe(spec);
+        let known = self
+            .lock
+            .current
+            .borrow()
+            .repository(&spec.name)
+            .filter(|r| r.source == described)
+            .cloned();
+        if let Some(known) = known
+            && !self.refresh_repository(&spec.name)
+        {
+            return Ok(Some(known));
+        }
+        self.refuse_when_locked(&format!("repository `{}`", spec.name), &described)?;
+        let (revision, snapshot) = if spec.sync_type == SyncType::None {
+            // The stage3's own tree: its time is the snapshot's.
+            let root = self.stage3()?;
+            let time = SnapshotTime::of_tree(&root.path.join("var/db/repos/gentoo"));
+            (None, time)
+        } else {
+            let synced = repository::sync(spec, self.cache, self.offline, self.printer)?;
+            let found = (synced.revision.clone(), synced.snapshot.clone());
+            self.synced.borrow_mut().insert(spec.name.clone(), synced);
+            found
+        };
+        let entry = LockedRepository {
+            name: spec.name.clone(),
+            source: described,
+            revision,
+            snapshot: snapshot.as_ref().map(|s| s.date.clone()),
+            time: snapshot.map(|s| s.epoch),
+        };
+        let names: Vec<String> = self.repo_specs().into_iter().map(|s| s.name).collect();
+        self.lock
+            .current
+            .borrow_mut()
+            .set_repository(entry.clone(), &names);
+        Ok(Some(entry))
+    }
+
+    /// The main ebuild repository and the overlays, synced once per run at the snapshots
+    /// gib.lock names.
+    pub(super) fn repositories(&self) -> Result<&[SyncedRepo]> {
+        if let Some(repos) = self.repositories.get() {
+            return Ok(repos);
+        }
+        self.inputs()?;
+        let mut repos = Vec::new();
+        for mut spec in self.repo_specs() {
+            if let Some(done) = self.synced.borrow().get(&spec.name) {
+                repos.push(done.clone());
+                continue;
+            }
+            let locked = match spec.sync_type {
+                SyncType::Git | SyncType::Rsync | SyncType::Webrsync => {
+                    self.locked_repository(&spec)?
+                }
+                SyncType::Local | SyncType::None => None,
+            };
+            if let Some(locked) = &locked {
+                match spec.sync_type {
+                    SyncType::Git => spec.pin = locked.revision.clone(),
+                    SyncType::Webrsync => spec.pin = locked.snapshot.clone(),
+                    _ => {}
+                }
+            }
+            let synced = repository::sync(&spec, self.cache, self.offline, self.printer)?;
+            if let Some(locked) = &locked
+                && locked.snapshot.is_some()
+                && synced.snapshot.as_ref().map(|s| &s.date) != locked.snapshot.as_ref()
+            {
+                return Err(UserError::new(format!(
+                    "repository `{}`: the snapshot synced now ({}) is not the one gib.lock names ({})",
+                    spec.name,
+                    synced.snapshot.as_ref().map_or("none", |s| s.date.as_str()),
+                    locked.snapshot.as_deref().unwrap_or_default()
+                ))
+                .hint("an rsync mirror serves only its newest snapshot: run `gib update --repos` to build on it"));
+            }
+            repos.push(synced);
+        }
+        Ok(self.repositories.get_or_init(|| repos))
+    }
+
+    /// With `--locked`, an input the lock does not name for what gib.yaml says is an error.
+    fn refuse_when_locked(&self, what: &str, described: &str) -> Result<()> {
+        if self.lock.mode != LockMode::Locked {
+            return Ok(());
+        }
+        let path = self.lock.path.display();
+        let message = if self.lock.read.is_none() {
+            format!("--locked: there is no {path}, so {what} ({described}) is not locked")
+        } else {
+            format!("--locked: {path} does not name {what} as gib.yaml gives it ({described})")
+        };
+        Err(UserError::new(message)
+            .hint("run `gib update` (or a build without --locked) and commit gib.lock"))
+    }
+
+    /// The main repository's snapshot time: the lock's (or this run's sync's); `None` when
+    /// neither says.
+    pub(super) fn snapshot_time(&self) -> Option<SnapshotTime> {
+        if let Some(repos) = self.repositories.get()
+            && let Some(time) = repos
+                .iter()
+                .find(|r| r.name == "gentoo")
+                .and_then(|r| r.snapshot.as_ref())
+        {
+            return Some(time.clone());
+        }
+        let lock = self.lock.current.borrow();
+        let main = lock.repository("gentoo")?;
+        SnapshotTime::from_epoch(main.time?)
+    }
+}
+
+/// gib.yaml's `stage3:` as one line for gib.lock; a `path:` relative to gib.yaml's directory
+/// when it is inside it, so that the lock reads the same in every checkout.
+fn describe_stage3(source: &Stage3, config_file: &Path) -> String {
+    match source {
+        Stage3::Flavor {
+            flavor,
+            mirror,
+            pin,
+        } => {
+            let mut text = format!("flavor {flavor} from {mirror}");
+            if let Some(pin) = pin {
+                text.push_str(&format!(" pin {pin}"));
+            }
+            text
+        }
+        Stage3::Url { url, sha512 } => match sha512 {
+            Some(sha512) => format!("url {url} sha512 {sha512}"),
+            None => format!("url {url}"),
+        },
+        Stage3::Path { path, .. } => {
+            let base = config_file.parent().unwrap_or(Path::new("/"));
+            let shown = path.strip_prefix(base).unwrap_or(path);
+            format!("path {}", shown.display())
+        }
+    }
+}
+
+/// The last segment of a path or URL.
+fn file_name(text: &str) -> String {
+    text.rsplit('/').next().unwrap_or(text).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage3_sources_read_the_same_in_every_checkout() {
+        let file = Path::new("/home/me/project/gib.yaml");
+        let inside = Stage3::Path {
+            path: "/home/me/project/stage3/s.tar.xz".into(),
+            sha512: None,
+        };
+        assert_eq!(describe_stage3(&inside, file), "path stage3/s.tar.xz");
+        let outside = Stage3::Path {
+            path: "/srv/s.tar.xz".into(),
+            sha512: None,
+        };
+        assert_eq!(describe_stage3(&outside, file), "path /srv/s.tar.xz");
+        let flavor = Stage3::Flavor {
+            flavor: "amd64-openrc".into(),
+            mirror: "https://mirror.example".into(),
+            pin: Some("20261117T170000Z".into()),
+        };
+        assert_eq!(
+            describe_stage3(&flavor, file),
+            "flavor amd64-openrc from https://mirror.example pin 20261117T170000Z"
+        );
+        assert_eq!(file_name("https://x/y/stage3-a.tar.xz"), "stage3-a.tar.xz");
+    }
+}

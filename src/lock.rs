@@ -1,0 +1,354 @@
+//! `gib.lock`: the inputs a build resolved, written beside gib.yaml so that the next build
+//! uses exactly them: the stage3 file with its SHA-512 (and, for a flavor, the build and the
+//! key that signed it), and the commit or snapshot of every synced repository.
+//!
+//! The lock is what builds use, by default: `gib build` writes it when it is missing (or when
+//! gib.yaml asks for another input than the one it names: each entry records the gib.yaml
+//! text it was resolved for, its `source`), and otherwise builds what it says, without asking
+//! any server whether something newer exists. Only `gib update` moves it. `--locked` (for CI)
+//! refuses to build when gib.yaml and the lock disagree, and never writes it.
+//!
+//! Not here: resolving an input (fetching, syncing: `build::inputs`), what an input is
+//! (`stage3`, `repository`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::printer::{Hint, UserError};
+
+/// The format of the file, written into it.
+pub const VERSION: u32 = 1;
+
+const HEADER: &str = "\
+# gib.lock: the stage3 and ebuild repository snapshots gib.yaml resolved to.
+# Written by gib; `gib update` moves it; `gib build --locked` refuses to build without it.
+# Commit it beside gib.yaml. Do not edit it by hand.
+";
+
+/// The whole lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    /// The format of the file ([`VERSION`]).
+    pub version: u32,
+    /// The gib that wrote it.
+    pub gib: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage3: Option<LockedStage3>,
+    /// The main repository first, then the overlays in gib.yaml's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<LockedRepository>,
+}
+
+/// The stage3 a build uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedStage3 {
+    /// What gib.yaml's `stage3:` says, as text: another text resolves the stage3 again.
+    pub source: String,
+    /// The tarball's file name.
+    pub file: String,
+    /// A flavor's build (its timestamp, e.g. `20261117T170000Z`): what is downloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+    /// Lowercase hex.
+    pub sha512: String,
+    /// The fingerprint of the key whose signature was checked (a flavor's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+}
+
+/// One ebuild repository's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedRepository {
+    pub name: String,
+    /// What gib.yaml says of it, as text: another text resolves it again.
+    pub source: String,
+    /// The git commit (full), for git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The snapshot's date, `YYYYMMDD` (UTC): what webrsync downloads, the tag rule's date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// The snapshot's time, seconds since the epoch: the build's default SOURCE_DATE_EPOCH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<i64>,
+}
+
+impl Lock {
+    /// An empty lock written by this gib.
+    pub fn new() -> Lock {
+        Lock {
+            version: VERSION,
+            gib: env!("CARGO_PKG_VERSION").to_string(),
+            stage3: None,
+            repositories: Vec::new(),
+        }
+    }
+
+    /// The lock of the configuration file `config_file`: `gib.lock` for `gib.yaml` (the
+    /// file's stem with `.lock`), in the same directory.
+    pub fn path_for(config_file: &Path) -> PathBuf {
+        let stem = config_file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "gib".to_string());
+        config_file.with_file_name(format!("{stem}.lock"))
+    }
+
+    /// Read the lock at `path`; `None` when there is none.
+    pub fn read(path: &Path) -> Result<Option<Lock>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let redo = format!(
+            "remove {} and run `gib update` to write it again",
+            path.display()
+        );
+        let lock: Lock = serde_saphyr::from_str(&text).map_err(|err| {
+            UserError::new(format!(
+                "{}: {}",
+                path.display(),
+                one_line(&err.to_string())
+            ))
+            .hint(redo.clone())
+        })?;
+        if lock.version != VERSION {
+            return Err(UserError::new(format!(
+                "{}: lock format {} is not the one this gib reads ({VERSION})",
+                path.display(),
+                lock.version
+            ))
+            .hint(redo));
+        }
+        Ok(Some(lock))
+    }
+
+    /// The text of the file: the header, then the entries in a stable order.
+    pub fn to_text(&self) -> Result<String> {
+        let body = serde_saphyr::to_string(self).context("cannot write the lock as YAML")?;
+        Ok(format!("{HEADER}{body}"))
+    }
+
+    /// Write the lock to `path`, atomically (beside it, then renamed), with the mode the
+    /// umask gives a new file (a temp file's would be 0600).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = self.to_text()?;
+        let temp = path.with_file_name(format!(
+            ".{}.{}.tmp",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .and_then(|mut file| {
+                std::io::Write::write_all(&mut file, text.as_bytes())?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&temp, path));
+        if let Err(err) = written {
+            std::fs::remove_file(&temp).ok();
+            return Err(err).with_context(|| format!("cannot write {}", path.display()));
+        }
+        Ok(())
+    }
+
+    /// The entry of repository `name`.
+    pub fn repository(&self, name: &str) -> Option<&LockedRepository> {
+        self.repositories.iter().find(|r| r.name == name)
+    }
+
+    /// Set (or add) the entry of repository `entry.name`, keeping the order `names` gives.
+    pub fn set_repository(&mut self, entry: LockedRepository, names: &[String]) {
+        self.repositories.retain(|r| r.name != entry.name);
+        self.repositories.push(entry);
+        let rank = |name: &str| names.iter().position(|n| n == name).unwrap_or(usize::MAX);
+        self.repositories.sort_by_key(|r| rank(&r.name));
+    }
+
+    /// What changed from `old` to `self`, one line per input (`stage3: a → b`).
+    pub fn changes_from(&self, old: Option<&Lock>) -> Vec<String> {
+        let mut changes = Vec::new();
+        let old_stage3 = old.and_then(|l| l.stage3.as_ref());
+        if old_stage3 != self.stage3.as_ref() {
+            changes.push(format!(
+                "stage3: {} → {}",
+                old_stage3.map_or("(none)".to_string(), LockedStage3::short),
+                self.stage3
+                    .as_ref()
+                    .map_or("(none)".to_string(), LockedStage3::short)
+            ));
+        }
+        for repo in &self.repositories {
+            let before = old.and_then(|l| l.repository(&repo.name));
+            if before != Some(repo) {
+                changes.push(format!(
+                    "repository {}: {} → {}",
+                    repo.name,
+                    before.map_or("(none)".to_string(), LockedRepository::short),
+                    repo.short()
+                ));
+            }
+        }
+        for gone in old.map(|l| l.repositories.as_slice()).unwrap_or_default() {
+            if self.repository(&gone.name).is_none() {
+                changes.push(format!(
+                    "repository {}: {} → (none)",
+                    gone.name,
+                    gone.short()
+                ));
+            }
+        }
+        changes
+    }
+}
+
+impl Default for Lock {
+    fn default() -> Self {
+        Lock::new()
+    }
+}
+
+impl LockedStage3 {
+    /// `file (sha512 1234abcd…)`.
+    pub fn short(&self) -> String {
+        format!(
+            "{} (sha512 {}…)",
+            self.file,
+            &self.sha512[..self.sha512.len().min(12)]
+        )
+    }
+}
+
+impl LockedRepository {
+    /// `commit abc123…, 20261120` or `snapshot 20261120`.
+    pub fn short(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(revision) = &self.revision {
+            parts.push(format!("commit {}", &revision[..revision.len().min(12)]));
+        }
+        if let Some(snapshot) = &self.snapshot {
+            parts.push(format!("snapshot {snapshot}"));
+        }
+        if parts.is_empty() {
+            parts.push("(no snapshot)".to_string());
+        }
+        parts.join(", ")
+    }
+}
+
+/// An error message of the YAML reader on one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Lock {
+        Lock {
+            stage3: Some(LockedStage3 {
+                source: "flavor amd64-openrc".into(),
+                file: "stage3-amd64-openrc-20261117T170000Z.tar.xz".into(),
+                build: Some("20261117T170000Z".into()),
+                sha512: "ab".repeat(64),
+                signed_by: Some("13EBBDBEDE7A12775DFDB1BABB572E0E2D182910".into()),
+            }),
+            repositories: vec![
+                LockedRepository {
+                    name: "gentoo".into(),
+                    source: "git https://example.org/gentoo.git".into(),
+                    revision: Some("1".repeat(40)),
+                    snapshot: Some("20261120".into()),
+                    time: Some(1_763_600_000),
+                },
+                LockedRepository {
+                    name: "mine".into(),
+                    source: "webrsync https://example.org".into(),
+                    revision: None,
+                    snapshot: Some("20261119".into()),
+                    time: None,
+                },
+            ],
+            ..Lock::new()
+        }
+    }
+
+    #[test]
+    fn a_lock_reads_back_as_written_with_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Lock::path_for(&dir.path().join("gib.yaml"));
+        assert_eq!(path, dir.path().join("gib.lock"));
+        assert_eq!(Lock::read(&path).unwrap(), None);
+        sample().write(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# gib.lock:"), "{text}");
+        assert_eq!(Lock::read(&path).unwrap(), Some(sample()));
+        // Stable: writing the same lock again gives the same bytes.
+        sample().write(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn a_broken_or_foreign_lock_is_a_clear_user_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gib.lock");
+        for (text, expected) in [
+            ("version: 1\ngib: x\nstage3: [\n", "gib.lock:"),
+            ("version: 1\ngib: x\nsurprise: 1\n", "surprise"),
+            ("version: 9\ngib: x\n", "lock format 9"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Lock::read(&path).unwrap_err();
+            assert!(crate::printer::user_error(&err).is_some(), "{err:#}");
+            assert!(format!("{err:#}").contains(expected), "{err:#}");
+            assert!(!format!("{err}").contains('\n'), "one line: {err}");
+            assert_eq!(crate::printer::hints(&err).len(), 1);
+        }
+    }
+
+    #[test]
+    fn changes_name_each_moved_input() {
+        let old = sample();
+        let mut new = sample();
+        new.repositories[0].revision = Some("2".repeat(40));
+        new.repositories.pop();
+        assert_eq!(
+            new.changes_from(Some(&old)),
+            [
+                "repository gentoo: commit 111111111111, snapshot 20261120 → commit 222222222222, snapshot 20261120",
+                "repository mine: snapshot 20261119 → (none)",
+            ]
+        );
+        assert!(sample().changes_from(Some(&old)).is_empty());
+        assert_eq!(sample().changes_from(None).len(), 3);
+    }
+
+    #[test]
+    fn repositories_keep_gib_yaml_order() {
+        let mut lock = sample();
+        let names = ["gentoo".to_string(), "a".to_string(), "mine".to_string()];
+        lock.set_repository(
+            LockedRepository {
+                name: "a".into(),
+                source: "git x".into(),
+                revision: None,
+                snapshot: None,
+                time: None,
+            },
+            &names,
+        );
+        let order: Vec<&str> = lock.repositories.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(order, ["gentoo", "a", "mine"]);
+    }
+}

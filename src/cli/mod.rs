@@ -4,12 +4,14 @@
 
 mod build;
 mod clean;
+mod completions;
 mod graph;
 mod inspect;
 mod internal;
 mod plan;
 mod push;
 mod registry_internal;
+mod schema;
 mod shell;
 mod sources_internal;
 
@@ -58,6 +60,12 @@ pub enum Command {
     Shell(ShellArgs),
     /// Remove builder roots, binary packages, distfiles or everything from the cache.
     Clean(CleanArgs),
+    /// Print the JSON Schema of gib.yaml, for editors' YAML language servers.
+    Schema(schema::SchemaArgs),
+    /// Print a shell completion script (e.g. `gib completions bash > /etc/bash_completion.d/gib`).
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages (gib.1 and gib-<subcommand>.1) into a directory.
+    Man(completions::ManArgs),
     /// Hidden helpers that gib runs inside its own namespaces.
     #[command(hide = true, name = "__internal")]
     Internal(internal::InternalArgs),
@@ -214,6 +222,9 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args),
         Command::Shell(args) => shell::run(args),
         Command::Clean(args) => clean::run(args),
+        Command::Schema(args) => schema::run(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
         Command::Internal(args) => internal::run(args),
         Command::Sources(args) => sources_internal::run(args),
         Command::Registry(args) => registry_internal::run(args),

@@ -204,6 +204,13 @@ pub fn load(path: &Path) -> Result<Config> {
     Ok(validator.config(file, raw)?)
 }
 
+/// The JSON Schema (draft 2020-12) of gib.yaml, for editors' YAML language servers: the keys
+/// and value types of the reader's own types, and the words of the keys that take one. What
+/// needs more than one key (exactly one stage3 source, parents that exist) is left to `load`.
+pub fn json_schema() -> serde_json::Value {
+    schemars::schema_for!(raw::RawFile).to_value()
+}
+
 /// Whether the text is the predecessor's format: a mapping with `target:` and no `images:`
 /// (a gib.yaml with a stray `target:` gets gib.yaml's "unknown key" error instead).
 fn is_legacy_format(text: &str) -> bool {

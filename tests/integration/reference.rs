@@ -92,7 +92,12 @@ fn key_paths(schema: &Value) -> BTreeSet<String> {
             walk(sub, defs, &child, out);
         }
         if node["additionalProperties"].is_object() {
-            walk(&node["additionalProperties"], defs, &format!("{path}.*"), out);
+            walk(
+                &node["additionalProperties"],
+                defs,
+                &format!("{path}.*"),
+                out,
+            );
         }
         if node["items"].is_object() {
             walk(&node["items"], defs, &format!("{path}[]"), out);
@@ -115,8 +120,15 @@ fn documented_keys(doc: &str) -> BTreeSet<String> {
 fn reference_lists_every_key_the_loader_accepts() {
     let keys = key_paths(&schema());
     // The walk reaches the deepest keys, or it proves nothing.
-    for deep in ["images.*.paths[].mode", "images.*.accounts.users[].uid", "registries.*.plain_http"] {
-        assert!(keys.contains(deep), "the schema's keys lack {deep}: {keys:?}");
+    for deep in [
+        "images.*.paths[].mode",
+        "images.*.accounts.users[].uid",
+        "registries.*.plain_http",
+    ] {
+        assert!(
+            keys.contains(deep),
+            "the schema's keys lack {deep}: {keys:?}"
+        );
     }
     let documented = documented_keys(&read(&repo().join("docs/gib-yaml.md")));
     let missing: Vec<_> = keys.difference(&documented).collect();
@@ -134,7 +146,12 @@ fn reference_lists_every_key_the_loader_accepts() {
 /// examples/ copied to a scratch directory, with the mini stage3 where examples/quickstart.sh
 /// puts it (examples/greet names it by a relative path).
 fn examples_copy(dir: &Path) -> PathBuf {
-    run_ok(Command::new("cp").arg("-a").arg(repo().join("examples")).arg(dir));
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(repo().join("examples"))
+            .arg(dir),
+    );
     let stage3 = dir.join("target/gib-fixtures/mini-stage3.tar.zst");
     fs::create_dir_all(stage3.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(fixture::mini_stage3(), &stage3).unwrap();
@@ -238,15 +255,47 @@ fn schema_and_loader_refuse_the_same_bad_files() {
     let cases: &[(&str, &str, &str)] = &[
         ("an unknown top-level key", "build:", "biuld:"),
         ("an unknown key of an image", "packages:", "pakages:"),
-        ("an unknown key of a path", "type: directory", "kind: directory"),
-        ("a string for a number", "compression: zstd", "threads: many"),
-        ("a string for a list", "entrypoint: [/bin/app]", "entrypoint: /bin/app"),
-        ("a string for a boolean", "latest: true", "latest: sometimes"),
-        ("a list for a mapping", "layering: {strategy: per-package}", "layering: [per-package]"),
-        ("a bad compression", "compression: zstd", "compression: brotli"),
-        ("a bad layering strategy", "strategy: per-package", "strategy: per-file"),
+        (
+            "an unknown key of a path",
+            "type: directory",
+            "kind: directory",
+        ),
+        (
+            "a string for a number",
+            "compression: zstd",
+            "threads: many",
+        ),
+        (
+            "a string for a list",
+            "entrypoint: [/bin/app]",
+            "entrypoint: /bin/app",
+        ),
+        (
+            "a string for a boolean",
+            "latest: true",
+            "latest: sometimes",
+        ),
+        (
+            "a list for a mapping",
+            "layering: {strategy: per-package}",
+            "layering: [per-package]",
+        ),
+        (
+            "a bad compression",
+            "compression: zstd",
+            "compression: brotli",
+        ),
+        (
+            "a bad layering strategy",
+            "strategy: per-package",
+            "strategy: per-file",
+        ),
         ("a bad path type", "type: directory", "type: fifo"),
-        ("a bad sync type", "build:", "portage: {sync_type: svn}\nbuild:"),
+        (
+            "a bad sync type",
+            "build:",
+            "portage: {sync_type: svn}\nbuild:",
+        ),
     ];
     let good = dir.path().join("good.yaml");
     fs::write(&good, GOOD).unwrap();
@@ -254,14 +303,20 @@ fn schema_and_loader_refuse_the_same_bad_files() {
         &["--schemafile", schema_path.to_str().unwrap()],
         std::slice::from_ref(&good),
     );
-    assert!(out.status.success(), "the schema refuses the good file: {out:?}");
+    assert!(
+        out.status.success(),
+        "the schema refuses the good file: {out:?}"
+    );
     let mut cmd = gib();
     cmd.arg("plan").arg("-f").arg(&good);
     let plan = cmd.output().unwrap();
     assert_success(&cmd, &plan);
 
     for (n, (what, from, to)) in cases.iter().enumerate() {
-        assert!(GOOD.contains(from), "{what}: `{from}` is not in the good file");
+        assert!(
+            GOOD.contains(from),
+            "{what}: `{from}` is not in the good file"
+        );
         let path = dir.path().join(format!("bad-{n}.yaml"));
         fs::write(&path, GOOD.replacen(from, to, 1)).unwrap();
         let out = validate(
@@ -308,7 +363,11 @@ fn ci_examples_pass_their_vendors_schemas() {
         assert!(text.contains(key), "{}: no {key}", file.display());
         fs::write(&broken, text.replacen(key, misspelt, 1)).unwrap();
         let out = validate(&["--builtin-schema", schema], std::slice::from_ref(&broken));
-        assert_eq!(out.status.code(), Some(1), "{schema} accepts a misspelt key");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{schema} accepts a misspelt key"
+        );
     }
     let workflow = read(&github);
     for needed in ["gib plan --json", "--parents-from-registry --push"] {
@@ -328,7 +387,10 @@ fn ci_examples_pass_their_vendors_schemas() {
     fs::write(&plan_path, &plan_text).unwrap();
     let plan: Value = serde_json::from_str(&plan_text).unwrap();
     let images = plan["images"].as_array().unwrap();
-    assert!(images.len() >= 3, "the contract example has a chain: {plan_text}");
+    assert!(
+        images.len() >= 3,
+        "the contract example has a chain: {plan_text}"
+    );
 
     // GitHub: the plan job's jq filter, one matrix per level.
     let filter = workflow
@@ -396,7 +458,10 @@ fn ci_examples_pass_their_vendors_schemas() {
             .collect();
         assert_eq!(needs, parents, "the needs of {name}");
         let script = job["script"].to_string();
-        assert!(script.contains("--parents-from-registry --push"), "{script}");
+        assert!(
+            script.contains("--parents-from-registry --push"),
+            "{script}"
+        );
     }
 }
 
@@ -428,9 +493,9 @@ fn clap_flags() -> BTreeMap<String, Vec<BTreeSet<String>>> {
 fn written_flags(text: &str) -> BTreeSet<String> {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
         .filter(|word| {
-            let long = word.strip_prefix("--").is_some_and(|w| {
-                w.len() > 1 && w.starts_with(|c: char| c.is_ascii_lowercase())
-            });
+            let long = word
+                .strip_prefix("--")
+                .is_some_and(|w| w.len() > 1 && w.starts_with(|c: char| c.is_ascii_lowercase()));
             let short = word.len() == 2
                 && word.starts_with('-')
                 && word[1..].starts_with(|c: char| c.is_ascii_alphabetic());
@@ -443,7 +508,11 @@ fn written_flags(text: &str) -> BTreeSet<String> {
 #[test]
 fn commands_reference_and_readme_list_every_flag() {
     let flags = clap_flags();
-    assert!(flags["build"].iter().any(|names| names.contains("--oci-layout")));
+    assert!(
+        flags["build"]
+            .iter()
+            .any(|names| names.contains("--oci-layout"))
+    );
 
     // docs/commands.md: a section per subcommand whose table lists its flags, and no others.
     let doc = read(&repo().join("docs/commands.md"));
@@ -467,7 +536,11 @@ fn commands_reference_and_readme_list_every_flag() {
     let mut current = None;
     for line in block.lines() {
         if let Some(rest) = line.strip_prefix("gib ") {
-            let name = rest.split_whitespace().next().unwrap_or_default().to_string();
+            let name = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
             synopses.insert(name.clone(), String::new());
             current = Some(name);
         }
@@ -502,7 +575,10 @@ fn commands_reference_and_readme_list_every_flag() {
             .unwrap_or_else(|| panic!("README.md's Commands block has no `gib {name}` line"));
         let written = written_flags(synopsis);
         let unknown: Vec<_> = written.difference(&every_name).collect();
-        assert!(unknown.is_empty(), "README.md's `gib {name}` has no option {unknown:?}");
+        assert!(
+            unknown.is_empty(),
+            "README.md's `gib {name}` has no option {unknown:?}"
+        );
         for names in options {
             assert!(
                 !names.is_disjoint(&written),
@@ -510,10 +586,22 @@ fn commands_reference_and_readme_list_every_flag() {
             );
         }
     }
-    let extra: Vec<_> = sections.keys().filter(|n| !flags.contains_key(*n)).collect();
-    assert!(extra.is_empty(), "docs/commands.md documents no such command: {extra:?}");
-    let extra: Vec<_> = synopses.keys().filter(|n| !flags.contains_key(*n)).collect();
-    assert!(extra.is_empty(), "README.md lists no such command: {extra:?}");
+    let extra: Vec<_> = sections
+        .keys()
+        .filter(|n| !flags.contains_key(*n))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "docs/commands.md documents no such command: {extra:?}"
+    );
+    let extra: Vec<_> = synopses
+        .keys()
+        .filter(|n| !flags.contains_key(*n))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "README.md lists no such command: {extra:?}"
+    );
 }
 
 /// What bash completes for the words of `line` (the last one being completed).
@@ -534,7 +622,10 @@ fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
             .arg(script)
             .args(words),
     );
-    out.lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -543,8 +634,14 @@ fn bash_completes_subcommands_and_flags() {
     let script = dir.path().join("gib.bash");
     fs::write(&script, run_ok(gib().args(["completions", "bash"]))).unwrap();
     assert_eq!(bash_complete(&script, &["gib", "bu"]), ["build"]);
-    assert_eq!(bash_complete(&script, &["gib", "build", "--oci"]), ["--oci-layout"]);
-    assert_eq!(bash_complete(&script, &["gib", "completions", "f"]), ["fish"]);
+    assert_eq!(
+        bash_complete(&script, &["gib", "build", "--oci"]),
+        ["--oci-layout"]
+    );
+    assert_eq!(
+        bash_complete(&script, &["gib", "completions", "f"]),
+        ["fish"]
+    );
     // Hidden helpers are not offered.
     assert_eq!(bash_complete(&script, &["gib", "__"]), Vec::<String>::new());
 
@@ -587,7 +684,10 @@ fn man_pages_render_for_every_command() {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && stderr.is_empty(), "man -l {page}: {stderr}");
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "man -l {page}: {stderr}"
+        );
         assert!(text.contains("NAME"), "man -l {page}:\n{text}");
     }
     let build = run_ok(
@@ -597,5 +697,8 @@ fn man_pages_render_for_every_command() {
             .env("MANPAGER", "cat")
             .env("MANWIDTH", "80"),
     );
-    assert!(build.contains("--oci-layout") && build.contains("--parents-from-registry"), "{build}");
+    assert!(
+        build.contains("--oci-layout") && build.contains("--parents-from-registry"),
+        "{build}"
+    );
 }

@@ -247,6 +247,34 @@ images:
       - {path: /data, type: directory, mode: \"0750\"}
 ";
 
+/// Empty values: the loader takes them as left out, and the schema allows them.
+const EMPTY_VALUES: &str = "\
+stage3:
+  flavor: amd64-openrc
+  pin:
+portage:
+build:
+  compression:
+  threads: ~
+  keep_headers:
+  package_use_flags:
+  global_use_flags:
+    add:
+registry:
+registries:
+repositories:
+images:
+  base:
+    packages: [sys-libs/glibc]
+    latest:
+    entrypoint:
+    env:
+    layering:
+      strategy:
+    accounts:
+      users:
+";
+
 #[test]
 fn schema_and_loader_refuse_the_same_bad_files() {
     let dir = scratch_dir("schema-bad");
@@ -297,20 +325,22 @@ fn schema_and_loader_refuse_the_same_bad_files() {
             "portage: {sync_type: svn}\nbuild:",
         ),
     ];
-    let good = dir.path().join("good.yaml");
-    fs::write(&good, GOOD).unwrap();
-    let out = validate(
-        &["--schemafile", schema_path.to_str().unwrap()],
-        std::slice::from_ref(&good),
-    );
-    assert!(
-        out.status.success(),
-        "the schema refuses the good file: {out:?}"
-    );
-    let mut cmd = gib();
-    cmd.arg("plan").arg("-f").arg(&good);
-    let plan = cmd.output().unwrap();
-    assert_success(&cmd, &plan);
+    for (name, text) in [("good", GOOD), ("empty-values", EMPTY_VALUES)] {
+        let good = dir.path().join(format!("{name}.yaml"));
+        fs::write(&good, text).unwrap();
+        let out = validate(
+            &["--schemafile", schema_path.to_str().unwrap()],
+            std::slice::from_ref(&good),
+        );
+        assert!(
+            out.status.success(),
+            "the schema refuses {name}.yaml: {out:?}"
+        );
+        let mut cmd = gib();
+        cmd.arg("plan").arg("-f").arg(&good);
+        let plan = cmd.output().unwrap();
+        assert_success(&cmd, &plan);
+    }
 
     for (n, (what, from, to)) in cases.iter().enumerate() {
         assert!(

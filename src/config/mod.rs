@@ -18,9 +18,11 @@ use validate::Validator;
 mod diagnostic;
 mod legacy;
 mod raw;
+mod schema;
 mod validate;
 
 pub use diagnostic::did_you_mean;
+pub use schema::json_schema;
 
 /// A whole gib.yaml, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -202,13 +204,6 @@ pub fn load(path: &Path) -> Result<Config> {
     let raw: raw::RawFile =
         serde_saphyr::from_str_with_options(&text, options).map_err(|e| source.yaml_error(&e))?;
     Ok(validator.config(file, raw)?)
-}
-
-/// The JSON Schema (draft 2020-12) of gib.yaml, for editors' YAML language servers: the keys
-/// and value types of the reader's own types, and the words of the keys that take one. What
-/// needs more than one key (exactly one stage3 source, parents that exist) is left to `load`.
-pub fn json_schema() -> serde_json::Value {
-    schemars::schema_for!(raw::RawFile).to_value()
 }
 
 /// Whether the text is the predecessor's format: a mapping with `target:` and no `images:`

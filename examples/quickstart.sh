@@ -7,12 +7,16 @@ cd "$(dirname "$0")/.."
 top=$PWD
 started=$SECONDS
 
-phase() {
-	echo
-	echo "==> [$1/5] $2 ($(( (SECONDS - started) / 60 ))m$(( (SECONDS - started) % 60 ))s so far)"
+elapsed() {
+	printf '%dm%02ds' $(( (SECONDS - started) / 60 )) $(( (SECONDS - started) % 60 ))
 }
 
-phase 1 "Debian packages: uidmap, mmdebstrap, Python, zstd, podman"
+phase() {
+	echo
+	echo "==> [$1/5] at $(elapsed): $2"
+}
+
+phase 1 "the Debian packages it needs (uidmap, mmdebstrap, Python, zstd, podman)"
 if [ "$(id -u)" = 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
@@ -32,20 +36,20 @@ if [ -z "$have_rust" ] || [ "$(printf '%s\n%s\n' "$need_rust" "$have_rust" | sor
 	exit 1
 fi
 
-phase 2 "building gib (release build, about 5 minutes on 2 cores)"
+phase 2 "building gib: a release build, 5-6 minutes on 2 cores"
 cargo build --release --locked
 gib=$top/target/release/gib
 
 stage3=target/gib-fixtures/mini-stage3.tar.zst
 if [ ! -e "$stage3" ]; then
-	phase 3 "building the mini stage3 (once, 2-3 minutes; kept in $stage3)"
+	phase 3 "building the mini stage3, once: about 2 minutes (kept in $stage3)"
 	mkdir -p target/gib-fixtures
 	tests/fixtures/mini-stage3/build.sh "$stage3"
 else
 	phase 3 "the mini stage3 is already built ($stage3)"
 fi
 
-phase 4 "gib build: greet, compiled from source by emerge (about a minute)"
+phase 4 "gib build: greet, compiled from source by emerge, about 30 seconds"
 "$gib" build -f examples/greet/gib.yaml --cache-dir target/quickstart-cache \
 	--archive target/greet.tar
 
@@ -59,16 +63,18 @@ podman=(podman --root "$store/root" --runroot "$store/run" --storage-driver vfs
 
 cat <<EOF
 
-==> done in $(( (SECONDS - started) / 60 ))m$(( (SECONDS - started) % 60 ))s
-  gib:    $gib
+==> done in $(elapsed). In $top:
+  gib:    target/release/gib
           (on your PATH: cargo install --locked --path . , or copy it to /usr/local/bin)
-  image:  $top/target/greet.tar (an archive for podman/docker load; SBOM: target/greet.tar.spdx.json)
-          greet:latest in the podman store $store
-  cache:  $top/target/quickstart-cache (stage3, builders, binary packages; gib clean --all empties it)
+  image:  target/greet.tar, for podman load / docker load (SBOM: target/greet.tar.spdx.json);
+          greet:latest in the podman store target/quickstart-podman
+  cache:  target/quickstart-cache (stage3, builders, binary packages, logs)
 
 Try next:
-  $gib plan -f examples/greet/gib.yaml          what gib would do, without building
-  $gib inspect greet --cache-dir target/quickstart-cache   what the image holds
-  change the USE flag in examples/greet/gib.yaml (loud -> -loud) and build again: only greet rebuilds
+  target/release/gib plan -f examples/greet/gib.yaml      what gib would do, building nothing
+  target/release/gib inspect greet --cache-dir target/quickstart-cache
+                                                          what the image holds, package by package
+  change greet's USE flag in examples/greet/gib.yaml (loud -> -loud) and run this script
+  again: greet is rebuilt (gib itself and the stage3 are not) and prints "hello from gib"
   write your own gib.yaml: docs/gib-yaml.md lists every key, examples/contract/gib.yaml uses most
 EOF

@@ -13,7 +13,7 @@ use clap::CommandFactory;
 use serde_json::Value;
 
 use crate::fixture;
-use crate::util::{assert_success, gib, require_tool, run_ok, scratch_dir};
+use crate::util::{as_test_user, gib, gib_bin, require_tool, run_ok, scratch_dir};
 
 /// The validator, pinned: its built-in CI schemas ship in the package, so checks are offline.
 const CHECK_JSONSCHEMA: &str = "check-jsonschema==0.39.0";
@@ -56,6 +56,17 @@ fn validate(args: &[&str], files: &[PathBuf]) -> Output {
     cmd.args(args).args(files);
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// `gib plan -f FILE` as root and as the unprivileged test user: the loader is the same for
+/// both.
+fn plan_both_ways(file: &Path) -> [Output; 2] {
+    let run = |mut cmd: Command| {
+        cmd.env("NO_COLOR", "1").arg("plan").arg("-f").arg(file);
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    };
+    [run(gib()), run(as_test_user(&gib_bin()))]
 }
 
 fn schema() -> Value {
@@ -225,10 +236,13 @@ fn schema_accepts_every_example_and_gib_plan_agrees() {
     );
     // The loader accepts the same files (the snippets are fragments: schema only).
     for config in &configs {
-        let mut cmd = gib();
-        cmd.arg("plan").arg("-f").arg(config);
-        let out = cmd.output().unwrap();
-        assert_success(&cmd, &out);
+        for out in plan_both_ways(config) {
+            assert!(
+                out.status.success(),
+                "gib plan -f {}: {out:?}",
+                config.display()
+            );
+        }
     }
 }
 
@@ -336,10 +350,9 @@ fn schema_and_loader_refuse_the_same_bad_files() {
             out.status.success(),
             "the schema refuses {name}.yaml: {out:?}"
         );
-        let mut cmd = gib();
-        cmd.arg("plan").arg("-f").arg(&good);
-        let plan = cmd.output().unwrap();
-        assert_success(&cmd, &plan);
+        for out in plan_both_ways(&good) {
+            assert!(out.status.success(), "gib plan -f {name}.yaml: {out:?}");
+        }
     }
 
     for (n, (what, from, to)) in cases.iter().enumerate() {
@@ -359,14 +372,15 @@ fn schema_and_loader_refuse_the_same_bad_files() {
             "the schema accepts {what}:\n{}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let out = gib().arg("plan").arg("-f").arg(&path).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "gib plan on {what}: {stderr}");
-        let located = format!("error: {}:", path.display());
-        assert!(
-            stderr.starts_with(&located),
-            "gib plan on {what} does not point into the file: {stderr}"
-        );
+        for out in plan_both_ways(&path) {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "gib plan on {what}: {stderr}");
+            let located = format!("error: {}:", path.display());
+            assert!(
+                stderr.starts_with(&located),
+                "gib plan on {what} does not point into the file: {stderr}"
+            );
+        }
     }
 }
 

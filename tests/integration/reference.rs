@@ -742,3 +742,36 @@ fn man_pages_render_for_every_command() {
         "{build}"
     );
 }
+
+/// README.md and docs/ link only to files of the project that exist (the README once pointed
+/// at a design document outside it).
+#[test]
+fn docs_link_only_to_files_of_the_project() {
+    let root = repo().canonicalize().unwrap();
+    let mut docs = vec![root.join("README.md")];
+    for entry in fs::read_dir(root.join("docs")).unwrap() {
+        docs.push(entry.unwrap().path());
+    }
+    let mut checked = 0;
+    for doc in &docs {
+        let text = read(doc);
+        for target in text
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+        {
+            if target.contains("://") || target.starts_with('#') {
+                continue;
+            }
+            let file = target.split('#').next().unwrap_or_default();
+            let resolved = doc.parent().unwrap().join(file).canonicalize();
+            assert!(
+                resolved.as_ref().is_ok_and(|p| p.starts_with(&root)),
+                "{} links to {target}, which is not a file of the project",
+                doc.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} links found");
+}

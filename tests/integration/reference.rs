@@ -673,7 +673,7 @@ fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
 }
 
 #[test]
-fn bash_completes_subcommands_and_flags() {
+fn shells_complete_subcommands_and_flags() {
     let dir = scratch_dir("completions");
     let script = dir.path().join("gib.bash");
     fs::write(&script, run_ok(gib().args(["completions", "bash"]))).unwrap();
@@ -689,10 +689,33 @@ fn bash_completes_subcommands_and_flags() {
     // Hidden helpers are not offered.
     assert_eq!(bash_complete(&script, &["gib", "__"]), Vec::<String>::new());
 
+    // fish completes from the script itself; zsh's needs its completion system running in a
+    // terminal, so it is only parsed.
+    let fish_script = dir.path().join("gib.fish");
+    fs::write(&fish_script, run_ok(gib().args(["completions", "fish"]))).unwrap();
+    let fish_complete = |line: &str| -> Vec<String> {
+        let out = run_ok(
+            Command::new(require_tool("fish"))
+                .args([
+                    "--no-config",
+                    "-c",
+                    "source $argv[1]; complete --do-complete $argv[2]",
+                ])
+                .arg(&fish_script)
+                .arg(line),
+        );
+        out.lines()
+            .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(fish_complete("gib bu"), ["build"]);
+    assert_eq!(fish_complete("gib build --oci"), ["--oci-layout"]);
+    assert_eq!(fish_complete("gib __"), Vec::<String>::new());
+    let zsh_script = dir.path().join("_gib");
     let zsh = run_ok(gib().args(["completions", "zsh"]));
     assert!(zsh.starts_with("#compdef gib"), "{zsh}");
-    let fish = run_ok(gib().args(["completions", "fish"]));
-    assert!(fish.contains("complete -c gib"), "{fish}");
+    fs::write(&zsh_script, zsh).unwrap();
+    run_ok(Command::new(require_tool("zsh")).arg("-n").arg(&zsh_script));
     let out = gib().args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "an unknown shell is bad usage");
 }

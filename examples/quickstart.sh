@@ -16,16 +16,6 @@ phase() {
 	echo "==> [$1/5] at $(elapsed): $2"
 }
 
-phase 1 "the Debian packages it needs (uidmap, mmdebstrap, Python, zstd, podman)"
-if [ "$(id -u)" = 0 ]; then
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends ca-certificates uidmap mmdebstrap \
-		python3 python3-venv python3-pip zstd xz-utils podman runc >/dev/null
-else
-	echo "not root: skipping; install them yourself if a later step says one is missing"
-fi
-
 # gib needs the Rust of Cargo.toml's rust-version; Debian 12's own rustc (1.63) is too old.
 need_rust=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
 have_rust=$(rustc --version 2>/dev/null | cut -d' ' -f2 || true)
@@ -34,6 +24,16 @@ if [ -z "$have_rust" ] || [ "$(printf '%s\n%s\n' "$need_rust" "$have_rust" | sor
 	echo "  Install rustup (https://rustup.rs), then: rustup toolchain install stable" >&2
 	echo "  and run examples/quickstart.sh again." >&2
 	exit 1
+fi
+
+phase 1 "the Debian packages it needs (uidmap, mmdebstrap, Python, zstd, podman)"
+if [ "$(id -u)" = 0 ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends ca-certificates uidmap mmdebstrap \
+		python3 python3-venv python3-pip zstd xz-utils podman runc >/dev/null
+else
+	echo "not root: skipping; install them yourself if a later step says one is missing"
 fi
 
 phase 2 "building gib: a release build, 5-6 minutes on 2 cores"

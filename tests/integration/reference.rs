@@ -372,15 +372,37 @@ fn schema_and_loader_refuse_the_same_bad_files() {
             "the schema accepts {what}:\n{}",
             String::from_utf8_lossy(&out.stdout)
         );
-        for out in plan_both_ways(&path) {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "gib plan on {what}: {stderr}");
-            let located = format!("error: {}:", path.display());
-            assert!(
-                stderr.starts_with(&located),
-                "gib plan on {what} does not point into the file: {stderr}"
-            );
+        // gib build refuses it the same way, before it makes anything in its cache.
+        let cache = dir.path().join(format!("cache-{n}"));
+        let build = gib()
+            .args(["build", "--cache-dir"])
+            .arg(&cache)
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .unwrap();
+        for (command, out) in [
+            ("plan", plan_both_ways(&path).to_vec()),
+            ("build", vec![build]),
+        ] {
+            for out in out {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(
+                    out.status.code(),
+                    Some(2),
+                    "gib {command} on {what}: {stderr}"
+                );
+                let located = format!("error: {}:", path.display());
+                assert!(
+                    stderr.starts_with(&located),
+                    "gib {command} on {what} does not point into the file: {stderr}"
+                );
+            }
         }
+        assert!(
+            fs::read_dir(&cache).map_or(true, |mut entries| entries.next().is_none()),
+            "gib build on {what} wrote into its cache"
+        );
     }
 }
 

@@ -4,11 +4,13 @@
 
 mod build;
 mod clean;
+mod completions;
 mod graph;
 mod inspect;
 mod internal;
 mod plan;
 mod push;
+mod schema;
 mod shell;
 // Test hooks: the registry client and the source fetchers on their own, as a process the
 // integration tests can run as another user with other bounds. Built only with the
@@ -63,6 +65,12 @@ pub enum Command {
     Shell(ShellArgs),
     /// Remove builder roots, binary packages, distfiles or everything from the cache.
     Clean(CleanArgs),
+    /// Print the JSON Schema of gib.yaml, for editors' YAML language servers.
+    Schema(schema::SchemaArgs),
+    /// Print a shell completion script (e.g. `gib completions bash > /etc/bash_completion.d/gib`).
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages (gib.1 and gib-<subcommand>.1) into a directory.
+    Man(completions::ManArgs),
     /// Hidden helpers that gib runs inside its own namespaces.
     #[command(hide = true, name = "__internal")]
     Internal(internal::InternalArgs),
@@ -229,6 +237,9 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args),
         Command::Shell(args) => shell::run(args),
         Command::Clean(args) => clean::run(args),
+        Command::Schema(args) => schema::run(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
         Command::Internal(args) => internal::run(args),
         #[cfg(feature = "test-hooks")]
         Command::Sources(args) => hook_sources::run(args),

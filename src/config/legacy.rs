@@ -1,5 +1,5 @@
-//! The predecessor's single-image `config.yaml` (see "The predecessor's single-image format" in
-//! the gib.yaml contract), mapped onto the same `Config` as a gib.yaml with one image.
+//! The predecessor's single-image `config.yaml` (see "The predecessor's `config.yaml`" in
+//! docs/gib-yaml.md), mapped onto the same `Config` as a gib.yaml with one image.
 //!
 //! Only the mapping lives here; the keys both formats share (`build`, the repository keys)
 //! are checked by the gib.yaml validator.

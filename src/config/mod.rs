@@ -1,6 +1,6 @@
-//! gib.yaml: the strict, typed form of the user's configuration (see the design contract),
-//! and the predecessor's single-image `config.yaml`. Parsing and validation only; what the
-//! keys mean is resolved in `plan`.
+//! gib.yaml: the strict, typed form of the user's configuration (docs/gib-yaml.md is its
+//! reference), and the predecessor's single-image `config.yaml`. Parsing and validation only;
+//! what the keys mean is resolved in `plan`.
 //!
 //! Every relative path in the file is resolved against the file's directory at load time, so
 //! the rest of gib only sees absolute paths.
@@ -18,9 +18,11 @@ use validate::Validator;
 mod diagnostic;
 mod legacy;
 mod raw;
+mod schema;
 mod validate;
 
 pub use diagnostic::did_you_mean;
+pub use schema::json_schema;
 
 /// A whole gib.yaml, validated.
 #[derive(Debug, Clone, PartialEq)]

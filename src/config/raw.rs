@@ -3,19 +3,86 @@
 //!
 //! Unknown keys are rejected here (`deny_unknown_fields`); meaning, defaults and cross-checks
 //! live in `validate`.
+//!
+//! The same types give `gib schema` its JSON Schema (schemars reads the serde attributes), so
+//! the keys and value types an editor offers are the ones this reader accepts. The words a key
+//! takes (`compression: gzip`) are listed here once, for the schema and for `validate`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 
-/// A value with the place it came from.
-pub type S<T> = Spanned<T>;
+/// `build.compression`
+pub const COMPRESSIONS: [&str; 2] = ["gzip", "zstd"];
+/// `portage.sync_type` and `repositories[].sync_type`
+pub const SYNC_TYPES: [&str; 5] = ["git", "rsync", "webrsync", "local", "none"];
+/// `images.*.layering.strategy`
+pub const LAYERING_STRATEGIES: [&str; 2] = ["single", "per-package"];
+/// `images.*.paths[].type`
+pub const PATH_TYPES: [&str; 3] = ["directory", "file", "symlink"];
 
-#[derive(Deserialize)]
+/// A value with the place it came from: serde-saphyr's `Spanned`, as gib's own type so that
+/// its schema can be the schema of the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S<T> {
+    pub value: T,
+    pub referenced: Location,
+    pub defined: Location,
+}
+
+impl<T> S<T> {
+    pub const fn new(value: T, referenced: Location, defined: Location) -> Self {
+        S {
+            value,
+            referenced,
+            defined,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for S<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<T>::deserialize(deserializer)?;
+        Ok(S::new(spanned.value, spanned.referenced, spanned.defined))
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for S<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// A schema transform: the key takes one of `names` (or is left empty, which the reader takes
+/// as absent).
+fn one_of(names: &'static [&'static str]) -> impl Fn(&mut Schema) {
+    move |schema: &mut Schema| {
+        let mut choices: Vec<serde_json::Value> = names.iter().map(|n| (*n).into()).collect();
+        choices.push(serde_json::Value::Null);
+        schema.insert("enum".into(), choices.into());
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    title = "gib.yaml",
+    description = "gib's configuration: a stage3, ebuild repositories, build settings and a DAG of images. Reference: docs/gib-yaml.md"
+)]
 pub struct RawFile {
     pub stage3: Option<S<RawStage3>>,
     pub portage: Option<S<RawPortage>>,
@@ -26,7 +93,7 @@ pub struct RawFile {
     pub images: Option<S<Entries<S<RawImage>>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStage3 {
     pub flavor: Option<S<String>>,
@@ -37,18 +104,20 @@ pub struct RawStage3 {
     pub sha512: Option<S<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPortage {
+    #[schemars(transform = one_of(&SYNC_TYPES))]
     pub sync_type: Option<S<String>>,
     pub uri: Option<S<String>>,
     pub pin: Option<S<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRepository {
     pub name: S<String>,
+    #[schemars(transform = one_of(&SYNC_TYPES))]
     pub sync_type: Option<S<String>>,
     pub uri: Option<S<String>>,
     pub ca_certificate: Option<S<String>>,
@@ -56,7 +125,7 @@ pub struct RawRepository {
 }
 
 /// `registries: {"host:port": {…}}`: how to reach one registry.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRegistrySettings {
     pub ca_certificate: Option<S<String>>,
@@ -64,7 +133,7 @@ pub struct RawRegistrySettings {
     pub chunk_size: Option<S<u64>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBuild {
     pub threads: Option<S<u32>>,
@@ -73,6 +142,7 @@ pub struct RawBuild {
     pub package_use_flags: Option<Entries<S<OneOrMany>>>,
     pub accept_keywords: Option<Entries<Option<S<OneOrMany>>>>,
     pub accept_licenses: Option<Entries<S<OneOrMany>>>,
+    #[schemars(transform = one_of(&COMPRESSIONS))]
     pub compression: Option<S<String>>,
     pub keep_headers: Option<bool>,
     pub keep_static_libs: Option<bool>,
@@ -83,14 +153,14 @@ pub struct RawBuild {
     pub distfile_mirrors: Option<Vec<S<String>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUseFlags {
     pub add: Option<S<OneOrMany>>,
     pub remove: Option<S<OneOrMany>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawImage {
     pub from: Option<S<String>>,
@@ -119,14 +189,15 @@ pub struct RawImage {
     pub keep_package_db: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLayering {
+    #[schemars(transform = one_of(&LAYERING_STRATEGIES))]
     pub strategy: Option<S<String>>,
     pub budget: Option<S<u32>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAccounts {
     pub users: Option<Vec<S<RawUser>>>,
@@ -134,7 +205,7 @@ pub struct RawAccounts {
     pub run_as: Option<S<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
     pub name: S<String>,
@@ -144,18 +215,19 @@ pub struct RawUser {
     pub shell: Option<S<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawGroup {
     pub name: S<String>,
     pub gid: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPath {
     pub path: S<String>,
     #[serde(rename = "type")]
+    #[schemars(transform = one_of(&PATH_TYPES))]
     pub kind: S<String>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
@@ -230,7 +302,7 @@ impl OneOrMany {
     /// The items with their locations; a single string takes the location of the whole value.
     pub fn items(self, whole: serde_saphyr::Location) -> Vec<S<String>> {
         match self {
-            OneOrMany::One(value) => vec![Spanned::new(value, whole, whole)],
+            OneOrMany::One(value) => vec![S::new(value, whole, whole)],
             OneOrMany::Many(items) => items,
         }
     }
@@ -256,6 +328,21 @@ impl<'de> Deserialize<'de> for OneOrMany {
             }
         }
         deserializer.deserialize_any(StringOrList)
+    }
+}
+
+impl JsonSchema for OneOrMany {
+    fn schema_name() -> Cow<'static, str> {
+        "OneOrMany".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "one string or a list of strings",
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}}
+            ]
+        })
     }
 }
 
@@ -289,6 +376,18 @@ impl<'de> Deserialize<'de> for ModeText {
     }
 }
 
+impl JsonSchema for ModeText {
+    fn schema_name() -> Cow<'static, str> {
+        "Mode".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "an octal mode as a quoted string, e.g. \"0755\"",
+            "type": "string"
+        })
+    }
+}
+
 /// A mapping kept in file order with the location of each key, so that validation can point
 /// at a bad image name or atom. Duplicate keys are already refused by the YAML reader.
 pub struct Entries<V>(pub Vec<(S<String>, V)>);
@@ -310,5 +409,20 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
             }
         }
         deserializer.deserialize_map(EntriesVisitor(PhantomData))
+    }
+}
+
+impl<V: JsonSchema> JsonSchema for Entries<V> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        format!("Entries_of_{}", V::schema_name()).into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "object",
+            "additionalProperties": generator.subschema_for::<V>()
+        })
     }
 }

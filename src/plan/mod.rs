@@ -77,7 +77,7 @@ impl BuildKind {
     }
 }
 
-/// Where the image's version tag comes from (the contract's tag rule).
+/// Where the image's version tag comes from (the tag rule of docs/gib-yaml.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TagRule {
     /// `tag:` in the file.

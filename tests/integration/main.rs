@@ -17,6 +17,7 @@ mod oci;
 mod push;
 mod quality;
 mod real_packages;
+mod reference;
 mod registry;
 mod registry_server;
 mod sandbox;

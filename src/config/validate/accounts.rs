@@ -175,12 +175,7 @@ impl Validator<'_> {
                 }
             }
             other => {
-                return Err(self.choice_error(
-                    r.kind.referenced,
-                    "type",
-                    other,
-                    &["directory", "file", "symlink"],
-                ));
+                return Err(self.choice_error(r.kind.referenced, "type", other, &PATH_TYPES));
             }
         };
         Ok(PathEntry {

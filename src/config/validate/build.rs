@@ -123,7 +123,7 @@ impl Validator<'_> {
                         c.referenced,
                         "compression",
                         other,
-                        &["gzip", "zstd"],
+                        &COMPRESSIONS,
                     ));
                 }
             },
@@ -244,7 +244,7 @@ impl Validator<'_> {
                         s.referenced,
                         "strategy",
                         other,
-                        &["single", "per-package"],
+                        &LAYERING_STRATEGIES,
                     ));
                 }
             },

@@ -137,14 +137,13 @@ impl Validator<'_> {
     }
 
     pub(super) fn sync_type(&self, raw: &S<String>) -> Checked<SyncType> {
-        const NAMES: [&str; 5] = ["git", "rsync", "webrsync", "local", "none"];
         match raw.value.trim() {
             "git" => Ok(SyncType::Git),
             "rsync" => Ok(SyncType::Rsync),
             "webrsync" => Ok(SyncType::Webrsync),
             "local" => Ok(SyncType::Local),
             "none" => Ok(SyncType::None),
-            other => Err(self.choice_error(raw.referenced, "sync_type", other, &NAMES)),
+            other => Err(self.choice_error(raw.referenced, "sync_type", other, &SYNC_TYPES)),
         }
     }
 }

@@ -232,7 +232,7 @@ impl<'a> ImageJson<'a> {
             tags,
             references,
             runtime: RuntimeJson::new(&image.runtime),
-            test: image.test.as_deref(),
+            test: image.test.as_ref().map(|t| t.command.as_str()),
             portage: image
                 .portage
                 .files()

@@ -272,6 +272,7 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
         env,
         cwd: PathBuf::from("/"),
         interactive: false,
+        user: None,
     })
 }
 

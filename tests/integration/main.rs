@@ -12,6 +12,7 @@ mod emerge;
 mod fixture;
 mod hostile;
 mod hostile_network;
+mod image_tests;
 mod oci;
 mod push;
 mod quality;

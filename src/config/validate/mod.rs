@@ -25,6 +25,7 @@ use crate::printer::UserError;
 mod accounts;
 mod build;
 mod defaults;
+mod image_test;
 mod images;
 mod registries;
 mod repositories;

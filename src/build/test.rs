@@ -62,7 +62,15 @@ pub fn run(ctx: &BuildContext<'_>, image: &ImagePlan, layer_dirs: &[PathBuf]) ->
     })?;
     let scratch = OverlayScratch::create(&ctx.cache.dir("tests")?)?;
     let output_path = scratch.path().join("output");
-    let result = run_in(ctx, image, command, user, layer_dirs, &scratch, &output_path);
+    let result = run_in(
+        ctx,
+        image,
+        command,
+        user,
+        layer_dirs,
+        &scratch,
+        &output_path,
+    );
     let output = std::fs::read_to_string(&output_path).unwrap_or_default();
     scratch.remove()?;
     let exit = result?;

@@ -115,7 +115,8 @@ impl BlobWriter {
 }
 
 /// Copy (or hardlink) a blob file to `dest`, via a temp file beside it, unless it is there.
-pub fn copy_blob(src: &Path, dest: &Path) -> Result<()> {
+/// A copy gets `mode`; a hardlink is the store's blob itself (0644).
+pub fn copy_blob(src: &Path, dest: &Path, mode: u32) -> Result<()> {
     if dest.exists() {
         return Ok(());
     }
@@ -138,8 +139,10 @@ pub fn copy_blob(src: &Path, dest: &Path) -> Result<()> {
                 File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
             io::copy(&mut input, temp.as_file_mut())
                 .with_context(|| format!("cannot copy {} to {}", src.display(), dir.display()))?;
+            use std::os::unix::fs::PermissionsExt;
             temp.as_file()
-                .sync_all()
+                .set_permissions(fs::Permissions::from_mode(mode))
+                .and_then(|()| temp.as_file().sync_all())
                 .with_context(|| format!("cannot write {}", dir.display()))?;
             temp.into_temp_path()
         }

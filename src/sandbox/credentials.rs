@@ -136,7 +136,10 @@ mod tests {
             }
         );
         // By number, the same entry.
-        assert_eq!(resolve("301", PASSWD, GROUP).unwrap().home, "/var/lib/gibsvc");
+        assert_eq!(
+            resolve("301", PASSWD, GROUP).unwrap().home,
+            "/var/lib/gibsvc"
+        );
     }
 
     #[test]
@@ -159,10 +162,16 @@ mod tests {
             }
         );
         let err = resolve("nobody", PASSWD, GROUP).unwrap_err().to_string();
-        assert!(err.contains("`nobody` is not in the image's /etc/passwd"), "{err}");
+        assert!(
+            err.contains("`nobody` is not in the image's /etc/passwd"),
+            "{err}"
+        );
         let err = resolve("gibsvc:nogroup", PASSWD, GROUP)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("`nogroup` is not in the image's /etc/group"), "{err}");
+        assert!(
+            err.contains("`nogroup` is not in the image's /etc/group"),
+            "{err}"
+        );
     }
 }

@@ -198,9 +198,9 @@ fn pid1(spec: &SandboxSpec, plan: &[mounts::MountOp], events: &mut File) -> Resu
         .with_context(|| format!("cannot set the hostname {:?}", spec.hostname))?;
     mounts::execute(plan)?;
     let run_as = match &spec.user {
-        Some(user) => Some(
-            image_user(user).with_context(|| format!("cannot run the command as `{user}`"))?,
-        ),
+        Some(user) => {
+            Some(image_user(user).with_context(|| format!("cannot run the command as `{user}`"))?)
+        }
         None => None,
     };
     let mut env = spec.env.clone();
@@ -334,8 +334,13 @@ fn switch_user(run_as: &credentials::RunAs) -> Result<()> {
         anyhow::anyhow!("cannot switch to {what} {id}{hint}: {err}")
     };
     let groups: Vec<Gid> = run_as.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    nix::unistd::setgroups(&groups)
-        .map_err(|err| not_mapped("the groups", run_as.groups.first().copied().unwrap_or(0), err))?;
+    nix::unistd::setgroups(&groups).map_err(|err| {
+        not_mapped(
+            "the groups",
+            run_as.groups.first().copied().unwrap_or(0),
+            err,
+        )
+    })?;
     let gid = Gid::from_raw(run_as.gid);
     nix::unistd::setresgid(gid, gid, gid).map_err(|err| not_mapped("gid", run_as.gid, err))?;
     let uid = Uid::from_raw(run_as.uid);

@@ -57,7 +57,10 @@ fn test_runs_as_the_images_user(runner: Runner) {
         "{stderr}"
     );
     assert!(stderr.contains("hint: "), "{stderr}");
-    assert!(!archive.exists(), "an image with a refused test was written");
+    assert!(
+        !archive.exists(),
+        "an image with a refused test was written"
+    );
 }
 
 #[test]

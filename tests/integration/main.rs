@@ -14,6 +14,7 @@ mod hostile;
 mod hostile_network;
 mod image_tests;
 mod oci;
+mod outputs;
 mod push;
 mod quality;
 mod real_packages;

@@ -121,14 +121,23 @@ mod tests {
         for (command, found) in [
             ("/usr/bin/greet --fail && false", "`&&`"),
             ("/usr/bin/greet || true", "`||`"),
-            ("/usr/bin/greet; false", "a command separator (`;` or a new line)"),
-            ("/usr/bin/greet\nfalse", "a command separator (`;` or a new line)"),
+            (
+                "/usr/bin/greet; false",
+                "a command separator (`;` or a new line)",
+            ),
+            (
+                "/usr/bin/greet\nfalse",
+                "a command separator (`;` or a new line)",
+            ),
             ("/usr/bin/greet | grep x", "a pipe (`|`)"),
             ("/usr/bin/greet > /dev/null", "a redirection (`<` or `>`)"),
             ("/usr/bin/greet 2>&1", "a redirection (`<` or `>`)"),
             ("/usr/bin/greet &", "a background command (`&`)"),
             ("/usr/bin/greet $(id -u)", "a command substitution ($(…))"),
-            ("/usr/bin/greet \"$(id -u)\"", "a command substitution ($(…))"),
+            (
+                "/usr/bin/greet \"$(id -u)\"",
+                "a command substitution ($(…))",
+            ),
             ("/usr/bin/greet `id -u`", "a command substitution (`…`)"),
             ("/usr/bin/greet \"$HOME\"", "a variable ($…)"),
             ("/usr/bin/greet ${X}", "a variable ($…)"),
@@ -136,7 +145,10 @@ mod tests {
             ("/bin/ls ~/x", "a home directory (`~`)"),
             ("/usr/bin/greet # comment", "a comment (`#`)"),
             ("(/usr/bin/greet)", "a subshell (`(…)`)"),
-            ("LANG=C /usr/bin/greet", "a variable assignment (`NAME=value command`)"),
+            (
+                "LANG=C /usr/bin/greet",
+                "a variable assignment (`NAME=value command`)",
+            ),
         ] {
             assert_eq!(shell_syntax(command), Some(found), "{command}");
         }

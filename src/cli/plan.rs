@@ -39,10 +39,10 @@
 //!       "test": "python3 -c 'print(42)'" | null,
 //!       "portage": {                                   // path in the builder -> exact text
 //!         "/etc/portage/make.conf": "…",               // appended to the stage3's make.conf
-//!         "/etc/portage/package.use/gib": "…",
-//!         "/etc/portage/package.accept_keywords/gib": "…",
-//!         "/etc/portage/package.license/gib": "…",
-//!         "/etc/portage/repos.conf/gib.conf": "…"
+//!         "/etc/portage/package.use/zz-gib": "…",
+//!         "/etc/portage/package.accept_keywords/zz-gib": "…",
+//!         "/etc/portage/package.license/zz-gib": "…",
+//!         "/etc/portage/repos.conf/zz-gib.conf": "…"
 //!       }
 //!     }
 //!   ]

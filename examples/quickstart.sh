@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # quickstart: on a fresh Debian 12 machine, build gib, the mini stage3 the tests use, the
 # example image examples/greet/gib.yaml, and run it with podman. Run as root (it installs
-# Debian packages); the build itself runs rootless as the user named by GIB_USER when set.
+# Debian packages); the build itself runs in gib's rootless sandbox, never as the host's root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD

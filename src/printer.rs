@@ -292,7 +292,10 @@ mod tests {
             plain_text(gcc),
             "greet.c:3:1: error: expected ';' before '}' token"
         );
-        assert_eq!(plain_text("\x1b]0;title\x07a\tb\r\x1b]8;;x\x1b\\c"), "a\tbc");
+        assert_eq!(
+            plain_text("\x1b]0;title\x07a\tb\r\x1b]8;;x\x1b\\c"),
+            "a\tbc"
+        );
         assert_eq!(plain_text("plain ✓ text"), "plain ✓ text");
     }
 

@@ -234,8 +234,14 @@ mod tests {
         ] {
             let (file, name) = path.rsplit_once('/').unwrap();
             let input = file.strip_prefix("/etc/").unwrap();
-            let copy = format!("\"$input/{input}\" \"$etc/{}/{name}\"", &file["/etc/portage/".len()..]);
-            assert!(script.contains(&copy), "configure-portage.sh has no `cp {copy}`");
+            let copy = format!(
+                "\"$input/{input}\" \"$etc/{}/{name}\"",
+                &file["/etc/portage/".len()..]
+            );
+            assert!(
+                script.contains(&copy),
+                "configure-portage.sh has no `cp {copy}`"
+            );
         }
     }
 

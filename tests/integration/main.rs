@@ -5,6 +5,7 @@
 
 mod binhost;
 mod chains;
+mod cli_text;
 mod config;
 mod confinement;
 mod distfiles;

@@ -7,9 +7,11 @@
 //! while another gib runs (when none does, opening the cache swept them). Sizes are measured before removal by walking
 //! the tree as the calling user; a directory it cannot read (a 0700 one owned by a
 //! subordinate id, rootless) counts as empty, so the figure is a lower bound there. The
-//! bytes freed go to stdout as a plain number, the summary to stderr.
+//! summary (`freed 1.2 GiB`) goes to stderr; for scripts, the bytes freed also go to stdout
+//! as a plain number, unless stdout is a terminal, where a person reads the summary.
 
 use std::collections::HashSet;
+use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
@@ -97,7 +99,9 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
             human_bytes(freed)
         ),
     );
-    println!("{freed}");
+    if !std::io::stdout().is_terminal() {
+        println!("{freed}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -112,3 +112,45 @@ fn every_gib_variable_named_in_comments_docs_and_examples_exists() {
         stale.join("\n")
     );
 }
+
+/// `gib clean` in a terminal (a real pseudo-terminal, by `script`): the summary with a human
+/// size, no bare byte count; piped, the count on stdout for scripts.
+#[test]
+fn clean_says_what_it_freed_in_human_units() {
+    let dir = crate::util::scratch_dir("clean-human");
+    let cache = dir.path().join("cache");
+    let fill = |size: usize| {
+        let entry = cache.join("images/some-image/tree");
+        fs::create_dir_all(&entry).unwrap();
+        fs::write(entry.join("file"), vec![0u8; size]).unwrap();
+    };
+    fill(3 * 1024 * 1024);
+    let command = format!(
+        "{} clean --builders --cache-dir {}",
+        crate::util::gib_bin().display(),
+        cache.display()
+    );
+    let terminal = run_ok(
+        std::process::Command::new(crate::util::require_tool("script"))
+            .args(["-qec", &command, "/dev/null"])
+            .env("NO_COLOR", "1"),
+    );
+    assert!(
+        terminal.contains("freed 3.0 MiB") || terminal.contains("freed 3.1 MiB"),
+        "{terminal}"
+    );
+    assert!(
+        !terminal
+            .lines()
+            .any(|l| !l.trim().is_empty() && l.trim().chars().all(|c| c.is_ascii_digit())),
+        "a bare byte count in the terminal:\n{terminal}"
+    );
+    fill(4096);
+    let piped = run_ok(
+        gib()
+            .args(["clean", "--builders", "--cache-dir"])
+            .arg(&cache),
+    );
+    let bytes: u64 = piped.trim().parse().unwrap();
+    assert!(bytes >= 4096, "{piped}");
+}

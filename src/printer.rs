@@ -242,6 +242,21 @@ impl Printer {
     }
 }
 
+/// Bytes with a binary unit and one decimal (`512 B`, `5.5 MiB`), for people.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// `line` without terminal escape sequences (gcc's and make's colours, `ESC [ … K`) and
 /// other control characters but tabs: a log excerpt shows what was said, not how, and
 /// cannot move the cursor or retitle the terminal.
@@ -282,6 +297,14 @@ pub fn plain_text(line: &str) -> String {
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(2048), "2.0 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 + 512 * 1024), "5.5 MiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
 
     #[test]
     fn excerpts_are_plain_text() {

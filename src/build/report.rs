@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::BuiltImage;
 use crate::cache::Cache;
 use crate::gentoo::vdb::read_installed;
-use crate::rootfs::usage::{FileUsage, UsageReport, usage_report};
+use crate::rootfs::usage::{FileUsage, UsageReport, usage_report_under};
 
 /// The copy of finish-root.sh's trim report in an image's cache entry.
 pub const TRIMMED_FILE: &str = "trimmed.tsv";
@@ -100,12 +100,14 @@ pub fn image_usage(image: &BuiltImage, largest: usize) -> Result<ImageUsage> {
         }
     }
     let mut total: Option<UsageReport> = None;
+    // Nearest layer first: a file a child rewrote (ld.so.cache) counts once, as the child's.
+    let mut shadowed = std::collections::BTreeSet::new();
     for layer in &image.layer_dirs {
         let mut packages = read_installed(layer)?;
         if packages.is_empty() {
             packages = kept.clone();
         }
-        let report = usage_report(layer, &packages, largest)
+        let report = usage_report_under(layer, &packages, largest, &mut shadowed)
             .with_context(|| format!("cannot measure {}", layer.display()))?;
         total = Some(match total {
             None => report,

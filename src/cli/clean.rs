@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 
 use super::CleanArgs;
 use crate::cache::{Cache, EntryLock};
-use crate::printer::{Printer, UserError};
+use crate::printer::{Printer, UserError, human_bytes};
 use crate::sandbox::{remove_tree, retire_tree};
 
 /// The cache directories `--builders` empties: image entries (builder uppers and layer
@@ -183,33 +183,4 @@ fn disk_usage(path: &Path) -> u64 {
         }
     }
     total
-}
-
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if value < 1024.0 {
-            break;
-        }
-        value /= 1024.0;
-        unit = u;
-    }
-    format!("{value:.1} {unit}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_in_binary_units() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(2048), "2.0 KiB");
-        assert_eq!(human_bytes(5 * 1024 * 1024 + 512 * 1024), "5.5 MiB");
-    }
 }

@@ -40,6 +40,7 @@ pub fn build(
     let stage3 = ctx.stage3()?;
     let repositories = ctx.repositories()?;
     if !work.packages.is_empty() || !work.builder_packages.is_empty() {
+        crate::stage3::check_has_portage(stage3)?;
         check_main_repository(stage3, repositories)?;
     }
     let what = describe(work);

@@ -133,6 +133,8 @@ pub struct BuildContext<'a> {
     pub registries: crate::registry::Client,
     stage3: OnceCell<Stage3Root>,
     repositories: OnceCell<Vec<SyncedRepo>>,
+    /// Set once `package_use_flags`' atoms were checked against the repositories.
+    atoms_checked: OnceCell<()>,
 }
 
 /// How a run builds: the settings of `gib build` (and `gib shell`) that are not the plan.
@@ -174,6 +176,7 @@ impl<'a> BuildContext<'a> {
             registries: crate::registry::Client::new(),
             stage3: OnceCell::new(),
             repositories: OnceCell::new(),
+            atoms_checked: OnceCell::new(),
         }
     }
 

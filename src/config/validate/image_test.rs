@@ -12,12 +12,6 @@ impl Validator<'_> {
         if command.is_empty() {
             return Err(self.source.error(raw.referenced, "`test` is empty"));
         }
-        if shlex::split(command).is_none() {
-            return Err(self.source.error(
-                raw.referenced,
-                format!("cannot split the test `{command}` into words: a quote is not closed"),
-            ));
-        }
         Ok(ImageTest {
             command: raw.value.clone(),
             shell_syntax: shell_syntax(command),

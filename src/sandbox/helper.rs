@@ -314,12 +314,39 @@ fn map_inner_namespace(
 
 /// `user` resolved against the root's own account files (after the pivot: the image's).
 fn image_user(user: &str) -> Result<credentials::RunAs> {
-    let read = |path: &str| match std::fs::read_to_string(path) {
-        Ok(text) => Ok(text),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(err) => Err(err).with_context(|| format!("cannot read the image's {path}")),
+    credentials::resolve(
+        user,
+        &account_file("/etc/passwd")?,
+        &account_file("/etc/group")?,
+    )
+}
+
+/// An account file of the image, empty when missing. The image may be hostile: a fifo or a
+/// device there must not stall PID 1, nor a huge file fill its memory.
+fn account_file(path: &str) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const MAX: u64 = 16 << 20;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(err) => return Err(err).with_context(|| format!("cannot read the image's {path}")),
     };
-    credentials::resolve(user, &read("/etc/passwd")?, &read("/etc/group")?)
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read the image's {path}"))?;
+    if !meta.is_file() || meta.len() > MAX {
+        bail!("the image's {path} is not a regular file of at most {MAX} bytes");
+    }
+    let mut text = String::new();
+    file.take(MAX)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read the image's {path}"))?;
+    Ok(text)
 }
 
 /// Become `run_as`: groups first, while the command may still change them. Leaving uid 0

@@ -4,9 +4,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::fixture::mini_stage3;
-use crate::util::{Runner, gib_build, work_dir};
+use crate::util::{Runner, gib_build, require_tool, run_ok, test_user, work_dir};
 
 /// svc-whoami (no shell in the image) run as the account its package makes, in its home.
 fn write_config(dir: &Path, test: &str) -> PathBuf {
@@ -71,4 +73,50 @@ fn a_test_runs_as_the_images_user_and_shell_syntax_without_a_shell_is_refused_as
 #[test]
 fn a_test_runs_as_the_images_user_and_shell_syntax_without_a_shell_is_refused_rootless() {
     test_runs_as_the_images_user(Runner::User);
+}
+
+/// A `rootfs:` image whose /etc/passwd is a fifo: the test cannot resolve its user, and says
+/// so in bounded time instead of waiting for a writer that never comes.
+fn a_hostile_passwd_is_refused(runner: Runner) {
+    let dir = work_dir(runner, "image-test-fifo");
+    let tree = dir.path().join("tree");
+    fs::create_dir_all(tree.join("bin")).unwrap();
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::copy(require_tool("busybox"), tree.join("bin/busybox")).unwrap();
+    run_ok(Command::new("mkfifo").arg(tree.join("etc/passwd")));
+    if runner == Runner::User {
+        run_ok(
+            Command::new("chown")
+                .arg("-R")
+                .arg(format!("{0}:{0}", test_user()))
+                .arg(&tree),
+        );
+    }
+    let config = dir.path().join("gib.yaml");
+    fs::write(
+        &config,
+        "images:\n  fifo:\n    rootfs: ./tree\n    tag: t\n    user: app\n    \
+         test: /bin/busybox true\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = gib_build(runner, &config, &dir.path().join("cache"), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot run the command as `app`")
+            && stderr.contains("the image's /etc/passwd is not a regular file"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60), "{stderr}");
+}
+
+#[test]
+fn a_fifo_as_the_images_passwd_fails_the_test_clearly_as_root() {
+    a_hostile_passwd_is_refused(Runner::Root);
+}
+
+#[test]
+fn a_fifo_as_the_images_passwd_fails_the_test_clearly_rootless() {
+    a_hostile_passwd_is_refused(Runner::User);
 }

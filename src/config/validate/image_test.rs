@@ -1,6 +1,6 @@
 //! An image's `test:`: a command line. With a shell in the image it runs as `/bin/sh -c`;
 //! without one gib splits it into words with the shell's quoting rules and runs the first.
-//! Shell syntax (`&&`, `|`, redirections, `$(…)`, variables, globs) then reaches the program
+//! Shell syntax (`&&`, `|`, redirections, `$(…)`, variables, `*`) then reaches the program
 //! as plain arguments and the test would pass or fail for the wrong reason, so it is found
 //! here, when the file is loaded, and refused once the image proves to have no shell.
 
@@ -77,9 +77,16 @@ pub fn shell_syntax(command: &str) -> Option<&'static str> {
             '`' => return Some("a command substitution (`…`)"),
             '$' if next == Some('(') => return Some("a command substitution ($(…))"),
             '$' if next.is_some_and(is_parameter_start) => return Some("a variable ($…)"),
-            '*' | '?' | '[' => return Some("a glob (`*`, `?` or `[…]`)"),
+            // `?` and `[` are left alone: common in URLs and patterns, and a glob that
+            // matches nothing stays as it is in the shell too.
+            '*' => return Some("a glob (`*`)"),
             '~' if at_word_start => return Some("a home directory (`~`)"),
-            '#' if at_word_start => return Some("a comment (`#`)"),
+            // A comment runs to the end of the line; a next line is a second command.
+            '#' if at_word_start => {
+                return chars[i..]
+                    .contains(&'\n')
+                    .then_some("a command separator (`;` or a new line)");
+            }
             _ => {}
         }
         i += 1;
@@ -105,6 +112,9 @@ mod tests {
             r"/bin/echo a\&\&b \$HOME \*",
             "python3 -c 'import ssl'",
             "/usr/bin/x --opt=1 a#b",
+            // A comment: the shell and gib's own splitting both drop it.
+            "/usr/bin/greet # what it does && why",
+            "/usr/bin/fetch --url=http://127.0.0.1/x?y=1 --match=[a-z]",
         ] {
             assert_eq!(shell_syntax(command), None, "{command}");
         }
@@ -135,9 +145,8 @@ mod tests {
             ("/usr/bin/greet `id -u`", "a command substitution (`…`)"),
             ("/usr/bin/greet \"$HOME\"", "a variable ($…)"),
             ("/usr/bin/greet ${X}", "a variable ($…)"),
-            ("/bin/ls /usr/lib/*.so", "a glob (`*`, `?` or `[…]`)"),
+            ("/bin/ls /usr/lib/*.so", "a glob (`*`)"),
             ("/bin/ls ~/x", "a home directory (`~`)"),
-            ("/usr/bin/greet # comment", "a comment (`#`)"),
             ("(/usr/bin/greet)", "a subshell (`(…)`)"),
             (
                 "LANG=C /usr/bin/greet",

@@ -355,6 +355,16 @@ fn render_text(plan: &Plan, sandbox: &str) -> String {
         let _ = writeln!(out, "  tags:       {}", tags.join(", "));
         let references: Vec<String> = tags.iter().map(|t| image.reference(t)).collect();
         let _ = writeln!(out, "  references: {}", references.join(", "));
+        if let Some(test) = &image.test {
+            let user = image.runtime.user.as_deref().unwrap_or("root");
+            let _ = writeln!(out, "  test:       {} (as {user})", test.command.trim());
+            if let Some(syntax) = test.shell_syntax {
+                let _ = writeln!(
+                    out,
+                    "              needs /bin/sh in the image: it uses {syntax}"
+                );
+            }
+        }
     }
     let all_same = plan
         .images

@@ -47,6 +47,15 @@ fn test_runs_as_the_images_user(runner: Runner) {
     // `&&` would reach svc-whoami as an argument and the test pass: refused, pointing at
     // the test, exit 2, nothing written.
     let config = write_config(dir.path(), "/usr/bin/svc-whoami --fail && false");
+    // `gib plan` says so before anything is built.
+    let plan = run_ok(crate::util::gib().arg("plan").arg("-f").arg(&config));
+    assert!(
+        plan.contains(
+            "  test:       /usr/bin/svc-whoami --fail && false (as gibsvc)\n              \
+             needs /bin/sh in the image: it uses `&&`\n"
+        ),
+        "{plan}"
+    );
     let out = gib_build(runner, &config, &cache, &archive_arg);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");

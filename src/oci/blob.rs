@@ -115,7 +115,8 @@ impl BlobWriter {
 }
 
 /// Copy (or hardlink) a blob file to `dest`, via a temp file beside it, unless it is there.
-/// A copy gets `mode`; a hardlink is the store's blob itself (0644).
+/// The copy gets `mode`; a hardlink, the store's blob itself, is made only when `mode` is
+/// the store's 0644.
 pub fn copy_blob(src: &Path, dest: &Path, mode: u32) -> Result<()> {
     if dest.exists() {
         return Ok(());
@@ -127,7 +128,13 @@ pub fn copy_blob(src: &Path, dest: &Path, mode: u32) -> Result<()> {
     // Blobs are immutable, so a hardlink is as good as a copy and costs no space.
     let temp = tempfile::Builder::new()
         .prefix(".tmp-")
-        .make_in(dir, |path| fs::hard_link(src, path));
+        .make_in(dir, |path| {
+            if mode == 0o644 {
+                fs::hard_link(src, path)
+            } else {
+                Err(io::Error::other("another mode than the store's"))
+            }
+        });
     let temp = match temp {
         Ok(temp) => temp.into_temp_path(),
         Err(_) => {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # quickstart: on a fresh Debian 12 machine, build gib, the mini stage3 the tests use, the
 # example image examples/greet/gib.yaml, and run it with podman. Run as root to install the
-# Debian packages it needs; the image build itself runs in gib's rootless sandbox.
+# Debian packages it needs; the image build itself runs in gib's rootless sandbox, never as
+# the host's root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD

@@ -191,11 +191,12 @@ impl Printer {
         }
     }
 
-    /// Raw lines (a build log excerpt, a test's output), indented under the last status.
+    /// Lines of a build log or a test's output, indented under the last status, as plain
+    /// text (see [`plain_text`]).
     pub fn excerpt(&self, text: &str) {
         let mut err = std::io::stderr().lock();
         for line in text.lines() {
-            let _ = writeln!(err, "  | {line}");
+            let _ = writeln!(err, "  | {}", plain_text(line));
         }
     }
 
@@ -239,10 +240,85 @@ impl Printer {
     }
 }
 
+/// Bytes with a binary unit and one decimal (`512 B`, `5.5 MiB`), for people.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `line` without terminal escape sequences (gcc's and make's colours, `ESC [ … K`) and
+/// other control characters but tabs: a log excerpt shows what was said, not how, and
+/// cannot move the cursor or retitle the terminal.
+pub fn plain_text(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => match chars.next() {
+                // CSI: parameters and intermediates, up to a final byte in @..~.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC: up to BEL or ST (ESC \).
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                // A two-byte sequence (ESC =, ESC 7…).
+                _ => {}
+            },
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(2048), "2.0 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 + 512 * 1024), "5.5 MiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn excerpts_are_plain_text() {
+        // What gcc writes with -fdiagnostics-color=always.
+        let gcc = "\x1b[01m\x1b[Kgreet.c:3:1:\x1b[m\x1b[K \x1b[01;31m\x1b[Kerror: \x1b[m\x1b[Kexpected \
+                   '\x1b[01m\x1b[K;\x1b[m\x1b[K' before '\x1b[01m\x1b[K}\x1b[m\x1b[K' token";
+        assert_eq!(
+            plain_text(gcc),
+            "greet.c:3:1: error: expected ';' before '}' token"
+        );
+        assert_eq!(
+            plain_text("\x1b]0;title\x07a\tb\r\x1b]8;;x\x1b\\c"),
+            "a\tbc"
+        );
+        assert_eq!(plain_text("plain ✓ text"), "plain ✓ text");
+    }
 
     #[test]
     fn any_error_carries_a_hint_without_choosing_the_exit_code() {

@@ -213,6 +213,38 @@ mod tests {
         }
     }
 
+    /// `gib plan` shows each Portage file at the path configure-portage.sh copies it to.
+    #[test]
+    fn the_portage_files_go_where_gib_plan_says() {
+        use crate::gentoo::portage_conf::{
+            BINREPOS_CONF_PATH, PACKAGE_ACCEPT_KEYWORDS_PATH, PACKAGE_LICENSE_PATH,
+            PACKAGE_USE_PATH, REPOS_CONF_PATH,
+        };
+        let script = TOOLS
+            .iter()
+            .find(|t| t.name == "configure-portage.sh")
+            .unwrap()
+            .text;
+        for path in [
+            PACKAGE_USE_PATH,
+            PACKAGE_ACCEPT_KEYWORDS_PATH,
+            PACKAGE_LICENSE_PATH,
+            REPOS_CONF_PATH,
+            BINREPOS_CONF_PATH,
+        ] {
+            let (file, name) = path.rsplit_once('/').unwrap();
+            let input = file.strip_prefix("/etc/").unwrap();
+            let copy = format!(
+                "\"$input/{input}\" \"$etc/{}/{name}\"",
+                &file["/etc/portage/".len()..]
+            );
+            assert!(
+                script.contains(&copy),
+                "configure-portage.sh has no `cp {copy}`"
+            );
+        }
+    }
+
     /// The order of the texts is part of every input key: changing it rebuilds every image.
     #[test]
     fn key_parts_keep_their_order() {

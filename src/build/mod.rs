@@ -139,6 +139,8 @@ pub struct BuildContext<'a> {
     inputs: OnceCell<inputs::ResolvedInputs>,
     /// Repositories synced while resolving the lock, by name.
     synced: std::cell::RefCell<BTreeMap<String, SyncedRepo>>,
+    /// Set once `package_use_flags`' atoms were checked against the repositories.
+    atoms_checked: OnceCell<()>,
 }
 
 /// How a run builds: the settings of `gib build` (and `gib shell`) that are not the plan.
@@ -186,6 +188,7 @@ impl<'a> BuildContext<'a> {
             lock: inputs::RunLock::open(&plan.file, lock)?,
             inputs: OnceCell::new(),
             synced: Default::default(),
+            atoms_checked: OnceCell::new(),
         })
     }
 

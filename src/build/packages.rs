@@ -40,7 +40,11 @@ pub fn build(
     let stage3 = ctx.stage3()?;
     let repositories = ctx.repositories()?;
     if !work.packages.is_empty() || !work.builder_packages.is_empty() {
+        crate::stage3::check_has_portage(stage3)?;
         check_main_repository(stage3, repositories)?;
+        if ctx.atoms_checked.set(()).is_ok() {
+            warn_unknown_packages(ctx, image, stage3, repositories);
+        }
     }
     let what = describe(work);
     ctx.printer
@@ -392,6 +396,63 @@ fn warn_undeclared_use_flags(
                 ));
             }
         }
+    }
+}
+
+/// A `package_use_flags` atom whose package no repository has (a typo, a package of an
+/// overlay not listed) sets flags nothing will read, and Portage says nothing: gib does,
+/// once per run, with the closest name the repositories have.
+fn warn_unknown_packages(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    stage3: &crate::stage3::Stage3Root,
+    repositories: &[crate::repository::SyncedRepo],
+) {
+    let trees: Vec<PathBuf> = repositories
+        .iter()
+        .map(|repo| match &repo.path {
+            Some(path) => path.clone(),
+            None => stage3.path.join(repo.location.trim_start_matches('/')),
+        })
+        .collect();
+    let subdirs = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for atom in image.package_use_flags.keys() {
+        let Ok(parsed) = crate::gentoo::atom::Atom::parse(atom) else {
+            continue;
+        };
+        if parsed.category.contains('*') || parsed.package.contains('*') {
+            continue;
+        }
+        let cp = parsed.cp();
+        if trees.iter().any(|tree| tree.join(&cp).is_dir()) {
+            continue;
+        }
+        let known: Vec<String> = trees
+            .iter()
+            .flat_map(|tree| {
+                subdirs(tree).into_iter().flat_map(move |category| {
+                    subdirs(&tree.join(&category))
+                        .into_iter()
+                        .map(move |name| format!("{category}/{name}"))
+                })
+            })
+            .collect();
+        let nearest = crate::config::did_you_mean(&cp, known.iter().map(String::as_str))
+            .map(|name| format!(" (did you mean {name}?)"))
+            .unwrap_or_default();
+        ctx.printer.warn(&format!(
+            "package_use_flags names {cp}, which no repository has{nearest}; its flags do nothing"
+        ));
     }
 }
 

@@ -193,5 +193,6 @@ fn spec_for(
         env,
         cwd: PathBuf::from("/"),
         interactive: false,
+        user: None,
     }
 }

@@ -105,6 +105,7 @@ pub fn run_in_stage3(
             "/".into()
         },
         interactive,
+        user: None,
     };
     if interactive {
         printer.status(

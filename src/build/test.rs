@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use super::BuildContext;
 use crate::plan::ImagePlan;
+use crate::printer::UserError;
 use crate::sandbox::{self, Exit, OverlayScratch, RootFs, SandboxSpec, SandboxStdio};
 
 /// The test failed: its command, how it ended and what it printed.
@@ -22,23 +23,60 @@ pub struct TestFailed {
     pub output: String,
 }
 
-/// Run `image.test`, if any, on the image made of `layer_dirs` (nearest first).
+/// Run `image.test`, if any, on the image made of `layer_dirs` (nearest first), as the
+/// container would: as the image's `user:` (root when it has none), in its `workdir`, with
+/// its `env`.
 pub fn run(ctx: &BuildContext<'_>, image: &ImagePlan, layer_dirs: &[PathBuf]) -> Result<()> {
     let Some(test) = &image.test else {
         return Ok(());
     };
-    ctx.printer
-        .status("Testing", &format!("{}: {test}", image.name));
+    let shell = has_shell(layer_dirs);
+    if let (false, Some(syntax)) = (shell, test.shell_syntax) {
+        // Known only now: whether the image has a shell depends on what emerge installed.
+        return Err(UserError::with_hint(
+            format!(
+                "{}: the test of image `{}` uses {syntax}, which needs a shell, and the image \
+                 has no /bin/sh",
+                test.at, image.name
+            ),
+            "without a shell gib runs the test as one program and its arguments: drop the \
+             shell syntax, or add a shell (app-shells/bash, sys-apps/busybox) to the image",
+        ));
+    }
+    let user = test_user(ctx, image)?;
+    let as_user = user
+        .as_deref()
+        .map(|u| format!(" (as {u})"))
+        .unwrap_or_default();
+    ctx.printer.status(
+        "Testing",
+        &format!("{}: {}{as_user}", image.name, test.command),
+    );
+    let command = test_command(&test.command, shell).map_err(|message| {
+        UserError::with_hint(
+            format!("{}: image {}: {message}", test.at, image.name),
+            "the image has no /bin/sh, so gib splits the test into words itself, \
+             with the shell's quoting rules",
+        )
+    })?;
     let scratch = OverlayScratch::create(&ctx.cache.dir("tests")?)?;
     let output_path = scratch.path().join("output");
-    let result = run_in(ctx, image, test, layer_dirs, &scratch, &output_path);
+    let result = run_in(
+        ctx,
+        image,
+        command,
+        user,
+        layer_dirs,
+        &scratch,
+        &output_path,
+    );
     let output = std::fs::read_to_string(&output_path).unwrap_or_default();
     scratch.remove()?;
     let exit = result?;
     if !exit.success() {
         return Err(TestFailed {
             image: image.name.clone(),
-            command: test.clone(),
+            command: test.command.clone(),
             exit,
             output,
         }
@@ -50,15 +88,37 @@ pub fn run(ctx: &BuildContext<'_>, image: &ImagePlan, layer_dirs: &[PathBuf]) ->
     Ok(())
 }
 
+/// Whom the test runs as: the image's `user:`, unless the sandbox maps a single id (no
+/// subordinate range), where nobody but root exists.
+fn test_user(ctx: &BuildContext<'_>, image: &ImagePlan) -> Result<Option<String>> {
+    let Some(user) = &image.runtime.user else {
+        return Ok(None);
+    };
+    if sandbox::id_mode_warned(ctx.printer)?.is_single() {
+        ctx.printer.warn(&format!(
+            "the test of image {} runs as root, not as its user `{user}`: the sandbox maps a \
+             single id",
+            image.name
+        ));
+        return Ok(None);
+    }
+    Ok(Some(user.clone()))
+}
+
 fn run_in(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
-    test: &str,
+    command: Vec<OsString>,
+    user: Option<String>,
     layer_dirs: &[PathBuf],
     scratch: &OverlayScratch,
     output_path: &Path,
 ) -> Result<Exit> {
     let mut env = sandbox::default_env();
+    if user.is_some() {
+        // The user's own HOME comes from the image's passwd (the sandbox sets it).
+        env.retain(|(k, _)| k != "HOME" && k != "USER");
+    }
     for (key, value) in &image.runtime.env {
         env.retain(|(k, _)| k != key.as_str());
         env.push((key.into(), value.into()));
@@ -79,13 +139,7 @@ fn run_in(
         mounts: Vec::new(),
         network: ctx.network,
         hostname: image.name.clone(),
-        command: test_command(test, has_shell(layer_dirs)).map_err(|message| {
-            crate::printer::UserError::with_hint(
-                format!("image {}: {message}", image.name),
-                "the image has no /bin/sh, so gib splits the test into words itself, \
-                 with the shell's quoting rules",
-            )
-        })?,
+        command,
         env,
         cwd: image
             .runtime
@@ -94,6 +148,7 @@ fn run_in(
             .unwrap_or_else(|| "/".into())
             .into(),
         interactive: false,
+        user,
     };
     sandbox::run(&spec, stdio)
 }

@@ -7,9 +7,11 @@
 //! while another gib runs (when none does, opening the cache swept them). Sizes are measured before removal by walking
 //! the tree as the calling user; a directory it cannot read (a 0700 one owned by a
 //! subordinate id, rootless) counts as empty, so the figure is a lower bound there. The
-//! bytes freed go to stdout as a plain number, the summary to stderr.
+//! summary (`freed 1.2 GiB`) goes to stderr; for scripts, the bytes freed also go to stdout
+//! as a plain number, unless stdout is a terminal, where a person reads the summary.
 
 use std::collections::HashSet;
+use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
@@ -18,7 +20,7 @@ use anyhow::{Context, Result};
 
 use super::CleanArgs;
 use crate::cache::{Cache, EntryLock};
-use crate::printer::{Printer, UserError};
+use crate::printer::{Printer, UserError, human_bytes};
 use crate::sandbox::{remove_tree, retire_tree};
 
 pub fn run(args: CleanArgs) -> Result<ExitCode> {
@@ -95,7 +97,9 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
             human_bytes(freed)
         ),
     );
-    println!("{freed}");
+    if !std::io::stdout().is_terminal() {
+        println!("{freed}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -166,33 +170,4 @@ fn disk_usage(path: &Path) -> u64 {
         }
     }
     total
-}
-
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if value < 1024.0 {
-            break;
-        }
-        value /= 1024.0;
-        unit = u;
-    }
-    format!("{value:.1} {unit}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_in_binary_units() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(2048), "2.0 KiB");
-        assert_eq!(human_bytes(5 * 1024 * 1024 + 512 * 1024), "5.5 MiB");
-    }
 }

@@ -10,7 +10,7 @@ use clap::Args;
 use crate::build::latest_record;
 use crate::build::report::{ImageUsage, image_usage_in_namespace};
 use crate::cache::Cache;
-use crate::printer::UserError;
+use crate::printer::{UserError, human_bytes};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -50,68 +50,105 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
 fn text(report: &ImageUsage, largest: usize) -> String {
     let usage = &report.usage;
     let mut out = format!(
-        "{} {}\n  {} in {} files ({} stored)\n\npackages:\n",
+        "{} {}\n  {} in {} ({} stored)\n\npackages:\n",
         report.name,
         report.digest,
-        human(usage.total_bytes),
-        usage.total_files,
-        human(report.stored_bytes)
+        human_bytes(usage.total_bytes),
+        files(usage.total_files),
+        human_bytes(report.stored_bytes)
     );
     for package in &usage.packages {
         out.push_str(&format!(
-            "  {:>10}  {:>5} files  {}\n",
-            human(package.bytes),
-            package.files,
+            "  {:>10}  {:>11}  {}\n",
+            human_bytes(package.bytes),
+            files(package.files),
             package.package
         ));
     }
     out.push_str(&format!(
-        "  {:>10}  {:>5} files  (no package)\n\nlargest files:\n",
-        human(usage.unowned.bytes),
-        usage.unowned.files.len()
+        "  {:>10}  {:>11}  (no package)\n\nlargest files:\n",
+        human_bytes(usage.unowned.bytes),
+        files(usage.unowned.files.len() as u64)
     ));
     for file in &usage.largest_files {
         out.push_str(&format!(
             "  {:>10}  {}  {}\n",
-            human(file.bytes),
+            human_bytes(file.bytes),
             file.path,
             file.owner.as_deref().unwrap_or("(no package)")
         ));
     }
     out.push_str("\nfiles of no package (largest):\n");
     for file in usage.unowned.files.iter().take(largest) {
-        out.push_str(&format!("  {:>10}  {}\n", human(file.bytes), file.path));
+        out.push_str(&format!(
+            "  {:>10}  {}\n",
+            human_bytes(file.bytes),
+            file.path
+        ));
     }
-    out.push_str(&format!("\ntrimmed ({}):\n", human(report.trimmed_bytes)));
+    out.push_str(&format!(
+        "\ntrimmed ({}):\n",
+        human_bytes(report.trimmed_bytes)
+    ));
     for file in &report.trimmed {
-        out.push_str(&format!("  {:>10}  {}\n", human(file.bytes), file.path));
+        out.push_str(&format!(
+            "  {:>10}  {}\n",
+            human_bytes(file.bytes),
+            file.path
+        ));
     }
     out
 }
 
-/// Bytes with a binary unit, one decimal.
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
+/// `1 file`, `2 files`.
+fn files(count: u64) -> String {
+    if count == 1 {
+        "1 file".to_string()
+    } else {
+        format!("{count} files")
     }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]
 mod tests {
-    use super::human;
+    use super::*;
+    use crate::rootfs::usage::{FileUsage, PackageUsage, UnownedUsage, UsageReport};
 
     #[test]
-    fn human_sizes() {
-        assert_eq!(human(512), "512 B");
-        assert_eq!(human(2048), "2.0 KiB");
-        assert_eq!(human(3 << 20), "3.0 MiB");
+    fn counts_are_pluralised() {
+        let cache = FileUsage {
+            path: "/etc/ld.so.cache".into(),
+            bytes: 2048,
+            owner: None,
+        };
+        let report = ImageUsage {
+            name: "app".into(),
+            digest: "sha256:00".into(),
+            stored_bytes: 4096,
+            usage: UsageReport {
+                total_bytes: 3072,
+                total_files: 2,
+                packages: vec![PackageUsage {
+                    package: "app-misc/greet-1.0".into(),
+                    bytes: 1024,
+                    files: 1,
+                }],
+                unowned: UnownedUsage {
+                    bytes: 2048,
+                    files: vec![cache.clone()],
+                },
+                largest_files: vec![cache],
+            },
+            trimmed: Vec::new(),
+            trimmed_bytes: 0,
+        };
+        let text = text(&report, 10);
+        assert!(
+            text.contains("3.0 KiB in 2 files (4.0 KiB stored)"),
+            "{text}"
+        );
+        assert!(text.contains("     1 file  app-misc/greet-1.0"), "{text}");
+        assert!(text.contains("     1 file  (no package)"), "{text}");
+        assert!(!text.contains("1 files"), "{text}");
     }
 }

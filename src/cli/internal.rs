@@ -155,6 +155,7 @@ fn run_sandbox(args: RunArgs) -> Result<ExitCode> {
         env: sandbox::default_env(),
         cwd: args.cwd,
         interactive: false,
+        user: None,
     };
     let stdio = match &args.log {
         Some(path) => {

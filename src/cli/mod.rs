@@ -29,15 +29,16 @@ use crate::printer::Printer;
 
 const EXAMPLES: &str = "\
 Examples:
-  gib build                                 build every image of ./gib.yaml
-  gib build app --archive app.tar           build app (and its parents), write a docker/podman archive
-  gib build --oci-layout ./oci              write every image into an OCI layout
-  gib build --push                          build, then push every tag to the registry
-  gib build app --parents-from-registry --push   one CI job: pull app's parents, build and push app
-  gib plan --json                           print the build order, tags and generated Portage files
-  gib graph --format mermaid                draw the image DAG
-  gib shell base                            a shell in the builder root of image base
-  gib clean --builders                      remove cached builder roots; say how much was freed
+  gib build                        build every image of ./gib.yaml
+  gib build app --archive app.tar  build app and its parents into an archive
+  gib build --oci-layout ./oci     write every image into an OCI layout
+  gib build --push                 build, then push every tag to the registry
+  gib build app --push --parents-from-registry
+                                   CI: pull app's parents; build and push app
+  gib plan --json                  the build order, tags and Portage files
+  gib graph --format mermaid       draw the image DAG
+  gib shell base                   a shell in the builder root of image base
+  gib clean --builders             remove builder roots; print what was freed
 ";
 
 #[derive(Parser, Debug)]

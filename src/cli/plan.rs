@@ -39,10 +39,10 @@
 //!       "test": "python3 -c 'print(42)'" | null,
 //!       "portage": {                                   // path in the builder -> exact text
 //!         "/etc/portage/make.conf": "…",               // appended to the stage3's make.conf
-//!         "/etc/portage/package.use/gib": "…",
-//!         "/etc/portage/package.accept_keywords/gib": "…",
-//!         "/etc/portage/package.license/gib": "…",
-//!         "/etc/portage/repos.conf/gib.conf": "…"
+//!         "/etc/portage/package.use/zz-gib": "…",
+//!         "/etc/portage/package.accept_keywords/zz-gib": "…",
+//!         "/etc/portage/package.license/zz-gib": "…",
+//!         "/etc/portage/repos.conf/zz-gib.conf": "…"
 //!       }
 //!     }
 //!   ]
@@ -232,7 +232,7 @@ impl<'a> ImageJson<'a> {
             tags,
             references,
             runtime: RuntimeJson::new(&image.runtime),
-            test: image.test.as_deref(),
+            test: image.test.as_ref().map(|t| t.command.as_str()),
             portage: image
                 .portage
                 .files()
@@ -355,6 +355,16 @@ fn render_text(plan: &Plan, sandbox: &str) -> String {
         let _ = writeln!(out, "  tags:       {}", tags.join(", "));
         let references: Vec<String> = tags.iter().map(|t| image.reference(t)).collect();
         let _ = writeln!(out, "  references: {}", references.join(", "));
+        if let Some(test) = &image.test {
+            let user = image.runtime.user.as_deref().unwrap_or("root");
+            let _ = writeln!(out, "  test:       {} (as {user})", test.command.trim());
+            if let Some(syntax) = test.shell_syntax {
+                let _ = writeln!(
+                    out,
+                    "              needs /bin/sh in the image: it uses {syntax}"
+                );
+            }
+        }
     }
     let all_same = plan
         .images

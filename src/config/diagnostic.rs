@@ -30,11 +30,16 @@ impl SourceFile {
     }
 
     fn located(&self, at: Location, message: &str) -> String {
+        format!("{}: {message}", self.position(at))
+    }
+
+    /// `FILE:LINE:COLUMN`, for an error found once the file is loaded.
+    pub fn position(&self, at: Location) -> String {
         if at == Location::UNKNOWN {
             // Only the YAML reader can fail without a position (e.g. invalid UTF-8).
-            format!("{}:1:1: {message}", self.label)
+            format!("{}:1:1", self.label)
         } else {
-            format!("{}:{}:{}: {message}", self.label, at.line(), at.column())
+            format!("{}:{}:{}", self.label, at.line(), at.column())
         }
     }
 

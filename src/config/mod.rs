@@ -127,6 +127,26 @@ pub struct Layering {
 /// `accounts:` and `paths:`: the types of the room that writes them into the root.
 pub use crate::rootfs::accounts::{Accounts, Group, PathEntry, PathKind, User};
 
+/// An image's `test:`, run in the finished image.
+#[derive(Clone, PartialEq)]
+pub struct ImageTest {
+    /// The command line: run by the image's `/bin/sh -c`, else split into words.
+    pub command: String,
+    /// The first shell syntax in it (`&&`, a pipe, a redirection…): only a shell runs it,
+    /// so an image without one refuses the test.
+    pub shell_syntax: Option<&'static str>,
+    /// Where it is written, `FILE:LINE:COLUMN`, for that refusal.
+    pub at: String,
+}
+
+/// The command alone: an image's input key is made of its plan's `Debug` text, which must
+/// not change when the test moves to another line of the file.
+impl std::fmt::Debug for ImageTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.command, f)
+    }
+}
+
 /// One image of the DAG.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Image {
@@ -147,7 +167,7 @@ pub struct Image {
     pub latest: Option<bool>,
     /// entrypoint, cmd, env, user, workdir, labels, expose, volumes.
     pub runtime: Runtime,
-    pub test: Option<String>,
+    pub test: Option<ImageTest>,
     pub layering: Layering,
     pub accounts: Option<Accounts>,
     pub paths: Vec<PathEntry>,

@@ -38,6 +38,14 @@ pub enum EmergeEvent {
     DigestGot { value: String },
     /// `!!! Expected: <digest>`
     DigestExpected { value: String },
+    /// `emerge: there are no ebuilds to satisfy "ATOM" for /staging/.` (or `no binary
+    /// packages`, `no ebuilds built with USE flags`): nothing matches ATOM.
+    NoMatch { atom: String },
+    /// `(dependency required by "CPV::repo" [ebuild])`, after [`EmergeEvent::NoMatch`]: the
+    /// atom is a dependency of CPV, not one gib asked for.
+    RequiredBy { package: String },
+    /// `emerge: Maybe you meant any of these: A, B?` or `emerge: Maybe you meant A?`
+    SimilarNames { names: Vec<String> },
 }
 
 /// A distfile whose bytes differ from its Manifest entry, as Portage reported it.
@@ -122,6 +130,9 @@ pub fn parse_line(line: &str) -> Option<EmergeEvent> {
         });
     }
     if let Some(event) = parse_fetch_message(trimmed) {
+        return Some(event);
+    }
+    if let Some(event) = parse_no_match(trimmed) {
         return Some(event);
     }
     let message = trimmed.strip_prefix("* ").unwrap_or(trimmed).trim_start();
@@ -215,6 +226,31 @@ fn parse_started(rest: &str) -> Option<EmergeEvent> {
     })
 }
 
+/// depgraph's report of an atom nothing satisfies, and its search for similar names.
+fn parse_no_match(line: &str) -> Option<EmergeEvent> {
+    if let Some(rest) = line.strip_prefix("emerge: there are no ")
+        && let Some((_, rest)) = rest.split_once(" to satisfy \"")
+    {
+        let atom = rest.split_once('"')?.0;
+        return Some(EmergeEvent::NoMatch {
+            atom: atom.to_string(),
+        });
+    }
+    if let Some(rest) = line.strip_prefix("(dependency required by \"") {
+        let package = rest.split_once('"')?.0;
+        return Some(EmergeEvent::RequiredBy {
+            package: strip_repo(package).to_string(),
+        });
+    }
+    let names = line
+        .strip_prefix("emerge: Maybe you meant any of these: ")
+        .or_else(|| line.strip_prefix("emerge: Maybe you meant "))?
+        .trim_end_matches('?');
+    Some(EmergeEvent::SimilarNames {
+        names: names.split(", ").map(str::to_string).collect(),
+    })
+}
+
 fn strip_repo(cpv: &str) -> &str {
     cpv.split_once("::").map_or(cpv, |(cpv, _)| cpv)
 }
@@ -222,6 +258,50 @@ fn strip_repo(cpv: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_atom_nothing_satisfies_and_the_names_emerge_suggests() {
+        assert_eq!(
+            parse_line(
+                "emerge: there are no ebuilds to satisfy \"app-misc/greeet\" for /staging/."
+            ),
+            Some(EmergeEvent::NoMatch {
+                atom: "app-misc/greeet".into()
+            })
+        );
+        assert_eq!(
+            parse_line(
+                "emerge: there are no ebuilds built with USE flags to satisfy \">=dev-libs/x-2[foo]\"."
+            ),
+            Some(EmergeEvent::NoMatch {
+                atom: ">=dev-libs/x-2[foo]".into()
+            })
+        );
+        assert_eq!(
+            parse_line("(dependency required by \"app-misc/y-1.0::gentoo\" [ebuild])"),
+            Some(EmergeEvent::RequiredBy {
+                package: "app-misc/y-1.0".into()
+            })
+        );
+        assert_eq!(
+            parse_line(
+                "emerge: Maybe you meant any of these: app-misc/greet, app-misc/broken, app-misc/unfree-greeting?"
+            ),
+            Some(EmergeEvent::SimilarNames {
+                names: vec![
+                    "app-misc/greet".into(),
+                    "app-misc/broken".into(),
+                    "app-misc/unfree-greeting".into()
+                ]
+            })
+        );
+        assert_eq!(
+            parse_line("emerge: Maybe you meant app-misc/greet?"),
+            Some(EmergeEvent::SimilarNames {
+                names: vec!["app-misc/greet".into()]
+            })
+        );
+    }
 
     #[test]
     fn started_into_the_image_root() {

@@ -70,6 +70,42 @@ fn mismatch_text(distfile: &Option<DistfileMismatch>) -> String {
         .map_or_else(String::new, |m| format!(": {m}"))
 }
 
+/// An atom emerge found nothing for: a package the configuration names that the
+/// repositories do not have (a typo, a missing overlay), or such a dependency of one.
+struct NoMatch {
+    atom: String,
+    /// The package whose dependency it is; `None` for an atom of gib.yaml.
+    required_by: Option<String>,
+    /// emerge's nearest names.
+    similar: Vec<String>,
+}
+
+impl NoMatch {
+    fn error(self, image: &str, session_log: &Path) -> anyhow::Error {
+        let message = match &self.required_by {
+            None => format!("image {image}: no ebuild matches {}", self.atom),
+            Some(package) => format!(
+                "image {image}: no ebuild matches {}, a dependency of {package}",
+                self.atom
+            ),
+        };
+        let hint = match self.similar.split_first() {
+            Some((nearest, [])) => format!("did you mean {nearest}?"),
+            Some((nearest, others)) => {
+                format!("did you mean {nearest}? (or {})", others.join(", "))
+            }
+            None => "no similar name either: is the repository that has it in `repositories:`?"
+                .to_string(),
+        };
+        // Hints print outermost first: the nearest names, then where emerge's words are.
+        UserError::with_hint(
+            message,
+            format!("emerge's output: {}", session_log.display()),
+        )
+        .hint(hint)
+    }
+}
+
 /// What a successful emerge did.
 #[derive(Debug, Clone, Default)]
 pub struct EmergeOutcome {
@@ -106,6 +142,7 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     let mut build_log = None;
     let mut distfile = None;
     let mut unreachable: Vec<String> = Vec::new();
+    let mut no_match: Option<NoMatch> = None;
     for line in BufReader::new(output).split(b'\n') {
         let line = line.context("cannot read the builder's output")?;
         let line = String::from_utf8_lossy(&line);
@@ -146,6 +183,28 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
                 }
                 failed_package = Some(package);
             }
+            Some(EmergeEvent::NoMatch { atom }) => {
+                // The first is the one to fix; emerge stops resolving there.
+                no_match.get_or_insert(NoMatch {
+                    atom,
+                    required_by: None,
+                    similar: Vec::new(),
+                });
+            }
+            Some(EmergeEvent::RequiredBy { package }) => {
+                if let Some(m) = &mut no_match
+                    && m.required_by.is_none()
+                {
+                    m.required_by = Some(package);
+                }
+            }
+            Some(EmergeEvent::SimilarNames { names }) => {
+                if let Some(m) = &mut no_match
+                    && m.similar.is_empty()
+                {
+                    m.similar = names;
+                }
+            }
             Some(EmergeEvent::BuildLog { path }) => {
                 build_log = Some(host_log_path(job.log_dir, &path));
             }
@@ -163,6 +222,11 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
         }
     }
     let exit = child.wait()?;
+    if !exit.success()
+        && let Some(no_match) = no_match
+    {
+        return Err(no_match.error(job.image, &session_log));
+    }
     if !exit.success() {
         // With parallel jobs emerge runs fetches in the background: their messages are
         // only in the package's own log.
@@ -272,6 +336,7 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
         env,
         cwd: PathBuf::from("/"),
         interactive: false,
+        user: None,
     })
 }
 

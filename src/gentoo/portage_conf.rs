@@ -16,10 +16,10 @@ use crate::printer::UserError;
 
 /// Where each file goes in the builder root.
 pub const MAKE_CONF_PATH: &str = "/etc/portage/make.conf";
-pub const PACKAGE_USE_PATH: &str = "/etc/portage/package.use/gib";
-pub const PACKAGE_ACCEPT_KEYWORDS_PATH: &str = "/etc/portage/package.accept_keywords/gib";
-pub const PACKAGE_LICENSE_PATH: &str = "/etc/portage/package.license/gib";
-pub const REPOS_CONF_PATH: &str = "/etc/portage/repos.conf/gib.conf";
+pub const PACKAGE_USE_PATH: &str = "/etc/portage/package.use/zz-gib";
+pub const PACKAGE_ACCEPT_KEYWORDS_PATH: &str = "/etc/portage/package.accept_keywords/zz-gib";
+pub const PACKAGE_LICENSE_PATH: &str = "/etc/portage/package.license/zz-gib";
+pub const REPOS_CONF_PATH: &str = "/etc/portage/repos.conf/zz-gib.conf";
 pub const BINREPOS_CONF_PATH: &str = "/etc/portage/binrepos.conf/gib.conf";
 
 /// Where repositories are bound (read-only) in the builder.

@@ -115,7 +115,9 @@ impl BlobWriter {
 }
 
 /// Copy (or hardlink) a blob file to `dest`, via a temp file beside it, unless it is there.
-pub fn copy_blob(src: &Path, dest: &Path) -> Result<()> {
+/// The copy gets `mode`; a hardlink, the store's blob itself, is made only when `mode` is
+/// the store's 0644.
+pub fn copy_blob(src: &Path, dest: &Path, mode: u32) -> Result<()> {
     if dest.exists() {
         return Ok(());
     }
@@ -126,7 +128,13 @@ pub fn copy_blob(src: &Path, dest: &Path) -> Result<()> {
     // Blobs are immutable, so a hardlink is as good as a copy and costs no space.
     let temp = tempfile::Builder::new()
         .prefix(".tmp-")
-        .make_in(dir, |path| fs::hard_link(src, path));
+        .make_in(dir, |path| {
+            if mode == 0o644 {
+                fs::hard_link(src, path)
+            } else {
+                Err(io::Error::other("another mode than the store's"))
+            }
+        });
     let temp = match temp {
         Ok(temp) => temp.into_temp_path(),
         Err(_) => {
@@ -138,8 +146,10 @@ pub fn copy_blob(src: &Path, dest: &Path) -> Result<()> {
                 File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
             io::copy(&mut input, temp.as_file_mut())
                 .with_context(|| format!("cannot copy {} to {}", src.display(), dir.display()))?;
+            use std::os::unix::fs::PermissionsExt;
             temp.as_file()
-                .sync_all()
+                .set_permissions(fs::Permissions::from_mode(mode))
+                .and_then(|()| temp.as_file().sync_all())
                 .with_context(|| format!("cannot write {}", dir.display()))?;
             temp.into_temp_path()
         }

@@ -93,6 +93,7 @@ pub fn write_archive(file: &Path, store: &BlobStore, images: &[TaggedImage]) -> 
         .into_inner()
         .map_err(|e| e.into_error())
         .with_context(write_err)?;
+    super::publish_mode(temp.as_file(), file)?;
     temp.as_file().sync_all().with_context(write_err)?;
     temp.persist(file)
         .map_err(|e| anyhow::Error::new(e.error).context(write_err()))?;

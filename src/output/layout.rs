@@ -49,7 +49,11 @@ fn copy_blobs<'a>(
     descriptors: impl IntoIterator<Item = &'a Descriptor>,
 ) -> Result<()> {
     for desc in descriptors {
-        copy_blob(&store.path(&desc.digest), &desc.digest.blob_path(blobs))?;
+        copy_blob(
+            &store.path(&desc.digest),
+            &desc.digest.blob_path(blobs),
+            super::file_mode(),
+        )?;
     }
     Ok(())
 }
@@ -186,6 +190,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     temp.write_all(bytes)
         .and_then(|()| temp.as_file().sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
+    super::publish_mode(temp.as_file(), path)?;
     temp.persist(path).map_err(|e| {
         anyhow::Error::new(e.error).context(format!("cannot write {}", path.display()))
     })?;

@@ -99,8 +99,8 @@ pub struct ImagePlan {
     pub parent: Parent,
     pub kind: BuildKind,
     pub runtime: Runtime,
-    /// Shell command run in the finished image.
-    pub test: Option<String>,
+    /// The command run in the finished image.
+    pub test: Option<crate::config::ImageTest>,
     pub layering: Layering,
     pub accounts: Option<Accounts>,
     pub paths: Vec<PathEntry>,

@@ -62,6 +62,19 @@ pub fn usage_report(
     packages: &[InstalledPackage],
     largest: usize,
 ) -> Result<UsageReport> {
+    usage_report_under(root, packages, largest, &mut BTreeSet::new())
+}
+
+/// [`usage_report`] of one layer tree of an image whose nearer layers hold the paths of
+/// `shadowed` (a file there, or an overlay whiteout): those paths of `root` are not in the
+/// image and are left out. Adds `root`'s own paths to `shadowed`, for the layers below.
+pub fn usage_report_under(
+    root: &Path,
+    packages: &[InstalledPackage],
+    largest: usize,
+    shadowed: &mut BTreeSet<String>,
+) -> Result<UsageReport> {
+    let mut layer_paths = BTreeSet::new();
     let owners = file_owners(root, packages);
     let mut package_usage: Vec<PackageUsage> = packages
         .iter()
@@ -77,7 +90,21 @@ pub fn usage_report(
     let mut total_bytes = 0;
     for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
         let entry = entry.with_context(|| format!("cannot walk {}", root.display()))?;
-        if !entry.file_type().is_file() {
+        // overlayfs(5): a whiteout is a character device 0/0; it hides the path below.
+        let is_whiteout = {
+            use std::os::unix::fs::FileTypeExt;
+            entry.file_type().is_char_device()
+                && entry.metadata().is_ok_and(|meta| meta.rdev() == 0)
+        };
+        if !entry.file_type().is_file() && !is_whiteout {
+            continue;
+        }
+        let path = image_path(root, entry.path());
+        let hidden = Path::new(&path)
+            .ancestors()
+            .any(|p| shadowed.contains(p.to_string_lossy().as_ref()));
+        layer_paths.insert(path.clone());
+        if hidden || is_whiteout {
             continue;
         }
         let meta = entry
@@ -89,7 +116,6 @@ pub fn usage_report(
         }
         let bytes = meta.len();
         total_bytes += bytes;
-        let path = image_path(root, entry.path());
         let owner = owners.get(entry.path()).copied();
         match owner {
             Some(index) => {
@@ -108,6 +134,7 @@ pub fn usage_report(
             owner: owner.map(|index| package_usage[index].package.clone()),
         });
     }
+    shadowed.append(&mut layer_paths);
     let by_size = |a: &FileUsage, b: &FileUsage| b.bytes.cmp(&a.bytes).then(a.path.cmp(&b.path));
     let total_files = all_files.len() as u64;
     all_files.sort_by(by_size);
@@ -172,12 +199,14 @@ pub fn layers_usage(
         }
     }
     let mut total: Option<UsageReport> = None;
+    // Nearest layer first: a file a child rewrote (ld.so.cache) counts once, as the child's.
+    let mut shadowed = BTreeSet::new();
     for layer in layer_dirs {
         let mut packages = crate::gentoo::vdb::read_installed(layer)?;
         if packages.is_empty() {
             packages = kept.clone();
         }
-        let report = usage_report(layer, &packages, largest)
+        let report = usage_report_under(layer, &packages, largest, &mut shadowed)
             .with_context(|| format!("cannot measure {}", layer.display()))?;
         total = Some(match total {
             None => report,
@@ -314,5 +343,29 @@ mod tests {
         );
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["packages"][0]["bytes"], 1000);
+    }
+
+    #[test]
+    fn a_file_a_nearer_layer_rewrote_counts_once_as_the_nearer_ones() {
+        let parent = tempfile::tempdir().unwrap();
+        let child = tempfile::tempdir().unwrap();
+        for (root, size) in [(parent.path(), 20), (child.path(), 30)] {
+            std::fs::create_dir_all(root.join("etc")).unwrap();
+            std::fs::write(root.join("etc/ld.so.cache"), vec![0; size]).unwrap();
+        }
+        std::fs::write(parent.path().join("etc/passwd"), vec![0; 5]).unwrap();
+        let mut shadowed = BTreeSet::new();
+        let near = usage_report_under(child.path(), &[], 10, &mut shadowed).unwrap();
+        let far = usage_report_under(parent.path(), &[], 10, &mut shadowed).unwrap();
+        let paths = |r: &UsageReport| -> Vec<(String, u64)> {
+            r.unowned
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.bytes))
+                .collect()
+        };
+        assert_eq!(paths(&near), [("/etc/ld.so.cache".to_string(), 30)]);
+        assert_eq!(paths(&far), [("/etc/passwd".to_string(), 5)]);
+        assert_eq!((far.total_files, far.total_bytes), (1, 5));
     }
 }

@@ -20,7 +20,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Uid, fork};
 
 use super::protocol::{self, ToHelper, ToParent};
-use super::{Exit, IdMode, Network, SandboxSpec, mounts};
+use super::{Exit, IdMode, Network, SandboxSpec, credentials, mounts};
 use crate::printer::Hint;
 
 /// The environment variable that marks the helper and names its two pipe fds.
@@ -197,9 +197,21 @@ fn pid1(spec: &SandboxSpec, plan: &[mounts::MountOp], events: &mut File) -> Resu
     nix::unistd::sethostname(&spec.hostname)
         .with_context(|| format!("cannot set the hostname {:?}", spec.hostname))?;
     mounts::execute(plan)?;
-    let program = find_program(&spec.command[0], &spec.env);
+    let run_as = match &spec.user {
+        Some(user) => {
+            Some(image_user(user).with_context(|| format!("cannot run the command as `{user}`"))?)
+        }
+        None => None,
+    };
+    let mut env = spec.env.clone();
+    if let Some(run_as) = &run_as
+        && !env.iter().any(|(k, _)| k == "HOME")
+    {
+        env.push(("HOME".into(), run_as.home.clone().into()));
+    }
+    let program = find_program(&spec.command[0], &env);
     let argv = cstrings(spec.command.iter().map(OsString::as_os_str))?;
-    let envp = cstrings(spec.env.iter().map(|(k, v)| {
+    let envp = cstrings(env.iter().map(|(k, v)| {
         let mut kv = k.clone();
         kv.push("=");
         kv.push(v);
@@ -218,8 +230,11 @@ fn pid1(spec: &SandboxSpec, plan: &[mounts::MountOp], events: &mut File) -> Resu
         ForkResult::Child => {
             drop((ready_read, mapped_write));
             let err = match confine_command(nest, ready_write, mapped_read) {
-                Ok(()) => exec_command(spec, &program_c, &argv, &envp)
-                    .context(format!("cannot execute {}", program.display())),
+                Ok(()) => match run_as.as_ref().map(switch_user).transpose() {
+                    Ok(_) => exec_command(spec, &program_c, &argv, &envp)
+                        .context(format!("cannot execute {}", program.display())),
+                    Err(err) => err,
+                },
                 Err(err) => err.context("cannot confine the command"),
             };
             report(events, &err);
@@ -295,6 +310,69 @@ fn map_inner_namespace(
             .with_context(|| format!("cannot write {:?} to {path}", text.trim()))?;
     }
     mapped.write_all(b"m").context("cannot talk to the command")
+}
+
+/// `user` resolved against the root's own account files (after the pivot: the image's).
+fn image_user(user: &str) -> Result<credentials::RunAs> {
+    credentials::resolve(
+        user,
+        &account_file("/etc/passwd")?,
+        &account_file("/etc/group")?,
+    )
+}
+
+/// An account file of the image, empty when missing. The image may be hostile: a fifo or a
+/// device there must not stall PID 1, nor a huge file fill its memory.
+fn account_file(path: &str) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const MAX: u64 = 16 << 20;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(err) => return Err(err).with_context(|| format!("cannot read the image's {path}")),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read the image's {path}"))?;
+    if !meta.is_file() || meta.len() > MAX {
+        bail!("the image's {path} is not a regular file of at most {MAX} bytes");
+    }
+    let mut text = String::new();
+    file.take(MAX)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read the image's {path}"))?;
+    Ok(text)
+}
+
+/// Become `run_as`: groups first, while the command may still change them. Leaving uid 0
+/// clears every capability (capabilities(7)), as for a non-root user of a container.
+fn switch_user(run_as: &credentials::RunAs) -> Result<()> {
+    let not_mapped = |what: &str, id: u32, err: Errno| {
+        let hint = if err == Errno::EINVAL {
+            " (an id the sandbox does not map)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("cannot switch to {what} {id}{hint}: {err}")
+    };
+    let groups: Vec<Gid> = run_as.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    nix::unistd::setgroups(&groups).map_err(|err| {
+        not_mapped(
+            "the groups",
+            run_as.groups.first().copied().unwrap_or(0),
+            err,
+        )
+    })?;
+    let gid = Gid::from_raw(run_as.gid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(|err| not_mapped("gid", run_as.gid, err))?;
+    let uid = Uid::from_raw(run_as.uid);
+    nix::unistd::setresuid(uid, uid, uid).map_err(|err| not_mapped("uid", run_as.uid, err))?;
+    Ok(())
 }
 
 fn exec_command(

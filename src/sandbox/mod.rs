@@ -32,12 +32,14 @@
 //!     mounts: stage3::cache_mounts(&cache)?,                          // + repositories read-only
 //!     network: Network::Host, hostname: "gib-build".into(),
 //!     command: vec!["emerge".into(), "--info".into()], env, cwd: "/".into(), interactive: false,
+//!     user: None,
 //! };
 //! let exit = sandbox::run(&spec, SandboxStdio::log_file(&File::create(log)?)?)?;
 //! scratch.remove()?;
 //! ```
 
 mod confine;
+mod credentials;
 pub mod helper;
 mod idmap;
 pub mod job;
@@ -84,6 +86,10 @@ pub struct SandboxSpec {
     /// An interactive command (a shell): gib ignores Ctrl-C while it runs, as the command
     /// shares its terminal and handles it.
     pub interactive: bool,
+    /// Run the command as this `user[:group]` of the root's own `/etc/passwd` and
+    /// `/etc/group` (names or ids; `HOME` from passwd unless `env` sets it) instead of root.
+    /// Needs a root and more than a single mapped id.
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +155,7 @@ impl SandboxSpec {
             env: default_env(),
             cwd: "/".into(),
             interactive: false,
+            user: None,
         }
     }
 }

@@ -657,6 +657,7 @@ mod tests {
             env: Vec::new(),
             cwd: "/".into(),
             interactive: false,
+            user: None,
         }
     }
 

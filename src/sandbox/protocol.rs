@@ -70,6 +70,7 @@ mod tests {
             env: vec![("A".into(), "b c".into())],
             cwd: "/".into(),
             interactive: false,
+            user: None,
         };
         let mut wire = Vec::new();
         send(

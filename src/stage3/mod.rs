@@ -270,7 +270,104 @@ fn unpack_into_cache(
         cache.publish(&scratch, &entry)
     })?;
     sandbox::check_not_hosts_root(&entry)?;
+    check_is_a_stage3(&entry, &tarball.display().to_string())?;
     Ok(done())
+}
+
+/// Refuse, before anything runs in it, a root nothing can run in: one without `/bin/sh`
+/// (not a stage3: a plain tree, a distroless image), or one whose programs are for another
+/// architecture. Without this check the sandbox fails with `cannot execute /bin/sh`.
+pub fn check_is_a_stage3(root: &Path, label: &str) -> Result<()> {
+    let shell = crate::rootfs::resolve::resolve_in_root(root, "/bin/sh", true)
+        .ok()
+        .filter(|path| path.is_file())
+        .ok_or_else(|| not_a_stage3(&format!("the stage3 {label}"), "/bin/sh"))?;
+    // The first bytes of the shell say which machine it is for (elf(5)); an unreadable or
+    // non-ELF shell is left for the sandbox to judge.
+    let mut header = [0u8; 20];
+    let read = File::open(&shell).and_then(|mut f| f.read_exact(&mut header));
+    let Some(machine) = read.ok().and_then(|()| elf_machine(&header)) else {
+        return Ok(());
+    };
+    if !host_runs(machine) {
+        return Err(UserError::with_hint(
+            format!(
+                "the stage3 {label} is for {}, not for this machine ({}): its programs cannot run here",
+                machine_name(machine),
+                std::env::consts::ARCH
+            ),
+            "use the stage3 of this machine's architecture",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse a stage3 without Portage before an emerge is attempted in it.
+pub fn check_has_portage(stage3: &Stage3Root) -> Result<()> {
+    let emerge = crate::rootfs::resolve::resolve_in_root(&stage3.path, "/usr/bin/emerge", true);
+    if emerge.is_ok_and(|path| path.exists()) {
+        return Ok(());
+    }
+    Err(not_a_stage3("the stage3", "emerge (/usr/bin/emerge)"))
+}
+
+fn not_a_stage3(what: &str, missing: &str) -> anyhow::Error {
+    UserError::with_hint(
+        format!("{what} has no {missing}: it is not a Gentoo stage3"),
+        "a stage3 is a Gentoo root with a shell and Portage, such as \
+         stage3-amd64-openrc-<date>.tar.xz; a plain tree or image goes in an image's \
+         `rootfs:` instead",
+    )
+}
+
+/// `e_machine` of an ELF header (its first 20 bytes), in the header's own byte order.
+fn elf_machine(header: &[u8; 20]) -> Option<u16> {
+    if &header[..4] != b"\x7fELF" {
+        return None;
+    }
+    let bytes = [header[18], header[19]];
+    match header[5] {
+        1 => Some(u16::from_le_bytes(bytes)),
+        2 => Some(u16::from_be_bytes(bytes)),
+        _ => None,
+    }
+}
+
+/// Whether this machine runs programs for `machine` natively (32-bit ones of its family too).
+fn host_runs(machine: u16) -> bool {
+    let native: &[u16] = match std::env::consts::ARCH {
+        "x86_64" => &[62, 3],
+        "x86" => &[3],
+        "aarch64" => &[183, 40],
+        "arm" => &[40],
+        "powerpc64" => &[21, 20],
+        "powerpc" => &[20],
+        "riscv64" | "riscv32" => &[243],
+        "s390x" => &[22],
+        "loongarch64" => &[258],
+        "mips" | "mips64" => &[8],
+        "sparc64" => &[43, 2],
+        // An architecture gib has no table for: let the sandbox judge.
+        _ => return true,
+    };
+    native.contains(&machine)
+}
+
+fn machine_name(machine: u16) -> String {
+    match machine {
+        62 => "amd64 (x86-64)".into(),
+        3 => "x86".into(),
+        183 => "arm64 (aarch64)".into(),
+        40 => "arm".into(),
+        21 => "ppc64".into(),
+        20 => "ppc".into(),
+        243 => "riscv".into(),
+        22 => "s390".into(),
+        258 => "loong".into(),
+        8 => "mips".into(),
+        43 | 2 => "sparc".into(),
+        other => format!("ELF machine {other}"),
+    }
 }
 
 /// Unpack `tarball` into `dest` as a job in the user namespace (no root, no mounts), so the
@@ -320,6 +417,28 @@ mod tests {
         assert!(err.to_string().contains("plain HTTP"), "{err}");
         assert!(refuse_unverifiable("http://mirror/s.tar.xz", Some("abc")).is_ok());
         assert!(refuse_unverifiable("https://mirror/s.tar.xz", None).is_ok());
+    }
+
+    #[test]
+    fn a_shells_elf_header_names_its_machine() {
+        let mut header = [0u8; 20];
+        header[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        header[18..].copy_from_slice(&183u16.to_le_bytes());
+        assert_eq!(elf_machine(&header), Some(183));
+        header[5] = 2;
+        header[18..].copy_from_slice(&21u16.to_be_bytes());
+        assert_eq!(elf_machine(&header), Some(21));
+        assert_eq!(elf_machine(&[b'#'; 20]), None);
+        assert!(host_runs(elf_machine(&own_shell_header()).unwrap()));
+    }
+
+    fn own_shell_header() -> [u8; 20] {
+        let mut header = [0u8; 20];
+        File::open("/proc/self/exe")
+            .unwrap()
+            .read_exact(&mut header)
+            .unwrap();
+        header
     }
 
     #[test]

@@ -232,7 +232,7 @@ fn plan_text_shows_the_portage_files() {
         "{text}"
     );
     assert!(
-        text.contains("==> /etc/portage/repos.conf/gib.conf <=="),
+        text.contains("==> /etc/portage/repos.conf/zz-gib.conf <=="),
         "{text}"
     );
     assert!(

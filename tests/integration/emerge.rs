@@ -199,6 +199,37 @@ fn a_package_that_fails_to_compile_names_itself_and_shows_its_log() {
     assert!(entries.is_empty(), "left in the cache: {entries:?}");
 }
 
+/// A misspelt atom: an error naming it, that no ebuild matches, and emerge's nearest names,
+/// with the configuration's exit code; not a build log.
+fn a_missing_package_is_named(runner: Runner) {
+    let dir = work_dir(runner, "emerge-missing");
+    let cache = dir.path().join("cache");
+    let config = write_config(dir.path(), &[], &[("typo", "app-misc/greeet")]);
+    let out = build(runner, &config, &cache, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: image typo: no ebuild matches app-misc/greeet\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: did you mean app-misc/greet?"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("emerge failed"), "{stderr}");
+    assert!(!stderr.contains("build log:"), "{stderr}");
+}
+
+#[test]
+fn a_missing_package_is_named_with_the_nearest_names_as_root() {
+    a_missing_package_is_named(Runner::Root);
+}
+
+#[test]
+fn a_missing_package_is_named_with_the_nearest_names_rootless() {
+    a_missing_package_is_named(Runner::User);
+}
+
 /// `emerge --info` in the mini stage3 through gib's sandbox.
 fn emerge_info(runner: Runner) {
     let dir = work_dir(runner, "emerge-info");

@@ -6,6 +6,7 @@
 mod architecture;
 mod binhost;
 mod chains;
+mod cli_text;
 mod config;
 mod confinement;
 mod distfiles;
@@ -13,7 +14,9 @@ mod emerge;
 mod fixture;
 mod hostile;
 mod hostile_network;
+mod image_tests;
 mod oci;
+mod outputs;
 mod push;
 mod quality;
 mod real_packages;

@@ -378,6 +378,20 @@ fn accounts_and_paths_in_a_child_image_and_gib_inspect() {
     ] {
         assert!(text.contains(expected), "{expected} not in:\n{text}");
     }
+    // A file the child rewrote over its parent's (ld.so.cache) is one file of the image.
+    let no_package = text
+        .split_once("files of no package (largest):\n")
+        .and_then(|(_, rest)| rest.split_once("\n\n"))
+        .map(|(section, _)| section)
+        .unwrap_or_else(|| panic!("no files of no package in:\n{text}"));
+    let mut listed = BTreeSet::new();
+    for line in no_package.lines() {
+        assert!(
+            listed.insert(line.split_whitespace().last()),
+            "twice:\n{text}"
+        );
+    }
+    assert!(!text.contains(" 1 files"), "{text}");
     let json: Value = serde_json::from_str(&run_ok(
         gib()
             .arg("inspect")

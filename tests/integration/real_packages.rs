@@ -114,7 +114,7 @@ fn accounts_end_to_end(runner: Runner) {
     let config = write_config(
         dir.path(),
         &mini_stage3(),
-        "  package_use_flags:\n    app-misc/svc-whoami: [nosuchflag]\n",
+        "  package_use_flags:\n    app-misc/svc-whoami: [nosuchflag]\n    app-misc/svc-whoam: [x]\n",
         "  svc:\n    from: scratch\n    packages: [app-misc/svc-whoami]\n    tag: one\n    \
          entrypoint: [/usr/bin/svc-whoami]\n    user: gibsvc\n    \
          accounts: {users: [{name: web, uid: 1001, gid: 1001}]}\n\
@@ -145,6 +145,11 @@ fn accounts_end_to_end(runner: Runner) {
         ),
         "{err}"
     );
+
+    // A package no repository has: one warning for the run, with the nearest name.
+    let unknown = "warning: package_use_flags names app-misc/svc-whoam, which no repository \
+                   has (did you mean app-misc/svc-whoami?); its flags do nothing";
+    assert_eq!(err.matches(unknown).count(), 1, "{err}");
 
     // From scratch: the account package's user, group and home directory, owned by it.
     let layers = archive_layers(&archive, "svc:one");

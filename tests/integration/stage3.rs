@@ -508,3 +508,132 @@ fn the_upper_of_a_killed_gib_is_removed_by_the_next_run() {
     util::assert_success(&Command::new("gib"), &out);
     assert!(scratch_dirs().is_empty(), "left: {:?}", scratch_dirs());
 }
+
+/// A tarball of `files` (path, bytes, mode) and `links` (path, target), built with tar.
+fn tarball_of(
+    dir: &Path,
+    name: &str,
+    files: &[(&str, &[u8], u32)],
+    links: &[(&str, &str)],
+) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let tree = dir.join(format!("{name}-tree"));
+    for (path, bytes, mode) in files {
+        let path = tree.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).unwrap();
+    }
+    for (path, target) in links {
+        let path = tree.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, path).unwrap();
+    }
+    let tarball = dir.join(format!("{name}.tar"));
+    util::run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&tree)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("."),
+    );
+    tarball
+}
+
+/// The first bytes of an ELF program for a machine this one does not run.
+fn foreign_elf() -> Vec<u8> {
+    let machine: u16 = if cfg!(target_arch = "aarch64") {
+        62
+    } else {
+        183
+    };
+    let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
+    elf.resize(18, 0);
+    elf.extend_from_slice(&machine.to_le_bytes());
+    elf.resize(64, 0);
+    elf
+}
+
+fn a_stage3_of_the_wrong_kind_is_refused(runner: util::Runner) {
+    let dir = util::work_dir(runner, "stage3-kind");
+    let busybox = std::fs::read(util::require_tool("busybox")).unwrap();
+    let foreign = foreign_elf();
+    let cases: [(&str, PathBuf, &str); 3] = [
+        (
+            "no-shell",
+            tarball_of(
+                dir.path(),
+                "no-shell",
+                &[("etc/os-release", b"ID=x\n", 0o644)],
+                &[],
+            ),
+            "has no /bin/sh: it is not a Gentoo stage3",
+        ),
+        (
+            "foreign",
+            tarball_of(
+                dir.path(),
+                "foreign",
+                &[
+                    ("usr/bin/bash", &foreign, 0o755),
+                    ("usr/bin/emerge", b"#!/bin/sh\n", 0o755),
+                ],
+                &[("bin", "usr/bin"), ("usr/bin/sh", "bash")],
+            ),
+            "its programs cannot run here",
+        ),
+        (
+            "no-portage",
+            tarball_of(
+                dir.path(),
+                "no-portage",
+                &[("bin/sh", &busybox, 0o755)],
+                &[],
+            ),
+            "the stage3 has no emerge (/usr/bin/emerge): it is not a Gentoo stage3",
+        ),
+    ];
+    for (name, tarball, expected) in cases {
+        let config = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "stage3:\n  path: {}\nportage:\n  sync_type: none\nimages:\n  a:\n    \
+                 packages: [app-misc/greet]\n",
+                tarball.display()
+            ),
+        )
+        .unwrap();
+        let cache = dir.path().join(format!("cache-{name}"));
+        let started = std::time::Instant::now();
+        let out = util::gib_build(runner, &config, &cache, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(expected), "{name}: {err}");
+        assert!(!err.contains("cannot execute"), "{name}: {err}");
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "{name} took {:?}",
+            started.elapsed()
+        );
+        if name == "foreign" {
+            let arch = if cfg!(target_arch = "aarch64") {
+                "amd64"
+            } else {
+                "arm64"
+            };
+            assert!(err.contains(&format!("is for {arch}")), "{err}");
+        }
+    }
+}
+
+#[test]
+fn a_stage3_of_the_wrong_kind_is_refused_as_root() {
+    a_stage3_of_the_wrong_kind_is_refused(util::Runner::Root);
+}
+
+#[test]
+fn a_stage3_of_the_wrong_kind_is_refused_rootless() {
+    a_stage3_of_the_wrong_kind_is_refused(util::Runner::User);
+}

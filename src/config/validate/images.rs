@@ -195,13 +195,7 @@ impl Validator<'_> {
             .iter()
             .map(|v| self.absolute(v, "volume"))
             .collect::<Checked<Vec<_>>>()?;
-        let test = match &r.test {
-            Some(t) if t.value.trim().is_empty() => {
-                return Err(self.source.error(t.referenced, "`test` is empty"));
-            }
-            Some(t) => Some(t.value.clone()),
-            None => None,
-        };
+        let test = r.test.as_ref().map(|t| self.image_test(t)).transpose()?;
         let layering = match r.layering {
             Some(l) => self.layering(l.value)?,
             None => default_layering(),

@@ -25,6 +25,7 @@ use crate::gentoo::atom::{self, Atom};
 mod accounts;
 mod build;
 mod defaults;
+mod image_test;
 mod images;
 mod registries;
 mod repositories;

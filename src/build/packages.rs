@@ -170,7 +170,7 @@ fn build_in(
     all_packages.extend(own_packages.iter().map(|p| p.cpv()));
     all_packages.sort();
     all_packages.dedup();
-    let version_tag = super::version_tag(ctx, image, &own_packages);
+    let version_tag = super::version_tag(ctx, image, &own_packages)?;
     // The SBOM lists the packages whose files the image holds, their database in it or not.
     let parent_dbs = parent.map(|p| p.package_dbs.clone()).unwrap_or_default();
     let mut image_layers: Vec<PathBuf> = package_db.iter().chain(&parent_dbs).cloned().collect();
@@ -295,7 +295,7 @@ pub fn emerge_job<'a>(
             keep_static_libs: image.keep_static_libs,
             keep_service_files: image.keep_service_files,
             keep_package_db: image.keep_package_db,
-            source_date_epoch: ctx.epoch(),
+            source_date_epoch: Some(ctx.epoch()?),
         },
         builder: RootFs::Overlay {
             lowers,

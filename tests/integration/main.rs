@@ -18,6 +18,7 @@ mod quality;
 mod real_packages;
 mod registry;
 mod registry_server;
+mod reproducible;
 mod sandbox;
 mod sbom;
 mod scripts;

@@ -9,16 +9,14 @@ use std::process::Output;
 use crate::fixture::mini_stage3;
 use crate::util::{Runner, gib_build, run_ok, test_user, work_dir};
 
-/// gib.yaml with the rootfs image `root` and a packages-kind image (a `paths:` entry only:
-/// it prepares the stage3 but emerges nothing) named `other`, which sorts before or after
-/// `root` and so is built before or after it.
+/// gib.yaml with the rootfs image `root` and a packages image named `other`, which sorts
+/// before or after `root` and so is built before or after it.
 fn write_config(dir: &Path, other: &str) -> std::path::PathBuf {
     let path = dir.join(format!("gib-{other}.yaml"));
     let text = format!(
         "stage3:\n  path: {stage3}\nportage:\n  sync_type: none\nimages:\n\
          \x20 root:\n    from: scratch\n    tag: t\n    rootfs: ./root.tar.gz\n\
-         \x20 {other}:\n    from: scratch\n    tag: t\n    paths:\n\
-         \x20     - {{path: /srv, type: directory, mode: \"0755\"}}\n",
+         \x20 {other}:\n    from: scratch\n    tag: t\n    packages: [sys-apps/baselayout]\n",
         stage3 = mini_stage3().display(),
     );
     fs::write(&path, text).unwrap();
@@ -103,7 +101,7 @@ fn a_rootfs_tarball_gives_one_digest_whenever_in_whatever_order_and_by_whomever(
         assert!(!stderr.contains("Unpacking"), "{stderr}");
         digests.push((format!("{runner:?} touched"), digest));
 
-        // Touched and rebuilt, in a fresh cache, first and after a packages-kind image.
+        // Touched and rebuilt, in a fresh cache, first and after a packages image.
         let fresh = dir.join("cache-fresh");
         let (digest, stderr) = root_digest(&gib_build(runner, &first, &fresh, &["--json"]));
         assert!(stderr.contains("Unpacking"), "{stderr}");

@@ -202,14 +202,13 @@ impl<'a> BuildContext<'a> {
                 mirror,
                 pin,
             } => {
-                let trust = crate::openpgp::Trust::from_env()?;
                 let tarball = stage3::flavor::fetch(
                     flavor,
                     mirror,
                     pin.as_deref(),
                     self.cache,
                     self.offline,
-                    &trust,
+                    &self.plan.trust,
                     self.printer,
                 )?;
                 let verified = crate::config::Stage3::Path {
@@ -228,13 +227,13 @@ impl<'a> BuildContext<'a> {
         if let Some(repos) = self.repositories.get() {
             return Ok(repos);
         }
-        let trust = crate::openpgp::Trust::from_env()?;
-        let mut specs = vec![RepoSpec::main(&self.plan.portage, &trust)];
+        let trust = &self.plan.trust;
+        let mut specs = vec![RepoSpec::main(&self.plan.portage, trust)];
         specs.extend(
             self.plan
                 .repositories
                 .iter()
-                .map(|r| RepoSpec::overlay(r, &trust)),
+                .map(|r| RepoSpec::overlay(r, trust)),
         );
         let mut repos = Vec::new();
         for spec in &specs {
@@ -410,9 +409,8 @@ fn version_tag(
     image: &ImagePlan,
     packages: &[InstalledPackage],
 ) -> Result<String> {
-    let snapshot = || -> Result<String> {
-        Ok(ctx.snapshot_date()?.unwrap_or_else(|| "latest".to_string()))
-    };
+    let snapshot =
+        || -> Result<String> { Ok(ctx.snapshot_date()?.unwrap_or_else(|| "latest".to_string())) };
     Ok(match &image.tag_rule {
         TagRule::Explicit(tag) => tag.clone(),
         TagRule::PackageVersion { package } => match packages.iter().find(|p| &p.name == package) {

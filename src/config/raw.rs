@@ -35,6 +35,9 @@ pub struct RawStage3 {
     pub url: Option<S<String>>,
     pub path: Option<S<String>>,
     pub sha512: Option<S<String>>,
+    pub fingerprint: Option<S<String>>,
+    pub keyring: Option<S<String>>,
+    pub ca_certificate: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +46,9 @@ pub struct RawPortage {
     pub sync_type: Option<S<String>>,
     pub uri: Option<S<String>>,
     pub pin: Option<S<String>>,
+    pub fingerprint: Option<S<String>>,
+    pub keyring: Option<S<String>>,
+    pub ca_certificate: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

@@ -54,7 +54,11 @@ fn write_tarball(dir: &Path) {
             .arg(dir.join("root.tar.gz"))
             // `etc/app` is implied, not listed; `usr/share` and below are entries.
             .args(["--no-recursion", "etc/app/app.conf", "usr", "usr/share"])
-            .args(["usr/share/doc", "usr/share/doc/app", "usr/share/doc/app/README"]),
+            .args([
+                "usr/share/doc",
+                "usr/share/doc/app",
+                "usr/share/doc/app/README",
+            ]),
     );
 }
 
@@ -106,12 +110,8 @@ fn a_rootfs_tarball_gives_one_digest_whenever_in_whatever_order_and_by_whomever(
         let (digest, stderr) = root_digest(&gib_build(runner, &first, &fresh, &["--json"]));
         assert!(stderr.contains("Unpacking"), "{stderr}");
         digests.push((format!("{runner:?} touched, fresh cache"), digest));
-        let (digest, stderr) = root_digest(&gib_build(
-            runner,
-            &after,
-            &fresh,
-            &["--json", "--force"],
-        ));
+        let (digest, stderr) =
+            root_digest(&gib_build(runner, &after, &fresh, &["--json", "--force"]));
         assert!(stderr.contains("Layering root"), "{stderr}");
         digests.push((format!("{runner:?} after a packages image, forced"), digest));
         let other = dir.join("cache-other");

@@ -2,7 +2,8 @@
 //! an HTTPS server with a test CA (a fake Gentoo mirror and `git http-backend`; python,
 //! `sources_server.py`) and an rsync daemon. The mirror is fake because the real one is out
 //! of reach here; its files follow the real layout, signed with keys made in the test
-//! (gpg), which gib is told to trust through `GIB_RELENG_KEYRING` and friends.
+//! (gpg), which gib is told to trust through the hooks' `--releng-fingerprint` and friends
+//! (what gib.yaml's `stage3.fingerprint`, `keyring` and `ca_certificate` give `gib build`).
 //!
 //! gib is driven through the hidden `gib __sources` hooks.
 
@@ -232,15 +233,29 @@ impl World {
 
     /// `gib __sources …` trusting the test's keys and CA.
     fn gib(&self) -> Command {
+        self.gib_trusting(Some(&self.releng.keyring), Some(&self.pki.ca))
+    }
+
+    /// `gib __sources …` trusting the test's keys (the releng key's material from
+    /// `releng_keyring`, else from the keyserver) and `stage3_ca` for the mirror.
+    fn gib_trusting(&self, releng_keyring: Option<&Path>, stage3_ca: Option<&Path>) -> Command {
         let mut cmd = gib();
-        cmd.args(["__sources"])
-            .env("GIB_RELENG_KEYRING", &self.releng.keyring)
-            .env("GIB_RELENG_FINGERPRINT", &self.releng.fingerprint)
-            .env("GIB_SNAPSHOT_KEYRING", &self.infra.keyring)
-            .env("GIB_SNAPSHOT_FINGERPRINT", &self.infra.fingerprint)
-            .env("GIB_CA_CERTIFICATE", &self.pki.ca)
-            .env_remove("GIT_SSL_CAINFO")
-            .env_remove("SSL_CERT_FILE");
+        cmd.args([
+            "__sources",
+            "--releng-fingerprint",
+            &self.releng.fingerprint,
+        ])
+        .args(["--snapshot-fingerprint", &self.infra.fingerprint])
+        .arg("--snapshot-keyring")
+        .arg(&self.infra.keyring)
+        .env_remove("GIT_SSL_CAINFO")
+        .env_remove("SSL_CERT_FILE");
+        if let Some(keyring) = releng_keyring {
+            cmd.arg("--releng-keyring").arg(keyring);
+        }
+        if let Some(ca) = stage3_ca {
+            cmd.arg("--stage3-ca-certificate").arg(ca);
+        }
         cmd
     }
 
@@ -584,9 +599,8 @@ fn a_pinned_key_is_fetched_from_the_keyserver_checked_and_cached() {
     let cache = world.path("cache");
     let fetch = || {
         world
-            .gib()
-            .env_remove("GIB_RELENG_KEYRING")
-            .env("GIB_KEYSERVER", &keyserver)
+            .gib_trusting(None, Some(&world.pki.ca))
+            .args(["--keyserver", &keyserver])
             .args(["fetch-stage3", "--flavor", FLAVOR, "--mirror"])
             .arg(format!("https://127.0.0.1:{}", server.port))
             .arg("--cache-dir")
@@ -676,14 +690,8 @@ fn make_git_repo(world: &World, name: &str, trees: &[&[(&str, &str)]]) -> Vec<St
 /// with `extra` arguments.
 fn sync_repo(world: &World, cache: &Path, repo: [&str; 3], extra: &[&str]) -> Output {
     let [name, sync_type, uri] = repo;
-    let mut cmd = world.gib();
-    cmd.env_remove("GIB_CA_CERTIFICATE").args([
-        "sync-repo",
-        "--name",
-        name,
-        "--sync-type",
-        sync_type,
-    ]);
+    let mut cmd = world.gib_trusting(Some(&world.releng.keyring), None);
+    cmd.args(["sync-repo", "--name", name, "--sync-type", sync_type]);
     if !uri.is_empty() {
         cmd.args(["--uri", uri]);
     }
@@ -982,7 +990,7 @@ fn local_and_none_repositories_are_not_copied() {
     assert!(stderr.contains("/nonexistent/overlay"), "{stderr}");
 }
 
-/// `ca_certificate` (here `GIB_CA_CERTIFICATE` and `--ca-certificate`) is trusted besides the
+/// `ca_certificate` (here `--stage3-ca-certificate` and `--ca-certificate`) is trusted besides the
 /// system roots, never instead of them, for downloads and git alike: with an unrelated CA
 /// given, a host signed by a CA of the system bundle (`SSL_CERT_FILE`) is still reached; with
 /// neither CA trusting it, the host is refused.
@@ -998,8 +1006,7 @@ fn a_ca_certificate_is_trusted_besides_the_system_roots_for_downloads_and_git() 
     let cache = world.path("cache");
     let fetch = |system: &Path| {
         world
-            .gib()
-            .env("GIB_CA_CERTIFICATE", &unrelated.ca)
+            .gib_trusting(Some(&world.releng.keyring), Some(&unrelated.ca))
             .env("SSL_CERT_FILE", system)
             .args(["fetch-stage3", "--flavor", FLAVOR, "--mirror", &mirror])
             .arg("--cache-dir")
@@ -1009,8 +1016,7 @@ fn a_ca_certificate_is_trusted_besides_the_system_roots_for_downloads_and_git() 
     };
     let sync = |system: &Path| {
         world
-            .gib()
-            .env_remove("GIB_CA_CERTIFICATE")
+            .gib_trusting(Some(&world.releng.keyring), None)
             .env("SSL_CERT_FILE", system)
             .args(["sync-repo", "--name", "mine", "--sync-type", "git"])
             .args(["--uri", &uri])
@@ -1060,9 +1066,8 @@ fn a_silent_repository_server_is_given_up_within_the_stall_bound() {
     ] {
         let cache = world.path(&format!("cache-{sync_type}"));
         let started = std::time::Instant::now();
-        let mut cmd = world.gib();
-        cmd.env_remove("GIB_CA_CERTIFICATE")
-            .env("GIB_HTTP_STALL_TIMEOUT", "2")
+        let mut cmd = world.gib_trusting(Some(&world.releng.keyring), None);
+        cmd.env("GIB_HTTP_STALL_TIMEOUT", "2")
             .env("GIB_HTTP_CONNECT_TIMEOUT", "2")
             .args(["sync-repo", "--name", "mine", "--sync-type", sync_type])
             .args(["--uri", &uri, "--cache-dir"])

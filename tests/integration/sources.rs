@@ -198,12 +198,17 @@ impl World {
     /// random bytes; gib does not unpack it here), its DIGESTS (BLAKE2B block first, as
     /// catalyst writes it, clearsigned), its `.asc`, and the clearsigned latest file.
     fn publish_stage3(&self) -> PathBuf {
+        self.publish_stage3_holding(&pseudo_random(3 << 20, 7))
+    }
+
+    /// [`World::publish_stage3`] with `bytes` as the tarball.
+    fn publish_stage3_holding(&self, bytes: &[u8]) -> PathBuf {
         let autobuilds = self.mirror.join("releases/amd64/autobuilds");
         let build = autobuilds.join(TS);
         std::fs::create_dir_all(&build).unwrap();
         let name = format!("stage3-{FLAVOR}-{TS}.tar.xz");
         let tarball = build.join(&name);
-        std::fs::write(&tarball, pseudo_random(3 << 20, 7)).unwrap();
+        std::fs::write(&tarball, bytes).unwrap();
         self.write_digests(&tarball, true);
         self.releng
             .detach_sign(&tarball, &build.join(format!("{name}.asc")));
@@ -1082,4 +1087,128 @@ fn a_silent_repository_server_is_given_up_within_the_stall_bound() {
             "{sync_type}: gave up only after {elapsed:?}: {stderr}"
         );
     }
+}
+
+/// What gib trusts is in gib.yaml, never in the environment: a stage3 signed by a key that
+/// only `GIB_RELENG_*` variables name is refused (the pinned Gentoo key is what gib checks
+/// against); the same key named in gib.yaml (`stage3.fingerprint`, `keyring`, with the
+/// mirror's `ca_certificate`) is accepted, and `gib plan` shows it.
+#[test]
+fn a_stage3_key_is_trusted_from_gib_yaml_never_from_the_environment() {
+    let world = World::new("trust-gib-yaml");
+    // A real (tiny) stage3: gib build unpacks it to read its repository's snapshot time.
+    let tree = world.path("stage3-tree");
+    let chk = tree.join("var/db/repos/gentoo/metadata");
+    std::fs::create_dir_all(&chk).unwrap();
+    std::fs::write(
+        chk.join("timestamp.chk"),
+        "Sat, 14 Nov 2026 00:45:01 +0000\n",
+    )
+    .unwrap();
+    let stage3 = world.path("stage3.tar.xz");
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&tree)
+            .args(["--numeric-owner", "-cJf"])
+            .arg(&stage3)
+            .arg("."),
+    );
+    world.publish_stage3_holding(&std::fs::read(&stage3).unwrap());
+    let rootfs = world.path("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/motd"), "hi\n").unwrap();
+    let server = world.serve(&[]);
+    let config = |keys: &str| {
+        let path = world.path("gib.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "stage3:\n  flavor: {FLAVOR}\n  mirror: https://127.0.0.1:{port}\n  \
+                 ca_certificate: {ca}\n{keys}portage:\n  sync_type: none\nimages:\n  \
+                 root:\n    from: scratch\n    tag: t\n    rootfs: ./rootfs\n",
+                port = server.port,
+                ca = world.pki.ca.display(),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let build = |config: &Path, cache: &Path| {
+        gib()
+            .arg("build")
+            .arg("-f")
+            .arg(config)
+            .arg("--cache-dir")
+            .arg(cache)
+            .env("GIB_RELENG_KEYRING", &world.releng.keyring)
+            .env("GIB_RELENG_FINGERPRINT", &world.releng.fingerprint)
+            .output()
+            .unwrap()
+    };
+    const GENTOO_RELENG: &str = "13EBBDBEDE7A12775DFDB1BABB572E0E2D182910";
+
+    // Only the environment names the test key: gib checks against Gentoo's pinned key. Its
+    // material is put in the cache (under the pinned fingerprint, as if fetched) so the
+    // check runs here without a keyserver: the signature by the test key is refused.
+    let env_only = config("");
+    let cache = world.path("cache-env");
+    std::fs::create_dir_all(cache.join("keys")).unwrap();
+    std::fs::copy(
+        &world.releng.keyring,
+        cache.join(format!("keys/{GENTOO_RELENG}.asc")),
+    )
+    .unwrap();
+    let stderr = failure(&build(&env_only, &cache));
+    assert!(
+        stderr.contains(&format!("not by the trusted key {GENTOO_RELENG}")),
+        "{stderr}"
+    );
+    let plan = run_ok(gib().arg("plan").arg("-f").arg(&env_only));
+    assert!(
+        plan.contains(&format!(
+            "stage3 key: {GENTOO_RELENG} (Gentoo Release Engineering, pinned in gib)"
+        )),
+        "{plan}"
+    );
+
+    // The same key named in gib.yaml: accepted, and shown by `gib plan`.
+    let named = config(&format!(
+        "  fingerprint: {}\n  keyring: ./releng.asc\n",
+        world.releng.fingerprint
+    ));
+    let out = build(&named, &world.path("cache-yaml"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let plan = run_ok(gib().arg("plan").arg("-f").arg(&named));
+    assert!(
+        plan.contains(&format!(
+            "stage3 key: {} from {} (gib.yaml)",
+            world.releng.fingerprint,
+            world.releng.keyring.display()
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!(
+            "CA certificate for stage3: {}",
+            world.pki.ca.display()
+        )),
+        "{plan}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&run_ok(
+        gib().arg("plan").arg("--json").arg("-f").arg(&named),
+    ))
+    .unwrap();
+    let key = &json["trust"]["stage3_key"];
+    assert_eq!(
+        key["fingerprint"],
+        world.releng.fingerprint.as_str(),
+        "{json}"
+    );
+    assert_eq!(key["builtin"], false, "{json}");
+    assert_eq!(
+        json["trust"]["ca_certificates"]["stage3"],
+        world.pki.ca.display().to_string()
+    );
 }

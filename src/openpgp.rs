@@ -443,6 +443,19 @@ mod tests {
         assert!(normalize_fingerprint("BB572E0E2D182910").is_err());
     }
 
+    /// gib ships Gentoo's fingerprints only (no key material: the keys are fetched from the
+    /// keyserver and must carry these); they must at least be well-formed, or no key could.
+    #[test]
+    fn the_pinned_gentoo_fingerprints_are_v4_fingerprints() {
+        for pinned in [RELENG_FINGERPRINT, INFRASTRUCTURE_FINGERPRINT] {
+            assert_eq!(normalize_fingerprint(pinned).unwrap(), pinned);
+        }
+        let gentoo = Trust::gentoo();
+        assert!(gentoo.releng.is_builtin() && gentoo.snapshots.is_builtin());
+        // The long key id Gentoo publishes for its release key is the fingerprint's tail.
+        assert!(RELENG_FINGERPRINT.ends_with("BB572E0E2D182910"));
+    }
+
     #[test]
     fn validsig_by_the_primary_key_is_accepted() {
         let status = format!(

@@ -84,6 +84,18 @@ pub struct BuiltImage {
     pub reused: bool,
 }
 
+impl BuiltImage {
+    /// A cache entry's record, reused in this run rather than built: said so.
+    fn reused(mut self, printer: &Printer) -> BuiltImage {
+        printer.status(
+            "Reusing",
+            &format!("{} {} (unchanged)", self.name, self.image.manifest.digest),
+        );
+        self.reused = true;
+        self
+    }
+}
+
 /// The trees an image stands on, each nearest first (see `BuiltImage`).
 struct Trees {
     layer_dirs: Vec<PathBuf>,

@@ -69,7 +69,7 @@ fn reuse(
     key: &str,
 ) -> Result<Option<BuiltImage>> {
     for entry in slot.entries(ctx.cache)? {
-        let Some(mut record) = entry.record(ctx.store) else {
+        let Some(record) = entry.record(ctx.store) else {
             continue;
         };
         let Some(merged) = super::key::read_merged(entry.path()) else {
@@ -82,15 +82,7 @@ fn reuse(
         {
             continue;
         }
-        ctx.printer.status(
-            "Reusing",
-            &format!(
-                "{} {} (unchanged)",
-                image.name, record.image.manifest.digest
-            ),
-        );
-        record.reused = true;
-        return Ok(Some(record));
+        return Ok(Some(record.reused(ctx.printer)));
     }
     Ok(None)
 }

@@ -49,14 +49,14 @@ pub fn build(
     ]);
     let slot = Slot::new(&image.name, &key);
     if !ctx.force
-        && let Some(record) = reuse(ctx, &image.name, &slot, &key)?
+        && let Some(record) = reuse(ctx, &slot, &key)?
     {
         return Ok(record);
     }
     // One gib builds these inputs at a time; another waits for it and reuses its entry.
     let _building = ctx.cache.lock("build", slot.name())?;
     if !ctx.force
-        && let Some(record) = reuse(ctx, &image.name, &slot, &key)?
+        && let Some(record) = reuse(ctx, &slot, &key)?
     {
         return Ok(record);
     }
@@ -106,10 +106,10 @@ fn content_digest(tarball: &Path) -> Result<String> {
 
 /// The newest entry of `slot` whose record has `key` and whose trees are all still in the
 /// cache, used from here to the end of the run.
-fn reuse(ctx: &BuildContext<'_>, name: &str, slot: &Slot, key: &str) -> Result<Option<BuiltImage>> {
+fn reuse(ctx: &BuildContext<'_>, slot: &Slot, key: &str) -> Result<Option<BuiltImage>> {
     let trees = ctx.cache.dir("rootfs")?;
     for entry in slot.entries(ctx.cache)? {
-        let Some(mut record) = entry.record(ctx.store) else {
+        let Some(record) = entry.record(ctx.store) else {
             continue;
         };
         if record.key != key {
@@ -132,12 +132,7 @@ fn reuse(ctx: &BuildContext<'_>, name: &str, slot: &Slot, key: &str) -> Result<O
         {
             continue;
         }
-        ctx.printer.status(
-            "Reusing",
-            &format!("{name} {} (unchanged)", record.image.manifest.digest),
-        );
-        record.reused = true;
-        return Ok(Some(record));
+        return Ok(Some(record.reused(ctx.printer)));
     }
     Ok(None)
 }

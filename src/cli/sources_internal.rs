@@ -51,6 +51,19 @@ pub struct TrustArgs {
 impl TrustArgs {
     fn trust(self) -> Result<Trust> {
         let mut trust = Trust::gentoo();
+        let alone = [
+            (
+                self.releng_keyring.is_some() && self.releng_fingerprint.is_none(),
+                "releng",
+            ),
+            (
+                self.snapshot_keyring.is_some() && self.snapshot_fingerprint.is_none(),
+                "snapshot",
+            ),
+        ];
+        if let Some((_, which)) = alone.iter().find(|(alone, _)| *alone) {
+            anyhow::bail!("--{which}-keyring needs --{which}-fingerprint");
+        }
         if let Some(fingerprint) = &self.releng_fingerprint {
             trust.releng = TrustedKey::named(fingerprint, self.releng_keyring)?;
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use crate::fixture::mini_stage3;
-use crate::util::{Runner, gib_build, run_ok, test_user, work_dir};
+use crate::util::{Runner, build_without_sandboxes, gib_build, run_ok, test_user, work_dir};
 
 /// gib.yaml with the rootfs image `root` and a packages image named `other`, which sorts
 /// before or after `root` and so is built before or after it.
@@ -103,7 +103,18 @@ fn a_rootfs_tarball_gives_one_digest_whenever_in_whatever_order_and_by_whomever(
         let (digest, stderr) = root_digest(&gib_build(runner, &first, &cache, &["--json"]));
         assert!(stderr.contains("Reusing root"), "{stderr}");
         assert!(!stderr.contains("Unpacking"), "{stderr}");
-        digests.push((format!("{runner:?} touched"), digest));
+        digests.push((format!("{runner:?} touched"), digest.clone()));
+
+        // Reused without entering a sandbox: it works where no user namespace can be made.
+        if runner == Runner::Root {
+            let out = build_without_sandboxes(&first, &cache, &[]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{stderr}");
+            assert!(
+                stderr.contains(&format!("Reusing root {digest}")),
+                "{stderr}"
+            );
+        }
 
         // Touched and rebuilt, in a fresh cache, first and after a packages image.
         let fresh = dir.join("cache-fresh");

@@ -735,6 +735,26 @@ fn a_git_overlay_behind_the_test_ca_syncs_with_its_ca_certificate_only() {
     );
     assert!(stderr.contains(&uri), "{stderr}");
     assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+    // git's own environment switches do not change what gib trusts.
+    let out = world
+        .gib_trusting(Some(&world.releng.keyring), None)
+        .env("GIT_SSL_NO_VERIFY", "1")
+        .env("GIT_SSL_CAINFO", &world.pki.ca)
+        .args([
+            "sync-repo",
+            "--name",
+            "mine",
+            "--sync-type",
+            "git",
+            "--uri",
+            &uri,
+        ])
+        .arg("--cache-dir")
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let stderr = failure(&out);
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
 
     let got = json(&sync_repo(
         &world,

@@ -23,7 +23,7 @@ use super::entry::Slot;
 use super::{BuildContext, BuiltImage, hash_parts, layer::layer_options};
 use crate::cache::remove_any;
 use crate::oci::layer::{IdShift, LayerSource, OwnerMap, write_layer};
-use crate::plan::ImagePlan;
+use crate::plan::{BuildKind, ImagePlan};
 use crate::printer::UserError;
 use crate::sandbox::IdMode;
 use crate::tarball::{self, TarballKind};
@@ -40,9 +40,12 @@ pub fn build(
         RootfsKind::Tarball => rootfs,
     };
     let content = content_digest(tarball)?;
+    // Where the tarball lies is no input: what it holds is.
+    let mut unplaced = image.clone();
+    unplaced.kind = BuildKind::Rootfs(PathBuf::new());
     let key = hash_parts(&[
         "rootfs",
-        &format!("{image:?}"),
+        &format!("{unplaced:?}"),
         parent.map_or("", |p| p.key.as_str()),
         &content,
         &ctx.epoch_identity()?,

@@ -11,11 +11,11 @@ use crate::util::{Runner, build_without_sandboxes, gib_build, run_ok, test_user,
 
 /// gib.yaml with the rootfs image `root` and a packages image named `other`, which sorts
 /// before or after `root` and so is built before or after it.
-fn write_config(dir: &Path, other: &str) -> std::path::PathBuf {
-    let path = dir.join(format!("gib-{other}.yaml"));
+fn write_config(dir: &Path, other: &str, tarball: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("gib-{other}-{}.yaml", tarball.replace('/', "-")));
     let text = format!(
         "stage3:\n  path: {stage3}\nportage:\n  sync_type: none\nimages:\n\
-         \x20 root:\n    from: scratch\n    tag: t\n    rootfs: ./root.tar.gz\n\
+         \x20 root:\n    from: scratch\n    tag: t\n    rootfs: ./{tarball}\n\
          \x20 {other}:\n    from: scratch\n    tag: t\n    packages: [sys-apps/baselayout]\n",
         stage3 = mini_stage3().display(),
     );
@@ -70,8 +70,11 @@ fn a_rootfs_tarball_gives_one_digest_whenever_in_whatever_order_and_by_whomever(
         let dir = tmp.path();
         write_tarball(dir);
         let tarball = dir.join("root.tar.gz");
-        let first = write_config(dir, "zz-after");
-        let after = write_config(dir, "aa-before");
+        let first = write_config(dir, "zz-after", "root.tar.gz");
+        let after = write_config(dir, "aa-before", "root.tar.gz");
+        fs::create_dir(dir.join("moved")).unwrap();
+        fs::copy(&tarball, dir.join("moved/root.tar.gz")).unwrap();
+        let moved = write_config(dir, "zz-after", "moved/root.tar.gz");
         if runner == Runner::User {
             let user = test_user();
             run_ok(
@@ -104,6 +107,11 @@ fn a_rootfs_tarball_gives_one_digest_whenever_in_whatever_order_and_by_whomever(
         assert!(stderr.contains("Reusing root"), "{stderr}");
         assert!(!stderr.contains("Unpacking"), "{stderr}");
         digests.push((format!("{runner:?} touched"), digest.clone()));
+
+        // Elsewhere (another name, another time): still reused.
+        let (digest, stderr) = root_digest(&gib_build(runner, &moved, &cache, &["--json"]));
+        assert!(stderr.contains("Reusing root"), "{stderr}");
+        digests.push((format!("{runner:?} moved"), digest.clone()));
 
         // Reused without entering a sandbox: it works where no user namespace can be made.
         if runner == Runner::Root {

@@ -10,8 +10,8 @@
 //! environment variables change them (the tests make them short).
 //!
 //! Which certificate authorities a server may be signed by is decided here too, with one
-//! meaning of `ca_certificate` wherever gib.yaml, a flag or `GIB_CA_CERTIFICATE` gives one
-//! (a registry, an overlay's git or webrsync host, a stage3 mirror, a keyserver): its
+//! meaning of `ca_certificate` wherever gib.yaml or a flag gives one (a registry, a
+//! repository's git or webrsync host, a stage3 mirror and a keyserver of its own): its
 //! certificates are trusted **besides** the default roots, never instead of them, so a
 //! private host and the public hosts it redirects to (a CDN for blobs) both work. The default
 //! roots are the system's bundle (`$SSL_CERT_FILE`, else the distribution's file), else the

@@ -4,17 +4,13 @@
 //! indexes) and of Gentoo's infrastructure key (ebuild repository snapshots). The key
 //! material is fetched at first use from Gentoo's keyserver (`KEYSERVER`), checked to carry
 //! the pinned fingerprint, and cached as `keys/<FINGERPRINT>.asc`; later runs (and
-//! `--offline`) use the cached copy. A user with their own mirror (and the tests) can trust
-//! another key instead, through the environment (see [`Trust::from_env`]):
+//! `--offline`) use the cached copy. gib ships the fingerprints only, not the key material.
 //!
-//! | variable | meaning |
-//! |---|---|
-//! | `GIB_RELENG_FINGERPRINT` | trust this key for stage3s instead of Gentoo's releng key |
-//! | `GIB_RELENG_KEYRING` | a keyring file holding it (else it is fetched from the keyserver) |
-//! | `GIB_SNAPSHOT_FINGERPRINT` | trust this key for webrsync snapshots instead of Gentoo's |
-//! | `GIB_SNAPSHOT_KEYRING` | a keyring file holding it (else fetched from the keyserver) |
-//! | `GIB_KEYSERVER` | the URL prefix keys are fetched from, followed by the fingerprint |
-//! | `GIB_CA_CERTIFICATE` | PEM CA certificates trusted besides the system roots (`http`) for the stage3 mirror, snapshots and an own keyserver |
+//! Other keys and CAs (an internal stage3 mirror, a team's own snapshot key) are trusted only
+//! when gib.yaml names them (`stage3.fingerprint` / `keyring` / `ca_certificate`,
+//! `portage.fingerprint` / `keyring`), and `gib plan` shows them: what gib trusts is in the
+//! file that is reviewed and committed, never in the environment. [`Trust`] is that
+//! decision as one value, for the config, the plan and a lock file to record.
 //!
 //! Signatures are checked by running `gpg` with a throwaway home directory holding only the
 //! trusted keyring, and reading its machine-readable status lines: a signature counts only
@@ -35,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
 
 use crate::cache::Cache;
 use crate::download::Client;
@@ -49,18 +46,8 @@ pub const INFRASTRUCTURE_FINGERPRINT: &str = "DCD05B71EAB94199527F44ACDB6B8C1F96
 /// Where a pinned key is fetched at first use (HKP over HTTPS, machine-readable output).
 pub const KEYSERVER: &str = "https://keys.gentoo.org/pks/lookup?op=get&options=mr&search=0x";
 
-/// The environment variables that replace the pinned keys (keyring file + fingerprint).
-pub const ENV_RELENG_KEYRING: &str = "GIB_RELENG_KEYRING";
-pub const ENV_RELENG_FINGERPRINT: &str = "GIB_RELENG_FINGERPRINT";
-pub const ENV_SNAPSHOT_KEYRING: &str = "GIB_SNAPSHOT_KEYRING";
-pub const ENV_SNAPSHOT_FINGERPRINT: &str = "GIB_SNAPSHOT_FINGERPRINT";
-/// A PEM file of CA certificates trusted besides the system roots for gib's own
-/// downloads (stage3 mirror, snapshots, keys).
-pub const ENV_CA_CERTIFICATE: &str = "GIB_CA_CERTIFICATE";
-pub const ENV_KEYSERVER: &str = "GIB_KEYSERVER";
-
 /// One trusted signing key: a fingerprint and where its key material comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TrustedKey {
     /// 40 uppercase hex digits, the primary key's fingerprint.
     pub fingerprint: String,
@@ -68,17 +55,19 @@ pub struct TrustedKey {
     pub keyring: Option<PathBuf>,
 }
 
-/// What gib trusts when it fetches Gentoo's sources.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What gib trusts when it fetches Gentoo's sources (the CAs of the main repository, the
+/// overlays and the registries are theirs, beside them in gib.yaml).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Trust {
-    /// Signs stage3 tarballs and their indexes.
+    /// Signs stage3 tarballs and their indexes (`stage3.fingerprint`, `stage3.keyring`).
     pub releng: TrustedKey,
-    /// Signs ebuild repository snapshots (webrsync).
+    /// Signs ebuild repository snapshots (webrsync; `portage.fingerprint`, `portage.keyring`).
     pub snapshots: TrustedKey,
-    /// CA certificates (PEM) trusted besides the system roots for the stage3 mirror,
-    /// snapshot mirror and a keyserver of the user's own.
-    pub ca_certificate: Option<PathBuf>,
-    /// The URL prefix a pinned key's fingerprint is appended to, to fetch it.
+    /// CA certificates (PEM) trusted besides the system roots for the stage3 mirror
+    /// (`stage3.ca_certificate`).
+    pub stage3_ca_certificate: Option<PathBuf>,
+    /// The URL prefix a pinned key's fingerprint is appended to, to fetch it: Gentoo's
+    /// keyserver (another only for gib's hidden test hooks).
     pub keyserver: String,
 }
 
@@ -94,46 +83,27 @@ impl Trust {
                 fingerprint: INFRASTRUCTURE_FINGERPRINT.to_string(),
                 keyring: None,
             },
-            ca_certificate: None,
+            stage3_ca_certificate: None,
             keyserver: KEYSERVER.to_string(),
         }
     }
-
-    /// Gentoo's keys, unless the environment names others (the table in the module doc).
-    /// A keyring without a fingerprint is refused: the fingerprint is the trust decision.
-    pub fn from_env() -> Result<Trust> {
-        let mut trust = Trust::gentoo();
-        if let Some(key) = key_from_env(ENV_RELENG_KEYRING, ENV_RELENG_FINGERPRINT)? {
-            trust.releng = key;
-        }
-        if let Some(key) = key_from_env(ENV_SNAPSHOT_KEYRING, ENV_SNAPSHOT_FINGERPRINT)? {
-            trust.snapshots = key;
-        }
-        trust.ca_certificate = std::env::var_os(ENV_CA_CERTIFICATE)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
-        if let Some(keyserver) = std::env::var(ENV_KEYSERVER).ok().filter(|v| !v.is_empty()) {
-            trust.keyserver = keyserver;
-        }
-        Ok(trust)
-    }
 }
 
-fn key_from_env(keyring_var: &str, fingerprint_var: &str) -> Result<Option<TrustedKey>> {
-    let keyring = std::env::var_os(keyring_var).filter(|v| !v.is_empty());
-    let fingerprint = std::env::var(fingerprint_var)
-        .ok()
-        .filter(|v| !v.is_empty());
-    match (keyring, fingerprint) {
-        (None, None) => Ok(None),
-        (keyring, Some(fingerprint)) => Ok(Some(TrustedKey {
-            fingerprint: normalize_fingerprint(&fingerprint)?,
-            keyring: keyring.map(PathBuf::from),
-        })),
-        (Some(_), None) => Err(UserError::with_hint(
-            format!("{keyring_var} is set but {fingerprint_var} is not"),
-            "the keyring file says which key material to use, the fingerprint which key to trust",
-        )),
+impl TrustedKey {
+    /// The key `fingerprint` (normalized), its material in `keyring` when given (else fetched
+    /// from the keyserver and checked). A keyring alone names no key: the fingerprint is the
+    /// trust decision.
+    pub fn named(fingerprint: &str, keyring: Option<PathBuf>) -> Result<TrustedKey> {
+        Ok(TrustedKey {
+            fingerprint: normalize_fingerprint(fingerprint)?,
+            keyring,
+        })
+    }
+
+    /// Whether this is one of the keys pinned in gib.
+    pub fn is_builtin(&self) -> bool {
+        self.keyring.is_none()
+            && [RELENG_FINGERPRINT, INFRASTRUCTURE_FINGERPRINT].contains(&self.fingerprint.as_str())
     }
 }
 
@@ -163,10 +133,12 @@ pub struct Keyring {
 }
 
 /// The keyring for `key`: the user's file, else the cached copy, else (unless `offline`)
-/// fetched from the keyserver, checked to hold the pinned fingerprint, and cached.
+/// fetched from `trust`'s keyserver, checked to hold the pinned fingerprint, and cached. A
+/// keyserver of the user's own is reached with `ca` besides the system roots.
 pub fn keyring(
     key: &TrustedKey,
     trust: &Trust,
+    ca: Option<&Path>,
     cache: &Cache,
     offline: bool,
     printer: &Printer,
@@ -205,9 +177,7 @@ pub fn keyring(
     }
     // Gentoo's keyserver is reached with the built-in roots, whatever mirror the user chose;
     // a keyserver of the user's own with their CA.
-    let ca = (trust.keyserver != KEYSERVER)
-        .then_some(trust.ca_certificate.as_deref())
-        .flatten();
+    let ca = (trust.keyserver != KEYSERVER).then_some(ca).flatten();
     let client = Client::new(ca)?;
     let url = format!("{}{}", trust.keyserver, key.fingerprint);
     printer.status(
@@ -470,6 +440,19 @@ mod tests {
             FPR
         );
         assert!(normalize_fingerprint("BB572E0E2D182910").is_err());
+    }
+
+    /// gib ships Gentoo's fingerprints only (no key material: the keys are fetched from the
+    /// keyserver and must carry these); they must at least be well-formed, or no key could.
+    #[test]
+    fn the_pinned_gentoo_fingerprints_are_v4_fingerprints() {
+        for pinned in [RELENG_FINGERPRINT, INFRASTRUCTURE_FINGERPRINT] {
+            assert_eq!(normalize_fingerprint(pinned).unwrap(), pinned);
+        }
+        let gentoo = Trust::gentoo();
+        assert!(gentoo.releng.is_builtin() && gentoo.snapshots.is_builtin());
+        // The long key id Gentoo publishes for its release key is the fingerprint's tail.
+        assert!(RELENG_FINGERPRINT.ends_with("BB572E0E2D182910"));
     }
 
     #[test]

@@ -109,11 +109,42 @@ impl Slot {
         for work in [scratch.work(), scratch.path().join("layer-work")] {
             remove_tree(&work)?;
         }
+        self.move_into_place(cache, store, scratch.path(), entry, record)
+    }
+
+    /// Publish a new entry that holds only its record: a `rootfs:` image, whose trees are
+    /// the cache's `rootfs` entries.
+    pub fn publish_record(
+        &self,
+        cache: &Cache,
+        store: &BlobStore,
+        record: &BuiltImage,
+    ) -> Result<()> {
+        let scratch = cache.scratch_path(KIND)?;
+        let entry = self.new_entry(cache)?;
+        let published = write_record(&scratch, record)
+            .and_then(|()| self.move_into_place(cache, store, &scratch, &entry, record));
+        if published.is_err() {
+            crate::cache::remove_any(&scratch).ok();
+        }
+        published
+    }
+
+    /// Rename a finished scratch dir to `entry`, use it, and retire the older entries of
+    /// the same inputs that no gib uses.
+    fn move_into_place(
+        &self,
+        cache: &Cache,
+        store: &BlobStore,
+        scratch: &Path,
+        entry: &Entry,
+        record: &BuiltImage,
+    ) -> Result<()> {
         let in_use = cache.lock(lock_kind(), &entry.name())?;
-        fs::rename(scratch.path(), &entry.path).with_context(|| {
+        fs::rename(scratch, &entry.path).with_context(|| {
             format!(
                 "cannot move {} to {}",
-                scratch.path().display(),
+                scratch.display(),
                 entry.path.display()
             )
         })?;

@@ -87,7 +87,9 @@ impl BuildContext<'_> {
                 SyncType::Local => {
                     // The user's own tree: its identity is what it holds now.
                     let synced = repository::sync(&spec, self.cache, self.offline, self.printer)?;
-                    format!("{} {:?} {:?}", spec.name, synced.revision, synced.snapshot)
+                    let line = format!("{} {:?} {:?}", spec.name, synced.revision, synced.snapshot);
+                    self.synced.borrow_mut().insert(spec.name.clone(), synced);
+                    line
                 }
                 _ => match self.locked_repository(&spec)? {
                     Some(locked) => format!(
@@ -204,14 +206,14 @@ impl BuildContext<'_> {
                 mirror,
                 pin,
             } => {
-                let trust = crate::openpgp::Trust::from_env()?;
+                let trust = &self.plan.trust;
                 let tarball = stage3::flavor::fetch(
                     flavor,
                     mirror,
                     pin.as_deref(),
                     self.cache,
                     self.offline,
-                    &trust,
+                    trust,
                     self.printer,
                 )?;
                 let verified = Stage3::Path {
@@ -226,7 +228,7 @@ impl BuildContext<'_> {
                         file: tarball.name,
                         build: Some(tarball.timestamp),
                         sha512: tarball.sha512,
-                        signed_by: Some(trust.releng.fingerprint),
+                        signed_by: Some(trust.releng.fingerprint.clone()),
                     },
                 ))
             }
@@ -279,14 +281,13 @@ impl BuildContext<'_> {
         }
         let root = match source {
             Stage3::Flavor { flavor, mirror, .. } => {
-                let trust = crate::openpgp::Trust::from_env()?;
                 let tarball = stage3::flavor::fetch(
                     flavor,
                     mirror,
                     locked.build.as_deref(),
                     self.cache,
                     self.offline,
-                    &trust,
+                    &self.plan.trust,
                     self.printer,
                 )?;
                 if tarball.sha512 != locked.sha512 {
@@ -309,14 +310,13 @@ impl BuildContext<'_> {
 
     /// The main repository and the overlays as gib.yaml says.
     fn repo_specs(&self) -> Vec<RepoSpec> {
-        let trust =
-            crate::openpgp::Trust::from_env().unwrap_or_else(|_| crate::openpgp::Trust::gentoo());
-        let mut specs = vec![RepoSpec::main(&self.plan.portage, &trust)];
+        let trust = &self.plan.trust;
+        let mut specs = vec![RepoSpec::main(&self.plan.portage, trust)];
         specs.extend(
             self.plan
                 .repositories
                 .iter()
-                .map(|r| RepoSpec::overlay(r, &trust)),
+                .map(|r| RepoSpec::overlay(r, trust)),
         );
         specs
     }
@@ -433,6 +433,14 @@ impl BuildContext<'_> {
                 .and_then(|r| r.snapshot.as_ref())
         {
             return Some(time.clone());
+        }
+        if let Some(time) = self
+            .synced
+            .borrow()
+            .get("gentoo")
+            .and_then(|r| r.snapshot.clone())
+        {
+            return Some(time);
         }
         let lock = self.lock.current.borrow();
         let main = lock.repository("gentoo")?;

@@ -14,13 +14,18 @@ use crate::oci::layer::{Layer, LayerOptions, LayerSource};
 use crate::rootfs::changes::PruneSummary;
 
 /// How an image's layers are written in this run.
-pub fn layer_options(ctx: &BuildContext<'_>, image: &crate::plan::ImagePlan) -> LayerOptions {
-    LayerOptions {
+/// Every layer is clamped to the build's epoch, directories too: a tree gib unpacked or
+/// made has times of when that happened, which must not reach the image.
+pub fn layer_options(
+    ctx: &BuildContext<'_>,
+    image: &crate::plan::ImagePlan,
+) -> Result<LayerOptions> {
+    Ok(LayerOptions {
         compression: image.compression,
-        source_date_epoch: ctx.epoch(),
+        source_date_epoch: Some(ctx.epoch()?),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         owners: None,
-    }
+    })
 }
 
 pub fn write_in_namespace(

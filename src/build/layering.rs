@@ -170,7 +170,7 @@ pub fn write_layers(
             filter: cut.filter,
         };
         let layer =
-            super::layer::write_in_namespace(ctx, source, super::layer::layer_options(ctx, image))
+            super::layer::write_in_namespace(ctx, source, super::layer::layer_options(ctx, image)?)
                 .with_context(|| match &cut.package {
                     Some(cpv) => format!("image {}: the layer of {cpv}", image.name),
                     None => format!("image {}: its layer", image.name),

@@ -85,6 +85,18 @@ pub struct BuiltImage {
     pub reused: bool,
 }
 
+impl BuiltImage {
+    /// A cache entry's record, reused in this run rather than built: said so.
+    fn reused(mut self, printer: &Printer) -> BuiltImage {
+        printer.status(
+            "Reusing",
+            &format!("{} {} (unchanged)", self.name, self.image.manifest.digest),
+        );
+        self.reused = true;
+        self
+    }
+}
+
 /// The trees an image stands on, each nearest first (see `BuiltImage`).
 struct Trees {
     layer_dirs: Vec<PathBuf>,
@@ -141,6 +153,7 @@ pub struct BuildContext<'a> {
     synced: std::cell::RefCell<BTreeMap<String, SyncedRepo>>,
     /// Set once `package_use_flags`' atoms were checked against the repositories.
     atoms_checked: OnceCell<()>,
+    epoch: OnceCell<i64>,
 }
 
 /// How a run builds: the settings of `gib build` (and `gib shell`) that are not the plan.
@@ -189,6 +202,7 @@ impl<'a> BuildContext<'a> {
             inputs: OnceCell::new(),
             synced: Default::default(),
             atoms_checked: OnceCell::new(),
+            epoch: OnceCell::new(),
         })
     }
 
@@ -204,19 +218,51 @@ impl<'a> BuildContext<'a> {
         Ok(self.inputs()?.identity.clone())
     }
 
-    /// The repository snapshot date (`YYYYMMDD`): the main repository's (the stage3's own
-    /// tree with `sync_type: none`); `None` when it does not say.
-    fn snapshot_date(&self) -> Option<String> {
-        self.snapshot_time().map(|s| s.date)
+    /// The repository snapshot date (`YYYYMMDD`) of the build's snapshot (see `snapshot`).
+    fn snapshot_date(&self) -> Result<Option<String>> {
+        Ok(self.snapshot()?.map(|s| s.date))
     }
 
-    /// SOURCE_DATE_EPOCH for what this run writes: the environment's when set, else the
-    /// repository snapshot's time. The snapshot is an input of every packages image, so two
-    /// builds of the same inputs get the same times without the user setting anything; the
-    /// wall clock would make every build differ.
-    pub fn epoch(&self) -> Option<i64> {
-        self.source_date_epoch
-            .or_else(|| self.snapshot_time().map(|s| s.epoch))
+    /// The repository snapshot this build's times and dates come from, when gib.yaml has a
+    /// stage3 (then the ebuild repository is an input of the plan, whichever images are
+    /// selected or come first): the main repository's as gib.lock names it (with
+    /// `sync_type: none`, that of the stage3's own tree). Resolves the inputs if this run has
+    /// not yet, so the answer never depends on which image asked first. `None`: no stage3,
+    /// or the tree says no time.
+    fn snapshot(&self) -> Result<Option<crate::repository::SnapshotTime>> {
+        if self.plan.stage3.is_none() {
+            return Ok(None);
+        }
+        self.inputs()?;
+        Ok(self.snapshot_time())
+    }
+
+    /// The build's epoch (SOURCE_DATE_EPOCH): the environment's when set, else the
+    /// repository snapshot's time, else 0. Every layer's mtimes are clamped to it and every
+    /// image's `created` is it, rootfs images included, so the same inputs give the same
+    /// digests whenever and in whatever order they are built; the wall clock would make
+    /// every build differ. Resolved once, on first use (see [`BuildContext::epoch_identity`]
+    /// for what decides it without resolving it).
+    pub fn epoch(&self) -> Result<i64> {
+        if let Some(epoch) = self.epoch.get() {
+            return Ok(*epoch);
+        }
+        let epoch = match self.source_date_epoch {
+            Some(epoch) => epoch,
+            None => self.snapshot()?.map_or(0, |s| s.epoch),
+        };
+        Ok(*self.epoch.get_or_init(|| epoch))
+    }
+
+    /// What decides [`BuildContext::epoch`] (and the snapshot date), for input keys, without
+    /// syncing or unpacking anything beyond what `source_identity` does: the explicit
+    /// SOURCE_DATE_EPOCH, else the sources' identity (the snapshot is one of them).
+    fn epoch_identity(&self) -> Result<String> {
+        Ok(match (self.source_date_epoch, &self.plan.stage3) {
+            (Some(epoch), _) => format!("SOURCE_DATE_EPOCH={epoch}"),
+            (None, Some(_)) => self.source_identity()?,
+            (None, None) => "no sources".to_string(),
+        })
     }
 }
 
@@ -304,17 +350,21 @@ pub fn build_image(
 }
 
 /// The image's version tag by the tag rule, from the packages it holds.
-fn version_tag(ctx: &BuildContext<'_>, image: &ImagePlan, packages: &[InstalledPackage]) -> String {
-    let snapshot = || ctx.snapshot_date().unwrap_or_else(|| "latest".to_string());
-    match &image.tag_rule {
+fn version_tag(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    packages: &[InstalledPackage],
+) -> Result<String> {
+    let snapshot =
+        || -> Result<String> { Ok(ctx.snapshot_date()?.unwrap_or_else(|| "latest".to_string())) };
+    Ok(match &image.tag_rule {
         TagRule::Explicit(tag) => tag.clone(),
-        TagRule::PackageVersion { package } => packages
-            .iter()
-            .find(|p| &p.name == package)
-            .map(|p| p.version.clone())
-            .unwrap_or_else(snapshot),
-        TagRule::SnapshotDate => snapshot(),
-    }
+        TagRule::PackageVersion { package } => match packages.iter().find(|p| &p.name == package) {
+            Some(p) => p.version.clone(),
+            None => snapshot()?,
+        },
+        TagRule::SnapshotDate => snapshot()?,
+    })
 }
 
 /// sha256 of the given parts and of gib's version (an upgrade may write other bytes for the
@@ -354,14 +404,14 @@ fn write_image_sbom_test(
 ) -> Result<(Image, crate::oci::artifact::Artifact)> {
     let written = crate::oci::image::write_image(
         ctx.store,
-        &image_request(ctx, image, parent, tail.layers, tail.version_tag, tail.how),
+        &image_request(ctx, image, parent, tail.layers, tail.version_tag, tail.how)?,
     )?;
     let sbom = sbom::attach(
         ctx.store,
         &image.name,
         &written,
         tail.sbom_trees,
-        ctx.epoch().unwrap_or(0),
+        ctx.epoch()?,
     )?;
     test::run(ctx, image, tail.test_trees)?;
     Ok((written, sbom))
@@ -380,7 +430,7 @@ fn image_request<'p>(
     layers: Vec<crate::oci::layer::Layer>,
     version_tag: &str,
     how: &str,
-) -> crate::oci::image::ImageRequest<'p> {
+) -> Result<crate::oci::image::ImageRequest<'p>> {
     use crate::oci::image::ImageRequest;
     use crate::oci::spec::{
         ANNOTATION_BASE_NAME, ANNOTATION_REF_NAME, ANNOTATION_REVISION, ANNOTATION_SOURCE,
@@ -409,15 +459,15 @@ fn image_request<'p>(
         .as_ref()
         .and_then(crate::rootfs::accounts::resolve_run_as)
         .or_else(|| runtime.user.clone());
-    ImageRequest {
+    Ok(ImageRequest {
         parent: parent.map(|p| &p.image),
         layers,
         settings: crate::oci::image::Runtime {
             user,
             ..runtime.clone()
         },
-        created: ctx.epoch().unwrap_or(0),
+        created: ctx.epoch()?,
         created_by: format!("gib {}: {how} {}", env!("CARGO_PKG_VERSION"), image.name),
         annotations,
-    }
+    })
 }

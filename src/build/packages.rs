@@ -73,7 +73,7 @@ fn reuse(
     key: &str,
 ) -> Result<Option<BuiltImage>> {
     for entry in slot.entries(ctx.cache)? {
-        let Some(mut record) = entry.record(ctx.store) else {
+        let Some(record) = entry.record(ctx.store) else {
             continue;
         };
         let Some(merged) = super::key::read_merged(entry.path()) else {
@@ -86,15 +86,7 @@ fn reuse(
         {
             continue;
         }
-        ctx.printer.status(
-            "Reusing",
-            &format!(
-                "{} {} (unchanged)",
-                image.name, record.image.manifest.digest
-            ),
-        );
-        record.reused = true;
-        return Ok(Some(record));
+        return Ok(Some(record.reused(ctx.printer)));
     }
     Ok(None)
 }
@@ -134,7 +126,7 @@ fn build_in(
     )?;
     let (own_packages, all_packages) = packages(parent, layer_packages, package_db.as_deref())?;
     warn_undeclared_use_flags(ctx, image, &own_packages);
-    let version_tag = super::version_tag(ctx, image, &own_packages);
+    let version_tag = super::version_tag(ctx, image, &own_packages)?;
     // The SBOM lists the packages whose files the image holds, their database in it or not.
     let parent_dbs = parent.map(|p| p.package_dbs.clone()).unwrap_or_default();
     let mut image_layers: Vec<PathBuf> = package_db.iter().chain(&parent_dbs).cloned().collect();
@@ -330,7 +322,7 @@ pub fn emerge_job<'a>(
             keep_static_libs: image.keep_static_libs,
             keep_service_files: image.keep_service_files,
             keep_package_db: image.keep_package_db,
-            source_date_epoch: ctx.epoch(),
+            source_date_epoch: Some(ctx.epoch()?),
         },
         builder: RootFs::Overlay {
             lowers,

@@ -1,6 +1,9 @@
-//! `rootfs:` images: a directory or a tarball taken as the image's layer. They are always
-//! rebuilt (writing a layer is cheap and the writer is deterministic); their key includes
-//! the layer's diff_id, so children are rebuilt exactly when the tree changed.
+//! `rootfs:` images: a directory or a tarball taken as the image's layer. A tarball's image
+//! is keyed by the tarball's content (not its name or time), its parent and what decides the
+//! build's epoch, and reused like any other image without unpacking or entering a sandbox;
+//! its unpacked tree is kept by its content too. A directory is always read again (nothing
+//! cheaper tells what it holds); its key includes the layer's diff_id, so children are
+//! rebuilt exactly when the tree changed. Both are clamped to the build's epoch.
 //!
 //! Owners are those the sandbox's user namespace sees: for an unprivileged user, files it
 //! owns are root's in the image (as `COPY` gives them), files of its subordinate ids are
@@ -14,10 +17,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use sha2::{Digest, Sha256};
+
+use super::entry::Slot;
 use super::{BuildContext, BuiltImage, hash_parts, layer::layer_options};
 use crate::cache::remove_any;
 use crate::oci::layer::{IdShift, LayerSource, OwnerMap, write_layer};
-use crate::plan::ImagePlan;
+use crate::plan::{BuildKind, ImagePlan};
 use crate::printer::UserError;
 use crate::sandbox::IdMode;
 use crate::tarball::{self, TarballKind};
@@ -28,18 +34,136 @@ pub fn build(
     parent: Option<&BuiltImage>,
     rootfs: &Path,
 ) -> Result<BuiltImage> {
+    let tarball = match RootfsKind::of(&image.name, rootfs)? {
+        // A directory is read in place: cheap, and nothing but reading it tells what it holds.
+        RootfsKind::Directory => return build_layer(ctx, image, parent, rootfs, None),
+        RootfsKind::Tarball => rootfs,
+    };
+    let content = content_digest(tarball)?;
+    // Where the tarball lies is no input: what it holds is.
+    let mut unplaced = image.clone();
+    unplaced.kind = BuildKind::Rootfs(PathBuf::new());
+    let key = hash_parts(&[
+        "rootfs",
+        &format!("{unplaced:?}"),
+        parent.map_or("", |p| p.key.as_str()),
+        &content,
+        &ctx.epoch_identity()?,
+    ]);
+    let slot = Slot::new(&image.name, &key);
+    if !ctx.force
+        && let Some(record) = reuse(ctx, &slot, &key)?
+    {
+        return Ok(record);
+    }
+    // One gib builds these inputs at a time; another waits for it and reuses its entry.
+    let _building = ctx.cache.lock("build", slot.name())?;
+    if !ctx.force
+        && let Some(record) = reuse(ctx, &slot, &key)?
+    {
+        return Ok(record);
+    }
+    let record = build_layer(ctx, image, parent, tarball, Some((&content, key)))?;
+    slot.publish_record(ctx.cache, ctx.store, &record)?;
+    Ok(record)
+}
+
+/// What a `rootfs:` names.
+enum RootfsKind {
+    Directory,
+    Tarball,
+}
+
+impl RootfsKind {
+    fn of(name: &str, rootfs: &Path) -> Result<RootfsKind> {
+        let meta = std::fs::metadata(rootfs).map_err(|e| {
+            UserError::new(format!(
+                "image {name}: cannot read its rootfs {}: {e}",
+                rootfs.display()
+            ))
+        })?;
+        if meta.is_dir() {
+            return Ok(RootfsKind::Directory);
+        }
+        if TarballKind::from_path(rootfs).is_none() {
+            return Err(UserError::new(format!(
+                "image {name}: rootfs {} is neither a directory nor a tarball \
+                 (.tar, .tar.gz, .tar.xz, .tar.zst, .tar.bz2)",
+                rootfs.display()
+            ))
+            .into());
+        }
+        Ok(RootfsKind::Tarball)
+    }
+}
+
+/// sha256 of a tarball's bytes: what it holds, whatever its name or time.
+fn content_digest(tarball: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(tarball)
+        .with_context(|| format!("cannot open {}", tarball.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("cannot read {}", tarball.display()))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The newest entry of `slot` whose record has `key` and whose trees are all still in the
+/// cache, used from here to the end of the run.
+fn reuse(ctx: &BuildContext<'_>, slot: &Slot, key: &str) -> Result<Option<BuiltImage>> {
+    let trees = ctx.cache.dir("rootfs")?;
+    for entry in slot.entries(ctx.cache)? {
+        let Some(record) = entry.record(ctx.store) else {
+            continue;
+        };
+        if record.key != key {
+            continue;
+        }
+        // Its own tree (unpacked, or shifted for a root gib) is a `rootfs` cache entry.
+        let Some(own) = record.layer_dirs.first() else {
+            continue;
+        };
+        let own_entry = own
+            .strip_prefix(&trees)
+            .ok()
+            .and_then(|rel| rel.to_str())
+            .filter(|rel| !rel.contains('/'));
+        let Some(own_entry) = own_entry else {
+            continue;
+        };
+        if !ctx.cache.use_if_present("rootfs", own_entry, own)?
+            || !entry.use_if_present(ctx.cache)?
+        {
+            continue;
+        }
+        return Ok(Some(record.reused(ctx.printer)));
+    }
+    Ok(None)
+}
+
+/// Write the layer and image of a `rootfs:`. `tarball`: its content digest and the image's
+/// key; `None` for a directory, whose key is made from the layer written.
+fn build_layer(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    parent: Option<&BuiltImage>,
+    rootfs: &Path,
+    tarball: Option<(&str, String)>,
+) -> Result<BuiltImage> {
     ctx.printer.status(
         "Layering",
         &format!("{} from {}", image.name, rootfs.display()),
     );
-    let tree = layer_tree(ctx, &image.name, rootfs)?;
+    let tree = match tarball {
+        Some((content, _)) => unpacked_tree(ctx, &image.name, rootfs, content)?,
+        None => rootfs.to_path_buf(),
+    };
     let source = LayerSource {
         root: tree.clone(),
         removed: Vec::new(),
         overlay_markers: false,
         filter: None,
     };
-    let mut options = layer_options(ctx, image);
+    let mut options = layer_options(ctx, image)?;
     // The user's directory is read where it is, and so is a tarball root unpacked on the
     // host (with its owners as they are); an unprivileged user's was unpacked in the
     // namespace.
@@ -50,12 +174,15 @@ pub fn build(
         super::layer::write_in_namespace(ctx, source, options)?
     };
     let diff_id = layer.diff_id.clone();
-    let key = hash_parts(&[
-        &format!("{image:?}"),
-        parent.map_or("", |p| p.key.as_str()),
-        layer.diff_id.as_str(),
-    ]);
-    let version_tag = super::version_tag(ctx, image, &[]);
+    let key = match tarball {
+        Some((_, key)) => key,
+        None => hash_parts(&[
+            &format!("{image:?}"),
+            parent.map_or("", |p| p.key.as_str()),
+            layer.diff_id.as_str(),
+        ]),
+    };
+    let version_tag = super::version_tag(ctx, image, &[])?;
     let mut layer_dirs = vec![sandbox_tree(ctx, &tree, diff_id.as_str())?];
     layer_dirs.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());
     let written = super::write_image_sbom_test(
@@ -127,33 +254,15 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The tree of a `rootfs:`: the directory itself, or the tarball unpacked into the cache
-/// (kept, keyed by the tarball's size and time, so children can build on it).
-fn layer_tree(ctx: &BuildContext<'_>, name: &str, rootfs: &Path) -> Result<PathBuf> {
-    let meta = std::fs::metadata(rootfs).map_err(|e| {
-        UserError::new(format!(
-            "image {name}: cannot read its rootfs {}: {e}",
-            rootfs.display()
-        ))
-    })?;
-    if meta.is_dir() {
-        return Ok(rootfs.to_path_buf());
-    }
-    if TarballKind::from_path(rootfs).is_none() {
-        return Err(UserError::new(format!(
-            "image {name}: rootfs {} is neither a directory nor a tarball \
-             (.tar, .tar.gz, .tar.xz, .tar.zst, .tar.bz2)",
-            rootfs.display()
-        ))
-        .into());
-    };
-    let identity = format!(
-        "{} {} {:?}",
-        rootfs.display(),
-        meta.len(),
-        meta.modified().ok()
-    );
-    let key = &hash_parts(&[&identity])[..16];
+/// A tarball unpacked into the cache, kept by its content digest (so children can build on
+/// it, and a touched or moved tarball is not unpacked again).
+fn unpacked_tree(
+    ctx: &BuildContext<'_>,
+    name: &str,
+    rootfs: &Path,
+    content: &str,
+) -> Result<PathBuf> {
+    let key = &content[..16];
     let entry = ctx.cache.dir("rootfs")?.join(key);
     ctx.cache.use_entry("rootfs", key, &entry, || {
         let scratch = ctx.cache.scratch_path("rootfs")?;

@@ -12,6 +12,12 @@
 //!           | {"source": "url", "url": "https://…", "sha512": "…" | null}
 //!           | {"source": "path", "path": "/abs/stage3.tar.xz", "sha512": "…" | null}
 //!           | null,                                   // only when every image is `rootfs:`
+//!   "trust": {                                         // what signatures and TLS are checked with
+//!     "stage3_key": {"fingerprint": "13EB…", "keyring": null, "builtin": true},
+//!     "snapshot_key": {"fingerprint": "DCD0…", "keyring": "/abs/team.asc", "builtin": false},
+//!     "ca_certificates": {"stage3": "/abs/ca.pem", "portage": …, "repository mine": …,
+//!                         "registry host:5000": …}  // only those gib.yaml names
+//!   },
 //!   "sandbox": "as root on host uids 100000..165535 …", // the host ids builds run as
 //!   "order": ["base", "python", "app"],                // build order, parents first
 //!   "images": [                                        // in build order
@@ -66,12 +72,13 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let config = config::load(&args.config.file)?;
     let plan = Plan::resolve(&config, &args.images)?;
     let sandbox = crate::sandbox::id_mode()?.describe();
+    let trust = TrustJson::new(&plan, &config.registries);
     if args.json {
-        let mut json = PlanJson::new(&plan);
+        let mut json = PlanJson::new(&plan, trust);
         json.sandbox = sandbox;
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print!("{}", render_text(&plan, &sandbox));
+        print!("{}", render_text(&plan, &trust, &sandbox));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -82,6 +89,7 @@ struct PlanJson<'a> {
     file: String,
     registry: Option<&'a str>,
     stage3: Option<Stage3Json<'a>>,
+    trust: TrustJson<'a>,
     sandbox: String,
     order: Vec<&'a str>,
     images: Vec<ImageJson<'a>>,
@@ -147,8 +155,75 @@ struct RuntimeJson<'a> {
     volumes: &'a [String],
 }
 
+/// What gib trusts, from gib.yaml (Gentoo's pinned keys unless it names others).
+#[derive(Serialize)]
+struct TrustJson<'a> {
+    stage3_key: KeyJson<'a>,
+    snapshot_key: KeyJson<'a>,
+    /// `stage3`, `portage`, `repository <name>`, `registry <host>`: the CA certificates
+    /// gib.yaml names, each trusted besides the system roots for that host.
+    ca_certificates: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct KeyJson<'a> {
+    fingerprint: &'a str,
+    keyring: Option<String>,
+    builtin: bool,
+}
+
+impl<'a> KeyJson<'a> {
+    fn new(key: &'a crate::config::TrustedKey) -> Self {
+        KeyJson {
+            fingerprint: &key.fingerprint,
+            keyring: key.keyring.as_ref().map(|k| k.display().to_string()),
+            builtin: key.is_builtin(),
+        }
+    }
+
+    fn text(&self, builtin_name: &str) -> String {
+        match (&self.keyring, self.builtin) {
+            (_, true) => format!("{} ({builtin_name}, pinned in gib)", self.fingerprint),
+            (Some(keyring), false) => format!("{} from {keyring} (gib.yaml)", self.fingerprint),
+            (None, false) => format!("{} from the keyserver (gib.yaml)", self.fingerprint),
+        }
+    }
+}
+
+impl<'a> TrustJson<'a> {
+    fn new(plan: &'a Plan, registries: &BTreeMap<String, crate::config::RegistrySettings>) -> Self {
+        let shown = |p: &std::path::Path| p.display().to_string();
+        let mut ca_certificates = BTreeMap::new();
+        let named = [
+            ("stage3".to_string(), &plan.trust.stage3_ca_certificate),
+            ("portage".to_string(), &plan.portage.ca_certificate),
+        ]
+        .into_iter()
+        .chain(
+            plan.repositories
+                .iter()
+                .map(|r| (format!("repository {}", r.name), &r.ca_certificate)),
+        )
+        .chain(
+            registries
+                .iter()
+                .map(|(host, r)| (format!("registry {host}"), &r.ca_certificate)),
+        );
+        for (what, ca) in named {
+            if let Some(ca) = ca {
+                ca_certificates.insert(what, shown(ca));
+            }
+        }
+        TrustJson {
+            stage3_key: KeyJson::new(&plan.trust.releng),
+            snapshot_key: KeyJson::new(&plan.trust.snapshots),
+            ca_certificates,
+        }
+    }
+}
+
 impl<'a> PlanJson<'a> {
-    fn new(plan: &'a Plan) -> Self {
+    fn new(plan: &'a Plan, trust: TrustJson<'a>) -> Self {
         PlanJson {
             schema_version: 1,
             file: plan.file.display().to_string(),
@@ -172,6 +247,7 @@ impl<'a> PlanJson<'a> {
                     sha512: sha512.as_deref(),
                 },
             }),
+            trust,
             sandbox: String::new(),
             order: plan.order(),
             images: {
@@ -292,7 +368,7 @@ fn tag_rule_text(image: &ImagePlan) -> (String, String) {
     }
 }
 
-fn render_text(plan: &Plan, sandbox: &str) -> String {
+fn render_text(plan: &Plan, trust: &TrustJson<'_>, sandbox: &str) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(out, "Plan for {}", plan.file.display());
@@ -314,6 +390,22 @@ fn render_text(plan: &Plan, sandbox: &str) -> String {
         None => {
             let _ = writeln!(out, "stage3: none (every image is a rootfs image)");
         }
+    }
+    let _ = writeln!(
+        out,
+        "stage3 key: {}",
+        trust.stage3_key.text("Gentoo Release Engineering")
+    );
+    let _ = writeln!(
+        out,
+        "snapshot key: {}",
+        trust.snapshot_key.text("Gentoo infrastructure")
+    );
+    for (what, ca) in &trust.ca_certificates {
+        let _ = writeln!(
+            out,
+            "CA certificate for {what}: {ca} (besides the system roots)"
+        );
     }
     let _ = writeln!(out, "sandbox: {sandbox}");
     let _ = writeln!(out, "order: {}", plan.order().join(" -> "));

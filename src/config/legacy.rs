@@ -11,7 +11,7 @@ use super::raw::{LegacyCustomRepository, RawLegacyFile, RawRepository, S};
 use super::validate::{
     DEFAULT_STAGE3_MIRROR, Validator, check_tag, default_build, default_layering,
 };
-use super::{Config, Image, Parent, Runtime, Stage3};
+use super::{Config, Image, Parent, Runtime, Stage3, Trust};
 
 /// The predecessor's format has no stage3 key; its builds ran on an amd64 OpenRC stage3.
 pub const LEGACY_STAGE3_FLAVOR: &str = "amd64-openrc";
@@ -89,6 +89,7 @@ impl Validator<'_> {
                 pin: None,
             }),
             portage,
+            trust: Trust::gentoo(),
             repositories,
             build,
             registry,

@@ -32,6 +32,9 @@ pub struct Config {
     /// Absent only when every image is a `rootfs:` image.
     pub stage3: Option<Stage3>,
     pub portage: Portage,
+    /// The keys and CA the stage3 and snapshots are checked with (`stage3.fingerprint`,
+    /// `keyring`, `ca_certificate`; `portage.fingerprint`, `keyring`): Gentoo's unless named.
+    pub trust: Trust,
     pub repositories: Vec<Repository>,
     pub build: Build,
     /// Prefix for image references, e.g. `registry.example.org/mycontainers`.
@@ -42,6 +45,8 @@ pub struct Config {
     pub images: BTreeMap<String, Image>,
 }
 
+/// Which signing keys and CA gib trusts: the OpenPGP room's own type.
+pub use crate::openpgp::{Trust, TrustedKey};
 /// `portage:` and `repositories:`: the repository room's own types.
 pub use crate::repository::{Portage, Repository, SyncType};
 /// Where the stage3 comes from (`stage3:`): the stage3 room's own type.

@@ -102,6 +102,9 @@ pub struct RawStage3 {
     pub url: Option<S<String>>,
     pub path: Option<S<String>>,
     pub sha512: Option<S<String>>,
+    pub fingerprint: Option<S<String>>,
+    pub keyring: Option<S<String>>,
+    pub ca_certificate: Option<S<String>>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -111,6 +114,9 @@ pub struct RawPortage {
     pub sync_type: Option<S<String>>,
     pub uri: Option<S<String>>,
     pub pin: Option<S<String>>,
+    pub fingerprint: Option<S<String>>,
+    pub keyring: Option<S<String>>,
+    pub ca_certificate: Option<S<String>>,
 }
 
 #[derive(Deserialize, JsonSchema)]

@@ -31,6 +31,11 @@ fn rejection(err: anyhow::Error) -> Rejection {
     }
 }
 
+/// Load `text` as `dir/gib.yaml` (for files that name other files in `dir`).
+fn load_in(dir: &Path, text: &str) -> Config {
+    load(&write(dir, "gib.yaml", text)).unwrap()
+}
+
 fn user_error(text: &str) -> Rejection {
     rejection(load_text(text).expect_err("the file should be rejected"))
 }
@@ -161,6 +166,75 @@ fn stage3_needs_exactly_one_source() {
             url: "https://x.org/s.tar.xz".into(),
             sha512: Some("ab".repeat(64))
         })
+    );
+}
+
+/// Keys and CAs other than Gentoo's come from gib.yaml only, and only where they check
+/// something: a flavor's signatures, a webrsync snapshot's, an HTTPS repository host.
+#[test]
+fn trust_other_keys_only_where_gib_yaml_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "team.asc", "");
+    write(dir.path(), "ca.pem", "");
+    let fpr = "AAAA BBBB CCCC DDDD EEEE FFFF 0000 1111 2222 3333";
+    let config = load_in(
+        dir.path(),
+        &format!(
+            "stage3:\n  flavor: amd64-openrc\n  fingerprint: {fpr}\n  keyring: ./team.asc\n  \
+             ca_certificate: ./ca.pem\nportage:\n  sync_type: webrsync\n  \
+             fingerprint: 0x{}\n  ca_certificate: ./ca.pem\nimages: {{a: {{}}}}\n",
+            "1".repeat(40)
+        ),
+    );
+    let trust = &config.trust;
+    assert_eq!(trust.releng.fingerprint, fpr.replace(' ', ""));
+    assert_eq!(trust.releng.keyring, Some(dir.path().join("team.asc")));
+    assert_eq!(trust.stage3_ca_certificate, Some(dir.path().join("ca.pem")));
+    assert_eq!(trust.snapshots.fingerprint, "1".repeat(40));
+    assert_eq!(trust.snapshots.keyring, None);
+    assert_eq!(
+        config.portage.ca_certificate,
+        Some(dir.path().join("ca.pem"))
+    );
+    assert!(!trust.releng.is_builtin());
+
+    let gentoo = load_text(&format!("{STAGE3}images: {{a: {{}}}}\n")).unwrap();
+    assert_eq!(gentoo.trust, crate::openpgp::Trust::gentoo());
+    assert!(gentoo.trust.releng.is_builtin() && gentoo.trust.snapshots.is_builtin());
+
+    assert_eq!(
+        rejected("stage3: {flavor: amd64-openrc, keyring: ./k.asc}\nimages: {a: {}}\n"),
+        (
+            "1:41: `stage3.keyring` needs `stage3.fingerprint`".to_string(),
+            Some(
+                "the keyring holds the key material; the fingerprint says which key gib trusts"
+                    .to_string()
+            )
+        )
+    );
+    assert_eq!(
+        rejected(
+            "stage3: {flavor: amd64-openrc, fingerprint: BB572E0E2D182910}\nimages: {a: {}}\n"
+        )
+        .0,
+        "1:45: `BB572E0E2D182910` is not an OpenPGP v4 fingerprint"
+    );
+    let sha = "ab".repeat(64);
+    assert!(
+        rejected(&format!(
+            "stage3: {{url: https://x.org/s.tar.xz, sha512: {sha}, fingerprint: {}}}\nimages: {{a: {{}}}}\n",
+            "1".repeat(40)
+        ))
+        .0
+        .contains("`fingerprint` applies to a stage3 `flavor`")
+    );
+    assert!(
+        rejected(&format!(
+            "{STAGE3}portage: {{sync_type: git, fingerprint: {}}}\nimages: {{a: {{}}}}\n",
+            "1".repeat(40)
+        ))
+        .0
+        .contains("they need `sync_type: webrsync`")
     );
 }
 

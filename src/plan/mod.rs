@@ -26,6 +26,8 @@ pub struct Plan {
     pub stage3: Option<Stage3>,
     /// The main ebuild repository and the overlays, to sync before building.
     pub portage: Portage,
+    /// The signing keys and CAs the stage3 and snapshots are checked with.
+    pub trust: crate::openpgp::Trust,
     pub repositories: Vec<Repository>,
     /// The prefix of the image references, if any.
     pub registry: Option<String>,
@@ -188,6 +190,7 @@ impl Plan {
             file: config.file.clone(),
             stage3: config.stage3.clone(),
             portage: config.portage.clone(),
+            trust: config.trust.clone(),
             repositories: config.repositories.clone(),
             registry: config.registry.clone(),
             images,

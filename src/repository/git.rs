@@ -250,8 +250,16 @@ fn trusted_roots_file(ca_certificate: &Path) -> Result<tempfile::NamedTempFile> 
 }
 
 /// A `git` command that never prompts and, with a CA file, trusts what it holds.
+///
+/// What it trusts is gib.yaml's to say: git's own switches that would change it (turn
+/// verification off, replace the CA bundle) are taken out of its environment, and
+/// verification is turned on over any git configuration file.
 fn git(ca_certificate: Option<&Path>) -> Command {
     let mut cmd = Command::new("git");
+    for variable in ["GIT_SSL_NO_VERIFY", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH"] {
+        cmd.env_remove(variable);
+    }
+    cmd.arg("-c").arg("http.sslVerify=true");
     if let Some(ca) = ca_certificate {
         cmd.arg("-c")
             .arg(format!("http.sslCAInfo={}", ca.display()));

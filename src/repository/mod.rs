@@ -62,6 +62,8 @@ pub struct Portage {
     pub sync_type: SyncType,
     pub uri: Option<String>,
     pub pin: Option<String>,
+    /// A PEM CA certificate trusted for the repository's host besides the system roots.
+    pub ca_certificate: Option<PathBuf>,
 }
 
 /// An extra ebuild repository (overlay).
@@ -95,14 +97,14 @@ pub struct RepoSpec {
 }
 
 impl RepoSpec {
-    /// The main repository. Its TLS roots are gib's own (`Trust::ca_certificate`).
+    /// The main repository, with its own CA certificate (`portage.ca_certificate`).
     pub fn main(portage: &Portage, trust: &Trust) -> RepoSpec {
         RepoSpec {
             name: MAIN_REPO.to_string(),
             sync_type: portage.sync_type,
             uri: portage.uri.clone(),
             pin: portage.pin.clone(),
-            ca_certificate: trust.ca_certificate.clone(),
+            ca_certificate: portage.ca_certificate.clone(),
             priority: None,
             trust: trust.clone(),
         }

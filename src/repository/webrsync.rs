@@ -29,7 +29,14 @@ pub(super) fn fetch(
     };
     let url = format!("{}/snapshots/{file}", uri.trim_end_matches('/'));
     let client = Client::new(spec.ca_certificate.as_deref())?;
-    let keyring = openpgp::keyring(&spec.trust.snapshots, &spec.trust, cache, false, printer)?;
+    let keyring = openpgp::keyring(
+        &spec.trust.snapshots,
+        &spec.trust,
+        spec.ca_certificate.as_deref(),
+        cache,
+        false,
+        printer,
+    )?;
     let signature_url = format!("{url}.gpgsig");
     let signature = client
         .get_small(&signature_url, 1 << 20)

@@ -90,8 +90,9 @@ pub fn fetch(
         return Ok(found);
     }
 
-    let client = Client::new(trust.ca_certificate.as_deref())?;
-    let keyring = openpgp::keyring(&trust.releng, trust, cache, false, printer)?;
+    let ca = trust.stage3_ca_certificate.as_deref();
+    let client = Client::new(ca)?;
+    let keyring = openpgp::keyring(&trust.releng, trust, ca, cache, false, printer)?;
     let base = format!(
         "{}/releases/{}/autobuilds",
         mirror.trim_end_matches('/'),

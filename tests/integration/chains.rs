@@ -94,45 +94,6 @@ pub(crate) fn build_ok(config: &Path, cache: &Path, args: &[&str]) -> (String, S
     (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
-/// `gib build` where no user namespace can be made: the limit is set to 0 in a user
-/// namespace of its own (root there is root here; the machine is untouched), so any sandbox
-/// fails.
-fn build_without_sandboxes(config: &Path, cache: &Path, args: &[&str]) -> Output {
-    // A user namespace that maps every id to itself, so gib is as much root there as on the
-    // host (a root gib's cache belongs to its sandbox's range, which `unshare
-    // --map-root-user` would not map), with max_user_namespaces 0 in it.
-    const NO_USERNS: &str = r#"
-import ctypes, os, sys
-ready, go = os.pipe(), os.pipe()
-pid = os.fork()
-if pid == 0:
-    if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:
-        os._exit(99)
-    os.write(ready[1], b"u")
-    os.read(go[0], 1)
-    with open("/proc/sys/user/max_user_namespaces", "w") as limit:
-        limit.write("0")
-    os.execv(sys.argv[1], sys.argv[1:])
-os.read(ready[0], 1)
-for name in ("uid_map", "gid_map"):
-    with open(f"/proc/{pid}/{name}", "w") as map_file:
-        map_file.write("0 0 4294967295")
-os.write(go[1], b"m")
-sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-"#;
-    Command::new(crate::util::require_tool("python3"))
-        .env("NO_COLOR", "1")
-        .args(["-c", NO_USERNS])
-        .arg(gib_bin())
-        .args(["build", "-f"])
-        .arg(config)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// Path, size, mode and mtime of everything in the cache entry named `prefix*` under `images`.
 fn tree_listing(images: &Path, prefix: &str) -> Vec<(PathBuf, u64, u32, i64)> {
     use std::os::unix::fs::MetadataExt;
@@ -237,7 +198,7 @@ fn a_chain_builds_in_tandem_and_rebuilds_only_what_changed() {
 
     // Nothing changed: every image is reused and no sandbox is entered (the build runs where
     // no user namespace can be made). How long it takes is benches/chain-bench.sh's.
-    let out = build_without_sandboxes(&config, &cache, &["app"]);
+    let out = crate::util::build_without_sandboxes(&config, &cache, &["app"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     for name in ["base", "lib", "app"] {
@@ -248,7 +209,7 @@ fn a_chain_builds_in_tandem_and_rebuilds_only_what_changed() {
     }
 
     // (Where a build would need one, it fails so.)
-    let out = build_without_sandboxes(&config, &cache, &["--force", "app"]);
+    let out = crate::util::build_without_sandboxes(&config, &cache, &["--force", "app"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("user namespaces are disabled"), "{stderr}");

@@ -23,6 +23,7 @@ mod real_packages;
 mod reference;
 mod registry;
 mod registry_server;
+mod reproducible;
 mod sandbox;
 mod sbom;
 mod scripts;

@@ -2,7 +2,8 @@
 //! an HTTPS server with a test CA (a fake Gentoo mirror and `git http-backend`; python,
 //! `sources_server.py`) and an rsync daemon. The mirror is fake because the real one is out
 //! of reach here; its files follow the real layout, signed with keys made in the test
-//! (gpg), which gib is told to trust through `GIB_RELENG_KEYRING` and friends.
+//! (gpg), which gib is told to trust through the hooks' `--releng-fingerprint` and friends
+//! (what gib.yaml's `stage3.fingerprint`, `keyring` and `ca_certificate` give `gib build`).
 //!
 //! gib is driven through the hidden `gib __sources` hooks.
 
@@ -197,12 +198,17 @@ impl World {
     /// random bytes; gib does not unpack it here), its DIGESTS (BLAKE2B block first, as
     /// catalyst writes it, clearsigned), its `.asc`, and the clearsigned latest file.
     fn publish_stage3(&self) -> PathBuf {
+        self.publish_stage3_holding(&pseudo_random(3 << 20, 7))
+    }
+
+    /// [`World::publish_stage3`] with `bytes` as the tarball.
+    fn publish_stage3_holding(&self, bytes: &[u8]) -> PathBuf {
         let autobuilds = self.mirror.join("releases/amd64/autobuilds");
         let build = autobuilds.join(TS);
         std::fs::create_dir_all(&build).unwrap();
         let name = format!("stage3-{FLAVOR}-{TS}.tar.xz");
         let tarball = build.join(&name);
-        std::fs::write(&tarball, pseudo_random(3 << 20, 7)).unwrap();
+        std::fs::write(&tarball, bytes).unwrap();
         self.write_digests(&tarball, true);
         self.releng
             .detach_sign(&tarball, &build.join(format!("{name}.asc")));
@@ -232,15 +238,29 @@ impl World {
 
     /// `gib __sources …` trusting the test's keys and CA.
     fn gib(&self) -> Command {
+        self.gib_trusting(Some(&self.releng.keyring), Some(&self.pki.ca))
+    }
+
+    /// `gib __sources …` trusting the test's keys (the releng key's material from
+    /// `releng_keyring`, else from the keyserver) and `stage3_ca` for the mirror.
+    fn gib_trusting(&self, releng_keyring: Option<&Path>, stage3_ca: Option<&Path>) -> Command {
         let mut cmd = gib();
-        cmd.args(["__sources"])
-            .env("GIB_RELENG_KEYRING", &self.releng.keyring)
-            .env("GIB_RELENG_FINGERPRINT", &self.releng.fingerprint)
-            .env("GIB_SNAPSHOT_KEYRING", &self.infra.keyring)
-            .env("GIB_SNAPSHOT_FINGERPRINT", &self.infra.fingerprint)
-            .env("GIB_CA_CERTIFICATE", &self.pki.ca)
-            .env_remove("GIT_SSL_CAINFO")
-            .env_remove("SSL_CERT_FILE");
+        cmd.args([
+            "__sources",
+            "--releng-fingerprint",
+            &self.releng.fingerprint,
+        ])
+        .args(["--snapshot-fingerprint", &self.infra.fingerprint])
+        .arg("--snapshot-keyring")
+        .arg(&self.infra.keyring)
+        .env_remove("GIT_SSL_CAINFO")
+        .env_remove("SSL_CERT_FILE");
+        if let Some(keyring) = releng_keyring {
+            cmd.arg("--releng-keyring").arg(keyring);
+        }
+        if let Some(ca) = stage3_ca {
+            cmd.arg("--stage3-ca-certificate").arg(ca);
+        }
         cmd
     }
 
@@ -584,9 +604,8 @@ fn a_pinned_key_is_fetched_from_the_keyserver_checked_and_cached() {
     let cache = world.path("cache");
     let fetch = || {
         world
-            .gib()
-            .env_remove("GIB_RELENG_KEYRING")
-            .env("GIB_KEYSERVER", &keyserver)
+            .gib_trusting(None, Some(&world.pki.ca))
+            .args(["--keyserver", &keyserver])
             .args(["fetch-stage3", "--flavor", FLAVOR, "--mirror"])
             .arg(format!("https://127.0.0.1:{}", server.port))
             .arg("--cache-dir")
@@ -676,14 +695,8 @@ fn make_git_repo(world: &World, name: &str, trees: &[&[(&str, &str)]]) -> Vec<St
 /// with `extra` arguments.
 fn sync_repo(world: &World, cache: &Path, repo: [&str; 3], extra: &[&str]) -> Output {
     let [name, sync_type, uri] = repo;
-    let mut cmd = world.gib();
-    cmd.env_remove("GIB_CA_CERTIFICATE").args([
-        "sync-repo",
-        "--name",
-        name,
-        "--sync-type",
-        sync_type,
-    ]);
+    let mut cmd = world.gib_trusting(Some(&world.releng.keyring), None);
+    cmd.args(["sync-repo", "--name", name, "--sync-type", sync_type]);
     if !uri.is_empty() {
         cmd.args(["--uri", uri]);
     }
@@ -721,6 +734,26 @@ fn a_git_overlay_behind_the_test_ca_syncs_with_its_ca_certificate_only() {
         "{stderr}"
     );
     assert!(stderr.contains(&uri), "{stderr}");
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+    // git's own environment switches do not change what gib trusts.
+    let out = world
+        .gib_trusting(Some(&world.releng.keyring), None)
+        .env("GIT_SSL_NO_VERIFY", "1")
+        .env("GIT_SSL_CAINFO", &world.pki.ca)
+        .args([
+            "sync-repo",
+            "--name",
+            "mine",
+            "--sync-type",
+            "git",
+            "--uri",
+            &uri,
+        ])
+        .arg("--cache-dir")
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let stderr = failure(&out);
     assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
 
     let got = json(&sync_repo(
@@ -982,7 +1015,7 @@ fn local_and_none_repositories_are_not_copied() {
     assert!(stderr.contains("/nonexistent/overlay"), "{stderr}");
 }
 
-/// `ca_certificate` (here `GIB_CA_CERTIFICATE` and `--ca-certificate`) is trusted besides the
+/// `ca_certificate` (here `--stage3-ca-certificate` and `--ca-certificate`) is trusted besides the
 /// system roots, never instead of them, for downloads and git alike: with an unrelated CA
 /// given, a host signed by a CA of the system bundle (`SSL_CERT_FILE`) is still reached; with
 /// neither CA trusting it, the host is refused.
@@ -998,8 +1031,7 @@ fn a_ca_certificate_is_trusted_besides_the_system_roots_for_downloads_and_git() 
     let cache = world.path("cache");
     let fetch = |system: &Path| {
         world
-            .gib()
-            .env("GIB_CA_CERTIFICATE", &unrelated.ca)
+            .gib_trusting(Some(&world.releng.keyring), Some(&unrelated.ca))
             .env("SSL_CERT_FILE", system)
             .args(["fetch-stage3", "--flavor", FLAVOR, "--mirror", &mirror])
             .arg("--cache-dir")
@@ -1009,8 +1041,7 @@ fn a_ca_certificate_is_trusted_besides_the_system_roots_for_downloads_and_git() 
     };
     let sync = |system: &Path| {
         world
-            .gib()
-            .env_remove("GIB_CA_CERTIFICATE")
+            .gib_trusting(Some(&world.releng.keyring), None)
             .env("SSL_CERT_FILE", system)
             .args(["sync-repo", "--name", "mine", "--sync-type", "git"])
             .args(["--uri", &uri])
@@ -1060,9 +1091,8 @@ fn a_silent_repository_server_is_given_up_within_the_stall_bound() {
     ] {
         let cache = world.path(&format!("cache-{sync_type}"));
         let started = std::time::Instant::now();
-        let mut cmd = world.gib();
-        cmd.env_remove("GIB_CA_CERTIFICATE")
-            .env("GIB_HTTP_STALL_TIMEOUT", "2")
+        let mut cmd = world.gib_trusting(Some(&world.releng.keyring), None);
+        cmd.env("GIB_HTTP_STALL_TIMEOUT", "2")
             .env("GIB_HTTP_CONNECT_TIMEOUT", "2")
             .args(["sync-repo", "--name", "mine", "--sync-type", sync_type])
             .args(["--uri", &uri, "--cache-dir"])
@@ -1077,4 +1107,128 @@ fn a_silent_repository_server_is_given_up_within_the_stall_bound() {
             "{sync_type}: gave up only after {elapsed:?}: {stderr}"
         );
     }
+}
+
+/// What gib trusts is in gib.yaml, never in the environment: a stage3 signed by a key that
+/// only `GIB_RELENG_*` variables name is refused (the pinned Gentoo key is what gib checks
+/// against); the same key named in gib.yaml (`stage3.fingerprint`, `keyring`, with the
+/// mirror's `ca_certificate`) is accepted, and `gib plan` shows it.
+#[test]
+fn a_stage3_key_is_trusted_from_gib_yaml_never_from_the_environment() {
+    let world = World::new("trust-gib-yaml");
+    // A real (tiny) stage3: gib build unpacks it to read its repository's snapshot time.
+    let tree = world.path("stage3-tree");
+    let chk = tree.join("var/db/repos/gentoo/metadata");
+    std::fs::create_dir_all(&chk).unwrap();
+    std::fs::write(
+        chk.join("timestamp.chk"),
+        "Sat, 14 Nov 2026 00:45:01 +0000\n",
+    )
+    .unwrap();
+    let stage3 = world.path("stage3.tar.xz");
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&tree)
+            .args(["--numeric-owner", "-cJf"])
+            .arg(&stage3)
+            .arg("."),
+    );
+    world.publish_stage3_holding(&std::fs::read(&stage3).unwrap());
+    let rootfs = world.path("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/motd"), "hi\n").unwrap();
+    let server = world.serve(&[]);
+    let config = |keys: &str| {
+        let path = world.path("gib.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "stage3:\n  flavor: {FLAVOR}\n  mirror: https://127.0.0.1:{port}\n  \
+                 ca_certificate: {ca}\n{keys}portage:\n  sync_type: none\nimages:\n  \
+                 root:\n    from: scratch\n    tag: t\n    rootfs: ./rootfs\n",
+                port = server.port,
+                ca = world.pki.ca.display(),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let build = |config: &Path, cache: &Path| {
+        gib()
+            .arg("build")
+            .arg("-f")
+            .arg(config)
+            .arg("--cache-dir")
+            .arg(cache)
+            .env("GIB_RELENG_KEYRING", &world.releng.keyring)
+            .env("GIB_RELENG_FINGERPRINT", &world.releng.fingerprint)
+            .output()
+            .unwrap()
+    };
+    const GENTOO_RELENG: &str = "13EBBDBEDE7A12775DFDB1BABB572E0E2D182910";
+
+    // Only the environment names the test key: gib checks against Gentoo's pinned key. Its
+    // material is put in the cache (under the pinned fingerprint, as if fetched) so the
+    // check runs here without a keyserver: the signature by the test key is refused.
+    let env_only = config("");
+    let cache = world.path("cache-env");
+    std::fs::create_dir_all(cache.join("keys")).unwrap();
+    std::fs::copy(
+        &world.releng.keyring,
+        cache.join(format!("keys/{GENTOO_RELENG}.asc")),
+    )
+    .unwrap();
+    let stderr = failure(&build(&env_only, &cache));
+    assert!(
+        stderr.contains(&format!("not by the trusted key {GENTOO_RELENG}")),
+        "{stderr}"
+    );
+    let plan = run_ok(gib().arg("plan").arg("-f").arg(&env_only));
+    assert!(
+        plan.contains(&format!(
+            "stage3 key: {GENTOO_RELENG} (Gentoo Release Engineering, pinned in gib)"
+        )),
+        "{plan}"
+    );
+
+    // The same key named in gib.yaml: accepted, and shown by `gib plan`.
+    let named = config(&format!(
+        "  fingerprint: {}\n  keyring: ./releng.asc\n",
+        world.releng.fingerprint
+    ));
+    let out = build(&named, &world.path("cache-yaml"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let plan = run_ok(gib().arg("plan").arg("-f").arg(&named));
+    assert!(
+        plan.contains(&format!(
+            "stage3 key: {} from {} (gib.yaml)",
+            world.releng.fingerprint,
+            world.releng.keyring.display()
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!(
+            "CA certificate for stage3: {}",
+            world.pki.ca.display()
+        )),
+        "{plan}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&run_ok(
+        gib().arg("plan").arg("--json").arg("-f").arg(&named),
+    ))
+    .unwrap();
+    let key = &json["trust"]["stage3_key"];
+    assert_eq!(
+        key["fingerprint"],
+        world.releng.fingerprint.as_str(),
+        "{json}"
+    );
+    assert_eq!(key["builtin"], false, "{json}");
+    assert_eq!(
+        json["trust"]["ca_certificates"]["stage3"],
+        world.pki.ca.display().to_string()
+    );
 }

@@ -26,6 +26,7 @@ pub fn default_portage() -> Portage {
         sync_type: default_sync_type(),
         uri: Some(DEFAULT_PORTAGE_GIT_URI.to_string()),
         pin: None,
+        ca_certificate: None,
     }
 }
 

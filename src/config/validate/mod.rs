@@ -5,7 +5,7 @@
 //! decided later, in `plan`.
 //!
 //! One file per section of the file (`stage3`, `repositories`, `build`, `registries`,
-//! `images`, `accounts`), each adding its checks to [`Validator`]; `defaults` holds the values
+//! `images`, `accounts`; `trust` for the keys of `stage3` and `portage`), each adding its checks to [`Validator`]; `defaults` holds the values
 //! of left-out keys. This file walks the whole file and keeps the checks sections share.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +30,7 @@ mod images;
 mod registries;
 mod repositories;
 mod stage3;
+mod trust;
 
 pub use defaults::*;
 pub(super) use images::check_tag;
@@ -45,6 +46,7 @@ pub struct Validator<'a> {
 impl Validator<'_> {
     pub fn config(&self, file: PathBuf, raw: RawFile) -> Checked<Config> {
         let start = start_of_file();
+        let trust = self.trust(raw.stage3.as_ref(), raw.portage.as_ref())?;
         let stage3 = raw.stage3.map(|s| self.stage3(s)).transpose()?;
         let portage = self.portage(raw.portage)?;
         let repositories = self.repositories(raw.repositories.unwrap_or_default())?;
@@ -76,6 +78,7 @@ impl Validator<'_> {
             file,
             stage3,
             portage,
+            trust,
             repositories,
             build,
             registry,

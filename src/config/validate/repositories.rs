@@ -39,10 +39,23 @@ impl Validator<'_> {
             .as_ref()
             .map(|p| self.repository_pin(p, sync_type))
             .transpose()?;
+        let ca_certificate = match (sync_type, &r.ca_certificate) {
+            (SyncType::Git | SyncType::Webrsync, Some(c)) => {
+                Some(self.existing_path(c, "certificate")?)
+            }
+            (_, Some(c)) => {
+                return Err(self.source.error(
+                    c.referenced,
+                    "`ca_certificate` is for a repository fetched over HTTPS (`git`, `webrsync`)",
+                ));
+            }
+            (_, None) => None,
+        };
         Ok(Portage {
             sync_type,
             uri,
             pin,
+            ca_certificate,
         })
     }
 

@@ -127,7 +127,17 @@ impl BuildContext<'_> {
             return Ok(());
         }
         let changes = lock.changes_from(self.lock.read.as_ref());
-        lock.write(&self.lock.path)?;
+        if let Err(err) = lock.write(&self.lock.path) {
+            if matches!(self.lock.mode, LockMode::Update(_)) {
+                return Err(err);
+            }
+            // A build in a checkout it may not write to still builds, saying what it pinned.
+            self.printer.warn(&format!(
+                "{err:#}: the next build resolves the inputs again ({})",
+                changes.join("; ")
+            ));
+            return Ok(());
+        }
         let verb = if self.lock.read.is_some() {
             "Updated"
         } else {
@@ -446,6 +456,56 @@ impl BuildContext<'_> {
         let main = lock.repository("gentoo")?;
         SnapshotTime::from_epoch(main.time?)
     }
+}
+
+/// gib.lock as `gib plan` shows it: where it is, what it says, and which of its entries
+/// gib.yaml no longer asks for (the next build resolves them again).
+#[derive(Debug, serde::Serialize)]
+pub struct LockStatus {
+    pub path: std::path::PathBuf,
+    pub lock: Option<Lock>,
+    /// `stage3` and repository names whose entry is missing or was made for other gib.yaml
+    /// text.
+    pub unlocked: Vec<String>,
+}
+
+/// The lock of `plan`'s file and how it stands against gib.yaml.
+pub fn lock_status(plan: &crate::plan::Plan) -> Result<LockStatus> {
+    let path = Lock::path_for(&plan.file);
+    let lock = Lock::read(&path)?;
+    let mut unlocked = Vec::new();
+    if let Some(source) = &plan.stage3 {
+        let described = describe_stage3(source, &plan.file);
+        if lock
+            .as_ref()
+            .and_then(|l| l.stage3.as_ref())
+            .map(|s| &s.source)
+            != Some(&described)
+        {
+            unlocked.push("stage3".to_string());
+        }
+    }
+    let trust = &plan.trust;
+    let specs = std::iter::once(RepoSpec::main(&plan.portage, trust)).chain(
+        plan.repositories
+            .iter()
+            .map(|r| RepoSpec::overlay(r, trust)),
+    );
+    for spec in specs {
+        if matches!(spec.sync_type, SyncType::Local) {
+            continue;
+        }
+        let described = repository::describe(&spec);
+        let locked = lock.as_ref().and_then(|l| l.repository(&spec.name));
+        if locked.map(|r| &r.source) != Some(&described) {
+            unlocked.push(spec.name.clone());
+        }
+    }
+    Ok(LockStatus {
+        path,
+        lock,
+        unlocked,
+    })
 }
 
 /// gib.yaml's `stage3:` as one line for gib.lock; a `path:` relative to gib.yaml's directory

@@ -28,7 +28,7 @@ mod test;
 
 pub use entry::latest_record;
 pub use from_registry::pull_plan_image;
-pub use inputs::{LockMode, UpdateSelection};
+pub use inputs::{LockMode, LockStatus, UpdateSelection, lock_status};
 pub use run::{RunOutcome, RunRequest, Session, run};
 pub use shell::{run_in_stage3, shell};
 
@@ -241,7 +241,7 @@ impl<'a> BuildContext<'a> {
     /// repository snapshot's time, else 0. Every layer's mtimes are clamped to it and every
     /// image's `created` is it, rootfs images included, so the same inputs give the same
     /// digests whenever and in whatever order they are built; the wall clock would make
-    /// every build differ. Resolved once, on first use (see [`BuildContext::epoch_identity`]
+    /// every build differ. Resolved once, on first use (through gib.lock: see [`BuildContext::epoch_identity`]
     /// for what decides it without resolving it).
     pub fn epoch(&self) -> Result<i64> {
         if let Some(epoch) = self.epoch.get() {
@@ -254,15 +254,16 @@ impl<'a> BuildContext<'a> {
         Ok(*self.epoch.get_or_init(|| epoch))
     }
 
-    /// What decides [`BuildContext::epoch`] (and the snapshot date), for input keys, without
-    /// syncing or unpacking anything beyond what `source_identity` does: the explicit
-    /// SOURCE_DATE_EPOCH, else the sources' identity (the snapshot is one of them).
+    /// What [`BuildContext::epoch`] and the snapshot date are, for the input keys of images
+    /// that depend on nothing else of the sources (`rootfs:` images): with gib.lock both are
+    /// known without syncing or unpacking anything, so a new overlay commit does not rebuild
+    /// them, and a new main snapshot (a new epoch) does.
     fn epoch_identity(&self) -> Result<String> {
-        Ok(match (self.source_date_epoch, &self.plan.stage3) {
-            (Some(epoch), _) => format!("SOURCE_DATE_EPOCH={epoch}"),
-            (None, Some(_)) => self.source_identity()?,
-            (None, None) => "no sources".to_string(),
-        })
+        Ok(format!(
+            "epoch {} date {:?}",
+            self.epoch()?,
+            self.snapshot_date()?
+        ))
     }
 }
 

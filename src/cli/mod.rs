@@ -12,6 +12,7 @@ mod plan;
 mod push;
 mod schema;
 mod shell;
+mod update;
 // Test hooks: the registry client and the source fetchers on their own, as a process the
 // integration tests can run as another user with other bounds. Built only with the
 // `test-hooks` feature, which the tests turn on (Cargo.toml): never in an installed gib.
@@ -60,6 +61,9 @@ pub enum Command {
     /// Build what changed (reusing the rest from the cache), then push every tag of every
     /// image to its registry; `gib build --push` without outputs.
     Push(PushArgs),
+    /// Move gib.lock to the newest stage3 and repository snapshots gib.yaml allows, and say
+    /// what changed; builds nothing.
+    Update(UpdateArgs),
     /// Draw the image DAG.
     Graph(GraphArgs),
     /// An interactive shell in an image's builder root, with the mounts `gib build` uses.
@@ -180,6 +184,27 @@ pub struct PlanArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Repositories to update (by name: `gentoo`, an overlay's); with no name and no
+    /// `--stage3`/`--repos`, everything.
+    pub names: Vec<String>,
+    /// Update the stage3.
+    #[arg(long)]
+    pub stage3: bool,
+    /// Update every repository.
+    #[arg(long)]
+    pub repos: bool,
+    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Stream the output of the commands gib runs.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct GraphArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -235,6 +260,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Push(args) => push::run(args),
+        Command::Update(args) => update::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Shell(args) => shell::run(args),
         Command::Clean(args) => clean::run(args),

@@ -18,6 +18,15 @@
 //!     "ca_certificates": {"stage3": "/abs/ca.pem", "portage": …, "repository mine": …,
 //!                         "registry host:5000": …}  // only those gib.yaml names
 //!   },
+//!   "lock": {"path": "/abs/gib.lock",                  // what gib.lock pins
+//!            "lock": {"version": 1, "gib": "0.1.0",
+//!                     "stage3": {"source": "…", "file": "…", "build": "…" | null,
+//!                                "sha512": "…", "signed_by": "…" | null} | null,
+//!                     "repositories": [{"name": "gentoo", "source": "git https://…",
+//!                                       "revision": "…" | null, "snapshot": "20261120" | null,
+//!                                       "time": 1763596800 | null}]}
+//!                   | null,                            // before the first build
+//!            "unlocked": ["stage3", "gentoo"]},        // not pinned for what gib.yaml says
 //!   "sandbox": "as root on host uids 100000..165535 …", // the host ids builds run as
 //!   "order": ["base", "python", "app"],                // build order, parents first
 //!   "images": [                                        // in build order
@@ -73,12 +82,18 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::resolve(&config, &args.images)?;
     let sandbox = crate::sandbox::id_mode()?.describe();
     let trust = TrustJson::new(&plan, &config.registries);
+    let lock = crate::build::lock_status(&plan)?;
     if args.json {
         let mut json = PlanJson::new(&plan, trust);
         json.sandbox = sandbox;
+        json.lock = Some(&lock);
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print!("{}", render_text(&plan, &trust, &sandbox));
+        let mut text = render_text(&plan, &trust, &sandbox);
+        // The inputs gib.lock pins, after what gib.yaml asks for.
+        let at = text.find("sandbox: ").unwrap_or(text.len());
+        text.insert_str(at, &lock_text(&lock));
+        print!("{text}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -90,6 +105,9 @@ struct PlanJson<'a> {
     registry: Option<&'a str>,
     stage3: Option<Stage3Json<'a>>,
     trust: TrustJson<'a>,
+    /// gib.lock: its path, what it pins (`null` before the first build) and the inputs it
+    /// does not pin for what gib.yaml says.
+    lock: Option<&'a crate::build::LockStatus>,
     sandbox: String,
     order: Vec<&'a str>,
     images: Vec<ImageJson<'a>>,
@@ -248,6 +266,7 @@ impl<'a> PlanJson<'a> {
                 },
             }),
             trust,
+            lock: None,
             sandbox: String::new(),
             order: plan.order(),
             images: {
@@ -366,6 +385,34 @@ fn tag_rule_text(image: &ImagePlan) -> (String, String) {
             "<tag>".to_string(),
         ),
     }
+}
+
+/// The `locked:` lines of the text plan.
+fn lock_text(status: &crate::build::LockStatus) -> String {
+    let mut out = String::new();
+    let Some(lock) = &status.lock else {
+        let _ = writeln!(
+            out,
+            "locked: nothing yet ({} is written by the first build)",
+            status.path.display()
+        );
+        return out;
+    };
+    let _ = writeln!(out, "locked in {}:", status.path.display());
+    if let Some(stage3) = &lock.stage3 {
+        let _ = writeln!(out, "  stage3: {}", stage3.short());
+    }
+    for repo in &lock.repositories {
+        let _ = writeln!(out, "  repository {}: {}", repo.name, repo.short());
+    }
+    if !status.unlocked.is_empty() {
+        let _ = writeln!(
+            out,
+            "  not locked for what gib.yaml says (the next build resolves them): {}",
+            status.unlocked.join(", ")
+        );
+    }
+    out
 }
 
 fn render_text(plan: &Plan, trust: &TrustJson<'_>, sandbox: &str) -> String {

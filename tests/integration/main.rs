@@ -15,6 +15,7 @@ mod fixture;
 mod hostile;
 mod hostile_network;
 mod image_tests;
+mod lock;
 mod oci;
 mod outputs;
 mod push;

@@ -40,6 +40,19 @@ pub struct Lock {
     /// The main repository first, then the overlays in gib.yaml's order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<LockedRepository>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binhost: Option<LockedBinhost>,
+}
+
+/// The binary package host's index (`Packages`) when the lock was written: which binary
+/// packages emerge could take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedBinhost {
+    /// What gib.yaml's `binhost:` says (the official binhost: its URL), as text.
+    pub source: String,
+    /// sha256 of the `Packages` index, lowercase hex.
+    pub index_sha256: String,
 }
 
 /// The stage3 a build uses.
@@ -86,6 +99,7 @@ impl Lock {
             gib: env!("CARGO_PKG_VERSION").to_string(),
             stage3: None,
             repositories: Vec::new(),
+            binhost: None,
         }
     }
 
@@ -198,6 +212,22 @@ impl Lock {
                     repo.short()
                 ));
             }
+        }
+        let old_binhost = old.and_then(|l| l.binhost.as_ref());
+        if old_binhost != self.binhost.as_ref() {
+            let short = |b: Option<&LockedBinhost>| {
+                b.map_or("(none)".to_string(), |b| {
+                    format!(
+                        "index sha256 {}…",
+                        &b.index_sha256[..b.index_sha256.len().min(12)]
+                    )
+                })
+            };
+            changes.push(format!(
+                "binhost: {} → {}",
+                short(old_binhost),
+                short(self.binhost.as_ref())
+            ));
         }
         for gone in old.map(|l| l.repositories.as_slice()).unwrap_or_default() {
             if self.repository(&gone.name).is_none() {

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 
 use super::BuildContext;
 use crate::config::{Stage3, SyncType};
-use crate::lock::{Lock, LockedRepository, LockedStage3};
+use crate::lock::{Lock, LockedBinhost, LockedRepository, LockedStage3};
 use crate::printer::{Hint, UserError};
 use crate::repository::{self, RepoSpec, SnapshotTime, SyncedRepo};
 use crate::stage3::{self, Stage3Root};
@@ -40,6 +40,8 @@ pub struct UpdateSelection {
     /// Repositories by name; every repository when `all_repositories`.
     pub repositories: Vec<String>,
     pub all_repositories: bool,
+    /// The binary package host's index.
+    pub binhost: bool,
 }
 
 /// The lock of one run: as read, and as this run resolved it.
@@ -101,6 +103,9 @@ impl BuildContext<'_> {
             };
             identity.push('\n');
             identity.push_str(&line);
+        }
+        if let Some(binhost) = self.locked_binhost()? {
+            identity.push_str(&format!("\nbinhost {}", binhost.index_sha256));
         }
         self.save_lock()?;
         Ok(self.inputs.get_or_init(|| ResolvedInputs { identity }))
@@ -318,6 +323,95 @@ impl BuildContext<'_> {
         Ok(self.stage3.get_or_init(|| root))
     }
 
+    /// The lock's binhost entry for gib.yaml's `binhost:`, its index fetched (and recorded)
+    /// when the lock has none for it; `None` without a binhost.
+    fn locked_binhost(&self) -> Result<Option<LockedBinhost>> {
+        let Some((described, index)) = binhost_index(self.plan)? else {
+            self.lock.current.borrow_mut().binhost = None;
+            return Ok(None);
+        };
+        let known = self
+            .lock
+            .current
+            .borrow()
+            .binhost
+            .clone()
+            .filter(|b| b.source == described);
+        let refresh = matches!(&self.lock.mode, LockMode::Update(s) if s.binhost);
+        if let Some(known) = known
+            && !refresh
+        {
+            return Ok(Some(known));
+        }
+        self.refuse_when_locked("the binhost", &described)?;
+        // A binhost that cannot be read is a cache miss (emerge compiles, and says so): the
+        // lock then names none, and the next build tries again.
+        let index_sha256 = match self.binhost_index_sha256(&index) {
+            Ok(sha256) => sha256,
+            Err(err) => {
+                self.printer
+                    .detail(&format!("the binhost is not locked: {err:#}"));
+                self.lock.current.borrow_mut().binhost = None;
+                return Ok(None);
+            }
+        };
+        let entry = LockedBinhost {
+            source: described,
+            index_sha256,
+        };
+        self.lock.current.borrow_mut().binhost = Some(entry.clone());
+        Ok(Some(entry))
+    }
+
+    /// sha256 of the binhost index at `index` (a URL, or a file of a directory binhost).
+    fn binhost_index_sha256(&self, index: &str) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let bytes = match index.strip_prefix("file://") {
+            Some(path) => std::fs::read(path)
+                .with_context(|| format!("cannot read the binhost index {path}"))?,
+            None => {
+                if self.offline {
+                    return Err(UserError::new(format!(
+                        "--offline: the binhost index {index} is not in gib.lock"
+                    ))
+                    .hint("run once without --offline"));
+                }
+                let client = crate::download::Client::new(None)?;
+                let limit = client.max_size();
+                client
+                    .get_small(index, limit)
+                    .with_context(|| format!("cannot fetch the binhost index {index}"))?
+            }
+        };
+        Ok(hex::encode(Sha256::digest(&bytes)))
+    }
+
+    /// Before an image is built on the binhost: say so when its index is no longer the one
+    /// gib.lock names (emerge may then take binary packages the lock did not see).
+    pub(super) fn check_binhost(&self) -> Result<()> {
+        if self.binhost_checked.get().is_some() || self.offline {
+            return Ok(());
+        }
+        self.binhost_checked.get_or_init(|| ());
+        let (Some(locked), Some((_, index))) = (
+            self.lock.current.borrow().binhost.clone(),
+            binhost_index(self.plan)?,
+        ) else {
+            return Ok(());
+        };
+        match self.binhost_index_sha256(&index) {
+            Ok(now) if now != locked.index_sha256 => self.printer.warn(&format!(
+                "the binhost index {index} changed since gib.lock was written: emerge may take \
+                 binary packages it did not list (`gib update --binhost` records the new index)"
+            )),
+            Ok(_) => {}
+            Err(err) => self
+                .printer
+                .warn(&format!("cannot check the binhost index: {err:#}")),
+        }
+        Ok(())
+    }
+
     /// The main repository and the overlays as gib.yaml says.
     fn repo_specs(&self) -> Vec<RepoSpec> {
         let trust = &self.plan.trust;
@@ -381,6 +475,7 @@ impl BuildContext<'_> {
             return Ok(repos);
         }
         self.inputs()?;
+        self.check_binhost()?;
         let mut repos = Vec::new();
         for mut spec in self.repo_specs() {
             if let Some(done) = self.synced.borrow().get(&spec.name) {
@@ -458,6 +553,35 @@ impl BuildContext<'_> {
     }
 }
 
+/// gib.yaml's binhost as one line for gib.lock, and where its `Packages` index is (a URL, or
+/// `file://` for a directory); `None` without a binhost.
+fn binhost_index(plan: &crate::plan::Plan) -> Result<Option<(String, String)>> {
+    use crate::config::Binhost;
+    let index = |base: &str| format!("{}/Packages", base.trim_end_matches('/'));
+    Ok(match &plan.binhost {
+        Binhost::None => None,
+        Binhost::Official => {
+            let (mirror, flavor) = match &plan.stage3 {
+                Some(Stage3::Flavor { mirror, flavor, .. }) => {
+                    (Some(mirror.as_str()), Some(flavor.as_str()))
+                }
+                _ => (None, None),
+            };
+            let repo = crate::gentoo::portage_conf::official_binrepo(mirror, flavor)?;
+            Some((format!("official {}", repo.uri), index(&repo.uri)))
+        }
+        Binhost::Url { uri, .. } => Some((format!("url {uri}"), index(uri))),
+        Binhost::Directory { path, .. } => {
+            let base = plan.file.parent().unwrap_or(Path::new("/"));
+            let shown = path.strip_prefix(base).unwrap_or(path);
+            Some((
+                format!("directory {}", shown.display()),
+                format!("file://{}", index(&path.display().to_string())),
+            ))
+        }
+    })
+}
+
 /// gib.lock as `gib plan` shows it: where it is, what it says, and which of its entries
 /// gib.yaml no longer asks for (the next build resolves them again).
 #[derive(Debug, serde::Serialize)]
@@ -500,6 +624,15 @@ pub fn lock_status(plan: &crate::plan::Plan) -> Result<LockStatus> {
         if locked.map(|r| &r.source) != Some(&described) {
             unlocked.push(spec.name.clone());
         }
+    }
+    if let Some((described, _)) = binhost_index(plan)?
+        && lock
+            .as_ref()
+            .and_then(|l| l.binhost.as_ref())
+            .map(|b| &b.source)
+            != Some(&described)
+    {
+        unlocked.push("binhost".to_string());
     }
     Ok(LockStatus {
         path,

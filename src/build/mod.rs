@@ -154,6 +154,8 @@ pub struct BuildContext<'a> {
     /// Set once `package_use_flags`' atoms were checked against the repositories.
     atoms_checked: OnceCell<()>,
     epoch: OnceCell<i64>,
+    /// Set once the binhost's index was compared with gib.lock's.
+    binhost_checked: OnceCell<()>,
 }
 
 /// How a run builds: the settings of `gib build` (and `gib shell`) that are not the plan.
@@ -203,6 +205,7 @@ impl<'a> BuildContext<'a> {
             synced: Default::default(),
             atoms_checked: OnceCell::new(),
             epoch: OnceCell::new(),
+            binhost_checked: OnceCell::new(),
         })
     }
 

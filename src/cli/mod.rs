@@ -196,6 +196,9 @@ pub struct UpdateArgs {
     /// Update every repository.
     #[arg(long)]
     pub repos: bool,
+    /// Record the binhost's current index.
+    #[arg(long)]
+    pub binhost: bool,
     /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -28,11 +28,12 @@ pub fn run(args: UpdateArgs) -> Result<ExitCode> {
             .hint(format!("its repositories are: {}", known.join(", "))));
         }
     }
-    let everything = !args.stage3 && !args.repos && args.names.is_empty();
+    let everything = !args.stage3 && !args.repos && !args.binhost && args.names.is_empty();
     let selection = UpdateSelection {
         stage3: everything || args.stage3,
         repositories: args.names.clone(),
         all_repositories: everything || args.repos,
+        binhost: everything || args.binhost,
     };
     let lock_path = Lock::path_for(&plan.file);
     let before = Lock::read(&lock_path)?;

@@ -31,6 +31,8 @@ pub struct Plan {
     pub repositories: Vec<Repository>,
     /// The prefix of the image references, if any.
     pub registry: Option<String>,
+    /// Where emerge looks for binary packages (`build.binhost`).
+    pub binhost: crate::config::Binhost,
     /// In build order: every image comes after its parent; ties are broken by name.
     pub images: Vec<ImagePlan>,
 }
@@ -193,6 +195,7 @@ impl Plan {
             trust: config.trust.clone(),
             repositories: config.repositories.clone(),
             registry: config.registry.clone(),
+            binhost: config.build.binhost.clone(),
             images,
         })
     }

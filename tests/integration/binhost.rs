@@ -152,6 +152,13 @@ fn a_second_machine_installs_every_package_from_a_binhost_over_http_or_a_directo
     );
     let stderr = build_ok(&config, &cache_c, &dir.path().join("c.tar"));
     assert_all_binary(&stderr, &cache_c, emerged);
+    // gib.lock records the index the build saw.
+    let index = fs::read(binpkgs.join("Packages")).unwrap();
+    let lock = fs::read_to_string(dir.path().join("gib.lock")).unwrap();
+    assert!(
+        lock.contains(&format!("index_sha256: {}", sha256_hex(&index))),
+        "{lock}"
+    );
 
     // A binhost that is down is a cache miss: gib warns, naming it, and compiles.
     let port = TcpListener::bind("127.0.0.1:0")
@@ -232,4 +239,9 @@ fn a_directory_without_a_packages_index_is_refused() {
         )),
         "{stderr}"
     );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }

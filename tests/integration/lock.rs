@@ -168,6 +168,20 @@ fn a_lock_pins_the_inputs_until_gib_update_moves_them() {
         lock,
         "the lock stays"
     );
+    // Nor does it need a network: the same build in a network namespace of its own, which
+    // has no interface up.
+    let out = Command::new(require_tool("unshare"))
+        .arg("--net")
+        .arg(crate::util::gib_bin())
+        .args(["build", "--locked", "-f"])
+        .arg(&config)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("Reusing demo"), "{shown}");
     fs::rename(&gone, &repo).unwrap();
 
     // `gib plan` shows what is locked.

@@ -89,6 +89,9 @@ pub struct LockedRepository {
     /// The snapshot's time, seconds since the epoch: the build's default SOURCE_DATE_EPOCH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<i64>,
+    /// The fingerprint of the key whose signature was checked (a webrsync snapshot's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
 }
 
 impl Lock {
@@ -301,6 +304,7 @@ mod tests {
                     revision: Some("1".repeat(40)),
                     snapshot: Some("20261120".into()),
                     time: Some(1_763_600_000),
+                    signed_by: None,
                 },
                 LockedRepository {
                     name: "mine".into(),
@@ -308,6 +312,7 @@ mod tests {
                     revision: None,
                     snapshot: Some("20261119".into()),
                     time: None,
+                    signed_by: Some("DCD05B71EAB94199527F44ACDB6B8C1F96D8BF6D".into()),
                 },
             ],
             ..Lock::new()
@@ -375,6 +380,7 @@ mod tests {
                 revision: None,
                 snapshot: None,
                 time: None,
+                signed_by: None,
             },
             &names,
         );

@@ -428,7 +428,11 @@ impl BuildContext<'_> {
     /// The lock's entry of the synced repository `spec` (git, rsync, webrsync) or of the main
     /// repository in the stage3 (`none`), resolved and recorded when it has none.
     fn locked_repository(&self, spec: &RepoSpec) -> Result<Option<LockedRepository>> {
-        let described = repository::describe(spec);
+        let stage3 = match spec.sync_type {
+            SyncType::None => self.locked_stage3()?.map(|s| s.sha512),
+            _ => None,
+        };
+        let described = describe_repository(spec, stage3.as_deref());
         let known = self
             .lock
             .current
@@ -459,6 +463,8 @@ impl BuildContext<'_> {
             revision,
             snapshot: snapshot.as_ref().map(|s| s.date.clone()),
             time: snapshot.map(|s| s.epoch),
+            signed_by: (spec.sync_type == SyncType::Webrsync)
+                .then(|| spec.trust.snapshots.fingerprint.clone()),
         };
         let names: Vec<String> = self.repo_specs().into_iter().map(|s| s.name).collect();
         self.lock
@@ -553,6 +559,19 @@ impl BuildContext<'_> {
     }
 }
 
+/// A repository as one line for gib.lock. The main repository with `sync_type: none` is the
+/// stage3's own tree: its entry holds only while the stage3 is the same file.
+fn describe_repository(spec: &RepoSpec, stage3_sha512: Option<&str>) -> String {
+    let described = repository::describe(spec);
+    match (spec.sync_type, stage3_sha512) {
+        (SyncType::None, Some(sha512)) => format!(
+            "{described}: the tree of the stage3 with sha512 {}",
+            &sha512[..sha512.len().min(16)]
+        ),
+        _ => described,
+    }
+}
+
 /// gib.yaml's binhost as one line for gib.lock, and where its `Packages` index is (a URL, or
 /// `file://` for a directory); `None` without a binhost.
 fn binhost_index(plan: &crate::plan::Plan) -> Result<Option<(String, String)>> {
@@ -619,7 +638,11 @@ pub fn lock_status(plan: &crate::plan::Plan) -> Result<LockStatus> {
         if matches!(spec.sync_type, SyncType::Local) {
             continue;
         }
-        let described = repository::describe(&spec);
+        let stage3 = lock
+            .as_ref()
+            .and_then(|l| l.stage3.as_ref())
+            .map(|s| s.sha512.as_str());
+        let described = describe_repository(&spec, stage3);
         let locked = lock.as_ref().and_then(|l| l.repository(&spec.name));
         if locked.map(|r| &r.source) != Some(&described) {
             unlocked.push(spec.name.clone());

@@ -203,10 +203,15 @@ impl World {
 
     /// [`World::publish_stage3`] with `bytes` as the tarball.
     fn publish_stage3_holding(&self, bytes: &[u8]) -> PathBuf {
+        self.publish_stage3_build(bytes, TS)
+    }
+
+    /// Publish `bytes` as the flavor's build `ts` and make it the latest.
+    fn publish_stage3_build(&self, bytes: &[u8], ts: &str) -> PathBuf {
         let autobuilds = self.mirror.join("releases/amd64/autobuilds");
-        let build = autobuilds.join(TS);
+        let build = autobuilds.join(ts);
         std::fs::create_dir_all(&build).unwrap();
-        let name = format!("stage3-{FLAVOR}-{TS}.tar.xz");
+        let name = format!("stage3-{FLAVOR}-{ts}.tar.xz");
         let tarball = build.join(&name);
         std::fs::write(&tarball, bytes).unwrap();
         self.write_digests(&tarball, true);
@@ -214,7 +219,7 @@ impl World {
             .detach_sign(&tarball, &build.join(format!("{name}.asc")));
         let size = std::fs::metadata(&tarball).unwrap().len();
         self.releng.clearsign(
-            &format!("# Latest as of Tue, 17 Nov 2026 17:00:00 +0000\n# ts=1795453200\n{TS}/{name} {size}\n"),
+            &format!("# Latest as of Tue, 17 Nov 2026 17:00:00 +0000\n# ts=1795453200\n{ts}/{name} {size}\n"),
             &autobuilds.join(format!("latest-stage3-{FLAVOR}.txt")),
         );
         tarball
@@ -1117,24 +1122,11 @@ fn a_silent_repository_server_is_given_up_within_the_stall_bound() {
 fn a_stage3_key_is_trusted_from_gib_yaml_never_from_the_environment() {
     let world = World::new("trust-gib-yaml");
     // A real (tiny) stage3: gib build unpacks it to read its repository's snapshot time.
-    let tree = world.path("stage3-tree");
-    let chk = tree.join("var/db/repos/gentoo/metadata");
-    std::fs::create_dir_all(&chk).unwrap();
-    std::fs::write(
-        chk.join("timestamp.chk"),
+    world.publish_stage3_holding(&tiny_stage3(
+        &world,
+        "stage3-tree",
         "Sat, 14 Nov 2026 00:45:01 +0000\n",
-    )
-    .unwrap();
-    let stage3 = world.path("stage3.tar.xz");
-    run_ok(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&tree)
-            .args(["--numeric-owner", "-cJf"])
-            .arg(&stage3)
-            .arg("."),
-    );
-    world.publish_stage3_holding(&std::fs::read(&stage3).unwrap());
+    ));
     let rootfs = world.path("rootfs");
     std::fs::create_dir_all(rootfs.join("etc")).unwrap();
     std::fs::write(rootfs.join("etc/motd"), "hi\n").unwrap();
@@ -1231,4 +1223,128 @@ fn a_stage3_key_is_trusted_from_gib_yaml_never_from_the_environment() {
         json["trust"]["ca_certificates"]["stage3"],
         world.pki.ca.display().to_string()
     );
+}
+
+/// A tiny stage3 — a shell (busybox) and an ebuild repository that says it was made at
+/// `chk` (timestamp.chk's text) — enough for gib to accept and date it, not to emerge in it.
+fn tiny_stage3(world: &World, name: &str, chk: &str) -> Vec<u8> {
+    let tree = world.path(name);
+    let metadata = tree.join("var/db/repos/gentoo/metadata");
+    std::fs::create_dir_all(&metadata).unwrap();
+    std::fs::write(metadata.join("timestamp.chk"), chk).unwrap();
+    std::fs::create_dir_all(tree.join("bin")).unwrap();
+    std::fs::copy(require_tool("busybox"), tree.join("bin/sh")).unwrap();
+    let tarball = world.path(&format!("{name}.tar.xz"));
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&tree)
+            .args(["--numeric-owner", "-cJf"])
+            .arg(&tarball)
+            .arg("."),
+    );
+    std::fs::read(&tarball).unwrap()
+}
+
+/// gib.lock pins a flavor's build: a newer build on the mirror is not picked up (no request
+/// reaches the mirror for it) until `gib update --stage3`, which says what moved; then the
+/// image whose epoch came from the stage3 rebuilds.
+#[test]
+fn a_locked_flavor_stays_on_its_build_until_gib_update() {
+    const NEWER: &str = "20261124T170000Z";
+    let world = World::new("lock-flavor");
+    world.publish_stage3_holding(&tiny_stage3(
+        &world,
+        "first",
+        "Sat, 14 Nov 2026 00:45:01 +0000\n",
+    ));
+    let rootfs = world.path("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/motd"), "hi\n").unwrap();
+    // A tarball: a `rootfs:` directory is read again on every build.
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(world.path("rootfs.tar"))
+            .arg("."),
+    );
+    let server = world.serve(&[]);
+    let config = world.path("gib.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "stage3:\n  flavor: {FLAVOR}\n  mirror: https://127.0.0.1:{port}\n  \
+             ca_certificate: {ca}\n  fingerprint: {fpr}\n  keyring: {keyring}\nportage:\n  \
+             sync_type: none\nimages:\n  root:\n    from: scratch\n    tag: t\n    \
+             rootfs: ./rootfs.tar\n",
+            port = server.port,
+            ca = world.pki.ca.display(),
+            fpr = world.releng.fingerprint,
+            keyring = world.releng.keyring.display(),
+        ),
+    )
+    .unwrap();
+    let cache = world.path("cache");
+    let gib_run = |args: &[&str]| {
+        let mut cmd = gib();
+        cmd.args(args).arg("-f").arg(&config);
+        if args[0] != "plan" {
+            cmd.arg("--cache-dir").arg(&cache);
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let lock_path = world.path("gib.lock");
+
+    let out = gib_run(&["build"]);
+    assert!(out.contains("Built root"), "{out}");
+    let lock = std::fs::read_to_string(&lock_path).unwrap();
+    assert!(lock.contains(&format!("build: {TS}")), "{lock}");
+    assert!(
+        lock.contains(&format!("signed_by: {}", world.releng.fingerprint)),
+        "{lock}"
+    );
+
+    // A newer build whose tree is a week younger: the mirror's latest now.
+    world.publish_stage3_build(
+        &tiny_stage3(&world, "newer", "Sat, 21 Nov 2026 00:45:01 +0000\n"),
+        NEWER,
+    );
+    let asked = world.requests().len();
+    let out = gib_run(&["build"]);
+    assert!(out.contains("Reusing root"), "{out}");
+    assert_eq!(
+        world.requests().len(),
+        asked,
+        "a locked build asks the mirror nothing: {:?}",
+        &world.requests()[asked..]
+    );
+    assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), lock);
+    let plan = gib_run(&["plan"]);
+    assert!(
+        plan.contains(&format!("stage3: stage3-{FLAVOR}-{TS}.tar.xz")),
+        "{plan}"
+    );
+
+    let out = gib_run(&["update", "--stage3"]);
+    let line = out
+        .lines()
+        .find(|l| l.contains("stage3: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let (old, new) = line.split_once('→').unwrap();
+    assert!(old.contains(TS) && new.contains(NEWER), "{out}");
+    let moved = std::fs::read_to_string(&lock_path).unwrap();
+    assert!(moved.contains(&format!("build: {NEWER}")), "{moved}");
+
+    // The image's epoch came from the stage3's tree, which moved: it rebuilds, dated anew.
+    let out = gib_run(&["build"]);
+    assert!(out.contains("Built root"), "{out}");
 }

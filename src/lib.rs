@@ -10,6 +10,7 @@
 //! | `build` | running a plan: each image built, reused or pulled (its cache entry, input key, layers, image, SBOM, `test:`), then the outputs |
 //! | `output` | where finished images go: OCI layout, `docker load` archive and SBOM files, registry push |
 //! | `plan` | what to build and in which order, and the Portage files each build gets |
+//! | `lock` | gib.lock: the stage3, repository snapshots and binhost index a build pins |
 //! | `config` | gib.yaml: reading, checking with file:line:column errors, defaults |
 //! | `stage3` | the stage3: flavors, download, signature and checksum, unpacked once per digest |
 //! | `repository` | the ebuild repository and overlays: git, rsync, webrsync, local, pins, snapshot time |

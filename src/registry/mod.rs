@@ -9,7 +9,7 @@
 //! ```text
 //! let client = Client::new().with_registry("registry.example.org", RegistryOptions { .. });
 //! let manifest = Descriptor::of_manifest_blob(&blobs_dir, &digest)?;   // or the writer's own
-//! let report = push_image(&client, &blobs_dir, &manifest, &target, &tags, &[parent_ref])?;
+//! let report = push_image(&client, &blobs_dir, &manifest, &target, &tags, &[parent_ref], &())?;
 //! let parent = pull_image(&client, &from_ref, &Platform::host(), &blobs_dir)?;
 //! ```
 //!

@@ -28,6 +28,7 @@ use super::manifest::{ManifestDocument, is_index};
 use super::reference::{Reference, validate_tag};
 use super::referrers::{Referrer, fallback_tag, merged_index};
 use crate::oci::spec::{Descriptor, Digest, MEDIA_TYPE_INDEX};
+use crate::printer::ByteProgress;
 
 /// How many blobs upload at once (go-containerregistry's default).
 pub const PARALLEL_BLOBS: usize = 4;
@@ -72,6 +73,7 @@ pub fn push_image(
     target: &Reference,
     tags: &[String],
     mount_from: &[Reference],
+    progress: &dyn ByteProgress,
 ) -> anyhow::Result<PushReport> {
     for tag in tags {
         validate_tag(tag).map_err(anyhow::Error::msg)?;
@@ -90,6 +92,7 @@ pub fn push_image(
         mount_sources,
         &manifest.digest,
         tags,
+        progress,
     );
 
     let bytes = push.manifest_bytes(manifest)?;
@@ -114,6 +117,9 @@ struct Push<'a> {
     scopes: Vec<String>,
     mount_sources: Vec<String>,
     report: Mutex<PushReport>,
+    /// Hears the bytes of the blobs done (sent, mounted or already there), blob by blob.
+    progress: &'a dyn ByteProgress,
+    done: std::sync::atomic::AtomicU64,
 }
 
 /// Record `referrers` (artifacts whose `subject` is `subject`, already pushed by digest) in
@@ -130,7 +136,7 @@ pub fn push_referrers_tag(
 ) -> anyhow::Result<PushReport> {
     let tag = fallback_tag(subject);
     // No blob is read: the index is built here and the artifacts are already in the registry.
-    let push = Push::new(client, Path::new(""), target, Vec::new(), subject, &[]);
+    let push = Push::new(client, Path::new(""), target, Vec::new(), subject, &[], &());
     let url = push.repo_url(&format!("manifests/{tag}"));
     let existing = client
         .retrying(|| {
@@ -170,6 +176,7 @@ impl<'a> Push<'a> {
         mount_sources: Vec<String>,
         digest: &Digest,
         tags: &[String],
+        progress: &'a dyn ByteProgress,
     ) -> Push<'a> {
         let mut scopes = vec![repository_scope(&target.repository, true)];
         scopes.extend(mount_sources.iter().map(|r| repository_scope(r, false)));
@@ -191,6 +198,8 @@ impl<'a> Push<'a> {
                 manifests_pushed: Vec::new(),
                 manifests_skipped: Vec::new(),
             }),
+            progress,
+            done: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -280,6 +289,10 @@ impl Push<'_> {
             BlobOutcome::Mounted => r.mounted.push(blob.digest.clone()),
             BlobOutcome::Skipped => r.skipped.push(blob.digest.clone()),
         });
+        let done = self
+            .done
+            .fetch_add(blob.size, std::sync::atomic::Ordering::Relaxed);
+        self.progress.bytes(done + blob.size, None);
         Ok(())
     }
 

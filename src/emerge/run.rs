@@ -162,10 +162,10 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
                 binary,
                 into_image,
             }) => {
-                let from = if binary { "binary" } else { "source" };
+                let from = if binary { "binary package" } else { "source" };
                 let dest = if into_image { "image" } else { "builder" };
                 step.message(&format!(
-                    "{}: {index}/{total} {package} from {from} (into the {dest})",
+                    "{}: {index}/{total} {package} from {from} into the {dest}",
                     job.image
                 ));
                 if into_image {
@@ -251,7 +251,7 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     step.finish(
         "Emerged",
         &format!(
-            "image {}: {} packages into the image, {} into the builder",
+            "{}: {} packages into the image, {} into the builder",
             job.image,
             outcome.merged.len(),
             outcome.merged_into_builder

@@ -123,7 +123,7 @@ fn a_terminal_shows_live_steps_and_a_closing_table() {
     );
     // Each step collapses into one finished line, timed from the step's start: writing app's
     // small layer takes far less than emerging its package, which came before it.
-    let emerged = seconds_of(&drawn, "Emerged", "image app");
+    let emerged = seconds_of(&drawn, "Emerged", "app: ");
     let wrote = seconds_of(&drawn, "Wrote", "image app: its layer");
     assert!(
         wrote < emerged && wrote < 5.0,

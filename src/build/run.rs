@@ -78,6 +78,7 @@ impl Session {
 /// Run `request`: build, write the outputs, report.
 pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
     let plan = Plan::resolve(request.config, request.images)?;
+    super::preflight::check(request, &plan)?;
     let session = Session::open(request.cache_dir)?;
     let ctx = session.context(&plan, request.config, request.options.clone(), printer)?;
     let selected: BTreeSet<&str> = request.images.iter().map(String::as_str).collect();

@@ -109,6 +109,15 @@ pub fn push_image(
     Ok(push.report.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
+/// Whether `target`'s registry answers and accepts the credentials for a push to its
+/// repository, before there is anything to push (gib's preflight).
+pub fn check_push_access(client: &Client, target: &Reference) -> anyhow::Result<()> {
+    let scopes = [repository_scope(&target.repository, true)];
+    client
+        .check_registry(&target.registry, &scopes)
+        .with_context(|| format!("cannot push to {}/{}", target.registry, target.repository))
+}
+
 struct Push<'a> {
     client: &'a Client,
     blobs_dir: &'a Path,

@@ -18,6 +18,7 @@ mod image_tests;
 mod lock;
 mod oci;
 mod outputs;
+mod preflight;
 mod progress;
 mod push;
 mod quality;

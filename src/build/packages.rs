@@ -178,11 +178,6 @@ fn run_build(
             Ok(outcome) => outcome,
             Err(err) => return Err(explain_failure(ctx, err)),
         };
-        ctx.printer.detail(&format!(
-            "{}: emerge's log is {}",
-            image.name,
-            outcome.session_log.display()
-        ));
         merged_into_image = outcome.merged.into_iter().map(|(cpv, _)| cpv).collect();
     }
     if let Some(script) = &work.script {

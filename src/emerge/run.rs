@@ -251,10 +251,11 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     step.finish(
         "Emerged",
         &format!(
-            "{}: {} packages into the image, {} into the builder",
+            "{}: {} packages into the image, {} into the builder, log {}",
             job.image,
             outcome.merged.len(),
-            outcome.merged_into_builder
+            outcome.merged_into_builder,
+            outcome.session_log.display()
         ),
     );
     Ok(outcome)

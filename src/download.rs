@@ -261,8 +261,7 @@ impl Client {
                 .with_context(|| format!("cannot truncate {}", part.display()))?;
         }
 
-        let name = url.rsplit('/').next().unwrap_or(url);
-        let progress = printer.step("Downloading", name);
+        let progress = printer.step("Downloading", url);
         progress.bytes(have, total);
         let mut reader = self
             .limits
@@ -305,7 +304,7 @@ impl Client {
         {
             anyhow::bail!("{url} has {written} bytes, the index says {size}");
         }
-        progress.finish("Downloaded", &format!("{name} ({})", human_bytes(written)));
+        progress.finish("Downloaded", &format!("{url} ({})", human_bytes(written)));
         Ok(Downloaded {
             path: part.to_path_buf(),
             sha512: hex::encode(sha512.finalize()),

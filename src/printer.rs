@@ -203,11 +203,13 @@ pub struct Step<'p> {
     counting: AtomicBool,
 }
 
-const STEP_TEMPLATE: &str = "{spinner:.cyan.bold} {prefix:>10.cyan.bold} {msg} [{elapsed}]";
-const BYTES_TEMPLATE: &str = "{spinner:.cyan.bold} {prefix:>10.cyan.bold} {msg} \
+// `wide_msg` takes the width the rest leaves and cuts what does not fit: a live line that
+// wrapped could not be redrawn in place.
+const STEP_TEMPLATE: &str = "{spinner:.cyan.bold} {prefix:>10.cyan.bold} {wide_msg} [{elapsed}]";
+const BYTES_TEMPLATE: &str = "{spinner:.cyan.bold} {prefix:>10.cyan.bold} {wide_msg} \
                               {bytes}/{total_bytes} ({bytes_per_sec}) [{elapsed}]";
-const BYTES_NO_TOTAL_TEMPLATE: &str =
-    "{spinner:.cyan.bold} {prefix:>10.cyan.bold} {msg} {bytes} ({bytes_per_sec}) [{elapsed}]";
+const BYTES_NO_TOTAL_TEMPLATE: &str = "{spinner:.cyan.bold} {prefix:>10.cyan.bold} {wide_msg} \
+                                       {bytes} ({bytes_per_sec}) [{elapsed}]";
 
 impl Step<'_> {
     /// What the step is doing now (emerge's `3/7 dev-libs/x-1 from source`): the live

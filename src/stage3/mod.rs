@@ -159,8 +159,7 @@ fn refuse_unverifiable(url: &str, expected: Option<&str>) -> Result<()> {
 
 /// Stream `url` into `to`, with a progress line every few seconds; the sha512 of the bytes.
 fn download(url: &str, to: &mut File, printer: &Printer) -> Result<String> {
-    let name = url.rsplit('/').next().unwrap_or(url);
-    let step = printer.step("Downloading", name);
+    let step = printer.step("Downloading", url);
     let client = crate::download::Client::new(None)?;
     let (mut reader, total) = client
         .open(url)

@@ -121,6 +121,14 @@ fn a_terminal_shows_live_steps_and_a_closing_table() {
             && l.trim_end().ends_with("s]")),
         "no live emerge line for app:\n{live:#?}"
     );
+    // The stage3's unpacking (in the sandbox's helper) counts the tarball's bytes.
+    assert!(
+        drawn
+            .split(['\r', '\n'])
+            .map(strip_escapes)
+            .any(|l| l.contains("Unpacking") && l.contains("iB/") && l.contains("iB/s)")),
+        "no byte count while unpacking:\n{drawn}"
+    );
     // Each step collapses into one finished line, timed from the step's start: writing app's
     // small layer takes far less than emerging its package, which came before it.
     let emerged = seconds_of(&drawn, "Emerged", "app: ");

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use serde::Serialize;
@@ -126,9 +127,36 @@ struct Push<'a> {
     scopes: Vec<String>,
     mount_sources: Vec<String>,
     report: Mutex<PushReport>,
-    /// Hears the bytes of the blobs done (sent, mounted or already there), blob by blob.
+    /// Hears the bytes of the blobs sent as they go (a blob mounted or already there counts
+    /// whole), of all the blobs to push.
     progress: &'a dyn ByteProgress,
-    done: std::sync::atomic::AtomicU64,
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+/// One blob's share of a push's progress: the bytes its upload has read so far go into the
+/// push's count.
+struct BlobProgress<'p, 'a> {
+    push: &'p Push<'a>,
+    /// This blob's bytes already counted.
+    counted: AtomicU64,
+}
+
+impl BlobProgress<'_, '_> {
+    /// Count the blob up to `done` bytes (a retry that starts over counts nothing until it
+    /// passes what was counted).
+    fn reach(&self, done: u64) {
+        let before = self.counted.fetch_max(done, Ordering::Relaxed);
+        if done > before {
+            self.push.advance(done - before);
+        }
+    }
+}
+
+impl ByteProgress for BlobProgress<'_, '_> {
+    fn bytes(&self, done: u64, _total: Option<u64>) {
+        self.reach(done);
+    }
 }
 
 /// Record `referrers` (artifacts whose `subject` is `subject`, already pushed by digest) in
@@ -208,8 +236,16 @@ impl<'a> Push<'a> {
                 manifests_skipped: Vec::new(),
             }),
             progress,
-            done: std::sync::atomic::AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(0),
         }
+    }
+
+    /// `bytes` more of the push's blobs are done.
+    fn advance(&self, bytes: u64) {
+        let done = self.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let total = self.total.load(Ordering::Relaxed);
+        self.progress.bytes(done, (total > 0).then_some(total));
     }
 }
 
@@ -258,6 +294,9 @@ impl Push<'_> {
             .iter()
             .filter(|l| seen.insert(l.digest.clone()))
             .collect();
+        let sizes = layers.iter().map(|l| l.size).sum::<u64>()
+            + document.config.as_ref().map_or(0, |c| c.size);
+        self.total.fetch_add(sizes, Ordering::Relaxed);
         for_each_parallel(&layers, PARALLEL_BLOBS, |layer| self.push_blob(layer))?;
         if let Some(config) = document
             .config
@@ -286,10 +325,16 @@ impl Push<'_> {
             path.display(),
             blob.size
         );
+        let progress = BlobProgress {
+            push: self,
+            counted: AtomicU64::new(0),
+        };
         let outcome = self
             .client
-            .retrying(|| self.push_blob_once(blob, &path))
+            .retrying(|| self.push_blob_once(blob, &path, &progress))
             .with_context(|| format!("cannot push blob {} to {}", blob.digest, self.target))?;
+        // Mounted, already there, or sent in chunks: the rest of it is done too.
+        progress.reach(blob.size);
         self.record(|r| match outcome {
             BlobOutcome::Uploaded(bytes) => {
                 r.uploaded.push(blob.digest.clone());
@@ -298,10 +343,6 @@ impl Push<'_> {
             BlobOutcome::Mounted => r.mounted.push(blob.digest.clone()),
             BlobOutcome::Skipped => r.skipped.push(blob.digest.clone()),
         });
-        let done = self
-            .done
-            .fetch_add(blob.size, std::sync::atomic::Ordering::Relaxed);
-        self.progress.bytes(done + blob.size, None);
         Ok(())
     }
 
@@ -322,7 +363,12 @@ impl Push<'_> {
         )
     }
 
-    fn push_blob_once(&self, blob: &Descriptor, path: &Path) -> anyhow::Result<BlobOutcome> {
+    fn push_blob_once(
+        &self,
+        blob: &Descriptor,
+        path: &Path,
+        progress: &dyn ByteProgress,
+    ) -> anyhow::Result<BlobOutcome> {
         let digest = blob.digest.as_str();
         let url = self.repo_url(&format!("blobs/{digest}"));
         let response = self.send(Method::HEAD, &url, &[], Payload::None)?;
@@ -365,7 +411,7 @@ impl Push<'_> {
                 Method::PUT,
                 &url,
                 &[("content-type", "application/octet-stream")],
-                Payload::File(path),
+                Payload::File(path, progress),
             )?;
             match response.status().as_u16() {
                 201 | 204 => return Ok(BlobOutcome::Uploaded(blob.size)),

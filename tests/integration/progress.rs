@@ -215,3 +215,71 @@ fn a_pipe_gets_plain_lines_one_per_finished_step() {
     let rows = table(&stderr);
     assert_eq!(rows.len(), 3, "{stderr}");
 }
+
+/// A push on a terminal counts the bytes sent with their rate, live, then says what it did.
+#[test]
+fn a_push_on_a_terminal_counts_its_bytes() {
+    let script = require_tool("script");
+    let dir = work_dir(Runner::Root, "progress-push");
+    let registry = crate::registry_server::Registry::start(dir.path());
+    // Incompressible, so the upload takes long enough to be drawn.
+    let tree = dir.path().join("noise");
+    fs::create_dir_all(&tree).unwrap();
+    let out = Command::new("head")
+        .args(["-c", "67108864", "/dev/urandom"])
+        .stdout(fs::File::create(tree.join("noise")).unwrap())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let config = dir.path().join("gib.yaml");
+    fs::write(
+        &config,
+        format!(
+            "registry: {host}/gib\nregistries:\n  \"{host}\":\n    ca_certificate: {ca}\n\
+             images:\n  noise:\n    rootfs: ./noise\n    tag: \"1\"\n",
+            host = registry.host(),
+            ca = registry.ca().display()
+        ),
+    )
+    .unwrap();
+    let capture = dir.path().join("capture");
+    // The registry's credentials reach gib through `script`'s environment.
+    let with_credentials = registry.gib("auth.json");
+    let mut cmd = Command::new(script);
+    for (key, value) in with_credentials.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    let out = cmd
+        .arg("-qfec")
+        .arg(format!(
+            "{} build -f {} --cache-dir {} --push",
+            gib_bin().display(),
+            config.display(),
+            dir.path().join("cache").display()
+        ))
+        .arg(&capture)
+        .env_remove("NO_COLOR")
+        .env("COLUMNS", "150")
+        .output()
+        .unwrap();
+    let drawn = fs::read_to_string(&capture).unwrap();
+    assert!(out.status.success(), "{}\n{drawn}", out.status);
+    let lines: Vec<String> = drawn.split(['\r', '\n']).map(strip_escapes).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Pushing") && l.contains("MiB/64.0") && l.contains("iB/s)")),
+        "no live byte count while pushing:\n{drawn}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Writing") && l.contains("iB (") && l.contains("iB/s)")),
+        "no live byte count while writing the layer:\n{drawn}"
+    );
+    let pushed = seconds_of(&drawn, "Pushed", "noise:1");
+    assert!(pushed < 120.0, "{drawn}");
+}

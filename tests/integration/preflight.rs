@@ -34,6 +34,16 @@ fn gib_as(runner: Runner) -> Command {
     }
 }
 
+/// `cmd build -f config --cache-dir cache`, `cmd` being gib as someone.
+fn build_with(mut cmd: Command, config: &Path, cache: &Path) -> Command {
+    cmd.arg("build")
+        .arg("-f")
+        .arg(config)
+        .arg("--cache-dir")
+        .arg(cache);
+    cmd
+}
+
 /// Run `cmd`; it must fail with exit 2 within a second, saying `says` in its one error line,
 /// with the cache never made.
 fn refused_before_work(mut cmd: Command, cache: &Path, says: &str) -> String {
@@ -66,13 +76,8 @@ fn output_and_push_mistakes_fail_before_any_work() {
         let a_file = dir.path().join("a-file");
         fs::write(&a_file, "x").unwrap();
         let build = |args: &[&std::ffi::OsStr]| {
-            let mut cmd = gib_as(runner);
-            cmd.arg("build")
-                .arg("-f")
-                .arg(&config)
-                .arg("--cache-dir")
-                .arg(&cache)
-                .args(args);
+            let mut cmd = build_with(gib_as(runner), &config, &cache);
+            cmd.args(args);
             cmd
         };
 
@@ -118,13 +123,8 @@ fn output_and_push_mistakes_fail_before_any_work() {
         let bad_registry = dir.path().join("bad-registry");
         fs::create_dir(&bad_registry).unwrap();
         let bad = write_chain(&bad_registry, "registry: mine\n");
-        let mut cmd = gib_as(runner);
-        cmd.arg("build")
-            .arg("-f")
-            .arg(&bad)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .arg("--push");
+        let mut cmd = build_with(gib_as(runner), &bad, &cache);
+        cmd.arg("--push");
         refused_before_work(cmd, &cache, "`mine` is not a registry host");
 
         if runner == Runner::User {
@@ -151,14 +151,8 @@ fn an_image_of_this_file_with_a_tag_is_refused_with_a_hint() {
         .replace("from: base\n", "from: base:2025.1\n");
     fs::write(&config, text).unwrap();
     let cache = dir.path().join("cache");
-    let mut cmd = gib();
-    cmd.arg("build")
-        .arg("-f")
-        .arg(&config)
-        .arg("--cache-dir")
-        .arg(&cache);
     let err = refused_before_work(
-        cmd,
+        build_with(gib(), &config, &cache),
         &cache,
         "`from: base:2025.1` names the image `base` of this file with a tag",
     );
@@ -195,14 +189,8 @@ fn a_user_without_subordinate_ids_is_refused_before_any_work() {
     );
     for _ in 0..2 {
         // Every run says so, not only the first.
-        let mut cmd = crate::sandbox::as_user(user);
-        cmd.arg("build")
-            .arg("-f")
-            .arg(&config)
-            .arg("--cache-dir")
-            .arg(&cache);
         let err = refused_before_work(
-            cmd,
+            build_with(crate::sandbox::as_user(user), &config, &cache),
             &cache,
             &format!("user {user} has no subordinate id range in /etc/subuid and /etc/subgid"),
         );

@@ -1,8 +1,8 @@
 //! Errors before work: what can be known wrong about a run once it is planned, checked before
 //! the cache is opened and before anything is downloaded, unpacked or emerged, so that a
-//! mistake costs a second, not a build. The outputs are writable and of the right kind, a push
-//! has a registry that answers with the credentials, and the sandbox can map the ids a build
-//! needs.
+//! mistake costs a second, not a build. The outputs are writable and of the right kind,
+//! parents by reference are references, a push has a registry that answers with the
+//! credentials, and the sandbox can map the ids a build needs.
 //!
 //! Not for: what only the build can find out (a package that does not build, a test that
 //! fails); the checks of gib.yaml itself (`config`).
@@ -13,6 +13,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::RunRequest;
+use crate::config::Parent;
 use crate::plan::Plan;
 use crate::printer::{Hint, UserError};
 use crate::registry::Reference;
@@ -25,10 +26,26 @@ pub fn check(request: &RunRequest<'_>, plan: &Plan) -> Result<()> {
     if let Some(file) = &request.outputs.archive {
         check_archive(file)?;
     }
+    check_parents(request, plan)?;
     if request.outputs.push {
         check_push(request, plan)?;
     }
     check_sandbox()
+}
+
+/// Parents by reference name a registry image, and with `--parents-from-registry` every
+/// ancestor to pull has a registry and a tag known before its build. (Whether the registry
+/// has them, the pull says: it may be the cache's business, offline.)
+fn check_parents(request: &RunRequest<'_>, plan: &Plan) -> Result<()> {
+    let selected: BTreeSet<&str> = request.images.iter().map(String::as_str).collect();
+    for image in &plan.images {
+        if request.parents_from_registry && !selected.contains(&*image.name) {
+            super::from_registry::plan_image_reference(image)?;
+        } else if let Parent::Registry(text) = &image.parent {
+            super::from_registry::parent_reference(&image.name, text)?;
+        }
+    }
+    Ok(())
 }
 
 /// `--oci-layout`: a directory gib can write in, or a new one (made with its parents) under

@@ -202,3 +202,32 @@ fn a_user_without_subordinate_ids_is_refused_before_any_work() {
         );
     }
 }
+
+#[test]
+fn parents_that_cannot_be_pulled_are_refused_before_any_work() {
+    let dir = work_dir(Runner::Root, "preflight-parents");
+    let cache = dir.path().join("cache");
+    // A reference with no registry host (gib has no default registry).
+    let config = write_chain(dir.path(), "");
+    let text = fs::read_to_string(&config)
+        .unwrap()
+        .replace("from: base\n", "from: alpine:3\n");
+    fs::write(&config, text).unwrap();
+    let err = refused_before_work(
+        build_with(gib(), &config, &cache),
+        &cache,
+        "image app: `from: alpine:3`",
+    );
+    assert!(err.contains("it needs a registry host"), "{err}");
+    assert!(err.contains("docker.io/library/alpine:3"), "{err}");
+
+    // --parents-from-registry with no registry to pull base from.
+    let config = write_chain(dir.path(), "");
+    let mut cmd = build_with(gib(), &config, &cache);
+    cmd.args(["--parents-from-registry", "app"]);
+    refused_before_work(
+        cmd,
+        &cache,
+        "image base: --parents-from-registry needs `registry:` in gib.yaml",
+    );
+}

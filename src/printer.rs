@@ -290,13 +290,13 @@ impl Printer {
         Printer::with_progress(verbose, terminal)
     }
 
-    /// A printer that draws live progress only when `live` is true (and stderr is a
-    /// terminal): `--progress plain` turns it off.
+    /// A printer that draws live progress and colours only when `live` is true (and stderr
+    /// is a terminal): `--progress plain` prints plain lines, with no escape codes.
     pub fn with_progress(verbose: bool, live: bool) -> Self {
         let terminal = std::io::stderr().is_terminal();
         Printer {
             verbose,
-            color: terminal && std::env::var_os("NO_COLOR").is_none(),
+            color: live && terminal && std::env::var_os("NO_COLOR").is_none(),
             live: (live && terminal).then(|| {
                 indicatif::MultiProgress::with_draw_target(
                     indicatif::ProgressDrawTarget::stderr_with_hz(10),

@@ -169,6 +169,22 @@ fn a_terminal_shows_live_steps_and_a_closing_table() {
     for row in &table(&drawn)[1..] {
         assert!(row.contains(&"reused".to_string()), "{row:?}\n{drawn}");
     }
+
+    // `--progress plain` on the terminal: plain lines, no escape codes.
+    let plain = Command::new(require_tool("script"))
+        .arg("-qfec")
+        .arg(format!("{command} --progress plain"))
+        .arg(&capture)
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let drawn = fs::read_to_string(&capture).unwrap();
+    assert!(plain.status.success(), "{drawn}");
+    assert!(
+        !drawn.contains('\x1b'),
+        "escape codes with --progress plain:\n{drawn:?}"
+    );
+    assert_eq!(table(&drawn).len(), 3, "{drawn}");
 }
 
 #[test]

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha512};
 
 use crate::http::Limits;
-use crate::printer::Printer;
+use crate::printer::{ByteProgress, Printer, human_bytes};
 
 /// How often a broken download is resumed within one run before giving up.
 const ATTEMPTS: u32 = 4;
@@ -261,9 +261,8 @@ impl Client {
                 .with_context(|| format!("cannot truncate {}", part.display()))?;
         }
 
-        let name = url.rsplit('/').next().unwrap_or(url);
-        let progress = printer.bytes_progress(name, total);
-        progress.set_position(have);
+        let progress = printer.step("Downloading", url);
+        progress.bytes(have, total);
         let mut reader = self
             .limits
             .rate_floor(response.into_body().into_reader())
@@ -296,7 +295,7 @@ impl Client {
             file.write_all(&buf[..n])
                 .with_context(|| format!("cannot write {}", part.display()))?;
             sha512.update(&buf[..n]);
-            progress.set_position(written);
+            progress.bytes(written, total);
         }
         file.sync_all()
             .with_context(|| format!("cannot write {}", part.display()))?;
@@ -305,6 +304,7 @@ impl Client {
         {
             anyhow::bail!("{url} has {written} bytes, the index says {size}");
         }
+        progress.finish("Downloaded", &format!("{url} ({})", human_bytes(written)));
         Ok(Downloaded {
             path: part.to_path_buf(),
             sha512: hex::encode(sha512.finalize()),

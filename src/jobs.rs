@@ -66,9 +66,19 @@ pub fn run<R: DeserializeOwned>(
     job: &Job,
     failed: impl FnOnce(JobFailed) -> anyhow::Error,
 ) -> Result<R> {
+    run_with_progress(cache, job, &|_| {}, failed)
+}
+
+/// [`run`], handing `progress` the byte counts the helper reports as it works.
+pub fn run_with_progress<R: DeserializeOwned>(
+    cache: &Cache,
+    job: &Job,
+    progress: &(dyn Fn(u64) + Sync),
+    failed: impl FnOnce(JobFailed) -> anyhow::Error,
+) -> Result<R> {
     let scratch = tempfile::tempdir_in(cache.dir("tmp")?)
         .context("cannot create a scratch directory in the cache")?;
-    job::run_job(scratch.path(), job).map_err(|err| match err {
+    job::run_job(scratch.path(), job, progress).map_err(|err| match err {
         JobError::Failed(f) => failed(f),
         JobError::Setup(err) => err,
     })
@@ -92,6 +102,7 @@ fn work(job: Job) -> Result<serde_json::Value> {
             &source,
             &BlobStore::open(&blobs)?,
             &options,
+            &job::ReportProgress,
         )?),
         Job::PruneLayer { upper, lowers } => {
             reply(crate::rootfs::changes::prune_unchanged(&upper, &lowers)?)
@@ -114,6 +125,7 @@ fn work(job: Job) -> Result<serde_json::Value> {
             &tarball,
             &dest,
             keep_owners,
+            job::ReportProgress,
         )?),
         Job::UnpackLayers {
             blobs,

@@ -113,34 +113,195 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for bad usage or configuration.
 pub const EXIT_USAGE: u8 = 2;
 
-/// A progress bar handed out by [`Printer::bytes_progress`]; cleared when dropped.
-pub struct BytesProgress(indicatif::ProgressBar);
+/// How a logic module reports the bytes a long piece of work has done (a download, an
+/// unpack, a layer, a push) without knowing who shows them: a [`Step`] on the terminal, a
+/// job's stderr inside the sandbox, or nobody.
+pub trait ByteProgress: Send + Sync {
+    /// `done` bytes so far, of `total` when known.
+    fn bytes(&self, done: u64, total: Option<u64>);
+}
 
-impl BytesProgress {
-    pub fn set_position(&self, bytes: u64) {
-        self.0.set_position(bytes);
+impl<T: ByteProgress + ?Sized> ByteProgress for &T {
+    fn bytes(&self, done: u64, total: Option<u64>) {
+        (**self).bytes(done, total);
     }
 }
 
-impl Drop for BytesProgress {
-    fn drop(&mut self) {
-        self.0.finish_and_clear();
+/// Nobody listens.
+impl ByteProgress for () {
+    fn bytes(&self, _: u64, _: Option<u64>) {}
+}
+
+/// A reader that reports how many bytes went through it.
+pub struct CountingReader<R, P> {
+    inner: R,
+    done: u64,
+    total: Option<u64>,
+    progress: P,
+}
+
+impl<R, P: ByteProgress> CountingReader<R, P> {
+    pub fn new(inner: R, total: Option<u64>, progress: P) -> Self {
+        CountingReader {
+            inner,
+            done: 0,
+            total,
+            progress,
+        }
     }
+}
+
+impl<R: std::io::Read, P: ByteProgress> std::io::Read for CountingReader<R, P> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        self.progress.bytes(self.done, self.total);
+        Ok(n)
+    }
+}
+
+/// A writer that reports how many bytes went through it.
+pub struct CountingWriter<W, P> {
+    inner: W,
+    done: u64,
+    progress: P,
+}
+
+impl<W, P: ByteProgress> CountingWriter<W, P> {
+    pub fn new(inner: W, progress: P) -> Self {
+        CountingWriter {
+            inner,
+            done: 0,
+            progress,
+        }
+    }
+}
+
+impl<W: Write, P: ByteProgress> Write for CountingWriter<W, P> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.done += n as u64;
+        self.progress.bytes(self.done, None);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// One piece of work on its way (downloading the stage3, emerging an image's packages,
+/// writing a layer, pushing): a live line on a terminal with what it is doing and its own
+/// elapsed time, which [`Step::finish`] collapses into one finished line. Without a
+/// terminal nothing is drawn: the step prints its start and its finished line, plain.
+/// Dropped unfinished (an error), it leaves no line behind.
+pub struct Step<'p> {
+    printer: &'p Printer,
+    bar: indicatif::ProgressBar,
+    started: Instant,
+    /// Whether it shows bytes (set by the first [`ByteProgress::bytes`]).
+    counting: AtomicBool,
+}
+
+// `wide_msg` takes the width the rest leaves and cuts what does not fit: a live line that
+// wrapped could not be redrawn in place.
+const STEP_TEMPLATE: &str = "{spinner:.cyan.bold} {prefix:>10.cyan.bold} {wide_msg} [{elapsed}]";
+const BYTES_TEMPLATE: &str = "{spinner:.cyan.bold} {prefix:>10.cyan.bold} {wide_msg} \
+                              {bytes}/{total_bytes} ({bytes_per_sec}) [{elapsed}]";
+const BYTES_NO_TOTAL_TEMPLATE: &str = "{spinner:.cyan.bold} {prefix:>10.cyan.bold} {wide_msg} \
+                                       {bytes} ({bytes_per_sec}) [{elapsed}]";
+
+impl Step<'_> {
+    /// What the step is doing now (emerge's `3/7 dev-libs/x-1 from source`): the live
+    /// line's text, or a plain line of its own without a terminal.
+    pub fn message(&self, message: &str) {
+        if self.bar.is_hidden() {
+            self.printer.line(&self.bar.prefix(), message, None);
+        } else {
+            self.bar.set_message(message.to_string());
+        }
+    }
+
+    /// The time since the step started.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Close the step with one finished line, `verb message [elapsed]`.
+    pub fn finish(self, verb: &str, message: &str) {
+        self.bar.finish_and_clear();
+        self.printer
+            .line(verb, message, Some(self.started.elapsed().as_secs_f64()));
+    }
+}
+
+impl ByteProgress for Step<'_> {
+    fn bytes(&self, done: u64, total: Option<u64>) {
+        if self.bar.is_hidden() {
+            return;
+        }
+        if !self.counting.swap(true, Ordering::Relaxed) {
+            let template = if total.is_some() {
+                BYTES_TEMPLATE
+            } else {
+                BYTES_NO_TOTAL_TEMPLATE
+            };
+            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                self.bar.set_style(style);
+            }
+        }
+        if let Some(total) = total {
+            self.bar.set_length(total);
+        }
+        self.bar.set_position(done);
+    }
+}
+
+impl Drop for Step<'_> {
+    fn drop(&mut self) {
+        if !self.bar.is_finished() {
+            self.bar.finish_and_clear();
+        }
+    }
+}
+
+/// One row of the closing table of `gib build`.
+pub struct SummaryRow {
+    pub image: String,
+    pub tags: Vec<String>,
+    pub size: u64,
+    pub digest: String,
+    /// `built`, `reused` or `pulled`.
+    pub how: &'static str,
+    pub seconds: f64,
 }
 
 pub struct Printer {
     verbose: bool,
     color: bool,
-    started: Instant,
+    /// The live lines, when stderr is a terminal (and progress is not turned off).
+    live: Option<indicatif::MultiProgress>,
     warned_once: AtomicBool,
 }
 
 impl Printer {
     pub fn new(verbose: bool) -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        Printer::with_progress(verbose, terminal)
+    }
+
+    /// A printer that draws live progress and colours only when `live` is true (and stderr
+    /// is a terminal): `--progress plain` prints plain lines, with no escape codes.
+    pub fn with_progress(verbose: bool, live: bool) -> Self {
+        let terminal = std::io::stderr().is_terminal();
         Printer {
             verbose,
-            color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-            started: Instant::now(),
+            color: live && terminal && std::env::var_os("NO_COLOR").is_none(),
+            live: (live && terminal).then(|| {
+                indicatif::MultiProgress::with_draw_target(
+                    indicatif::ProgressDrawTarget::stderr_with_hz(10),
+                )
+            }),
             warned_once: AtomicBool::new(false),
         }
     }
@@ -149,21 +310,74 @@ impl Printer {
         self.verbose
     }
 
-    /// A status line: what gib is doing now, with the time since it started.
-    pub fn status(&self, verb: &str, message: &str) {
-        let elapsed = self.started.elapsed().as_secs_f64();
+    /// Print `text` (whole lines) on stderr above the live lines.
+    fn print(&self, text: &str) {
+        let write = || {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(text.as_bytes());
+        };
+        match &self.live {
+            Some(live) => live.suspend(write),
+            None => write(),
+        }
+    }
+
+    /// `verb message`, with `[seconds]` when given: the one shape of gib's status lines.
+    fn line(&self, verb: &str, message: &str, seconds: Option<f64>) {
         let verb = if self.color {
             format!("\x1b[1;32m{verb:>12}\x1b[0m")
         } else {
             format!("{verb:>12}")
         };
-        eprintln!("{verb} {message} [{elapsed:.1}s]");
+        let time = seconds.map(|s| format!(" [{s:.1}s]")).unwrap_or_default();
+        self.print(&format!("{verb} {message}{time}\n"));
+    }
+
+    /// A status line: what gib did or starts to do, with no time of its own (a [`Step`]
+    /// carries the time of what takes time).
+    pub fn status(&self, verb: &str, message: &str) {
+        self.line(verb, message, None);
+    }
+
+    /// A finished line for work that took `elapsed` but had no live step of its own (an
+    /// image, made of several steps).
+    pub fn finished(&self, verb: &str, message: &str, elapsed: std::time::Duration) {
+        self.line(verb, message, Some(elapsed.as_secs_f64()));
+    }
+
+    /// Start a step: `verb label` live on a terminal, a plain status line otherwise.
+    pub fn step(&self, verb: &str, label: &str) -> Step<'_> {
+        let bar = match &self.live {
+            Some(live) => {
+                let bar = indicatif::ProgressBar::new_spinner()
+                    .with_prefix(verb.to_string())
+                    .with_message(label.to_string());
+                if let Ok(style) = indicatif::ProgressStyle::with_template(STEP_TEMPLATE) {
+                    bar.set_style(style);
+                }
+                let bar = live.add(bar);
+                bar.enable_steady_tick(std::time::Duration::from_millis(100));
+                bar
+            }
+            None => {
+                self.status(verb, label);
+                indicatif::ProgressBar::hidden()
+                    .with_prefix(verb.to_string())
+                    .with_message(label.to_string())
+            }
+        };
+        Step {
+            printer: self,
+            bar,
+            started: Instant::now(),
+            counting: AtomicBool::new(false),
+        }
     }
 
     /// A detail only shown with `-v`.
     pub fn detail(&self, message: &str) {
         if self.verbose {
-            eprintln!("             {message}");
+            self.print(&format!("             {message}\n"));
         }
     }
 
@@ -171,7 +385,7 @@ impl Printer {
     /// in the build's log either way.
     pub fn builder_output(&self, line: &str) {
         if self.verbose {
-            eprintln!("{line}");
+            self.print(&format!("{line}\n"));
         }
     }
 
@@ -181,7 +395,7 @@ impl Printer {
         } else {
             "warning"
         };
-        eprintln!("{label}: {message}");
+        self.print(&format!("{label}: {message}\n"));
     }
 
     /// A warning printed at most once per process (e.g. "no subordinate id range").
@@ -194,28 +408,19 @@ impl Printer {
     /// Lines of a build log or a test's output, indented under the last status, as plain
     /// text (see [`plain_text`]).
     pub fn excerpt(&self, text: &str) {
-        let mut err = std::io::stderr().lock();
+        let mut out = String::new();
         for line in text.lines() {
-            let _ = writeln!(err, "  | {}", plain_text(line));
+            out.push_str(&format!("  | {}\n", plain_text(line)));
         }
+        self.print(&out);
     }
 
-    /// A byte-count progress bar (a download), drawn only when stderr is a terminal.
-    /// `total` is the expected size when known.
-    pub fn bytes_progress(&self, label: &str, total: Option<u64>) -> BytesProgress {
-        if !std::io::stderr().is_terminal() {
-            return BytesProgress(indicatif::ProgressBar::hidden());
+    /// The closing table of a build: one row per image.
+    pub fn summary(&self, rows: &[SummaryRow]) {
+        if rows.is_empty() {
+            return;
         }
-        let bar = match total {
-            Some(len) => indicatif::ProgressBar::new(len),
-            None => indicatif::ProgressBar::no_length(),
-        };
-        let template = "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}";
-        if let Ok(style) = indicatif::ProgressStyle::default_bar().template(template) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(label.to_string());
-        BytesProgress(bar)
+        self.print(&summary_table(rows));
     }
 
     /// Print an error with its causes and hint; return the exit code it maps to.
@@ -225,19 +430,70 @@ impl Printer {
         } else {
             "error"
         };
-        eprintln!("{label}: {err}");
+        let mut out = format!("{label}: {err}\n");
         for cause in err.chain().skip(1) {
-            eprintln!("  caused by: {cause}");
+            out.push_str(&format!("  caused by: {cause}\n"));
         }
         for hint in hints(err) {
-            eprintln!("  hint: {hint}");
+            out.push_str(&format!("  hint: {hint}\n"));
         }
+        self.print(&out);
         ExitCode::from(if is_user_error(err) {
             EXIT_USAGE
         } else {
             EXIT_FAILURE
         })
     }
+}
+
+/// The closing table: columns padded to their widest cell, the digest cut to its first 12
+/// hex digits (as `docker images` does).
+fn summary_table(rows: &[SummaryRow]) -> String {
+    let header = ["IMAGE", "TAGS", "SIZE", "DIGEST", "RESULT", "TIME"];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|row| {
+            let digest = row.digest.strip_prefix("sha256:").unwrap_or(&row.digest);
+            [
+                row.image.clone(),
+                if row.tags.is_empty() {
+                    "-".to_string()
+                } else {
+                    row.tags.join(",")
+                },
+                human_bytes(row.size),
+                digest.chars().take(12).collect(),
+                row.how.to_string(),
+                format!("{:.1}s", row.seconds),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let format_row = |row: &[&str]| {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            if i == 2 || i == 5 {
+                line.push_str(&format!("{cell:>width$}"));
+            } else {
+                line.push_str(&format!("{cell:<width$}"));
+            }
+        }
+        format!("{}\n", line.trim_end())
+    };
+    let mut out = format_row(&header);
+    for row in &cells {
+        let row: Vec<&str> = row.iter().map(String::as_str).collect();
+        out.push_str(&format_row(&row));
+    }
+    out
 }
 
 /// Bytes with a binary unit and one decimal (`512 B`, `5.5 MiB`), for people.
@@ -302,6 +558,28 @@ mod tests {
         assert_eq!(human_bytes(2048), "2.0 KiB");
         assert_eq!(human_bytes(5 * 1024 * 1024 + 512 * 1024), "5.5 MiB");
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn the_closing_table_lines_up() {
+        let row = |image: &str, tags: &[&str], size, how| SummaryRow {
+            image: image.to_string(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            size,
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            how,
+            seconds: 1.25,
+        };
+        let table = summary_table(&[
+            row("base", &["t", "latest"], 2 << 20, "reused"),
+            row("application", &[], 512, "built"),
+        ]);
+        assert_eq!(
+            table,
+            "IMAGE        TAGS         SIZE  DIGEST        RESULT  TIME\n\
+             base         t,latest  2.0 MiB  abababababab  reused  1.2s\n\
+             application  -           512 B  abababababab  built   1.2s\n"
+        );
     }
 
     #[test]

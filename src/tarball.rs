@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::printer::{ByteProgress, CountingReader};
 use crate::sandbox::safe_fs::{NodeKind, Special, TreeDir, tree_components};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -86,7 +87,13 @@ impl TarballKind {
 
 /// Unpack the tarball at `tarball` into `dest` (replaced if it exists). On failure `dest` is
 /// removed, so nothing half-written is left behind.
-pub fn unpack_tarball(tarball: &Path, dest: &Path, keep_owners: bool) -> Result<UnpackSummary> {
+/// `progress` hears the tarball's bytes read so far, of its size.
+pub fn unpack_tarball(
+    tarball: &Path,
+    dest: &Path,
+    keep_owners: bool,
+    progress: impl ByteProgress + 'static,
+) -> Result<UnpackSummary> {
     remove_existing(dest)?;
     std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let result = (|| {
@@ -95,7 +102,7 @@ pub fn unpack_tarball(tarball: &Path, dest: &Path, keep_owners: bool) -> Result<
             keep_owners,
             whiteouts: false,
         };
-        let summary = unpack_stream(open(tarball)?, &root, mode)?;
+        let summary = unpack_stream(open_with_progress(tarball, progress)?, &root, mode)?;
         if summary.entries == 0 && summary.skipped_special == 0 {
             bail!("the archive has no entries");
         }
@@ -124,7 +131,17 @@ fn remove_existing(path: &Path) -> Result<()> {
 /// The decompressed stream of a tarball or layer blob: xz, gzip, zstd, bzip2 or plain tar,
 /// told apart by the magic bytes (names and media types lie in the wild).
 pub fn open(path: &Path) -> Result<Box<dyn Read>> {
+    open_with_progress(path, ())
+}
+
+/// [`open`], telling `progress` how many of the file's bytes were read.
+pub fn open_with_progress(
+    path: &Path,
+    progress: impl ByteProgress + 'static,
+) -> Result<Box<dyn Read>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let total = file.metadata().ok().map(|m| m.len());
+    let file = CountingReader::new(file, total, progress);
     let mut input = BufReader::with_capacity(1 << 20, file);
     let magic = input
         .fill_buf()

@@ -23,8 +23,7 @@ use crate::registry::{Reference, pull_image};
 
 /// Pull `reference` (a `from:` written in gib.yaml) as a parent.
 pub fn pull_reference(ctx: &BuildContext<'_>, name: &str, text: &str) -> Result<BuiltImage> {
-    let reference = Reference::parse(text)
-        .map_err(|e| UserError::new(format!("image {name}: `from: {text}`: {e}")))?;
+    let reference = parent_reference(name, text)?;
     let mut pulled = pull(ctx, &reference)?;
     pulled.name = text.to_string();
     pulled.references = vec![text.to_string()];
@@ -37,6 +36,35 @@ pub fn pull_reference(ctx: &BuildContext<'_>, name: &str, text: &str) -> Result<
 /// it made them (the version tag is read from the manifest's annotation), so its children
 /// get the same annotations, hence the same digest, as in a full local build.
 pub fn pull_plan_image(ctx: &BuildContext<'_>, image: &ImagePlan) -> Result<BuiltImage> {
+    let (reference, tag) = plan_image_reference(image)?;
+    let mut pulled = pull(ctx, &reference)?;
+    let manifest: Value = read_json(ctx, &pulled.image.manifest.digest)?;
+    let version = manifest
+        .pointer("/annotations")
+        .and_then(|a| a.get(ANNOTATION_VERSION))
+        .and_then(Value::as_str)
+        .unwrap_or(&tag)
+        .to_string();
+    pulled.name = image.name.clone();
+    pulled.tags = image.tags(&version);
+    pulled.references = image.references(&version);
+    Ok(pulled)
+}
+
+/// The reference `from: text` of image `name` names (a user error when it names none).
+pub fn parent_reference(name: &str, text: &str) -> Result<Reference> {
+    Reference::parse(text).map_err(|e| {
+        UserError::with_hint(
+            format!("image {name}: `from: {text}`: {e}"),
+            "a parent by reference names its registry's host, such as \
+             docker.io/library/alpine:3; an image of this file is named alone",
+        )
+    })
+}
+
+/// Where `--parents-from-registry` pulls `image` from, and the tag: its explicit tag, else
+/// `latest`; a user error when neither is known before its build or there is no registry.
+pub fn plan_image_reference(image: &ImagePlan) -> Result<(Reference, String)> {
     let tag = match image.known_tag() {
         Some(tag) => tag.to_string(),
         None if image.latest => "latest".to_string(),
@@ -51,23 +79,16 @@ pub fn pull_plan_image(ctx: &BuildContext<'_>, image: &ImagePlan) -> Result<Buil
     };
     let text = image.reference(&tag);
     let reference = Reference::parse(&text).map_err(|e| {
-        UserError::new(format!(
-            "image {}: --parents-from-registry needs `registry:` in gib.yaml ({e})",
-            image.name
-        ))
+        UserError::with_hint(
+            format!(
+                "image {}: --parents-from-registry needs `registry:` in gib.yaml ({e})",
+                image.name
+            ),
+            "set `registry:` to where the parents were pushed, such as \
+             registry.example.org/mine",
+        )
     })?;
-    let mut pulled = pull(ctx, &reference)?;
-    let manifest: Value = read_json(ctx, &pulled.image.manifest.digest)?;
-    let version = manifest
-        .pointer("/annotations")
-        .and_then(|a| a.get(ANNOTATION_VERSION))
-        .and_then(Value::as_str)
-        .unwrap_or(&tag)
-        .to_string();
-    pulled.name = image.name.clone();
-    pulled.tags = image.tags(&version);
-    pulled.references = image.references(&version);
-    Ok(pulled)
+    Ok((reference, tag))
 }
 
 fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {

@@ -11,6 +11,7 @@ use anyhow::Result;
 use super::BuildContext;
 use crate::jobs::{self, Job};
 use crate::oci::layer::{Layer, LayerOptions, LayerSource};
+use crate::printer::{ByteProgress, human_bytes};
 use crate::rootfs::changes::PruneSummary;
 
 /// How an image's layers are written in this run.
@@ -28,8 +29,10 @@ pub fn layer_options(
     })
 }
 
+/// Write a layer as a job, with a live step (`label`: which layer) counting the tar's bytes.
 pub fn write_in_namespace(
     ctx: &BuildContext<'_>,
+    label: &str,
     source: LayerSource,
     options: LayerOptions,
 ) -> Result<Layer> {
@@ -39,7 +42,15 @@ pub fn write_in_namespace(
         source,
         options,
     };
-    jobs::run(ctx.cache, &job, jobs::cannot(what))
+    let step = ctx.printer.step("Writing", label);
+    let layer: Layer = jobs::run_with_progress(
+        ctx.cache,
+        &job,
+        &|done| step.bytes(done, None),
+        jobs::cannot(what),
+    )?;
+    step.finish("Wrote", &format!("{label} ({})", human_bytes(layer.size)));
+    Ok(layer)
 }
 
 /// Remove from `upper` (a staging overlay's upper dir) the copy-ups that changed nothing

@@ -169,12 +169,13 @@ pub fn write_layers(
             overlay_markers,
             filter: cut.filter,
         };
-        let layer =
-            super::layer::write_in_namespace(ctx, source, super::layer::layer_options(ctx, image)?)
-                .with_context(|| match &cut.package {
-                    Some(cpv) => format!("image {}: the layer of {cpv}", image.name),
-                    None => format!("image {}: its layer", image.name),
-                })?;
+        let what = match &cut.package {
+            Some(cpv) => format!("image {}: the layer of {cpv}", image.name),
+            None => format!("image {}: its layer", image.name),
+        };
+        let options = super::layer::layer_options(ctx, image)?;
+        let layer = super::layer::write_in_namespace(ctx, &what, source, options)
+            .with_context(|| what.clone())?;
         layers.push(layer);
     }
     Ok(layers)

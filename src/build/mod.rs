@@ -18,6 +18,7 @@ mod key;
 mod layer;
 mod layering;
 mod packages;
+mod preflight;
 pub mod report;
 mod rootfs;
 mod run;

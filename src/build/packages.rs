@@ -178,16 +178,6 @@ fn run_build(
             Ok(outcome) => outcome,
             Err(err) => return Err(explain_failure(ctx, err)),
         };
-        ctx.printer.status(
-            "Emerged",
-            &format!(
-                "{}: {} packages into the image, {} into the builder, log {}",
-                image.name,
-                outcome.merged.len(),
-                outcome.merged_into_builder,
-                outcome.session_log.display()
-            ),
-        );
         merged_into_image = outcome.merged.into_iter().map(|(cpv, _)| cpv).collect();
     }
     if let Some(script) = &work.script {

@@ -24,7 +24,7 @@ use super::{BuildContext, BuiltImage, hash_parts, layer::layer_options};
 use crate::cache::remove_any;
 use crate::oci::layer::{IdShift, LayerSource, OwnerMap, write_layer};
 use crate::plan::{BuildKind, ImagePlan};
-use crate::printer::UserError;
+use crate::printer::{UserError, human_bytes};
 use crate::sandbox::IdMode;
 use crate::tarball::{self, TarballKind};
 
@@ -169,9 +169,22 @@ fn build_layer(
     // namespace.
     let layer = if tree == rootfs || nix::unistd::geteuid().is_root() {
         options.owners = Some(owner_map(&crate::sandbox::id_mode()?));
-        write_layer(&source, ctx.store, &options)?
+        let step = ctx
+            .printer
+            .step("Writing", &format!("image {}: its layer", image.name));
+        let layer = write_layer(&source, ctx.store, &options, &step)?;
+        step.finish(
+            "Wrote",
+            &format!(
+                "image {}: its layer ({})",
+                image.name,
+                human_bytes(layer.size)
+            ),
+        );
+        layer
     } else {
-        super::layer::write_in_namespace(ctx, source, options)?
+        let what = format!("image {}: its layer", image.name);
+        super::layer::write_in_namespace(ctx, &what, source, options)?
     };
     let diff_id = layer.diff_id.clone();
     let key = match tarball {
@@ -266,18 +279,18 @@ fn unpacked_tree(
     let entry = ctx.cache.dir("rootfs")?.join(key);
     ctx.cache.use_entry("rootfs", key, &entry, || {
         let scratch = ctx.cache.scratch_path("rootfs")?;
-        ctx.printer
-            .status("Unpacking", &rootfs.display().to_string());
+        let step = ctx.printer.step("Unpacking", &rootfs.display().to_string());
         // As root in-process (device nodes can be made), else in the user namespace: the same
         // tarball module either way, and the same error for the same broken tarball.
         let summary = if nix::unistd::geteuid().is_root() {
-            tarball::unpack_tarball(rootfs, &scratch, true)
+            tarball::unpack_tarball(rootfs, &scratch, true, ())
                 .map_err(|err| tarball::unpack_failed("rootfs", rootfs, &format!("{err:#}")))
         } else {
             let single = crate::sandbox::id_mode_warned(ctx.printer)?.is_single();
-            crate::stage3::unpack_in_sandbox(rootfs, &scratch, !single, ctx.cache, "rootfs")
+            crate::stage3::unpack_in_sandbox(rootfs, &scratch, !single, ctx.cache, "rootfs", &step)
         }
         .with_context(|| format!("image {name}: cannot unpack its rootfs"))?;
+        step.finish("Unpacked", &rootfs.display().to_string());
         if summary.skipped_special > 0 {
             ctx.printer.warn(&format!(
                 "image {name}: {} device node(s) of {} left out (only root can create them)",

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::Result;
 
@@ -14,7 +15,7 @@ use crate::config::{Config, Parent};
 use crate::oci::blob::BlobStore;
 use crate::output::{OutputImage, Outputs};
 use crate::plan::Plan;
-use crate::printer::Printer;
+use crate::printer::{Printer, SummaryRow};
 use crate::registry::PushReport;
 
 /// What one run is asked to do.
@@ -77,6 +78,7 @@ impl Session {
 /// Run `request`: build, write the outputs, report.
 pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
     let plan = Plan::resolve(request.config, request.images)?;
+    super::preflight::check(request, &plan)?;
     let session = Session::open(request.cache_dir)?;
     let ctx = session.context(&plan, request.config, request.options.clone(), printer)?;
     let selected: BTreeSet<&str> = request.images.iter().map(String::as_str).collect();
@@ -84,15 +86,23 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
         pull_all_but: request.parents_from_registry.then_some(&selected),
         ..PlanScope::default()
     };
+    // Images are built one after the other, parents first: each one's time is the time
+    // since the previous one was done.
+    let mut since = Instant::now();
+    let mut seconds: BTreeMap<String, f64> = BTreeMap::new();
     let built = build_plan(&ctx, scope, |result| {
+        let elapsed = since.elapsed();
+        since = Instant::now();
+        seconds.insert(result.name.clone(), elapsed.as_secs_f64());
         if !result.reused {
-            printer.status(
+            printer.finished(
                 "Built",
                 &format!(
                     "{} {}",
                     result.references.join(" "),
                     result.image.manifest.digest
                 ),
+                elapsed,
             );
         }
     })
@@ -137,6 +147,29 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
         &outputs,
         printer,
     )?;
+    printer.summary(
+        &images
+            .iter()
+            .map(|image| SummaryRow {
+                image: image.name.clone(),
+                tags: image
+                    .references
+                    .iter()
+                    .map(|r| tag_of(r).to_string())
+                    .collect(),
+                size: image.size,
+                digest: image.image.manifest.digest.to_string(),
+                how: if built.pulled.contains(&image.name) {
+                    "pulled"
+                } else if image.reused {
+                    "reused"
+                } else {
+                    "built"
+                },
+                seconds: seconds.get(&image.name).copied().unwrap_or_default(),
+            })
+            .collect::<Vec<_>>(),
+    );
     let report = request.report.then(|| {
         images
             .iter()
@@ -148,4 +181,23 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
         pushed,
         report,
     })
+}
+
+/// The tag of a reference (`registry:5000/app:1.0` -> `1.0`), `latest` without one.
+fn tag_of(reference: &str) -> &str {
+    let name = reference.split('@').next().unwrap_or(reference);
+    match name.rsplit_once(':') {
+        Some((_, tag)) if !tag.contains('/') => tag,
+        _ => "latest",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tags_of_references() {
+        assert_eq!(super::tag_of("registry:5000/app:1.0"), "1.0");
+        assert_eq!(super::tag_of("registry:5000/app"), "latest");
+        assert_eq!(super::tag_of("app:2025.1"), "2025.1");
+    }
 }

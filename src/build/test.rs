@@ -48,10 +48,8 @@ pub fn run(ctx: &BuildContext<'_>, image: &ImagePlan, layer_dirs: &[PathBuf]) ->
         .as_deref()
         .map(|u| format!(" (as {u})"))
         .unwrap_or_default();
-    ctx.printer.status(
-        "Testing",
-        &format!("{}: {}{as_user}", image.name, test.command),
-    );
+    let label = format!("{}: {}{as_user}", image.name, test.command);
+    let step = ctx.printer.step("Testing", &label);
     let command = test_command(&test.command, shell).map_err(|message| {
         UserError::with_hint(
             format!("{}: image {}: {message}", test.at, image.name),
@@ -82,6 +80,7 @@ pub fn run(ctx: &BuildContext<'_>, image: &ImagePlan, layer_dirs: &[PathBuf]) ->
         }
         .into());
     }
+    step.finish("Tested", &label);
     if ctx.printer.verbose() {
         ctx.printer.excerpt(&output);
     }

@@ -5,13 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::{BuildArgs, parse_network, source_date_epoch};
+use super::{BuildArgs, ProgressMode, parse_network, source_date_epoch};
 use crate::build::{BuildOptions, RunRequest};
 use crate::output::Outputs;
 use crate::printer::Printer;
 
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
-    let printer = Printer::new(args.verbose);
+    let printer = Printer::with_progress(args.verbose, args.progress == ProgressMode::Auto);
     let config = crate::config::load(&args.config.file)?;
     let request = RunRequest {
         config: &config,

@@ -110,7 +110,15 @@ pub fn run(args: RegistryArgs) -> anyhow::Result<ExitCode> {
             }
             let manifest = Descriptor::of_manifest_blob(&blobs_dir, &digest)?;
             let client = connection.client(&target);
-            let report = push_image(&client, &blobs_dir, &manifest, &target, &tags, &mount_from)?;
+            let report = push_image(
+                &client,
+                &blobs_dir,
+                &manifest,
+                &target,
+                &tags,
+                &mount_from,
+                &(),
+            )?;
             serde_json::to_string_pretty(&report)?
         }
         RegistryCommand::Pull {

@@ -143,6 +143,18 @@ pub struct BuildArgs {
     /// an input it does not name. For CI.
     #[arg(long)]
     pub locked: bool,
+    /// `auto`: live progress lines when stderr is a terminal; `plain`: one line per event.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    pub progress: ProgressMode,
+}
+
+/// How `gib build` and `gib push` show their progress.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// Live lines on a terminal, plain lines otherwise.
+    Auto,
+    /// Plain lines, even on a terminal.
+    Plain,
 }
 
 #[derive(Args, Debug)]
@@ -170,6 +182,9 @@ pub struct PushArgs {
     /// name. For CI.
     #[arg(long)]
     pub locked: bool,
+    /// `auto`: live progress lines when stderr is a terminal; `plain`: one line per event.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    pub progress: ProgressMode,
 }
 
 #[derive(Args, Debug)]

@@ -22,5 +22,6 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
         network: "host".to_string(),
         offline: args.offline,
         locked: args.locked,
+        progress: args.progress,
     })
 }

@@ -268,6 +268,20 @@ fn parents_must_exist_and_not_cycle() {
         .0,
         "7:11: the images form a cycle: a -> b -> a"
     );
+    // An image of this file with a tag is no registry reference.
+    assert_eq!(
+        rejected(&format!(
+            "{STAGE3}images:\n  image: {{}}\n  app:\n    from: image:2025.1\n"
+        )),
+        (
+            "6:11: `from: image:2025.1` names the image `image` of this file with a tag".into(),
+            Some(
+                "an image of this file is named alone (`from: image`); to build on a published \
+                 image, write its full reference (registry.example.org/image:2025.1)"
+                    .into()
+            )
+        )
+    );
     let config = load_text(&format!(
         "{STAGE3}images:\n  a: {{from: scratch}}\n  b: {{from: \"docker.io/library/alpine:3\"}}\n  c: {{from: ghcr.io/x/y@sha256:00}}\n  d: {{from: a}}\n"
     ))

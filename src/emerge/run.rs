@@ -137,6 +137,7 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
         session_log: session_log.clone(),
         ..EmergeOutcome::default()
     };
+    let step = printer.step("Emerging", &format!("image {}", job.image));
     let mut failed_package = None;
     let mut failed_phase = None;
     let mut build_log = None;
@@ -163,10 +164,10 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
             }) => {
                 let from = if binary { "binary package" } else { "source" };
                 let dest = if into_image { "image" } else { "builder" };
-                printer.status(
-                    "Emerging",
-                    &format!("({index} of {total}) {package} from {from} into the {dest}"),
-                );
+                step.message(&format!(
+                    "{}: {index}/{total} {package} from {from} into the {dest}",
+                    job.image
+                ));
                 if into_image {
                     outcome.merged.push((package, binary));
                 } else {
@@ -247,6 +248,16 @@ pub fn run(job: &EmergeJob<'_>, printer: &Printer) -> Result<EmergeOutcome> {
     }
     // A mirror's bad copy may have been set aside before a good one was found.
     discard_failed_fetches(job, None, printer);
+    step.finish(
+        "Emerged",
+        &format!(
+            "{}: {} packages into the image, {} into the builder, log {}",
+            job.image,
+            outcome.merged.len(),
+            outcome.merged_into_builder,
+            outcome.session_log.display()
+        ),
+    );
     Ok(outcome)
 }
 

@@ -274,7 +274,7 @@ mod tests {
                 overlay_markers: true,
                 filter: None,
             };
-            write_layer(&src, &store, &opts).unwrap()
+            write_layer(&src, &store, &opts, &()).unwrap()
         };
         let request = |parent, layers| ImageRequest {
             parent,

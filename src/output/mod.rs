@@ -122,8 +122,9 @@ pub fn write(
     let mut pushed = BTreeMap::new();
     if outputs.push {
         for image in images.iter().filter(|image| !image.pulled) {
-            let report = registry::push(client, store.root(), image)?;
-            printer.status(
+            let step = printer.step("Pushing", &image.references.join(" "));
+            let report = registry::push(client, store.root(), image, &step)?;
+            step.finish(
                 "Pushed",
                 &format!(
                     "{} {} ({} blobs uploaded, {} mounted, {} already there)",

@@ -27,6 +27,7 @@ pub fn push(
     client: &Client,
     blobs_dir: &std::path::Path,
     job: &super::OutputImage<'_>,
+    progress: &dyn crate::printer::ByteProgress,
 ) -> Result<PushReport> {
     let parse = |text: &str| {
         Reference::parse(text).map_err(|e| {
@@ -54,9 +55,16 @@ pub fn push(
         .into_iter()
         .collect();
     let manifest = &job.image.manifest;
-    let mut report =
-        crate::registry::push_image(client, blobs_dir, manifest, &target, &tags, &mount_from)
-            .with_context(|| format!("cannot push image {} to {first}", job.name))?;
+    let mut report = crate::registry::push_image(
+        client,
+        blobs_dir,
+        manifest,
+        &target,
+        &tags,
+        &mount_from,
+        progress,
+    )
+    .with_context(|| format!("cannot push image {} to {first}", job.name))?;
     if let Some(sbom) = job.sbom {
         let pushed = push_artifact(
             client,
@@ -89,7 +97,7 @@ fn push_artifact(
     let descriptor = artifact.manifest.clone();
     // The parent's SBOM has the same empty config: mount it rather than upload it.
     let pushed =
-        crate::registry::push_image(client, blobs_dir, &descriptor, target, &[], mount_from)?;
+        crate::registry::push_image(client, blobs_dir, &descriptor, target, &[], mount_from, &())?;
     let referrer = Referrer {
         manifest: descriptor,
         artifact_type: artifact.artifact_type.clone(),

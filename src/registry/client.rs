@@ -18,6 +18,7 @@ use ureq::http::{Method, Response};
 use ureq::{Agent, Body, SendBody};
 
 use crate::http::Limits;
+use crate::printer::{ByteProgress, CountingReader};
 
 use super::auth::{Challenge, Token, TokenResponse};
 use super::credentials::{self, Credential, FoundCredential};
@@ -72,8 +73,9 @@ pub struct Client {
 pub(crate) enum Payload<'a> {
     None,
     Bytes(&'a [u8]),
-    /// Streamed from the file; its size is the `Content-Length`.
-    File(&'a Path),
+    /// Streamed from the file, telling the progress how many bytes were read; its size is
+    /// the `Content-Length`.
+    File(&'a Path, &'a dyn ByteProgress),
 }
 
 impl Default for Client {
@@ -526,7 +528,7 @@ impl Host {
                     .map_err(invalid)?;
                 self.agent.run(self.with_answer_wait(request, answer_wait))
             }
-            Payload::File(path) => {
+            Payload::File(path, progress) => {
                 let file = File::open(path)
                     .with_context(|| format!("cannot open blob {}", path.display()))?;
                 let size = file
@@ -534,8 +536,10 @@ impl Host {
                     .with_context(|| format!("cannot read blob {}", path.display()))?
                     .len();
                 let builder = builder.header("content-length", size);
+                let mut reader =
+                    CountingReader::new(self.limits.rate_floor(file), Some(size), progress);
                 let request = builder
-                    .body(SendBody::from_owned_reader(self.limits.rate_floor(file)))
+                    .body(SendBody::from_reader(&mut reader))
                     .map_err(invalid)?;
                 self.agent.run(self.with_answer_wait(request, answer_wait))
             }

@@ -9,7 +9,7 @@
 //! ```text
 //! let client = Client::new().with_registry("registry.example.org", RegistryOptions { .. });
 //! let manifest = Descriptor::of_manifest_blob(&blobs_dir, &digest)?;   // or the writer's own
-//! let report = push_image(&client, &blobs_dir, &manifest, &target, &tags, &[parent_ref])?;
+//! let report = push_image(&client, &blobs_dir, &manifest, &target, &tags, &[parent_ref], &())?;
 //! let parent = pull_image(&client, &from_ref, &Platform::host(), &blobs_dir)?;
 //! ```
 //!
@@ -32,7 +32,7 @@ mod referrers;
 // The public API (`gib build --push`, `gib push`, `from:` a registry, `gib __registry`).
 pub use client::{Client, RegistryOptions};
 pub use pull::pull_image;
-pub use push::{PushReport, push_image, push_referrers_tag};
+pub use push::{PushReport, check_push_access, push_image, push_referrers_tag};
 pub use reference::Reference;
 pub use referrers::Referrer;
 

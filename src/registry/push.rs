@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use serde::Serialize;
@@ -28,6 +29,7 @@ use super::manifest::{ManifestDocument, is_index};
 use super::reference::{Reference, validate_tag};
 use super::referrers::{Referrer, fallback_tag, merged_index};
 use crate::oci::spec::{Descriptor, Digest, MEDIA_TYPE_INDEX};
+use crate::printer::ByteProgress;
 
 /// How many blobs upload at once (go-containerregistry's default).
 pub const PARALLEL_BLOBS: usize = 4;
@@ -72,6 +74,7 @@ pub fn push_image(
     target: &Reference,
     tags: &[String],
     mount_from: &[Reference],
+    progress: &dyn ByteProgress,
 ) -> anyhow::Result<PushReport> {
     for tag in tags {
         validate_tag(tag).map_err(anyhow::Error::msg)?;
@@ -90,6 +93,7 @@ pub fn push_image(
         mount_sources,
         &manifest.digest,
         tags,
+        progress,
     );
 
     let bytes = push.manifest_bytes(manifest)?;
@@ -106,6 +110,15 @@ pub fn push_image(
     Ok(push.report.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
+/// Whether `target`'s registry answers and accepts the credentials for a push to its
+/// repository, before there is anything to push (gib's preflight).
+pub fn check_push_access(client: &Client, target: &Reference) -> anyhow::Result<()> {
+    let scopes = [repository_scope(&target.repository, true)];
+    client
+        .check_registry(&target.registry, &scopes)
+        .with_context(|| format!("cannot push to {}/{}", target.registry, target.repository))
+}
+
 struct Push<'a> {
     client: &'a Client,
     blobs_dir: &'a Path,
@@ -114,6 +127,36 @@ struct Push<'a> {
     scopes: Vec<String>,
     mount_sources: Vec<String>,
     report: Mutex<PushReport>,
+    /// Hears the bytes of the blobs sent as they go (a blob mounted or already there counts
+    /// whole), of all the blobs to push.
+    progress: &'a dyn ByteProgress,
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+/// One blob's share of a push's progress: the bytes its upload has read so far go into the
+/// push's count.
+struct BlobProgress<'p, 'a> {
+    push: &'p Push<'a>,
+    /// This blob's bytes already counted.
+    counted: AtomicU64,
+}
+
+impl BlobProgress<'_, '_> {
+    /// Count the blob up to `done` bytes (a retry that starts over counts nothing until it
+    /// passes what was counted).
+    fn reach(&self, done: u64) {
+        let before = self.counted.fetch_max(done, Ordering::Relaxed);
+        if done > before {
+            self.push.advance(done - before);
+        }
+    }
+}
+
+impl ByteProgress for BlobProgress<'_, '_> {
+    fn bytes(&self, done: u64, _total: Option<u64>) {
+        self.reach(done);
+    }
 }
 
 /// Record `referrers` (artifacts whose `subject` is `subject`, already pushed by digest) in
@@ -130,7 +173,7 @@ pub fn push_referrers_tag(
 ) -> anyhow::Result<PushReport> {
     let tag = fallback_tag(subject);
     // No blob is read: the index is built here and the artifacts are already in the registry.
-    let push = Push::new(client, Path::new(""), target, Vec::new(), subject, &[]);
+    let push = Push::new(client, Path::new(""), target, Vec::new(), subject, &[], &());
     let url = push.repo_url(&format!("manifests/{tag}"));
     let existing = client
         .retrying(|| {
@@ -170,6 +213,7 @@ impl<'a> Push<'a> {
         mount_sources: Vec<String>,
         digest: &Digest,
         tags: &[String],
+        progress: &'a dyn ByteProgress,
     ) -> Push<'a> {
         let mut scopes = vec![repository_scope(&target.repository, true)];
         scopes.extend(mount_sources.iter().map(|r| repository_scope(r, false)));
@@ -191,7 +235,17 @@ impl<'a> Push<'a> {
                 manifests_pushed: Vec::new(),
                 manifests_skipped: Vec::new(),
             }),
+            progress,
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(0),
         }
+    }
+
+    /// `bytes` more of the push's blobs are done.
+    fn advance(&self, bytes: u64) {
+        let done = self.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let total = self.total.load(Ordering::Relaxed);
+        self.progress.bytes(done, (total > 0).then_some(total));
     }
 }
 
@@ -240,6 +294,9 @@ impl Push<'_> {
             .iter()
             .filter(|l| seen.insert(l.digest.clone()))
             .collect();
+        let sizes = layers.iter().map(|l| l.size).sum::<u64>()
+            + document.config.as_ref().map_or(0, |c| c.size);
+        self.total.fetch_add(sizes, Ordering::Relaxed);
         for_each_parallel(&layers, PARALLEL_BLOBS, |layer| self.push_blob(layer))?;
         if let Some(config) = document
             .config
@@ -268,10 +325,16 @@ impl Push<'_> {
             path.display(),
             blob.size
         );
+        let progress = BlobProgress {
+            push: self,
+            counted: AtomicU64::new(0),
+        };
         let outcome = self
             .client
-            .retrying(|| self.push_blob_once(blob, &path))
+            .retrying(|| self.push_blob_once(blob, &path, &progress))
             .with_context(|| format!("cannot push blob {} to {}", blob.digest, self.target))?;
+        // Mounted, already there, or sent in chunks: the rest of it is done too.
+        progress.reach(blob.size);
         self.record(|r| match outcome {
             BlobOutcome::Uploaded(bytes) => {
                 r.uploaded.push(blob.digest.clone());
@@ -300,7 +363,12 @@ impl Push<'_> {
         )
     }
 
-    fn push_blob_once(&self, blob: &Descriptor, path: &Path) -> anyhow::Result<BlobOutcome> {
+    fn push_blob_once(
+        &self,
+        blob: &Descriptor,
+        path: &Path,
+        progress: &dyn ByteProgress,
+    ) -> anyhow::Result<BlobOutcome> {
         let digest = blob.digest.as_str();
         let url = self.repo_url(&format!("blobs/{digest}"));
         let response = self.send(Method::HEAD, &url, &[], Payload::None)?;
@@ -343,7 +411,7 @@ impl Push<'_> {
                 Method::PUT,
                 &url,
                 &[("content-type", "application/octet-stream")],
-                Payload::File(path),
+                Payload::File(path, progress),
             )?;
             match response.status().as_u16() {
                 201 | 204 => return Ok(BlobOutcome::Uploaded(blob.size)),

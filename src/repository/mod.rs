@@ -258,7 +258,8 @@ fn sync_uncached(
         ));
     }
 
-    printer.status("Syncing", &format!("repository {} from {uri}", spec.name));
+    let label = format!("repository {} from {uri}", spec.name);
+    let step = printer.step("Syncing", &label);
     let fetched = match spec.sync_type {
         SyncType::Git => git::fetch(uri, pin, spec.ca_certificate.as_deref(), &store, printer)?,
         SyncType::Rsync => rsync::fetch(uri, &store)?,
@@ -267,6 +268,7 @@ fn sync_uncached(
     };
     let (path, record) = store.commit(fetched, pin)?;
     store.hold(&record.id)?;
+    step.finish("Synced", &label);
     Ok(record.fill(synced, path))
 }
 

@@ -57,7 +57,6 @@ pub(super) fn fetch(
         // gentoo-latest changes every day: a part from another run is another file.
         remove_any(&part).ok();
     }
-    printer.status("Downloading", &url);
     let downloaded = client.download(&url, &part, None, printer)?;
 
     let scratch = store.scratch()?;

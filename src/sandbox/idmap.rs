@@ -401,14 +401,63 @@ pub fn check_userns_enabled() -> Result<()> {
         )
         .hint("enable them as root: sysctl -w user.max_user_namespaces=15000"));
     }
-    let debian = Path::new("/proc/sys/kernel/unprivileged_userns_clone");
-    if nix::unistd::getuid().as_raw() != 0
-        && let Ok(text) = std::fs::read_to_string(debian)
-        && text.trim() == "0"
-    {
-        return Err(UserError::new("unprivileged user namespaces are disabled (/proc/sys/kernel/unprivileged_userns_clone is 0)").hint("enable them as root: sysctl -w kernel.unprivileged_userns_clone=1"));
+    check_unprivileged_userns()
+}
+
+/// Check the switches that keep an unprivileged user (not root) from using user namespaces:
+/// Debian's `kernel.unprivileged_userns_clone` and Ubuntu 24.04's AppArmor restriction. The
+/// limit `user.max_user_namespaces` is left to the first sandbox, so that a build that
+/// reuses every image needs none.
+pub fn check_unprivileged_userns() -> Result<()> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let blocker = userns_blocker(
+        nix::unistd::getuid().as_raw() == 0,
+        read("/proc/sys/kernel/unprivileged_userns_clone").as_deref(),
+        read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref(),
+        read("/proc/self/attr/apparmor/current")
+            .or_else(|| read("/proc/self/attr/current"))
+            .as_deref(),
+    );
+    match blocker {
+        Some((message, hint)) => Err(UserError::new(message).hint(hint)),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// What keeps this user from user namespaces, as a message and a hint, from the values of
+/// the two sysctls and the process's AppArmor label (`None` where there is no such file).
+fn userns_blocker(
+    root: bool,
+    userns_clone: Option<&str>,
+    apparmor_restrict: Option<&str>,
+    apparmor_label: Option<&str>,
+) -> Option<(String, String)> {
+    if root {
+        return None;
+    }
+    if userns_clone.map(str::trim) == Some("0") {
+        return Some((
+            "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone is 0); \
+             gib builds inside one"
+                .to_string(),
+            "enable them as root: sysctl -w kernel.unprivileged_userns_clone=1".to_string(),
+        ));
+    }
+    // A process confined by a profile may be allowed `userns`; an unconfined one is not.
+    let unconfined = apparmor_label.is_none_or(|l| l.trim().starts_with("unconfined"));
+    if apparmor_restrict.map(str::trim) == Some("1") && unconfined {
+        return Some((
+            "AppArmor restricts unprivileged user namespaces \
+             (kernel.apparmor_restrict_unprivileged_userns is 1, as on Ubuntu 24.04); gib builds \
+             inside one"
+                .to_string(),
+            "as root, either lift it: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, \
+             or give gib a profile that allows it (`userns,` in /etc/apparmor.d/gib, as Ubuntu \
+             does for podman)"
+                .to_string(),
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -432,6 +481,34 @@ impl IdMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_keeps_a_user_from_user_namespaces() {
+        assert_eq!(userns_blocker(false, None, None, None), None);
+        assert_eq!(userns_blocker(true, Some("0\n"), Some("1\n"), None), None);
+        let (message, hint) = userns_blocker(false, Some("0\n"), None, None).unwrap();
+        assert!(
+            message.contains("unprivileged_userns_clone is 0"),
+            "{message}"
+        );
+        assert!(
+            hint.contains("kernel.unprivileged_userns_clone=1"),
+            "{hint}"
+        );
+        let (message, hint) =
+            userns_blocker(false, Some("1\n"), Some("1\n"), Some("unconfined\n")).unwrap();
+        assert!(message.contains("apparmor_restrict_unprivileged_userns is 1"));
+        assert!(
+            hint.contains("apparmor_restrict_unprivileged_userns=0"),
+            "{hint}"
+        );
+        // A profile may allow it; restriction off allows it.
+        assert_eq!(
+            userns_blocker(false, None, Some("1"), Some("gib (enforce)")),
+            None
+        );
+        assert_eq!(userns_blocker(false, None, Some("0"), None), None);
+    }
 
     const SUBUID: &str = "\
 # comment

@@ -35,9 +35,45 @@ pub enum JobError {
     Setup(#[from] anyhow::Error),
 }
 
+/// The start of the stderr lines that carry a job's progress (`gib-progress <bytes>`): read
+/// while the job runs, left out of its error.
+const PROGRESS_PREFIX: &str = "gib-progress ";
+
+/// The helper's side of progress: byte counts as `gib-progress` lines on stderr, at most
+/// ten a second.
+#[derive(Clone, Copy)]
+pub struct ReportProgress;
+
+impl crate::printer::ByteProgress for ReportProgress {
+    fn bytes(&self, done: u64, _total: Option<u64>) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static LAST: AtomicU64 = AtomicU64::new(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = LAST.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 100 && LAST.swap(now, Ordering::Relaxed) == last {
+            eprintln!("{PROGRESS_PREFIX}{done}");
+        }
+    }
+}
+
+/// The last byte count in a helper's stderr so far.
+fn last_progress(stderr: &str) -> Option<u64> {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(PROGRESS_PREFIX)?.trim().parse().ok())
+}
+
 /// Run `job` in the user namespace; its reply. `scratch` is a directory of the caller's for
 /// the job's stdio files (the job can be far larger than a command line or a pipe buffer).
-pub fn run_job<R: DeserializeOwned>(scratch: &Path, job: &impl Serialize) -> Result<R, JobError> {
+/// `progress` hears the byte counts the helper reports while it runs.
+pub fn run_job<R: DeserializeOwned>(
+    scratch: &Path,
+    job: &impl Serialize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<R, JobError> {
     let job_path = scratch.join("job.json");
     let out_path = scratch.join("out.json");
     let err_path = scratch.join("stderr");
@@ -62,7 +98,13 @@ pub fn run_job<R: DeserializeOwned>(scratch: &Path, job: &impl Serialize) -> Res
         stdout: Stdio::from(create(&out_path)?),
         stderr: Stdio::from(create(&err_path)?),
     };
-    let exit = super::run(&spec, stdio)?;
+    let running = std::sync::atomic::AtomicBool::new(true);
+    let exit = std::thread::scope(|scope| {
+        scope.spawn(|| watch_progress(&err_path, &running, progress));
+        let exit = super::run(&spec, stdio);
+        running.store(false, std::sync::atomic::Ordering::Relaxed);
+        exit
+    })?;
     if !exit.success() {
         let mut stderr = String::new();
         if let Ok(mut file) = File::open(&err_path) {
@@ -78,6 +120,36 @@ pub fn run_job<R: DeserializeOwned>(scratch: &Path, job: &impl Serialize) -> Res
         .with_context(|| format!("cannot read {}", out_path.display()))?;
     Ok(serde_json::from_str(text.trim())
         .with_context(|| format!("the helper replied {:?}", text.trim()))?)
+}
+
+/// Hand `progress` each new byte count the helper writes into `stderr`, until `running`
+/// turns false.
+fn watch_progress(
+    stderr: &Path,
+    running: &std::sync::atomic::AtomicBool,
+    progress: &(dyn Fn(u64) + Sync),
+) {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut file) = File::open(stderr) else {
+        return;
+    };
+    let mut read = 0u64;
+    let mut text = String::new();
+    while running.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        text.clear();
+        if file.seek(SeekFrom::Start(read)).is_err() || file.read_to_string(&mut text).is_err() {
+            continue;
+        }
+        // Only whole lines: a count may be half written.
+        let Some(end) = text.rfind('\n') else {
+            continue;
+        };
+        read += end as u64 + 1;
+        if let Some(done) = last_progress(&text[..end]) {
+            progress(done);
+        }
+    }
 }
 
 /// The helper's side: one job from `input`, `work`'s reply as JSON on `output`.
@@ -103,6 +175,7 @@ where
 pub fn one_line(stderr: &str) -> String {
     stderr
         .lines()
+        .filter(|l| !l.starts_with(PROGRESS_PREFIX))
         .map(|l| l.trim().trim_start_matches("error: "))
         .map(|l| l.trim_start_matches("caused by: "))
         .filter(|l| !l.is_empty())
@@ -118,6 +191,10 @@ mod tests {
     fn a_helpers_error_chain_reads_as_one_line() {
         let stderr = "error: cannot unpack x\n  caused by: bad header\n\n";
         assert_eq!(one_line(stderr), "cannot unpack x: bad header");
+        let with_progress = "gib-progress 10\ngib-progress 20\nerror: full\n";
+        assert_eq!(one_line(with_progress), "full");
+        assert_eq!(last_progress(with_progress), Some(20));
+        assert_eq!(last_progress("error: x\n"), None);
     }
 
     #[test]

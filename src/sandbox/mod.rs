@@ -60,7 +60,7 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-pub use idmap::{IdMode, MapLine};
+pub use idmap::{IdMode, MapLine, check_unprivileged_userns};
 #[cfg(test)]
 pub use idmap::{IdRange, RangeSource};
 pub use scratch::{OverlayScratch, remove_tree, retire_tree};

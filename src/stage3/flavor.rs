@@ -132,7 +132,6 @@ pub fn fetch(
         return Ok(found);
     }
     let part = cache.dir("downloads")?.join(format!("{name}.part"));
-    printer.status("Downloading", &url);
     let downloaded = client.download(&url, &part, size, printer)?;
 
     let scratch = cache.scratch_path(CACHE_KIND)?;

@@ -13,14 +13,13 @@ pub mod flavor;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::cache::Cache;
 use crate::jobs::Job;
-use crate::printer::{Hint, Printer, UserError};
+use crate::printer::{ByteProgress, Hint, Printer, UserError, human_bytes};
 use crate::sandbox;
 
 pub use crate::tarball::UnpackSummary;
@@ -160,7 +159,7 @@ fn refuse_unverifiable(url: &str, expected: Option<&str>) -> Result<()> {
 
 /// Stream `url` into `to`, with a progress line every few seconds; the sha512 of the bytes.
 fn download(url: &str, to: &mut File, printer: &Printer) -> Result<String> {
-    printer.status("Downloading", url);
+    let step = printer.step("Downloading", url);
     let client = crate::download::Client::new(None)?;
     let (mut reader, total) = client
         .open(url)
@@ -168,7 +167,6 @@ fn download(url: &str, to: &mut File, printer: &Printer) -> Result<String> {
     let mut hasher = Sha512::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut done: u64 = 0;
-    let mut last = Instant::now();
     loop {
         let n = reader
             .read(&mut buf)
@@ -185,11 +183,7 @@ fn download(url: &str, to: &mut File, printer: &Printer) -> Result<String> {
         hasher.update(&buf[..n]);
         to.write_all(&buf[..n])
             .context("cannot write the downloaded stage3 into the cache")?;
-        if last.elapsed() > Duration::from_secs(5) {
-            last = Instant::now();
-            let of = total.map(|t| format!(" of {}", mib(t))).unwrap_or_default();
-            printer.status("Downloading", &format!("{url}: {}{of}", mib(done)));
-        }
+        step.bytes(done, total);
     }
     if let Some(total) = total
         && total != done
@@ -197,11 +191,8 @@ fn download(url: &str, to: &mut File, printer: &Printer) -> Result<String> {
         anyhow::bail!("the download of {url} ended after {done} of {total} bytes");
     }
     to.flush().context("cannot write the downloaded stage3")?;
+    step.finish("Downloaded", &format!("{url} ({})", human_bytes(done)));
     Ok(hex::encode(hasher.finalize()))
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// The SHA-512 of the tarball at `path`, lowercase hex.
@@ -255,8 +246,19 @@ fn unpack_into_cache(
     cache.use_entry("stage3", digest, &entry, || {
         let scratch = stage3_dir.join(format!(".tmp-{digest}"));
         let id_mode = sandbox::id_mode_warned(printer)?;
-        printer.status("Unpacking", &tarball.display().to_string());
-        let summary = unpack_in_sandbox(tarball, &scratch, !id_mode.is_single(), cache, "stage3")?;
+        let step = printer.step("Unpacking", &tarball.display().to_string());
+        let summary = unpack_in_sandbox(
+            tarball,
+            &scratch,
+            !id_mode.is_single(),
+            cache,
+            "stage3",
+            &step,
+        )?;
+        step.finish(
+            "Unpacked",
+            &format!("{} ({} entries)", tarball.display(), summary.entries),
+        );
         if summary.skipped_special > 0 {
             printer.status(
                 "Skipped",
@@ -379,13 +381,17 @@ pub fn unpack_in_sandbox(
     keep_owners: bool,
     cache: &Cache,
     what: &str,
+    progress: &dyn ByteProgress,
 ) -> Result<UnpackSummary> {
     let job = Job::UnpackTarball {
         tarball: tarball.to_path_buf(),
         dest: dest.to_path_buf(),
         keep_owners,
     };
-    crate::jobs::run(cache, &job, |failed| {
+    // The helper reports the tarball's bytes it has read.
+    let total = std::fs::metadata(tarball).ok().map(|m| m.len());
+    let progress = |done| progress.bytes(done, total);
+    crate::jobs::run_with_progress(cache, &job, &progress, |failed| {
         crate::tarball::unpack_failed(what, tarball, &failed.message)
     })
 }

@@ -446,11 +446,14 @@ fn a_build_killed_in_emerge_is_followed_by_clean_builds_also_concurrent_ones() {
         let line = line.unwrap();
         seen.push_str(&line);
         seen.push('\n');
-        if line.contains("Emerging (") {
+        if line.contains("Emerging base: ") {
             break;
         }
     }
-    assert!(seen.contains("Emerging ("), "emerge never started:\n{seen}");
+    assert!(
+        seen.contains("Emerging base: "),
+        "emerge never started:\n{seen}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     // The partial build is a scratch dir, never an entry.

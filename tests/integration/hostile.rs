@@ -285,6 +285,8 @@ fn hostile_rootfs_tarballs_fail_naming_the_entry_and_touch_nothing_outside() {
             }
             let before = listing(&canary);
             let cache = cache_for(&run_dir, who, &format!("cache{i}"));
+            // Where the user may write: a layout it cannot write is refused before any work.
+            let outputs = cache_for(&run_dir, who, &format!("out{i}"));
             let (out, took) = run_timed(
                 gib_as(who)
                     .arg("build")
@@ -293,7 +295,7 @@ fn hostile_rootfs_tarballs_fail_naming_the_entry_and_touch_nothing_outside() {
                     .arg("--cache-dir")
                     .arg(&cache)
                     .arg("--oci-layout")
-                    .arg(run_dir.join(format!("layout{i}"))),
+                    .arg(outputs.join("layout")),
             );
             let code = assert_refused(case, who, &out, took, named, &canary, &before);
             codes.entry(case).or_default().push(code);

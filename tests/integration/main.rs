@@ -18,6 +18,8 @@ mod image_tests;
 mod lock;
 mod oci;
 mod outputs;
+mod preflight;
+mod progress;
 mod push;
 mod quality;
 mod real_packages;

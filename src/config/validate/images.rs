@@ -280,6 +280,21 @@ impl Validator<'_> {
                     format!("`{value}` is not an image reference"),
                 ));
             }
+            // `app:2025.1` where `app` is an image of this file: a tag on an image of this
+            // file means nothing (its tags are its own `tag:`), and pulling `app` from
+            // Docker Hub is surely not meant. A registry reference names its host or
+            // namespace (`registry.example.org/app:2025.1`).
+            let short = value.split(['@', ':']).next().unwrap_or(value);
+            if !value.contains('/') && names.contains(short) {
+                return Err(self.source.error_with_hint(
+                    raw.referenced,
+                    format!("`from: {value}` names the image `{short}` of this file with a tag"),
+                    format!(
+                        "an image of this file is named alone (`from: {short}`); to build on a \
+                         published image, write its full reference (registry.example.org/{value})"
+                    ),
+                ));
+            }
             return Ok(Parent::Registry(value.to_string()));
         }
         if value == name {

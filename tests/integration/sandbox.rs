@@ -386,13 +386,26 @@ fn a_killed_gib_leaves_no_process_and_no_mount() {
             4200 + n * 7 + std::process::id() as usize % 1000
         );
         let _userns = USERNS.read().unwrap_or_else(|e| e.into_inner());
-        let mut child = gib_as(who)
-            .args(["__internal", "run", "--root"])
+        let mut cmd = gib_as(who);
+        cmd.args(["__internal", "run", "--root"])
             .arg(&root)
             .args(["--", "/bin/sh", "-c", &format!("{marker}; echo never")])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(std::process::Stdio::null());
+        // A test run from a background job inherits SIGINT and SIGQUIT ignored (a
+        // non-interactive shell's background commands ignore them, and exec keeps that); a
+        // Ctrl-C comes from a foreground terminal, so gib gets the default disposition here.
+        // SAFETY: only async-signal-safe calls (signal(2)) between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                use nix::sys::signal::{SigHandler, Signal, signal};
+                for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+                    signal(sig, SigHandler::SigDfl).map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
         let mut cleanup = KillOnDrop(vec![child.id()]);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !processes().iter().any(|p| p.3 == marker) {

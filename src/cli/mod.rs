@@ -5,6 +5,7 @@
 mod build;
 mod clean;
 mod completions;
+mod emit;
 mod graph;
 mod inspect;
 mod internal;
@@ -194,8 +195,11 @@ pub struct PlanArgs {
     /// Images to plan (with their ancestors); all when none is named.
     pub images: Vec<String>,
     /// Print the plan as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "emit")]
     pub json: bool,
+    /// Print a CI workflow with one job per image, each after its parent's.
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub emit: Option<emit::Engine>,
 }
 
 #[derive(Args, Debug)]

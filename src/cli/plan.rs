@@ -80,6 +80,10 @@ use crate::plan::{ImagePlan, Plan, Runtime, TagRule};
 pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let config = config::load(&args.config.file)?;
     let plan = Plan::resolve(&config, &args.images)?;
+    if let Some(engine) = args.emit {
+        print!("{}", super::emit::workflow(&plan, engine)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let sandbox = crate::sandbox::id_mode()?.describe();
     let trust = TrustJson::new(&plan, &config.registries);
     let lock = crate::build::lock_status(&plan)?;

@@ -11,6 +11,7 @@ mod config;
 mod confinement;
 mod distfiles;
 mod emerge;
+mod emit;
 mod fixture;
 mod hostile;
 mod hostile_network;

@@ -26,32 +26,13 @@ fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-/// check-jsonschema in a venv under target/gib-fixtures, installed from PyPI once (under a
-/// lock, for parallel test processes). A venv cannot be moved, so a marker file says it is
-/// complete.
-fn check_jsonschema() -> PathBuf {
-    let python = require_tool("python3");
-    let cache = fixture::fixtures_cache_dir();
-    fs::create_dir_all(&cache).unwrap();
+/// check-jsonschema, from PyPI, in a venv under target/gib-fixtures.
+pub fn check_jsonschema() -> PathBuf {
     let name = CHECK_JSONSCHEMA.replace("==", "-");
-    let dir = cache.join(&name);
-    let lock = fs::File::create(cache.join(format!("{name}.lock"))).unwrap();
-    lock.lock().unwrap();
-    let complete = dir.join("gib-installed");
-    if !complete.exists() {
-        let _ = fs::remove_dir_all(&dir);
-        run_ok(Command::new(python).args(["-m", "venv"]).arg(&dir));
-        run_ok(
-            Command::new(dir.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check"])
-                .arg(CHECK_JSONSCHEMA),
-        );
-        fs::write(&complete, CHECK_JSONSCHEMA).unwrap();
-    }
-    dir.join("bin/check-jsonschema")
+    crate::util::pypi_venv(&name, &[CHECK_JSONSCHEMA]).join("bin/check-jsonschema")
 }
 
-fn validate(args: &[&str], files: &[PathBuf]) -> Output {
+pub fn validate(args: &[&str], files: &[PathBuf]) -> Output {
     let mut cmd = Command::new(check_jsonschema());
     cmd.args(args).args(files);
     cmd.output()

@@ -507,3 +507,27 @@ sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
         .output()
         .unwrap()
 }
+
+/// A venv under target/gib-fixtures named `name` with `packages` installed from PyPI, made
+/// once (under a lock, for parallel test processes). A venv cannot be moved, so a marker file
+/// says it is complete.
+pub fn pypi_venv(name: &str, packages: &[&str]) -> PathBuf {
+    let python = require_tool("python3");
+    let cache = crate::fixture::fixtures_cache_dir();
+    std::fs::create_dir_all(&cache).unwrap();
+    let dir = cache.join(name);
+    let lock = std::fs::File::create(cache.join(format!("{name}.lock"))).unwrap();
+    lock.lock().unwrap();
+    let complete = dir.join("gib-installed");
+    if !complete.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        run_ok(Command::new(python).args(["-m", "venv"]).arg(&dir));
+        run_ok(
+            Command::new(dir.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .args(packages),
+        );
+        std::fs::write(&complete, packages.join("\n")).unwrap();
+    }
+    dir
+}

@@ -50,6 +50,8 @@ pub(super) struct RunLock {
     read: Option<Lock>,
     current: RefCell<Lock>,
     mode: LockMode,
+    /// The stage3 entry this run settled on: resolved (a `path:` stage3 hashed) once.
+    stage3: std::cell::OnceCell<Option<LockedStage3>>,
 }
 
 impl RunLock {
@@ -62,6 +64,7 @@ impl RunLock {
             read,
             current,
             mode,
+            stage3: Default::default(),
         })
     }
 }
@@ -116,12 +119,6 @@ impl BuildContext<'_> {
         self.inputs().map(|_| ())
     }
 
-    /// The lock as this run resolved it, and the lines that say what changed from the file.
-    pub fn lock_changes(&self) -> Vec<String> {
-        let lock = self.lock.current.borrow();
-        lock.changes_from(self.lock.read.as_ref())
-    }
-
     /// Write gib.lock when this run changed it (never with `--locked`).
     fn save_lock(&self) -> Result<()> {
         if self.lock.mode == LockMode::Locked {
@@ -166,8 +163,16 @@ impl BuildContext<'_> {
     }
 
     /// The lock's stage3 entry for gib.yaml's `stage3:`, resolved (and recorded) when the
-    /// lock has none for it; `None` when gib.yaml has no stage3.
+    /// lock has none for it, once per run; `None` when gib.yaml has no stage3.
     fn locked_stage3(&self) -> Result<Option<LockedStage3>> {
+        if let Some(entry) = self.lock.stage3.get() {
+            return Ok(entry.clone());
+        }
+        let entry = self.settle_stage3()?;
+        Ok(self.lock.stage3.get_or_init(|| entry).clone())
+    }
+
+    fn settle_stage3(&self) -> Result<Option<LockedStage3>> {
         let Some(source) = self.plan.stage3.as_ref() else {
             return Ok(None);
         };
@@ -221,21 +226,7 @@ impl BuildContext<'_> {
                 mirror,
                 pin,
             } => {
-                let trust = &self.plan.trust;
-                let tarball = stage3::flavor::fetch(
-                    flavor,
-                    mirror,
-                    pin.as_deref(),
-                    self.cache,
-                    self.offline,
-                    trust,
-                    self.printer,
-                )?;
-                let verified = Stage3::Path {
-                    path: tarball.path.clone(),
-                    sha512: Some(tarball.sha512.clone()),
-                };
-                let root = stage3::prepare(&verified, self.cache, self.printer)?;
+                let (tarball, root) = self.fetch_flavor(flavor, mirror, pin.as_deref())?;
                 Ok((
                     root,
                     LockedStage3 {
@@ -243,7 +234,7 @@ impl BuildContext<'_> {
                         file: tarball.name,
                         build: Some(tarball.timestamp),
                         sha512: tarball.sha512,
-                        signed_by: Some(trust.releng.fingerprint.clone()),
+                        signed_by: Some(self.plan.trust.releng.fingerprint.clone()),
                     },
                 ))
             }
@@ -262,18 +253,33 @@ impl BuildContext<'_> {
                 };
                 Ok((root, entry))
             }
-            Stage3::Path { .. } => {
-                let root = stage3::prepare(source, self.cache, self.printer)?;
-                let entry = LockedStage3 {
-                    source: described,
-                    file: String::new(),
-                    build: None,
-                    sha512: root.digest.clone(),
-                    signed_by: None,
-                };
-                Ok((root, entry))
-            }
+            // Read, not resolved: see `settle_stage3`.
+            Stage3::Path { .. } => anyhow::bail!("gib bug: a `path:` stage3 is not resolved"),
         }
+    }
+
+    /// Fetch and verify the flavor's build `build` (the newest when `None`) and unpack it.
+    fn fetch_flavor(
+        &self,
+        flavor: &str,
+        mirror: &str,
+        build: Option<&str>,
+    ) -> Result<(stage3::flavor::VerifiedTarball, Stage3Root)> {
+        let tarball = stage3::flavor::fetch(
+            flavor,
+            mirror,
+            build,
+            self.cache,
+            self.offline,
+            &self.plan.trust,
+            self.printer,
+        )?;
+        let verified = Stage3::Path {
+            path: tarball.path.clone(),
+            sha512: Some(tarball.sha512.clone()),
+        };
+        let root = stage3::prepare(&verified, self.cache, self.printer)?;
+        Ok((tarball, root))
     }
 
     /// The unpacked stage3, prepared on first use (only images that emerge need it): the
@@ -296,15 +302,7 @@ impl BuildContext<'_> {
         }
         let root = match source {
             Stage3::Flavor { flavor, mirror, .. } => {
-                let tarball = stage3::flavor::fetch(
-                    flavor,
-                    mirror,
-                    locked.build.as_deref(),
-                    self.cache,
-                    self.offline,
-                    &self.plan.trust,
-                    self.printer,
-                )?;
+                let (tarball, root) = self.fetch_flavor(flavor, mirror, locked.build.as_deref())?;
                 if tarball.sha512 != locked.sha512 {
                     return Err(UserError::new(format!(
                         "the stage3 {} has sha512 {}, but gib.lock expects {}",
@@ -312,11 +310,7 @@ impl BuildContext<'_> {
                     ))
                     .hint("the mirror serves another file under that name; run `gib update --stage3` if it is meant"));
                 }
-                let verified = Stage3::Path {
-                    path: tarball.path,
-                    sha512: Some(tarball.sha512),
-                };
-                stage3::prepare(&verified, self.cache, self.printer)?
+                root
             }
             other => stage3::prepare_locked(other, &locked.sha512, self.cache, self.printer)?,
         };
@@ -414,15 +408,7 @@ impl BuildContext<'_> {
 
     /// The main repository and the overlays as gib.yaml says.
     fn repo_specs(&self) -> Vec<RepoSpec> {
-        let trust = &self.plan.trust;
-        let mut specs = vec![RepoSpec::main(&self.plan.portage, trust)];
-        specs.extend(
-            self.plan
-                .repositories
-                .iter()
-                .map(|r| RepoSpec::overlay(r, trust)),
-        );
-        specs
+        repo_specs(self.plan)
     }
 
     /// The lock's entry of the synced repository `spec` (git, rsync, webrsync) or of the main
@@ -540,7 +526,7 @@ impl BuildContext<'_> {
         if let Some(repos) = self.repositories.get()
             && let Some(time) = repos
                 .iter()
-                .find(|r| r.name == "gentoo")
+                .find(|r| r.name == repository::MAIN_REPO)
                 .and_then(|r| r.snapshot.as_ref())
         {
             return Some(time.clone());
@@ -548,13 +534,13 @@ impl BuildContext<'_> {
         if let Some(time) = self
             .synced
             .borrow()
-            .get("gentoo")
+            .get(repository::MAIN_REPO)
             .and_then(|r| r.snapshot.clone())
         {
             return Some(time);
         }
         let lock = self.lock.current.borrow();
-        let main = lock.repository("gentoo")?;
+        let main = lock.repository(repository::MAIN_REPO)?;
         SnapshotTime::from_epoch(main.time?)
     }
 }
@@ -590,14 +576,10 @@ fn binhost_index(plan: &crate::plan::Plan) -> Result<Option<(String, String)>> {
             Some((format!("official {}", repo.uri), index(&repo.uri)))
         }
         Binhost::Url { uri, .. } => Some((format!("url {uri}"), index(uri))),
-        Binhost::Directory { path, .. } => {
-            let base = plan.file.parent().unwrap_or(Path::new("/"));
-            let shown = path.strip_prefix(base).unwrap_or(path);
-            Some((
-                format!("directory {}", shown.display()),
-                format!("file://{}", index(&path.display().to_string())),
-            ))
-        }
+        Binhost::Directory { path, .. } => Some((
+            format!("directory {}", beside_config(path, &plan.file)),
+            format!("file://{}", index(&path.display().to_string())),
+        )),
     })
 }
 
@@ -628,13 +610,7 @@ pub fn lock_status(plan: &crate::plan::Plan) -> Result<LockStatus> {
             unlocked.push("stage3".to_string());
         }
     }
-    let trust = &plan.trust;
-    let specs = std::iter::once(RepoSpec::main(&plan.portage, trust)).chain(
-        plan.repositories
-            .iter()
-            .map(|r| RepoSpec::overlay(r, trust)),
-    );
-    for spec in specs {
+    for spec in repo_specs(plan) {
         if matches!(spec.sync_type, SyncType::Local) {
             continue;
         }
@@ -683,12 +659,30 @@ fn describe_stage3(source: &Stage3, config_file: &Path) -> String {
             Some(sha512) => format!("url {url} sha512 {sha512}"),
             None => format!("url {url}"),
         },
-        Stage3::Path { path, .. } => {
-            let base = config_file.parent().unwrap_or(Path::new("/"));
-            let shown = path.strip_prefix(base).unwrap_or(path);
-            format!("path {}", shown.display())
-        }
+        Stage3::Path { path, .. } => format!("path {}", beside_config(path, config_file)),
     }
+}
+
+/// The main repository and the overlays of `plan`, as gib.yaml says.
+fn repo_specs(plan: &crate::plan::Plan) -> Vec<RepoSpec> {
+    let trust = &plan.trust;
+    std::iter::once(RepoSpec::main(&plan.portage, trust))
+        .chain(
+            plan.repositories
+                .iter()
+                .map(|r| RepoSpec::overlay(r, trust)),
+        )
+        .collect()
+}
+
+/// `path` for gib.lock: relative to gib.yaml's directory when it is inside it, so that the
+/// lock reads the same in every checkout.
+fn beside_config(path: &Path, config_file: &Path) -> String {
+    let base = config_file.parent().unwrap_or(Path::new("/"));
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// The last segment of a path or URL.

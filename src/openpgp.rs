@@ -256,20 +256,8 @@ fn parse_primary_fingerprints(colons: &str) -> BTreeSet<String> {
 /// names the data in errors (its URL).
 pub fn verify_detached(keyring: &Keyring, signature: &Path, data: &Path, what: &str) -> Result<()> {
     let home = GpgHome::with_keyring(keyring)?;
-    let status_file = home.dir.path().join("status");
-    let mut cmd = home.gpg();
-    cmd.arg("--status-file")
-        .arg(&status_file)
-        .arg("--verify")
-        .arg(signature)
-        .arg(data);
-    let out = run_gpg(&mut cmd)?;
-    let status = fs::read_to_string(&status_file).unwrap_or_default();
-    check_status(&status, &keyring.fingerprint, out.status.success()).with_context(|| {
-        format!(
-            "the signature of {what} is not valid (gpg said: {})",
-            one_line(&out.stderr)
-        )
+    home.verify(keyring, what, |cmd| {
+        cmd.arg("--verify").arg(signature).arg(data);
     })
 }
 
@@ -289,22 +277,12 @@ pub fn verify_clearsigned(keyring: &Keyring, signed: &[u8], what: &str) -> Resul
     let home = GpgHome::with_keyring(keyring)?;
     let input = home.dir.path().join("signed.txt");
     let output = home.dir.path().join("plain.txt");
-    let status_file = home.dir.path().join("status");
     fs::write(&input, signed).with_context(|| format!("cannot write {}", input.display()))?;
-    let mut cmd = home.gpg();
-    cmd.arg("--status-file")
-        .arg(&status_file)
-        .arg("--output")
-        .arg(&output)
-        .arg("--decrypt")
-        .arg(&input);
-    let out = run_gpg(&mut cmd)?;
-    let status = fs::read_to_string(&status_file).unwrap_or_default();
-    check_status(&status, &keyring.fingerprint, out.status.success()).with_context(|| {
-        format!(
-            "the signature of {what} is not valid (gpg said: {})",
-            one_line(&out.stderr)
-        )
+    home.verify(keyring, what, |cmd| {
+        cmd.arg("--output")
+            .arg(&output)
+            .arg("--decrypt")
+            .arg(&input);
     })?;
     let text = fs::read(&output).with_context(|| format!("cannot read {}", output.display()))?;
     String::from_utf8(text).with_context(|| format!("{what} is not UTF-8 text"))
@@ -362,6 +340,23 @@ struct GpgHome {
 }
 
 impl GpgHome {
+    /// Run gpg with `args` (a verifying operation) and check from its status lines that a
+    /// good signature by `keyring`'s key was made; `what` names the data in errors.
+    fn verify(&self, keyring: &Keyring, what: &str, args: impl FnOnce(&mut Command)) -> Result<()> {
+        let status_file = self.dir.path().join("status");
+        let mut cmd = self.gpg();
+        cmd.arg("--status-file").arg(&status_file);
+        args(&mut cmd);
+        let out = run_gpg(&mut cmd)?;
+        let status = fs::read_to_string(&status_file).unwrap_or_default();
+        check_status(&status, &keyring.fingerprint, out.status.success()).with_context(|| {
+            format!(
+                "the signature of {what} is not valid (gpg said: {})",
+                one_line(&out.stderr)
+            )
+        })
+    }
+
     fn new() -> Result<GpgHome> {
         let dir = tempfile::Builder::new()
             .prefix("gib-gpg-")

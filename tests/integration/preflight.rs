@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::fixture::mini_stage3;
-use crate::util::{Runner, as_test_user, gib, gib_bin, work_dir};
+use crate::util::{Runner, build_with, gib, gib_by, work_dir};
 
 fn write_chain(dir: &Path, extra: &str) -> PathBuf {
     let text = format!(
@@ -21,27 +21,6 @@ fn write_chain(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("gib.yaml");
     fs::write(&path, text).unwrap();
     path
-}
-
-fn gib_as(runner: Runner) -> Command {
-    match runner {
-        Runner::Root => gib(),
-        Runner::User => {
-            let mut cmd = as_test_user(&gib_bin());
-            cmd.env("NO_COLOR", "1");
-            cmd
-        }
-    }
-}
-
-/// `cmd build -f config --cache-dir cache`, `cmd` being gib as someone.
-fn build_with(mut cmd: Command, config: &Path, cache: &Path) -> Command {
-    cmd.arg("build")
-        .arg("-f")
-        .arg(config)
-        .arg("--cache-dir")
-        .arg(cache);
-    cmd
 }
 
 /// Run `cmd`; it must fail with exit 2 within a second, saying `says` in its one error line,
@@ -76,7 +55,7 @@ fn output_and_push_mistakes_fail_before_any_work() {
         let a_file = dir.path().join("a-file");
         fs::write(&a_file, "x").unwrap();
         let build = |args: &[&std::ffi::OsStr]| {
-            let mut cmd = build_with(gib_as(runner), &config, &cache);
+            let mut cmd = build_with(gib_by(runner), &config, &cache);
             cmd.args(args);
             cmd
         };
@@ -111,7 +90,7 @@ fn output_and_push_mistakes_fail_before_any_work() {
             "names no registry (`registry:`)",
         );
         assert!(err.contains("registry.example.org"), "{err}");
-        let mut push = gib_as(runner);
+        let mut push = gib_by(runner);
         push.arg("push")
             .arg("-f")
             .arg(&config)
@@ -123,7 +102,7 @@ fn output_and_push_mistakes_fail_before_any_work() {
         let bad_registry = dir.path().join("bad-registry");
         fs::create_dir(&bad_registry).unwrap();
         let bad = write_chain(&bad_registry, "registry: mine\n");
-        let mut cmd = build_with(gib_as(runner), &bad, &cache);
+        let mut cmd = build_with(gib_by(runner), &bad, &cache);
         cmd.arg("--push");
         refused_before_work(cmd, &cache, "`mine` is not a registry host");
 

@@ -450,23 +450,34 @@ pub fn work_dir(runner: Runner, name: &str) -> tempfile::TempDir {
     dir
 }
 
-/// `gib build -f config --cache-dir cache extra...` run by `runner`.
-pub fn gib_build(runner: Runner, config: &Path, cache: &Path, extra: &[&str]) -> Output {
-    let mut cmd = match runner {
+/// gib run by `runner`.
+pub fn gib_by(runner: Runner) -> Command {
+    match runner {
         Runner::Root => gib(),
         Runner::User => {
             let mut cmd = as_test_user(&gib_bin());
             cmd.env("NO_COLOR", "1");
             cmd
         }
-    };
+    }
+}
+
+/// `cmd build -f config --cache-dir cache`, `cmd` being gib as someone.
+pub fn build_with(mut cmd: Command, config: &Path, cache: &Path) -> Command {
     cmd.arg("build")
         .arg("-f")
         .arg(config)
         .arg("--cache-dir")
-        .arg(cache)
-        .args(extra);
-    cmd.output().unwrap()
+        .arg(cache);
+    cmd
+}
+
+/// `gib build -f config --cache-dir cache extra...` run by `runner`.
+pub fn gib_build(runner: Runner, config: &Path, cache: &Path, extra: &[&str]) -> Output {
+    build_with(gib_by(runner), config, cache)
+        .args(extra)
+        .output()
+        .unwrap()
 }
 
 /// `gib build` where no user namespace can be made: the limit is set to 0 in a user

@@ -185,13 +185,13 @@ impl Entry {
         let text = fs::read(self.path.join(RECORD_FILE)).ok()?;
         let record: BuiltImage = serde_json::from_slice(&text).ok()?;
         // Entries from before SBOMs were attached are rebuilt rather than shipped without one.
-        record.sbom.as_ref()?;
+        record.sbom()?;
         let blobs = std::iter::once(&record.image.manifest)
             .chain(std::iter::once(&record.image.config))
             .chain(record.image.layers.iter())
             .chain(
                 record
-                    .sbom
+                    .referrers
                     .iter()
                     .flat_map(|a| a.blobs.iter().chain([&a.manifest])),
             );

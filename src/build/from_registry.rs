@@ -147,7 +147,7 @@ fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
         image,
         reused: true,
         // A pulled parent is not re-published, so gib attaches no SBOM of its own to it.
-        sbom: None,
+        referrers: Vec::new(),
     })
 }
 

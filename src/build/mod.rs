@@ -77,16 +77,24 @@ pub struct BuiltImage {
     pub package_dbs: Vec<PathBuf>,
     /// Bytes of the image's blobs (layers and config) as stored.
     pub size: u64,
-    /// The image's SPDX SBOM, stored as an artifact manifest (and its blobs) whose subject
-    /// is the image: the outputs write it beside the image, a push uploads it after it.
+    /// The artifacts about the image, each stored as an artifact manifest (and its blobs)
+    /// whose subject is the image, the SPDX SBOM first: the outputs write them beside the
+    /// image, a push uploads them after it and lists them under its referrers.
     #[serde(default)]
-    pub sbom: Option<crate::oci::artifact::Artifact>,
+    pub referrers: Vec<crate::oci::artifact::Artifact>,
     /// Reused from the cache in this run rather than built.
     #[serde(skip)]
     pub reused: bool,
 }
 
 impl BuiltImage {
+    /// The image's SPDX SBOM artifact, when it has one (pulled parents have none).
+    pub fn sbom(&self) -> Option<&crate::oci::artifact::Artifact> {
+        self.referrers
+            .iter()
+            .find(|a| a.artifact_type == crate::oci::spec::MEDIA_TYPE_SPDX)
+    }
+
     /// A cache entry's record, reused in this run rather than built: said so.
     fn reused(mut self, printer: &Printer) -> BuiltImage {
         printer.status(
@@ -112,7 +120,7 @@ impl BuiltImage {
         image: &ImagePlan,
         key: String,
         version_tag: &str,
-        (written, sbom): (Image, crate::oci::artifact::Artifact),
+        (written, referrers): (Image, Vec<crate::oci::artifact::Artifact>),
         packages: Vec<String>,
         trees: Trees,
     ) -> BuiltImage {
@@ -127,7 +135,7 @@ impl BuiltImage {
             builder_dirs: trees.builder_dirs,
             package_dbs: trees.package_dbs,
             image: written,
-            sbom: Some(sbom),
+            referrers,
             reused: false,
         }
     }
@@ -399,14 +407,15 @@ struct Tail<'t> {
     test_trees: &'t [PathBuf],
 }
 
-/// The one tail of every build: write the image (config and manifest), attach its SBOM,
-/// then run its `test:`, so a failing test leaves nothing the outputs would write.
+/// The one tail of every build: write the image (config and manifest), attach its SBOM
+/// (and the other artifacts about it: the returned list, SBOM first), then run its
+/// `test:`, so a failing test leaves nothing the outputs would write.
 fn write_image_sbom_test(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
     tail: Tail<'_>,
-) -> Result<(Image, crate::oci::artifact::Artifact)> {
+) -> Result<(Image, Vec<crate::oci::artifact::Artifact>)> {
     let written = crate::oci::image::write_image(
         ctx.store,
         &image_request(ctx, image, parent, tail.layers, tail.version_tag, tail.how)?,
@@ -418,8 +427,9 @@ fn write_image_sbom_test(
         tail.sbom_trees,
         ctx.epoch()?,
     )?;
+    let referrers = vec![sbom];
     test::run(ctx, image, tail.test_trees)?;
-    Ok((written, sbom))
+    Ok((written, referrers))
 }
 
 /// Sum of the stored sizes of an image's config and layers.

@@ -132,7 +132,7 @@ impl ImageReport {
             packages: built.packages.clone(),
             push: push.cloned(),
             usage,
-            sbom: built.sbom.as_ref().map(|s| s.manifest.digest.to_string()),
+            sbom: built.sbom().map(|s| s.manifest.digest.to_string()),
         }
     }
 }

@@ -126,7 +126,7 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
             name: &result.name,
             image: &result.image,
             references: &result.references,
-            sbom: result.sbom.as_ref(),
+            referrers: &result.referrers,
             parent_reference: match &image.parent {
                 Parent::Scratch => None,
                 Parent::Image(name) => built

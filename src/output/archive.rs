@@ -148,12 +148,10 @@ pub fn write_sbom_files(
 ) -> Result<Vec<std::path::PathBuf>> {
     let mut written = Vec::new();
     for image in images {
-        let Some(sbom) = image.sbom else {
-            continue;
-        };
-        let Some(blob) = sbom
-            .blobs
+        let Some(blob) = image
+            .referrers
             .iter()
+            .flat_map(|artifact| artifact.blobs.iter())
             .find(|b| b.media_type == crate::oci::spec::MEDIA_TYPE_SPDX)
         else {
             continue;

@@ -77,8 +77,8 @@ pub struct OutputImage<'a> {
     pub image: &'a Image,
     /// Every reference it is written and pushed under (all in one repository).
     pub references: &'a [String],
-    /// Its SBOM artifact, written and pushed beside it.
-    pub sbom: Option<&'a Artifact>,
+    /// The artifacts about it (its SBOM first), written and pushed beside it.
+    pub referrers: &'a [Artifact],
     /// Its parent's reference, whose blobs a push mounts instead of uploading.
     pub parent_reference: Option<&'a str>,
     /// Taken from the registry in this run (`--parents-from-registry`): not pushed again.
@@ -106,9 +106,16 @@ pub fn write(
     if let Some(dir) = &outputs.oci_layout {
         layout::write_layout(dir, store, &tagged)
             .with_context(|| format!("cannot write the OCI layout {}", dir.display()))?;
-        let sboms: Vec<&Artifact> = images.iter().filter_map(|image| image.sbom).collect();
-        layout::write_artifacts(dir, store, &sboms)
-            .with_context(|| format!("cannot add the SBOMs to {}", dir.display()))?;
+        let referrers: Vec<&Artifact> = images
+            .iter()
+            .flat_map(|image| image.referrers.iter())
+            .collect();
+        layout::write_artifacts(dir, store, &referrers).with_context(|| {
+            format!(
+                "cannot add the SBOMs and other artifacts to {}",
+                dir.display()
+            )
+        })?;
         printer.status("Wrote", &format!("OCI layout {}", dir.display()));
     }
     if let Some(file) = &outputs.archive {

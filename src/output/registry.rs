@@ -65,16 +65,21 @@ pub fn push(
         progress,
     )
     .with_context(|| format!("cannot push image {} to {first}", job.name))?;
-    if let Some(sbom) = job.sbom {
+    for artifact in job.referrers {
         let pushed = push_artifact(
             client,
             blobs_dir,
-            sbom,
+            artifact,
             &manifest.digest,
             &target,
             &mount_from,
         )
-        .with_context(|| format!("cannot push the SBOM of image {} to {first}", job.name))?;
+        .with_context(|| {
+            format!(
+                "cannot push the {} artifact of image {} to {first}",
+                artifact.artifact_type, job.name
+            )
+        })?;
         // The image's report keeps its own blobs; the manifests say what else was written.
         for extra in pushed {
             report.manifests_pushed.extend(extra.manifests_pushed);

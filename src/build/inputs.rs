@@ -74,6 +74,9 @@ impl RunLock {
 pub(super) struct ResolvedInputs {
     /// One line per input: the stage3's SHA-512, each repository's snapshot.
     pub identity: String,
+    /// The same inputs as entries: the stage3, every repository (a `local` one as it is
+    /// now), the binhost's index; what an image's provenance names.
+    pub entries: Lock,
 }
 
 impl BuildContext<'_> {
@@ -84,7 +87,9 @@ impl BuildContext<'_> {
             return Ok(inputs);
         }
         let mut identity = String::new();
-        if let Some(stage3) = self.locked_stage3()? {
+        let mut entries = Lock::new();
+        entries.stage3 = self.locked_stage3()?;
+        if let Some(stage3) = &entries.stage3 {
             identity.push_str(&stage3.sha512);
         }
         for spec in self.repo_specs() {
@@ -93,25 +98,40 @@ impl BuildContext<'_> {
                     // The user's own tree: its identity is what it holds now.
                     let synced = repository::sync(&spec, self.cache, self.offline, self.printer)?;
                     let line = format!("{} {:?} {:?}", spec.name, synced.revision, synced.snapshot);
+                    entries.repositories.push(LockedRepository {
+                        name: spec.name.clone(),
+                        source: repository::describe(&spec),
+                        revision: synced.revision.clone(),
+                        snapshot: synced.snapshot.as_ref().map(|s| s.date.clone()),
+                        time: synced.snapshot.as_ref().map(|s| s.epoch),
+                        signed_by: None,
+                    });
                     self.synced.borrow_mut().insert(spec.name.clone(), synced);
                     line
                 }
                 _ => match self.locked_repository(&spec)? {
-                    Some(locked) => format!(
-                        "{} {:?} {:?}",
-                        locked.name, locked.revision, locked.snapshot
-                    ),
+                    Some(locked) => {
+                        let line = format!(
+                            "{} {:?} {:?}",
+                            locked.name, locked.revision, locked.snapshot
+                        );
+                        entries.repositories.push(locked);
+                        line
+                    }
                     None => String::new(),
                 },
             };
             identity.push('\n');
             identity.push_str(&line);
         }
-        if let Some(binhost) = self.locked_binhost()? {
+        entries.binhost = self.locked_binhost()?;
+        if let Some(binhost) = &entries.binhost {
             identity.push_str(&format!("\nbinhost {}", binhost.index_sha256));
         }
         self.save_lock()?;
-        Ok(self.inputs.get_or_init(|| ResolvedInputs { identity }))
+        Ok(self
+            .inputs
+            .get_or_init(|| ResolvedInputs { identity, entries }))
     }
 
     /// Resolve every input now (`gib update`, and `gib build` before its first image).

@@ -19,6 +19,7 @@ mod layer;
 mod layering;
 mod packages;
 mod preflight;
+mod provenance;
 pub mod report;
 mod rootfs;
 mod run;
@@ -405,6 +406,8 @@ struct Tail<'t> {
     sbom_trees: &'t [PathBuf],
     /// The image's tree and its ancestors' (nearest first): what its `test:` runs on.
     test_trees: &'t [PathBuf],
+    /// When the image's build started (after the cache missed): its provenance says so.
+    started: std::time::SystemTime,
 }
 
 /// The one tail of every build: write the image (config and manifest), attach its SBOM
@@ -427,7 +430,10 @@ fn write_image_sbom_test(
         tail.sbom_trees,
         ctx.epoch()?,
     )?;
-    let referrers = vec![sbom];
+    let referrers = vec![
+        sbom,
+        provenance::attach(ctx, image, parent, &written, tail.version_tag, tail.started)?,
+    ];
     test::run(ctx, image, tail.test_trees)?;
     Ok((written, referrers))
 }

@@ -101,6 +101,7 @@ fn build_in(
     entry: &Entry,
     key: &str,
 ) -> Result<BuiltImage> {
+    let started = std::time::SystemTime::now();
     let dir = scratch.path();
     // One log dir per build (name and key): concurrent builds never share one.
     let log_dir = ctx
@@ -144,6 +145,7 @@ fn build_in(
             how: "emerge",
             sbom_trees: &image_layers,
             test_trees: &test_layers,
+            started,
         },
     )?;
 

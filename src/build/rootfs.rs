@@ -149,6 +149,7 @@ fn build_layer(
     rootfs: &Path,
     tarball: Option<(&str, String)>,
 ) -> Result<BuiltImage> {
+    let started = std::time::SystemTime::now();
     ctx.printer.status(
         "Layering",
         &format!("{} from {}", image.name, rootfs.display()),
@@ -208,6 +209,7 @@ fn build_layer(
             how: "rootfs",
             sbom_trees: &layer_dirs,
             test_trees: &layer_dirs,
+            started,
         },
     )?;
     Ok(BuiltImage::built(

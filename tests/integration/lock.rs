@@ -31,7 +31,7 @@ src_install() {
 /// A git overlay `mine` whose one package, at `version`, installs a file saying `text`; its
 /// new HEAD. (A change to a package comes with a new version, as in ::gentoo: Portage reuses
 /// the binary package of a version it built.)
-fn commit_overlay(repo: &Path, version: &str, text: &str) -> String {
+pub(crate) fn commit_overlay(repo: &Path, version: &str, text: &str) -> String {
     let git = require_tool("git");
     let package = repo.join("app-misc/lockdemo");
     fs::create_dir_all(&package).unwrap();

@@ -21,6 +21,7 @@ mod oci;
 mod outputs;
 mod preflight;
 mod progress;
+mod provenance;
 mod push;
 mod quality;
 mod real_packages;

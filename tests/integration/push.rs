@@ -325,9 +325,9 @@ fn build_push_and_push_reach_skopeo_and_podman_and_a_child_reuses_its_parents_bl
     );
 }
 
-/// Distribution 2.8 has no referrers API: the SBOM is pushed by digest and listed in the
-/// referrers tag schema's index (`sha256-<hex of the image digest>`), which a second push
-/// leaves as it is.
+/// Distribution 2.8 has no referrers API: the SBOM and the provenance are pushed by digest
+/// and listed in the referrers tag schema's index (`sha256-<hex of the image digest>`),
+/// which a second push leaves as it is.
 #[test]
 fn the_sbom_is_pushed_with_the_image_and_listed_under_its_referrers_tag() {
     let dir = scratch_dir("push-sbom");
@@ -356,9 +356,41 @@ fn the_sbom_is_pushed_with_the_image_and_listed_under_its_referrers_tag() {
         "application/vnd.oci.image.index.v1+json"
     );
     let entries = index["manifests"].as_array().unwrap();
-    assert_eq!(entries.len(), 1, "{index}");
-    assert_eq!(entries[0]["digest"], sbom.as_str());
-    assert_eq!(entries[0]["artifactType"], "application/spdx+json");
+    let listed = |artifact_type: &str| -> Vec<String> {
+        entries
+            .iter()
+            .filter(|e| e["artifactType"] == artifact_type)
+            .map(|e| e["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(listed("application/spdx+json"), [sbom.clone()], "{index}");
+
+    // The provenance too: its statement, as the registry serves it, validates.
+    let provenance = listed("application/vnd.in-toto+json");
+    assert_eq!(provenance.len(), 1, "{index}");
+    let artifact = registry.skopeo_raw(&format!("gib/base@{}", provenance[0]));
+    assert_eq!(artifact["subject"]["digest"], image.as_str());
+    let statement = dir.path().join("base.intoto.json");
+    std::fs::write(
+        &statement,
+        registry.blob(
+            "gib/base",
+            artifact["layers"][0]["digest"].as_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let out = crate::provenance::validate_statements(std::slice::from_ref(&statement));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let statement: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&statement).unwrap()).unwrap();
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        image.trim_start_matches("sha256:")
+    );
 
     let artifact = registry.skopeo_raw(&format!("gib/base@{sbom}"));
     assert_eq!(artifact["subject"]["digest"], image.as_str());

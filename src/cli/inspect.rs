@@ -138,6 +138,7 @@ mod tests {
                     files: vec![cache.clone()],
                 },
                 largest_files: vec![cache],
+                layers: Vec::new(),
             },
             trimmed: Vec::new(),
             trimmed_bytes: 0,

@@ -26,6 +26,21 @@ pub struct UsageReport {
     pub unowned: UnownedUsage,
     /// The biggest files of the root, largest first.
     pub largest_files: Vec<FileUsage>,
+    /// Each layer dir's share (an image's own, then its ancestors'), for a treemap by layer
+    /// and package; one for a single root.
+    #[serde(default)]
+    pub layers: Vec<LayerUsage>,
+}
+
+/// What one layer dir of an image holds, as the image shows it (files a nearer layer
+/// replaced or removed left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LayerUsage {
+    pub total_bytes: u64,
+    pub total_files: u64,
+    /// The packages whose files are in this layer, largest share first.
+    pub packages: Vec<PackageUsage>,
+    pub unowned_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -141,15 +156,23 @@ pub fn usage_report_under(
     all_files.truncate(largest);
     unowned.sort_by(by_size);
     package_usage.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.package.cmp(&b.package)));
+    let unowned_bytes = unowned.iter().map(|f| f.bytes).sum();
+    let layer = LayerUsage {
+        total_bytes,
+        total_files,
+        packages: package_usage.iter().filter(|p| p.files > 0).cloned().collect(),
+        unowned_bytes,
+    };
     Ok(UsageReport {
         total_bytes,
         total_files,
         packages: package_usage,
         unowned: UnownedUsage {
-            bytes: unowned.iter().map(|f| f.bytes).sum(),
+            bytes: unowned_bytes,
             files: unowned,
         },
         largest_files: all_files,
+        layers: vec![layer],
     })
 }
 
@@ -217,6 +240,7 @@ pub fn layers_usage(
                 sum.unowned.bytes += report.unowned.bytes;
                 sum.unowned.files.extend(report.unowned.files);
                 sum.largest_files.extend(report.largest_files);
+                sum.layers.extend(report.layers);
                 sum
             }
         });

@@ -23,14 +23,14 @@ pub fn run(args: GraphArgs) -> anyhow::Result<ExitCode> {
 
 /// A node of the drawing.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Node {
+pub(super) enum Node {
     Scratch,
     Registry(String),
     Image(String),
 }
 
 impl Node {
-    fn label(&self) -> &str {
+    pub(super) fn label(&self) -> &str {
         match self {
             Node::Scratch => "scratch",
             Node::Registry(reference) => reference,
@@ -39,8 +39,8 @@ impl Node {
     }
 }
 
-/// `(parent, image)` for every image, in build order.
-fn edges(plan: &Plan) -> Vec<(Node, Node)> {
+/// `(parent, image)` for every image, in build order (`gib inspect --html` draws them too).
+pub(super) fn edges(plan: &Plan) -> Vec<(Node, Node)> {
     plan.images
         .iter()
         .map(|image| {

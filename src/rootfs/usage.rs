@@ -160,7 +160,11 @@ pub fn usage_report_under(
     let layer = LayerUsage {
         total_bytes,
         total_files,
-        packages: package_usage.iter().filter(|p| p.files > 0).cloned().collect(),
+        packages: package_usage
+            .iter()
+            .filter(|p| p.files > 0)
+            .cloned()
+            .collect(),
         unowned_bytes,
     };
     Ok(UsageReport {

@@ -16,6 +16,7 @@ mod fixture;
 mod hostile;
 mod hostile_network;
 mod image_tests;
+mod inspect_page;
 mod lock;
 mod oci;
 mod outputs;

@@ -363,7 +363,11 @@ fn the_sbom_is_pushed_with_the_image_and_listed_under_its_referrers_tag() {
             .map(|e| e["digest"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(listed("application/spdx+json"), [sbom.clone()], "{index}");
+    assert_eq!(
+        listed("application/spdx+json"),
+        std::slice::from_ref(&sbom),
+        "{index}"
+    );
 
     // The provenance too: its statement, as the registry serves it, validates.
     let provenance = listed("application/vnd.in-toto+json");

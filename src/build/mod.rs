@@ -412,7 +412,8 @@ struct Tail<'t> {
 
 /// The one tail of every build: write the image (config and manifest), attach its SBOM
 /// (and the other artifacts about it: the returned list, SBOM first), then run its
-/// `test:`, so a failing test leaves nothing the outputs would write.
+/// `test:`, so a failing test leaves nothing the outputs would write; the provenance, last,
+/// says when the build (its test included) finished.
 fn write_image_sbom_test(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
@@ -430,12 +431,11 @@ fn write_image_sbom_test(
         tail.sbom_trees,
         ctx.epoch()?,
     )?;
-    let referrers = vec![
-        sbom,
-        provenance::attach(ctx, image, parent, &written, tail.version_tag, tail.started)?,
-    ];
+    let referrers = vec![sbom];
     test::run(ctx, image, tail.test_trees)?;
-    Ok((written, referrers))
+    let provenance =
+        provenance::attach(ctx, image, parent, &written, tail.version_tag, tail.started)?;
+    Ok((written, [referrers, vec![provenance]].concat()))
 }
 
 /// Sum of the stored sizes of an image's config and layers.

@@ -23,14 +23,14 @@ pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+
 /// The empty descriptor's media type: an artifact has no image config.
 /// An SPDX 2.3 JSON document (an image's SBOM artifact).
 pub const MEDIA_TYPE_SPDX: &str = "application/spdx+json";
-/// An in-toto statement (a build's provenance), unsigned.
-pub const MEDIA_TYPE_IN_TOTO: &str = "application/vnd.in-toto+json";
 pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 /// Docker's v2 manifest types, which registries still serve and gib still pulls.
 pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str =
     "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const MEDIA_TYPE_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// An in-toto statement (a build's provenance), unsigned.
+pub const MEDIA_TYPE_IN_TOTO: &str = "application/vnd.in-toto+json";
 
 pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";

@@ -412,8 +412,7 @@ struct Tail<'t> {
 
 /// The one tail of every build: write the image (config and manifest), attach its SBOM
 /// (and the other artifacts about it: the returned list, SBOM first), then run its
-/// `test:`, so a failing test leaves nothing the outputs would write; the provenance, last,
-/// says when the build (its test included) finished.
+/// `test:`, so a failing test leaves nothing the outputs would write.
 fn write_image_sbom_test(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
@@ -433,6 +432,7 @@ fn write_image_sbom_test(
     )?;
     let referrers = vec![sbom];
     test::run(ctx, image, tail.test_trees)?;
+    // Last: its finish time is the build's, test included.
     let provenance =
         provenance::attach(ctx, image, parent, &written, tail.version_tag, tail.started)?;
     Ok((written, [referrers, vec![provenance]].concat()))

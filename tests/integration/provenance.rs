@@ -13,6 +13,7 @@ use sha2::Digest;
 
 use crate::fixture::mini_stage3;
 use crate::lock::commit_overlay;
+use crate::quality::{blob, read_json};
 use crate::util::{
     Runner, build_with, gib, gib_by, pypi_venv, require_tool, run_ok, scratch_dir, work_dir,
 };
@@ -64,17 +65,6 @@ pub(crate) fn validate_statements(files: &[PathBuf]) -> Output {
         .args(files)
         .output()
         .unwrap()
-}
-
-fn read_json(path: &Path) -> Value {
-    let bytes = fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-fn blob(layout: &Path, digest: &str) -> PathBuf {
-    layout
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"))
 }
 
 /// The layout's image digest of `reference`, and the path of the one in-toto statement
@@ -306,16 +296,11 @@ fn with_source_date_epoch_the_provenance_is_the_same_every_build() {
         .unwrap();
         for cache in ["cache-one", "cache-two"] {
             let layout = dir.path().join(format!("oci-{cache}"));
-            let out = build_with(gib_by(runner), &config, &dir.path().join(cache))
-                .env("SOURCE_DATE_EPOCH", SDE.to_string())
-                .arg("--oci-layout")
-                .arg(&layout)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
+            run_ok(
+                build_with(gib_by(runner), &config, &dir.path().join(cache))
+                    .env("SOURCE_DATE_EPOCH", SDE.to_string())
+                    .arg("--oci-layout")
+                    .arg(&layout),
             );
             let (_, file, artifact) = image_and_statement(&layout, "files:t");
             let statement = read_json(&file);

@@ -39,12 +39,13 @@ fn build(config: &Path, cache: &Path, args: &[&str]) -> String {
     )
 }
 
-fn read_json(path: &Path) -> Value {
+pub(crate) fn read_json(path: &Path) -> Value {
     let bytes = fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_slice(&bytes).unwrap()
 }
 
-fn blob(layout: &Path, digest: &str) -> PathBuf {
+/// A blob of the OCI layout `layout`.
+pub(crate) fn blob(layout: &Path, digest: &str) -> PathBuf {
     layout
         .join("blobs/sha256")
         .join(digest.trim_start_matches("sha256:"))

@@ -55,7 +55,7 @@ pub enum Command {
     /// Build images (and their ancestors) and write them to the chosen outputs.
     Build(BuildArgs),
     /// What the last build of an image holds: package shares, biggest files, what trimming
-    /// removed.
+    /// removed, lint and audit results; `--html FILE` as one self-contained page.
     Inspect(inspect::InspectArgs),
     /// Show the build order, tags and the Portage files gib would write; builds nothing.
     Plan(PlanArgs),

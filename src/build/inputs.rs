@@ -97,7 +97,6 @@ impl BuildContext<'_> {
                 SyncType::Local => {
                     // The user's own tree: its identity is what it holds now.
                     let synced = repository::sync(&spec, self.cache, self.offline, self.printer)?;
-                    let line = format!("{} {:?} {:?}", spec.name, synced.revision, synced.snapshot);
                     entries.repositories.push(LockedRepository {
                         name: spec.name.clone(),
                         source: repository::describe(&spec),
@@ -106,6 +105,7 @@ impl BuildContext<'_> {
                         time: synced.snapshot.as_ref().map(|s| s.epoch),
                         signed_by: None,
                     });
+                    let line = format!("{} {:?} {:?}", spec.name, synced.revision, synced.snapshot);
                     self.synced.borrow_mut().insert(spec.name.clone(), synced);
                     line
                 }

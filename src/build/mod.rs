@@ -19,6 +19,7 @@ mod layer;
 mod layering;
 mod packages;
 mod preflight;
+mod registry_cache;
 pub mod report;
 mod rootfs;
 mod run;
@@ -84,6 +85,11 @@ pub struct BuiltImage {
     /// Reused from the cache in this run rather than built.
     #[serde(skip)]
     pub reused: bool,
+    /// Known from the registry by its manifest and config alone (this reference, by
+    /// digest): its layers are not pulled and it has no trees until a child builds on it
+    /// (`registry_cache`).
+    #[serde(skip)]
+    pub remote: Option<crate::registry::Reference>,
 }
 
 impl BuiltImage {
@@ -95,6 +101,21 @@ impl BuiltImage {
         );
         self.reused = true;
         self
+    }
+
+    /// How this run got the image, as the summary and `--json` say it: `built`, `reused`
+    /// (the local cache), `registry` (reused from the registry), `pulled` (a parent pulled
+    /// by reference, `pulled` being the run's set of them).
+    pub fn how(&self, pulled: &BTreeSet<String>) -> &'static str {
+        if pulled.contains(&self.name) {
+            "pulled"
+        } else if self.remote.is_some() {
+            "registry"
+        } else if self.reused {
+            "reused"
+        } else {
+            "built"
+        }
     }
 }
 
@@ -129,6 +150,7 @@ impl BuiltImage {
             image: written,
             sbom: Some(sbom),
             reused: false,
+            remote: None,
         }
     }
 }
@@ -145,6 +167,9 @@ pub struct BuildContext<'a> {
     pub offline: bool,
     /// The registry client parents are pulled with (per-registry TLS from gib.yaml).
     pub registries: crate::registry::Client,
+    /// Ask the registry for an image of the same inputs before building one
+    /// (`registry_cache`): on with `--push` and `--parents-from-registry`.
+    pub registry_cache: bool,
     stage3: OnceCell<Stage3Root>,
     repositories: OnceCell<Vec<SyncedRepo>>,
     /// gib.lock, as read and as this run resolves it.
@@ -199,6 +224,7 @@ impl<'a> BuildContext<'a> {
             force,
             offline,
             registries: crate::registry::Client::new(),
+            registry_cache: false,
             stage3: OnceCell::new(),
             repositories: OnceCell::new(),
             lock: inputs::RunLock::open(&plan.file, lock)?,
@@ -213,6 +239,12 @@ impl<'a> BuildContext<'a> {
     /// Pull parents with this client (its per-registry CA and plain-HTTP settings).
     pub fn with_registries(mut self, client: crate::registry::Client) -> Self {
         self.registries = client;
+        self
+    }
+
+    /// Reuse images of the same inputs from the registry (`registry_cache`).
+    pub fn with_registry_cache(mut self, on: bool) -> Self {
+        self.registry_cache = on;
         self
     }
 
@@ -393,6 +425,8 @@ struct Tail<'t> {
     version_tag: &'t str,
     /// How it was built, for the config's history (`emerge`, `rootfs`).
     how: &'t str,
+    /// The image's input key, carried in its manifest's annotations.
+    input_key: &'t registry_cache::InputKey,
     /// The trees whose packages the SBOM lists (kept-aside package databases included).
     sbom_trees: &'t [PathBuf],
     /// The image's tree and its ancestors' (nearest first): what its `test:` runs on.
@@ -405,11 +439,12 @@ fn write_image_sbom_test(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
-    tail: Tail<'_>,
+    mut tail: Tail<'_>,
 ) -> Result<(Image, crate::oci::artifact::Artifact)> {
+    let layers = std::mem::take(&mut tail.layers);
     let written = crate::oci::image::write_image(
         ctx.store,
-        &image_request(ctx, image, parent, tail.layers, tail.version_tag, tail.how)?,
+        &image_request(ctx, image, parent, layers, &tail)?,
     )?;
     let sbom = sbom::attach(
         ctx.store,
@@ -427,15 +462,16 @@ fn image_size(image: &Image) -> u64 {
     image.config.size + image.layers.iter().map(|l| l.size).sum::<u64>()
 }
 
-/// The image config and manifest request for `image` on `parent` with its own `layers`.
+/// The image config and manifest request for `image` on `parent` with its own `layers`
+/// (and the rest of `tail`).
 fn image_request<'p>(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&'p BuiltImage>,
     layers: Vec<crate::oci::layer::Layer>,
-    version_tag: &str,
-    how: &str,
+    tail: &Tail<'_>,
 ) -> Result<crate::oci::image::ImageRequest<'p>> {
+    let (version_tag, how) = (tail.version_tag, tail.how);
     use crate::oci::image::ImageRequest;
     use crate::oci::spec::{
         ANNOTATION_BASE_NAME, ANNOTATION_REF_NAME, ANNOTATION_REVISION, ANNOTATION_SOURCE,
@@ -454,6 +490,9 @@ fn image_request<'p>(
             annotations.insert(key.to_string(), value.clone());
         }
     }
+    // In the manifest, so a runner with an empty cache can tell an image of the same inputs
+    // in the registry (`registry_cache`).
+    annotations.extend(tail.input_key.annotations());
     if let Some(parent) = parent
         && let Some(reference) = parent.references.first()
     {

@@ -23,7 +23,7 @@ use super::entry::Slot;
 use super::{BuildContext, BuiltImage, hash_parts, layer::layer_options};
 use crate::cache::remove_any;
 use crate::oci::layer::{IdShift, LayerSource, OwnerMap, write_layer};
-use crate::plan::{BuildKind, ImagePlan};
+use crate::plan::ImagePlan;
 use crate::printer::{UserError, human_bytes};
 use crate::sandbox::IdMode;
 use crate::tarball::{self, TarballKind};
@@ -36,13 +36,17 @@ pub fn build(
 ) -> Result<BuiltImage> {
     let tarball = match RootfsKind::of(&image.name, rootfs)? {
         // A directory is read in place: cheap, and nothing but reading it tells what it holds.
-        RootfsKind::Directory => return build_layer(ctx, image, parent, rootfs, None),
+        RootfsKind::Directory => {
+            // The layer is written whatever the parent holds, but the image's children
+            // build on the parent's tree too.
+            let parent = super::registry_cache::materialize(ctx, parent)?;
+            return build_layer(ctx, image, parent.as_deref(), rootfs, None);
+        }
         RootfsKind::Tarball => rootfs,
     };
     let content = content_digest(tarball)?;
     // Where the tarball lies is no input: what it holds is.
-    let mut unplaced = image.clone();
-    unplaced.kind = BuildKind::Rootfs(PathBuf::new());
+    let unplaced = super::key::placeless(image);
     let key = hash_parts(&[
         "rootfs",
         &format!("{unplaced:?}"),
@@ -63,7 +67,19 @@ pub fn build(
     {
         return Ok(record);
     }
-    let record = build_layer(ctx, image, parent, tarball, Some((&content, key)))?;
+    // A tarball's key is whole before the build: nothing merged to add.
+    let whole = |merged: &[String]| merged.is_empty().then(|| key.clone()).unwrap_or_default();
+    if let Some(remote) = super::registry_cache::lookup(ctx, image, &key, whole)? {
+        return Ok(remote);
+    }
+    let parent = super::registry_cache::materialize(ctx, parent)?;
+    let record = build_layer(
+        ctx,
+        image,
+        parent.as_deref(),
+        tarball,
+        Some((&content, key)),
+    )?;
     slot.publish_record(ctx.cache, ctx.store, &record)?;
     Ok(record)
 }
@@ -190,7 +206,7 @@ fn build_layer(
     let key = match tarball {
         Some((_, key)) => key,
         None => hash_parts(&[
-            &format!("{image:?}"),
+            &format!("{:?}", super::key::placeless(image)),
             parent.map_or("", |p| p.key.as_str()),
             layer.diff_id.as_str(),
         ]),
@@ -206,6 +222,7 @@ fn build_layer(
             layers: vec![layer],
             version_tag: &version_tag,
             how: "rootfs",
+            input_key: &super::registry_cache::InputKey::whole(&key),
             sbom_trees: &layer_dirs,
             test_trees: &layer_dirs,
         },

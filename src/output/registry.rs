@@ -22,13 +22,20 @@ pub fn client(registries: &BTreeMap<String, RegistryOptions>) -> Client {
         })
 }
 
-/// Push `job`'s image (and its SBOM, by digest, after it) from the blob directory `blobs_dir` under all of its references.
-pub fn push(
+/// Point every tag of `job`'s image, which its repository already holds (reused from the
+/// registry), at its manifest; no blob is read or sent.
+pub fn tag(
     client: &Client,
     blobs_dir: &std::path::Path,
     job: &super::OutputImage<'_>,
-    progress: &dyn crate::printer::ByteProgress,
 ) -> Result<PushReport> {
+    let (target, tags) = target_and_tags(job)?;
+    crate::registry::tag_image(client, blobs_dir, &job.image.manifest, &target, &tags)
+        .with_context(|| format!("cannot tag image {} in {target}", job.name))
+}
+
+/// The reference `job` is pushed to (its first) and the tags of all of its references.
+fn target_and_tags(job: &super::OutputImage<'_>) -> Result<(Reference, Vec<String>)> {
     let parse = |text: &str| {
         Reference::parse(text).map_err(|e| {
             UserError::new(format!(
@@ -48,6 +55,17 @@ pub fn push(
         .iter()
         .map(|r| parse(r).map(|r| r.tag.unwrap_or_else(|| "latest".to_string())))
         .collect::<Result<_, _>>()?;
+    Ok((target, tags))
+}
+
+/// Push `job`'s image (and its SBOM, by digest, after it) from the blob directory `blobs_dir` under all of its references.
+pub fn push(
+    client: &Client,
+    blobs_dir: &std::path::Path,
+    job: &super::OutputImage<'_>,
+    progress: &dyn crate::printer::ByteProgress,
+) -> Result<PushReport> {
+    let (target, tags) = target_and_tags(job)?;
     // A parent that is no registry reference (no `registry:` prefix) has no blobs to mount.
     let mount_from: Vec<Reference> = job
         .parent_reference
@@ -64,7 +82,7 @@ pub fn push(
         &mount_from,
         progress,
     )
-    .with_context(|| format!("cannot push image {} to {first}", job.name))?;
+    .with_context(|| format!("cannot push image {} to {target}", job.name))?;
     if let Some(sbom) = job.sbom {
         let pushed = push_artifact(
             client,
@@ -74,7 +92,7 @@ pub fn push(
             &target,
             &mount_from,
         )
-        .with_context(|| format!("cannot push the SBOM of image {} to {first}", job.name))?;
+        .with_context(|| format!("cannot push the SBOM of image {} to {target}", job.name))?;
         // The image's report keeps its own blobs; the manifests say what else was written.
         for extra in pushed {
             report.manifests_pushed.extend(extra.manifests_pushed);

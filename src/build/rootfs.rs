@@ -68,7 +68,13 @@ pub fn build(
         return Ok(record);
     }
     // A tarball's key is whole before the build: nothing merged to add.
-    let whole = |merged: &[String]| merged.is_empty().then(|| key.clone()).unwrap_or_default();
+    let whole = |merged: &[String]| {
+        if merged.is_empty() {
+            key.clone()
+        } else {
+            String::new()
+        }
+    };
     if let Some(remote) = super::registry_cache::lookup(ctx, image, &key, whole)? {
         return Ok(remote);
     }

@@ -248,6 +248,60 @@ fn a_second_runner_with_an_empty_cache_reuses_every_unchanged_image_from_the_reg
         "an unchanged chain took {elapsed:?}"
     );
 
+    // A CI job of one image (`--parents-from-registry --push`) on another empty cache: the
+    // ancestors come as manifests and configs, the image is reused; still no layer blob.
+    let mark = registry.log().len();
+    let (job, stderr, elapsed) = build(
+        Runner::Root,
+        &registry,
+        &two,
+        &dir.path().join("two/cache-job"),
+        &["top", "--parents-from-registry", "--push"],
+    );
+    eprintln!("one CI job, unchanged image, empty cache: {elapsed:.1?}");
+    assert_eq!(
+        hows(&job),
+        vec![
+            ("base".into(), "pulled".into()),
+            ("lib".into(), "pulled".into()),
+            ("app".into(), "pulled".into()),
+            ("top".into(), "registry".into()),
+        ],
+        "{stderr}"
+    );
+    assert_eq!(digest(&job, "top"), digest(&first, "top"));
+    assert_eq!(blob_gets(&registry, mark, &layers), Vec::<String>::new());
+
+    // A layout needs the layers: they are pulled (verified), and the layout holds the
+    // registry's digests.
+    let mark = registry.log().len();
+    let layout = dir.path().join("two/layout");
+    let (files, stderr, _) = build(
+        Runner::Root,
+        &registry,
+        &two,
+        &dir.path().join("two/cache-layout"),
+        &["--push", "--oci-layout", layout.to_str().unwrap()],
+    );
+    assert_eq!(hows(&files), all("registry"), "{stderr}");
+    assert!(!blob_gets(&registry, mark, &layers).is_empty());
+    for name in IMAGES {
+        let manifest = layout
+            .join("blobs/sha256")
+            .join(digest(&first, name).trim_start_matches("sha256:"));
+        assert!(
+            manifest.exists(),
+            "{name}: {} is missing",
+            manifest.display()
+        );
+    }
+    for layer in &layers {
+        let blob = layout
+            .join("blobs/sha256")
+            .join(layer.trim_start_matches("sha256:"));
+        assert!(blob.exists(), "layer {layer} is missing from the layout");
+    }
+
     // Runner 2 changes greet's USE flag: only app (which merges greet) and top (its child)
     // build, on lib pulled from the registry; base and lib stay the registry's.
     let two = write_project(&dir.path().join("two"), &registry, &[]);

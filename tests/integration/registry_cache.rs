@@ -429,3 +429,124 @@ fn a_malformed_key_annotation_in_the_registry_is_not_trusted() {
     );
     assert!(elapsed < Duration::from_secs(600), "{elapsed:?}");
 }
+
+/// A registry that lies about its manifest (its `Docker-Content-Digest` is not the digest of
+/// what it sends) is never trusted: asked whether it has the image to be built, it gets a
+/// warning and the image is built; asked for a parent, gib fails with one clear error. Both
+/// within bounded time, as root and as the test user, and nothing it sent is kept. A fake
+/// registry (`hostile_network::Fake`): no real registry lies on purpose.
+#[test]
+fn a_registry_lying_about_its_manifest_is_not_trusted() {
+    use crate::hostile_network::{BOUND, Fake, Reply, run_bounded};
+    use crate::sandbox::{EVERYONE, gib_as, give_to};
+
+    let dir = scratch_dir("registry-cache-lying");
+    // Any manifest will do: it is refused before it is read.
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}"#;
+    let lie = format!("sha256:{}", "1".repeat(64));
+    let fake = Fake::start(move |req| {
+        if req.target == "/v2/" {
+            return Reply::status(200);
+        }
+        if req.method == "GET" && req.target.contains("/manifests/") {
+            return Reply::with(
+                200,
+                &[
+                    ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                    ("Docker-Content-Digest", &lie),
+                ],
+                manifest,
+            );
+        }
+        Reply::status(404)
+    });
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("tree/etc")).unwrap();
+    std::fs::write(project.join("tree/etc/top"), "on top\n").unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(project.join("top.tar"))
+            .arg("-C")
+            .arg(project.join("tree"))
+            .arg("etc"),
+    );
+    let file = project.join("gib.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "registry: {host}/gib\nregistries:\n  \"{host}\":\n    plain_http: true\nimages:\n  \
+             top:\n    from: scratch\n    tag: t\n    rootfs: ./top.tar\n  \
+             app:\n    from: top\n    tag: t\n    rootfs: ./top.tar\n",
+            host = fake.origin()
+        ),
+    )
+    .unwrap();
+    for who in EVERYONE {
+        give_to(who, &project);
+        let cache = dir.path().join(format!("cache-{who:?}"));
+        std::fs::create_dir_all(&cache).unwrap();
+        give_to(who, &cache);
+        let run = |image: &str| {
+            let mut cmd = gib_as(who);
+            cmd.env("GIB_HTTP_CONNECT_TIMEOUT", "2")
+                .env("GIB_HTTP_STALL_TIMEOUT", "1")
+                .env("NO_COLOR", "1")
+                .args(["build", image, "--parents-from-registry", "--json", "-f"])
+                .arg(&file)
+                .arg("--cache-dir")
+                .arg(&cache);
+            run_bounded(&mut cmd)
+        };
+
+        // top itself: looked up, refused with a warning, built.
+        let (out, took) = run("top");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{who:?}: {stderr}");
+        assert!(took < BOUND, "{who:?}: {took:?}");
+        let warning = stderr
+            .lines()
+            .find(|l| l.contains("cannot reuse"))
+            .unwrap_or_else(|| panic!("{who:?}: no warning:\n{stderr}"));
+        assert!(
+            warning.contains("digest mismatch") && warning.contains(&fake.origin()),
+            "{who:?}: {warning}"
+        );
+        let report: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report[0]["how"], "built", "{who:?}");
+
+        // app's parent top is pulled from it: one clear error, no parent taken.
+        let (out, took) = run("app");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{who:?}: {stderr}");
+        assert!(took < BOUND, "{who:?}: {took:?}");
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "{who:?}: {stderr}");
+        assert!(
+            errors[0].contains("gib/top:t") && stderr.contains("digest mismatch"),
+            "{who:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{who:?}: {stderr}");
+
+        // What the liar sent was never stored: every blob in the cache is what its name says.
+        let blobs = cache.join("blobs/sha256");
+        for entry in std::fs::read_dir(&blobs).unwrap().flatten() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert_eq!(
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+                name,
+                "{who:?}"
+            );
+        }
+    }
+    assert!(
+        fake.seen()
+            .iter()
+            .any(|r| r.target.ends_with("/gib/top/manifests/t")),
+        "gib never asked the registry"
+    );
+}

@@ -166,6 +166,16 @@ pub fn lookup(
         .get(ANNOTATION_VERSION)
         .cloned()
         .unwrap_or(tag);
+    // The version becomes the image's tags: a value no tag can be is not taken.
+    if let Err(err) = crate::registry::validate_tag(&version) {
+        ctx.printer.warn(&format!(
+            "image {}: {reference} ({}) has a malformed {ANNOTATION_VERSION}, building it: {}",
+            image.name,
+            fetched.image.manifest.digest,
+            err.escape_debug()
+        ));
+        return Ok(None);
+    }
     let built = remote_image(image, remote.key, &version, fetched.image, reference);
     ctx.printer.status(
         "Reusing",

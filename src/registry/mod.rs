@@ -33,7 +33,7 @@ mod referrers;
 pub use client::{Client, RegistryOptions};
 pub use pull::{pull_image, pull_manifest_and_config};
 pub use push::{PushReport, check_push_access, push_image, push_referrers_tag, tag_image};
-pub use reference::Reference;
+pub use reference::{Reference, validate_tag};
 pub use referrers::Referrer;
 
 use std::sync::Mutex;

@@ -34,58 +34,40 @@ pub fn build(
     parent: Option<&BuiltImage>,
     rootfs: &Path,
 ) -> Result<BuiltImage> {
+    // The layer is written whatever the parent holds, but the image's children build on
+    // the parent's tree too.
+    let parent = super::registry_cache::materialize(ctx, parent)?;
+    let parent = parent.as_deref();
     let tarball = match RootfsKind::of(&image.name, rootfs)? {
         // A directory is read in place: cheap, and nothing but reading it tells what it holds.
-        RootfsKind::Directory => {
-            // The layer is written whatever the parent holds, but the image's children
-            // build on the parent's tree too.
-            let parent = super::registry_cache::materialize(ctx, parent)?;
-            return build_layer(ctx, image, parent.as_deref(), rootfs, None);
-        }
+        RootfsKind::Directory => return build_layer(ctx, image, parent, rootfs, None),
         RootfsKind::Tarball => rootfs,
     };
     let content = content_digest(tarball)?;
-    // Where the tarball lies is no input: what it holds is.
+    // Where the tarball lies is no input: what it holds is. This names the cache slot of
+    // the tarball's inputs; the image's key is its layer's (see `build_layer`).
     let unplaced = super::key::placeless(image);
-    let key = hash_parts(&[
+    let inputs = hash_parts(&[
         "rootfs",
         &format!("{unplaced:?}"),
         parent.map_or("", |p| p.key.as_str()),
         &content,
         &ctx.epoch_identity()?,
     ]);
-    let slot = Slot::new(&image.name, &key);
+    let slot = Slot::new(&image.name, &inputs);
     if !ctx.force
-        && let Some(record) = reuse(ctx, &slot, &key)?
+        && let Some(record) = reuse(ctx, &slot)?
     {
         return Ok(record);
     }
     // One gib builds these inputs at a time; another waits for it and reuses its entry.
     let _building = ctx.cache.lock("build", slot.name())?;
     if !ctx.force
-        && let Some(record) = reuse(ctx, &slot, &key)?
+        && let Some(record) = reuse(ctx, &slot)?
     {
         return Ok(record);
     }
-    // A tarball's key is whole before the build: nothing merged to add.
-    let whole = |merged: &[String]| {
-        if merged.is_empty() {
-            key.clone()
-        } else {
-            String::new()
-        }
-    };
-    if let Some(remote) = super::registry_cache::lookup(ctx, image, &key, whole)? {
-        return Ok(remote);
-    }
-    let parent = super::registry_cache::materialize(ctx, parent)?;
-    let record = build_layer(
-        ctx,
-        image,
-        parent.as_deref(),
-        tarball,
-        Some((&content, key)),
-    )?;
+    let record = build_layer(ctx, image, parent, tarball, Some(&content))?;
     slot.publish_record(ctx.cache, ctx.store, &record)?;
     Ok(record)
 }
@@ -129,17 +111,14 @@ fn content_digest(tarball: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// The newest entry of `slot` whose record has `key` and whose trees are all still in the
-/// cache, used from here to the end of the run.
-fn reuse(ctx: &BuildContext<'_>, slot: &Slot, key: &str) -> Result<Option<BuiltImage>> {
+/// The newest entry of `slot` (a build of the same tarball's inputs) whose trees are all
+/// still in the cache, used from here to the end of the run.
+fn reuse(ctx: &BuildContext<'_>, slot: &Slot) -> Result<Option<BuiltImage>> {
     let trees = ctx.cache.dir("rootfs")?;
     for entry in slot.entries(ctx.cache)? {
         let Some(record) = entry.record(ctx.store) else {
             continue;
         };
-        if record.key != key {
-            continue;
-        }
         // Its own tree (unpacked, or shifted for a root gib) is a `rootfs` cache entry.
         let Some(own) = record.layer_dirs.first() else {
             continue;
@@ -162,21 +141,23 @@ fn reuse(ctx: &BuildContext<'_>, slot: &Slot, key: &str) -> Result<Option<BuiltI
     Ok(None)
 }
 
-/// Write the layer and image of a `rootfs:`. `tarball`: its content digest and the image's
-/// key; `None` for a directory, whose key is made from the layer written.
+/// Write the layer and image of a `rootfs:`. `tarball`: its content digest; `None` for a
+/// directory. The image's key is made from the layer written, not from the tarball's bytes:
+/// two tarballs of the same files (another file time, another tar) give the same image, its
+/// input key annotation included, and its children the same keys.
 fn build_layer(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
     rootfs: &Path,
-    tarball: Option<(&str, String)>,
+    tarball: Option<&str>,
 ) -> Result<BuiltImage> {
     ctx.printer.status(
         "Layering",
         &format!("{} from {}", image.name, rootfs.display()),
     );
     let tree = match tarball {
-        Some((content, _)) => unpacked_tree(ctx, &image.name, rootfs, content)?,
+        Some(content) => unpacked_tree(ctx, &image.name, rootfs, content)?,
         None => rootfs.to_path_buf(),
     };
     let source = LayerSource {
@@ -209,14 +190,11 @@ fn build_layer(
         super::layer::write_in_namespace(ctx, &what, source, options)?
     };
     let diff_id = layer.diff_id.clone();
-    let key = match tarball {
-        Some((_, key)) => key,
-        None => hash_parts(&[
-            &format!("{:?}", super::key::placeless(image)),
-            parent.map_or("", |p| p.key.as_str()),
-            layer.diff_id.as_str(),
-        ]),
-    };
+    let key = hash_parts(&[
+        &format!("{:?}", super::key::placeless(image)),
+        parent.map_or("", |p| p.key.as_str()),
+        layer.diff_id.as_str(),
+    ]);
     let version_tag = super::version_tag(ctx, image, &[])?;
     let mut layer_dirs = vec![sandbox_tree(ctx, &tree, diff_id.as_str())?];
     layer_dirs.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());

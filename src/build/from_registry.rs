@@ -31,24 +31,44 @@ pub fn pull_reference(ctx: &BuildContext<'_>, name: &str, text: &str) -> Result<
     Ok(pulled)
 }
 
-/// Pull an image of this file that an earlier run pushed (`--parents-from-registry`), by its
-/// explicit tag, else by `latest`. Its tags and references come back as the build that pushed
-/// it made them (the version tag is read from the manifest's annotation), so its children
-/// get the same annotations, hence the same digest, as in a full local build.
+/// An image of this file that an earlier run pushed (`--parents-from-registry`), by its
+/// explicit tag, else by `latest`: its manifest and config only, its layers when a child
+/// builds on it (`registry_cache::materialize`) or an output needs them. Its tags and
+/// references come back as the build that pushed it made them (the version tag is read from
+/// the manifest's annotation), and its key is the one it was built with when the manifest
+/// says it, so its children get the same key and annotations, hence the same digest, as in a
+/// full local build.
 pub fn pull_plan_image(ctx: &BuildContext<'_>, image: &ImagePlan) -> Result<BuiltImage> {
     let (reference, tag) = plan_image_reference(image)?;
-    let mut pulled = pull(ctx, &reference)?;
-    let manifest: Value = read_json(ctx, &pulled.image.manifest.digest)?;
-    let version = manifest
-        .pointer("/annotations")
-        .and_then(|a| a.get(ANNOTATION_VERSION))
-        .and_then(Value::as_str)
-        .unwrap_or(&tag)
-        .to_string();
-    pulled.name = image.name.clone();
-    pulled.tags = image.tags(&version);
-    pulled.references = image.references(&version);
-    Ok(pulled)
+    ctx.printer
+        .status("Pulling", &format!("{reference} (manifest and config)"));
+    let fetched = super::registry_cache::fetch(ctx, &reference)
+        .and_then(|f| f.with_context(|| format!("{reference}: manifest unknown to the registry")))
+        .with_context(|| format!("cannot pull the parent image {reference}"))?;
+    let version = fetched
+        .annotations
+        .get(ANNOTATION_VERSION)
+        .cloned()
+        .unwrap_or(tag);
+    let digest = fetched.image.manifest.digest.clone();
+    let key = match super::registry_cache::InputKey::from_annotations(&fetched.annotations) {
+        Ok(Some(key)) => key.key,
+        Ok(None) => hash_parts(&["registry", digest.as_str()]),
+        Err(err) => {
+            ctx.printer.warn(&format!(
+                "image {}: {reference} ({digest}): {err:#}; its children are keyed by its digest",
+                image.name
+            ));
+            hash_parts(&["registry", digest.as_str()])
+        }
+    };
+    Ok(super::registry_cache::remote_image(
+        image,
+        key,
+        &version,
+        fetched.image,
+        reference,
+    ))
 }
 
 /// The reference `from: text` of image `name` names (a user error when it names none).
@@ -89,6 +109,12 @@ pub fn plan_image_reference(image: &ImagePlan) -> Result<(Reference, String)> {
         )
     })?;
     Ok((reference, tag))
+}
+
+/// The image `reference` (by digest) pulled and unpacked: its layer tree and packages, for
+/// a child to build on (`registry_cache::materialize`).
+pub fn pull_tree(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
+    pull(ctx, reference)
 }
 
 fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
@@ -146,12 +172,13 @@ fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
         package_dbs: Vec::new(),
         image,
         reused: true,
+        remote: None,
         // A pulled parent is not re-published, so gib attaches no SBOM of its own to it.
         referrers: Vec::new(),
     })
 }
 
-fn read_json(ctx: &BuildContext<'_>, digest: &Digest) -> Result<Value> {
+pub(super) fn read_json(ctx: &BuildContext<'_>, digest: &Digest) -> Result<Value> {
     let path = ctx.store.path(digest);
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))

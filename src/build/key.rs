@@ -24,7 +24,7 @@ use crate::plan::ImagePlan;
 /// without where distfiles come from: Portage checks every distfile against its Manifest,
 /// so another mirror cannot change what is built.
 pub fn plan_without_package_lines(image: &ImagePlan) -> String {
-    let mut image = image.clone();
+    let mut image = placeless(image);
     image.portage.make_conf = without_mirrors(&image.portage.make_conf);
     image.portage.package_use.clear();
     // The same flags as package.use's lines, kept for gib's own checks: they enter the key
@@ -33,6 +33,47 @@ pub fn plan_without_package_lines(image: &ImagePlan) -> String {
     image.portage.package_accept_keywords.clear();
     image.portage.package_license.clear();
     format!("{image:?}")
+}
+
+/// The plan as every runner sees it: keys (and the digests that carry them) must not depend
+/// on where the project is checked out or how many cores the runner has. Host paths go (what
+/// they hold enters the key by content: `paths:` sources, the script and its context, a
+/// rootfs tarball, the binhost's index in gib.lock), and so do make.conf's parallelism
+/// lines, which change how fast a build runs, not what it makes.
+pub fn placeless(image: &ImagePlan) -> ImagePlan {
+    use crate::plan::BuildKind;
+    use crate::rootfs::accounts::PathKind;
+    let mut image = image.clone();
+    match &mut image.kind {
+        BuildKind::Portage(work) => {
+            work.script = work.script.as_deref().map(file_name);
+            work.context = work.context.as_ref().map(|_| Default::default());
+        }
+        BuildKind::Rootfs(path) => *path = Default::default(),
+    }
+    for entry in &mut image.paths {
+        if let PathKind::File { source } = &mut entry.kind {
+            *source = Default::default();
+        }
+    }
+    image.portage.binhost_dir = image
+        .portage
+        .binhost_dir
+        .as_ref()
+        .map(|_| Default::default());
+    image.portage.make_conf = image
+        .portage
+        .make_conf
+        .lines()
+        .filter(|line| !line.starts_with("MAKEOPTS=") && !line.starts_with("EMERGE_DEFAULT_OPTS="))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    image
+}
+
+/// A path's last component alone (a script's name tells the build, not its directory).
+pub fn file_name(path: &Path) -> std::path::PathBuf {
+    path.file_name().map(Into::into).unwrap_or_default()
 }
 
 fn without_mirrors(make_conf: &str) -> String {
@@ -148,6 +189,42 @@ mod tests {
             ">=dev-libs/libgreet-1.0 static\n*/* -doc\n"
         );
         assert_eq!(relevant_lines(file, &[]), "*/* -doc\n");
+    }
+
+    #[test]
+    fn the_key_does_not_depend_on_the_runner() {
+        use crate::plan::BuildKind;
+        let dir = tempfile::tempdir().unwrap();
+        let plan = |at: &str, threads: u32| {
+            let project = dir.path().join(at);
+            std::fs::create_dir_all(project.join("ctx")).unwrap();
+            std::fs::write(project.join("build.sh"), "true\n").unwrap();
+            std::fs::write(project.join("motd"), "hi\n").unwrap();
+            std::fs::write(project.join("stage3.tar.xz"), "").unwrap();
+            let file = project.join("gib.yaml");
+            std::fs::write(
+                &file,
+                format!(
+                    "stage3:\n  path: stage3.tar.xz\nportage:\n  sync_type: none\n\
+                     build:\n  threads: {threads}\nimages:\n  app:\n    from: scratch\n    \
+                     script: build.sh\n    context: ctx\n    \
+                     paths:\n      - {{path: /etc/motd, type: file, source: motd}}\n"
+                ),
+            )
+            .unwrap();
+            let config = crate::config::load(&file).unwrap();
+            let plan = crate::plan::Plan::resolve(&config, &[]).unwrap();
+            plan.images.into_iter().next().unwrap()
+        };
+        let (one, other) = (plan("one", 2), plan("two", 8));
+        assert!(
+            matches!(&one.kind, BuildKind::Portage(w) if w.script.as_ref().unwrap().is_absolute())
+        );
+        assert_ne!(format!("{one:?}"), format!("{other:?}"));
+        assert_eq!(
+            plan_without_package_lines(&one),
+            plan_without_package_lines(&other)
+        );
     }
 
     #[test]

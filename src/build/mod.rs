@@ -20,6 +20,7 @@ mod layering;
 mod packages;
 mod preflight;
 mod provenance;
+mod registry_cache;
 pub mod report;
 mod rootfs;
 mod run;
@@ -86,6 +87,11 @@ pub struct BuiltImage {
     /// Reused from the cache in this run rather than built.
     #[serde(skip)]
     pub reused: bool,
+    /// Known from the registry by its manifest and config alone (this reference, by
+    /// digest): its layers are not pulled and it has no trees until a child builds on it
+    /// (`registry_cache`).
+    #[serde(skip)]
+    pub remote: Option<crate::registry::Reference>,
 }
 
 impl BuiltImage {
@@ -104,6 +110,21 @@ impl BuiltImage {
         );
         self.reused = true;
         self
+    }
+
+    /// How this run got the image, as the summary and `--json` say it: `built`, `reused`
+    /// (the local cache), `registry` (reused from the registry), `pulled` (a parent pulled
+    /// by reference, `pulled` being the run's set of them).
+    pub fn how(&self, pulled: &BTreeSet<String>) -> &'static str {
+        if pulled.contains(&self.name) {
+            "pulled"
+        } else if self.remote.is_some() {
+            "registry"
+        } else if self.reused {
+            "reused"
+        } else {
+            "built"
+        }
     }
 }
 
@@ -138,6 +159,7 @@ impl BuiltImage {
             image: written,
             referrers,
             reused: false,
+            remote: None,
         }
     }
 }
@@ -154,6 +176,9 @@ pub struct BuildContext<'a> {
     pub offline: bool,
     /// The registry client parents are pulled with (per-registry TLS from gib.yaml).
     pub registries: crate::registry::Client,
+    /// Ask the registry for an image of the same inputs before building one
+    /// (`registry_cache`): on with `--push` and `--parents-from-registry`.
+    pub registry_cache: bool,
     stage3: OnceCell<Stage3Root>,
     repositories: OnceCell<Vec<SyncedRepo>>,
     /// gib.lock, as read and as this run resolves it.
@@ -208,6 +233,7 @@ impl<'a> BuildContext<'a> {
             force,
             offline,
             registries: crate::registry::Client::new(),
+            registry_cache: false,
             stage3: OnceCell::new(),
             repositories: OnceCell::new(),
             lock: inputs::RunLock::open(&plan.file, lock)?,
@@ -222,6 +248,12 @@ impl<'a> BuildContext<'a> {
     /// Pull parents with this client (its per-registry CA and plain-HTTP settings).
     pub fn with_registries(mut self, client: crate::registry::Client) -> Self {
         self.registries = client;
+        self
+    }
+
+    /// Reuse images of the same inputs from the registry (`registry_cache`).
+    pub fn with_registry_cache(mut self, on: bool) -> Self {
+        self.registry_cache = on;
         self
     }
 
@@ -402,6 +434,8 @@ struct Tail<'t> {
     version_tag: &'t str,
     /// How it was built, for the config's history (`emerge`, `rootfs`).
     how: &'t str,
+    /// The image's input key, carried in its manifest's annotations.
+    input_key: &'t registry_cache::InputKey,
     /// The trees whose packages the SBOM lists (kept-aside package databases included).
     sbom_trees: &'t [PathBuf],
     /// The image's tree and its ancestors' (nearest first): what its `test:` runs on.
@@ -417,11 +451,12 @@ fn write_image_sbom_test(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
-    tail: Tail<'_>,
+    mut tail: Tail<'_>,
 ) -> Result<(Image, Vec<crate::oci::artifact::Artifact>)> {
+    let layers = std::mem::take(&mut tail.layers);
     let written = crate::oci::image::write_image(
         ctx.store,
-        &image_request(ctx, image, parent, tail.layers, tail.version_tag, tail.how)?,
+        &image_request(ctx, image, parent, layers, &tail)?,
     )?;
     let sbom = sbom::attach(
         ctx.store,
@@ -443,15 +478,16 @@ fn image_size(image: &Image) -> u64 {
     image.config.size + image.layers.iter().map(|l| l.size).sum::<u64>()
 }
 
-/// The image config and manifest request for `image` on `parent` with its own `layers`.
+/// The image config and manifest request for `image` on `parent` with its own `layers`
+/// (and the rest of `tail`).
 fn image_request<'p>(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&'p BuiltImage>,
     layers: Vec<crate::oci::layer::Layer>,
-    version_tag: &str,
-    how: &str,
+    tail: &Tail<'_>,
 ) -> Result<crate::oci::image::ImageRequest<'p>> {
+    let (version_tag, how) = (tail.version_tag, tail.how);
     use crate::oci::image::ImageRequest;
     use crate::oci::spec::{
         ANNOTATION_BASE_NAME, ANNOTATION_REF_NAME, ANNOTATION_REVISION, ANNOTATION_SOURCE,
@@ -470,6 +506,9 @@ fn image_request<'p>(
             annotations.insert(key.to_string(), value.clone());
         }
     }
+    // In the manifest, so a runner with an empty cache can tell an image of the same inputs
+    // in the registry (`registry_cache`).
+    annotations.extend(tail.input_key.annotations());
     if let Some(parent) = parent
         && let Some(reference) = parent.references.first()
     {

@@ -36,6 +36,14 @@ pub fn build(
     {
         return Ok(record);
     }
+    if let Some(remote) = super::registry_cache::lookup(ctx, image, &key, |merged| {
+        super::key::full_key(&key, image, merged)
+    })? {
+        return Ok(remote);
+    }
+    // A parent known from the registry alone is pulled now: this build stands on its tree.
+    let parent = super::registry_cache::materialize(ctx, parent)?;
+    let parent = parent.as_deref();
 
     let stage3 = ctx.stage3()?;
     let repositories = ctx.repositories()?;
@@ -135,6 +143,12 @@ fn build_in(
     image_layers.extend(parent_layers.iter().cloned());
     let mut test_layers = vec![layer.clone()];
     test_layers.extend(parent_layers.iter().cloned());
+    let merged = merged_names(&merged_into_image, &scratch.upper())?;
+    let input_key = super::registry_cache::InputKey {
+        base: key.to_string(),
+        key: super::key::full_key(key, image, &merged),
+        merged,
+    };
     let written = super::write_image_sbom_test(
         ctx,
         image,
@@ -143,17 +157,17 @@ fn build_in(
             layers: written_layers,
             version_tag: &version_tag,
             how: "emerge",
+            input_key: &input_key,
             sbom_trees: &image_layers,
             test_trees: &test_layers,
             started,
         },
     )?;
 
-    let merged = merged_names(&merged_into_image, &scratch.upper())?;
-    super::key::write_merged(dir, &merged)?;
+    super::key::write_merged(dir, &input_key.merged)?;
     let record = BuiltImage::built(
         image,
-        super::key::full_key(key, image, &merged),
+        input_key.key,
         &version_tag,
         written,
         all_packages,

@@ -97,6 +97,8 @@ pub struct ImageReport {
     pub digest: String,
     pub size: u64,
     pub reused: bool,
+    /// `built`, `reused` (the local cache), `registry` (reused from the registry), `pulled`.
+    pub how: &'static str,
     pub packages: Vec<String>,
     /// What `--push` did for this image (absent without `--push` and for pulled parents).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,15 +115,20 @@ impl ImageReport {
     pub fn of(
         cache: &Cache,
         built: &BuiltImage,
+        how: &'static str,
         push: Option<&PushReport>,
         printer: &crate::printer::Printer,
     ) -> Self {
-        let usage = match image_usage_in_namespace(cache, built, 10) {
-            Ok(usage) => Some(usage.summary()),
-            Err(err) => {
-                printer.warn(&format!("no size report for {}: {err:#}", built.name));
-                None
-            }
+        // An image reused from the registry has no tree here to measure.
+        let usage = match built.remote {
+            Some(_) => None,
+            None => match image_usage_in_namespace(cache, built, 10) {
+                Ok(usage) => Some(usage.summary()),
+                Err(err) => {
+                    printer.warn(&format!("no size report for {}: {err:#}", built.name));
+                    None
+                }
+            },
         };
         ImageReport {
             name: built.name.clone(),
@@ -129,6 +136,7 @@ impl ImageReport {
             digest: built.image.manifest.digest.to_string(),
             size: built.size,
             reused: built.reused,
+            how,
             packages: built.packages.clone(),
             push: push.cloned(),
             usage,

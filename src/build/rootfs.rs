@@ -23,7 +23,7 @@ use super::entry::Slot;
 use super::{BuildContext, BuiltImage, hash_parts, layer::layer_options};
 use crate::cache::remove_any;
 use crate::oci::layer::{IdShift, LayerSource, OwnerMap, write_layer};
-use crate::plan::{BuildKind, ImagePlan};
+use crate::plan::ImagePlan;
 use crate::printer::{UserError, human_bytes};
 use crate::sandbox::IdMode;
 use crate::tarball::{self, TarballKind};
@@ -34,36 +34,40 @@ pub fn build(
     parent: Option<&BuiltImage>,
     rootfs: &Path,
 ) -> Result<BuiltImage> {
+    // The layer is written whatever the parent holds, but the image's children build on
+    // the parent's tree too.
+    let parent = super::registry_cache::materialize(ctx, parent)?;
+    let parent = parent.as_deref();
     let tarball = match RootfsKind::of(&image.name, rootfs)? {
         // A directory is read in place: cheap, and nothing but reading it tells what it holds.
         RootfsKind::Directory => return build_layer(ctx, image, parent, rootfs, None),
         RootfsKind::Tarball => rootfs,
     };
     let content = content_digest(tarball)?;
-    // Where the tarball lies is no input: what it holds is.
-    let mut unplaced = image.clone();
-    unplaced.kind = BuildKind::Rootfs(PathBuf::new());
-    let key = hash_parts(&[
+    // Where the tarball lies is no input: what it holds is. This names the cache slot of
+    // the tarball's inputs; the image's key is its layer's (see `build_layer`).
+    let unplaced = super::key::placeless(image);
+    let inputs = hash_parts(&[
         "rootfs",
         &format!("{unplaced:?}"),
         parent.map_or("", |p| p.key.as_str()),
         &content,
         &ctx.epoch_identity()?,
     ]);
-    let slot = Slot::new(&image.name, &key);
+    let slot = Slot::new(&image.name, &inputs);
     if !ctx.force
-        && let Some(record) = reuse(ctx, &slot, &key)?
+        && let Some(record) = reuse(ctx, &slot)?
     {
         return Ok(record);
     }
     // One gib builds these inputs at a time; another waits for it and reuses its entry.
     let _building = ctx.cache.lock("build", slot.name())?;
     if !ctx.force
-        && let Some(record) = reuse(ctx, &slot, &key)?
+        && let Some(record) = reuse(ctx, &slot)?
     {
         return Ok(record);
     }
-    let record = build_layer(ctx, image, parent, tarball, Some((&content, key)))?;
+    let record = build_layer(ctx, image, parent, tarball, Some(&content))?;
     slot.publish_record(ctx.cache, ctx.store, &record)?;
     Ok(record)
 }
@@ -107,17 +111,14 @@ fn content_digest(tarball: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// The newest entry of `slot` whose record has `key` and whose trees are all still in the
-/// cache, used from here to the end of the run.
-fn reuse(ctx: &BuildContext<'_>, slot: &Slot, key: &str) -> Result<Option<BuiltImage>> {
+/// The newest entry of `slot` (a build of the same tarball's inputs) whose trees are all
+/// still in the cache, used from here to the end of the run.
+fn reuse(ctx: &BuildContext<'_>, slot: &Slot) -> Result<Option<BuiltImage>> {
     let trees = ctx.cache.dir("rootfs")?;
     for entry in slot.entries(ctx.cache)? {
         let Some(record) = entry.record(ctx.store) else {
             continue;
         };
-        if record.key != key {
-            continue;
-        }
         // Its own tree (unpacked, or shifted for a root gib) is a `rootfs` cache entry.
         let Some(own) = record.layer_dirs.first() else {
             continue;
@@ -140,14 +141,16 @@ fn reuse(ctx: &BuildContext<'_>, slot: &Slot, key: &str) -> Result<Option<BuiltI
     Ok(None)
 }
 
-/// Write the layer and image of a `rootfs:`. `tarball`: its content digest and the image's
-/// key; `None` for a directory, whose key is made from the layer written.
+/// Write the layer and image of a `rootfs:`. `tarball`: its content digest; `None` for a
+/// directory. The image's key is made from the layer written, not from the tarball's bytes:
+/// two tarballs of the same files (another file time, another tar) give the same image, its
+/// input key annotation included, and its children the same keys.
 fn build_layer(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
     rootfs: &Path,
-    tarball: Option<(&str, String)>,
+    tarball: Option<&str>,
 ) -> Result<BuiltImage> {
     let started = std::time::SystemTime::now();
     ctx.printer.status(
@@ -155,7 +158,7 @@ fn build_layer(
         &format!("{} from {}", image.name, rootfs.display()),
     );
     let tree = match tarball {
-        Some((content, _)) => unpacked_tree(ctx, &image.name, rootfs, content)?,
+        Some(content) => unpacked_tree(ctx, &image.name, rootfs, content)?,
         None => rootfs.to_path_buf(),
     };
     let source = LayerSource {
@@ -188,14 +191,11 @@ fn build_layer(
         super::layer::write_in_namespace(ctx, &what, source, options)?
     };
     let diff_id = layer.diff_id.clone();
-    let key = match tarball {
-        Some((_, key)) => key,
-        None => hash_parts(&[
-            &format!("{image:?}"),
-            parent.map_or("", |p| p.key.as_str()),
-            layer.diff_id.as_str(),
-        ]),
-    };
+    let key = hash_parts(&[
+        &format!("{:?}", super::key::placeless(image)),
+        parent.map_or("", |p| p.key.as_str()),
+        layer.diff_id.as_str(),
+    ]);
     let version_tag = super::version_tag(ctx, image, &[])?;
     let mut layer_dirs = vec![sandbox_tree(ctx, &tree, diff_id.as_str())?];
     layer_dirs.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());
@@ -207,6 +207,7 @@ fn build_layer(
             layers: vec![layer],
             version_tag: &version_tag,
             how: "rootfs",
+            input_key: &super::registry_cache::InputKey::whole(&key),
             sbom_trees: &layer_dirs,
             test_trees: &layer_dirs,
             started,

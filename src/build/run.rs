@@ -80,7 +80,9 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
     let plan = Plan::resolve(request.config, request.images)?;
     super::preflight::check(request, &plan)?;
     let session = Session::open(request.cache_dir)?;
-    let ctx = session.context(&plan, request.config, request.options.clone(), printer)?;
+    let ctx = session
+        .context(&plan, request.config, request.options.clone(), printer)?
+        .with_registry_cache(request.outputs.push || request.parents_from_registry);
     let selected: BTreeSet<&str> = request.images.iter().map(String::as_str).collect();
     let scope = PlanScope {
         pull_all_but: request.parents_from_registry.then_some(&selected),
@@ -118,6 +120,12 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
         .iter()
         .filter_map(|image| built.images.get(&image.name).cloned())
         .collect();
+    // Images known from the registry alone have no layers here: the files need them.
+    if request.outputs.oci_layout.is_some() || request.outputs.archive.is_some() {
+        for image in &images {
+            super::registry_cache::pull_layers(&ctx, image)?;
+        }
+    }
     let outputs: Vec<OutputImage> = plan
         .images
         .iter()
@@ -137,6 +145,7 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
                 Parent::Registry(reference) => Some(reference.as_str()),
             },
             pulled: built.pulled.contains(&image.name),
+            in_registry: result.remote.is_some(),
         })
         .collect();
     // The client that pulled parents: its tokens and connections are reused.
@@ -159,13 +168,7 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
                     .collect(),
                 size: image.size,
                 digest: image.image.manifest.digest.to_string(),
-                how: if built.pulled.contains(&image.name) {
-                    "pulled"
-                } else if image.reused {
-                    "reused"
-                } else {
-                    "built"
-                },
+                how: image.how(&built.pulled),
                 seconds: seconds.get(&image.name).copied().unwrap_or_default(),
             })
             .collect::<Vec<_>>(),
@@ -173,7 +176,16 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
     let report = request.report.then(|| {
         images
             .iter()
-            .map(|image| ImageReport::of(&session.cache, image, pushed.get(&image.name), printer))
+            .map(|image| {
+                let push = pushed.get(&image.name);
+                ImageReport::of(
+                    &session.cache,
+                    image,
+                    image.how(&built.pulled),
+                    push,
+                    printer,
+                )
+            })
             .collect()
     });
     Ok(RunOutcome {

@@ -43,7 +43,7 @@ pub fn key_parts(image: &ImagePlan, script: &Path, context: Option<&Path>) -> Re
         ))
     })?;
     let mut parts = vec![
-        script.display().to_string(),
+        super::key::file_name(script).display().to_string(),
         String::from_utf8_lossy(&text).into_owned(),
     ];
     parts.extend(

@@ -83,6 +83,9 @@ pub struct OutputImage<'a> {
     pub parent_reference: Option<&'a str>,
     /// Taken from the registry in this run (`--parents-from-registry`): not pushed again.
     pub pulled: bool,
+    /// Reused from the registry in this run (an image of the same inputs was there): not
+    /// pushed again, only its tags are set.
+    pub in_registry: bool,
 }
 
 /// Write `images` (parents first) to every output of `outputs`; what each push did, by
@@ -129,6 +132,19 @@ pub fn write(
     let mut pushed = BTreeMap::new();
     if outputs.push {
         for image in images.iter().filter(|image| !image.pulled) {
+            if image.in_registry {
+                let report = registry::tag(client, store.root(), image)?;
+                printer.status(
+                    "Tagged",
+                    &format!(
+                        "{} {} (reused from registry, nothing uploaded)",
+                        image.references.join(" "),
+                        report.manifest_digest
+                    ),
+                );
+                pushed.insert(image.name.to_string(), report);
+                continue;
+            }
             let step = printer.step("Pushing", &image.references.join(" "));
             let report = registry::push(client, store.root(), image, &step)?;
             step.finish(

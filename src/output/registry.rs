@@ -22,13 +22,20 @@ pub fn client(registries: &BTreeMap<String, RegistryOptions>) -> Client {
         })
 }
 
-/// Push `job`'s image (and its SBOM, by digest, after it) from the blob directory `blobs_dir` under all of its references.
-pub fn push(
+/// Point every tag of `job`'s image, which its repository already holds (reused from the
+/// registry), at its manifest; no blob is read or sent.
+pub fn tag(
     client: &Client,
     blobs_dir: &std::path::Path,
     job: &super::OutputImage<'_>,
-    progress: &dyn crate::printer::ByteProgress,
 ) -> Result<PushReport> {
+    let (target, tags) = target_and_tags(job)?;
+    crate::registry::tag_image(client, blobs_dir, &job.image.manifest, &target, &tags)
+        .with_context(|| format!("cannot tag image {} in {target}", job.name))
+}
+
+/// The reference `job` is pushed to (its first) and the tags of all of its references.
+fn target_and_tags(job: &super::OutputImage<'_>) -> Result<(Reference, Vec<String>)> {
     let parse = |text: &str| {
         Reference::parse(text).map_err(|e| {
             UserError::new(format!(
@@ -48,6 +55,17 @@ pub fn push(
         .iter()
         .map(|r| parse(r).map(|r| r.tag.unwrap_or_else(|| "latest".to_string())))
         .collect::<Result<_, _>>()?;
+    Ok((target, tags))
+}
+
+/// Push `job`'s image (and its SBOM, by digest, after it) from the blob directory `blobs_dir` under all of its references.
+pub fn push(
+    client: &Client,
+    blobs_dir: &std::path::Path,
+    job: &super::OutputImage<'_>,
+    progress: &dyn crate::printer::ByteProgress,
+) -> Result<PushReport> {
+    let (target, tags) = target_and_tags(job)?;
     // A parent that is no registry reference (no `registry:` prefix) has no blobs to mount.
     let mount_from: Vec<Reference> = job
         .parent_reference
@@ -64,7 +82,7 @@ pub fn push(
         &mount_from,
         progress,
     )
-    .with_context(|| format!("cannot push image {} to {first}", job.name))?;
+    .with_context(|| format!("cannot push image {} to {target}", job.name))?;
     for artifact in job.referrers {
         let pushed = push_artifact(
             client,
@@ -76,7 +94,7 @@ pub fn push(
         )
         .with_context(|| {
             format!(
-                "cannot push the {} artifact of image {} to {first}",
+                "cannot push the {} artifact of image {} to {target}",
                 artifact.artifact_type, job.name
             )
         })?;

@@ -31,9 +31,9 @@ mod referrers;
 
 // The public API (`gib build --push`, `gib push`, `from:` a registry, `gib __registry`).
 pub use client::{Client, RegistryOptions};
-pub use pull::pull_image;
-pub use push::{PushReport, check_push_access, push_image, push_referrers_tag};
-pub use reference::Reference;
+pub use pull::{pull_image, pull_manifest_and_config};
+pub use push::{PushReport, check_push_access, push_image, push_referrers_tag, tag_image};
+pub use reference::{Reference, validate_tag};
 pub use referrers::Referrer;
 
 use std::sync::Mutex;

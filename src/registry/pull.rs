@@ -46,6 +46,39 @@ pub fn pull_image(
     platform: &Platform,
     blobs_dir: &Path,
 ) -> anyhow::Result<PulledImage> {
+    pull_blobs(client, reference, platform, blobs_dir, true)
+}
+
+/// Download only the manifest and config of `reference` for `platform` into `blobs_dir`,
+/// never a layer: enough to read its annotations and to write its descriptor. `Ok(None)`
+/// when the registry has no such manifest (404).
+pub fn pull_manifest_and_config(
+    client: &Client,
+    reference: &Reference,
+    platform: &Platform,
+    blobs_dir: &Path,
+) -> anyhow::Result<Option<PulledImage>> {
+    match pull_blobs(client, reference, platform, blobs_dir, false) {
+        Ok(pulled) => Ok(Some(pulled)),
+        Err(err) if is_not_found(&err) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// Whether the registry answered 404 (manifest unknown).
+fn is_not_found(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<RegistryError>())
+        .any(|e| matches!(e, RegistryError::Status { status: 404, .. }))
+}
+
+fn pull_blobs(
+    client: &Client,
+    reference: &Reference,
+    platform: &Platform,
+    blobs_dir: &Path,
+    with_layers: bool,
+) -> anyhow::Result<PulledImage> {
     let pull = Pull {
         limits: Limits::from_env()?,
         client,
@@ -91,7 +124,10 @@ pub fn pull_image(
             descriptor.digest
         )
     })?;
-    let mut blobs: Vec<&Descriptor> = document.layers.iter().collect();
+    let mut blobs: Vec<&Descriptor> = Vec::new();
+    if with_layers {
+        blobs.extend(&document.layers);
+    }
     blobs.push(&config);
     for_each_parallel(&blobs, PARALLEL_BLOBS, |blob| pull.fetch_blob(blob))?;
 

@@ -110,6 +110,38 @@ pub fn push_image(
     Ok(push.report.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
+/// Point each of `tags` of `target`'s repository at `manifest`, an image the repository
+/// already holds with its blobs (checked by the registry: it refuses a manifest whose blobs
+/// it lacks), without reading or pushing a blob; tags already there are left alone.
+pub fn tag_image(
+    client: &Client,
+    blobs_dir: &Path,
+    manifest: &Descriptor,
+    target: &Reference,
+    tags: &[String],
+) -> anyhow::Result<PushReport> {
+    for tag in tags {
+        validate_tag(tag).map_err(anyhow::Error::msg)?;
+    }
+    let push = Push::new(
+        client,
+        blobs_dir,
+        target,
+        Vec::new(),
+        &manifest.digest,
+        tags,
+        &(),
+    );
+    let bytes = push.manifest_bytes(manifest)?;
+    client
+        .check_registry(&target.registry, &push.scopes)
+        .with_context(|| format!("cannot push to {target}"))?;
+    for tag in tags {
+        push.put_manifest(manifest, &bytes, tag)?;
+    }
+    Ok(push.report.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
 /// Whether `target`'s registry answers and accepts the credentials for a push to its
 /// repository, before there is anything to push (gib's preflight).
 pub fn check_push_access(client: &Client, target: &Reference) -> anyhow::Result<()> {

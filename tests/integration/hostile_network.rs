@@ -23,21 +23,21 @@ use crate::sandbox::{EVERYONE, USERNS, Who, gib_as, give_to};
 use crate::util::scratch_dir;
 
 /// gib must have given up by then, retries included (4 attempts of at most a few seconds).
-const BOUND: Duration = Duration::from_secs(45);
+pub(crate) const BOUND: Duration = Duration::from_secs(45);
 
 const USER: &str = "gib";
 const PASSWORD: &str = "hostile-s3cret";
 
 /// One request as the fake saw it.
 #[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    target: String,
-    authorization: Option<String>,
+pub(crate) struct Seen {
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) authorization: Option<String>,
 }
 
 /// What the fake does with a request (decided before its body is read).
-enum Reply {
+pub(crate) enum Reply {
     Send {
         status: u16,
         headers: Vec<(String, String)>,
@@ -50,7 +50,7 @@ enum Reply {
 }
 
 impl Reply {
-    fn status(status: u16) -> Reply {
+    pub(crate) fn status(status: u16) -> Reply {
         Reply::Send {
             status,
             headers: Vec::new(),
@@ -58,7 +58,7 @@ impl Reply {
         }
     }
 
-    fn with(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    pub(crate) fn with(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         Reply::Send {
             status,
             headers: headers
@@ -73,13 +73,13 @@ impl Reply {
 type Handler = dyn Fn(&Seen) -> Reply + Send + Sync;
 
 /// A fake HTTP server on 127.0.0.1 that records every request.
-struct Fake {
+pub(crate) struct Fake {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Fake {
-    fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Fake {
+    pub(crate) fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -96,11 +96,11 @@ impl Fake {
         Fake { port, seen }
     }
 
-    fn origin(&self) -> String {
+    pub(crate) fn origin(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -256,7 +256,7 @@ fn gib(who: Who, dir: &Path, registry: Option<&str>) -> Command {
 
 /// Run `cmd`, killing it if it outlives [`BOUND`] (which fails the test); its output and
 /// how long it took.
-fn run_bounded(cmd: &mut Command) -> (Output, Duration) {
+pub(crate) fn run_bounded(cmd: &mut Command) -> (Output, Duration) {
     let start = Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())

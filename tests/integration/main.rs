@@ -28,6 +28,7 @@ mod quality;
 mod real_packages;
 mod reference;
 mod registry;
+mod registry_cache;
 mod registry_server;
 mod reproducible;
 mod sandbox;

@@ -65,6 +65,56 @@ impl Severity {
     }
 }
 
+/// What an image's audit does with its hits (gib.yaml `audit:`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPolicy {
+    /// The least severity that fails the build; `None`: `never`.
+    pub fail_on: Option<Severity>,
+    /// Advisories accepted, each with why.
+    pub ignore: Vec<IgnoredAdvisory>,
+}
+
+/// `audit.ignore[]`: an advisory that never fails the build, and the reason printed with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoredAdvisory {
+    /// `GLSA-YYYYMM-NN`.
+    pub id: String,
+    pub reason: String,
+}
+
+impl AuditPolicy {
+    /// The reason `id` is ignored, when it is.
+    pub fn ignored(&self, id: &str) -> Option<&str> {
+        self.ignore
+            .iter()
+            .find(|i| i.id == id)
+            .map(|i| i.reason.as_str())
+    }
+
+    /// Whether a hit of `severity` that is not ignored fails the build.
+    pub fn fails(&self, severity: Severity) -> bool {
+        self.fail_on.is_some_and(|least| severity >= least)
+    }
+}
+
+/// `audit.fail_on` as written: a severity, or `never`.
+pub fn parse_fail_on(text: &str) -> Option<Option<Severity>> {
+    match text {
+        "never" => Some(None),
+        "minimal" => None,
+        other => Severity::parse(other).map(Some),
+    }
+}
+
+/// An advisory id as gib.yaml may write it (`GLSA-202401-01`, or `202401-01`), as gib
+/// writes it; `None` when it is not one.
+pub fn normalize_id(text: &str) -> Option<String> {
+    let bare = text.trim();
+    let bare = bare.strip_prefix("GLSA-").unwrap_or(bare);
+    let (month, number) = bare.split_once('-')?;
+    (is_number(month) && is_number(number)).then(|| format!("GLSA-{bare}"))
+}
+
 /// A range operator of `<vulnerable>`/`<unaffected>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -10,6 +10,7 @@
 //! so a change rebuilds the image and its descendants only (`key`: a package's USE line
 //! counts only for the images whose build merged it).
 
+pub mod audit;
 mod entry;
 mod finish;
 mod from_registry;
@@ -356,10 +357,14 @@ pub fn build_image(
             Some(&pulled)
         }
     };
-    match &image.kind {
-        BuildKind::Rootfs(path) => rootfs::build(ctx, image, parent, path),
-        BuildKind::Portage(work) => packages::build(ctx, image, parent, work),
+    let built = match &image.kind {
+        BuildKind::Rootfs(path) => rootfs::build(ctx, image, parent, path)?,
+        BuildKind::Portage(work) => packages::build(ctx, image, parent, work)?,
+    };
+    if built.reused {
+        audit::recheck(ctx, image, &built)?;
     }
+    Ok(built)
 }
 
 /// The image's version tag by the tag rule, from the packages it holds.
@@ -408,8 +413,8 @@ struct Tail<'t> {
 }
 
 /// The one tail of every build: write the image (config and manifest), attach its SBOM
-/// (and the other artifacts about it: the returned list, SBOM first), then run its
-/// `test:`, so a failing test leaves nothing the outputs would write.
+/// (and the other artifacts about it: the returned list, SBOM first), audit it, then run its
+/// `test:`, so a failing audit or test leaves nothing the outputs would write.
 fn write_image_sbom_test(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
@@ -427,7 +432,8 @@ fn write_image_sbom_test(
         tail.sbom_trees,
         ctx.epoch()?,
     )?;
-    let referrers = vec![sbom];
+    let mut referrers = vec![sbom];
+    referrers.push(audit::check(ctx, image, parent, &written, tail.sbom_trees)?);
     test::run(ctx, image, tail.test_trees)?;
     Ok((written, referrers))
 }

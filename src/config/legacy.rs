@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use super::raw::{LegacyCustomRepository, RawLegacyFile, RawRepository, S};
 use super::validate::{
-    DEFAULT_STAGE3_MIRROR, default_audit, Validator, check_tag, default_build, default_layering,
+    DEFAULT_STAGE3_MIRROR, Validator, check_tag, default_audit, default_build, default_layering,
 };
 use super::{AuditOverride, Config, Image, Parent, Runtime, Stage3, Trust};
 

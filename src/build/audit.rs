@@ -25,7 +25,7 @@ use crate::oci::blob::BlobStore;
 use crate::oci::image::Image;
 use crate::oci::spec::MEDIA_TYPE_AUDIT;
 use crate::plan::{BuildKind, ImagePlan};
-use crate::printer::{Hint, Printer, UserError};
+use crate::printer::{Hint, Printer};
 
 /// The audit of one image: what the `application/vnd.gib.audit.v1+json` artifact holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +37,16 @@ pub struct AuditReport {
     /// The policy the hits were judged by: the least failing severity, or `never`.
     pub fail_on: String,
     pub hits: Vec<Hit>,
+}
+
+/// An image's audit found advisories its policy does not accept (exit code 1, as a failed
+/// build or test).
+#[derive(Debug, thiserror::Error)]
+#[error("image {image}: the audit fails (fail_on: {fail_on}): {hits}")]
+pub struct AuditFailed {
+    pub image: String,
+    pub fail_on: String,
+    pub hits: String,
 }
 
 /// The advisories an audit used.
@@ -317,12 +327,11 @@ fn enforce(printer: &Printer, report: &AuditReport, policy: &AuditPolicy) -> Res
         return Ok(());
     };
     let listed: Vec<String> = failing.iter().map(|h| describe(h)).collect();
-    Err(UserError::new(format!(
-        "image {}: the audit fails (fail_on: {}): {}",
-        report.image,
-        report.fail_on,
-        listed.join("; ")
-    ))
+    Err(AuditFailed {
+        image: report.image.clone(),
+        fail_on: report.fail_on.clone(),
+        hits: listed.join("; "),
+    }
     .hint(format!(
         "update the package to a fixed version, or accept the advisory in gib.yaml: \
          audit: {{ignore: [{{id: {}, reason: \"why it does not matter here\"}}]}}",

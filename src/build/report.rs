@@ -105,6 +105,9 @@ pub struct ImageReport {
     pub usage: Option<UsageSummary>,
     /// The SBOM artifact manifest (its subject is the image).
     pub sbom: Option<String>,
+    /// The image's audit: the advisories that affect it (absent for pulled parents).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<super::audit::AuditReport>,
 }
 
 impl ImageReport {
@@ -123,6 +126,17 @@ impl ImageReport {
                 None
             }
         };
+        let audit = cache
+            .dir("blobs")
+            .and_then(|dir| crate::oci::blob::BlobStore::open(&dir))
+            .and_then(|store| super::audit::stored_report(&store, built));
+        let audit = match audit {
+            Ok(audit) => audit,
+            Err(err) => {
+                printer.warn(&format!("no audit report for {}: {err:#}", built.name));
+                None
+            }
+        };
         ImageReport {
             name: built.name.clone(),
             references: built.references.clone(),
@@ -133,6 +147,7 @@ impl ImageReport {
             push: push.cloned(),
             usage,
             sbom: built.sbom().map(|s| s.manifest.digest.to_string()),
+            audit,
         }
     }
 }

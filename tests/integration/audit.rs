@@ -188,3 +188,251 @@ fn portage_glsa_code_agrees_with_gib_on_every_fixture_case() {
         "{on_x86:?}"
     );
 }
+
+const REASON: &str = "greet_name is never given untrusted input";
+
+/// A project on the mini stage3 whose overlay `advisories` carries the fixture GLSAs (the
+/// stage3's own tree stays as it is, so its cached build stays valid): base, lib (libgreet
+/// 1.0, which GLSA-202601-01 marks vulnerable) and app (greet, on lib). `global` and
+/// `lib_audit` are the `audit:` of the file and of lib, as YAML flow maps.
+fn write_project(dir: &Path, global: &str, lib_audit: &str) -> PathBuf {
+    let overlay = dir.join("advisories");
+    fs::create_dir_all(overlay.join("profiles")).unwrap();
+    fs::create_dir_all(overlay.join("metadata/glsa")).unwrap();
+    fs::write(overlay.join("profiles/repo_name"), "advisories\n").unwrap();
+    fs::write(
+        overlay.join("metadata/layout.conf"),
+        "masters = gentoo\nthin-manifests = true\n",
+    )
+    .unwrap();
+    for file in fs::read_dir(fixture_glsas()).unwrap() {
+        let file = file.unwrap().path();
+        fs::copy(
+            &file,
+            overlay
+                .join("metadata/glsa")
+                .join(file.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let global = if global.is_empty() {
+        String::new()
+    } else {
+        format!("audit: {global}\n")
+    };
+    let lib_audit = if lib_audit.is_empty() {
+        String::new()
+    } else {
+        format!("    audit: {lib_audit}\n")
+    };
+    let text = format!(
+        "stage3:\n  path: {stage3}\nportage:\n  sync_type: none\nrepositories:\n  - name: advisories\n    \
+         sync_type: local\n    uri: {overlay}\nbuild:\n  threads: 2\n{global}images:\n\
+         \x20 base:\n    from: scratch\n    tag: t\n    packages: [sys-apps/baselayout, sys-libs/glibc]\n\
+         \x20 lib:\n    from: base\n    tag: t\n    packages: [dev-libs/libgreet]\n{lib_audit}\
+         \x20 app:\n    from: lib\n    tag: t\n    packages: [app-misc/greet]\n",
+        stage3 = mini_stage3().display(),
+        overlay = overlay.display(),
+    );
+    let path = dir.join("gib.yaml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn gib_audit(runner: Runner, config: &Path, cache: &Path, args: &[&str]) -> Output {
+    gib_by(runner)
+        .arg("audit")
+        .arg("-f")
+        .arg(config)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
+fn audit_build(runner: Runner) {
+    let dir = work_dir(runner, "audit-build");
+    let cache = dir.path().join("cache");
+    let layout = dir.path().join("layout");
+    let layout_arg = layout.to_str().unwrap();
+
+    // The default policy (fail_on: high): lib ships a vulnerable libgreet and fails, with
+    // the advisory's id, title and fixed version, leaving no entry and no output.
+    let config = write_project(dir.path(), "", "");
+    let out = gib_build(
+        runner,
+        &config,
+        &cache,
+        &["lib", "--oci-layout", layout_arg],
+    );
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    for part in [
+        "GLSA-202601-01",
+        "libgreet: Heap overflow in greet_name",
+        "dev-libs/libgreet-1.0",
+        "fixed in >=1.1",
+        "the audit fails (fail_on: high)",
+        "hint: ",
+    ] {
+        assert!(said.contains(part), "{part}: {said}");
+    }
+    assert!(!layout.join("index.json").exists(), "{said}");
+    let none = gib_audit(runner, &config, &cache, &["lib"]);
+    assert!(
+        text(&none).contains("no audited build of image lib"),
+        "{}",
+        text(&none)
+    );
+
+    // lib accepts the advisory with a reason (printed); app, its child, does not, and
+    // reports its parent's package.
+    let lib_ignores = format!("{{ignore: [{{id: GLSA-202601-01, reason: \"{REASON}\"}}]}}");
+    let config = write_project(dir.path(), "", &lib_ignores);
+    let out = gib_build(runner, &config, &cache, &["app"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains(REASON), "{said}");
+    assert!(
+        said.contains("image app: the audit fails")
+            && said.contains("dev-libs/libgreet-1.0 (a parent's), fixed in >=1.1"),
+        "{said}"
+    );
+
+    // Accepted for the whole file: app is built, the hit listed in --json with its reason,
+    // and the report is an artifact about app in the layout.
+    let config = write_project(dir.path(), &lib_ignores, "");
+    let out = gib_build(
+        runner,
+        &config,
+        &cache,
+        &["app", "--json", "--oci-layout", layout_arg],
+    );
+    assert_success(&Command::new("gib"), &out);
+    let said = text(&out);
+    assert!(said.contains(REASON), "{said}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let app = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "app")
+        .unwrap_or_else(|| panic!("{report}"));
+    let hits = app["audit"]["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{app}");
+    assert_eq!(hits[0]["id"], "GLSA-202601-01");
+    assert_eq!(hits[0]["severity"], "high");
+    assert_eq!(hits[0]["package"], "dev-libs/libgreet");
+    assert_eq!(hits[0]["installed"], "1.0");
+    assert_eq!(hits[0]["fixed"], ">=1.1");
+    assert_eq!(hits[0]["origin"], "parent");
+    assert_eq!(hits[0]["ignored"], REASON);
+    assert_eq!(app["audit"]["advisories"]["count"], 8);
+    assert_eq!(app["audit"]["advisories"]["repositories"][0], "advisories");
+
+    let index = read_json(&layout.join("index.json"));
+    let audits: Vec<&Value> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["artifactType"] == "application/vnd.gib.audit.v1+json")
+        .collect();
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let about_app: Vec<Value> = audits
+        .iter()
+        .map(|a| read_json(&blob(a["digest"].as_str().unwrap())))
+        .filter(|m| m["subject"]["digest"] == app["digest"])
+        .collect();
+    assert_eq!(about_app.len(), 1, "{index}");
+    let stored = read_json(&blob(about_app[0]["layers"][0]["digest"].as_str().unwrap()));
+    assert_eq!(stored["image"], "app");
+    assert_eq!(stored["hits"], app["audit"]["hits"]);
+
+    // `gib audit` works from the cache: with the file's ignore it passes and lists the hit;
+    // with the default policy again, the stored report fails it (exit 1), and so does a
+    // build that reuses lib and app.
+    let out = gib_audit(runner, &config, &cache, &["app", "--json"]);
+    assert_success(&Command::new("gib"), &out);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["hits"][0]["id"], "GLSA-202601-01", "{listed}");
+    assert_eq!(listed[0]["hits"][0]["ignored"], REASON, "{listed}");
+    let strict = write_project(dir.path(), "", "");
+    let out = gib_audit(runner, &strict, &cache, &["app"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("parent  GLSA-202601-01 (high) libgreet: Heap overflow in greet_name"),
+        "{said}"
+    );
+    let out = gib_build(runner, &strict, &cache, &["app", "--offline"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("Reusing") && said.contains("GLSA-202601-01"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_vulnerable_package_fails_the_build_unless_ignored_with_a_reason() {
+    audit_build(Runner::Root);
+}
+
+#[test]
+fn a_vulnerable_package_fails_the_build_unless_ignored_with_a_reason_rootless() {
+    audit_build(Runner::User);
+}
+
+#[test]
+fn an_ignore_without_a_reason_is_an_error_at_its_line() {
+    let dir = scratch_dir("audit-config");
+    let config = write_project(dir.path(), "{ignore: [{id: GLSA-202601-01}]}", "");
+    let out = gib_by(Runner::Root)
+        .arg("plan")
+        .arg("-f")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    let line = fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("audit:"))
+        .unwrap()
+        + 1;
+    assert!(
+        said.contains(&format!("gib.yaml:{line}:"))
+            && said.contains("the ignore of GLSA-202601-01 has no reason"),
+        "{said}"
+    );
+    let config = write_project(dir.path(), "{fail_on: hihg}", "");
+    let out = gib_by(Runner::Root)
+        .arg("plan")
+        .arg("-f")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(
+        said.contains("`hihg` is not a valid `fail_on`") && said.contains("did you mean `high`"),
+        "{said}"
+    );
+}

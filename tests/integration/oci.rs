@@ -538,14 +538,16 @@ fn layout_keeps_other_entries_and_replaces_the_same_reference() {
     run_ok(gib_build(&config, &cache).arg("--oci-layout").arg(&layout));
     let index: serde_json::Value =
         serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    // Two images, each tagged and (built from scratch) `latest`, and their SBOMs: the
-    // replaced build of `a` took its SBOM with it.
+    // Two images, each tagged and (built from scratch) `latest`, and their SBOMs (and other
+    // artifacts): the replaced build of `a` took its SBOM with it.
     let entries = index["manifests"].as_array().unwrap();
-    let sboms = entries
+    let count = |kind: &str| entries.iter().filter(|e| e["artifactType"] == kind).count();
+    let images = entries
         .iter()
-        .filter(|e| e["artifactType"] == "application/spdx+json")
+        .filter(|e| e["artifactType"].is_null())
         .count();
-    assert_eq!((entries.len() - sboms, sboms), (4, 2), "{index}");
+    assert_eq!((images, count("application/spdx+json")), (4, 2), "{index}");
+    assert_eq!(count("application/vnd.gib.audit.v1+json"), 2, "{index}");
     assert_ne!(index_digest(&layout, "a:v"), first_a);
     skopeo_inspect(&format!("oci:{}:b:w", layout.display()));
     skopeo_inspect(&format!("oci:{}:a:v", layout.display()));

@@ -356,9 +356,23 @@ fn the_sbom_is_pushed_with_the_image_and_listed_under_its_referrers_tag() {
         "application/vnd.oci.image.index.v1+json"
     );
     let entries = index["manifests"].as_array().unwrap();
-    assert_eq!(entries.len(), 1, "{index}");
-    assert_eq!(entries[0]["digest"], sbom.as_str());
-    assert_eq!(entries[0]["artifactType"], "application/spdx+json");
+    let of_type = |kind: &str| -> Vec<&serde_json::Value> {
+        entries
+            .iter()
+            .filter(|e| e["artifactType"] == kind)
+            .collect()
+    };
+    let sboms = of_type("application/spdx+json");
+    assert_eq!(sboms.len(), 1, "{index}");
+    assert_eq!(sboms[0]["digest"], sbom.as_str());
+    // The audit report beside it, pushed with the image as well.
+    let audits = of_type("application/vnd.gib.audit.v1+json");
+    assert_eq!(audits.len(), 1, "{index}");
+    let audit = registry.skopeo_raw(&format!(
+        "gib/base@{}",
+        audits[0]["digest"].as_str().unwrap()
+    ));
+    assert_eq!(audit["subject"]["digest"], image.as_str());
 
     let artifact = registry.skopeo_raw(&format!("gib/base@{sbom}"));
     assert_eq!(artifact["subject"]["digest"], image.as_str());

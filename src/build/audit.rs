@@ -105,12 +105,19 @@ pub(super) fn check(
         .unwrap_or("unknown")
         .to_string();
     let emerges = matches!(image.kind, BuildKind::Portage(_));
-    let (advisories, glsas) = run_advisories(ctx, emerges)?;
+    let none;
+    let advisories = match run_advisories(ctx, emerges)? {
+        Some(read) => read,
+        None => {
+            none = empty_set();
+            &none
+        }
+    };
     let mut report = AuditReport {
         image: image.name.clone(),
-        hits: hits(&arch, &packages, parent_packages, &glsas),
+        hits: hits(&arch, &packages, parent_packages, &advisories.glsas),
         arch,
-        advisories,
+        advisories: advisories.set.clone(),
         fail_on: String::new(),
     };
     judge(&mut report, &image.audit);
@@ -160,40 +167,42 @@ pub fn stored_report(store: &BlobStore, built: &BuiltImage) -> Result<Option<Aud
     Ok(Some(report))
 }
 
+/// The advisories a run builds with, and the set's description.
+#[derive(Debug, Default)]
+pub struct RunAdvisories {
+    set: AdvisorySet,
+    glsas: Vec<Glsa>,
+}
+
 /// The advisories of the repositories the run builds from, each id once (the main
-/// repository's first). A plan without a stage3 builds from no repository. A `rootfs:` image
-/// does not make the run sync or unpack anything for its audit: it uses what the run has.
-fn run_advisories(ctx: &BuildContext<'_>, emerges: bool) -> Result<(AdvisorySet, Vec<Glsa>)> {
-    if ctx.plan.stage3.is_none() {
-        return Ok(empty_set());
+/// repository's first), read (and their files' problems warned about) once per run. A plan
+/// without a stage3 builds from no repository. A `rootfs:` image does not make the run sync
+/// or unpack anything for its audit: it uses what the run has read, if anything.
+/// `None`: no advisories.
+fn run_advisories<'c>(
+    ctx: &'c BuildContext<'_>,
+    emerges: bool,
+) -> Result<Option<&'c RunAdvisories>> {
+    if let Some(read) = ctx.advisories.get() {
+        return Ok(Some(read));
     }
-    let repositories = if emerges {
-        ctx.repositories()?
-    } else {
-        match ctx.repositories.get() {
-            Some(repos) => repos.as_slice(),
-            None => return Ok(empty_set()),
-        }
-    };
+    if ctx.plan.stage3.is_none() || !emerges {
+        return Ok(None);
+    }
     let mut names = Vec::new();
     let mut glsas: BTreeMap<String, Glsa> = BTreeMap::new();
-    for repo in repositories {
+    for repo in ctx.repositories()? {
         let root = match &repo.path {
             Some(path) => path.clone(),
             // `sync_type: none`: the stage3's own tree.
-            None => {
-                let stage3 = if emerges {
-                    Some(ctx.stage3()?)
-                } else {
-                    ctx.stage3.get()
-                };
-                let Some(stage3) = stage3 else { continue };
-                stage3.path.join(repo.location.trim_start_matches('/'))
-            }
+            None => ctx
+                .stage3()?
+                .path
+                .join(repo.location.trim_start_matches('/')),
         };
         let found = glsa::read_dir(&root.join(glsa::GLSA_DIR))?;
         for warning in &found.warnings {
-            ctx.printer.warn_once(warning);
+            ctx.printer.warn(warning);
         }
         if !found.glsas.is_empty() {
             names.push(repo.name.clone());
@@ -209,18 +218,19 @@ fn run_advisories(ctx: &BuildContext<'_>, emerges: bool) -> Result<(AdvisorySet,
         count: glsas.len(),
         digest: format!("sha256:{}", hex::encode(Sha256::digest(&encoded))),
     };
-    Ok((set, glsas))
+    Ok(Some(
+        ctx.advisories.get_or_init(|| RunAdvisories { set, glsas }),
+    ))
 }
 
-fn empty_set() -> (AdvisorySet, Vec<Glsa>) {
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(b"[]")));
-    (
-        AdvisorySet {
-            digest,
+fn empty_set() -> RunAdvisories {
+    RunAdvisories {
+        set: AdvisorySet {
+            digest: format!("sha256:{}", hex::encode(Sha256::digest(b"[]"))),
             ..AdvisorySet::default()
         },
-        Vec::new(),
-    )
+        glsas: Vec::new(),
+    }
 }
 
 /// Every (advisory, package) pair where the advisory affects the installed package on `arch`;

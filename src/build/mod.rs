@@ -166,6 +166,8 @@ pub struct BuildContext<'a> {
     epoch: OnceCell<i64>,
     /// Set once the binhost's index was compared with gib.lock's.
     binhost_checked: OnceCell<()>,
+    /// The GLSAs of the repositories, read once per run (`audit`).
+    advisories: std::sync::OnceLock<audit::RunAdvisories>,
 }
 
 /// How a run builds: the settings of `gib build` (and `gib shell`) that are not the plan.
@@ -216,6 +218,7 @@ impl<'a> BuildContext<'a> {
             atoms_checked: OnceCell::new(),
             epoch: OnceCell::new(),
             binhost_checked: OnceCell::new(),
+            advisories: std::sync::OnceLock::new(),
         })
     }
 

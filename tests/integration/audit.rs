@@ -215,6 +215,7 @@ fn write_project(dir: &Path, global: &str, lib_audit: &str) -> PathBuf {
         )
         .unwrap();
     }
+    hostile_advisories(&overlay.join("metadata/glsa"), dir);
     let global = if global.is_empty() {
         String::new()
     } else {
@@ -237,6 +238,48 @@ fn write_project(dir: &Path, global: &str, lib_audit: &str) -> PathBuf {
     let path = dir.join("gib.yaml");
     fs::write(&path, text).unwrap();
     path
+}
+
+/// Advisory files no audit may trust: cut short, an entity-expansion bomb, one larger than
+/// any real advisory, and a symlink to a file outside the repository.
+fn hostile_advisories(glsa_dir: &Path, dir: &Path) {
+    fs::write(
+        glsa_dir.join("glsa-209901-01.xml"),
+        "<glsa id=\"209901-01\"><title>",
+    )
+    .unwrap();
+    let mut bomb = String::from("<?xml version=\"1.0\"?><!DOCTYPE glsa [<!ENTITY e0 \"lol\">");
+    for level in 1..12 {
+        let refs = format!("&e{};", level - 1).repeat(10);
+        bomb.push_str(&format!("<!ENTITY e{level} \"{refs}\">"));
+    }
+    bomb.push_str("]><glsa id=\"209901-02\"><title>&e11;</title></glsa>");
+    fs::write(glsa_dir.join("glsa-209901-02.xml"), bomb).unwrap();
+    fs::write(glsa_dir.join("glsa-209901-03.xml"), vec![b' '; 3 << 20]).unwrap();
+    let outside = dir.join("outside.xml");
+    fs::write(&outside, "not to be read").unwrap();
+    let link = glsa_dir.join("glsa-209901-04.xml");
+    if !link.exists() {
+        std::os::unix::fs::symlink(&outside, link).unwrap();
+    }
+}
+
+/// gib said one warning per hostile advisory file, naming it.
+fn assert_hostile_files_warned(said: &str) {
+    for (file, why) in [
+        ("glsa-209901-01.xml", "malformed XML"),
+        ("glsa-209901-02.xml", "malformed XML"),
+        ("glsa-209901-03.xml", "larger than"),
+        ("glsa-209901-04.xml", "symbolic link (not followed)"),
+    ] {
+        let lines: Vec<&str> = said.lines().filter(|l| l.contains(file)).collect();
+        assert_eq!(lines.len(), 1, "{file}: {said}");
+        assert!(
+            lines[0].starts_with("warning: ") && lines[0].contains(why),
+            "{}",
+            lines[0]
+        );
+    }
 }
 
 fn text(out: &Output) -> String {
@@ -291,6 +334,7 @@ fn audit_build(runner: Runner) {
         assert!(said.contains(part), "{part}: {said}");
     }
     assert!(!layout.join("index.json").exists(), "{said}");
+    assert_hostile_files_warned(&said);
     let none = gib_audit(runner, &config, &cache, &["lib"]);
     assert!(
         text(&none).contains("no audited build of image lib"),

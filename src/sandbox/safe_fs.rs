@@ -344,18 +344,7 @@ impl TreeDir {
     /// The contents of the regular file `name`, never through a symlink; `None` when missing.
     /// A symlink, fifo or device is an error naming it.
     pub fn read(&self, name: &OsStr) -> Result<Option<Vec<u8>>> {
-        let path = self.path.join(name);
-        match openat(
-            &self.fd,
-            name,
-            READ_FLAGS | OFlag::O_NOFOLLOW,
-            Mode::empty(),
-        ) {
-            Ok(fd) => read_regular(fd, &path).map(Some),
-            Err(Errno::ENOENT) => Ok(None),
-            Err(Errno::ELOOP) => bail!("{} is a symbolic link (not followed)", path.display()),
-            Err(e) => Err(e).with_context(|| format!("cannot open {}", path.display())),
-        }
+        self.read_at_most(name, u64::MAX)
     }
 
     /// Like [`TreeDir::read`], for a file that must not be larger than `limit` bytes (an

@@ -447,15 +447,18 @@ fn a_vulnerable_package_fails_the_build_unless_ignored_with_a_reason_rootless() 
 #[test]
 fn an_ignore_without_a_reason_is_an_error_at_its_line() {
     let dir = scratch_dir("audit-config");
+    let plan = |config: &Path| {
+        let out = gib_by(Runner::Root)
+            .arg("plan")
+            .arg("-f")
+            .arg(config)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    };
     let config = write_project(dir.path(), "{ignore: [{id: GLSA-202601-01}]}", "");
-    let out = gib_by(Runner::Root)
-        .arg("plan")
-        .arg("-f")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{said}");
+    let (code, said) = plan(&config);
+    assert_eq!(code, Some(2), "{said}");
     let line = fs::read_to_string(&config)
         .unwrap()
         .lines()
@@ -468,13 +471,8 @@ fn an_ignore_without_a_reason_is_an_error_at_its_line() {
         "{said}"
     );
     let config = write_project(dir.path(), "{fail_on: hihg}", "");
-    let out = gib_by(Runner::Root)
-        .arg("plan")
-        .arg("-f")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let said = text(&out);
+    let (code, said) = plan(&config);
+    assert_eq!(code, Some(2), "{said}");
     assert!(
         said.contains("`hihg` is not a valid `fail_on`") && said.contains("did you mean `high`"),
         "{said}"

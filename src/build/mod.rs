@@ -435,8 +435,10 @@ fn write_image_sbom_test(
         tail.sbom_trees,
         ctx.epoch()?,
     )?;
-    let mut referrers = vec![sbom];
-    referrers.push(audit::check(ctx, image, parent, &written, tail.sbom_trees)?);
+    let referrers = vec![
+        sbom,
+        audit::check(ctx, image, parent, &written, tail.sbom_trees)?,
+    ];
     test::run(ctx, image, tail.test_trees)?;
     Ok((written, referrers))
 }

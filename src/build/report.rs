@@ -115,6 +115,7 @@ impl ImageReport {
     /// with a warning.
     pub fn of(
         cache: &Cache,
+        store: &crate::oci::blob::BlobStore,
         built: &BuiltImage,
         push: Option<&PushReport>,
         printer: &crate::printer::Printer,
@@ -126,11 +127,7 @@ impl ImageReport {
                 None
             }
         };
-        let audit = cache
-            .dir("blobs")
-            .and_then(|dir| crate::oci::blob::BlobStore::open(&dir))
-            .and_then(|store| super::audit::stored_report(&store, built));
-        let audit = match audit {
+        let audit = match super::audit::stored_report(store, built) {
             Ok(audit) => audit,
             Err(err) => {
                 printer.warn(&format!("no audit report for {}: {err:#}", built.name));

@@ -173,7 +173,10 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
     let report = request.report.then(|| {
         images
             .iter()
-            .map(|image| ImageReport::of(&session.cache, image, pushed.get(&image.name), printer))
+            .map(|image| {
+                let push = pushed.get(&image.name);
+                ImageReport::of(&session.cache, &session.store, image, push, printer)
+            })
             .collect()
     });
     Ok(RunOutcome {

@@ -200,7 +200,7 @@ fn run_advisories<'c>(
                 .path
                 .join(repo.location.trim_start_matches('/')),
         };
-        let found = glsa::read_dir(&root.join(glsa::GLSA_DIR))?;
+        let found = glsa::read_repository(&root)?;
         for warning in &found.warnings {
             ctx.printer.warn(warning);
         }

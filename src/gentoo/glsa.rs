@@ -293,20 +293,40 @@ pub struct Advisories {
     pub warnings: Vec<String>,
 }
 
-/// Read every `glsa-*.xml` of `dir` (a repository's `metadata/glsa`, which may be missing).
-pub fn read_dir(dir: &Path) -> Result<Advisories> {
-    let mut found = Advisories::default();
-    if !dir.is_dir() {
-        return Ok(found);
+/// The advisories of the repository at `repo` (its `metadata/glsa`, which may be missing),
+/// reached without following a symlink out of the repository.
+pub fn read_repository(repo: &Path) -> Result<Advisories> {
+    let root = TreeDir::open_root(repo)?;
+    match root.dir(Path::new(GLSA_DIR), false) {
+        Ok(Some(dir)) => read_tree(&dir),
+        Ok(None) => Ok(Advisories::default()),
+        Err(err) => Ok(Advisories {
+            glsas: Vec::new(),
+            warnings: vec![format!(
+                "{}: skipped: {err:#}",
+                repo.join(GLSA_DIR).display()
+            )],
+        }),
     }
-    let tree = TreeDir::open_root(dir)?;
+}
+
+/// Read every `glsa-*.xml` of `dir` (a directory of advisories, which may be missing).
+pub fn read_dir(dir: &Path) -> Result<Advisories> {
+    if !dir.is_dir() {
+        return Ok(Advisories::default());
+    }
+    read_tree(&TreeDir::open_root(dir)?)
+}
+
+fn read_tree(tree: &TreeDir) -> Result<Advisories> {
+    let mut found = Advisories::default();
     for name in tree.names()? {
         let Some(text) = name.to_str() else { continue };
         if !(text.starts_with("glsa-") && text.ends_with(".xml")) {
             continue;
         }
-        let path = dir.join(&name);
-        match read_one(&tree, &name).and_then(|bytes| parse(&bytes)) {
+        let path = tree.path().join(&name);
+        match read_one(tree, &name).and_then(|bytes| parse(&bytes)) {
             Ok(glsa) => found.glsas.push(glsa),
             Err(reason) => found
                 .warnings
@@ -607,5 +627,33 @@ mod tests {
                 .glsas
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_repository_whose_glsa_dir_is_a_symlink_is_warned_about_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let good = format!(
+            "{HEAD}<glsa id=\"202601-02\"><title>t</title><impact type=\"low\"/>\
+             <affected/></glsa>"
+        );
+        std::fs::write(outside.join("glsa-202601-02.xml"), &good).unwrap();
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir_all(repo.join("metadata")).unwrap();
+        std::os::unix::fs::symlink(&outside, repo.join(GLSA_DIR)).unwrap();
+        let found = read_repository(&repo).unwrap();
+        assert!(found.glsas.is_empty());
+        assert_eq!(found.warnings.len(), 1);
+        assert!(
+            found.warnings[0].contains("symbolic link"),
+            "{:?}",
+            found.warnings
+        );
+        std::fs::remove_file(repo.join(GLSA_DIR)).unwrap();
+        std::fs::create_dir_all(repo.join(GLSA_DIR)).unwrap();
+        std::fs::write(repo.join(GLSA_DIR).join("glsa-202601-02.xml"), good).unwrap();
+        assert_eq!(read_repository(&repo).unwrap().glsas.len(), 1);
+        assert!(read_repository(&outside).unwrap().glsas.is_empty());
     }
 }

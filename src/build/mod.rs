@@ -10,6 +10,7 @@
 //! so a change rebuilds the image and its descendants only (`key`: a package's USE line
 //! counts only for the images whose build merged it).
 
+pub mod audit;
 mod entry;
 mod finish;
 mod from_registry;
@@ -191,6 +192,8 @@ pub struct BuildContext<'a> {
     epoch: OnceCell<i64>,
     /// Set once the binhost's index was compared with gib.lock's.
     binhost_checked: OnceCell<()>,
+    /// The GLSAs of the repositories, read once per run (`audit`).
+    advisories: std::sync::OnceLock<audit::RunAdvisories>,
 }
 
 /// How a run builds: the settings of `gib build` (and `gib shell`) that are not the plan.
@@ -242,6 +245,7 @@ impl<'a> BuildContext<'a> {
             atoms_checked: OnceCell::new(),
             epoch: OnceCell::new(),
             binhost_checked: OnceCell::new(),
+            advisories: std::sync::OnceLock::new(),
         })
     }
 
@@ -389,10 +393,14 @@ pub fn build_image(
             Some(&pulled)
         }
     };
-    match &image.kind {
-        BuildKind::Rootfs(path) => rootfs::build(ctx, image, parent, path),
-        BuildKind::Portage(work) => packages::build(ctx, image, parent, work),
+    let built = match &image.kind {
+        BuildKind::Rootfs(path) => rootfs::build(ctx, image, parent, path)?,
+        BuildKind::Portage(work) => packages::build(ctx, image, parent, work)?,
+    };
+    if built.reused {
+        audit::recheck(ctx, image, &built)?;
     }
+    Ok(built)
 }
 
 /// The image's version tag by the tag rule, from the packages it holds.
@@ -445,8 +453,8 @@ struct Tail<'t> {
 }
 
 /// The one tail of every build: write the image (config and manifest), attach its SBOM
-/// (and the other artifacts about it: the returned list, SBOM first), then run its
-/// `test:`, so a failing test leaves nothing the outputs would write.
+/// (and the other artifacts about it: the returned list, SBOM first), audit it, then run its
+/// `test:`, so a failing audit or test leaves nothing the outputs would write.
 fn write_image_sbom_test(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
@@ -465,7 +473,10 @@ fn write_image_sbom_test(
         tail.sbom_trees,
         ctx.epoch()?,
     )?;
-    let referrers = vec![sbom];
+    let referrers = vec![
+        sbom,
+        audit::check(ctx, image, parent, &written, tail.sbom_trees)?,
+    ];
     test::run(ctx, image, tail.test_trees)?;
     // Last: its finish time is the build's, test included.
     let provenance =

@@ -107,6 +107,9 @@ pub struct ImageReport {
     pub usage: Option<UsageSummary>,
     /// The SBOM artifact manifest (its subject is the image).
     pub sbom: Option<String>,
+    /// The image's audit: the advisories that affect it (absent for pulled parents).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<super::audit::AuditReport>,
 }
 
 impl ImageReport {
@@ -114,6 +117,7 @@ impl ImageReport {
     /// with a warning.
     pub fn of(
         cache: &Cache,
+        store: &crate::oci::blob::BlobStore,
         built: &BuiltImage,
         how: &'static str,
         push: Option<&PushReport>,
@@ -130,6 +134,13 @@ impl ImageReport {
                 }
             },
         };
+        let audit = match super::audit::stored_report(store, built) {
+            Ok(audit) => audit,
+            Err(err) => {
+                printer.warn(&format!("no audit report for {}: {err:#}", built.name));
+                None
+            }
+        };
         ImageReport {
             name: built.name.clone(),
             references: built.references.clone(),
@@ -141,6 +152,7 @@ impl ImageReport {
             push: push.cloned(),
             usage,
             sbom: built.sbom().map(|s| s.manifest.digest.to_string()),
+            audit,
         }
     }
 }

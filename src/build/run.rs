@@ -180,6 +180,7 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
                 let push = pushed.get(&image.name);
                 ImageReport::of(
                     &session.cache,
+                    &session.store,
                     image,
                     image.how(&built.pulled),
                     push,

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 a build or test failed, 2 bad usage or configuration.
 
+mod audit;
 mod build;
 mod clean;
 mod completions;
@@ -54,6 +55,9 @@ pub struct Cli {
 pub enum Command {
     /// Build images (and their ancestors) and write them to the chosen outputs.
     Build(BuildArgs),
+    /// The security advisories (GLSAs) that affect the last build of each image, judged by
+    /// gib.yaml's `audit:`; from the cache, without the network.
+    Audit(audit::AuditArgs),
     /// What the last build of an image holds: package shares, biggest files, what trimming
     /// removed, lint and audit results; `--html FILE` as one self-contained page.
     Inspect(inspect::InspectArgs),
@@ -279,6 +283,7 @@ pub fn main() -> ExitCode {
     let printer = Printer::new(false);
     let result = match cli.command {
         Command::Build(args) => build::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Push(args) => push::run(args),

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 
 use super::raw::{LegacyCustomRepository, RawLegacyFile, RawRepository, S};
 use super::validate::{
-    DEFAULT_STAGE3_MIRROR, Validator, check_tag, default_build, default_layering,
+    DEFAULT_STAGE3_MIRROR, Validator, check_tag, default_audit, default_build, default_layering,
 };
-use super::{Config, Image, Parent, Runtime, Stage3, Trust};
+use super::{AuditOverride, Config, Image, Parent, Runtime, Stage3, Trust};
 
 /// The predecessor's format has no stage3 key; its builds ran on an amd64 OpenRC stage3.
 pub const LEGACY_STAGE3_FLAVOR: &str = "amd64-openrc";
@@ -80,6 +80,7 @@ impl Validator<'_> {
             keep_static_libs: None,
             keep_service_files: None,
             keep_package_db: None,
+            audit: AuditOverride::default(),
         };
         Ok(Config {
             file,
@@ -95,6 +96,7 @@ impl Validator<'_> {
             registry,
             registries: BTreeMap::new(),
             images: BTreeMap::from([(name.to_string(), image)]),
+            audit: default_audit(),
         })
     }
 }

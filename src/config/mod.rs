@@ -43,6 +43,19 @@ pub struct Config {
     pub registries: BTreeMap<String, RegistrySettings>,
     /// Images by name (the DAG; order in the file does not matter).
     pub images: BTreeMap<String, Image>,
+    /// `audit:`: what a build does with the advisories that affect an image.
+    pub audit: AuditPolicy,
+}
+
+/// `audit:`: the Gentoo room's own type.
+pub use crate::gentoo::glsa::{AuditPolicy, IgnoredAdvisory, Severity};
+
+/// An image's `audit:`, over the file's: its `fail_on` when given, its ignores added.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuditOverride {
+    /// `Some(None)`: `never`.
+    pub fail_on: Option<Option<Severity>>,
+    pub ignore: Vec<IgnoredAdvisory>,
 }
 
 /// Which signing keys and CA gib trusts: the OpenPGP room's own type.
@@ -181,6 +194,7 @@ pub struct Image {
     pub keep_static_libs: Option<bool>,
     pub keep_service_files: Option<bool>,
     pub keep_package_db: Option<bool>,
+    pub audit: AuditOverride,
 }
 
 impl Image {

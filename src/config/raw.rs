@@ -23,6 +23,8 @@ pub const COMPRESSIONS: [&str; 2] = ["gzip", "zstd"];
 pub const SYNC_TYPES: [&str; 5] = ["git", "rsync", "webrsync", "local", "none"];
 /// `images.*.layering.strategy`
 pub const LAYERING_STRATEGIES: [&str; 2] = ["single", "per-package"];
+/// `audit.fail_on` (and `images.*.audit.fail_on`)
+pub const AUDIT_FAIL_ON: [&str; 4] = ["high", "normal", "low", "never"];
 /// `images.*.paths[].type`
 pub const PATH_TYPES: [&str; 3] = ["directory", "file", "symlink"];
 
@@ -91,6 +93,22 @@ pub struct RawFile {
     pub registry: Option<S<String>>,
     pub registries: Option<Entries<S<RawRegistrySettings>>>,
     pub images: Option<S<Entries<S<RawImage>>>>,
+    pub audit: Option<S<RawAudit>>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    #[schemars(transform = one_of(&AUDIT_FAIL_ON))]
+    pub fail_on: Option<S<String>>,
+    pub ignore: Option<Vec<S<RawAuditIgnore>>>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuditIgnore {
+    pub id: S<String>,
+    pub reason: Option<S<String>>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -193,6 +211,7 @@ pub struct RawImage {
     pub keep_static_libs: Option<bool>,
     pub keep_service_files: Option<bool>,
     pub keep_package_db: Option<bool>,
+    pub audit: Option<S<RawAudit>>,
 }
 
 #[derive(Deserialize, JsonSchema)]

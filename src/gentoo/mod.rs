@@ -1,5 +1,5 @@
 //! Everything gib knows about Gentoo in one place: package atoms and versions, make.conf and
-//! package.use generation, the package database (/var/db/pkg).
+//! package.use generation, the package database (/var/db/pkg), security advisories (GLSAs).
 
 /// Gentoo's mirror redirector: stage3 tarballs and their DIGESTS, the webrsync snapshots and
 /// the official binary packages all live under it.
@@ -11,6 +11,7 @@ pub const GIT_URI: &str = "https://github.com/gentoo-mirror/gentoo.git";
 pub const RSYNC_URI: &str = "rsync://rsync.gentoo.org/gentoo-portage";
 
 pub mod atom;
+pub mod glsa;
 pub mod license;
 pub mod portage_conf;
 pub mod vdb;

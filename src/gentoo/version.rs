@@ -85,6 +85,23 @@ impl Version {
         })
     }
 
+    /// Compare only the `-rN` revisions (`-r0` when there is none), as GLSAs' `r*` ranges do.
+    pub fn cmp_revision(&self, other: &Version) -> Ordering {
+        cmp_integer(
+            self.revision.as_deref().unwrap_or("0"),
+            other.revision.as_deref().unwrap_or("0"),
+        )
+    }
+
+    /// Whether the two are one version when their revisions are left out (`1.0-r1`, `1.0-r3`).
+    pub fn same_without_revision(&self, other: &Version) -> bool {
+        let strip = |v: &Version| Version {
+            revision: None,
+            ..v.clone()
+        };
+        strip(self) == strip(other)
+    }
+
     /// The version without its `-rN` revision (what gib uses as an image tag).
     pub fn without_revision(&self) -> &str {
         match self.text.rfind("-r") {

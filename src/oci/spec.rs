@@ -23,6 +23,9 @@ pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+
 /// The empty descriptor's media type: an artifact has no image config.
 /// An SPDX 2.3 JSON document (an image's SBOM artifact).
 pub const MEDIA_TYPE_SPDX: &str = "application/spdx+json";
+/// gib's audit report of an image: the security advisories (GLSAs) that affect its packages
+/// (an artifact beside the SBOM; docs/commands.md describes its fields).
+pub const MEDIA_TYPE_AUDIT: &str = "application/vnd.gib.audit.v1+json";
 pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 /// Docker's v2 manifest types, which registries still serve and gib still pulls.
 pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";

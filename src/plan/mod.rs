@@ -118,6 +118,8 @@ pub struct ImagePlan {
     pub keep_static_libs: bool,
     pub keep_service_files: bool,
     pub keep_package_db: bool,
+    /// `audit:`, the image's over the file's.
+    pub audit: crate::config::AuditPolicy,
     /// `build.package_use_flags` (atom -> flags), also in `portage`'s package.use: gib
     /// checks them against what the packages declare.
     pub package_use_flags: BTreeMap<String, Vec<String>>,
@@ -325,6 +327,16 @@ fn image_plan(config: &Config, image: &Image, portage: &PortageFiles) -> ImagePl
         keep_package_db: image
             .keep_package_db
             .unwrap_or(config.build.keep_package_db),
+        audit: crate::config::AuditPolicy {
+            fail_on: image.audit.fail_on.unwrap_or(config.audit.fail_on),
+            ignore: config
+                .audit
+                .ignore
+                .iter()
+                .chain(&image.audit.ignore)
+                .cloned()
+                .collect(),
+        },
         kind,
         package_use_flags: config.build.package_use_flags.clone(),
         portage: portage.clone(),

@@ -165,3 +165,29 @@ images:
     assert_eq!(switches("base"), (true, false, false), "build's");
     assert_eq!(switches("dev"), (false, true, true), "the image's own");
 }
+
+#[test]
+fn an_images_audit_replaces_fail_on_and_adds_its_ignores() {
+    let config = load(
+        "stage3: {flavor: amd64-openrc}\n\
+         audit: {ignore: [{id: GLSA-202401-01, reason: everywhere}]}\n\
+         images:\n  base:\n    packages: [sys-libs/glibc]\n  app:\n    from: base\n    \
+         packages: [app-misc/jq]\n    audit: {fail_on: never, ignore: [{id: 202402-02, reason: here}]}\n",
+    );
+    let plan = Plan::resolve(&config, &[]).unwrap();
+    let audit = |name: &str| {
+        plan.images
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.audit.clone())
+            .unwrap()
+    };
+    let base = audit("base");
+    assert_eq!(base.fail_on, Some(config::Severity::High));
+    assert_eq!(base.ignored("GLSA-202401-01"), Some("everywhere"));
+    let app = audit("app");
+    assert_eq!(app.fail_on, None);
+    assert_eq!(app.ignored("GLSA-202401-01"), Some("everywhere"));
+    assert_eq!(app.ignored("GLSA-202402-02"), Some("here"));
+    assert_eq!(base.ignored("GLSA-202402-02"), None);
+}

@@ -344,6 +344,12 @@ impl TreeDir {
     /// The contents of the regular file `name`, never through a symlink; `None` when missing.
     /// A symlink, fifo or device is an error naming it.
     pub fn read(&self, name: &OsStr) -> Result<Option<Vec<u8>>> {
+        self.read_at_most(name, u64::MAX)
+    }
+
+    /// Like [`TreeDir::read`], for a file that must not be larger than `limit` bytes (an
+    /// error naming it when it is, before anything is read).
+    pub fn read_at_most(&self, name: &OsStr, limit: u64) -> Result<Option<Vec<u8>>> {
         let path = self.path.join(name);
         match openat(
             &self.fd,
@@ -351,7 +357,7 @@ impl TreeDir {
             READ_FLAGS | OFlag::O_NOFOLLOW,
             Mode::empty(),
         ) {
-            Ok(fd) => read_regular(fd, &path).map(Some),
+            Ok(fd) => read_regular_at_most(fd, &path, limit).map(Some),
             Err(Errno::ENOENT) => Ok(None),
             Err(Errno::ELOOP) => bail!("{} is a symbolic link (not followed)", path.display()),
             Err(e) => Err(e).with_context(|| format!("cannot open {}", path.display())),
@@ -379,14 +385,28 @@ const READ_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_CLOEXEC);
 
 fn read_regular(fd: OwnedFd, path: &Path) -> Result<Vec<u8>> {
+    read_regular_at_most(fd, path, u64::MAX)
+}
+
+/// The bytes of a regular file of at most `limit` bytes, checked before reading and while
+/// reading (it may grow meanwhile).
+fn read_regular_at_most(fd: OwnedFd, path: &Path, limit: u64) -> Result<Vec<u8>> {
     let stat = fstat(fd.as_fd()).with_context(|| format!("cannot stat {}", path.display()))?;
     if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
         bail!("{} is not a regular file", path.display());
     }
+    let too_big = || anyhow::anyhow!("{} is larger than {limit} bytes", path.display());
+    if u64::try_from(stat.st_size).unwrap_or(u64::MAX) > limit {
+        return Err(too_big());
+    }
     let mut bytes = Vec::new();
     File::from(fd)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big());
+    }
     Ok(bytes)
 }
 

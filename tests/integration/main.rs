@@ -4,6 +4,7 @@
 //! find a tool it needs fails; it never skips silently.
 
 mod architecture;
+mod audit;
 mod binhost;
 mod chains;
 mod cli_text;

@@ -555,9 +555,10 @@ fn layout_keeps_other_entries_and_replaces_the_same_reference() {
         (
             images,
             artifacts("application/spdx+json"),
-            artifacts("application/vnd.in-toto+json")
+            artifacts("application/vnd.in-toto+json"),
+            artifacts("application/vnd.gib.audit.v1+json")
         ),
-        (4, 2, 2),
+        (4, 2, 2, 2),
         "{index}"
     );
     assert_ne!(index_digest(&layout, "a:v"), first_a);

@@ -171,9 +171,10 @@ fn build_push_and_push_reach_skopeo_and_podman_and_a_child_reuses_its_parents_bl
         digests(&app_push["mounted"]).contains(parent_layer),
         "{app_push}"
     );
-    // Plus app's SBOM (its empty config is mounted from base's SBOM, like base's layer).
+    // Plus app's SBOM, provenance and audit report (their empty config is mounted from
+    // base's artifacts, like base's layer).
     let uploads = registry.upload_requests("gib/app");
-    assert_eq!(uploads.len() - before, 3, "{uploads:#?}");
+    assert_eq!(uploads.len() - before, 2 + 3, "{uploads:#?}");
     for blob in &base_blobs {
         let hex = blob.trim_start_matches("sha256:");
         assert!(
@@ -395,6 +396,12 @@ fn the_sbom_is_pushed_with_the_image_and_listed_under_its_referrers_tag() {
         statement["subject"][0]["digest"]["sha256"],
         image.trim_start_matches("sha256:")
     );
+
+    // The audit report beside it, pushed with the image as well.
+    let audits = listed("application/vnd.gib.audit.v1+json");
+    assert_eq!(audits.len(), 1, "{index}");
+    let audit = registry.skopeo_raw(&format!("gib/base@{}", audits[0]));
+    assert_eq!(audit["subject"]["digest"], image.as_str());
 
     let artifact = registry.skopeo_raw(&format!("gib/base@{sbom}"));
     assert_eq!(artifact["subject"]["digest"], image.as_str());

@@ -71,3 +71,15 @@ pub fn default_build() -> Build {
         distfile_mirrors: None,
     }
 }
+
+/// No `audit:` (or no `fail_on:`): a high-impact advisory that affects a package the image
+/// ships fails its build, so nothing with a known remote hole leaves gib unnoticed; lower ones
+/// are reported. ::gentoo carries advisories back to 2003, but they name versions long gone
+/// from a current snapshot: a fresh build hits one only when it really ships an affected
+/// version, and `ignore:` with a reason accepts it.
+pub fn default_audit() -> AuditPolicy {
+    AuditPolicy {
+        fail_on: Some(Severity::High),
+        ignore: Vec::new(),
+    }
+}

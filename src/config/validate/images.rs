@@ -252,6 +252,7 @@ impl Validator<'_> {
             keep_static_libs: r.keep_static_libs,
             keep_service_files: r.keep_service_files,
             keep_package_db: r.keep_package_db,
+            audit: self.audit_override(r.audit)?,
         };
         Ok((image, from_at))
     }

@@ -15,14 +15,15 @@ use serde_saphyr::Location;
 
 use super::diagnostic::{SourceFile, did_you_mean};
 use super::raw::{
-    COMPRESSIONS, Entries, LAYERING_STRATEGIES, OneOrMany, PATH_TYPES, RawAccounts, RawBuild,
-    RawFile, RawImage, RawLayering, RawPath, RawPortage, RawRegistrySettings, RawRepository,
-    RawStage3, S, SYNC_TYPES,
+    AUDIT_FAIL_ON, COMPRESSIONS, Entries, LAYERING_STRATEGIES, OneOrMany, PATH_TYPES, RawAccounts,
+    RawAudit, RawBuild, RawFile, RawImage, RawLayering, RawPath, RawPortage, RawRegistrySettings,
+    RawRepository, RawStage3, S, SYNC_TYPES,
 };
 use super::*;
 use crate::gentoo::atom::{self, Atom};
 
 mod accounts;
+mod audit;
 mod build;
 mod defaults;
 mod image_test;
@@ -56,6 +57,7 @@ impl Validator<'_> {
         };
         let registry = raw.registry.map(|r| self.registry(&r)).transpose()?;
         let registries = self.registries(raw.registries.unwrap_or(Entries(Vec::new())))?;
+        let audit = self.audit(raw.audit)?;
         let images = raw.images.ok_or_else(|| {
             self.source.error_with_hint(
                 start,
@@ -84,6 +86,7 @@ impl Validator<'_> {
             registry,
             registries,
             images: images.images,
+            audit,
         })
     }
 

@@ -29,6 +29,7 @@
 //!            "unlocked": ["stage3", "gentoo"]},        // not pinned for what gib.yaml says
 //!   "sandbox": "as root on host uids 100000..165535 …", // the host ids builds run as
 //!   "order": ["base", "python", "app"],                // build order, parents first
+//!   "platforms": ["linux/amd64", "linux/arm64"],       // every image's, for a CI matrix
 //!   "images": [                                        // in build order
 //!     {
 //!       "name": "python",
@@ -52,6 +53,7 @@
 //!       "runtime": {"entrypoint": […] | null, "cmd": […] | null, "env": {…}, "user": … | null,
 //!                   "workdir": … | null, "labels": {…}, "expose": ["8080/tcp"], "volumes": […]},
 //!       "test": "python3 -c 'print(42)'" | null,
+//!       "platforms": ["linux/amd64", "linux/arm64"],   // `platforms:`, else the host's
 //!       "portage": {                                   // path in the builder -> exact text
 //!         "/etc/portage/make.conf": "…",               // appended to the stage3's make.conf
 //!         "/etc/portage/package.use/zz-gib": "…",
@@ -114,6 +116,7 @@ struct PlanJson<'a> {
     lock: Option<&'a crate::build::LockStatus>,
     sandbox: String,
     order: Vec<&'a str>,
+    platforms: Vec<String>,
     images: Vec<ImageJson<'a>>,
 }
 
@@ -154,6 +157,7 @@ struct ImageJson<'a> {
     references: Vec<String>,
     runtime: RuntimeJson<'a>,
     test: Option<&'a str>,
+    platforms: Vec<String>,
     portage: BTreeMap<&'static str, &'a str>,
 }
 
@@ -273,6 +277,7 @@ impl<'a> PlanJson<'a> {
             lock: None,
             sandbox: String::new(),
             order: plan.order(),
+            platforms: plan_platforms(plan),
             images: {
                 // Parents come first in the plan, so a parent's level is known before its
                 // children's.
@@ -332,6 +337,7 @@ impl<'a> ImageJson<'a> {
             references,
             runtime: RuntimeJson::new(&image.runtime),
             test: image.test.as_ref().map(|t| t.command.as_str()),
+            platforms: image.platforms.iter().map(ToString::to_string).collect(),
             portage: image
                 .portage
                 .files()
@@ -355,6 +361,18 @@ impl<'a> RuntimeJson<'a> {
             volumes: &runtime.volumes,
         }
     }
+}
+
+/// Every platform some image is built for, in the order first named.
+fn plan_platforms(plan: &Plan) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for platform in plan.images.iter().flat_map(|i| &i.platforms) {
+        let name = platform.to_string();
+        if !all.contains(&name) {
+            all.push(name);
+        }
+    }
+    all
 }
 
 fn parent_text(parent: &Parent) -> (&str, &'static str) {
@@ -460,6 +478,7 @@ fn render_text(plan: &Plan, trust: &TrustJson<'_>, sandbox: &str) -> String {
     }
     let _ = writeln!(out, "sandbox: {sandbox}");
     let _ = writeln!(out, "order: {}", plan.order().join(" -> "));
+    let _ = writeln!(out, "platforms: {}", plan_platforms(plan).join(", "));
     for image in &plan.images {
         let _ = writeln!(out, "\n{}", image.name);
         let (from, kind) = parent_text(&image.parent);
@@ -469,6 +488,8 @@ fn render_text(plan: &Plan, trust: &TrustJson<'_>, sandbox: &str) -> String {
         };
         let _ = writeln!(out, "  from:       {from}");
         let _ = writeln!(out, "  kind:       {}", image.kind.label());
+        let platforms: Vec<String> = image.platforms.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "  platforms:  {}", platforms.join(", "));
         match &image.kind {
             crate::plan::BuildKind::Portage(work) => {
                 if !work.packages.is_empty() {

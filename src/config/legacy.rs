@@ -81,6 +81,7 @@ impl Validator<'_> {
             keep_service_files: None,
             keep_package_db: None,
             audit: AuditOverride::default(),
+            platforms: None,
         };
         Ok(Config {
             file,
@@ -97,6 +98,7 @@ impl Validator<'_> {
             registries: BTreeMap::new(),
             images: BTreeMap::from([(name.to_string(), image)]),
             audit: default_audit(),
+            platforms: None,
         })
     }
 }

@@ -45,7 +45,12 @@ pub struct Config {
     pub images: BTreeMap<String, Image>,
     /// `audit:`: what a build does with the advisories that affect an image.
     pub audit: AuditPolicy,
+    /// `platforms:`: the platforms of every image that names none; `None`: the host's alone.
+    pub platforms: Option<Vec<Platform>>,
 }
+
+/// `platforms:`: the OCI vocabulary's own type.
+pub use crate::oci::spec::Platform;
 
 /// `audit:`: the Gentoo room's own type.
 pub use crate::gentoo::glsa::{AuditPolicy, IgnoredAdvisory, Severity};
@@ -195,6 +200,8 @@ pub struct Image {
     pub keep_service_files: Option<bool>,
     pub keep_package_db: Option<bool>,
     pub audit: AuditOverride,
+    /// The image's own `platforms:`; `None`: the file's.
+    pub platforms: Option<Vec<Platform>>,
 }
 
 impl Image {

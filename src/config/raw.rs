@@ -94,6 +94,8 @@ pub struct RawFile {
     pub registries: Option<Entries<S<RawRegistrySettings>>>,
     pub images: Option<S<Entries<S<RawImage>>>>,
     pub audit: Option<S<RawAudit>>,
+    /// `os/arch` of each image, e.g. `[linux/amd64, linux/arm64]`.
+    pub platforms: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -212,6 +214,7 @@ pub struct RawImage {
     pub keep_service_files: Option<bool>,
     pub keep_package_db: Option<bool>,
     pub audit: Option<S<RawAudit>>,
+    pub platforms: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Deserialize, JsonSchema)]

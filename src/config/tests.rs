@@ -749,3 +749,55 @@ fn registry_prefix_must_make_references() {
         assert!(hint.is_some_and(|h| h.contains("host[:port]/path")));
     }
 }
+
+#[test]
+fn platforms_of_the_file_and_of_an_image() {
+    let config = load_text(&format!(
+        "{STAGE3}platforms: [linux/amd64, linux/arm64]\nimages:\n  base:\n    packages: sys-libs/glibc\n  tool:\n    from: base\n    platforms: [linux/arm64]\n"
+    ))
+    .unwrap();
+    let names = |p: &Option<Vec<Platform>>| {
+        p.as_ref()
+            .map(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        names(&config.platforms).unwrap(),
+        ["linux/amd64", "linux/arm64"]
+    );
+    assert_eq!(names(&config.images["base"].platforms), None);
+    assert_eq!(
+        names(&config.images["tool"].platforms).unwrap(),
+        ["linux/arm64"]
+    );
+}
+
+#[test]
+fn platforms_are_refused_when_unknown_twice_empty_or_missing_from_the_parent() {
+    let (message, hint) = rejected(&format!(
+        "{STAGE3}platforms: [linux/amd64, linux/riscv64]\nimages:\n  base:\n    packages: sys-libs/glibc\n"
+    ));
+    assert_eq!(
+        message,
+        "3:26: `linux/riscv64` is not a platform gib builds for"
+    );
+    assert_eq!(hint.as_deref(), Some("one of: linux/amd64, linux/arm64"));
+    let (message, _) = rejected(&format!(
+        "{STAGE3}platforms: [linux/arm64, linux/arm64/v8]\nimages:\n  base:\n    packages: sys-libs/glibc\n"
+    ));
+    assert_eq!(message, "3:26: platform `linux/arm64/v8` is named twice");
+    let (message, _) = rejected(&format!(
+        "{STAGE3}images:\n  base:\n    packages: sys-libs/glibc\n    platforms: []\n"
+    ));
+    assert_eq!(message, "6:16: `platforms` is empty");
+    let (message, hint) = rejected(&format!(
+        "{STAGE3}images:\n  base:\n    packages: sys-libs/glibc\n    platforms: [linux/amd64]\n  tool:\n    from: base\n    platforms: [linux/amd64, linux/arm64]\n"
+    ));
+    assert_eq!(
+        message,
+        "7:3: image `tool` is built for linux/arm64, but its parent `base` is not"
+    );
+    assert_eq!(
+        hint.as_deref(),
+        Some("add linux/arm64 to `base`'s platforms, or leave it out of `tool`'s")
+    );
+}

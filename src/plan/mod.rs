@@ -125,6 +125,9 @@ pub struct ImagePlan {
     pub package_use_flags: BTreeMap<String, Vec<String>>,
     /// The Portage files written into the builder before this image's emerge.
     pub portage: PortageFiles,
+    /// The platforms it is built for (`platforms:`, the image's over the file's; the host's
+    /// when neither names any), in the order written.
+    pub platforms: Vec<crate::oci::spec::Platform>,
 }
 
 impl ImagePlan {
@@ -340,6 +343,11 @@ fn image_plan(config: &Config, image: &Image, portage: &PortageFiles) -> ImagePl
         kind,
         package_use_flags: config.build.package_use_flags.clone(),
         portage: portage.clone(),
+        platforms: image
+            .platforms
+            .clone()
+            .or_else(|| config.platforms.clone())
+            .unwrap_or_else(|| vec![crate::oci::spec::Platform::host()]),
     }
 }
 

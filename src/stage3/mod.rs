@@ -8,6 +8,7 @@
 //! the one being unpacked (under the entry's lock; a leftover of an interrupted gib is
 //! replaced by the next unpack); `stage3/urls/<sha256 of the url>` the digest a URL had.
 
+pub mod arch;
 pub mod flavor;
 
 use std::fs::File;

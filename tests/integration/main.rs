@@ -19,6 +19,7 @@ mod hostile_network;
 mod image_tests;
 mod inspect_page;
 mod lock;
+mod multiarch;
 mod oci;
 mod outputs;
 mod preflight;

@@ -31,6 +31,7 @@ impl Validator<'_> {
         let mut images = BTreeMap::new();
         let mut from_at = BTreeMap::new();
         let mut needs_stage3 = Vec::new();
+        let mut named_at = BTreeMap::new();
         for (key, raw_image) in raw.0 {
             self.image_name(&key.value, key.referenced)?;
             let image_at = raw_image.referenced;
@@ -39,12 +40,14 @@ impl Validator<'_> {
                 needs_stage3.push((image.name.clone(), key.referenced));
             }
             from_at.insert(image.name.clone(), parent_at);
+            named_at.insert(image.name.clone(), key.referenced);
             images.insert(image.name.clone(), image);
         }
         self.check_cycles(&images, &from_at)?;
         Ok(ValidatedImages {
             images,
             needs_stage3,
+            named_at,
         })
     }
 
@@ -253,6 +256,7 @@ impl Validator<'_> {
             keep_service_files: r.keep_service_files,
             keep_package_db: r.keep_package_db,
             audit: self.audit_override(r.audit)?,
+            platforms: r.platforms.map(|p| self.platforms(p)).transpose()?,
         };
         Ok((image, from_at))
     }
@@ -323,10 +327,12 @@ impl Validator<'_> {
     }
 }
 
-pub(super) struct ValidatedImages {
+pub(in crate::config) struct ValidatedImages {
     pub(super) images: BTreeMap<String, Image>,
     /// Images that run Portage (all but `rootfs:` ones), with where they are named.
     pub(super) needs_stage3: Vec<(String, Location)>,
+    /// Where each image is named, for the checks across images.
+    pub(super) named_at: BTreeMap<String, Location>,
 }
 
 /// OCI repository path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.

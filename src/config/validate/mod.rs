@@ -28,6 +28,7 @@ mod build;
 mod defaults;
 mod image_test;
 mod images;
+mod platforms;
 mod registries;
 mod repositories;
 mod stage3;
@@ -58,6 +59,7 @@ impl Validator<'_> {
         let registry = raw.registry.map(|r| self.registry(&r)).transpose()?;
         let registries = self.registries(raw.registries.unwrap_or(Entries(Vec::new())))?;
         let audit = self.audit(raw.audit)?;
+        let platforms = raw.platforms.map(|p| self.platforms(p)).transpose()?;
         let images = raw.images.ok_or_else(|| {
             self.source.error_with_hint(
                 start,
@@ -67,6 +69,7 @@ impl Validator<'_> {
         })?;
         let images_at = images.referenced;
         let images = self.images(images_at, images.value)?;
+        self.check_parent_platforms(&images, platforms.as_deref())?;
         if stage3.is_none()
             && let Some((name, at)) = images.needs_stage3.first()
         {
@@ -87,6 +90,7 @@ impl Validator<'_> {
             registries,
             images: images.images,
             audit,
+            platforms,
         })
     }
 

@@ -14,6 +14,7 @@ use anyhow::Result;
 
 use super::RunRequest;
 use crate::config::Parent;
+use crate::oci::spec::Platform;
 use crate::plan::Plan;
 use crate::printer::{Hint, UserError};
 use crate::registry::Reference;
@@ -27,6 +28,7 @@ pub fn check(request: &RunRequest<'_>, plan: &Plan) -> Result<()> {
         check_archive(file)?;
     }
     check_parents(request, plan)?;
+    check_platforms(plan)?;
     if request.outputs.push {
         check_push(request, plan)?;
     }
@@ -44,6 +46,88 @@ fn check_parents(request: &RunRequest<'_>, plan: &Plan) -> Result<()> {
         } else if let Parent::Registry(text) = &image.parent {
             super::from_registry::parent_reference(&image.name, text)?;
         }
+    }
+    Ok(())
+}
+
+/// Every platform other than the host's runs under qemu-user, registered with binfmt_misc's
+/// `F` flag (see `sandbox::binfmt`); until the per-platform build lands, such a platform is
+/// then refused by name rather than built for the host's.
+fn check_platforms(plan: &Plan) -> Result<()> {
+    use crate::sandbox::binfmt::{self, State};
+    use crate::stage3::arch;
+    let host = Platform::host();
+    let host_arch = arch::of(&host);
+    let mut foreign: Vec<&Platform> = Vec::new();
+    for platform in plan.images.iter().flat_map(|i| &i.platforms) {
+        if arch::of(platform) != host_arch
+            && !foreign
+                .iter()
+                .any(|p| p.architecture == platform.architecture)
+        {
+            foreign.push(platform);
+        }
+    }
+    for platform in &foreign {
+        let Some(arch) = arch::of(platform) else {
+            continue;
+        };
+        let name = format!("qemu-{}", arch.qemu);
+        let needs = format!(
+            "building for {platform} on this {host} host runs its binaries under qemu-user, \
+            registered with binfmt_misc's F flag"
+        );
+        let install = format!(
+            "as root: apt install qemu-user-static binfmt-support (it registers {name} with F), \
+            or a CI's setup-qemu step"
+        );
+        match binfmt::qemu_state(arch.qemu) {
+            State::NotMounted => {
+                return Err(UserError::new(format!(
+                    "{needs}, and binfmt_misc is not mounted at /proc/sys/fs/binfmt_misc"
+                ))
+                .hint(format!(
+                    "as root: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; then {}",
+                    install.trim_start_matches("as root: ")
+                )));
+            }
+            State::Missing => {
+                return Err(
+                    UserError::new(format!("{needs}, and {name} is not registered")).hint(install),
+                );
+            }
+            State::Present(entry) if !entry.enabled => {
+                return Err(UserError::new(format!(
+                    "{needs}, and {name} is registered but disabled"
+                ))
+                .hint(format!("as root: update-binfmts --enable {name}")));
+            }
+            State::Present(entry) if !entry.fixed() => {
+                let fix = match entry.register_line_with_fix(&name) {
+                    Some(line) => format!(
+                        "as root: echo -1 > /proc/sys/fs/binfmt_misc/{name} && echo '{line}' > \
+                        /proc/sys/fs/binfmt_misc/register"
+                    ),
+                    None => format!("as root: register {name} again with the F flag"),
+                };
+                return Err(UserError::new(format!(
+                    "{needs}, and {name} is registered without F (flags: `{}`): its interpreter \
+                    {} cannot be found inside gib's sandbox",
+                    entry.flags, entry.interpreter
+                ))
+                .hint(fix));
+            }
+            State::Present(_) => {}
+        }
+    }
+    if let Some(platform) = foreign.first() {
+        return Err(UserError::with_hint(
+            format!(
+                "building for {platform} on this {host} host is not supported yet: gib builds \
+                images for the host's platform only"
+            ),
+            format!("build on a {platform} host, or leave {platform} out of `platforms:`"),
+        ));
     }
     Ok(())
 }

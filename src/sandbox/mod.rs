@@ -38,6 +38,7 @@
 //! scratch.remove()?;
 //! ```
 
+pub mod binfmt;
 mod confine;
 mod credentials;
 pub mod helper;

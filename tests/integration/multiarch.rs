@@ -1,10 +1,13 @@
 //! Multi-platform images (issue 18): `platforms:` through the real binary, and the check of
 //! the qemu-user registration a foreign platform needs before anything is built.
 
+use std::fs;
 use std::path::Path;
 use std::process::Output;
+use std::time::{Duration, Instant};
 
-use crate::util::{gib, scratch_dir};
+use crate::fixture::mini_stage3;
+use crate::util::{Runner, build_with, gib, gib_by, scratch_dir, work_dir};
 
 fn run(dir: &Path, args: &[&str]) -> Output {
     gib()
@@ -66,4 +69,96 @@ fn plan_without_platforms_is_the_hosts_alone() {
         other => panic!("no test expectation for {other}"),
     };
     assert_eq!(plan["platforms"], serde_json::json!([host]));
+}
+
+/// Debian's registration of qemu-aarch64 as the kernel shows it, with `flags` and `state`.
+fn registration(state: &str, flags: &str) -> String {
+    format!(
+        "{state}\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: {flags}\noffset 0\n\
+         magic 7f454c460201010000000000000000000200b700\nmask ffffffffffffff00fffffffffffffffffeffffff\n"
+    )
+}
+
+/// A build for linux/amd64 and linux/arm64 on an amd64 host, shown a binfmt_misc directory
+/// of the test's making (the `GIB_TEST_BINFMT_DIR` hook: the machine's own registration is
+/// shared with the tests running beside this one, so it is not touched): each way the
+/// registration can be unusable fails before any work with the exact fix, exit 2, the cache
+/// never made. Root and rootless.
+#[test]
+fn a_foreign_platform_without_a_usable_qemu_registration_fails_before_work() {
+    assert_eq!(
+        std::env::consts::ARCH,
+        "x86_64",
+        "the test expects an amd64 host"
+    );
+    // (what the fake binfmt_misc holds, what the error says, what the hint says)
+    let cases: [(Option<String>, &str, &str); 5] = [
+        (
+            None,
+            "binfmt_misc is not mounted at /proc/sys/fs/binfmt_misc",
+            "hint: as root: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; then apt install qemu-user-static binfmt-support",
+        ),
+        (
+            Some(String::new()),
+            "qemu-aarch64 is not registered",
+            "hint: as root: apt install qemu-user-static binfmt-support (it registers qemu-aarch64 with F)",
+        ),
+        (
+            Some(registration("disabled", "PF")),
+            "qemu-aarch64 is registered but disabled",
+            "hint: as root: update-binfmts --enable qemu-aarch64",
+        ),
+        (
+            Some(registration("enabled", "P")),
+            "qemu-aarch64 is registered without F (flags: `P`): its interpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P cannot be found inside gib's sandbox",
+            "hint: as root: echo -1 > /proc/sys/fs/binfmt_misc/qemu-aarch64 && echo ':qemu-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00:\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:PF' > /proc/sys/fs/binfmt_misc/register",
+        ),
+        (
+            Some(registration("enabled", "PF")),
+            "building for linux/arm64 on this linux/amd64 host is not supported yet",
+            "hint: build on a linux/arm64 host, or leave linux/arm64 out of `platforms:`",
+        ),
+    ];
+    for runner in [Runner::Root, Runner::User] {
+        let dir = work_dir(runner, "multiarch");
+        let config = dir.path().join("gib.yaml");
+        fs::write(
+            &config,
+            format!(
+                "stage3:\n  path: {}\nportage:\n  sync_type: none\nplatforms: [linux/amd64, linux/arm64]\n\
+                 images:\n  base:\n    tag: t\n    packages: [sys-libs/glibc]\n",
+                mini_stage3().display()
+            ),
+        )
+        .unwrap();
+        for (entry, says, hint) in &cases {
+            let binfmt = dir.path().join("binfmt_misc");
+            let _ = fs::remove_dir_all(&binfmt);
+            fs::create_dir(&binfmt).unwrap();
+            if let Some(entry) = entry {
+                fs::write(binfmt.join("status"), "enabled\n").unwrap();
+                if !entry.is_empty() {
+                    fs::write(binfmt.join("qemu-aarch64"), entry).unwrap();
+                }
+            }
+            let cache = dir.path().join("cache");
+            let out_dir = dir.path().join("layout");
+            let mut cmd = build_with(gib_by(runner), &config, &cache);
+            cmd.arg("--oci-layout").arg(&out_dir);
+            // runuser passes the environment on.
+            cmd.env("GIB_TEST_BINFMT_DIR", &binfmt);
+            let started = Instant::now();
+            let out = cmd.output().unwrap();
+            let took = started.elapsed();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{runner:?} {says}\n{stderr}");
+            assert!(took < Duration::from_secs(2), "{runner:?} took {took:?}");
+            let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+            assert_eq!(errors.len(), 1, "{stderr}");
+            assert!(errors[0].contains(says), "{runner:?}: {stderr}");
+            assert!(stderr.contains(hint), "{runner:?}: {stderr}");
+            assert!(!cache.exists(), "{runner:?} opened the cache: {stderr}");
+            assert!(!out_dir.exists(), "{runner:?} wrote the layout: {stderr}");
+        }
+    }
 }

@@ -12,6 +12,7 @@
 //!           | {"source": "url", "url": "https://…", "sha512": "…" | null}
 //!           | {"source": "path", "path": "/abs/stage3.tar.xz", "sha512": "…" | null}
 //!           | null,                                   // only when every image is `rootfs:`
+//!   "stage3_by_platform": {"linux/arm64": {"source": "flavor", "flavor": "arm64-openrc", …}},
 //!   "trust": {                                         // what signatures and TLS are checked with
 //!     "stage3_key": {"fingerprint": "13EB…", "keyring": null, "builtin": true},
 //!     "snapshot_key": {"fingerprint": "DCD0…", "keyring": "/abs/team.asc", "builtin": false},
@@ -110,6 +111,8 @@ struct PlanJson<'a> {
     file: String,
     registry: Option<&'a str>,
     stage3: Option<Stage3Json<'a>>,
+    /// Platform -> the stage3 it builds in.
+    stage3_by_platform: BTreeMap<String, Stage3Json<'a>>,
     trust: TrustJson<'a>,
     /// gib.lock: its path, what it pins (`null` before the first build) and the inputs it
     /// does not pin for what gib.yaml says.
@@ -248,31 +251,42 @@ impl<'a> TrustJson<'a> {
     }
 }
 
+impl<'a> Stage3Json<'a> {
+    fn new(stage3: &'a Stage3) -> Self {
+        match stage3 {
+            Stage3::Flavor {
+                flavor,
+                mirror,
+                pin,
+            } => Stage3Json::Flavor {
+                flavor,
+                mirror,
+                pin: pin.as_deref(),
+            },
+            Stage3::Url { url, sha512 } => Stage3Json::Url {
+                url,
+                sha512: sha512.as_deref(),
+            },
+            Stage3::Path { path, sha512 } => Stage3Json::Path {
+                path: path.display().to_string(),
+                sha512: sha512.as_deref(),
+            },
+        }
+    }
+}
+
 impl<'a> PlanJson<'a> {
     fn new(plan: &'a Plan, trust: TrustJson<'a>) -> Self {
         PlanJson {
             schema_version: 1,
             file: plan.file.display().to_string(),
             registry: plan.registry.as_deref(),
-            stage3: plan.stage3.as_ref().map(|s| match s {
-                Stage3::Flavor {
-                    flavor,
-                    mirror,
-                    pin,
-                } => Stage3Json::Flavor {
-                    flavor,
-                    mirror,
-                    pin: pin.as_deref(),
-                },
-                Stage3::Url { url, sha512 } => Stage3Json::Url {
-                    url,
-                    sha512: sha512.as_deref(),
-                },
-                Stage3::Path { path, sha512 } => Stage3Json::Path {
-                    path: path.display().to_string(),
-                    sha512: sha512.as_deref(),
-                },
-            }),
+            stage3: plan.stage3.as_ref().map(Stage3Json::new),
+            stage3_by_platform: plan
+                .stage3_by_platform
+                .iter()
+                .map(|(platform, stage3)| (platform.to_string(), Stage3Json::new(stage3)))
+                .collect(),
             trust,
             lock: None,
             sandbox: String::new(),
@@ -458,6 +472,16 @@ fn render_text(plan: &Plan, trust: &TrustJson<'_>, sandbox: &str) -> String {
         }
         None => {
             let _ = writeln!(out, "stage3: none (every image is a rootfs image)");
+        }
+    }
+    if plan.stage3_by_platform.len() > 1 {
+        for (platform, stage3) in &plan.stage3_by_platform {
+            let source = match stage3 {
+                Stage3::Flavor { flavor, .. } => flavor.clone(),
+                Stage3::Url { url, .. } => url.clone(),
+                Stage3::Path { path, .. } => path.display().to_string(),
+            };
+            let _ = writeln!(out, "stage3 for {platform}: {source}");
         }
     }
     let _ = writeln!(

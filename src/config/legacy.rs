@@ -90,6 +90,7 @@ impl Validator<'_> {
                 mirror: DEFAULT_STAGE3_MIRROR.to_string(),
                 pin: None,
             }),
+            stage3_per_arch: BTreeMap::new(),
             portage,
             trust: Trust::gentoo(),
             repositories,

@@ -31,6 +31,9 @@ pub struct Config {
     pub file: PathBuf,
     /// Absent only when every image is a `rootfs:` image.
     pub stage3: Option<Stage3>,
+    /// A per-architecture `url:`/`path:` (Gentoo's architecture name -> its stage3); empty
+    /// for one file or a flavor, which every platform derives its own from.
+    pub stage3_per_arch: BTreeMap<String, Stage3>,
     pub portage: Portage,
     /// The keys and CA the stage3 and snapshots are checked with (`stage3.fingerprint`,
     /// `keyring`, `ca_certificate`; `portage.fingerprint`, `keyring`): Gentoo's unless named.

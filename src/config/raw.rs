@@ -119,9 +119,9 @@ pub struct RawStage3 {
     pub flavor: Option<S<String>>,
     pub mirror: Option<S<String>>,
     pub pin: Option<S<String>>,
-    pub url: Option<S<String>>,
-    pub path: Option<S<String>>,
-    pub sha512: Option<S<String>>,
+    pub url: Option<S<PerArch>>,
+    pub path: Option<S<PerArch>>,
+    pub sha512: Option<S<PerArch>>,
     pub fingerprint: Option<S<String>>,
     pub keyring: Option<S<String>>,
     pub ca_certificate: Option<S<String>>,
@@ -369,6 +369,46 @@ impl JsonSchema for OneOrMany {
             "anyOf": [
                 {"type": "string"},
                 {"type": "array", "items": {"type": "string"}}
+            ]
+        })
+    }
+}
+
+/// `path: stage3.tar.xz`, or one per architecture: `path: {amd64: a.tar.xz, arm64: b.tar.xz}`.
+pub enum PerArch {
+    One(String),
+    Each(Entries<S<String>>),
+}
+
+impl<'de> Deserialize<'de> for PerArch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StringOrMap;
+        impl<'de> Visitor<'de> for StringOrMap {
+            type Value = PerArch;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, or a mapping of architecture to string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(PerArch::One(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Entries::deserialize(de::value::MapAccessDeserializer::new(map)).map(PerArch::Each)
+            }
+        }
+        deserializer.deserialize_any(StringOrMap)
+    }
+}
+
+impl JsonSchema for PerArch {
+    fn schema_name() -> Cow<'static, str> {
+        "PerArch".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "one string, or one per architecture (amd64, arm64)",
+            "anyOf": [
+                {"type": "string"},
+                {"type": "object", "additionalProperties": {"type": "string"}}
             ]
         })
     }

@@ -801,3 +801,47 @@ fn platforms_are_refused_when_unknown_twice_empty_or_missing_from_the_parent() {
         Some("add linux/arm64 to `base`'s platforms, or leave it out of `tool`'s")
     );
 }
+
+#[test]
+fn a_per_arch_stage3_names_known_arches_with_matching_checksums() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.tar.xz", "a");
+    let text = |stage3: &str| {
+        format!(
+            "stage3:\n{stage3}platforms: [linux/arm64]\nimages:\n  base:\n    packages: sys-libs/glibc\n"
+        )
+    };
+    let config = load_in(dir.path(), &text("  path: {arm64: a.tar.xz}\n"));
+    assert!(matches!(
+        &config.stage3_per_arch["arm64"],
+        Stage3::Path { path, sha512: None } if path.ends_with("a.tar.xz")
+    ));
+    let refused = |stage3: &str| {
+        let err = load(&write(dir.path(), "gib.yaml", &text(stage3))).unwrap_err();
+        let r = rejection(err);
+        let message = r.message.split_once("gib.yaml:").unwrap().1.to_string();
+        (message, r.hint)
+    };
+    let (message, hint) = refused("  path: {arm46: a.tar.xz}\n");
+    assert_eq!(
+        message,
+        "2:10: `arm46` is not a valid `stage3 architecture`"
+    );
+    assert_eq!(hint.as_deref(), Some("did you mean `arm64`?"));
+    let (message, _) = refused(&format!(
+        "  path: {{arm64: a.tar.xz}}\n  sha512: {{amd64: {}}}\n",
+        "a".repeat(128)
+    ));
+    assert_eq!(
+        message,
+        "3:12: `sha512` names `amd64`, which `path` does not"
+    );
+    let (message, _) = refused(&format!(
+        "  path: {{arm64: a.tar.xz}}\n  sha512: {}\n",
+        "a".repeat(128)
+    ));
+    assert_eq!(
+        message,
+        "3:11: `sha512` must have the form of `path`: one value, or one per architecture"
+    );
+}

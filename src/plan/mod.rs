@@ -24,6 +24,9 @@ pub struct Plan {
     /// The configuration file the plan comes from (absolute).
     pub file: PathBuf,
     pub stage3: Option<Stage3>,
+    /// The stage3 of each platform an image is built for, in the order first named: the
+    /// flavor made that architecture's, or the per-architecture `url:`/`path:`.
+    pub stage3_by_platform: Vec<(crate::oci::spec::Platform, Stage3)>,
     /// The main ebuild repository and the overlays, to sync before building.
     pub portage: Portage,
     /// The signing keys and CAs the stage3 and snapshots are checked with.
@@ -189,13 +192,23 @@ impl Plan {
             threads,
             jobs,
         )?;
-        let images = build_order(config, &wanted)
+        let images: Vec<ImagePlan> = build_order(config, &wanted)
             .into_iter()
             .map(|image| image_plan(config, image, &portage))
             .collect();
+        let mut stage3_by_platform: Vec<(crate::oci::spec::Platform, Stage3)> = Vec::new();
+        for platform in images.iter().flat_map(|i| &i.platforms) {
+            if stage3_by_platform.iter().any(|(p, _)| p == platform) {
+                continue;
+            }
+            if let Some(stage3) = stage3_for(config, platform) {
+                stage3_by_platform.push((platform.clone(), stage3));
+            }
+        }
         Ok(Plan {
             file: config.file.clone(),
             stage3: config.stage3.clone(),
+            stage3_by_platform,
             portage: config.portage.clone(),
             trust: config.trust.clone(),
             repositories: config.repositories.clone(),
@@ -208,6 +221,31 @@ impl Plan {
     /// The image names in build order.
     pub fn order(&self) -> Vec<&str> {
         self.images.iter().map(|i| i.name.as_str()).collect()
+    }
+}
+
+/// The stage3 `platform` builds in: the per-architecture one gib.yaml names, else its
+/// flavor made the platform's (`amd64-openrc` -> `arm64-openrc`), else its one file, which
+/// is the host's.
+fn stage3_for(config: &Config, platform: &crate::oci::spec::Platform) -> Option<Stage3> {
+    let arch = crate::stage3::arch::of(platform)?;
+    if !config.stage3_per_arch.is_empty() {
+        return config.stage3_per_arch.get(arch.gentoo).cloned();
+    }
+    match config.stage3.as_ref()? {
+        Stage3::Flavor {
+            flavor,
+            mirror,
+            pin,
+        } => Some(Stage3::Flavor {
+            flavor: crate::stage3::arch::flavor_for(flavor, platform),
+            mirror: mirror.clone(),
+            pin: pin.clone(),
+        }),
+        one if crate::stage3::arch::of(&crate::oci::spec::Platform::host()) == Some(arch) => {
+            Some(one.clone())
+        }
+        _ => None,
     }
 }
 

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::fixture::mini_stage3;
 use crate::util::{Runner, build_with, gib, gib_by, scratch_dir, work_dir};
 
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -124,11 +123,10 @@ fn a_foreign_platform_without_a_usable_qemu_registration_fails_before_work() {
         let config = dir.path().join("gib.yaml");
         fs::write(
             &config,
-            format!(
-                "stage3:\n  path: {}\nportage:\n  sync_type: none\nplatforms: [linux/amd64, linux/arm64]\n\
-                 images:\n  base:\n    tag: t\n    packages: [sys-libs/glibc]\n",
-                mini_stage3().display()
-            ),
+            // A flavor: the refusal comes before anything is downloaded.
+            "stage3:\n  flavor: amd64-openrc\nportage:\n  sync_type: none\n\
+             platforms: [linux/amd64, linux/arm64]\n\
+             images:\n  base:\n    tag: t\n    packages: [sys-libs/glibc]\n",
         )
         .unwrap();
         for (entry, says, hint) in &cases {
@@ -161,4 +159,71 @@ fn a_foreign_platform_without_a_usable_qemu_registration_fails_before_work() {
             assert!(!out_dir.exists(), "{runner:?} wrote the layout: {stderr}");
         }
     }
+}
+
+#[test]
+fn each_platform_has_its_stage3() {
+    let dir = scratch_dir("multiarch");
+    std::fs::write(dir.path().join("gib.yaml"), TWO_PLATFORMS).unwrap();
+    let out = run(dir.path(), &["plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        plan["stage3_by_platform"]["linux/arm64"]["flavor"],
+        "arm64-openrc"
+    );
+    assert_eq!(
+        plan["stage3_by_platform"]["linux/amd64"]["flavor"],
+        "amd64-openrc"
+    );
+
+    // A tarball per architecture, each with its checksum.
+    for name in ["amd64.tar.xz", "arm64.tar.xz"] {
+        std::fs::write(dir.path().join(name), name).unwrap();
+    }
+    let sum = "a".repeat(128);
+    std::fs::write(
+        dir.path().join("gib.yaml"),
+        TWO_PLATFORMS.replace(
+            "  flavor: amd64-openrc\n",
+            &format!(
+                "  path: {{amd64: amd64.tar.xz, arm64: arm64.tar.xz}}\n  sha512: {{arm64: {sum}}}\n"
+            ),
+        ),
+    )
+    .unwrap();
+    let out = run(dir.path(), &["plan", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let arm = &plan["stage3_by_platform"]["linux/arm64"];
+    assert_eq!(
+        arm["path"],
+        dir.path().join("arm64.tar.xz").display().to_string()
+    );
+    assert_eq!(arm["sha512"], sum);
+    let amd = &plan["stage3_by_platform"]["linux/amd64"];
+    assert_eq!(
+        amd["path"],
+        dir.path().join("amd64.tar.xz").display().to_string()
+    );
+    assert_eq!(amd["sha512"], serde_json::Value::Null);
+
+    // One tarball cannot serve two architectures.
+    std::fs::write(
+        dir.path().join("gib.yaml"),
+        TWO_PLATFORMS.replace("  flavor: amd64-openrc\n", "  path: amd64.tar.xz\n"),
+    )
+    .unwrap();
+    let out = run(dir.path(), &["plan"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "image `base` is built for linux/arm64, and `stage3:` names no stage3 for it"
+        ),
+        "{stderr}"
+    );
 }

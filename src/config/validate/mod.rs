@@ -49,6 +49,7 @@ impl Validator<'_> {
     pub fn config(&self, file: PathBuf, raw: RawFile) -> Checked<Config> {
         let start = start_of_file();
         let trust = self.trust(raw.stage3.as_ref(), raw.portage.as_ref())?;
+        let stage3_at = raw.stage3.as_ref().map(|s| s.referenced);
         let stage3 = raw.stage3.map(|s| self.stage3(s)).transpose()?;
         let portage = self.portage(raw.portage)?;
         let repositories = self.repositories(raw.repositories.unwrap_or_default())?;
@@ -70,6 +71,13 @@ impl Validator<'_> {
         let images_at = images.referenced;
         let images = self.images(images_at, images.value)?;
         self.check_parent_platforms(&images, platforms.as_deref())?;
+        if let (Some(stage3), Some(at)) = (&stage3, stage3_at) {
+            self.check_stage3_platforms(stage3, at, &images, platforms.as_deref())?;
+        }
+        let (stage3, stage3_per_arch) = match stage3 {
+            Some(s) => (Some(s.main), s.per_arch),
+            None => (None, BTreeMap::new()),
+        };
         if stage3.is_none()
             && let Some((name, at)) = images.needs_stage3.first()
         {
@@ -82,6 +90,7 @@ impl Validator<'_> {
         Ok(Config {
             file,
             stage3,
+            stage3_per_arch,
             portage,
             trust,
             repositories,

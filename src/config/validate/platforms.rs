@@ -85,6 +85,48 @@ impl Validator<'_> {
     }
 }
 
+impl Validator<'_> {
+    /// Every platform an image built with Portage is built for has a stage3: a flavor
+    /// resolves for each, one `url:`/`path:` is the host's, a per-architecture one names
+    /// each.
+    pub(super) fn check_stage3_platforms(
+        &self,
+        stage3: &stage3::Stage3Sources,
+        at: Location,
+        images: &images::ValidatedImages,
+        file: Option<&[Platform]>,
+    ) -> Checked<()> {
+        let host = [Platform::host()];
+        for (name, _) in &images.needs_stage3 {
+            let Some(image) = images.images.get(name) else {
+                continue;
+            };
+            let platforms = image.platforms.as_deref().or(file).unwrap_or(&host);
+            for platform in platforms {
+                let Some(arch) = arch::of(platform) else {
+                    continue;
+                };
+                let covered = match &stage3.main {
+                    Stage3::Flavor { .. } => true,
+                    _ if !stage3.per_arch.is_empty() => stage3.per_arch.contains_key(arch.gentoo),
+                    _ => arch::of(&host[0]) == Some(arch),
+                };
+                if !covered {
+                    return Err(self.source.error_with_hint(
+                        at,
+                        format!("image `{name}` is built for {platform}, and `stage3:` names no stage3 for it"),
+                        format!(
+                            "give one per architecture, e.g. `path: {{amd64: stage3-amd64.tar.xz, {}: stage3-{}.tar.xz}}`, or a `flavor`",
+                            arch.gentoo, arch.gentoo
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `linux/arm64` and `linux/arm64/v8` are one platform to gib.
 fn same_arch(a: &Platform, b: &Platform) -> bool {
     a.os == b.os && a.architecture == b.architecture

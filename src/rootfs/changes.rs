@@ -102,7 +102,7 @@ fn prune_dir(
 
 /// The lower entry an overlay of `lowers` shows at `rel`, if any: the nearest lower that has
 /// it, unless a whiteout, a non-directory or an opaque directory above hides the rest.
-fn visible_in_lowers(lowers: &[PathBuf], rel: &Path) -> Result<Option<PathBuf>> {
+pub(crate) fn visible_in_lowers(lowers: &[PathBuf], rel: &Path) -> Result<Option<PathBuf>> {
     let components: Vec<_> = rel.components().collect();
     for lower in lowers {
         let mut opaque_above = false;

@@ -42,6 +42,12 @@ pub enum Job {
         package_dbs: Vec<PathBuf>,
         largest: usize,
     },
+    /// Lint an image's layer dirs (nearest first), `owned` the paths its packages list: a
+    /// `lint::Report` back.
+    LintLayers {
+        layer_dirs: Vec<PathBuf>,
+        owned: std::collections::BTreeSet<String>,
+    },
     /// Unpack a tarball (stage3 or `rootfs:`) into `dest`, keeping owners unless the map
     /// has a single id: an `UnpackSummary` back.
     UnpackTarball {
@@ -117,6 +123,9 @@ fn work(job: Job) -> Result<serde_json::Value> {
             &package_dbs,
             largest,
         )?),
+        Job::LintLayers { layer_dirs, owned } => {
+            reply(crate::rootfs::lint::lint_layers(&layer_dirs, &owned)?)
+        }
         Job::UnpackTarball {
             tarball,
             dest,

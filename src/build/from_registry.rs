@@ -148,6 +148,7 @@ fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
         reused: true,
         // A pulled parent is not re-published, so gib attaches no SBOM of its own to it.
         sbom: None,
+        lint: None,
     })
 }
 

@@ -17,6 +17,7 @@ mod inputs;
 mod key;
 mod layer;
 mod layering;
+mod lint;
 mod packages;
 mod preflight;
 pub mod report;
@@ -33,6 +34,7 @@ pub use inputs::{LockMode, LockStatus, UpdateSelection, lock_status};
 pub use run::{RunOutcome, RunRequest, Session, run};
 pub use shell::{run_in_stage3, shell};
 
+pub use lint::LintFailed;
 pub use test::TestFailed;
 
 use std::cell::OnceCell;
@@ -81,6 +83,10 @@ pub struct BuiltImage {
     /// is the image: the outputs write it beside the image, a push uploads it after it.
     #[serde(default)]
     pub sbom: Option<crate::oci::artifact::Artifact>,
+    /// What the lint found in the finished image (its `lint:` applied); none for pulled
+    /// images and entries of older gibs.
+    #[serde(default)]
+    pub lint: Option<crate::rootfs::lint::Report>,
     /// Reused from the cache in this run rather than built.
     #[serde(skip)]
     pub reused: bool,
@@ -112,7 +118,11 @@ impl BuiltImage {
         image: &ImagePlan,
         key: String,
         version_tag: &str,
-        (written, sbom): (Image, crate::oci::artifact::Artifact),
+        (written, sbom, lint): (
+            Image,
+            crate::oci::artifact::Artifact,
+            crate::rootfs::lint::Report,
+        ),
         packages: Vec<String>,
         trees: Trees,
     ) -> BuiltImage {
@@ -128,6 +138,7 @@ impl BuiltImage {
             package_dbs: trees.package_dbs,
             image: written,
             sbom: Some(sbom),
+            lint: Some(lint),
             reused: false,
         }
     }
@@ -400,13 +411,18 @@ struct Tail<'t> {
 }
 
 /// The one tail of every build: write the image (config and manifest), attach its SBOM,
-/// then run its `test:`, so a failing test leaves nothing the outputs would write.
+/// lint it, then run its `test:`, so a failing lint or test leaves nothing the outputs would
+/// write.
 fn write_image_sbom_test(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
     tail: Tail<'_>,
-) -> Result<(Image, crate::oci::artifact::Artifact)> {
+) -> Result<(
+    Image,
+    crate::oci::artifact::Artifact,
+    crate::rootfs::lint::Report,
+)> {
     let written = crate::oci::image::write_image(
         ctx.store,
         &image_request(ctx, image, parent, tail.layers, tail.version_tag, tail.how)?,
@@ -418,8 +434,9 @@ fn write_image_sbom_test(
         tail.sbom_trees,
         ctx.epoch()?,
     )?;
+    let lint = lint::check(ctx, image, tail.test_trees, tail.sbom_trees)?;
     test::run(ctx, image, tail.test_trees)?;
-    Ok((written, sbom))
+    Ok((written, sbom, lint))
 }
 
 /// Sum of the stored sizes of an image's config and layers.

@@ -105,6 +105,8 @@ pub struct ImageReport {
     pub usage: Option<UsageSummary>,
     /// The SBOM artifact manifest (its subject is the image).
     pub sbom: Option<String>,
+    /// What the lint found in the image when it was built (absent for pulled images).
+    pub lint: Option<crate::rootfs::lint::Report>,
 }
 
 impl ImageReport {
@@ -133,6 +135,7 @@ impl ImageReport {
             push: push.cloned(),
             usage,
             sbom: built.sbom.as_ref().map(|s| s.manifest.digest.to_string()),
+            lint: built.lint.clone(),
         }
     }
 }

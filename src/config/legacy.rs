@@ -80,6 +80,7 @@ impl Validator<'_> {
             keep_static_libs: None,
             keep_service_files: None,
             keep_package_db: None,
+            lint: Default::default(),
         };
         Ok(Config {
             file,

@@ -69,5 +69,6 @@ pub fn default_build() -> Build {
         keep_package_db: default_keep_package_db(),
         binhost: default_binhost(),
         distfile_mirrors: None,
+        lint: Default::default(),
     }
 }

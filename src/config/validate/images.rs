@@ -252,6 +252,11 @@ impl Validator<'_> {
             keep_static_libs: r.keep_static_libs,
             keep_service_files: r.keep_service_files,
             keep_package_db: r.keep_package_db,
+            lint: r
+                .lint
+                .map(|l| self.lint(l))
+                .transpose()?
+                .unwrap_or_default(),
         };
         Ok((image, from_at))
     }

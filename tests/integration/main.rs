@@ -16,6 +16,7 @@ mod fixture;
 mod hostile;
 mod hostile_network;
 mod image_tests;
+mod lint;
 mod lock;
 mod oci;
 mod outputs;

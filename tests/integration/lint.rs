@@ -1,0 +1,166 @@
+//! The lint after every build, on the mini stage3's greet chain (real Portage, real ELF files
+//! gcc made): the chain passes; a child whose script deleted the parent's libgreet.so.1 (an
+//! overlay whiteout over the parent's layer) fails with /usr/bin/greet and the soname, leaves
+//! no cache entry and no output; `ignore` leaves the binary out, `fail: false` makes the error
+//! a warning, and a dangling symlink warns. As root and as the unprivileged test user.
+
+use std::fs;
+use std::path::Path;
+
+use crate::fixture::mini_stage3;
+use crate::util::{Runner, gib_build, work_dir};
+
+/// Deletes the library greet links (in a parent's layer) and leaves a link to nothing.
+const NOLIB_SCRIPT: &str = "rm -f \"$ROOT\"/usr/lib64/libgreet.so.1*\n\
+                            ln -s /usr/share/nowhere \"$ROOT/usr/bin/dangling\"\n";
+
+fn write_config(dir: &Path, nolib_lint: &str) -> std::path::PathBuf {
+    fs::write(dir.join("nolib.sh"), NOLIB_SCRIPT).unwrap();
+    let text = format!(
+        "stage3:\n  path: {stage3}\nportage:\n  sync_type: none\nbuild:\n  threads: 2\n\
+         images:\n\
+         \x20 base:\n    tag: t\n    packages: [sys-apps/baselayout, sys-libs/glibc]\n\
+         \x20 lib:\n    from: base\n    tag: t\n    packages: [dev-libs/libgreet]\n\
+         \x20 app:\n    from: lib\n    tag: t\n    packages: [app-misc/greet]\n    \
+         entrypoint: [/usr/bin/greet]\n    test: /usr/bin/greet\n\
+         \x20 nolib:\n    from: app\n    tag: t\n    script: ./nolib.sh\n{nolib_lint}",
+        stage3 = mini_stage3().display(),
+    );
+    let path = dir.join("gib.yaml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// The `--json` report's entry for `name`.
+fn image_report<'r>(report: &'r serde_json::Value, name: &str) -> &'r serde_json::Value {
+    report
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {report}"))
+}
+
+/// `(kind, severity, path, detail)` of a report's findings of `kind`.
+fn findings(lint: &serde_json::Value, kind: &str) -> Vec<(String, String, String)> {
+    lint["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings in {lint}"))
+        .iter()
+        .filter(|f| f["kind"] == kind)
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap().to_string(),
+                f["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn has_entry(cache: &Path, image: &str) -> bool {
+    fs::read_dir(cache.join("images")).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{image}-"))
+        })
+    })
+}
+
+#[test]
+fn a_missing_library_fails_the_build_and_the_policy_can_relax_it() {
+    for runner in [Runner::Root, Runner::User] {
+        lint_chain(runner);
+    }
+}
+
+fn lint_chain(runner: Runner) {
+    let dir = work_dir(runner, "lint");
+    let cache = dir.path().join("cache");
+    let archive = dir.path().join("out.tar");
+    let archive_arg = archive.to_str().unwrap();
+
+    // The greet chain passes: every ELF file finds its loader and libraries.
+    let config = write_config(dir.path(), "");
+    let out = gib_build(runner, &config, &cache, &["--json", "app"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{runner:?}: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for name in ["base", "lib", "app"] {
+        let lint = &image_report(&report, name)["lint"];
+        for kind in ["missing_library", "missing_interpreter", "dangling_symlink"] {
+            assert_eq!(findings(lint, kind), [], "{runner:?} {name} {kind}: {lint}");
+        }
+        assert!(lint["checked"]["elf_files"].as_u64().unwrap() > 0, "{lint}");
+    }
+    assert!(stderr.contains("Linted app"), "{stderr}");
+
+    // Without libgreet.so.1 the build fails, naming the binary and the soname.
+    let started = std::time::Instant::now();
+    let out = gib_build(runner, &config, &cache, &["--archive", archive_arg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{runner:?}: {stderr}");
+    assert!(
+        stderr.contains("the lint of image nolib failed: 1 problem")
+            && stderr.contains(
+                "/usr/bin/greet: needs libgreet.so.1, which no file of the image provides"
+            ),
+        "{runner:?}: {stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(600));
+    assert!(!archive.exists(), "a failing lint wrote the archive");
+    assert!(
+        !has_entry(&cache, "nolib"),
+        "a failing lint left a cache entry"
+    );
+    assert!(has_entry(&cache, "app"));
+
+    // `ignore` leaves greet out; the dangling link still warns, and the image builds.
+    let config = write_config(dir.path(), "    lint: {ignore: [/usr/bin/greet]}\n");
+    let out = gib_build(
+        runner,
+        &config,
+        &cache,
+        &["--json", "--archive", archive_arg],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{runner:?}: {stderr}");
+    assert!(
+        stderr.contains("warning: image nolib: 1 file is a symlink that leads nowhere: /usr/bin/dangling: -> /usr/share/nowhere"),
+        "{runner:?}: {stderr}"
+    );
+    assert!(!stderr.contains("libgreet.so.1"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lint = &image_report(&report, "nolib")["lint"];
+    assert_eq!(findings(lint, "missing_library"), []);
+    assert!(lint["ignored"].as_u64().unwrap() >= 1, "{lint}");
+    assert_eq!(
+        findings(lint, "dangling_symlink"),
+        [(
+            "warning".to_string(),
+            "/usr/bin/dangling".to_string(),
+            "-> /usr/share/nowhere".to_string()
+        )]
+    );
+    assert!(archive.exists());
+
+    // `fail: false`: the missing library is a warning, kept in the report.
+    let config = write_config(dir.path(), "    lint: {fail: false}\n");
+    let out = gib_build(runner, &config, &cache, &["--json", "nolib"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{runner:?}: {stderr}");
+    assert!(
+        stderr.contains("warning: image nolib: 1 file needs a library the image does not have: /usr/bin/greet: needs libgreet.so.1"),
+        "{runner:?}: {stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        findings(&image_report(&report, "nolib")["lint"], "missing_library"),
+        [(
+            "warning".to_string(),
+            "/usr/bin/greet".to_string(),
+            "libgreet.so.1".to_string()
+        )]
+    );
+}

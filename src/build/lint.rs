@@ -124,9 +124,9 @@ fn print(ctx: &BuildContext<'_>, image: &str, report: &Report) {
             named.push(format!("and {} more", of_kind.len() - LISTED));
         }
         let message = format!(
-            "image {image}: {} {}: {}",
-            count(of_kind.len(), "file"),
+            "image {image}: {} ({}): {}",
             kind.describe(),
+            of_kind.len(),
             named.join("; ")
         );
         match severity {
@@ -152,6 +152,7 @@ fn line(finding: &Finding) -> String {
             format!("its program interpreter {} is missing", finding.detail)
         }
         Kind::MissingScriptInterpreter => format!("its interpreter {} is missing", finding.detail),
+        Kind::DanglingSymlink => return format!("{} {}", finding.path, finding.detail),
         _ => finding.detail.clone(),
     };
     if detail.is_empty() {

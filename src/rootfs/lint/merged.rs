@@ -42,7 +42,7 @@ impl Visible {
 /// What following a path in the view found.
 #[derive(Debug)]
 pub enum Lookup {
-    Found(Visible),
+    Found(Box<Visible>),
     /// A component does not exist, or one that must be a directory is not.
     Missing,
     /// More than 40 symlinks on the way.
@@ -85,12 +85,12 @@ impl<'a> MergedTree<'a> {
         if pending.is_empty() {
             // The root itself: a directory in every image.
             return Ok(match self.layers.first() {
-                Some(top) => Lookup::Found(Visible {
+                Some(top) => Lookup::Found(Box::new(Visible {
                     rel: PathBuf::new(),
                     host: top.clone(),
                     meta: std::fs::symlink_metadata(top)
                         .with_context(|| format!("cannot stat {}", top.display()))?,
-                }),
+                })),
                 None => Lookup::Missing,
             });
         }
@@ -127,7 +127,7 @@ impl<'a> MergedTree<'a> {
                 continue;
             }
             if is_last {
-                return Ok(Lookup::Found(entry));
+                return Ok(Lookup::Found(Box::new(entry)));
             }
             if !entry.meta.is_dir() {
                 return Ok(Lookup::Missing);

@@ -115,17 +115,17 @@ impl Kind {
         }
     }
 
-    /// A few words for the printed list.
+    /// What findings of this kind are, for the printed list.
     pub fn describe(self) -> &'static str {
         match self {
-            Kind::MissingLibrary => "needs a library the image does not have",
-            Kind::MissingInterpreter => "has a program interpreter the image does not have",
-            Kind::MissingScriptInterpreter => "is a script whose interpreter is missing",
-            Kind::DanglingSymlink => "is a symlink that leads nowhere",
-            Kind::Unreadable => "could not be read as ELF",
-            Kind::Unowned => "belongs to no package",
-            Kind::WorldWritable => "is writable by anyone",
-            Kind::SetId => "is setuid/setgid",
+            Kind::MissingLibrary => "missing libraries",
+            Kind::MissingInterpreter => "missing program interpreters",
+            Kind::MissingScriptInterpreter => "scripts whose interpreter is missing",
+            Kind::DanglingSymlink => "dangling symlinks",
+            Kind::Unreadable => "files not read as ELF",
+            Kind::Unowned => "files of no package",
+            Kind::WorldWritable => "world-writable files",
+            Kind::SetId => "setuid/setgid files",
         }
     }
 }

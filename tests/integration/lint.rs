@@ -132,7 +132,10 @@ fn lint_chain(runner: Runner) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{runner:?}: {stderr}");
     assert!(
-        stderr.contains("warning: image nolib: dangling symlinks (2): /sbin -> usr/sbin; /usr/bin/dangling -> /usr/share/nowhere"),
+        stderr.lines().any(
+            |line| line.starts_with("warning: image nolib: dangling symlinks (")
+                && line.contains("; /usr/bin/dangling -> /usr/share/nowhere;")
+        ),
         "{runner:?}: {stderr}"
     );
     assert!(!stderr.contains("libgreet.so.1"), "{stderr}");

@@ -131,7 +131,8 @@ impl Kind {
 }
 
 /// Lint the image made of `layer_dirs` (nearest first); `owned` are the paths the image's
-/// packages list in their CONTENTS (files and symlinks, as Portage merged them).
+/// packages list in their CONTENTS (files and symlinks, as Portage merged them). An image
+/// of no package at all (a `rootfs:` tree) has no owners to check.
 pub fn lint_layers(layer_dirs: &[PathBuf], owned: &BTreeSet<String>) -> Result<Report> {
     let tree = MergedTree::new(layer_dirs);
     let owned = canonical_owned(&tree, owned)?;
@@ -185,7 +186,10 @@ impl Lint<'_, '_> {
             return Ok(());
         }
         self.report.checked.files += 1;
-        if !owned.contains(&entry.rel) && !entry.rel.starts_with(crate::gentoo::vdb::VDB_DIR) {
+        if !owned.is_empty()
+            && !owned.contains(&entry.rel)
+            && !entry.rel.starts_with(crate::gentoo::vdb::VDB_DIR)
+        {
             self.add(Kind::Unowned, &path, "");
         }
         if file_type.is_symlink() {

@@ -270,6 +270,11 @@ fn owned_paths_are_matched_through_symlinked_directories() {
     let owned: BTreeSet<String> = ["/lib64/libx.so", "/lib64"].map(String::from).into();
     let report = lint_layers(&layers, &owned).unwrap();
     assert_eq!(found(&report, &[Kind::Unowned]), []);
+    // Owned by nothing: only an image with packages has owners to check.
+    std::fs::write(r.join("usr/lib64/stray"), "").unwrap();
+    let report = lint_layers(&layers, &owned).unwrap();
+    assert_eq!(found(&report, &[Kind::Unowned]).len(), 1);
+    assert_eq!(lint(&[r]).findings, []);
 }
 
 #[test]

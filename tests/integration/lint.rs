@@ -138,7 +138,7 @@ fn lint_chain(runner: Runner) {
         ),
         "{runner:?}: {stderr}"
     );
-    assert!(!stderr.contains("libgreet.so.1"), "{stderr}");
+    assert!(!stderr.contains("needs libgreet.so.1"), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let lint = &image_report(&report, "nolib")["lint"];
     assert_eq!(findings(lint, "missing_library"), []);
@@ -171,4 +171,79 @@ fn lint_chain(runner: Runner) {
             "libgreet.so.1".to_string()
         )]
     );
+}
+
+/// A `rootfs:` tree made to trip the lint: a cut ELF file, links to the host's files and in
+/// a loop, a script of a missing shell, and the host's /bin/true without its libraries.
+fn hostile_tree(tree: &Path) {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    fs::create_dir_all(tree.join("bin")).unwrap();
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    let program = fs::read("/bin/true").unwrap();
+    fs::write(tree.join("bin/true"), &program).unwrap();
+    fs::write(tree.join("bin/cut"), &program[..100]).unwrap();
+    fs::write(tree.join("bin/script"), "#!/bin/bash\necho\n").unwrap();
+    for file in ["bin/true", "bin/cut", "bin/script"] {
+        fs::set_permissions(tree.join(file), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // The host has these; the image does not, and the lint must look in the image only.
+    symlink("/etc/hostname", tree.join("etc/evil")).unwrap();
+    symlink("../../../../../../../etc/passwd", tree.join("etc/up")).unwrap();
+    symlink("loop-b", tree.join("etc/loop-a")).unwrap();
+    symlink("loop-a", tree.join("etc/loop-b")).unwrap();
+}
+
+#[test]
+fn a_hostile_rootfs_gives_findings_not_a_crash() {
+    for runner in [Runner::Root, Runner::User] {
+        let dir = work_dir(runner, "lint-hostile");
+        hostile_tree(&dir.path().join("tree"));
+        let config = dir.path().join("gib.yaml");
+        let write = |lint: &str| {
+            fs::write(
+                &config,
+                format!("images:\n  odd:\n    rootfs: ./tree\n    tag: t\n{lint}"),
+            )
+            .unwrap()
+        };
+        let cache = dir.path().join("cache");
+
+        write("");
+        let started = std::time::Instant::now();
+        let out = gib_build(runner, &config, &cache, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{runner:?}: {stderr}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(120));
+        for expected in [
+            "the lint of image odd failed: 2 problems",
+            "  /bin/true: needs libc.so.6, which no file of the image provides",
+            "  /bin/true: its program interpreter /lib64/ld-linux-x86-64.so.2 is missing",
+        ] {
+            assert!(stderr.contains(expected), "{runner:?}: {stderr}");
+        }
+        assert!(!has_entry(&cache, "odd"));
+
+        write("    lint: {ignore: [/bin/true]}\n");
+        let out = gib_build(runner, &config, &cache, &["--json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{runner:?}: {stderr}");
+        for expected in [
+            "warning: image odd: files not read as ELF (1): /bin/cut: malformed ELF",
+            "warning: image odd: scripts whose interpreter is missing (1): /bin/script: its \
+             interpreter /bin/bash is missing",
+            "warning: image odd: dangling symlinks (4): /etc/evil -> /etc/hostname; \
+             /etc/loop-a -> loop-b (too many levels of symbolic links); \
+             /etc/loop-b -> loop-a (too many levels of symbolic links); \
+             /etc/up -> ../../../../../../../etc/passwd",
+        ] {
+            assert!(
+                stderr.contains(expected),
+                "{runner:?}: {expected}\n{stderr}"
+            );
+        }
+        // No packages, so no owners to check.
+        assert!(!stderr.contains("files of no package"), "{stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(image_report(&report, "odd")["lint"]["ignored"], 2);
+    }
 }

@@ -8,19 +8,17 @@
 //!
 //! Not for: writing into a tree (`resolve`, `sandbox::safe_fs`).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use crate::rootfs::changes::visible_in_lowers;
-
-/// Linux gives up after 40 symlinks in one lookup (path_resolution(7)).
-const MAX_SYMLINKS: usize = 40;
+use crate::rootfs::resolve::{MAX_SYMLINKS, components};
 
 /// One entry the image shows.
 #[derive(Debug)]
@@ -223,17 +221,6 @@ pub fn read_prefix(host: &Path, limit: u64) -> Result<Vec<u8>> {
 /// `/` and the relative path's components.
 pub fn image_path(rel: &Path) -> String {
     format!("/{}", rel.display())
-}
-
-/// The named components of a path, with `..` kept and `/` and `.` dropped.
-fn components(path: &Path) -> VecDeque<OsString> {
-    path.components()
-        .filter_map(|c| match c {
-            Component::Normal(name) => Some(name.to_os_string()),
-            Component::ParentDir => Some(OsString::from("..")),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -42,11 +42,10 @@ pub enum Job {
         package_dbs: Vec<PathBuf>,
         largest: usize,
     },
-    /// Lint an image's layer dirs (nearest first), `owned` the paths its packages list: a
-    /// `lint::Report` back.
+    /// Lint an image's layer dirs (nearest first): a `lint::Report` back.
     LintLayers {
         layer_dirs: Vec<PathBuf>,
-        owned: std::collections::BTreeSet<String>,
+        inputs: crate::rootfs::lint::LintInputs,
     },
     /// Unpack a tarball (stage3 or `rootfs:`) into `dest`, keeping owners unless the map
     /// has a single id: an `UnpackSummary` back.
@@ -123,8 +122,8 @@ fn work(job: Job) -> Result<serde_json::Value> {
             &package_dbs,
             largest,
         )?),
-        Job::LintLayers { layer_dirs, owned } => {
-            reply(crate::rootfs::lint::lint_layers(&layer_dirs, &owned)?)
+        Job::LintLayers { layer_dirs, inputs } => {
+            reply(crate::rootfs::lint::lint_layers(&layer_dirs, &inputs)?)
         }
         Job::UnpackTarball {
             tarball,

@@ -12,7 +12,7 @@ use anyhow::Result;
 use super::BuildContext;
 use crate::gentoo::vdb::ContentsEntry;
 use crate::plan::{ImagePlan, LintPolicy};
-use crate::rootfs::lint::{Finding, Kind, Report, Severity};
+use crate::rootfs::lint::{Finding, Kind, LintInputs, Report, Severity};
 
 /// Findings of one kind printed by name before "and N more".
 const LISTED: usize = 5;
@@ -39,9 +39,19 @@ pub fn check(
     package_trees: &[PathBuf],
 ) -> Result<Report> {
     let step = ctx.printer.step("Linting", &image.name);
+    let library_path = image
+        .runtime
+        .env
+        .iter()
+        .filter(|(name, _)| name.as_str() == "LD_LIBRARY_PATH")
+        .flat_map(|(_, value)| value.split(':').map(str::to_string))
+        .collect();
     let job = crate::jobs::Job::LintLayers {
         layer_dirs: image_trees.to_vec(),
-        owned: owned_paths(package_trees)?,
+        inputs: LintInputs {
+            owned: owned_paths(package_trees)?,
+            library_path,
+        },
     };
     let found: Report = crate::jobs::run(
         ctx.cache,
@@ -148,6 +158,7 @@ fn line(finding: &Finding) -> String {
             "needs {}, which no file of the image provides",
             finding.detail
         ),
+        Kind::UnsearchedLibrary => format!("needs {}", finding.detail),
         Kind::MissingInterpreter => {
             format!("its program interpreter {} is missing", finding.detail)
         }

@@ -141,7 +141,8 @@ pub(crate) fn visible_in_lowers(lowers: &[PathBuf], rel: &Path) -> Result<Option
     Ok(None)
 }
 
-fn is_whiteout(meta: &Metadata) -> bool {
+/// An overlayfs whiteout: a character device 0/0.
+pub(crate) fn is_whiteout(meta: &Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 

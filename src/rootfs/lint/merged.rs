@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::rootfs::changes::visible_in_lowers;
+use crate::rootfs::changes::{is_whiteout, visible_in_lowers};
 use crate::rootfs::resolve::{MAX_SYMLINKS, components};
 
 /// One entry the image shows.
@@ -167,7 +167,7 @@ impl<'a> MergedTree<'a> {
     pub fn walk(&self) -> Result<Vec<Visible>> {
         let mut seen = BTreeSet::new();
         let mut found = Vec::new();
-        for layer in self.layers {
+        for (depth, layer) in self.layers.iter().enumerate() {
             let mut entries = walkdir::WalkDir::new(layer)
                 .follow_links(false)
                 .min_depth(1)
@@ -180,6 +180,21 @@ impl<'a> MergedTree<'a> {
                     .strip_prefix(layer)
                     .context("walkdir left its root")?
                     .to_path_buf();
+                if depth == 0 {
+                    // Nothing is above the nearest layer: all of it shows but its whiteouts.
+                    let meta = entry
+                        .metadata()
+                        .with_context(|| format!("cannot stat {}", entry.path().display()))?;
+                    if !is_whiteout(&meta) {
+                        seen.insert(rel.clone());
+                        found.push(Visible {
+                            rel,
+                            host: entry.into_path(),
+                            meta,
+                        });
+                    }
+                    continue;
+                }
                 let Some(visible) = self.entry(&rel)? else {
                     // Hidden by a nearer layer: so is everything under it.
                     if entry.file_type().is_dir() {

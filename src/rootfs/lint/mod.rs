@@ -78,6 +78,10 @@ pub struct Finding {
 pub enum Kind {
     /// A `DT_NEEDED` soname no file of the image provides.
     MissingLibrary,
+    /// A library's `DT_NEEDED` soname that is in the image only outside the search path:
+    /// found when the program that loads the library has loaded it already (a JVM's
+    /// libjvm.so, systemd's private libraries), which the lint cannot know.
+    UnsearchedLibrary,
     /// An ELF `PT_INTERP` that is not in the image.
     MissingInterpreter,
     /// A `#!` interpreter that is not in the image.
@@ -119,6 +123,7 @@ impl Kind {
     pub fn describe(self) -> &'static str {
         match self {
             Kind::MissingLibrary => "missing libraries",
+            Kind::UnsearchedLibrary => "libraries found only outside the search path",
             Kind::MissingInterpreter => "missing program interpreters",
             Kind::MissingScriptInterpreter => "scripts whose interpreter is missing",
             Kind::DanglingSymlink => "dangling symlinks",
@@ -130,20 +135,38 @@ impl Kind {
     }
 }
 
-/// Lint the image made of `layer_dirs` (nearest first); `owned` are the paths the image's
-/// packages list in their CONTENTS (files and symlinks, as Portage merged them). An image
-/// of no package at all (a `rootfs:` tree) has no owners to check.
-pub fn lint_layers(layer_dirs: &[PathBuf], owned: &BTreeSet<String>) -> Result<Report> {
+/// What the lint is given besides the image's trees.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintInputs {
+    /// The paths the image's packages list in their CONTENTS (files and symlinks, as Portage
+    /// merged them). An image of no package at all (a `rootfs:` tree) has no owners to check.
+    pub owned: BTreeSet<String>,
+    /// The image's `LD_LIBRARY_PATH` (its `env:`), searched like ld.so.conf's directories.
+    pub library_path: Vec<String>,
+}
+
+/// Lint the image made of `layer_dirs` (nearest first).
+pub fn lint_layers(layer_dirs: &[PathBuf], inputs: &LintInputs) -> Result<Report> {
     let tree = MergedTree::new(layer_dirs);
-    let owned = canonical_owned(&tree, owned)?;
+    let owned = canonical_owned(&tree, &inputs.owned)?;
+    let mut search_dirs: Vec<String> = inputs
+        .library_path
+        .iter()
+        .filter(|d| d.starts_with('/'))
+        .cloned()
+        .collect();
+    search_dirs.extend(libpath::search_dirs(&tree)?);
+    let entries = tree.walk()?;
     let mut lint = Lint {
         tree: &tree,
-        search_dirs: libpath::search_dirs(&tree)?,
+        search_dirs,
         found_libraries: BTreeMap::new(),
+        libraries_by_name: libraries_by_name(&entries),
         report: Report::default(),
     };
-    for entry in tree.walk()? {
-        lint.check(&entry, &owned)?;
+    for entry in &entries {
+        lint.check(entry, &owned)?;
     }
     let mut report = lint.report;
     report.findings.sort_by(|a, b| {
@@ -158,6 +181,9 @@ struct Lint<'t, 'l> {
     search_dirs: Vec<String>,
     /// Whether a soname is in `search_dirs` for an ABI, as already looked up.
     found_libraries: BTreeMap<(String, (bool, bool, u16)), bool>,
+    /// Where each file or link whose name looks like a library is (`libjvm.so` ->
+    /// `/usr/lib64/openjdk/lib/server/libjvm.so`), the first of each name.
+    libraries_by_name: BTreeMap<std::ffi::OsString, String>,
     report: Report,
 }
 
@@ -294,8 +320,17 @@ impl Lint<'_, '_> {
             .filter_map(|e| elf::expand_search_entry(e, &origin, dynamic.abi))
             .collect();
         for soname in &dynamic.needed {
-            if !self.provides(soname, &own_dirs, dynamic.abi)? {
-                self.add(Kind::MissingLibrary, path, soname.clone());
+            if self.provides(soname, &origin, &own_dirs, dynamic.abi)? {
+                continue;
+            }
+            // A library (no interpreter: nothing runs it directly) may rely on what its
+            // program loaded before it.
+            match self.libraries_by_name.get(std::ffi::OsStr::new(soname)) {
+                Some(at) if dynamic.interpreter.is_none() => {
+                    let detail = format!("{soname} (at {at})");
+                    self.add(Kind::UnsearchedLibrary, path, detail);
+                }
+                _ => self.add(Kind::MissingLibrary, path, soname.clone()),
             }
         }
         Ok(())
@@ -303,10 +338,19 @@ impl Lint<'_, '_> {
 
     /// Whether the loader would find `soname` for a file of `abi` whose own RUNPATH (or
     /// RPATH) is `own_dirs`.
-    fn provides(&mut self, soname: &str, own_dirs: &[String], abi: Abi) -> Result<bool> {
+    fn provides(
+        &mut self,
+        soname: &str,
+        origin: &str,
+        own_dirs: &[String],
+        abi: Abi,
+    ) -> Result<bool> {
         if soname.contains('/') {
-            // A path, not a name: ld.so opens it as it is.
-            return self.library_at(Path::new(soname), abi);
+            // A path, not a name: ld.so opens it as it is, its `$ORIGIN` expanded.
+            return match elf::expand_search_entry(soname, origin, abi) {
+                Some(path) => self.library_at(Path::new(&path), abi),
+                None => Ok(false),
+            };
         }
         for dir in own_dirs {
             if self.library_at(&Path::new(dir).join(soname), abi)? {
@@ -392,6 +436,24 @@ impl Lint<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// Files and links of the image named like a shared library, by name (the first of each).
+fn libraries_by_name(entries: &[Visible]) -> BTreeMap<std::ffi::OsString, String> {
+    let mut by_name = BTreeMap::new();
+    for entry in entries {
+        if entry.meta.is_dir() {
+            continue;
+        }
+        if let Some(name) = entry.rel.file_name()
+            && name.to_string_lossy().contains(".so")
+        {
+            by_name
+                .entry(name.to_os_string())
+                .or_insert_with(|| entry.image_path());
+        }
+    }
+    by_name
 }
 
 /// The owned paths as the walk names them: each path's directory followed through the

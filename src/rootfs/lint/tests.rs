@@ -26,9 +26,16 @@ fn put(root: &Path, at: &str, from: &str) {
     std::fs::copy(from, &dest).unwrap_or_else(|e| panic!("cannot copy the host's {from}: {e}"));
 }
 
+fn inputs(owned: BTreeSet<String>) -> LintInputs {
+    LintInputs {
+        owned,
+        library_path: Vec::new(),
+    }
+}
+
 fn lint(layers: &[&Path]) -> Report {
     let layers: Vec<PathBuf> = layers.iter().map(|l| l.to_path_buf()).collect();
-    lint_layers(&layers, &BTreeSet::new()).unwrap()
+    lint_layers(&layers, &LintInputs::default()).unwrap()
 }
 
 /// `(kind, path, detail)` of the findings of `kinds`.
@@ -247,7 +254,7 @@ fn modes_and_owners() {
     let owned: BTreeSet<String> = ["/srv/owned", "/srv/su", "/srv/gone"]
         .map(String::from)
         .into();
-    let report = lint_layers(&layers, &owned).unwrap();
+    let report = lint_layers(&layers, &inputs(owned.clone())).unwrap();
     assert_eq!(
         found(&report, &[Kind::Unowned, Kind::WorldWritable, Kind::SetId]),
         [
@@ -268,11 +275,11 @@ fn owned_paths_are_matched_through_symlinked_directories() {
     symlink("usr/lib64", r.join("lib64")).unwrap();
     let layers = [r.to_path_buf()];
     let owned: BTreeSet<String> = ["/lib64/libx.so", "/lib64"].map(String::from).into();
-    let report = lint_layers(&layers, &owned).unwrap();
+    let report = lint_layers(&layers, &inputs(owned.clone())).unwrap();
     assert_eq!(found(&report, &[Kind::Unowned]), []);
     // Owned by nothing: only an image with packages has owners to check.
     std::fs::write(r.join("usr/lib64/stray"), "").unwrap();
-    let report = lint_layers(&layers, &owned).unwrap();
+    let report = lint_layers(&layers, &inputs(owned.clone())).unwrap();
     assert_eq!(found(&report, &[Kind::Unowned]).len(), 1);
     assert_eq!(lint(&[r]).findings, []);
 }
@@ -319,4 +326,64 @@ fn runtime_dirs_are_recognised_lexically() {
         Path::new("etc/x"),
         Path::new("/usr/lib/x")
     ));
+}
+
+#[test]
+fn a_library_may_rely_on_what_its_program_loaded_and_ld_library_path_counts() {
+    let root = image(Some("/opt/private/libc.so.6"));
+    let r = root.path();
+    // libm has no interpreter: a library, loaded by a program that may have loaded libc.
+    put(r, "/usr/lib64/libm.so.6", "/lib/x86_64-linux-gnu/libm.so.6");
+    let report = lint(&[r]);
+    assert_eq!(
+        found(&report, &[Kind::MissingLibrary, Kind::UnsearchedLibrary]),
+        [
+            (
+                Kind::MissingLibrary,
+                "/usr/bin/true".to_string(),
+                "libc.so.6".to_string()
+            ),
+            (
+                Kind::UnsearchedLibrary,
+                "/usr/lib64/libm.so.6".to_string(),
+                "libc.so.6 (at /opt/private/libc.so.6)".to_string()
+            ),
+        ]
+    );
+    let layers = [r.to_path_buf()];
+    let with_path = LintInputs {
+        owned: BTreeSet::new(),
+        library_path: vec!["/opt/private".into()],
+    };
+    let report = lint_layers(&layers, &with_path).unwrap();
+    assert_eq!(found(&report, &LOADING), []);
+}
+
+#[test]
+fn a_needed_path_has_its_origin_expanded() {
+    let root = image(Some("/opt/app/lib/libc.so.6"));
+    std::fs::create_dir_all(root.path().join("opt/app/bin")).unwrap();
+    let layers = [root.path().to_path_buf()];
+    let tree = MergedTree::new(&layers);
+    let mut lint = Lint {
+        tree: &tree,
+        search_dirs: Vec::new(),
+        found_libraries: BTreeMap::new(),
+        libraries_by_name: BTreeMap::new(),
+        report: Report::default(),
+    };
+    let abi = elf::abi(&std::fs::read(LIBC).unwrap()[..64]).unwrap();
+    for (needed, found) in [
+        ("$ORIGIN/../lib/libc.so.6", true),
+        ("${ORIGIN}/../lib/libc.so.6", true),
+        ("/opt/app/lib/libc.so.6", true),
+        ("$ORIGIN/libc.so.6", false),
+        ("$PLATFORM/libc.so.6", false),
+    ] {
+        assert_eq!(
+            lint.provides(needed, "/opt/app/bin", &[], abi).unwrap(),
+            found,
+            "{needed}"
+        );
+    }
 }

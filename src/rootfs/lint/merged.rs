@@ -214,8 +214,9 @@ impl<'a> MergedTree<'a> {
     }
 }
 
-/// The first `limit` bytes of the regular file at `host`, never through a symlink, and without
-/// blocking on a fifo planted where a file was.
+/// The first `limit` bytes of the regular file at `host` (a path the view's lookup found, its
+/// directories checked to be none of the tree's symlinks), never through a symlink, and
+/// without blocking on a fifo planted where a file was.
 pub fn read_prefix(host: &Path, limit: u64) -> Result<Vec<u8>> {
     let file = std::fs::OpenOptions::new()
         .read(true)

@@ -89,7 +89,13 @@ fn lint_chain(runner: Runner) {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for name in ["base", "lib", "app"] {
         let lint = &image_report(&report, name)["lint"];
-        for kind in ["missing_library", "missing_interpreter", "unreadable"] {
+        // Every file is a package's, or one the build writes (ld.so.cache, passwd…).
+        for kind in [
+            "missing_library",
+            "missing_interpreter",
+            "unreadable",
+            "unowned",
+        ] {
             assert_eq!(findings(lint, kind), [], "{runner:?} {name} {kind}: {lint}");
         }
         // The fixture's packages install nothing in /usr/bin (but greet) or /usr/sbin, so
@@ -142,6 +148,14 @@ fn lint_chain(runner: Runner) {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let lint = &image_report(&report, "nolib")["lint"];
     assert_eq!(findings(lint, "missing_library"), []);
+    assert_eq!(
+        findings(lint, "unowned"),
+        [(
+            "warning".to_string(),
+            "/usr/bin/dangling".to_string(),
+            String::new()
+        )]
+    );
     assert!(lint["ignored"].as_u64().unwrap() >= 1, "{lint}");
     assert!(
         findings(lint, "dangling_symlink").contains(&(

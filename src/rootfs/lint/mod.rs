@@ -32,6 +32,22 @@ const SHEBANG_BYTES: u64 = 256;
 /// Where a container runtime mounts its own filesystems: links into them (`/etc/mtab`) are
 /// not dangling.
 const RUNTIME_DIRS: [&str; 3] = ["proc", "sys", "dev"];
+/// Files every Gentoo image has and no package lists, because the build writes them: Portage's
+/// env-update (from /etc/env.d), and finish-root.sh and `accounts:` (the base accounts,
+/// os-release). Not worth a warning in every image.
+const WRITTEN_BY_THE_BUILD: [&str; 11] = [
+    "etc/ld.so.cache",
+    "etc/ld.so.conf",
+    "etc/profile.env",
+    "etc/csh.env",
+    "etc/environment.d/10-gentoo-env.conf",
+    "etc/passwd",
+    "etc/group",
+    "etc/shadow",
+    "etc/gshadow",
+    "etc/os-release",
+    "usr/lib/os-release",
+];
 /// Where `#!/usr/bin/env NAME` looks for NAME: the PATH a container gets when its image sets
 /// none.
 const DEFAULT_PATH: [&str; 6] = [
@@ -214,6 +230,9 @@ impl Lint<'_, '_> {
         self.report.checked.files += 1;
         if !owned.is_empty()
             && !owned.contains(&entry.rel)
+            && !WRITTEN_BY_THE_BUILD
+                .iter()
+                .any(|p| entry.rel == Path::new(p))
             && !entry.rel.starts_with(crate::gentoo::vdb::VDB_DIR)
         {
             self.add(Kind::Unowned, &path, "");

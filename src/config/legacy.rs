@@ -81,6 +81,7 @@ impl Validator<'_> {
             keep_service_files: None,
             keep_package_db: None,
             audit: AuditOverride::default(),
+            lint: Default::default(),
         };
         Ok(Config {
             file,

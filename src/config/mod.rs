@@ -117,6 +117,17 @@ pub struct Build {
     pub binhost: Binhost,
     /// Gentoo mirrors for distfiles (GENTOO_MIRRORS); `None` keeps the stage3's.
     pub distfile_mirrors: Option<Vec<String>>,
+    /// Every image's `lint:` defaults.
+    pub lint: Lint,
+}
+
+/// `lint:` (in `build:` for every image, or an image's own): whether the lint's errors fail
+/// the build, and the image paths (files, or directories and all under them) it leaves out.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Lint {
+    /// `None`: not said here.
+    pub fail: Option<bool>,
+    pub ignore: Vec<String>,
 }
 
 /// Where an image starts.
@@ -195,6 +206,8 @@ pub struct Image {
     pub keep_service_files: Option<bool>,
     pub keep_package_db: Option<bool>,
     pub audit: AuditOverride,
+    /// Added to `build.lint`: `fail` wins over it, `ignore` extends it.
+    pub lint: Lint,
 }
 
 impl Image {

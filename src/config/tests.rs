@@ -749,3 +749,19 @@ fn registry_prefix_must_make_references() {
         assert!(hint.is_some_and(|h| h.contains("host[:port]/path")));
     }
 }
+
+#[test]
+fn lint_ignore_paths_are_absolute_and_keys_are_known() {
+    let rejected = user_error(&format!(
+        "{STAGE3}images:\n  a:\n    packages: x/y\n    lint: {{ignore: [usr/bin/x]}}\n"
+    ));
+    assert!(
+        rejected
+            .message
+            .contains("the lint's ignore path `usr/bin/x` must be an absolute path in the image"),
+        "{}",
+        rejected.message
+    );
+    let rejected = user_error(&format!("{STAGE3}build:\n  lint: {{fails: true}}\n"));
+    assert!(rejected.message.contains("fails"), "{}", rejected.message);
+}

@@ -253,6 +253,11 @@ impl Validator<'_> {
             keep_service_files: r.keep_service_files,
             keep_package_db: r.keep_package_db,
             audit: self.audit_override(r.audit)?,
+            lint: r
+                .lint
+                .map(|l| self.lint(l))
+                .transpose()?
+                .unwrap_or_default(),
         };
         Ok((image, from_at))
     }

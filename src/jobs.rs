@@ -42,6 +42,11 @@ pub enum Job {
         package_dbs: Vec<PathBuf>,
         largest: usize,
     },
+    /// Lint an image's layer dirs (nearest first): a `lint::Report` back.
+    LintLayers {
+        layer_dirs: Vec<PathBuf>,
+        inputs: crate::rootfs::lint::LintInputs,
+    },
     /// Unpack a tarball (stage3 or `rootfs:`) into `dest`, keeping owners unless the map
     /// has a single id: an `UnpackSummary` back.
     UnpackTarball {
@@ -117,6 +122,9 @@ fn work(job: Job) -> Result<serde_json::Value> {
             &package_dbs,
             largest,
         )?),
+        Job::LintLayers { layer_dirs, inputs } => {
+            reply(crate::rootfs::lint::lint_layers(&layer_dirs, &inputs)?)
+        }
         Job::UnpackTarball {
             tarball,
             dest,

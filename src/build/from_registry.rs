@@ -175,6 +175,7 @@ fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
         remote: None,
         // A pulled parent is not re-published, so gib attaches no SBOM of its own to it.
         referrers: Vec::new(),
+        lint: None,
     })
 }
 

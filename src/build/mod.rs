@@ -18,6 +18,7 @@ mod inputs;
 mod key;
 mod layer;
 mod layering;
+mod lint;
 mod packages;
 mod preflight;
 mod provenance;
@@ -36,6 +37,7 @@ pub use inputs::{LockMode, LockStatus, UpdateSelection, lock_status};
 pub use run::{RunOutcome, RunRequest, Session, run};
 pub use shell::{run_in_stage3, shell};
 
+pub use lint::LintFailed;
 pub use test::TestFailed;
 
 use std::cell::OnceCell;
@@ -85,6 +87,10 @@ pub struct BuiltImage {
     /// image, a push uploads them after it and lists them under its referrers.
     #[serde(default)]
     pub referrers: Vec<crate::oci::artifact::Artifact>,
+    /// What the lint found in the finished image (its `lint:` applied); none for pulled
+    /// images and entries of older gibs.
+    #[serde(default)]
+    pub lint: Option<crate::rootfs::lint::Report>,
     /// Reused from the cache in this run rather than built.
     #[serde(skip)]
     pub reused: bool,
@@ -143,7 +149,11 @@ impl BuiltImage {
         image: &ImagePlan,
         key: String,
         version_tag: &str,
-        (written, referrers): (Image, Vec<crate::oci::artifact::Artifact>),
+        (written, referrers, lint): (
+            Image,
+            Vec<crate::oci::artifact::Artifact>,
+            crate::rootfs::lint::Report,
+        ),
         packages: Vec<String>,
         trees: Trees,
     ) -> BuiltImage {
@@ -159,6 +169,7 @@ impl BuiltImage {
             package_dbs: trees.package_dbs,
             image: written,
             referrers,
+            lint: Some(lint),
             reused: false,
             remote: None,
         }
@@ -453,14 +464,19 @@ struct Tail<'t> {
 }
 
 /// The one tail of every build: write the image (config and manifest), attach its SBOM
-/// (and the other artifacts about it: the returned list, SBOM first), audit it, then run its
-/// `test:`, so a failing audit or test leaves nothing the outputs would write.
+/// (and the other artifacts about it: the returned list, SBOM first), lint and audit it,
+/// then run its `test:`, so a failing lint, audit or test leaves nothing the outputs would
+/// write.
 fn write_image_sbom_test(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
     mut tail: Tail<'_>,
-) -> Result<(Image, Vec<crate::oci::artifact::Artifact>)> {
+) -> Result<(
+    Image,
+    Vec<crate::oci::artifact::Artifact>,
+    crate::rootfs::lint::Report,
+)> {
     let layers = std::mem::take(&mut tail.layers);
     let written = crate::oci::image::write_image(
         ctx.store,
@@ -473,6 +489,7 @@ fn write_image_sbom_test(
         tail.sbom_trees,
         ctx.epoch()?,
     )?;
+    let lint = lint::check(ctx, image, tail.test_trees, tail.sbom_trees)?;
     let referrers = vec![
         sbom,
         audit::check(ctx, image, parent, &written, tail.sbom_trees)?,
@@ -481,7 +498,7 @@ fn write_image_sbom_test(
     // Last: its finish time is the build's, test included.
     let provenance =
         provenance::attach(ctx, image, parent, &written, tail.version_tag, tail.started)?;
-    Ok((written, [referrers, vec![provenance]].concat()))
+    Ok((written, [referrers, vec![provenance]].concat(), lint))
 }
 
 /// Sum of the stored sizes of an image's config and layers.

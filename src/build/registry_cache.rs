@@ -209,6 +209,7 @@ pub fn remote_image(
         package_dbs: Vec::new(),
         image: written,
         referrers: Vec::new(),
+        lint: None,
         reused: true,
         remote: Some(Reference {
             tag: None,

@@ -110,6 +110,8 @@ pub struct ImageReport {
     /// The image's audit: the advisories that affect it (absent for pulled parents).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit: Option<super::audit::AuditReport>,
+    /// What the lint found in the image when it was built (absent for pulled images).
+    pub lint: Option<crate::rootfs::lint::Report>,
 }
 
 impl ImageReport {
@@ -153,6 +155,7 @@ impl ImageReport {
             usage,
             sbom: built.sbom().map(|s| s.manifest.digest.to_string()),
             audit,
+            lint: built.lint.clone(),
         }
     }
 }

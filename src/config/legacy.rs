@@ -82,6 +82,7 @@ impl Validator<'_> {
             keep_package_db: None,
             audit: AuditOverride::default(),
             platforms: None,
+            lint: Default::default(),
         };
         Ok(Config {
             file,

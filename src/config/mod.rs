@@ -125,6 +125,17 @@ pub struct Build {
     pub binhost: Binhost,
     /// Gentoo mirrors for distfiles (GENTOO_MIRRORS); `None` keeps the stage3's.
     pub distfile_mirrors: Option<Vec<String>>,
+    /// Every image's `lint:` defaults.
+    pub lint: Lint,
+}
+
+/// `lint:` (in `build:` for every image, or an image's own): whether the lint's errors fail
+/// the build, and the image paths (files, or directories and all under them) it leaves out.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Lint {
+    /// `None`: not said here.
+    pub fail: Option<bool>,
+    pub ignore: Vec<String>,
 }
 
 /// Where an image starts.
@@ -205,6 +216,8 @@ pub struct Image {
     pub audit: AuditOverride,
     /// The image's own `platforms:`; `None`: the file's.
     pub platforms: Option<Vec<Platform>>,
+    /// Added to `build.lint`: `fail` wins over it, `ignore` extends it.
+    pub lint: Lint,
 }
 
 impl Image {

@@ -177,6 +177,15 @@ pub struct RawBuild {
     pub binhost: Option<S<String>>,
     pub binhost_verify_signature: Option<S<bool>>,
     pub distfile_mirrors: Option<Vec<S<String>>>,
+    pub lint: Option<S<RawLint>>,
+}
+
+/// `build.lint` and `images.*.lint`: what the lint of a finished image may fail.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLint {
+    pub fail: Option<bool>,
+    pub ignore: Option<Vec<S<String>>>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -215,6 +224,7 @@ pub struct RawImage {
     pub keep_package_db: Option<bool>,
     pub audit: Option<S<RawAudit>>,
     pub platforms: Option<S<Vec<S<String>>>>,
+    pub lint: Option<S<RawLint>>,
 }
 
 #[derive(Deserialize, JsonSchema)]

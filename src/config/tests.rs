@@ -845,3 +845,19 @@ fn a_per_arch_stage3_names_known_arches_with_matching_checksums() {
         "3:11: `sha512` must have the form of `path`: one value, or one per architecture"
     );
 }
+
+#[test]
+fn lint_ignore_paths_are_absolute_and_keys_are_known() {
+    let rejected = user_error(&format!(
+        "{STAGE3}images:\n  a:\n    packages: x/y\n    lint: {{ignore: [usr/bin/x]}}\n"
+    ));
+    assert!(
+        rejected
+            .message
+            .contains("the lint's ignore path `usr/bin/x` must be an absolute path in the image"),
+        "{}",
+        rejected.message
+    );
+    let rejected = user_error(&format!("{STAGE3}build:\n  lint: {{fails: true}}\n"));
+    assert!(rejected.message.contains("fails"), "{}", rejected.message);
+}

@@ -123,6 +123,8 @@ pub struct ImagePlan {
     pub keep_package_db: bool,
     /// `audit:`, the image's over the file's.
     pub audit: crate::config::AuditPolicy,
+    /// What the lint of the finished image may fail and leaves out.
+    pub lint: LintPolicy,
     /// `build.package_use_flags` (atom -> flags), also in `portage`'s package.use: gib
     /// checks them against what the packages declare.
     pub package_use_flags: BTreeMap<String, Vec<String>>,
@@ -131,6 +133,48 @@ pub struct ImagePlan {
     /// The platforms it is built for (`platforms:`, the image's over the file's; the host's
     /// when neither names any), in the order written.
     pub platforms: Vec<crate::oci::spec::Platform>,
+}
+
+/// An image's `lint:` over `build.lint`'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LintPolicy {
+    /// Whether the lint's errors (missing libraries and interpreters) fail the build; else
+    /// they only warn.
+    pub fail: bool,
+    /// Image paths left out: each a file, or a directory with everything under it.
+    pub ignore: Vec<String>,
+}
+
+impl LintPolicy {
+    fn of(image: &crate::config::Image, build: &crate::config::Build) -> LintPolicy {
+        let mut ignore = build.lint.ignore.clone();
+        ignore.extend(image.lint.ignore.iter().cloned());
+        LintPolicy {
+            fail: image
+                .lint
+                .fail
+                .or(build.lint.fail)
+                .unwrap_or_else(default_lint_fail),
+            ignore,
+        }
+    }
+
+    /// Whether the lint leaves out `path` (absolute in the image).
+    pub fn ignores(&self, path: &str) -> bool {
+        self.ignore.iter().any(|ignored| {
+            ignored == "/"
+                || path == ignored
+                || path
+                    .strip_prefix(ignored.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+}
+
+/// `lint.fail: true`: an image whose programs cannot start (a library or loader it needs is
+/// not in it) must not leave gib; the error is in the image, which only a rebuild can fix.
+fn default_lint_fail() -> bool {
+    true
 }
 
 impl ImagePlan {
@@ -378,6 +422,7 @@ fn image_plan(config: &Config, image: &Image, portage: &PortageFiles) -> ImagePl
                 .cloned()
                 .collect(),
         },
+        lint: LintPolicy::of(image, &config.build),
         kind,
         package_use_flags: config.build.package_use_flags.clone(),
         portage: portage.clone(),

@@ -112,6 +112,7 @@ mod tests {
             )]),
             binhost: Binhost::None,
             distfile_mirrors: Some(vec!["http://127.0.0.1:8080".into()]),
+            lint: Default::default(),
         }
     }
 

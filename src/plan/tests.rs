@@ -191,3 +191,59 @@ fn an_images_audit_replaces_fail_on_and_adds_its_ignores() {
     assert_eq!(app.ignored("GLSA-202402-02"), Some("here"));
     assert_eq!(base.ignored("GLSA-202402-02"), None);
 }
+
+#[test]
+fn lint_policy_is_the_images_over_the_builds() {
+    let config = load(
+        "stage3: {flavor: amd64-openrc}
+build: {lint: {fail: false, ignore: [/opt/vendor/]}}
+images:
+  base:
+    packages: [sys-libs/glibc]
+  strict:
+    from: base
+    packages: [app-misc/hello]
+    lint: {fail: true, ignore: [/usr/bin/ldd]}
+  plain:
+    packages: [app-misc/hello]
+    lint: {}
+",
+    );
+    let plan = Plan::resolve(&config, &[]).unwrap();
+    let policy = |name: &str| {
+        plan.images
+            .iter()
+            .find(|i| i.name == name)
+            .unwrap()
+            .lint
+            .clone()
+    };
+    assert_eq!(
+        policy("base"),
+        LintPolicy {
+            fail: false,
+            ignore: vec!["/opt/vendor".into()]
+        }
+    );
+    let strict = policy("strict");
+    assert_eq!(
+        strict,
+        LintPolicy {
+            fail: true,
+            ignore: vec!["/opt/vendor".into(), "/usr/bin/ldd".into()]
+        }
+    );
+    assert!(strict.ignores("/opt/vendor/bin/x") && strict.ignores("/usr/bin/ldd"));
+    assert!(!strict.ignores("/opt/vendorx") && !strict.ignores("/usr/bin/ldd2"));
+    assert!(!policy("plain").fail);
+    // Without any `lint:`, missing libraries fail the build.
+    let config = load("stage3: {flavor: amd64-openrc}\nimages:\n  a:\n    packages: [x/y]\n");
+    let plan = Plan::resolve(&config, &[]).unwrap();
+    assert_eq!(
+        plan.images[0].lint,
+        LintPolicy {
+            fail: true,
+            ignore: Vec::new()
+        }
+    );
+}

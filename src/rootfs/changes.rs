@@ -102,7 +102,7 @@ fn prune_dir(
 
 /// The lower entry an overlay of `lowers` shows at `rel`, if any: the nearest lower that has
 /// it, unless a whiteout, a non-directory or an opaque directory above hides the rest.
-fn visible_in_lowers(lowers: &[PathBuf], rel: &Path) -> Result<Option<PathBuf>> {
+pub(crate) fn visible_in_lowers(lowers: &[PathBuf], rel: &Path) -> Result<Option<PathBuf>> {
     let components: Vec<_> = rel.components().collect();
     for lower in lowers {
         let mut opaque_above = false;
@@ -141,7 +141,8 @@ fn visible_in_lowers(lowers: &[PathBuf], rel: &Path) -> Result<Option<PathBuf>> 
     Ok(None)
 }
 
-fn is_whiteout(meta: &Metadata) -> bool {
+/// An overlayfs whiteout: a character device 0/0.
+pub(crate) fn is_whiteout(meta: &Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 

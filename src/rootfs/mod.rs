@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod changes;
 pub mod files;
+pub mod lint;
 pub mod resolve;
 pub mod sbom;
 pub mod usage;

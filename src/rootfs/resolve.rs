@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 /// Linux gives up after 40 symlinks in one lookup (path_resolution(7)).
-const MAX_SYMLINKS: usize = 40;
+pub(crate) const MAX_SYMLINKS: usize = 40;
 
 /// The host path under `root` that the image path `path` names. Symlinks in the parent
 /// components are followed inside the root; the last component is followed only when
@@ -63,7 +63,7 @@ fn host_path(root: &Path, components: &[OsString]) -> PathBuf {
 }
 
 /// The named components of a path, with `..` kept and `/` and `.` dropped.
-fn components(path: &Path) -> VecDeque<OsString> {
+pub(crate) fn components(path: &Path) -> VecDeque<OsString> {
     path.components()
         .filter_map(|c| match c {
             Component::Normal(name) => Some(name.to_os_string()),

@@ -18,6 +18,7 @@ mod hostile;
 mod hostile_network;
 mod image_tests;
 mod inspect_page;
+mod lint;
 mod lock;
 mod multiarch;
 mod oci;

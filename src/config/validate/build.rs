@@ -151,6 +151,31 @@ impl Validator<'_> {
             keep_package_db: r.keep_package_db.unwrap_or_else(default_keep_package_db),
             binhost,
             distfile_mirrors,
+            lint: r
+                .lint
+                .map(|l| self.lint(l))
+                .transpose()?
+                .unwrap_or_default(),
+        })
+    }
+
+    /// `lint:`, of `build:` or of an image: its `ignore` entries are absolute paths in the
+    /// image, kept without a trailing `/`.
+    pub(super) fn lint(&self, raw: S<RawLint>) -> Checked<Lint> {
+        let ignore = raw
+            .value
+            .ignore
+            .unwrap_or_default()
+            .iter()
+            .map(|path| {
+                let path = self.absolute(path, "the lint's ignore path")?;
+                let trimmed = path.trim_end_matches('/');
+                Ok(if trimmed.is_empty() { "/" } else { trimmed }.to_string())
+            })
+            .collect::<Checked<Vec<_>>>()?;
+        Ok(Lint {
+            fail: raw.value.fail,
+            ignore,
         })
     }
 

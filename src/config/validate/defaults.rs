@@ -69,6 +69,7 @@ pub fn default_build() -> Build {
         keep_package_db: default_keep_package_db(),
         binhost: default_binhost(),
         distfile_mirrors: None,
+        lint: Default::default(),
     }
 }
 

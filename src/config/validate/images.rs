@@ -257,6 +257,11 @@ impl Validator<'_> {
             keep_package_db: r.keep_package_db,
             audit: self.audit_override(r.audit)?,
             platforms: r.platforms.map(|p| self.platforms(p)).transpose()?,
+            lint: r
+                .lint
+                .map(|l| self.lint(l))
+                .transpose()?
+                .unwrap_or_default(),
         };
         Ok((image, from_at))
     }

@@ -16,8 +16,8 @@ use serde_saphyr::Location;
 use super::diagnostic::{SourceFile, did_you_mean};
 use super::raw::{
     AUDIT_FAIL_ON, COMPRESSIONS, Entries, LAYERING_STRATEGIES, OneOrMany, PATH_TYPES, RawAccounts,
-    RawAudit, RawBuild, RawFile, RawImage, RawLayering, RawPath, RawPortage, RawRegistrySettings,
-    RawRepository, RawStage3, S, SYNC_TYPES,
+    RawAudit, RawBuild, RawFile, RawImage, RawLayering, RawLint, RawPath, RawPortage,
+    RawRegistrySettings, RawRepository, RawStage3, S, SYNC_TYPES,
 };
 use super::*;
 use crate::gentoo::atom::{self, Atom};

@@ -12,7 +12,10 @@ use crate::printer::Printer;
 
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let printer = Printer::with_progress(args.verbose, args.progress == ProgressMode::Auto);
-    let config = crate::config::load(&args.config.file)?;
+    let mut config = crate::config::load(&args.config.file)?;
+    if let Some(platform) = &args.platform {
+        config.keep_only_platform(platform)?;
+    }
     let request = RunRequest {
         config: &config,
         images: &args.images,

@@ -126,6 +126,10 @@ pub struct BuildArgs {
     /// `latest`) instead of building them; for CI fleets that build one image per job.
     #[arg(long, requires = "images")]
     pub parents_from_registry: bool,
+    /// Build only this platform's images (`os/arch`, one of gib.yaml's `platforms`): one
+    /// leg of a multi-platform build.
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
     /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -15,6 +15,7 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
         archive: None,
         push: true,
         parents_from_registry: args.parents_from_registry,
+        platform: None,
         cache_dir: args.cache_dir,
         force: false,
         json: args.json,

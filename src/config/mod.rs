@@ -227,6 +227,50 @@ impl Image {
     }
 }
 
+impl Config {
+    /// The platforms `image` is built for: its own, else the file's, else the host's.
+    pub fn platforms_of(&self, image: &Image) -> Vec<Platform> {
+        image
+            .platforms
+            .clone()
+            .or_else(|| self.platforms.clone())
+            .unwrap_or_else(|| vec![Platform::host()])
+    }
+
+    /// `--platform`: the images built for `platform` (`os/arch`), each for it alone; the
+    /// others are left out (a child has no platform its parent lacks, so no kept image loses
+    /// its parent).
+    pub fn keep_only_platform(&mut self, platform: &str) -> Result<()> {
+        let wanted = Platform::parse(platform).map_err(UserError::new)?;
+        let mut all: Vec<String> = Vec::new();
+        let mut kept = BTreeMap::new();
+        for (name, image) in &self.images {
+            let platforms = self.platforms_of(image);
+            for p in &platforms {
+                if !all.contains(&p.to_string()) {
+                    all.push(p.to_string());
+                }
+            }
+            if let Some(p) = platforms.into_iter().find(|p| wanted.matches(p)) {
+                let mut image = image.clone();
+                image.platforms = Some(vec![p]);
+                kept.insert(name.clone(), image);
+            }
+        }
+        if kept.is_empty() {
+            return Err(UserError::with_hint(
+                format!(
+                    "--platform {platform}: no image of {} is built for it",
+                    self.file.display()
+                ),
+                format!("the platforms are: {}", all.join(", ")),
+            ));
+        }
+        self.images = kept;
+        Ok(())
+    }
+}
+
 /// Read and validate a gib.yaml (or the predecessor's config.yaml, recognised by its
 /// top-level `target:`).
 ///

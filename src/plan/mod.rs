@@ -426,11 +426,7 @@ fn image_plan(config: &Config, image: &Image, portage: &PortageFiles) -> ImagePl
         kind,
         package_use_flags: config.build.package_use_flags.clone(),
         portage: portage.clone(),
-        platforms: image
-            .platforms
-            .clone()
-            .or_else(|| config.platforms.clone())
-            .unwrap_or_else(|| vec![crate::oci::spec::Platform::host()]),
+        platforms: config.platforms_of(image),
     }
 }
 

@@ -227,3 +227,94 @@ fn each_platform_has_its_stage3() {
         "{stderr}"
     );
 }
+
+/// The greet chain of the mini stage3, with `platforms` (an extra gib.yaml line) if given.
+fn greet_chain(dir: &Path, platforms: &str) -> std::path::PathBuf {
+    // The arm64 tarball is never read: only the amd64 leg is built from this file.
+    let arm64 = dir.join("stage3-arm64.tar.zst");
+    fs::write(&arm64, "not read").unwrap();
+    let text = format!(
+        "stage3:\n  path: {{amd64: {amd64}, arm64: {arm64}}}\nportage:\n  sync_type: none\n{platforms}\
+         images:\n  base:\n    tag: t\n    packages: [sys-libs/glibc]\n\
+         \x20 app:\n    from: base\n    tag: t\n    packages: [app-misc/greet]\n    cmd: [greet]\n",
+        amd64 = crate::fixture::mini_stage3().display(),
+        arm64 = arm64.display(),
+    );
+    let path = dir.join("gib.yaml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// `--platform linux/amd64` builds one leg of a two-platform file: the amd64 images alone,
+/// the very images (same input keys, so the second build reuses the first's cache entries;
+/// same digests) a file without `platforms:` gives. `--platform` of a platform no image has
+/// is refused with the ones there are; the arm64 leg on this amd64 host gets as far as the
+/// qemu check and is then refused by name (exit 2).
+#[test]
+fn platform_builds_one_leg_the_same_as_a_single_platform_file() {
+    assert_eq!(
+        std::env::consts::ARCH,
+        "x86_64",
+        "the test expects an amd64 host"
+    );
+    let dir = scratch_dir("multiarch");
+    let cache = dir.path().join("cache");
+    let single = dir.path().join("single");
+    let leg = dir.path().join("leg");
+    fs::create_dir_all(&single).unwrap();
+    fs::create_dir_all(&leg).unwrap();
+
+    let config = greet_chain(&single, "");
+    let out = build_with(gib(), &config, &cache)
+        .args(["--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let one: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let config = greet_chain(&leg, "platforms: [linux/amd64, linux/arm64]\n");
+    let out = build_with(gib(), &config, &cache)
+        .args(["--platform", "linux/amd64", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Reusing app "), "{stderr}");
+    let other: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for i in 0..2 {
+        assert_eq!(one[i]["name"], other[i]["name"]);
+        assert_eq!(one[i]["digest"], other[i]["digest"], "{}", one[i]["name"]);
+    }
+
+    let out = build_with(gib(), &config, &cache)
+        .args(["--platform", "linux/riscv64"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--platform linux/riscv64: no image of ")
+            && stderr.contains("hint: the platforms are: linux/amd64, linux/arm64"),
+        "{stderr}"
+    );
+
+    let binfmt = dir.path().join("binfmt_misc");
+    fs::create_dir_all(&binfmt).unwrap();
+    fs::write(binfmt.join("status"), "enabled\n").unwrap();
+    fs::write(binfmt.join("qemu-aarch64"), registration("enabled", "PF")).unwrap();
+    let out = build_with(gib(), &config, &cache)
+        .args(["--platform", "linux/arm64"])
+        .env("GIB_TEST_BINFMT_DIR", &binfmt)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("building for linux/arm64 on this linux/amd64 host is not supported yet"),
+        "{stderr}"
+    );
+}

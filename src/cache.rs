@@ -67,6 +67,9 @@ pub const KINDS: &[Kind] = &[
     kind("logs", false, true, None),
     kind("blobs", false, false, None),
     kind("binpkgs", false, false, None),
+    // Binary packages of a platform other than the host's (`binpkgs` holds the host's).
+    kind("binpkgs-amd64", false, false, None),
+    kind("binpkgs-arm64", false, false, None),
     kind("distfiles", false, false, None),
     // Stage3 tarballs and snapshots being or having been downloaded.
     kind("downloads", false, false, None),

@@ -16,7 +16,7 @@ use crate::cache::remove_any;
 use crate::gentoo::vdb;
 use crate::jobs::Job;
 use crate::oci::image::Image;
-use crate::oci::spec::{ANNOTATION_VERSION, Descriptor, Digest, Platform};
+use crate::oci::spec::{ANNOTATION_VERSION, Descriptor, Digest};
 use crate::plan::ImagePlan;
 use crate::printer::UserError;
 use crate::registry::{Reference, pull_image};
@@ -122,7 +122,7 @@ fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
     let pulled = pull_image(
         &ctx.registries,
         reference,
-        &Platform::host(),
+        &ctx.plan.platform(),
         ctx.store.root(),
     )
     .with_context(|| format!("cannot pull the parent image {reference}"))?;
@@ -147,7 +147,7 @@ fn pull(ctx: &BuildContext<'_>, reference: &Reference) -> Result<BuiltImage> {
     let config_json: Value = read_json(ctx, &config.digest)?;
     let image = Image {
         manifest: Descriptor {
-            platform: Some(Platform::host()),
+            platform: Some(ctx.plan.platform()),
             ..pulled.manifest
         },
         config,

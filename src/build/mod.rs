@@ -557,5 +557,6 @@ fn image_request<'p>(
         created: ctx.epoch()?,
         created_by: format!("gib {}: {how} {}", env!("CARGO_PKG_VERSION"), image.name),
         annotations,
+        platform: ctx.plan.platform(),
     })
 }

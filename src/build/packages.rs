@@ -338,7 +338,7 @@ pub fn emerge_job<'a>(
         staging: staging_mount(&dirs.layer, &dirs.layer_work, &staging_lowers),
         repositories: repository_mounts(repositories),
         extra_mounts: Vec::new(),
-        caches: crate::stage3::cache_mounts(ctx.cache)?,
+        caches: crate::stage3::cache_mounts(ctx.cache, &ctx.plan.platform())?,
         network: ctx.network,
         input_dir: &dirs.input,
         log_dir: &dirs.log_dir,

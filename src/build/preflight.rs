@@ -51,8 +51,7 @@ fn check_parents(request: &RunRequest<'_>, plan: &Plan) -> Result<()> {
 }
 
 /// Every platform other than the host's runs under qemu-user, registered with binfmt_misc's
-/// `F` flag (see `sandbox::binfmt`); until the per-platform build lands, such a platform is
-/// then refused by name rather than built for the host's.
+/// `F` flag (see `sandbox::binfmt`).
 fn check_platforms(plan: &Plan) -> Result<()> {
     use crate::sandbox::binfmt::{self, State};
     use crate::stage3::arch;
@@ -120,13 +119,21 @@ fn check_platforms(plan: &Plan) -> Result<()> {
             State::Present(_) => {}
         }
     }
-    if let Some(platform) = foreign.first() {
+    // One platform for every image (a `--platform` leg, or a file's only platform) is built
+    // as such; several in one run need the image index, which is not there yet.
+    let several = plan
+        .images
+        .iter()
+        .any(|i| i.platforms.as_slice() != std::slice::from_ref(&plan.platform()));
+    if let Some(platform) = foreign.first()
+        && several
+    {
         return Err(UserError::with_hint(
             format!(
-                "building for {platform} on this {host} host is not supported yet: gib builds \
-                images for the host's platform only"
+                "building {platform} and other platforms in one run is not supported yet: \
+                 gib writes no image index"
             ),
-            format!("build on a {platform} host, or leave {platform} out of `platforms:`"),
+            format!("build one platform per run: gib build --platform {platform}, then each other"),
         ));
     }
     Ok(())

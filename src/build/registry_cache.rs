@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::from_registry::read_json;
 use super::{BuildContext, BuiltImage};
 use crate::oci::image::Image;
-use crate::oci::spec::{ANNOTATION_VERSION, Descriptor, Platform};
+use crate::oci::spec::{ANNOTATION_VERSION, Descriptor};
 use crate::plan::ImagePlan;
 use crate::registry::Reference;
 
@@ -231,7 +231,7 @@ pub fn fetch(ctx: &BuildContext<'_>, reference: &Reference) -> Result<Option<Fet
     let Some(pulled) = crate::registry::pull_manifest_and_config(
         &ctx.registries,
         reference,
-        &Platform::host(),
+        &ctx.plan.platform(),
         ctx.store.root(),
     )?
     else {
@@ -248,7 +248,7 @@ pub fn fetch(ctx: &BuildContext<'_>, reference: &Reference) -> Result<Option<Fet
     Ok(Some(Fetched {
         image: Image {
             manifest: Descriptor {
-                platform: Some(Platform::host()),
+                platform: Some(ctx.plan.platform()),
                 ..pulled.manifest
             },
             config: pulled.config,
@@ -292,7 +292,7 @@ pub fn pull_layers(ctx: &BuildContext<'_>, image: &BuiltImage) -> Result<()> {
     crate::registry::pull_image(
         &ctx.registries,
         reference,
-        &Platform::host(),
+        &ctx.plan.platform(),
         ctx.store.root(),
     )
     .with_context(|| format!("cannot pull the layers of image {}", image.name))?;

@@ -80,7 +80,7 @@ pub fn run_in_stage3(
     let interactive = command.is_none();
     let command = command.unwrap_or_else(|| vec![shell_of(&root.path)]);
     let scratch = OverlayScratch::create(&cache.dir("shell")?)?;
-    let mut mounts = stage3::cache_mounts(cache)?;
+    let mut mounts = stage3::cache_mounts(cache, &crate::oci::spec::Platform::host())?;
     mounts.extend(extra);
     let mut env = sandbox::default_env();
     if id_mode.is_single() {

@@ -267,7 +267,31 @@ impl Config {
             ));
         }
         self.images = kept;
+        self.stage3 = self.stage3_for(&wanted);
         Ok(())
+    }
+
+    /// The stage3 `platform` builds in: the per-architecture one gib.yaml names, else its
+    /// flavor made the platform's (`amd64-openrc` -> `arm64-openrc`), else its one file,
+    /// which is the host's.
+    pub fn stage3_for(&self, platform: &Platform) -> Option<Stage3> {
+        let arch = crate::stage3::arch::of(platform)?;
+        if !self.stage3_per_arch.is_empty() {
+            return self.stage3_per_arch.get(arch.gentoo).cloned();
+        }
+        match self.stage3.as_ref()? {
+            Stage3::Flavor {
+                flavor,
+                mirror,
+                pin,
+            } => Some(Stage3::Flavor {
+                flavor: crate::stage3::arch::flavor_for(flavor, platform),
+                mirror: mirror.clone(),
+                pin: pin.clone(),
+            }),
+            one if crate::stage3::arch::of(&Platform::host()) == Some(arch) => Some(one.clone()),
+            _ => None,
+        }
     }
 }
 

@@ -47,6 +47,8 @@ pub struct ImageRequest<'a> {
     pub created_by: String,
     /// Extra manifest annotations (ref.name, version, source, revision, …).
     pub annotations: BTreeMap<String, String>,
+    /// The platform its binaries are for.
+    pub platform: Platform,
 }
 
 /// A stored image: its manifest and config (as blobs) and what its children build on.
@@ -62,7 +64,7 @@ pub struct Image {
 /// Write the config and manifest of an image into `store`.
 pub fn write_image(store: &BlobStore, request: &ImageRequest) -> Result<Image> {
     let created = rfc3339(request.created)?;
-    let platform = Platform::host();
+    let platform = &request.platform;
     let parent_config = request.parent.map(|p| &p.config_json);
 
     let mut diff_ids: Vec<Value> = parent_config
@@ -126,7 +128,7 @@ pub fn write_image(store: &BlobStore, request: &ImageRequest) -> Result<Image> {
     let manifest_blob = store.put(&manifest_bytes)?;
     Ok(Image {
         manifest: Descriptor {
-            platform: Some(platform),
+            platform: Some(platform.clone()),
             ..Descriptor::new(
                 MEDIA_TYPE_MANIFEST,
                 manifest_blob.digest,
@@ -258,6 +260,7 @@ mod tests {
             created: 0,
             created_by: "gib test".into(),
             annotations: BTreeMap::new(),
+            platform: Platform::host(),
         }
     }
 

@@ -283,6 +283,7 @@ mod tests {
             created: 0,
             created_by: "test".into(),
             annotations: BTreeMap::new(),
+            platform: crate::oci::spec::Platform::host(),
         };
         let parent = write_image(
             &store,

@@ -245,7 +245,7 @@ impl Plan {
             if stage3_by_platform.iter().any(|(p, _)| p == platform) {
                 continue;
             }
-            if let Some(stage3) = stage3_for(config, platform) {
+            if let Some(stage3) = config.stage3_for(platform) {
                 stage3_by_platform.push((platform.clone(), stage3));
             }
         }
@@ -262,34 +262,19 @@ impl Plan {
         })
     }
 
+    /// The one platform this run builds: every image's when they share a single one (a
+    /// file's only platform, or a `--platform` leg), else the host's.
+    pub fn platform(&self) -> crate::oci::spec::Platform {
+        let mut platforms = self.images.iter().map(|i| i.platforms.as_slice());
+        match platforms.next() {
+            Some([only]) if platforms.all(|p| p == std::slice::from_ref(only)) => only.clone(),
+            _ => crate::oci::spec::Platform::host(),
+        }
+    }
+
     /// The image names in build order.
     pub fn order(&self) -> Vec<&str> {
         self.images.iter().map(|i| i.name.as_str()).collect()
-    }
-}
-
-/// The stage3 `platform` builds in: the per-architecture one gib.yaml names, else its
-/// flavor made the platform's (`amd64-openrc` -> `arm64-openrc`), else its one file, which
-/// is the host's.
-fn stage3_for(config: &Config, platform: &crate::oci::spec::Platform) -> Option<Stage3> {
-    let arch = crate::stage3::arch::of(platform)?;
-    if !config.stage3_per_arch.is_empty() {
-        return config.stage3_per_arch.get(arch.gentoo).cloned();
-    }
-    match config.stage3.as_ref()? {
-        Stage3::Flavor {
-            flavor,
-            mirror,
-            pin,
-        } => Some(Stage3::Flavor {
-            flavor: crate::stage3::arch::flavor_for(flavor, platform),
-            mirror: mirror.clone(),
-            pin: pin.clone(),
-        }),
-        one if crate::stage3::arch::of(&crate::oci::spec::Platform::host()) == Some(arch) => {
-            Some(one.clone())
-        }
-        _ => None,
     }
 }
 

@@ -397,9 +397,19 @@ pub fn unpack_in_sandbox(
     })
 }
 
-/// The mounts every builder root gets from the cache: the shared distfiles and binary
-/// packages, read-write. (Repositories are bound read-only by the build, once it has them.)
-pub fn cache_mounts(cache: &Cache) -> Result<Vec<sandbox::ExtraMount>> {
+/// The mounts every builder root gets from the cache: the shared distfiles and the binary
+/// packages of `platform` (never another architecture's), read-write. (Repositories are
+/// bound read-only by the build, once it has them.)
+pub fn cache_mounts(
+    cache: &Cache,
+    platform: &crate::oci::spec::Platform,
+) -> Result<Vec<sandbox::ExtraMount>> {
+    let binpkgs = match arch::of(platform) {
+        Some(a) if arch::of(&crate::oci::spec::Platform::host()) != Some(a) => {
+            format!("binpkgs-{}", a.gentoo)
+        }
+        _ => "binpkgs".to_string(),
+    };
     Ok(vec![
         sandbox::ExtraMount::Bind {
             source: cache.dir("distfiles")?,
@@ -407,7 +417,7 @@ pub fn cache_mounts(cache: &Cache) -> Result<Vec<sandbox::ExtraMount>> {
             readonly: false,
         },
         sandbox::ExtraMount::Bind {
-            source: cache.dir("binpkgs")?,
+            source: cache.dir(&binpkgs)?,
             target: "/var/cache/binpkgs".into(),
             readonly: false,
         },

@@ -1,0 +1,59 @@
+#!/bin/sh
+# Benchmark the two legs of a two-platform file on an amd64 host: the greet chain (glibc ->
+# greet) built with `gib build --platform linux/amd64` natively and with
+# `--platform linux/arm64` under qemu-user (binfmt_misc's qemu-aarch64, registered with F;
+# .ci/run does that), each from an empty cache. Prints both wall times and their ratio.
+# Needs root, the test suite's two mini stage3s (`cargo test --locked --test integration
+# fixture::` builds them into target/gib-fixtures) and qemu-user-static.
+# Usage: benches/multiarch-bench.sh
+# Not a test: the figures depend on the machine.
+set -eu
+
+cd "$(dirname "$0")/.."
+top=$(pwd)
+bench=$top/target/multiarch-bench
+
+cargo build --release --locked --quiet
+gib=$top/target/release/gib
+
+first() { for f in "$@"; do [ -e "$f" ] && echo "$f" && return; done; }
+amd64=$(first "$top"/target/gib-fixtures/mini-stage3-[0-9a-f]*.tar.zst)
+arm64=$(first "$top"/target/gib-fixtures/mini-stage3-arm64-[0-9a-f]*.tar.zst)
+if [ -z "$amd64" ] || [ -z "$arm64" ]; then
+	echo "multiarch-bench: build the mini stage3s first: cargo test --locked --test integration fixture::" >&2
+	exit 1
+fi
+
+rm -rf "$bench"
+mkdir -p "$bench"
+cat >"$bench/gib.yaml" <<YAML
+stage3:
+  path: {amd64: $amd64, arm64: $arm64}
+portage:
+  sync_type: none
+platforms: [linux/amd64, linux/arm64]
+images:
+  base:
+    tag: t
+    packages: [sys-libs/glibc]
+  app:
+    from: base
+    tag: t
+    packages: [app-misc/greet]
+    cmd: [greet]
+YAML
+
+now() { date +%s.%N; }
+leg() {
+	start=$(now)
+	"$gib" build -f "$bench/gib.yaml" --cache-dir "$bench/cache-$1" --platform "linux/$1" \
+		--oci-layout "$bench/layout-$1" --progress plain >"$bench/$1.log" 2>&1 ||
+		{ echo "multiarch-bench: the $1 leg failed; see $bench/$1.log" >&2; exit 1; }
+	awk -v a="$(now)" -v b="$start" 'BEGIN { print a - b }'
+}
+
+amd=$(leg amd64)
+arm=$(leg arm64)
+printf 'amd64 leg (native):           %6.1f s\n' "$amd"
+printf 'arm64 leg (qemu-user):        %6.1f s\n' "$arm"
+printf 'emulated / native:            %6.1f x\n' "$(awk -v a="$arm" -v b="$amd" 'BEGIN { print a / b }')"

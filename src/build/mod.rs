@@ -35,9 +35,9 @@ pub use shell::{run_in_stage3, shell};
 
 pub use test::TestFailed;
 
-use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -145,18 +145,22 @@ pub struct BuildContext<'a> {
     pub offline: bool,
     /// The registry client parents are pulled with (per-registry TLS from gib.yaml).
     pub registries: crate::registry::Client,
-    stage3: OnceCell<Stage3Root>,
-    repositories: OnceCell<Vec<SyncedRepo>>,
+    stage3: OnceLock<Stage3Root>,
+    repositories: OnceLock<Vec<SyncedRepo>>,
     /// gib.lock, as read and as this run resolves it.
     lock: inputs::RunLock,
-    inputs: OnceCell<inputs::ResolvedInputs>,
+    inputs: OnceLock<inputs::ResolvedInputs>,
     /// Repositories synced while resolving the lock, by name.
-    synced: std::cell::RefCell<BTreeMap<String, SyncedRepo>>,
+    synced: Mutex<BTreeMap<String, SyncedRepo>>,
+    /// Held while the stage3 and the repositories are prepared (see `sources`).
+    preparing: Mutex<()>,
+    /// Held while gib.lock's inputs are resolved (see `inputs`).
+    resolving: Mutex<()>,
     /// Set once `package_use_flags`' atoms were checked against the repositories.
-    atoms_checked: OnceCell<()>,
-    epoch: OnceCell<i64>,
+    atoms_checked: OnceLock<()>,
+    epoch: OnceLock<i64>,
     /// Set once the binhost's index was compared with gib.lock's.
-    binhost_checked: OnceCell<()>,
+    binhost_checked: OnceLock<()>,
 }
 
 /// How a run builds: the settings of `gib build` (and `gib shell`) that are not the plan.
@@ -199,14 +203,16 @@ impl<'a> BuildContext<'a> {
             force,
             offline,
             registries: crate::registry::Client::new(),
-            stage3: OnceCell::new(),
-            repositories: OnceCell::new(),
+            stage3: OnceLock::new(),
+            repositories: OnceLock::new(),
             lock: inputs::RunLock::open(&plan.file, lock)?,
-            inputs: OnceCell::new(),
+            inputs: OnceLock::new(),
             synced: Default::default(),
-            atoms_checked: OnceCell::new(),
-            epoch: OnceCell::new(),
-            binhost_checked: OnceCell::new(),
+            preparing: Mutex::new(()),
+            resolving: Mutex::new(()),
+            atoms_checked: OnceLock::new(),
+            epoch: OnceLock::new(),
+            binhost_checked: OnceLock::new(),
         })
     }
 

@@ -20,12 +20,14 @@ use super::hash_parts;
 use crate::gentoo::atom::Atom;
 use crate::plan::ImagePlan;
 
-/// The image's plan without the per-package Portage lines (they enter [`full_key`]) and
-/// without where distfiles come from: Portage checks every distfile against its Manifest,
-/// so another mirror cannot change what is built.
+/// The image's plan without the per-package Portage lines (they enter [`full_key`]),
+/// without where distfiles come from (Portage checks every distfile against its Manifest,
+/// so another mirror cannot change what is built) and without how many jobs build them
+/// (`MAKEOPTS`, `EMERGE_DEFAULT_OPTS`: the machine's, shared among the images built at
+/// once; they change how fast, not what).
 pub fn plan_without_package_lines(image: &ImagePlan) -> String {
     let mut image = image.clone();
-    image.portage.make_conf = without_mirrors(&image.portage.make_conf);
+    image.portage.make_conf = without_machine_lines(&image.portage.make_conf);
     image.portage.package_use.clear();
     // The same flags as package.use's lines, kept for gib's own checks: they enter the key
     // through [`full_key`] only, with the lines of the packages the build merged.
@@ -35,10 +37,11 @@ pub fn plan_without_package_lines(image: &ImagePlan) -> String {
     format!("{image:?}")
 }
 
-fn without_mirrors(make_conf: &str) -> String {
+fn without_machine_lines(make_conf: &str) -> String {
+    const MACHINE: [&str; 3] = ["GENTOO_MIRRORS=", "MAKEOPTS=", "EMERGE_DEFAULT_OPTS="];
     make_conf
         .lines()
-        .filter(|line| !line.starts_with("GENTOO_MIRRORS="))
+        .filter(|line| !MACHINE.iter().any(|key| line.starts_with(key)))
         .map(|line| format!("{line}\n"))
         .collect()
 }
@@ -151,14 +154,16 @@ mod tests {
     }
 
     #[test]
-    fn the_distfile_mirrors_do_not_enter_the_key() {
-        let make_conf = |mirrors: &str| {
-            format!("\n# --- added by gib ---\nMAKEOPTS=\"-j2\"\n{mirrors}DISTDIR=\"/d\"\n")
-        };
-        let plain = without_mirrors(&make_conf(""));
+    fn the_distfile_mirrors_and_job_counts_do_not_enter_the_key() {
+        let make_conf =
+            |machine: &str| format!("\n# --- added by gib ---\n{machine}DISTDIR=\"/d\"\n");
+        let plain = without_machine_lines(&make_conf(""));
         assert_eq!(plain, make_conf(""));
         assert_eq!(
-            without_mirrors(&make_conf("GENTOO_MIRRORS=\"http://127.0.0.1:1\"\n")),
+            without_machine_lines(&make_conf(
+                "MAKEOPTS=\"-j2\"\nEMERGE_DEFAULT_OPTS=\"--jobs=2 --load-average=2\"\n\
+                 GENTOO_MIRRORS=\"http://127.0.0.1:1\"\n"
+            )),
             plain
         );
     }

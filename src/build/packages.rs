@@ -325,6 +325,7 @@ pub fn emerge_job<'a>(
         network: ctx.network,
         input_dir: &dirs.input,
         log_dir: &dirs.log_dir,
+        cpu: ctx.cpu_share.get().copied(),
     })
 }
 

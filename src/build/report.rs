@@ -105,6 +105,12 @@ pub struct ImageReport {
     pub usage: Option<UsageSummary>,
     /// The SBOM artifact manifest (its subject is the image).
     pub sbom: Option<String>,
+    /// When this run started and finished the image (built, reused or pulled), in seconds
+    /// since the Unix epoch: images built side by side overlap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished: Option<f64>,
 }
 
 impl ImageReport {
@@ -133,7 +139,21 @@ impl ImageReport {
             push: push.cloned(),
             usage,
             sbom: built.sbom.as_ref().map(|s| s.manifest.digest.to_string()),
+            started: None,
+            finished: None,
         }
+    }
+
+    /// The report with when the image was built in this run.
+    pub fn with_times(mut self, times: Option<&super::schedule::BuildTimes>) -> Self {
+        let unix = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .ok()
+        };
+        self.started = times.and_then(|t| unix(t.started));
+        self.finished = times.and_then(|t| unix(t.finished));
+        self
     }
 }
 

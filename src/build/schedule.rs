@@ -105,9 +105,9 @@ pub struct PlanBuild {
     pub images: BTreeMap<String, BuiltImage>,
     /// Images taken from the registry (`--parents-from-registry`): already pushed.
     pub pulled: BTreeSet<String>,
-    /// When each image built, reused or pulled started and ended.
+    /// When each image started and ended (failed ones too).
     pub times: BTreeMap<String, BuildTimes>,
-    /// Images whose build failed, in the order they failed.
+    /// Images whose build failed, in plan order.
     pub failed: Vec<(String, anyhow::Error)>,
     /// Images not built because an ancestor failed.
     pub skipped: BTreeSet<String>,
@@ -228,16 +228,15 @@ pub fn build_plan(
                         started,
                         finished: SystemTime::now(),
                     };
+                    state.done.times.insert(image.name.clone(), times);
                     match made {
                         Ok(Made::Built(result)) => {
                             let mut on_built =
                                 on_built.lock().unwrap_or_else(PoisonError::into_inner);
                             on_built(&result, clock.elapsed());
-                            state.done.times.insert(image.name.clone(), times);
                             state.done.images.insert(image.name.clone(), result);
                         }
                         Ok(Made::Pulled(result)) => {
-                            state.done.times.insert(image.name.clone(), times);
                             state.done.pulled.insert(image.name.clone());
                             state.done.images.insert(image.name.clone(), result);
                         }
@@ -273,8 +272,15 @@ pub fn build_plan(
             state = changed.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
     });
-    let board = board.into_inner().unwrap_or_else(PoisonError::into_inner);
-    Ok(board.done)
+    let mut done = board
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .done;
+    // Failures in plan order, whichever failed first: the run's error is the same every time.
+    let order = ctx.plan.order();
+    done.failed
+        .sort_by_key(|(name, _)| order.iter().position(|n| n == name));
+    Ok(done)
 }
 
 /// Whether `image` can start: its parent (when it is one of the plan's) is built.

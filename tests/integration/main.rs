@@ -19,6 +19,7 @@ mod image_tests;
 mod lock;
 mod oci;
 mod outputs;
+mod parallel;
 mod preflight;
 mod progress;
 mod push;

@@ -608,6 +608,24 @@ mod tests {
     use anyhow::Context;
 
     #[test]
+    fn an_image_scope_tags_its_thread_only_while_it_lives() {
+        let printer = Printer::with_progress(false, false);
+        assert_eq!(image_tag(), "");
+        {
+            let _outer = printer.image_scope("base");
+            assert_eq!(image_tag(), "[base] ");
+            {
+                let _inner = printer.image_scope("app");
+                assert_eq!(image_tag(), "[app] ");
+                // Another thread is not tagged.
+                assert_eq!(std::thread::spawn(image_tag).join().unwrap(), "");
+            }
+            assert_eq!(image_tag(), "[base] ");
+        }
+        assert_eq!(image_tag(), "");
+    }
+
+    #[test]
     fn human_sizes() {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(2048), "2.0 KiB");

@@ -1,7 +1,8 @@
 //! Images built side by side (`gib build --jobs N`) on the mini stage3: a wide DAG (a base,
 //! four children, two grandchildren) gives the same OCI layout whatever N; two images really
 //! build at the same time; an image that fails stops its own descendants only, and
-//! `--fail-fast` stops everything, leaving no half-made cache entry behind.
+//! `--fail-fast` stops everything, leaving no half-made cache entry behind. Root and the
+//! unprivileged test user alike.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -364,4 +365,44 @@ fn two_images_build_at_the_same_time() {
     // Then the second waits for the first in vain.
     assert_eq!(result_of(&stderr, "ping"), "failed", "{stderr}");
     assert_eq!(result_of(&stderr, "pong"), "failed", "{stderr}");
+}
+
+#[test]
+fn a_failure_stops_its_subtree_only_rootless() {
+    let tmp = work_dir(Runner::User, "parallel-failure-user");
+    let dir = tmp.path();
+    let text = format!(
+        "stage3:\n  path: {stage3}\nportage:\n  sync_type: none\nimages:\n\
+         \x20 base:\n    from: scratch\n    tag: t\n    packages: [sys-apps/baselayout]\n\
+         \x20 good:\n    from: base\n    tag: t\n    script: {good}\n{failing}",
+        stage3 = mini_stage3().display(),
+        good = marker_script(dir, "good").display(),
+        failing = failing_images(dir),
+    );
+    let config = dir.join("gib.yaml");
+    fs::write(&config, text).unwrap();
+    let user = test_user();
+    run_ok(
+        std::process::Command::new("chown")
+            .arg("-R")
+            .arg(format!("{user}:{user}"))
+            .arg(dir),
+    );
+    let cache = dir.join("cache");
+    let out = build(
+        Runner::User,
+        &config,
+        &cache,
+        &["--jobs", "2", "--progress", "plain"],
+    );
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(result_of(&stderr, "base"), "built", "{stderr}");
+    assert_eq!(result_of(&stderr, "good"), "built", "{stderr}");
+    assert_eq!(result_of(&stderr, "bad"), "failed", "{stderr}");
+    assert_eq!(result_of(&stderr, "badchild"), "skipped", "{stderr}");
+    let (published, hidden) = cache_entries(&cache);
+    assert!(hidden.is_empty(), "scratch left in the cache: {hidden:?}");
+    assert!(has_entry(&published, "good"), "{published:?}");
+    assert!(!has_entry(&published, "bad"), "{published:?}");
 }

@@ -85,7 +85,7 @@ seconds() {
 		exit 1
 	}
 	end=$(date +%s.%N)
-	awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f\n", e - s }'
+	awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f\n", e - s }' | tee -a "$bench/runs-$1"
 }
 
 # best T BEST: the smaller of two times (BEST empty: T).
@@ -97,10 +97,14 @@ one=
 many=
 i=0
 while [ "$i" -lt "$runs" ]; do
-	one=$(best "$(seconds 1)" "$one")
-	many=$(best "$(seconds "$jobs")" "$many")
+	# (An assignment keeps a failed build's status; a function's argument would not.)
+	t=$(seconds 1) || exit 1
+	one=$(best "$t" "$one")
+	t=$(seconds "$jobs") || exit 1
+	many=$(best "$t" "$many")
 	i=$((i + 1))
 done
+echo "each run, --jobs 1: $(tr '\n' ' ' <"$bench/runs-1")s; --jobs $jobs: $(tr '\n' ' ' <"$bench/runs-$jobs")s"
 echo "--jobs 1, empty cache (best of $runs):      $one s"
 echo "--jobs $jobs, empty cache (best of $runs):      $many s"
 awk -v a="$many" -v b="$one" -v j="$jobs" 'BEGIN { printf "ratio (jobs %s / jobs 1):   %.2f\n", j, a / b }'

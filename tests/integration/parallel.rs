@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::fixture::mini_stage3;
-use crate::util::{Runner, gib_build, run_ok, test_user, work_dir};
+use crate::util::{Runner, emerge_log, gib_build, run_ok, test_user, work_dir};
 
 /// A script that writes one file into the image: `$ROOT/etc/<name>`.
 fn marker_script(dir: &Path, name: &str) -> PathBuf {
@@ -100,6 +100,18 @@ fn cache_entries(cache: &Path) -> (Vec<String>, Vec<String>) {
     (published, hidden)
 }
 
+/// Portage's build log of the package whose log name starts with `prefix`, in the newest
+/// build of `image` (`logs/<image>-<key>/portage/`).
+fn package_log(cache: &Path, image: &str, prefix: &str) -> String {
+    let portage = emerge_log(cache, image).with_file_name("portage");
+    let log = fs::read_dir(&portage)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}* log in {}", portage.display()));
+    fs::read_to_string(log).unwrap()
+}
+
 fn has_entry(entries: &[String], image: &str) -> bool {
     entries
         .iter()
@@ -173,6 +185,27 @@ fn one_or_three_jobs_give_the_same_layout_and_a_failure_stops_its_subtree_only()
     // Plan order, not the order they finished in.
     assert_eq!(names(&out), sequential);
     assert_eq!(sequential.len(), 7, "{sequential:?}");
+    // Three at a time (four leaves), each emerge got a third of `threads: 2` (at least one
+    // job) and the whole machine's load average; one at a time, make.conf's settings.
+    let log = |cache: &str| fs::read_to_string(emerge_log(&dir.join(cache), "app")).unwrap();
+    assert!(
+        log("cache-3").contains("--jobs=1 --load-average=2"),
+        "{}",
+        log("cache-3")
+    );
+    assert!(
+        !log("cache-1").contains("--load-average"),
+        "{}",
+        log("cache-1")
+    );
+    // What make itself ran with: libgreet's build log (emake passes MAKEOPTS on).
+    for (cache, make) in [("cache-3", "make -j1 "), ("cache-1", "make -j2 ")] {
+        let log = package_log(&dir.join(cache), "lib", "dev-libs:libgreet-1.0:");
+        assert!(
+            log.contains(make),
+            "{cache}: no `{make}` in libgreet's log:\n{log}"
+        );
+    }
 
     // A failing child: its subtree fails, its siblings are built (and cached).
     let config = write_wide(dir, "2", &failing_images(dir));

@@ -65,6 +65,34 @@ fn build(runner: Runner, config: &Path, cache: &Path, args: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
+/// A build of a config with [`failing_images`] with `--jobs N`: it exits 1, `bad` failed and
+/// `badchild` was skipped. Its stderr.
+fn build_failing(runner: Runner, config: &Path, cache: &Path, jobs: &str) -> String {
+    let out = build(
+        runner,
+        config,
+        cache,
+        &["--jobs", jobs, "--progress", "plain"],
+    );
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(result_of(&stderr, "bad"), "failed", "{stderr}");
+    assert_eq!(result_of(&stderr, "badchild"), "skipped", "{stderr}");
+    stderr
+}
+
+/// Everything under `dir` to the test user (a work dir of [`Runner::User`] is its own, its
+/// files are not).
+fn give_to_test_user(dir: &Path) {
+    let user = test_user();
+    run_ok(
+        std::process::Command::new("chown")
+            .arg("-R")
+            .arg(format!("{user}:{user}"))
+            .arg(dir),
+    );
+}
+
 fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -124,23 +152,28 @@ fn one_or_three_jobs_give_the_same_layout_and_a_failure_stops_its_subtree_only()
     let dir = tmp.path();
     let config = write_wide(dir, "1", "");
 
-    let (one, three) = (dir.join("layout-1"), dir.join("layout-3"));
-    let out = build(
-        Runner::Root,
-        &config,
-        &dir.join("cache-1"),
-        &[
-            "--jobs",
-            "1",
-            "--progress",
-            "plain",
-            "--json",
-            "--oci-layout",
-            one.to_str().unwrap(),
-        ],
-    );
-    let stderr = stderr_of(&out);
-    assert!(out.status.success(), "{stderr}");
+    // `--jobs N` from an empty cache-N into layout-N, with a JSON report.
+    let build_layout = |jobs: &str| -> (Output, String) {
+        let layout = dir.join(format!("layout-{jobs}"));
+        let out = build(
+            Runner::Root,
+            &config,
+            &dir.join(format!("cache-{jobs}")),
+            &[
+                "--jobs",
+                jobs,
+                "--progress",
+                "plain",
+                "--json",
+                "--oci-layout",
+                layout.to_str().unwrap(),
+            ],
+        );
+        let stderr = stderr_of(&out);
+        assert!(out.status.success(), "--jobs {jobs}: {stderr}");
+        (out, stderr)
+    };
+    let (out, stderr) = build_layout("1");
     // One at a time: no line is tagged with its image.
     assert!(!stderr.contains("[base]"), "{stderr}");
     let names = |out: &Output| -> Vec<String> {
@@ -154,22 +187,7 @@ fn one_or_three_jobs_give_the_same_layout_and_a_failure_stops_its_subtree_only()
     };
     let sequential = names(&out);
 
-    let out = build(
-        Runner::Root,
-        &config,
-        &dir.join("cache-3"),
-        &[
-            "--jobs",
-            "3",
-            "--progress",
-            "plain",
-            "--json",
-            "--oci-layout",
-            three.to_str().unwrap(),
-        ],
-    );
-    let stderr = stderr_of(&out);
-    assert!(out.status.success(), "{stderr}");
+    let (out, stderr) = build_layout("3");
     // Built side by side, every line says whose it is.
     for image in ["base", "lib", "app", "tools", "notes", "more", "extra"] {
         assert!(
@@ -178,8 +196,8 @@ fn one_or_three_jobs_give_the_same_layout_and_a_failure_stops_its_subtree_only()
         );
     }
     assert_eq!(
-        fs::read(one.join("index.json")).unwrap(),
-        fs::read(three.join("index.json")).unwrap(),
+        fs::read(dir.join("layout-1/index.json")).unwrap(),
+        fs::read(dir.join("layout-3/index.json")).unwrap(),
         "the layouts' indexes differ"
     );
     // Plan order, not the order they finished in.
@@ -210,16 +228,7 @@ fn one_or_three_jobs_give_the_same_layout_and_a_failure_stops_its_subtree_only()
     // A failing child: its subtree fails, its siblings are built (and cached).
     let config = write_wide(dir, "2", &failing_images(dir));
     let cache = dir.join("cache-3");
-    let out = build(
-        Runner::Root,
-        &config,
-        &cache,
-        &["--jobs", "3", "--progress", "plain"],
-    );
-    let stderr = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(result_of(&stderr, "bad"), "failed", "{stderr}");
-    assert_eq!(result_of(&stderr, "badchild"), "skipped", "{stderr}");
+    let stderr = build_failing(Runner::Root, &config, &cache, "3");
     for image in ["base", "lib", "app", "tools", "notes", "more", "extra"] {
         assert_eq!(result_of(&stderr, image), "built", "{image}:\n{stderr}");
     }
@@ -345,13 +354,7 @@ fn two_images_build_at_the_same_time() {
         let dir = tmp.path();
         let config = write_rendezvous(dir);
         if runner == Runner::User {
-            let user = test_user();
-            run_ok(
-                std::process::Command::new("chown")
-                    .arg("-R")
-                    .arg(format!("{user}:{user}"))
-                    .arg(dir),
-            );
+            give_to_test_user(dir);
         }
         let out = gib_build(
             runner,
@@ -414,26 +417,11 @@ fn a_failure_stops_its_subtree_only_rootless() {
     );
     let config = dir.join("gib.yaml");
     fs::write(&config, text).unwrap();
-    let user = test_user();
-    run_ok(
-        std::process::Command::new("chown")
-            .arg("-R")
-            .arg(format!("{user}:{user}"))
-            .arg(dir),
-    );
+    give_to_test_user(dir);
     let cache = dir.join("cache");
-    let out = build(
-        Runner::User,
-        &config,
-        &cache,
-        &["--jobs", "2", "--progress", "plain"],
-    );
-    let stderr = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = build_failing(Runner::User, &config, &cache, "2");
     assert_eq!(result_of(&stderr, "base"), "built", "{stderr}");
     assert_eq!(result_of(&stderr, "good"), "built", "{stderr}");
-    assert_eq!(result_of(&stderr, "bad"), "failed", "{stderr}");
-    assert_eq!(result_of(&stderr, "badchild"), "skipped", "{stderr}");
     let (published, hidden) = cache_entries(&cache);
     assert!(hidden.is_empty(), "scratch left in the cache: {hidden:?}");
     assert!(has_entry(&published, "good"), "{published:?}");

@@ -217,11 +217,21 @@ pub fn build_plan(
                 threads.spawn(move || {
                     let _tag = (at_once > 1).then(|| ctx.printer.image_scope(&image.name));
                     let (started, clock) = (SystemTime::now(), Instant::now());
-                    let made = if pull {
-                        pull_plan_image(ctx, image).map(Made::Pulled)
-                    } else {
-                        build_image(ctx, image, &parents).map(Made::Built)
-                    };
+                    // A panic (a bug) fails this image, rather than leaving the scheduler
+                    // waiting for a thread that will never report.
+                    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        if pull {
+                            pull_plan_image(ctx, image).map(Made::Pulled)
+                        } else {
+                            build_image(ctx, image, &parents).map(Made::Built)
+                        }
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!(
+                            "gib bug: the build of image {} panicked",
+                            image.name
+                        ))
+                    });
                     let mut state = lock(board);
                     state.running -= 1;
                     let times = BuildTimes {

@@ -217,21 +217,7 @@ pub fn build_plan(
                 threads.spawn(move || {
                     let _tag = (at_once > 1).then(|| ctx.printer.image_scope(&image.name));
                     let (started, clock) = (SystemTime::now(), Instant::now());
-                    // A panic (a bug) fails this image, rather than leaving the scheduler
-                    // waiting for a thread that will never report.
-                    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        if pull {
-                            pull_plan_image(ctx, image).map(Made::Pulled)
-                        } else {
-                            build_image(ctx, image, &parents).map(Made::Built)
-                        }
-                    }))
-                    .unwrap_or_else(|_| {
-                        Err(anyhow::anyhow!(
-                            "gib bug: the build of image {} panicked",
-                            image.name
-                        ))
-                    });
+                    let made = make(ctx, image, &parents, pull);
                     let mut state = lock(board);
                     state.running -= 1;
                     let times = BuildTimes {
@@ -239,29 +225,11 @@ pub fn build_plan(
                         finished: SystemTime::now(),
                     };
                     state.done.times.insert(image.name.clone(), times);
-                    match made {
-                        Ok(Made::Built(result)) => {
-                            let mut on_built =
-                                on_built.lock().unwrap_or_else(PoisonError::into_inner);
-                            on_built(&result, clock.elapsed());
-                            state.done.images.insert(image.name.clone(), result);
-                        }
-                        Ok(Made::Pulled(result)) => {
-                            state.done.pulled.insert(image.name.clone());
-                            state.done.images.insert(image.name.clone(), result);
-                        }
-                        // Ended by `--fail-fast` because another image failed.
-                        Err(_) if state.stopping => {
-                            state.done.stopped.insert(image.name.clone());
-                        }
-                        Err(err) => {
-                            state.done.failed.push((image.name.clone(), err));
-                            if ctx.parallelism.fail_fast {
-                                state.stopping = true;
-                                crate::sandbox::stop_all();
-                            }
-                        }
+                    if let Ok(Made::Built(result)) = &made {
+                        let mut on_built = on_built.lock().unwrap_or_else(PoisonError::into_inner);
+                        on_built(result, clock.elapsed());
                     }
+                    record(&mut state, &image.name, made, ctx.parallelism.fail_fast);
                     changed.notify_all();
                 });
             }
@@ -291,6 +259,54 @@ pub fn build_plan(
     done.failed
         .sort_by_key(|(name, _)| order.iter().position(|n| n == name));
     Ok(done)
+}
+
+/// Build (or pull) one image on its parent's record. A panic (a bug) fails this image,
+/// rather than leaving the scheduler waiting for a thread that never reports.
+fn make(
+    ctx: &BuildContext<'_>,
+    image: &ImagePlan,
+    parents: &BTreeMap<String, BuiltImage>,
+    pull: bool,
+) -> Result<Made> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if pull {
+            pull_plan_image(ctx, image).map(Made::Pulled)
+        } else {
+            build_image(ctx, image, parents).map(Made::Built)
+        }
+    }))
+    .unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "gib bug: the build of image {} panicked",
+            image.name
+        ))
+    })
+}
+
+/// Put what one image's thread made on the board; the first failure under `--fail-fast`
+/// stops every sandbox, and what it ends counts as stopped, not failed.
+fn record(state: &mut Board<'_>, name: &str, made: Result<Made>, fail_fast: bool) {
+    let name = name.to_string();
+    match made {
+        Ok(Made::Built(result)) => {
+            state.done.images.insert(name, result);
+        }
+        Ok(Made::Pulled(result)) => {
+            state.done.pulled.insert(name.clone());
+            state.done.images.insert(name, result);
+        }
+        Err(_) if state.stopping => {
+            state.done.stopped.insert(name);
+        }
+        Err(err) => {
+            state.done.failed.push((name, err));
+            if fail_fast {
+                state.stopping = true;
+                crate::sandbox::stop_all();
+            }
+        }
+    }
 }
 
 /// Whether `image` can start: its parent (when it is one of the plan's) is built.

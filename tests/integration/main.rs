@@ -22,6 +22,7 @@ mod lint;
 mod lock;
 mod oci;
 mod outputs;
+mod parallel;
 mod preflight;
 mod progress;
 mod provenance;

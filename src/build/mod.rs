@@ -211,9 +211,10 @@ pub struct BuildContext<'a> {
     binhost_checked: OnceLock<()>,
     /// How many images build at once, and what happens when one fails.
     pub parallelism: schedule::Parallelism,
-    /// Each emerge's part of the machine, set by the scheduler when images build side by
-    /// side (unset: make.conf's settings, the whole machine).
-    cpu_share: OnceLock<crate::emerge::run::CpuShare>,
+    /// Each image's emerge's part of the machine, by image name, set by the scheduler as it
+    /// starts the image when images build side by side (none: make.conf's settings, the
+    /// whole machine).
+    cpu_shares: Mutex<BTreeMap<String, crate::emerge::run::CpuShare>>,
     /// The GLSAs of the repositories, read once per run (`audit`).
     advisories: std::sync::OnceLock<audit::RunAdvisories>,
 }
@@ -273,7 +274,7 @@ impl<'a> BuildContext<'a> {
             epoch: OnceLock::new(),
             binhost_checked: OnceLock::new(),
             parallelism,
-            cpu_share: OnceLock::new(),
+            cpu_shares: Mutex::default(),
             advisories: std::sync::OnceLock::new(),
         })
     }

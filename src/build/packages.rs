@@ -341,7 +341,12 @@ pub fn emerge_job<'a>(
         network: ctx.network,
         input_dir: &dirs.input,
         log_dir: &dirs.log_dir,
-        cpu: ctx.cpu_share.get().copied(),
+        cpu: ctx
+            .cpu_shares
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&image.name)
+            .copied(),
     })
 }
 

@@ -176,14 +176,6 @@ pub fn build_plan(
         ctx.resolve_inputs()?;
     }
     let at_once = ctx.parallelism.images.min(widest(&images)).max(1);
-    if at_once > 1 {
-        let share = CpuShare::of(
-            ctx.parallelism.threads,
-            ctx.parallelism.emerge_jobs,
-            at_once,
-        );
-        ctx.cpu_share.get_or_init(|| share);
-    }
 
     let board = Mutex::new(Board {
         waiting: images,
@@ -212,6 +204,24 @@ pub fn build_plan(
                     _ => BTreeMap::new(),
                 };
                 state.running += 1;
+                if at_once > 1 {
+                    // Its emerge's share: the machine divided among the images running now
+                    // and those ready to start beside it (an image building alone, such as
+                    // the base everything waits for, gets all of it). The load average caps
+                    // the whole machine when later images start beside it.
+                    let ready_now = state
+                        .waiting
+                        .iter()
+                        .filter(|i| ready(i, &state.done))
+                        .count();
+                    let beside = (state.running + ready_now).min(at_once);
+                    let share =
+                        CpuShare::of(ctx.parallelism.threads, ctx.parallelism.emerge_jobs, beside);
+                    ctx.cpu_shares
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(image.name.clone(), share);
+                }
                 let (board, changed, on_built) = (&board, &changed, &on_built);
                 let pull = pulled(image);
                 threads.spawn(move || {

@@ -35,7 +35,7 @@ fi
 gib_emerge() { # root atom...
 	gib__root=$1
 	shift
-	echo ">>> gib: emerge --root=$gib__root $getbinpkg $*"
+	echo ">>> gib: emerge --root=$gib__root $getbinpkg ${GIB_EMERGE_OPTS:-} $*"
 	# shellcheck disable=SC2086 # GIB_EMERGE_OPTS is a list of options; $getbinpkg may be empty
 	emerge --root="$gib__root" --oneshot --usepkg $getbinpkg --binpkg-respect-use=y \
 		--binpkg-changed-deps=y --color=n --nospinner ${GIB_EMERGE_OPTS:-} "$@"

@@ -4,10 +4,42 @@
 //! `caused by:` line per cause and an optional `hint:`, and map to the exit codes of the CLI:
 //! 2 for a user error (bad usage or configuration), 1 for anything else.
 
+use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+thread_local! {
+    /// The image this thread builds while the run builds several at once (see
+    /// [`Printer::image_scope`]).
+    static IMAGE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The name of the image the current thread builds, when it is tagged.
+fn current_image() -> Option<String> {
+    IMAGE.with(|image| image.borrow().clone())
+}
+
+/// While alive, every line the current thread prints starts with `[image]` (see
+/// [`Printer::image_scope`]).
+pub struct ImageScope {
+    previous: Option<String>,
+}
+
+impl Drop for ImageScope {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        IMAGE.with(|image| *image.borrow_mut() = previous);
+    }
+}
+
+/// `[image] ` when the current thread is tagged with an image, else nothing.
+fn image_tag() -> String {
+    current_image()
+        .map(|image| format!("[{image}] "))
+        .unwrap_or_default()
+}
 
 /// A mistake in the user's input (gib.yaml, arguments, a path that does not exist):
 /// exit code 2. Like any other error it carries advice with [`Hint::hint`].
@@ -201,6 +233,8 @@ pub struct Step<'p> {
     started: Instant,
     /// Whether it shows bytes (set by the first [`ByteProgress::bytes`]).
     counting: AtomicBool,
+    /// `[image] ` on the live line of a step of an image built beside others.
+    tag: String,
 }
 
 // `wide_msg` takes the width the rest leaves and cuts what does not fit: a live line that
@@ -218,7 +252,7 @@ impl Step<'_> {
         if self.bar.is_hidden() {
             self.printer.line(&self.bar.prefix(), message, None);
         } else {
-            self.bar.set_message(message.to_string());
+            self.bar.set_message(format!("{}{message}", self.tag));
         }
     }
 
@@ -310,8 +344,27 @@ impl Printer {
         self.verbose
     }
 
+    /// Tag the lines this thread prints with `image` until the scope is dropped: when a run
+    /// builds images side by side, each image's lines (status, steps, excerpts, builder
+    /// output) say whose they are. The scheduler tags each image's thread.
+    pub fn image_scope(&self, image: &str) -> ImageScope {
+        let previous = IMAGE.with(|current| current.borrow_mut().replace(image.to_string()));
+        ImageScope { previous }
+    }
+
     /// Print `text` (whole lines) on stderr above the live lines.
     fn print(&self, text: &str) {
+        let tag = image_tag();
+        let tagged;
+        let text = if tag.is_empty() {
+            text
+        } else {
+            tagged = text
+                .lines()
+                .map(|line| format!("{tag}{line}\n"))
+                .collect::<String>();
+            tagged.as_str()
+        };
         let write = || {
             let mut err = std::io::stderr().lock();
             let _ = err.write_all(text.as_bytes());
@@ -347,11 +400,12 @@ impl Printer {
 
     /// Start a step: `verb label` live on a terminal, a plain status line otherwise.
     pub fn step(&self, verb: &str, label: &str) -> Step<'_> {
+        let tag = image_tag();
         let bar = match &self.live {
             Some(live) => {
                 let bar = indicatif::ProgressBar::new_spinner()
                     .with_prefix(verb.to_string())
-                    .with_message(label.to_string());
+                    .with_message(format!("{tag}{label}"));
                 if let Ok(style) = indicatif::ProgressStyle::with_template(STEP_TEMPLATE) {
                     bar.set_style(style);
                 }
@@ -371,6 +425,7 @@ impl Printer {
             bar,
             started: Instant::now(),
             counting: AtomicBool::new(false),
+            tag,
         }
     }
 
@@ -551,6 +606,24 @@ pub fn plain_text(line: &str) -> String {
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn an_image_scope_tags_its_thread_only_while_it_lives() {
+        let printer = Printer::with_progress(false, false);
+        assert_eq!(image_tag(), "");
+        {
+            let _outer = printer.image_scope("base");
+            assert_eq!(image_tag(), "[base] ");
+            {
+                let _inner = printer.image_scope("app");
+                assert_eq!(image_tag(), "[app] ");
+                // Another thread is not tagged.
+                assert_eq!(std::thread::spawn(image_tag).join().unwrap(), "");
+            }
+            assert_eq!(image_tag(), "[base] ");
+        }
+        assert_eq!(image_tag(), "");
+    }
 
     #[test]
     fn human_sizes() {

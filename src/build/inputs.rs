@@ -9,8 +9,8 @@
 //! `--locked`; `gib update` resolves the inputs it names afresh. A `path:` stage3 is the
 //! user's own file: its SHA-512 is read every run and the lock follows it (saying so).
 
-use std::cell::RefCell;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use anyhow::{Context, Result};
 
@@ -48,17 +48,24 @@ pub struct UpdateSelection {
 pub(super) struct RunLock {
     path: std::path::PathBuf,
     read: Option<Lock>,
-    current: RefCell<Lock>,
+    current: Mutex<Lock>,
     mode: LockMode,
     /// The stage3 entry this run settled on: resolved (a `path:` stage3 hashed) once.
-    stage3: std::cell::OnceCell<Option<LockedStage3>>,
+    stage3: OnceLock<Option<LockedStage3>>,
 }
 
 impl RunLock {
+    /// The lock as this run has resolved it so far (image threads share it).
+    fn current(&self) -> MutexGuard<'_, Lock> {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub(super) fn open(config_file: &Path, mode: LockMode) -> Result<RunLock> {
         let path = Lock::path_for(config_file);
         let read = Lock::read(&path)?;
-        let current = RefCell::new(read.clone().unwrap_or_default());
+        let current = Mutex::new(read.clone().unwrap_or_default());
         Ok(RunLock {
             path,
             read,
@@ -80,9 +87,37 @@ pub(super) struct ResolvedInputs {
 }
 
 impl BuildContext<'_> {
+    /// The repositories synced so far, by name.
+    fn synced(&self) -> MutexGuard<'_, std::collections::BTreeMap<String, SyncedRepo>> {
+        self.synced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The stage3 and the repositories, prepared once per run: images built side by side
+    /// wait for the first to prepare them rather than fetching and unpacking them twice.
+    pub(super) fn sources(&self) -> Result<(&Stage3Root, &[SyncedRepo])> {
+        if let (Some(stage3), Some(repos)) = (self.stage3.get(), self.repositories.get()) {
+            return Ok((stage3, repos));
+        }
+        let _preparing = self
+            .preparing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok((self.stage3()?, self.repositories()?))
+    }
+
     /// The inputs, resolved through gib.lock (once per run); the lock is written when this
     /// run changed it.
     pub(super) fn inputs(&self) -> Result<&ResolvedInputs> {
+        if let Some(inputs) = self.inputs.get() {
+            return Ok(inputs);
+        }
+        // Images built side by side ask at once: one resolves, the others wait for it.
+        let _resolving = self
+            .resolving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(inputs) = self.inputs.get() {
             return Ok(inputs);
         }
@@ -106,7 +141,7 @@ impl BuildContext<'_> {
                         signed_by: None,
                     });
                     let line = format!("{} {:?} {:?}", spec.name, synced.revision, synced.snapshot);
-                    self.synced.borrow_mut().insert(spec.name.clone(), synced);
+                    self.synced().insert(spec.name.clone(), synced);
                     line
                 }
                 _ => match self.locked_repository(&spec)? {
@@ -144,7 +179,7 @@ impl BuildContext<'_> {
         if self.lock.mode == LockMode::Locked {
             return Ok(());
         }
-        let lock = self.lock.current.borrow();
+        let lock = self.lock.current();
         if self.lock.read.as_ref() == Some(&*lock) {
             return Ok(());
         }
@@ -199,8 +234,7 @@ impl BuildContext<'_> {
         let described = describe_stage3(source, &self.plan.file);
         let known = self
             .lock
-            .current
-            .borrow()
+            .current()
             .stage3
             .clone()
             .filter(|s| s.source == described);
@@ -218,7 +252,7 @@ impl BuildContext<'_> {
                 sha512,
                 signed_by: None,
             };
-            self.lock.current.borrow_mut().stage3 = Some(entry.clone());
+            self.lock.current().stage3 = Some(entry.clone());
             return Ok(Some(entry));
         }
         if let Some(known) = known
@@ -229,7 +263,7 @@ impl BuildContext<'_> {
         self.refuse_when_locked("the stage3", &described)?;
         let (root, entry) = self.resolve_stage3(source, described)?;
         self.stage3.get_or_init(|| root);
-        self.lock.current.borrow_mut().stage3 = Some(entry.clone());
+        self.lock.current().stage3 = Some(entry.clone());
         Ok(Some(entry))
     }
 
@@ -341,13 +375,12 @@ impl BuildContext<'_> {
     /// when the lock has none for it; `None` without a binhost.
     fn locked_binhost(&self) -> Result<Option<LockedBinhost>> {
         let Some((described, index)) = binhost_index(self.plan)? else {
-            self.lock.current.borrow_mut().binhost = None;
+            self.lock.current().binhost = None;
             return Ok(None);
         };
         let known = self
             .lock
-            .current
-            .borrow()
+            .current()
             .binhost
             .clone()
             .filter(|b| b.source == described);
@@ -365,7 +398,7 @@ impl BuildContext<'_> {
             Err(err) => {
                 self.printer
                     .detail(&format!("the binhost is not locked: {err:#}"));
-                self.lock.current.borrow_mut().binhost = None;
+                self.lock.current().binhost = None;
                 return Ok(None);
             }
         };
@@ -373,7 +406,7 @@ impl BuildContext<'_> {
             source: described,
             index_sha256,
         };
-        self.lock.current.borrow_mut().binhost = Some(entry.clone());
+        self.lock.current().binhost = Some(entry.clone());
         Ok(Some(entry))
     }
 
@@ -408,7 +441,7 @@ impl BuildContext<'_> {
         }
         self.binhost_checked.get_or_init(|| ());
         let (Some(locked), Some((_, index))) = (
-            self.lock.current.borrow().binhost.clone(),
+            self.lock.current().binhost.clone(),
             binhost_index(self.plan)?,
         ) else {
             return Ok(());
@@ -441,8 +474,7 @@ impl BuildContext<'_> {
         let described = describe_repository(spec, stage3.as_deref());
         let known = self
             .lock
-            .current
-            .borrow()
+            .current()
             .repository(&spec.name)
             .filter(|r| r.source == described)
             .cloned();
@@ -460,7 +492,7 @@ impl BuildContext<'_> {
         } else {
             let synced = repository::sync(spec, self.cache, self.offline, self.printer)?;
             let found = (synced.revision.clone(), synced.snapshot.clone());
-            self.synced.borrow_mut().insert(spec.name.clone(), synced);
+            self.synced().insert(spec.name.clone(), synced);
             found
         };
         let entry = LockedRepository {
@@ -473,10 +505,7 @@ impl BuildContext<'_> {
                 .then(|| spec.trust.snapshots.fingerprint.clone()),
         };
         let names: Vec<String> = self.repo_specs().into_iter().map(|s| s.name).collect();
-        self.lock
-            .current
-            .borrow_mut()
-            .set_repository(entry.clone(), &names);
+        self.lock.current().set_repository(entry.clone(), &names);
         Ok(Some(entry))
     }
 
@@ -490,7 +519,7 @@ impl BuildContext<'_> {
         self.check_binhost()?;
         let mut repos = Vec::new();
         for mut spec in self.repo_specs() {
-            if let Some(done) = self.synced.borrow().get(&spec.name) {
+            if let Some(done) = self.synced().get(&spec.name) {
                 repos.push(done.clone());
                 continue;
             }
@@ -552,14 +581,13 @@ impl BuildContext<'_> {
             return Some(time.clone());
         }
         if let Some(time) = self
-            .synced
-            .borrow()
+            .synced()
             .get(repository::MAIN_REPO)
             .and_then(|r| r.snapshot.clone())
         {
             return Some(time);
         }
-        let lock = self.lock.current.borrow();
+        let lock = self.lock.current();
         let main = lock.repository(repository::MAIN_REPO)?;
         SnapshotTime::from_epoch(main.time?)
     }

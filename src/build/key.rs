@@ -20,9 +20,11 @@ use super::hash_parts;
 use crate::gentoo::atom::Atom;
 use crate::plan::ImagePlan;
 
-/// The image's plan without the per-package Portage lines (they enter [`full_key`]) and
-/// without where distfiles come from: Portage checks every distfile against its Manifest,
-/// so another mirror cannot change what is built.
+/// The image's plan without the per-package Portage lines (they enter [`full_key`]),
+/// without where distfiles come from (Portage checks every distfile against its Manifest,
+/// so another mirror cannot change what is built) and without how many jobs build them
+/// (`MAKEOPTS`, `EMERGE_DEFAULT_OPTS`: the machine's, shared among the images built at
+/// once; they change how fast, not what).
 pub fn plan_without_package_lines(image: &ImagePlan) -> String {
     let mut image = placeless(image);
     image.portage.make_conf = without_mirrors(&image.portage.make_conf);

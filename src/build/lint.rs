@@ -58,7 +58,7 @@ pub fn check(
         &job,
         crate::jobs::cannot(format!("lint image {}", image.name)),
     )?;
-    let report = apply(&image.lint, found);
+    let report = apply(&image.lint, started_scripts_fail(&image.runtime, found));
     let errors: Vec<Finding> = report
         .findings
         .iter()
@@ -82,6 +82,42 @@ pub fn check(
     );
     Ok(report)
 }
+
+/// A script whose `#!` interpreter is missing only warns (glibc's `ldd` is a bash script in
+/// every image without bash), but the one the image starts (its entrypoint's or, without
+/// one, its cmd's program) cannot run at all: that finding is an error.
+fn started_scripts_fail(runtime: &crate::oci::image::Runtime, mut report: Report) -> Report {
+    let Some(program) = runtime
+        .entrypoint
+        .as_ref()
+        .or(runtime.cmd.as_ref())
+        .and_then(|argv| argv.first())
+    else {
+        return report;
+    };
+    let candidates: Vec<String> = if program.starts_with('/') {
+        vec![program.clone()]
+    } else {
+        // A bare name is looked up in the image's PATH, as the runtime does.
+        runtime
+            .env
+            .get("PATH")
+            .map_or(DEFAULT_PATH, String::as_str)
+            .split(':')
+            .filter(|dir| dir.starts_with('/'))
+            .map(|dir| format!("{}/{program}", dir.trim_end_matches('/')))
+            .collect()
+    };
+    for finding in &mut report.findings {
+        if finding.kind == Kind::MissingScriptInterpreter && candidates.contains(&finding.path) {
+            finding.severity = Severity::Error;
+        }
+    }
+    report
+}
+
+/// The PATH container runtimes give an image that sets none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The findings `policy` keeps, its errors warnings when it does not fail.
 pub fn apply(policy: &LintPolicy, mut report: Report) -> Report {
@@ -188,6 +224,46 @@ mod tests {
             path: path.into(),
             detail: "libx.so.1".into(),
         }
+    }
+
+    #[test]
+    fn the_started_script_without_its_interpreter_fails_others_warn() {
+        let report = Report {
+            findings: vec![
+                finding(Kind::MissingScriptInterpreter, "/usr/bin/ldd"),
+                finding(Kind::MissingScriptInterpreter, "/usr/bin/start"),
+            ],
+            ..Report::default()
+        };
+        let severities = |runtime: &crate::oci::image::Runtime| -> Vec<Severity> {
+            started_scripts_fail(runtime, report.clone())
+                .findings
+                .iter()
+                .map(|f| f.severity)
+                .collect()
+        };
+        let warn = Kind::MissingScriptInterpreter.default_severity();
+        assert_ne!(warn, Severity::Error);
+        let by_path = crate::oci::image::Runtime {
+            entrypoint: Some(vec!["/usr/bin/start".into(), "--serve".into()]),
+            ..Default::default()
+        };
+        assert_eq!(severities(&by_path), [warn, Severity::Error]);
+        let by_name = crate::oci::image::Runtime {
+            cmd: Some(vec!["start".into()]),
+            ..Default::default()
+        };
+        assert_eq!(severities(&by_name), [warn, Severity::Error]);
+        let elsewhere = crate::oci::image::Runtime {
+            cmd: Some(vec!["start".into()]),
+            env: [("PATH".to_string(), "/opt/bin".to_string())].into(),
+            ..Default::default()
+        };
+        assert_eq!(severities(&elsewhere), [warn, warn]);
+        assert_eq!(
+            severities(&crate::oci::image::Runtime::default()),
+            [warn, warn]
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod report;
 mod rootfs;
 mod run;
 mod sbom;
+mod schedule;
 mod script;
 mod shell;
 mod test;
@@ -35,14 +36,15 @@ pub use entry::latest_record;
 pub use from_registry::pull_plan_image;
 pub use inputs::{LockMode, LockStatus, UpdateSelection, lock_status};
 pub use run::{RunOutcome, RunRequest, Session, run};
+pub use schedule::{Parallelism, build_plan};
 pub use shell::{run_in_stage3, shell};
 
 pub use lint::LintFailed;
 pub use test::TestFailed;
 
-use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -191,18 +193,28 @@ pub struct BuildContext<'a> {
     /// Ask the registry for an image of the same inputs before building one
     /// (`registry_cache`): on with `--push` and `--parents-from-registry`.
     pub registry_cache: bool,
-    stage3: OnceCell<Stage3Root>,
-    repositories: OnceCell<Vec<SyncedRepo>>,
+    stage3: OnceLock<Stage3Root>,
+    repositories: OnceLock<Vec<SyncedRepo>>,
     /// gib.lock, as read and as this run resolves it.
     lock: inputs::RunLock,
-    inputs: OnceCell<inputs::ResolvedInputs>,
+    inputs: OnceLock<inputs::ResolvedInputs>,
     /// Repositories synced while resolving the lock, by name.
-    synced: std::cell::RefCell<BTreeMap<String, SyncedRepo>>,
+    synced: Mutex<BTreeMap<String, SyncedRepo>>,
+    /// Held while the stage3 and the repositories are prepared (see `sources`).
+    preparing: Mutex<()>,
+    /// Held while gib.lock's inputs are resolved (see `inputs`).
+    resolving: Mutex<()>,
     /// Set once `package_use_flags`' atoms were checked against the repositories.
-    atoms_checked: OnceCell<()>,
-    epoch: OnceCell<i64>,
+    atoms_checked: OnceLock<()>,
+    epoch: OnceLock<i64>,
     /// Set once the binhost's index was compared with gib.lock's.
-    binhost_checked: OnceCell<()>,
+    binhost_checked: OnceLock<()>,
+    /// How many images build at once, and what happens when one fails.
+    pub parallelism: schedule::Parallelism,
+    /// Each image's emerge's part of the machine, by image name, set by the scheduler as it
+    /// starts the image when images build side by side (none: make.conf's settings, the
+    /// whole machine).
+    cpu_shares: Mutex<BTreeMap<String, crate::emerge::run::CpuShare>>,
     /// The GLSAs of the repositories, read once per run (`audit`).
     advisories: std::sync::OnceLock<audit::RunAdvisories>,
 }
@@ -220,6 +232,8 @@ pub struct BuildOptions {
     pub offline: bool,
     /// How gib.lock is used.
     pub lock: LockMode,
+    /// How many images build at once (`--jobs`), and `--fail-fast`.
+    pub parallelism: schedule::Parallelism,
 }
 
 impl<'a> BuildContext<'a> {
@@ -236,6 +250,7 @@ impl<'a> BuildContext<'a> {
             force,
             offline,
             lock,
+            parallelism,
         } = options;
         Ok(BuildContext {
             plan,
@@ -248,14 +263,18 @@ impl<'a> BuildContext<'a> {
             offline,
             registries: crate::registry::Client::new(),
             registry_cache: false,
-            stage3: OnceCell::new(),
-            repositories: OnceCell::new(),
+            stage3: OnceLock::new(),
+            repositories: OnceLock::new(),
             lock: inputs::RunLock::open(&plan.file, lock)?,
-            inputs: OnceCell::new(),
+            inputs: OnceLock::new(),
             synced: Default::default(),
-            atoms_checked: OnceCell::new(),
-            epoch: OnceCell::new(),
-            binhost_checked: OnceCell::new(),
+            preparing: Mutex::new(()),
+            resolving: Mutex::new(()),
+            atoms_checked: OnceLock::new(),
+            epoch: OnceLock::new(),
+            binhost_checked: OnceLock::new(),
+            parallelism,
+            cpu_shares: Mutex::default(),
             advisories: std::sync::OnceLock::new(),
         })
     }
@@ -335,54 +354,6 @@ pub struct PlanScope<'s> {
     pub pull_all_but: Option<&'s BTreeSet<&'s str>>,
     /// An image not to build: `gib shell IMAGE` builds (or reuses) its ancestors only.
     pub leave_out: Option<&'s str>,
-}
-
-/// The images a run built, reused or pulled, by name.
-#[derive(Debug, Default)]
-pub struct PlanBuild {
-    pub images: BTreeMap<String, BuiltImage>,
-    /// Images taken from the registry (`--parents-from-registry`): already pushed.
-    pub pulled: BTreeSet<String>,
-}
-
-/// Build (or reuse, or pull) the images of the plan in order, parents first; `on_built` is
-/// told of each image built or reused (not pulled).
-pub fn build_plan(
-    ctx: &BuildContext<'_>,
-    scope: PlanScope<'_>,
-    mut on_built: impl FnMut(&BuiltImage),
-) -> Result<PlanBuild> {
-    let mut run = PlanBuild::default();
-    // The inputs (gib.lock) are settled before the first image, so that `--locked` fails
-    // before any work and every image is keyed by the same stage3 and snapshots.
-    let builds_packages = ctx.plan.images.iter().any(|image| {
-        matches!(image.kind, BuildKind::Portage(_))
-            && scope.leave_out != Some(image.name.as_str())
-            && !scope
-                .pull_all_but
-                .is_some_and(|s| !s.is_empty() && !s.contains(image.name.as_str()))
-    });
-    if builds_packages {
-        ctx.resolve_inputs()?;
-    }
-    for image in &ctx.plan.images {
-        if scope.leave_out == Some(image.name.as_str()) {
-            continue;
-        }
-        if let Some(selected) = scope.pull_all_but
-            && !selected.is_empty()
-            && !selected.contains(image.name.as_str())
-        {
-            run.images
-                .insert(image.name.clone(), pull_plan_image(ctx, image)?);
-            run.pulled.insert(image.name.clone());
-            continue;
-        }
-        let result = build_image(ctx, image, &run.images)?;
-        on_built(&result);
-        run.images.insert(image.name.clone(), result);
-    }
-    Ok(run)
 }
 
 /// Build (or reuse) `image`, whose ancestors are in `built`.

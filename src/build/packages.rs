@@ -45,8 +45,7 @@ pub fn build(
     let parent = super::registry_cache::materialize(ctx, parent)?;
     let parent = parent.as_deref();
 
-    let stage3 = ctx.stage3()?;
-    let repositories = ctx.repositories()?;
+    let (stage3, repositories) = ctx.sources()?;
     if !work.packages.is_empty() || !work.builder_packages.is_empty() {
         crate::stage3::check_has_portage(stage3)?;
         check_main_repository(stage3, repositories)?;
@@ -312,7 +311,7 @@ pub fn emerge_job<'a>(
     dirs: &'a JobDirs,
 ) -> Result<EmergeJob<'a>> {
     // Both prepared once per run, before the first emerge job.
-    let (stage3, repositories) = (ctx.stage3()?, ctx.repositories()?);
+    let (stage3, repositories) = ctx.sources()?;
     // The parent's tree, with the package databases its images do not keep on top.
     let mut staging_lowers = parent.map(|p| p.package_dbs.clone()).unwrap_or_default();
     staging_lowers.extend(parent.map(|p| p.layer_dirs.clone()).unwrap_or_default());
@@ -342,6 +341,12 @@ pub fn emerge_job<'a>(
         network: ctx.network,
         input_dir: &dirs.input,
         log_dir: &dirs.log_dir,
+        cpu: ctx
+            .cpu_shares
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&image.name)
+            .copied(),
     })
 }
 

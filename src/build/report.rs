@@ -112,6 +112,12 @@ pub struct ImageReport {
     pub audit: Option<super::audit::AuditReport>,
     /// What the lint found in the image when it was built (absent for pulled images).
     pub lint: Option<crate::rootfs::lint::Report>,
+    /// When this run started and finished the image (built, reused or pulled), in seconds
+    /// since the Unix epoch: images built side by side overlap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished: Option<f64>,
 }
 
 impl ImageReport {
@@ -156,7 +162,21 @@ impl ImageReport {
             sbom: built.sbom().map(|s| s.manifest.digest.to_string()),
             audit,
             lint: built.lint.clone(),
+            started: None,
+            finished: None,
         }
+    }
+
+    /// The report with when the image was built in this run.
+    pub fn with_times(mut self, times: Option<&super::schedule::BuildTimes>) -> Self {
+        let unix = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .ok()
+        };
+        self.started = times.and_then(|t| unix(t.started));
+        self.finished = times.and_then(|t| unix(t.finished));
+        self
     }
 }
 

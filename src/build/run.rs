@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::Result;
 
 use super::report::ImageReport;
+use super::schedule::{BuildTimes, PlanBuild};
 use super::{BuildContext, BuildOptions, BuiltImage, PlanScope, build_plan};
 use crate::cache::Cache;
 use crate::config::{Config, Parent};
@@ -88,14 +88,8 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
         pull_all_but: request.parents_from_registry.then_some(&selected),
         ..PlanScope::default()
     };
-    // Images are built one after the other, parents first: each one's time is the time
-    // since the previous one was done.
-    let mut since = Instant::now();
-    let mut seconds: BTreeMap<String, f64> = BTreeMap::new();
-    let built = build_plan(&ctx, scope, |result| {
-        let elapsed = since.elapsed();
-        since = Instant::now();
-        seconds.insert(result.name.clone(), elapsed.as_secs_f64());
+    // Each image's finished line comes as it finishes, with its own time.
+    let built = build_plan(&ctx, scope, |result, elapsed| {
         if !result.reused {
             printer.finished(
                 "Built",
@@ -107,13 +101,10 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
                 elapsed,
             );
         }
-    })
-    .inspect_err(|err| {
-        // A failed `test:` shows what the test printed before the error.
-        if let Some(failed) = err.downcast_ref::<super::TestFailed>() {
-            printer.excerpt(&failed.output);
-        }
     })?;
+    if !built.failed.is_empty() {
+        return Err(failed_run(&plan, built, printer));
+    }
 
     let images: Vec<BuiltImage> = plan
         .images
@@ -169,7 +160,11 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
                 size: image.size,
                 digest: image.image.manifest.digest.to_string(),
                 how: image.how(&built.pulled),
-                seconds: seconds.get(&image.name).copied().unwrap_or_default(),
+                seconds: built
+                    .times
+                    .get(&image.name)
+                    .map(BuildTimes::seconds)
+                    .unwrap_or_default(),
             })
             .collect::<Vec<_>>(),
     );
@@ -186,6 +181,7 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
                     push,
                     printer,
                 )
+                .with_times(built.times.get(&image.name))
             })
             .collect()
     });
@@ -194,6 +190,64 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
         pushed,
         report,
     })
+}
+
+/// A run some image of which failed: the failures shown (a failed `test:` with what it
+/// printed), the summary says what was built, failed, skipped and stopped, in plan order;
+/// the error is the first failure's (its exit code and hint are the run's).
+fn failed_run(plan: &Plan, mut built: PlanBuild, printer: &Printer) -> anyhow::Error {
+    for (name, err) in &built.failed {
+        if let Some(failed) = err.downcast_ref::<super::TestFailed>() {
+            printer.excerpt(&failed.output);
+        }
+        if built.failed.len() > 1 {
+            printer.status("Failed", &format!("{name}: {err:#}"));
+        }
+    }
+    let failed: BTreeSet<&str> = built.failed.iter().map(|(n, _)| n.as_str()).collect();
+    let rows: Vec<SummaryRow> = plan
+        .images
+        .iter()
+        .filter_map(|image| {
+            let name = image.name.as_str();
+            let done = built.images.get(name);
+            let how = match done {
+                Some(_) if built.pulled.contains(name) => "pulled",
+                Some(done) if done.reused => "reused",
+                Some(_) => "built",
+                None if failed.contains(name) => "failed",
+                None if built.skipped.contains(name) => "skipped",
+                None if built.stopped.contains(name) => "stopped",
+                None => return None,
+            };
+            Some(SummaryRow {
+                image: image.name.clone(),
+                tags: done
+                    .map(|d| d.references.iter().map(|r| tag_of(r).to_string()).collect())
+                    .unwrap_or_default(),
+                size: done.map_or(0, |d| d.size),
+                digest: done
+                    .map(|d| d.image.manifest.digest.to_string())
+                    .unwrap_or_default(),
+                how,
+                seconds: built
+                    .times
+                    .get(name)
+                    .map(BuildTimes::seconds)
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+    printer.summary(&rows);
+    let (skipped, stopped) = (built.skipped.len(), built.stopped.len());
+    if skipped + stopped > 0 {
+        printer.warn(&format!(
+            "{} failed ({}); {skipped} skipped, {stopped} stopped",
+            failed.len(),
+            failed.iter().copied().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    built.failed.remove(0).1
 }
 
 /// The tag of a reference (`registry:5000/app:1.0` -> `1.0`), `latest` without one.

@@ -30,6 +30,11 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             } else {
                 crate::build::LockMode::Follow
             },
+            parallelism: crate::build::Parallelism::new(
+                &config.build,
+                args.schedule.jobs.map(|n| n as usize),
+                args.schedule.fail_fast,
+            ),
         },
         outputs: Outputs {
             oci_layout: args.oci_layout,

@@ -155,6 +155,21 @@ pub struct BuildArgs {
     /// `auto`: live progress lines when stderr is a terminal; `plain`: one line per event.
     #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
     pub progress: ProgressMode,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+}
+
+/// How many images `gib build` and `gib push` build at once.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ScheduleArgs {
+    /// Build up to N images at once, each as soon as its parent is built [default:
+    /// `build.parallel_images`, else min(CPUs, GiB of memory / 2)].
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// Stop everything at the first failure (running builds are ended); without it an image
+    /// that fails stops only the images built on it.
+    #[arg(long)]
+    pub fail_fast: bool,
 }
 
 /// How `gib build` and `gib push` show their progress.
@@ -194,6 +209,8 @@ pub struct PushArgs {
     /// `auto`: live progress lines when stderr is a terminal; `plain`: one line per event.
     #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
     pub progress: ProgressMode,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
 }
 
 #[derive(Args, Debug)]

@@ -24,5 +24,6 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
         offline: args.offline,
         locked: args.locked,
         progress: args.progress,
+        schedule: args.schedule,
     })
 }

@@ -52,13 +52,15 @@ fn shell_in_image(
         force: false,
         offline: false,
         lock: crate::build::LockMode::Follow,
+        // The ancestors of one image form a chain: one at a time.
+        parallelism: crate::build::Parallelism::default(),
     };
     let ctx = session.context(&plan, config, options, printer)?;
     let scope = PlanScope {
         leave_out: Some(image),
         ..PlanScope::default()
     };
-    let built = build_plan(&ctx, scope, |_| {})?.images;
+    let built = build_plan(&ctx, scope, |_, _| {})?.complete()?.images;
     let target = plan
         .images
         .iter()

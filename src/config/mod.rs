@@ -109,6 +109,8 @@ pub struct UseFlags {
 pub struct Build {
     pub threads: Option<u32>,
     pub max_parallel_jobs: Option<u32>,
+    /// Images built at once (`gib build --jobs` overrides it).
+    pub parallel_images: Option<u32>,
     pub global_use_flags: UseFlags,
     /// atom -> flags ("-flag" disables)
     pub package_use_flags: BTreeMap<String, Vec<String>>,

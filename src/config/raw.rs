@@ -164,6 +164,7 @@ pub struct RawRegistrySettings {
 pub struct RawBuild {
     pub threads: Option<S<u32>>,
     pub max_parallel_jobs: Option<S<u32>>,
+    pub parallel_images: Option<S<u32>>,
     pub global_use_flags: Option<S<RawUseFlags>>,
     pub package_use_flags: Option<Entries<S<OneOrMany>>>,
     pub accept_keywords: Option<Entries<Option<S<OneOrMany>>>>,

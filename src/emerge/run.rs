@@ -40,6 +40,49 @@ pub struct EmergeJob<'a> {
     pub input_dir: &'a Path,
     /// Where this image's logs go: `emerge.log` and Portage's per-package logs.
     pub log_dir: &'a Path,
+    /// This emerge's part of the machine when other images build beside it; `None`: the
+    /// whole of it, as make.conf says.
+    pub cpu: Option<CpuShare>,
+}
+
+/// The part of the machine one emerge gets while `images` build at once: `threads` (make.conf's
+/// `MAKEOPTS=-jN`) and `jobs` (`emerge --jobs`) divided among them, each at least 1, and
+/// `--load-average` at the whole machine's `threads`, so that every emerge holds back new
+/// package jobs while the machine as a whole is busy. Set for the run, outside make.conf: it
+/// is not an input of the image (the same packages come out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuShare {
+    pub make_jobs: u32,
+    pub emerge_jobs: u32,
+    pub load_average: u32,
+}
+
+impl CpuShare {
+    /// One emerge's share of `threads` and `jobs` while `images` build at once.
+    pub fn of(threads: u32, jobs: u32, images: usize) -> CpuShare {
+        let images = u32::try_from(images.max(1)).unwrap_or(u32::MAX);
+        CpuShare {
+            make_jobs: (threads / images).max(1),
+            emerge_jobs: (jobs / images).max(1),
+            load_average: threads.max(1),
+        }
+    }
+
+    /// The environment that carries it: MAKEOPTS (the environment wins over make.conf) and
+    /// build-packages.sh's GIB_EMERGE_OPTS (emerge's last `--jobs` wins).
+    fn env(&self) -> [(OsString, OsString); 2] {
+        [
+            ("MAKEOPTS".into(), format!("-j{}", self.make_jobs).into()),
+            (
+                "GIB_EMERGE_OPTS".into(),
+                format!(
+                    "--jobs={} --load-average={}",
+                    self.emerge_jobs, self.load_average
+                )
+                .into(),
+            ),
+        ]
+    }
 }
 
 /// Why an emerge failed: the failing package, its phase and its build log.
@@ -306,6 +349,9 @@ fn spec_for(job: &EmergeJob<'_>, command: Vec<OsString>) -> Result<SandboxSpec> 
         ]
         .map(|(k, v)| (OsString::from(k), OsString::from(v))),
     );
+    if let Some(cpu) = &job.cpu {
+        env.extend(cpu.env());
+    }
     if sandbox::id_mode()?.is_single() {
         // One mapped id: Portage cannot switch to its own user (gentoo.md §4, fix A).
         env.push(("PORTAGE_USERNAME".into(), "root".into()));
@@ -434,6 +480,25 @@ pub fn log_tail(path: &Path, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_built_at_once_share_the_cpus() {
+        assert_eq!(
+            super::CpuShare::of(8, 8, 3),
+            super::CpuShare {
+                make_jobs: 2,
+                emerge_jobs: 2,
+                load_average: 8
+            }
+        );
+        // Never below one job each, whatever the count.
+        let alone = super::CpuShare::of(2, 1, 4);
+        assert_eq!(
+            (alone.make_jobs, alone.emerge_jobs, alone.load_average),
+            (1, 1, 2)
+        );
+        assert_eq!(super::CpuShare::of(4, 4, 0).make_jobs, 4);
+    }
 
     #[test]
     fn build_logs_map_to_the_host() {

@@ -278,7 +278,8 @@ impl Plan {
     }
 }
 
-fn cpu_count() -> u32 {
+/// The CPUs gib may use (its affinity), at least 1.
+pub(crate) fn cpu_count() -> u32 {
     std::thread::available_parallelism()
         .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
         .unwrap_or(1)

@@ -95,6 +95,7 @@ mod tests {
         Build {
             threads: Some(12),
             max_parallel_jobs: Some(4),
+            parallel_images: None,
             global_use_flags: UseFlags {
                 add: vec!["minimal".into()],
                 remove: vec!["systemd".into(), "X".into()],

@@ -56,7 +56,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
@@ -243,6 +244,37 @@ pub struct SandboxChild {
     events: BufReader<File>,
     command: String,
     interactive: bool,
+}
+
+/// The helpers of the sandboxes running now (their pids), so [`stop_all`] can end them.
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Set by [`stop_all`]: no sandbox starts any more in this process.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+
+fn running() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// End every sandbox of this process and start no more (`gib build --fail-fast` after a
+/// failure). Killing a helper kills its PID 1 and so its whole pid namespace; its mounts go
+/// with its mount namespace, so nothing is left behind. The builds waiting on them fail,
+/// and clean up as any failed build does.
+pub fn stop_all() {
+    let helpers = running();
+    STOPPED.store(true, Ordering::SeqCst);
+    for pid in helpers.iter() {
+        // A helper still listed has not been reaped (`wait` unlists it first), so its pid
+        // cannot have been reused.
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(*pid).unwrap_or(i32::MAX));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Whether [`stop_all`] was called.
+pub fn stopped() -> bool {
+    STOPPED.load(Ordering::SeqCst)
 }
 
 /// The environment a command gets when the caller has no better idea.
@@ -456,6 +488,16 @@ pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<SandboxChild> {
     let mut helper = helper
         .spawn()
         .context("cannot start the sandbox helper (/proc/self/exe)")?;
+    {
+        let mut helpers = running();
+        if stopped() {
+            drop(helpers);
+            let _ = helper.kill();
+            let _ = helper.wait();
+            bail!("the build was stopped: `{command}` was not started");
+        }
+        helpers.push(helper.id());
+    }
     drop(ctl_read);
     drop(events_write);
     let mut events = BufReader::new(File::from(std::os::fd::OwnedFd::from(events_read)));
@@ -477,6 +519,7 @@ pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<SandboxChild> {
         protocol::send(&mut ctl_write, &ToHelper::Mapped)
     })();
     if let Err(err) = started {
+        unlist(helper.id());
         let _ = helper.kill();
         let _ = helper.wait();
         return Err(err.context(format!("cannot start a sandbox for `{command}`")));
@@ -487,6 +530,11 @@ pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<SandboxChild> {
         command,
         interactive: spec.interactive,
     })
+}
+
+/// Take a helper off the running list, before it is reaped.
+fn unlist(pid: u32) {
+    running().retain(|p| *p != pid);
 }
 
 /// Run `spec` to the end.
@@ -521,6 +569,7 @@ impl SandboxChild {
                 }
             }
         }
+        unlist(self.helper.id());
         let status = self
             .helper
             .wait()

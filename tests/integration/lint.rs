@@ -259,5 +259,15 @@ fn a_hostile_rootfs_gives_findings_not_a_crash() {
         assert!(!stderr.contains("files of no package"), "{stderr}");
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(image_report(&report, "odd")["lint"]["ignored"], 2);
+
+        // The script the image starts (a bare name in the default PATH) cannot run: an error.
+        write("    entrypoint: [script]\n    lint: {ignore: [/bin/true]}\n");
+        let out = gib_build(runner, &config, &cache, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{runner:?}: {stderr}");
+        assert!(
+            stderr.contains("the lint of image odd failed: 1 problem\n  /bin/script: its interpreter /bin/bash is missing"),
+            "{runner:?}: {stderr}"
+        );
     }
 }

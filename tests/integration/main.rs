@@ -23,6 +23,7 @@ mod lock;
 mod multiarch;
 mod oci;
 mod outputs;
+mod parallel;
 mod preflight;
 mod progress;
 mod provenance;

@@ -599,7 +599,8 @@ fn plan_json_levels_make_the_readme_ci_matrix() {
     assert_eq!(level(2), r#"["tool"]"#);
 }
 
-/// Packages images on the mini stage3 (real Portage): a library image and a program on it,
+/// Packages images on the mini stage3 (real Portage): a library image (no libc of its own: its
+/// lint only warns) and a program on it,
 /// pushed; podman runs the program from the registry; the program rebuilt alone with
 /// `--parents-from-registry` on a clean cache (library pulled, its layers unpacked in the user
 /// namespace) has the digest of the full build.
@@ -614,7 +615,8 @@ fn packages_images_push_and_rebuild_on_a_pulled_parent_to_the_same_digest() {
             "stage3:\n  path: {}\nportage:\n  sync_type: none\nbuild:\n  threads: 2\n\
              registry: {host}/gib\nregistries:\n  \"{host}\":\n    ca_certificate: {ca}\n\
              images:\n  \
-             libs:\n    packages: [dev-libs/libgreet]\n    tag: \"1\"\n  \
+             libs:\n    packages: [dev-libs/libgreet]\n    tag: \"1\"\n    \
+             lint: {{fail: false}}\n  \
              greet:\n    from: libs\n    packages: [app-misc/greet]\n    tag: \"1.0\"\n    \
              entrypoint: [/usr/bin/greet]\n",
             crate::fixture::mini_stage3().display(),

@@ -15,6 +15,7 @@ impl Validator<'_> {
         };
         let threads = positive(&r.threads, "threads")?;
         let max_parallel_jobs = positive(&r.max_parallel_jobs, "max_parallel_jobs")?;
+        let parallel_images = positive(&r.parallel_images, "parallel_images")?;
 
         let mut global_use_flags = UseFlags::default();
         if let Some(flags) = r.global_use_flags {
@@ -140,6 +141,7 @@ impl Validator<'_> {
         Ok(Build {
             threads,
             max_parallel_jobs,
+            parallel_images,
             global_use_flags,
             package_use_flags,
             accept_keywords,

@@ -58,6 +58,7 @@ pub fn default_build() -> Build {
     Build {
         threads: None,
         max_parallel_jobs: None,
+        parallel_images: None,
         global_use_flags: UseFlags::default(),
         package_use_flags: BTreeMap::new(),
         accept_keywords: BTreeMap::new(),

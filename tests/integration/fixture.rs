@@ -43,11 +43,22 @@ pub fn fixtures_cache_dir() -> PathBuf {
 struct Variant {
     name: &'static str,
     extra_packages: &'static [&'static str],
+    /// A Debian architecture other than the host's (`MINI_STAGE3_ARCH` of `build.sh`).
+    arch: Option<&'static str>,
 }
 
 const BASE: Variant = Variant {
     name: "mini-stage3",
     extra_packages: &[],
+    arch: None,
+};
+
+/// The base set for arm64, made under qemu-user (slow): the foreign leg of multi-platform
+/// builds.
+const ARM64: Variant = Variant {
+    name: "mini-stage3-arm64",
+    extra_packages: &[],
+    arch: Some("arm64"),
 };
 
 /// The toolchains `gib_go_build`, `gib_cargo_build`, `gib_pip_install` (setuptools and wheel
@@ -64,6 +75,7 @@ const LANGS: Variant = Variant {
         "python3-setuptools",
         "python3-wheel",
     ],
+    arch: None,
 };
 
 /// The mini stage3 tarball (`.tar.zst`), built on first use.
@@ -83,15 +95,27 @@ pub fn mini_stage3_langs() -> PathBuf {
     TARBALL.get_or_init(|| build_or_reuse(&LANGS)).clone()
 }
 
+/// The mini stage3 for arm64 (Debian's arm64 userland, profile `default/linux/arm64/23.0`,
+/// CHOST `aarch64-unknown-linux-gnu`), built under qemu-user on first use and cached like
+/// `mini_stage3()`.
+pub fn mini_stage3_arm64() -> PathBuf {
+    static TARBALL: OnceLock<PathBuf> = OnceLock::new();
+    TARBALL.get_or_init(|| build_or_reuse(&ARM64)).clone()
+}
+
 /// The cache key of a variant: the sources' hash, and for variants with extra packages the
 /// hash of both (so the base fixture's key does not depend on any variant's list).
 fn variant_hash(variant: &Variant) -> String {
     let sources = sources_hash(&mini_stage3_sources());
-    if variant.extra_packages.is_empty() {
+    if variant.extra_packages.is_empty() && variant.arch.is_none() {
         return sources;
     }
     let mut hasher = Sha256::new();
     hasher.update(sources.as_bytes());
+    if let Some(arch) = variant.arch {
+        hasher.update([1]);
+        hasher.update(arch.as_bytes());
+    }
     for package in variant.extra_packages {
         hasher.update([0]);
         hasher.update(package.as_bytes());
@@ -140,6 +164,9 @@ fn build(sources: &Path, variant: &Variant, tarball: &Path) {
     command.arg(&script).arg(tarball);
     if !variant.extra_packages.is_empty() {
         command.arg(variant.extra_packages.join(" "));
+    }
+    if let Some(arch) = variant.arch {
+        command.env("MINI_STAGE3_ARCH", arch);
     }
     let status = command
         .stdout(log)
@@ -653,4 +680,33 @@ fn mini_stage3_langs_has_the_toolchains() {
     ] {
         assert!(listing.contains_key(path), "no {path} in {name}");
     }
+}
+
+/// The arm64 mini stage3 is an arm64 Gentoo-like stage: its profile, CHOST and binaries
+/// (an AArch64 ELF, `e_machine` 183) are arm64's, its glibc merged for arm64.
+#[test]
+fn mini_stage3_arm64_is_an_arm64_stage3() {
+    let listing = list_tar_zst(&mini_stage3_arm64(), 2 * 1024 * 1024);
+    assert_eq!(
+        listing["etc/portage/make.profile"].link_target.as_deref(),
+        Some(Path::new(
+            "../../var/db/repos/gentoo/profiles/default/linux/arm64/23.0"
+        ))
+    );
+    let make_conf = text(&listing, "etc/portage/make.conf");
+    assert!(
+        make_conf.contains("CHOST=\"aarch64-unknown-linux-gnu\""),
+        "{make_conf}"
+    );
+    let loader = listing
+        .get("usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1")
+        .expect("no arm64 loader");
+    assert!(loader.kind.is_file() || loader.kind == tar::EntryType::Symlink);
+    let sed = listing["usr/bin/sed"]
+        .contents
+        .as_deref()
+        .expect("/usr/bin/sed is small");
+    assert_eq!(&sed[..4], b"\x7fELF");
+    assert_eq!(u16::from_le_bytes([sed[18], sed[19]]), 183, "not AArch64");
+    assert!(listing.contains_key("var/db/pkg/sys-libs/glibc-2.36/CONTENTS"));
 }

@@ -16,6 +16,8 @@ pub struct Arch {
     pub gentoo: &'static str,
     /// The qemu-user interpreter's name suffix (`qemu-aarch64`), as binfmt_misc registers it.
     pub qemu: &'static str,
+    /// Its programs' ELF `e_machine` (elf(5)).
+    pub elf_machine: u16,
 }
 
 /// Every platform gib builds for; `linux/<oci>` each.
@@ -24,11 +26,13 @@ pub const ARCHES: [Arch; 2] = [
         oci: "amd64",
         gentoo: "amd64",
         qemu: "x86_64",
+        elf_machine: 62,
     },
     Arch {
         oci: "arm64",
         gentoo: "arm64",
         qemu: "aarch64",
+        elf_machine: 183,
     },
 ];
 
@@ -45,6 +49,16 @@ pub fn of(platform: &Platform) -> Option<Arch> {
         Some("v8") if arch.oci == "arm64" => Some(arch),
         Some(_) => None,
     }
+}
+
+/// Whether this machine runs programs for ELF `machine` under qemu-user: binfmt_misc has its
+/// interpreter enabled with `F`, so it works inside gib's sandbox too.
+pub fn emulated(machine: u16) -> bool {
+    use crate::sandbox::binfmt::{State, qemu_state};
+    let Some(arch) = ARCHES.iter().find(|a| a.elf_machine == machine) else {
+        return false;
+    };
+    matches!(qemu_state(arch.qemu), State::Present(entry) if entry.enabled && entry.fixed())
 }
 
 /// The platforms gib builds for, as written in gib.yaml, for hints.

@@ -279,7 +279,7 @@ fn unpack_into_cache(
 
 /// Refuse, before anything runs in it, a root nothing can run in: one without `/bin/sh`
 /// (not a stage3: a plain tree, a distroless image), or one whose programs are for another
-/// architecture. Without this check the sandbox fails with `cannot execute /bin/sh`.
+/// architecture that qemu-user does not run here. Without this check the sandbox fails with `cannot execute /bin/sh`.
 pub fn check_is_a_stage3(root: &Path, label: &str) -> Result<()> {
     let shell = crate::rootfs::resolve::resolve_in_root(root, "/bin/sh", true)
         .ok()
@@ -292,14 +292,15 @@ pub fn check_is_a_stage3(root: &Path, label: &str) -> Result<()> {
     let Some(machine) = read.ok().and_then(|()| elf_machine(&header)) else {
         return Ok(());
     };
-    if !host_runs(machine) {
+    if !host_runs(machine) && !arch::emulated(machine) {
         return Err(UserError::with_hint(
             format!(
                 "the stage3 {label} is for {}, not for this machine ({}): its programs cannot run here",
                 machine_name(machine),
                 std::env::consts::ARCH
             ),
-            "use the stage3 of this machine's architecture",
+            "use the stage3 of this machine's architecture, or run it under qemu-user: `platforms:` \
+             and `gib build --platform` say how",
         ));
     }
     Ok(())

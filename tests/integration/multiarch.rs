@@ -301,3 +301,83 @@ fn platform_builds_one_leg_the_same_as_a_single_platform_file() {
         "{stderr}"
     );
 }
+
+/// The arm64 leg on this amd64 host, under qemu-user (the machine's own qemu-aarch64
+/// registration, with F): the greet chain emerged in the arm64 mini stage3 gives an arm64
+/// image whose greet is an AArch64 ELF, and `podman run --platform linux/arm64` of it prints
+/// the greeting.
+#[test]
+fn an_emulated_arm64_leg_builds_the_greet_chain() {
+    assert_eq!(
+        std::env::consts::ARCH,
+        "x86_64",
+        "the test expects an amd64 host"
+    );
+    let dir = scratch_dir("multiarch");
+    let cache = dir.path().join("cache");
+    let layout = dir.path().join("layout");
+    let archive = dir.path().join("app.tar");
+    let text = format!(
+        "stage3:\n  path: {{amd64: {amd64}, arm64: {arm64}}}\nportage:\n  sync_type: none\n\
+         platforms: [linux/amd64, linux/arm64]\nimages:\n  base:\n    tag: t\n    packages: [sys-libs/glibc]\n\
+         \x20 app:\n    from: base\n    tag: t\n    packages: [app-misc/greet]\n    cmd: [greet]\n",
+        amd64 = crate::fixture::mini_stage3().display(),
+        arm64 = crate::fixture::mini_stage3_arm64().display(),
+    );
+    let config = dir.path().join("gib.yaml");
+    fs::write(&config, text).unwrap();
+    let started = Instant::now();
+    let out = build_with(gib(), &config, &cache)
+        .args(["--platform", "linux/arm64", "app"])
+        .arg("--oci-layout")
+        .arg(&layout)
+        .arg("--archive")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    eprintln!("the arm64 leg took {:?}", started.elapsed());
+
+    let skopeo = crate::util::require_tool("skopeo");
+    let image_config = crate::util::run_ok(
+        std::process::Command::new(&skopeo)
+            .args(["inspect", "--config"])
+            .arg(format!("oci:{}:app:t", layout.display())),
+    );
+    let image_config: serde_json::Value = serde_json::from_str(&image_config).unwrap();
+    assert_eq!(image_config["architecture"], "arm64");
+    assert_eq!(image_config["os"], "linux");
+
+    let files = crate::util::archive_layer_files(&archive, "app:t");
+    let greet = files
+        .iter()
+        .rev()
+        .find_map(|layer| layer.get("usr/bin/greet"))
+        .expect("no usr/bin/greet in the image");
+    assert_eq!(&greet[..4], b"\x7fELF");
+    assert_eq!(
+        u16::from_le_bytes([greet[18], greet[19]]),
+        183,
+        "not AArch64"
+    );
+
+    let podman = crate::util::Podman::new(dir.path());
+    podman.load(&archive);
+    let mut run = podman.command(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--platform",
+        "linux/arm64",
+    ]);
+    run.args([
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=1024:1024",
+        "app:t",
+    ]);
+    assert_eq!(crate::util::run_ok(&mut run).trim(), "hello from gib");
+}

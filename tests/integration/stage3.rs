@@ -541,13 +541,10 @@ fn tarball_of(
     tarball
 }
 
-/// The first bytes of an ELF program for a machine this one does not run.
+/// The first bytes of an ELF program for a machine this one does not run: RISC-V, which gib
+/// does not build for (an arm64 stage3 runs here under qemu-user when binfmt_misc has it).
 fn foreign_elf() -> Vec<u8> {
-    let machine: u16 = if cfg!(target_arch = "aarch64") {
-        62
-    } else {
-        183
-    };
+    let machine: u16 = 243;
     let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
     elf.resize(18, 0);
     elf.extend_from_slice(&machine.to_le_bytes());
@@ -618,12 +615,7 @@ fn a_stage3_of_the_wrong_kind_is_refused(runner: util::Runner) {
             started.elapsed()
         );
         if name == "foreign" {
-            let arch = if cfg!(target_arch = "aarch64") {
-                "amd64"
-            } else {
-                "arm64"
-            };
-            assert!(err.contains(&format!("is for {arch}")), "{err}");
+            assert!(err.contains("is for riscv"), "{err}");
         }
     }
 }

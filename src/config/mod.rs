@@ -269,7 +269,6 @@ impl Config {
             ));
         }
         self.images = kept;
-        self.stage3 = self.stage3_for(&wanted);
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use crate::config::{
     Accounts, Compression, Config, Image, Layering, Parent, PathEntry, Portage, Repository, Stage3,
 };
 use crate::gentoo::portage_conf::PortageFiles;
+use crate::oci::spec::Platform;
 use crate::printer::UserError;
 
 /// Every image to build, parents first.
@@ -26,7 +27,7 @@ pub struct Plan {
     pub stage3: Option<Stage3>,
     /// The stage3 of each platform an image is built for, in the order first named: the
     /// flavor made that architecture's, or the per-architecture `url:`/`path:`.
-    pub stage3_by_platform: Vec<(crate::oci::spec::Platform, Stage3)>,
+    pub stage3_by_platform: Vec<(Platform, Stage3)>,
     /// The main ebuild repository and the overlays, to sync before building.
     pub portage: Portage,
     /// The signing keys and CAs the stage3 and snapshots are checked with.
@@ -132,7 +133,7 @@ pub struct ImagePlan {
     pub portage: PortageFiles,
     /// The platforms it is built for (`platforms:`, the image's over the file's; the host's
     /// when neither names any), in the order written.
-    pub platforms: Vec<crate::oci::spec::Platform>,
+    pub platforms: Vec<Platform>,
 }
 
 /// An image's `lint:` over `build.lint`'s.
@@ -229,18 +230,28 @@ impl Plan {
         // jobs while the machine is busy, so this only helps when single packages cannot use
         // every CPU (configure steps, small packages).
         let jobs = config.build.max_parallel_jobs.unwrap_or(threads);
+        let order = build_order(config, &wanted);
+        // A run of one platform builds in that platform's stage3 (the file's own when it is
+        // the host's), which also chooses the official binhost's architecture.
+        let platforms: Vec<Vec<Platform>> = order
+            .iter()
+            .map(|image| config.platforms_of(image))
+            .collect();
+        let stage3 = config
+            .stage3_for(&run_platform(platforms.iter().map(Vec::as_slice)))
+            .or_else(|| config.stage3.clone());
         let portage = portage::portage_files(
             &config.build,
             &config.repositories,
-            config.stage3.as_ref(),
+            stage3.as_ref(),
             threads,
             jobs,
         )?;
-        let images: Vec<ImagePlan> = build_order(config, &wanted)
+        let images: Vec<ImagePlan> = order
             .into_iter()
             .map(|image| image_plan(config, image, &portage))
             .collect();
-        let mut stage3_by_platform: Vec<(crate::oci::spec::Platform, Stage3)> = Vec::new();
+        let mut stage3_by_platform: Vec<(Platform, Stage3)> = Vec::new();
         for platform in images.iter().flat_map(|i| &i.platforms) {
             if stage3_by_platform.iter().any(|(p, _)| p == platform) {
                 continue;
@@ -251,7 +262,7 @@ impl Plan {
         }
         Ok(Plan {
             file: config.file.clone(),
-            stage3: config.stage3.clone(),
+            stage3,
             stage3_by_platform,
             portage: config.portage.clone(),
             trust: config.trust.clone(),
@@ -264,17 +275,22 @@ impl Plan {
 
     /// The one platform this run builds: every image's when they share a single one (a
     /// file's only platform, or a `--platform` leg), else the host's.
-    pub fn platform(&self) -> crate::oci::spec::Platform {
-        let mut platforms = self.images.iter().map(|i| i.platforms.as_slice());
-        match platforms.next() {
-            Some([only]) if platforms.all(|p| p == std::slice::from_ref(only)) => only.clone(),
-            _ => crate::oci::spec::Platform::host(),
-        }
+    pub fn platform(&self) -> Platform {
+        run_platform(self.images.iter().map(|i| i.platforms.as_slice()))
     }
 
     /// The image names in build order.
     pub fn order(&self) -> Vec<&str> {
         self.images.iter().map(|i| i.name.as_str()).collect()
+    }
+}
+
+/// The one platform of images with these platforms, when they all have the same single one;
+/// else the host's.
+fn run_platform<'a>(mut platforms: impl Iterator<Item = &'a [Platform]>) -> Platform {
+    match platforms.next() {
+        Some([only]) if platforms.all(|p| p == std::slice::from_ref(only)) => only.clone(),
+        _ => Platform::host(),
     }
 }
 

@@ -247,3 +247,29 @@ images:
         }
     );
 }
+
+#[test]
+fn a_run_of_one_platform_builds_in_its_stage3() {
+    let text = "stage3: {flavor: amd64-openrc}\nplatforms: [linux/amd64, linux/arm64]\n\
+                build: {binhost: official}\nimages:\n  base:\n    packages: [sys-libs/glibc]\n";
+    let flavor = |plan: &Plan| match &plan.stage3 {
+        Some(Stage3::Flavor { flavor, .. }) => flavor.clone(),
+        other => panic!("{other:?}"),
+    };
+    // Both platforms: the file's stage3, the host's (the run is refused before building).
+    let both = Plan::resolve(&load(text), &[]).unwrap();
+    assert_eq!(flavor(&both), "amd64-openrc");
+    assert_eq!(both.platform(), Platform::host());
+
+    let mut config = load(text);
+    config.keep_only_platform("linux/arm64").unwrap();
+    let leg = Plan::resolve(&config, &[]).unwrap();
+    assert_eq!(flavor(&leg), "arm64-openrc");
+    assert_eq!(leg.platform().to_string(), "linux/arm64");
+    // The official binhost of the leg's architecture.
+    let binrepos = &leg.images[0].portage.binrepos_conf;
+    assert!(binrepos.contains("/arm64/"), "{binrepos}");
+
+    let arm_only = load(&text.replace("[linux/amd64, linux/arm64]", "[linux/arm64]"));
+    assert_eq!(flavor(&Plan::resolve(&arm_only, &[]).unwrap()), "arm64-openrc");
+}

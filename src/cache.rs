@@ -119,11 +119,13 @@ impl Cache {
             Some(dir) => dir.to_path_buf(),
             None => default_cache_dir()?,
         };
+        let created = !root.exists();
         fs::create_dir_all(&root)
             .with_context(|| format!("cannot create the cache directory {}", root.display()))?;
         let root = root
             .canonicalize()
             .with_context(|| format!("cannot resolve the cache directory {}", root.display()))?;
+        reachable_by_the_sandbox(&root, created)?;
         let mut cache = Cache {
             root,
             held: Arc::default(),
@@ -341,10 +343,64 @@ fn default_cache_dir() -> Result<PathBuf> {
     if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(xdg).join("gib"));
     }
+    // Root's home is private (0700), and gib's sandbox is not root's: root's cache is where
+    // system tools keep theirs.
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from(ROOT_CACHE_DIR));
+    }
     let home = std::env::var_os("HOME")
         .filter(|v| !v.is_empty())
         .context("neither $XDG_CACHE_HOME nor $HOME is set; pass --cache-dir")?;
     Ok(PathBuf::from(home).join(".cache").join("gib"))
+}
+
+/// The cache of gib run as root, when `XDG_CACHE_HOME` names none.
+pub const ROOT_CACHE_DIR: &str = "/var/cache/gib";
+
+/// gib run as root runs its sandbox as a range of host ids that are not root's (see
+/// `sandbox::idmap`): they enter the cache through the permissions of others. A cache root
+/// gib just made gets their search permission whatever the umask; any directory on the way
+/// that still keeps them out (a private home, a cache made under umask 027) is a user error
+/// naming it, rather than a "Permission denied" from deep inside the first unpack.
+fn reachable_by_the_sandbox(root: &Path, created: bool) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some((uid, _)) = crate::sandbox::id_mode()
+        .ok()
+        .and_then(|mode| mode.host_root())
+    else {
+        return Ok(());
+    };
+    if created {
+        let mode = fs::metadata(root)
+            .with_context(|| format!("cannot stat {}", root.display()))?
+            .permissions()
+            .mode();
+        fs::set_permissions(root, fs::Permissions::from_mode((mode & 0o7777) | 0o001))
+            .with_context(|| format!("cannot set the mode of {}", root.display()))?;
+    }
+    for dir in root.ancestors() {
+        let mode = fs::metadata(dir)
+            .with_context(|| format!("cannot stat {}", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            return Err(crate::printer::UserError::with_hint(
+                format!(
+                    "gib's sandbox cannot reach the cache directory {}: {} (mode {:04o}) \
+                     keeps others out, and the sandbox of gib run as root runs as host uid {uid}",
+                    root.display(),
+                    dir.display(),
+                    mode & 0o7777
+                ),
+                format!(
+                    "run `chmod o+x {}`, or pass --cache-dir under a directory others can \
+                     enter (root's default is {ROOT_CACHE_DIR})",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -40,6 +40,10 @@ pub fn apply(
             *source = copy;
         }
     }
+    // An image with no emerge and no script has had no sandbox write its layer yet: the
+    // job writes it as the sandbox's root, so the dir must be that root's (as an emerge's
+    // /staging is made).
+    crate::sandbox::hand_over(upper)?;
     let job = FilesJob {
         upper: upper.to_path_buf(),
         lowers: lowers.to_vec(),

@@ -22,7 +22,7 @@ pub struct AuditArgs {
     pub config: ConfigArgs,
     /// Images to audit; all of gib.yaml's when none is named.
     pub images: Vec<String>,
-    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
+    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib; /var/cache/gib for root].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Print the reports as JSON (a list, one per image).

@@ -130,7 +130,7 @@ pub struct BuildArgs {
     /// leg of a multi-platform build.
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
-    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
+    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib; /var/cache/gib for root].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Rebuild even when nothing changed.
@@ -190,7 +190,7 @@ pub struct PushArgs {
     /// Pull the ancestors of the named images instead of building or pushing them.
     #[arg(long, requires = "images")]
     pub parents_from_registry: bool,
-    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
+    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib; /var/cache/gib for root].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Print a JSON report of what was pushed on stdout.
@@ -243,7 +243,7 @@ pub struct UpdateArgs {
     /// Record the binhost's current index.
     #[arg(long)]
     pub binhost: bool,
-    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
+    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib; /var/cache/gib for root].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Stream the output of the commands gib runs.
@@ -272,7 +272,7 @@ pub struct ShellArgs {
     pub config: ConfigArgs,
     /// The image whose builder root to enter; the stage3 root when none is named.
     pub image: Option<String>,
-    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
+    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib; /var/cache/gib for root].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Network inside the builder: `host` (default) or `none`.
@@ -294,7 +294,7 @@ pub struct CleanArgs {
     /// Everything in the cache (blobs, downloads and repositories too).
     #[arg(long)]
     pub all: bool,
-    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib].
+    /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib; /var/cache/gib for root].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 }
@@ -302,6 +302,10 @@ pub struct CleanArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let printer = Printer::new(false);
+    // The outputs keep the user's umask; what gib makes for its sandbox does not (see
+    // `sandbox::let_the_sandbox_in`). Read before it changes, and before any thread starts.
+    crate::output::user_umask();
+    crate::sandbox::let_the_sandbox_in();
     let result = match cli.command {
         Command::Build(args) => build::run(args),
         Command::Audit(args) => audit::run(args),

@@ -23,7 +23,7 @@ const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 pub fn write_layout(dir: &Path, store: &BlobStore, images: &[TaggedImage]) -> Result<()> {
     let blobs = dir.join("blobs");
     let sha256 = blobs.join("sha256");
-    fs::create_dir_all(&sha256).with_context(|| format!("cannot create {}", sha256.display()))?;
+    super::create_dirs(&sha256)?;
     let layout_file = dir.join("oci-layout");
     if !layout_file.exists() {
         write_atomically(&layout_file, OCI_LAYOUT.as_bytes())?;

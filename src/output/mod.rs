@@ -26,7 +26,30 @@ use crate::registry::{Client, PushReport};
 /// `open(2)` with 0644 would get. Temp files are 0600 while they are written (nobody reads
 /// half an output); [`publish_mode`] gives them this mode before the rename.
 pub fn file_mode() -> u32 {
-    0o644 & !umask()
+    0o644 & !user_umask()
+}
+
+/// The mode of an output directory gib makes: 0755 less the user's umask.
+fn dir_mode() -> u32 {
+    0o755 & !user_umask()
+}
+
+/// Make `dir` and its missing parents with [`dir_mode`] (the process's own umask may be
+/// wider than the user's: see `sandbox::let_the_sandbox_in`).
+pub fn create_dirs(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(dir_mode())
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(())
+}
+
+/// The umask gib was started with, read once: the outputs' modes follow it.
+pub fn user_umask() -> u32 {
+    static USER_UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *USER_UMASK.get_or_init(umask)
 }
 
 /// Give the temp file of an output, about to be renamed into place, [`file_mode`].

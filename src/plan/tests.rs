@@ -271,5 +271,8 @@ fn a_run_of_one_platform_builds_in_its_stage3() {
     assert!(binrepos.contains("/arm64/"), "{binrepos}");
 
     let arm_only = load(&text.replace("[linux/amd64, linux/arm64]", "[linux/arm64]"));
-    assert_eq!(flavor(&Plan::resolve(&arm_only, &[]).unwrap()), "arm64-openrc");
+    assert_eq!(
+        flavor(&Plan::resolve(&arm_only, &[]).unwrap()),
+        "arm64-openrc"
+    );
 }

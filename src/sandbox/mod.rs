@@ -320,6 +320,19 @@ pub fn id_mode_warned(printer: &Printer) -> Result<IdMode> {
     Ok(mode)
 }
 
+/// gib run as root: its sandbox runs as other host ids (see `idmap`), which enter what gib
+/// makes on the host (the cache's entries, logs and scratch dirs) through the permissions
+/// of others. Under a strict umask (027, say) they would find every such directory shut, so
+/// from here on gib makes them readable and enterable by others, still never writable
+/// (umask `022` at most); the cache root itself stays as private as its parents make it.
+/// The outputs keep the user's own umask (`output::user_umask`, read before this).
+pub fn let_the_sandbox_in() {
+    if nix::unistd::geteuid().is_root() {
+        let current = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        nix::sys::stat::umask(current & nix::sys::stat::Mode::from_bits_truncate(0o022));
+    }
+}
+
 /// Give a directory gib made on the host to root inside the sandbox, so the sandbox can
 /// write in it: as root, the sandbox's root is the first id of its reserved range, not the
 /// host's root, whose files it cannot change. Only directories of the host's root are

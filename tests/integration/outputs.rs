@@ -101,3 +101,70 @@ fn outputs_keep_a_stricter_umask() {
     let mode = fs::metadata(&archive).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o640);
 }
+
+/// gib run as root under umask 027 builds a packages image (its sandbox runs as other host
+/// ids, which must enter what gib makes in the cache), with the digest of a build under 022;
+/// a cache below a directory that keeps others out is refused up front, naming it.
+#[test]
+fn root_under_umask_027_builds_packages_and_a_shut_parent_is_named() {
+    let dir = scratch_dir("outputs-umask-packages");
+    let config = dir.path().join("gib.yaml");
+    fs::write(
+        &config,
+        format!(
+            "stage3:\n  path: {}\nportage:\n  sync_type: none\nimages:\n  \
+             base:\n    from: scratch\n    tag: t\n    packages: [sys-apps/baselayout]\n",
+            crate::fixture::mini_stage3().display()
+        ),
+    )
+    .unwrap();
+    let build = |umask: &str, cache: &Path| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(gib_bin())
+            .arg("build")
+            .arg("-f")
+            .arg(&config)
+            .arg("--cache-dir")
+            .arg(cache)
+            .arg("--json")
+            .env("NO_COLOR", "1")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap()
+    };
+    let digest = |out: &std::process::Output| -> String {
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report[0]["digest"].as_str().unwrap().to_string()
+    };
+    let strict = build("027", &dir.path().join("cache-027"));
+    assert!(
+        strict.status.success(),
+        "{}",
+        String::from_utf8_lossy(&strict.stderr)
+    );
+    let plain = build("022", &dir.path().join("cache-022"));
+    assert!(plain.status.success());
+    assert_eq!(digest(&strict), digest(&plain));
+
+    let shut = dir.path().join("shut");
+    fs::create_dir(&shut).unwrap();
+    fs::set_permissions(&shut, fs::Permissions::from_mode(0o700)).unwrap();
+    let started = std::time::Instant::now();
+    let out = build("022", &shut.join("cache"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "gib's sandbox cannot reach the cache directory {}: {} (mode 0700) keeps others out",
+            shut.join("cache").display(),
+            shut.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("chmod o+x"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // Nothing was unpacked there.
+    assert!(!shut.join("cache/stage3").exists());
+}

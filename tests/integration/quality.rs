@@ -325,6 +325,9 @@ fn write_accounts_config(dir: &Path) -> PathBuf {
             "      - {path: /srv/data, type: directory, uid: 1000, gid: 1000, mode: \"0750\"}\n",
             "      - {path: /etc/app.conf, type: file, source: ./app.conf, uid: 0, gid: 1000, mode: \"0640\"}\n",
             "      - {path: /usr/bin/hello, type: symlink, target: greet}\n",
+            // Paths alone on a packages parent: no emerge or script wrote the layer first.
+            "  conf:\n    from: base\n    tag: \"1\"\n    paths:\n",
+            "      - {path: /etc/motd, type: file, source: ./app.conf, mode: \"0644\"}\n",
         ),
     )
 }
@@ -372,6 +375,9 @@ fn accounts_and_paths_in_a_child_image_and_gib_inspect() {
         manifest["config"]["digest"].as_str().unwrap(),
     ));
     assert_eq!(image_config["config"]["User"], "1000:1000");
+    let conf = unpack(&layout, "conf:1", dir.path());
+    assert_eq!(owner_mode(&conf, "etc/motd"), (0, 0, 0o644));
+    assert!(conf.join("usr/lib64/libc.so.6").exists());
     let base = unpack(&layout, "base:latest", dir.path());
     let base_passwd = fs::read_to_string(base.join("etc/passwd")).unwrap();
     assert!(!base_passwd.contains("www"), "{base_passwd}");
@@ -455,6 +461,8 @@ fn accounts_and_paths_rootless() {
     assert_eq!(owner_mode(&rootfs, "var/www"), (1000, 1000, 0o700));
     assert_eq!(owner_mode(&rootfs, "etc/app.conf"), (0, 1000, 0o640));
     assert_eq!(owner_mode(&rootfs, "home/nonroot"), (65532, 65532, 0o700));
+    let conf = unpack(&layout, "conf:1", dir.path());
+    assert_eq!(owner_mode(&conf, "etc/motd"), (0, 0, 0o644));
     let text = run_ok(
         as_test_user(&gib_bin())
             .arg("inspect")

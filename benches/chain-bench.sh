@@ -15,16 +15,7 @@ top=$(pwd)
 bench=$top/target/chain-bench
 runs=${RUNS:-3}
 
-cargo build --release --locked --quiet
-gib=$top/target/release/gib
-
-# The test suite's mini stage3 when it is there, else the quickstart's (built once).
-stage3=$(ls "$top"/target/gib-fixtures/mini-stage3-[0-9a-f]*.tar.zst 2>/dev/null | head -n 1)
-[ -n "$stage3" ] || stage3=$top/target/gib-fixtures/mini-stage3.tar.zst
-if [ ! -e "$stage3" ]; then
-	mkdir -p target/gib-fixtures
-	tests/fixtures/mini-stage3/build.sh "$stage3"
-fi
+. "$top/benches/mini-stage3.sh"
 
 rm -rf "$bench"
 mkdir -p "$bench"

@@ -9,6 +9,15 @@ use std::process::Command;
 
 use crate::util::{as_test_user, gib_bin, require_tool, run_ok, scratch_dir};
 
+/// gib, by root, under `umask` (its arguments to follow).
+fn gib_under_umask(umask: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(gib_bin());
+    cmd
+}
+
 /// `gib build` by root under `umask`, writing `layout` and `archive` of a `rootfs:` image.
 fn build_under_umask(dir: &Path, umask: &str, layout: &Path, archive: &Path) {
     let tree = dir.join("tree/etc");
@@ -20,10 +29,7 @@ fn build_under_umask(dir: &Path, umask: &str, layout: &Path, archive: &Path) {
     )
     .unwrap();
     run_ok(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
-            .arg(gib_bin())
+        gib_under_umask(umask)
             .arg("build")
             .arg("-f")
             .arg(dir.join("gib.yaml"))
@@ -119,10 +125,7 @@ fn root_under_umask_027_builds_packages_and_a_shut_parent_is_named() {
     )
     .unwrap();
     let build = |umask: &str, cache: &Path| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
-            .arg(gib_bin())
+        gib_under_umask(umask)
             .arg("build")
             .arg("-f")
             .arg(&config)

@@ -13,14 +13,15 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 bench=$top/target/multiarch-bench
 
-cargo build --release --locked --quiet
-gib=$top/target/release/gib
-
-first() { for f in "$@"; do [ -e "$f" ] && echo "$f" && return; done; }
-amd64=$(first "$top"/target/gib-fixtures/mini-stage3-[0-9a-f]*.tar.zst)
-arm64=$(first "$top"/target/gib-fixtures/mini-stage3-arm64-[0-9a-f]*.tar.zst)
-if [ -z "$amd64" ] || [ -z "$arm64" ]; then
-	echo "multiarch-bench: build the mini stage3s first: cargo test --locked --test integration fixture::" >&2
+# $gib, and the amd64 mini stage3 as $stage3 (benches/mini-stage3.sh).
+. "$top/benches/mini-stage3.sh"
+amd64=$stage3
+arm64=
+for f in "$top"/target/gib-fixtures/mini-stage3-arm64-$hash16.tar.zst; do
+	[ -e "$f" ] && arm64=$f
+done
+if [ -z "$arm64" ]; then
+	echo "multiarch-bench: build the arm64 mini stage3 first: cargo test --locked --test integration fixture::mini_stage3_arm64" >&2
 	exit 1
 fi
 

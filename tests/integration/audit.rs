@@ -417,6 +417,22 @@ fn audit_build(runner: Runner) {
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed[0]["hits"][0]["id"], "GLSA-202601-01", "{listed}");
     assert_eq!(listed[0]["hits"][0]["ignored"], REASON, "{listed}");
+    // `gib inspect` shows the last build's audit, read from its stored artifact.
+    let inspect = |json: bool| {
+        let mut cmd = gib_by(runner);
+        cmd.arg("inspect").arg("app").arg("--cache-dir").arg(&cache);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    let out = inspect(true);
+    assert_success(&Command::new("gib inspect"), &out);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["audit"]["hits"], app["audit"]["hits"], "{shown}");
+    let out = inspect(false);
+    assert_success(&Command::new("gib inspect"), &out);
+    assert!(text(&out).contains("GLSA-202601-01"), "{}", text(&out));
     let strict = write_project(dir.path(), "", "");
     let out = gib_audit(runner, &strict, &cache, &["app"]);
     let said = text(&out);

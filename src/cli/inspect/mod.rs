@@ -51,7 +51,7 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
     };
     let record = last_build(&cache, name)?;
     let report = image_usage_in_namespace(&cache, &record, args.largest)?;
-    let checks = Checks::of(&record);
+    let checks = Checks::of(&cache, &record)?;
     if args.json {
         let mut json = serde_json::to_value(&report)?;
         json["lint"] = checks.lint.clone().unwrap_or(Value::Null);
@@ -84,13 +84,18 @@ struct Checks {
 }
 
 impl Checks {
-    fn of(record: &BuiltImage) -> Checks {
+    /// The lint report kept in the record, and the audit report stored as the image's
+    /// artifact (see `build::audit`).
+    fn of(cache: &crate::cache::Cache, record: &BuiltImage) -> Result<Checks> {
         let json = serde_json::to_value(record).unwrap_or(Value::Null);
-        let section = |key: &str| json.get(key).filter(|v| !v.is_null()).cloned();
-        Checks {
-            lint: section("lint"),
-            audit: section("audit"),
-        }
+        let store = crate::oci::blob::BlobStore::open(&cache.dir("blobs")?)?;
+        let audit = crate::build::audit::stored_report(&store, record)?
+            .map(serde_json::to_value)
+            .transpose()?;
+        Ok(Checks {
+            lint: json.get("lint").filter(|v| !v.is_null()).cloned(),
+            audit,
+        })
     }
 
     fn text(&self) -> String {

@@ -178,7 +178,7 @@ fn page_image(plan: &Plan, cache: &Cache, name: &str, largest: usize) -> Result<
         });
     };
     let report = image_usage_in_namespace(cache, &record, largest)?;
-    let checks = Checks::of(&record);
+    let checks = Checks::of(cache, &record)?;
     let owners = layer_names(plan, name);
     let layers = report
         .usage

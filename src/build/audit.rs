@@ -9,7 +9,6 @@
 //! (`sbom::merged_packages`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -86,16 +85,15 @@ pub enum Origin {
     Parent,
 }
 
-/// Audit `written` (the image of `image`, made of `trees`, see `Tail::sbom_trees`), attach
+/// Audit `written` (the image of `image`, which holds `packages`), attach
 /// the report, print its hits, and fail when the policy says so.
 pub(super) fn check(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     parent: Option<&BuiltImage>,
     written: &Image,
-    trees: &[PathBuf],
+    packages: &[InstalledPackage],
 ) -> Result<Artifact> {
-    let packages = super::sbom::merged_packages(trees)?;
     let parent_packages = parent.map(|p| p.packages.as_slice()).unwrap_or_default();
     let arch = written
         .config_json
@@ -115,7 +113,7 @@ pub(super) fn check(
     };
     let mut report = AuditReport {
         image: image.name.clone(),
-        hits: hits(&arch, &packages, parent_packages, &advisories.glsas),
+        hits: hits(&arch, packages, parent_packages, &advisories.glsas),
         arch,
         advisories: advisories.set.clone(),
         fail_on: String::new(),

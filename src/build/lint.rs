@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::BuildContext;
-use crate::gentoo::vdb::ContentsEntry;
+use crate::gentoo::vdb::{ContentsEntry, InstalledPackage};
 use crate::plan::{ImagePlan, LintPolicy};
 use crate::rootfs::lint::{Finding, Kind, LintInputs, Report, Severity};
 
@@ -36,7 +36,7 @@ pub fn check(
     ctx: &BuildContext<'_>,
     image: &ImagePlan,
     image_trees: &[PathBuf],
-    package_trees: &[PathBuf],
+    packages: &[InstalledPackage],
 ) -> Result<Report> {
     let step = ctx.printer.step("Linting", &image.name);
     let library_path = image
@@ -49,7 +49,7 @@ pub fn check(
     let job = crate::jobs::Job::LintLayers {
         layer_dirs: image_trees.to_vec(),
         inputs: LintInputs {
-            owned: owned_paths(package_trees)?,
+            owned: owned_paths(packages),
             library_path,
         },
     };
@@ -135,13 +135,13 @@ pub fn apply(policy: &LintPolicy, mut report: Report) -> Report {
 }
 
 /// The files and symlinks the image's packages list, as Portage merged them.
-fn owned_paths(package_trees: &[PathBuf]) -> Result<BTreeSet<String>> {
+fn owned_paths(packages: &[InstalledPackage]) -> BTreeSet<String> {
     let mut owned = BTreeSet::new();
-    for package in super::sbom::merged_packages(package_trees)? {
-        for entry in package.contents {
+    for package in packages {
+        for entry in &package.contents {
             match entry {
                 ContentsEntry::Obj { path, .. } | ContentsEntry::Sym { path, .. } => {
-                    owned.insert(path);
+                    owned.insert(path.clone());
                 }
                 ContentsEntry::Dir { .. }
                 | ContentsEntry::Dev { .. }
@@ -149,7 +149,7 @@ fn owned_paths(package_trees: &[PathBuf]) -> Result<BTreeSet<String>> {
             }
         }
     }
-    Ok(owned)
+    owned
 }
 
 /// Warnings one line per kind (the first few paths named; all with `-v`), setuid/setgid

@@ -453,18 +453,18 @@ fn write_image_sbom_test(
         ctx.store,
         &image_request(ctx, image, parent, layers, &tail)?,
     )?;
+    // The image's packages, read once for its SBOM, its lint (their files) and its audit.
+    let packages = sbom::merged_packages(tail.sbom_trees)?;
     let sbom = sbom::attach(
         ctx.store,
         &image.name,
         &written,
         tail.sbom_trees,
+        &packages,
         ctx.epoch()?,
     )?;
-    let lint = lint::check(ctx, image, tail.test_trees, tail.sbom_trees)?;
-    let referrers = vec![
-        sbom,
-        audit::check(ctx, image, parent, &written, tail.sbom_trees)?,
-    ];
+    let lint = lint::check(ctx, image, tail.test_trees, &packages)?;
+    let referrers = vec![sbom, audit::check(ctx, image, parent, &written, &packages)?];
     test::run(ctx, image, tail.test_trees)?;
     // Last: its finish time is the build's, test included.
     let provenance =

@@ -44,9 +44,9 @@ pub fn document(
     image_name: &str,
     reference: &str,
     layer_dirs: &[PathBuf],
+    packages: &[InstalledPackage],
     created: i64,
 ) -> Result<Vec<u8>> {
-    let packages = merged_packages(layer_dirs)?;
     let mut os = None;
     for layer in layer_dirs {
         if let Some(found) = read_os_release(layer)? {
@@ -54,22 +54,24 @@ pub fn document(
             break;
         }
     }
-    let json = spdx_document(image_name, reference, created, &packages, os.as_ref())?;
+    let json = spdx_document(image_name, reference, created, packages, os.as_ref())?;
     let mut bytes = serde_json::to_vec_pretty(&json)?;
     bytes.push(b'\n');
     Ok(bytes)
 }
 
-/// Write the SBOM of `image` (named `image_name`, built from `layer_dirs`) and attach it.
+/// Write the SBOM of `image` (named `image_name`, built from `layer_dirs`, which hold
+/// `packages`: [`merged_packages`]) and attach it.
 pub fn attach(
     store: &BlobStore,
     image_name: &str,
     image: &Image,
     layer_dirs: &[PathBuf],
+    packages: &[InstalledPackage],
     created: i64,
 ) -> Result<Artifact> {
     let reference = format!("{image_name}@{}", image.manifest.digest);
-    let bytes = document(image_name, &reference, layer_dirs, created)?;
+    let bytes = document(image_name, &reference, layer_dirs, packages, created)?;
     write_artifact(
         store,
         MEDIA_TYPE_SPDX,

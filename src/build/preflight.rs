@@ -19,18 +19,23 @@ use crate::plan::Plan;
 use crate::printer::{Hint, UserError};
 use crate::registry::Reference;
 
-/// Check `request` (planned as `plan`) before any work.
-pub fn check(request: &RunRequest<'_>, plan: &Plan) -> Result<()> {
+/// Check `request` (planned as `plans`, a leg per platform) before any work.
+pub fn check(request: &RunRequest<'_>, plans: &[&Plan]) -> Result<()> {
     if let Some(dir) = &request.outputs.oci_layout {
         check_layout(dir)?;
     }
     if let Some(file) = &request.outputs.archive {
         check_archive(file)?;
     }
-    check_parents(request, plan)?;
-    check_platforms(plan)?;
-    if request.outputs.push {
-        check_push(request, plan)?;
+    for plan in plans {
+        check_parents(request, plan)?;
+        // A join builds nothing: no platform's binaries run here.
+        if !request.join_index {
+            check_platforms(plan)?;
+        }
+        if request.outputs.push {
+            check_push(request, plan)?;
+        }
     }
     check_sandbox()
 }
@@ -118,23 +123,6 @@ fn check_platforms(plan: &Plan) -> Result<()> {
             }
             State::Present(_) => {}
         }
-    }
-    // One platform for every image (a `--platform` leg, or a file's only platform) is built
-    // as such; several in one run need the image index, which is not there yet.
-    let several = plan
-        .images
-        .iter()
-        .any(|i| i.platforms.as_slice() != std::slice::from_ref(&plan.platform()));
-    if let Some(platform) = foreign.first()
-        && several
-    {
-        return Err(UserError::with_hint(
-            format!(
-                "building {platform} and other platforms in one run is not supported yet: \
-                 gib writes no image index"
-            ),
-            format!("build one platform per run: gib build --platform {platform}, then each other"),
-        ));
     }
     Ok(())
 }

@@ -132,6 +132,14 @@ pub fn lookup(
     let Ok((reference, tag)) = super::from_registry::plan_image_reference(image) else {
         return Ok(None);
     };
+    // One platform of an index is pushed under its platform's tag.
+    let reference = match ctx.plan.index_platforms(&image.name) {
+        Some(_) => Reference {
+            tag: Some(ctx.plan.platform().tag_of(&tag)),
+            ..reference
+        },
+        None => reference,
+    };
     let fetched = match fetch(ctx, &reference) {
         Ok(Some(fetched)) => fetched,
         Ok(None) => return Ok(None),

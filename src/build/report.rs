@@ -93,6 +93,12 @@ pub fn image_usage_in_namespace(
 #[derive(Debug, Serialize)]
 pub struct ImageReport {
     pub name: String,
+    /// The platform of this entry, for one platform of a multi-platform image (an index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The digest of the index this entry's manifest is in, when the run wrote one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
     pub references: Vec<String>,
     pub digest: String,
     pub size: u64,
@@ -151,6 +157,8 @@ impl ImageReport {
         };
         ImageReport {
             name: built.name.clone(),
+            platform: None,
+            index: None,
             references: built.references.clone(),
             digest: built.image.manifest.digest.to_string(),
             size: built.size,
@@ -165,6 +173,18 @@ impl ImageReport {
             started: None,
             finished: None,
         }
+    }
+
+    /// The report of one platform of an index.
+    pub fn with_platform(mut self, platform: Option<String>) -> Self {
+        self.platform = platform;
+        self
+    }
+
+    /// The report with the digest of the index its manifest is in.
+    pub fn with_index(mut self, index: Option<String>) -> Self {
+        self.index = index;
+        self
     }
 
     /// The report with when the image was built in this run.

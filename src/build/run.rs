@@ -13,7 +13,9 @@ use super::{BuildContext, BuildOptions, BuiltImage, PlanScope, build_plan};
 use crate::cache::Cache;
 use crate::config::{Config, Parent};
 use crate::oci::blob::BlobStore;
-use crate::output::{OutputImage, Outputs};
+use crate::oci::index::IndexEntry;
+use crate::oci::spec::Platform;
+use crate::output::{OutputImage, OutputIndex, Outputs};
 use crate::plan::Plan;
 use crate::printer::{Printer, SummaryRow};
 use crate::registry::PushReport;
@@ -23,6 +25,10 @@ pub struct RunRequest<'a> {
     pub config: &'a Config,
     /// The images named on the command line (all when empty), with their ancestors.
     pub images: &'a [String],
+    /// `--platform`: build this platform's leg alone (its images, for it alone).
+    pub platform: Option<&'a str>,
+    /// `gib push --index`: build nothing; join the legs the registry holds into indexes.
+    pub join_index: bool,
     /// The cache directory; the default one when `None`.
     pub cache_dir: Option<&'a Path>,
     pub options: BuildOptions,
@@ -35,11 +41,11 @@ pub struct RunRequest<'a> {
 
 /// What a run did.
 pub struct RunOutcome {
-    /// Every image of the plan, parents first.
+    /// Every image of the plan, parents first (a leg after another: each platform's).
     pub images: Vec<BuiltImage>,
-    /// What `--push` did, by image name.
+    /// What `--push` did, by image name (`name@os/arch` for one platform of an index).
     pub pushed: BTreeMap<String, PushReport>,
-    /// One entry per image when the request asked for a report.
+    /// One entry per image (and platform) when the request asked for a report.
     pub report: Option<Vec<ImageReport>>,
 }
 
@@ -75,14 +81,222 @@ impl Session {
     }
 }
 
-/// Run `request`: build, write the outputs, report.
+/// One platform's part of a run: its images, each for that platform alone, built in that
+/// platform's stage3. A run of images with one platform is one leg.
+struct Leg {
+    platform: Platform,
+    plan: Plan,
+}
+
+/// What a leg built.
+struct LegBuilt {
+    images: Vec<BuiltImage>,
+    pulled: BTreeSet<String>,
+    times: BTreeMap<String, BuildTimes>,
+}
+
+/// Run `request`: build each platform's leg, write the outputs, report.
 pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
-    let plan = Plan::resolve(request.config, request.images)?;
-    super::preflight::check(request, &plan)?;
+    let legs = plan_legs(request)?;
+    let plans: Vec<&Plan> = legs.iter().map(|leg| &leg.plan).collect();
+    super::preflight::check(request, &plans)?;
     let session = Session::open(request.cache_dir)?;
+    let mut built = Vec::new();
+    for leg in &legs {
+        if legs.len() > 1 {
+            printer.status("Platform", &describe_platform(&leg.platform));
+        }
+        built.push(build_leg(request, &session, leg, printer)?);
+    }
+    let outputs = leg_outputs(request, &legs, &built);
+    let indexes = if request.platform.is_none() {
+        write_indexes(&session.store, &legs, &built)?
+    } else {
+        Vec::new()
+    };
+    let output_images: Vec<OutputImage> = outputs.iter().map(LegOutput::output).collect();
+    let output_indexes: Vec<OutputIndex> = indexes.iter().map(BuiltIndex::output).collect();
+    let client = crate::output::registry::client(&request.config.registries);
+    let pushed = crate::output::write(
+        &request.outputs,
+        &session.store,
+        &client,
+        &output_images,
+        &output_indexes,
+        printer,
+    )?;
+    let several = legs.len() > 1;
+    let row_name = |leg: &Leg, image: &BuiltImage| match leg.plan.index_platforms(&image.name) {
+        Some(_) if several || request.platform.is_some() => {
+            format!("{} ({})", image.name, leg.platform)
+        }
+        _ => image.name.clone(),
+    };
+    let mut rows = Vec::new();
+    for (leg, done) in legs.iter().zip(&built) {
+        rows.extend(done.images.iter().map(|image| {
+            SummaryRow {
+                image: row_name(leg, image),
+                tags: image
+                    .references
+                    .iter()
+                    .map(|r| tag_of(r).to_string())
+                    .collect(),
+                size: image.size,
+                digest: image.image.manifest.digest.to_string(),
+                how: image.how(&done.pulled),
+                seconds: done
+                    .times
+                    .get(&image.name)
+                    .map(BuildTimes::seconds)
+                    .unwrap_or_default(),
+            }
+        }));
+    }
+    printer.summary(&rows);
+    for index in &indexes {
+        printer.status(
+            "Index",
+            &format!(
+                "{} {} ({})",
+                index.references.join(" "),
+                index.descriptor.digest,
+                index
+                    .entries
+                    .iter()
+                    .map(|e| e.platform.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    let report = request.report.then(|| {
+        let mut report = Vec::new();
+        for (leg, done) in legs.iter().zip(&built) {
+            for image in &done.images {
+                let in_index = leg.plan.index_platforms(&image.name).is_some();
+                let key = push_key(&image.name, in_index.then_some(&leg.platform));
+                let entry = ImageReport::of(
+                    &session.cache,
+                    &session.store,
+                    image,
+                    image.how(&done.pulled),
+                    pushed.get(&key),
+                    printer,
+                )
+                .with_times(done.times.get(&image.name))
+                .with_platform(in_index.then(|| leg.platform.to_string()))
+                .with_index(
+                    indexes
+                        .iter()
+                        .find(|index| index.name == image.name)
+                        .map(|index| index.descriptor.digest.to_string()),
+                );
+                report.push(entry);
+            }
+        }
+        report
+    });
+    Ok(RunOutcome {
+        images: built.into_iter().flat_map(|leg| leg.images).collect(),
+        pushed,
+        report,
+    })
+}
+
+/// The legs of `request`: one for `--platform`'s, else one per platform of the named
+/// images (all when none is named) in the order gib.yaml first lists them; one leg of the
+/// whole plan when the images have a single platform.
+fn plan_legs(request: &RunRequest<'_>) -> Result<Vec<Leg>> {
+    let config = request.config;
+    let whole = Plan::resolve(config, request.images)?;
+    // Each image of several platforms is an index: its platforms in the file's order.
+    let indexes: BTreeMap<String, Vec<Platform>> = whole
+        .images
+        .iter()
+        .filter(|image| image.platforms.len() > 1)
+        .map(|image| (image.name.clone(), image.platforms.clone()))
+        .collect();
+    let named: BTreeSet<&str> = request.images.iter().map(String::as_str).collect();
+    let mut platforms: Vec<Platform> = Vec::new();
+    for image in &whole.images {
+        // An ancestor has every platform of its children: the named images decide.
+        if !named.is_empty() && !named.contains(image.name.as_str()) {
+            continue;
+        }
+        for platform in &image.platforms {
+            if !platforms.contains(platform) {
+                platforms.push(platform.clone());
+            }
+        }
+    }
+    if request.platform.is_none() && platforms.len() <= 1 {
+        let platform = whole.platform();
+        let mut plan = whole;
+        plan.indexes = indexes;
+        return Ok(vec![Leg { platform, plan }]);
+    }
+    let wanted: Vec<String> = match request.platform {
+        Some(platform) => vec![platform.to_string()],
+        None => platforms.iter().map(Platform::to_string).collect(),
+    };
+    let mut legs = Vec::new();
+    for platform in wanted {
+        let mut leg_config = config.clone();
+        leg_config.keep_only_platform(&platform)?;
+        let images: Vec<String> = request
+            .images
+            .iter()
+            .filter(|name| leg_config.images.contains_key(*name))
+            .cloned()
+            .collect();
+        if !request.images.is_empty() && images.is_empty() {
+            return Err(crate::printer::UserError::new(format!(
+                "--platform {platform}: none of the named images ({}) is built for it",
+                request.images.join(", ")
+            ))
+            .into());
+        }
+        let mut plan = Plan::resolve(&leg_config, &images)?;
+        plan.indexes = indexes
+            .iter()
+            .filter(|(name, _)| plan.images.iter().any(|i| &i.name == *name))
+            .map(|(name, platforms)| (name.clone(), platforms.clone()))
+            .collect();
+        legs.push(Leg {
+            platform: plan.platform(),
+            plan,
+        });
+    }
+    Ok(legs)
+}
+
+/// `linux/arm64 (under qemu-aarch64)`, or `linux/amd64 (this host's)`.
+fn describe_platform(platform: &Platform) -> String {
+    use crate::stage3::arch;
+    match arch::of(platform) {
+        Some(a) if arch::of(&Platform::host()) != Some(a) => {
+            format!("{platform} (under qemu-{})", a.qemu)
+        }
+        _ => format!("{platform} (this host's)"),
+    }
+}
+
+/// Build (or reuse, or pull) the images of one leg, parents first; their layers pulled when
+/// a file output needs them.
+fn build_leg(
+    request: &RunRequest<'_>,
+    session: &Session,
+    leg: &Leg,
+    printer: &Printer,
+) -> Result<LegBuilt> {
+    let plan = &leg.plan;
     let ctx = session
-        .context(&plan, request.config, request.options.clone(), printer)?
-        .with_registry_cache(request.outputs.push || request.parents_from_registry);
+        .context(plan, request.config, request.options.clone(), printer)?
+        .with_registry_cache(
+            request.outputs.push || request.parents_from_registry || request.join_index,
+        )
+        .with_registry_only(request.join_index);
     let selected: BTreeSet<&str> = request.images.iter().map(String::as_str).collect();
     let scope = PlanScope {
         pull_all_but: request.parents_from_registry.then_some(&selected),
@@ -103,9 +317,8 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
         }
     })?;
     if !built.failed.is_empty() {
-        return Err(failed_run(&plan, built, printer));
+        return Err(failed_run(plan, built, printer));
     }
-
     let images: Vec<BuiltImage> = plan
         .images
         .iter()
@@ -117,79 +330,204 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
             super::registry_cache::pull_layers(&ctx, image)?;
         }
     }
-    let outputs: Vec<OutputImage> = plan
-        .images
-        .iter()
-        .zip(&images)
-        .map(|(image, result)| OutputImage {
-            name: &result.name,
-            image: &result.image,
-            references: &result.references,
-            referrers: &result.referrers,
-            parent_reference: match &image.parent {
-                Parent::Scratch => None,
-                Parent::Image(name) => built
-                    .images
-                    .get(name)
-                    .and_then(|p| p.references.first())
-                    .map(String::as_str),
-                Parent::Registry(reference) => Some(reference.as_str()),
-            },
-            pulled: built.pulled.contains(&image.name),
-            in_registry: result.remote.is_some(),
-        })
-        .collect();
-    // The client that pulled parents: its tokens and connections are reused.
-    let pushed = crate::output::write(
-        &request.outputs,
-        &session.store,
-        &ctx.registries,
-        &outputs,
-        printer,
-    )?;
-    printer.summary(
-        &images
-            .iter()
-            .map(|image| SummaryRow {
-                image: image.name.clone(),
-                tags: image
-                    .references
-                    .iter()
-                    .map(|r| tag_of(r).to_string())
-                    .collect(),
-                size: image.size,
-                digest: image.image.manifest.digest.to_string(),
-                how: image.how(&built.pulled),
-                seconds: built
-                    .times
-                    .get(&image.name)
-                    .map(BuildTimes::seconds)
-                    .unwrap_or_default(),
-            })
-            .collect::<Vec<_>>(),
-    );
-    let report = request.report.then(|| {
-        images
-            .iter()
-            .map(|image| {
-                let push = pushed.get(&image.name);
-                ImageReport::of(
-                    &session.cache,
-                    &session.store,
-                    image,
-                    image.how(&built.pulled),
-                    push,
-                    printer,
-                )
-                .with_times(built.times.get(&image.name))
-            })
-            .collect()
-    });
-    Ok(RunOutcome {
+    Ok(LegBuilt {
         images,
-        pushed,
-        report,
+        pulled: built.pulled,
+        times: built.times,
     })
+}
+
+/// One leg's image as the outputs name it.
+struct LegOutput<'r> {
+    image: &'r BuiltImage,
+    key: String,
+    layout_references: Vec<String>,
+    archive_references: Vec<String>,
+    push_references: Vec<String>,
+    parent_reference: Option<String>,
+    pulled: bool,
+}
+
+impl LegOutput<'_> {
+    fn output(&self) -> OutputImage<'_> {
+        OutputImage {
+            name: &self.image.name,
+            key: &self.key,
+            image: &self.image.image,
+            layout_references: &self.layout_references,
+            archive_references: &self.archive_references,
+            push_references: &self.push_references,
+            referrers: &self.image.referrers,
+            parent_reference: self.parent_reference.as_deref(),
+            pulled: self.pulled,
+            in_registry: self.image.remote.is_some(),
+        }
+    }
+}
+
+/// The references each leg's images are written and pushed under. An image of one platform
+/// has its tags everywhere. One platform of an index is pushed under its platform's tags
+/// (`1.0-arm64`: legs built on other runners never overwrite each other, and `gib push
+/// --index` finds them); when the run builds every platform, the layout names it so beside
+/// the index, and the archive (which holds no index) so too, the host's platform also under
+/// the image's own tags. A `--platform` leg's files hold its one platform under the tags.
+fn leg_outputs<'r>(
+    request: &RunRequest<'_>,
+    legs: &[Leg],
+    built: &'r [LegBuilt],
+) -> Vec<LegOutput<'r>> {
+    let host = Platform::host();
+    let mut outputs: Vec<LegOutput<'r>> = Vec::new();
+    for (leg, done) in legs.iter().zip(built) {
+        let first = outputs.len();
+        for (plan_image, image) in leg.plan.images.iter().zip(&done.images) {
+            let plain = image.references.clone();
+            let in_index = leg.plan.index_platforms(&image.name).is_some();
+            let per_platform: Vec<String> = plain
+                .iter()
+                .map(|r| platform_reference(r, &leg.platform))
+                .collect();
+            let (layout, archive) = match (in_index, request.platform) {
+                (false, _) | (true, Some(_)) => (plain.clone(), plain.clone()),
+                (true, None) => {
+                    let mut archive = per_platform.clone();
+                    if host.matches(&leg.platform) {
+                        archive.extend(plain.iter().cloned());
+                    }
+                    (per_platform.clone(), archive)
+                }
+            };
+            let push = if in_index {
+                per_platform.clone()
+            } else {
+                plain.clone()
+            };
+            let parent_reference = match &plan_image.parent {
+                Parent::Scratch => None,
+                Parent::Image(name) => outputs[first..]
+                    .iter()
+                    .find(|o| &o.image.name == name)
+                    .and_then(|o| o.push_references.first().cloned()),
+                Parent::Registry(reference) => Some(reference.clone()),
+            };
+            outputs.push(LegOutput {
+                image,
+                key: push_key(&image.name, in_index.then_some(&leg.platform)),
+                layout_references: layout,
+                archive_references: archive,
+                push_references: push,
+                parent_reference,
+                pulled: done.pulled.contains(&image.name),
+            });
+        }
+    }
+    outputs
+}
+
+/// The key of an image's push report: its name, with the platform for one of an index.
+fn push_key(name: &str, platform: Option<&Platform>) -> String {
+    match platform {
+        Some(platform) => format!("{name}@{platform}"),
+        None => name.to_string(),
+    }
+}
+
+/// `registry/app:1.0` for linux/arm64 -> `registry/app:1.0-arm64`.
+fn platform_reference(reference: &str, platform: &Platform) -> String {
+    let name = reference.split('@').next().unwrap_or(reference);
+    match name.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => {
+            format!("{repository}:{}", platform.tag_of(tag))
+        }
+        _ => format!("{name}:{}", platform.tag_of("latest")),
+    }
+}
+
+/// An image index written in this run: every platform's manifest of one image.
+struct BuiltIndex {
+    name: String,
+    references: Vec<String>,
+    entries: Vec<IndexEntry>,
+    descriptor: crate::oci::spec::Descriptor,
+}
+
+impl BuiltIndex {
+    fn output(&self) -> OutputIndex<'_> {
+        OutputIndex {
+            name: &self.name,
+            index: &self.descriptor,
+            references: &self.references,
+        }
+    }
+}
+
+/// The index of each image of several platforms, its manifests in gib.yaml's order of the
+/// platforms, under the image's tags: these must be the same for every platform (a tag
+/// from the package version may differ where the package is keyworded apart).
+fn write_indexes(store: &BlobStore, legs: &[Leg], built: &[LegBuilt]) -> Result<Vec<BuiltIndex>> {
+    let mut names: Vec<&str> = Vec::new();
+    for leg in legs {
+        for image in &leg.plan.images {
+            if leg.plan.index_platforms(&image.name).is_some() && !names.contains(&&*image.name) {
+                names.push(&image.name);
+            }
+        }
+    }
+    let mut indexes = Vec::new();
+    for name in names {
+        let mut found: Vec<(&Platform, &BuiltImage)> = Vec::new();
+        for (leg, done) in legs.iter().zip(built) {
+            if let Some(image) = done.images.iter().find(|i| i.name == name) {
+                found.push((&leg.platform, image));
+            }
+        }
+        let order = legs
+            .iter()
+            .find_map(|leg| leg.plan.index_platforms(name))
+            .unwrap_or_default();
+        found.sort_by_key(|(platform, _)| order.iter().position(|p| p == *platform));
+        let Some((first_platform, first)) = found.first() else {
+            continue;
+        };
+        for (platform, image) in &found {
+            if image.references != first.references {
+                return Err(crate::printer::UserError::with_hint(
+                    format!(
+                        "image {name}: its platforms have other tags ({first_platform}: {}; \
+                         {platform}: {}), and one index has one set of tags",
+                        tag_list(first),
+                        tag_list(image)
+                    ),
+                    format!("give image {name} a `tag:`"),
+                )
+                .into());
+            }
+        }
+        let entries: Vec<IndexEntry> = found
+            .iter()
+            .map(|(platform, image)| IndexEntry {
+                platform: (*platform).clone(),
+                manifest: image.image.manifest.clone(),
+            })
+            .collect();
+        let descriptor = crate::oci::index::write_index(store, &entries)?;
+        indexes.push(BuiltIndex {
+            name: name.to_string(),
+            references: first.references.clone(),
+            entries,
+            descriptor,
+        });
+    }
+    Ok(indexes)
+}
+
+fn tag_list(image: &BuiltImage) -> String {
+    image
+        .references
+        .iter()
+        .map(|r| tag_of(r))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A run some image of which failed: the failures shown (a failed `test:` with what it
@@ -261,6 +599,19 @@ fn tag_of(reference: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn platform_references_suffix_the_tag() {
+        let arm64 = super::Platform::parse("linux/arm64").unwrap();
+        assert_eq!(
+            super::platform_reference("registry:5000/app:1.0", &arm64),
+            "registry:5000/app:1.0-arm64"
+        );
+        assert_eq!(
+            super::platform_reference("registry:5000/app", &arm64),
+            "registry:5000/app:latest-arm64"
+        );
+    }
+
     #[test]
     fn tags_of_references() {
         assert_eq!(super::tag_of("registry:5000/app:1.0"), "1.0");

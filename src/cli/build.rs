@@ -12,13 +12,12 @@ use crate::printer::Printer;
 
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let printer = Printer::with_progress(args.verbose, args.progress == ProgressMode::Auto);
-    let mut config = crate::config::load(&args.config.file)?;
-    if let Some(platform) = &args.platform {
-        config.keep_only_platform(platform)?;
-    }
+    let config = crate::config::load(&args.config.file)?;
     let request = RunRequest {
         config: &config,
         images: &args.images,
+        platform: args.platform.as_deref(),
+        join_index: args.join_index,
         cache_dir: args.cache_dir.as_deref(),
         options: BuildOptions {
             network: parse_network(&args.network)?,

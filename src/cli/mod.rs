@@ -130,6 +130,9 @@ pub struct BuildArgs {
     /// leg of a multi-platform build.
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
+    /// `gib push --index`: build nothing, join the legs in the registry into indexes.
+    #[arg(skip)]
+    pub join_index: bool,
     /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib; /var/cache/gib for root].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -190,6 +193,14 @@ pub struct PushArgs {
     /// Pull the ancestors of the named images instead of building or pushing them.
     #[arg(long, requires = "images")]
     pub parents_from_registry: bool,
+    /// Push only this platform's images (`os/arch`, one of gib.yaml's `platforms`), each
+    /// under its platform's tags (`1.0-arm64`): one leg, for `--index` to join.
+    #[arg(long, value_name = "OS/ARCH", conflicts_with = "index")]
+    pub platform: Option<String>,
+    /// Build nothing: join every platform's image, which the legs pushed, into one index
+    /// under the image's tags (only manifests are read; no layer is pulled).
+    #[arg(long)]
+    pub index: bool,
     /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib; /var/cache/gib for root].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

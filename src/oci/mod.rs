@@ -15,6 +15,7 @@ pub mod apply;
 pub mod artifact;
 pub mod blob;
 pub mod image;
+pub mod index;
 pub mod layer;
 pub mod spec;
 pub(crate) mod tar_stream;

@@ -214,6 +214,21 @@ impl Platform {
         }
     }
 
+    /// The tag of this platform's own image of an index tagged `tag`: `1.0` -> `1.0-arm64`,
+    /// `1.0-arm-v7`. Each platform's image is pushed under it, so builds on other runners
+    /// can be joined into the index by tag (a tag is at most 128 characters: a longer one
+    /// keeps its end, where the platform is).
+    pub fn tag_of(&self, tag: &str) -> String {
+        let mut suffix = format!("-{}", self.architecture);
+        if let Some(variant) = &self.variant {
+            suffix.push('-');
+            suffix.push_str(variant);
+        }
+        let keep = 128usize.saturating_sub(suffix.len());
+        let tag: String = tag.chars().take(keep).collect();
+        format!("{tag}{suffix}")
+    }
+
     /// Whether an index entry's platform fits; a variant is compared only when asked for.
     pub fn matches(&self, other: &Platform) -> bool {
         self.os == other.os
@@ -271,6 +286,19 @@ impl<W: Write> Write for HashingWriter<W> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_platform_tag_ends_in_the_architecture_and_variant() {
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        assert_eq!(arm64.tag_of("1.0"), "1.0-arm64");
+        assert_eq!(
+            Platform::parse("linux/arm/v7").unwrap().tag_of("latest"),
+            "latest-arm-v7"
+        );
+        let long = arm64.tag_of(&"x".repeat(128));
+        assert_eq!(long.len(), 128);
+        assert!(long.ends_with("x-arm64"));
+    }
+
     use super::*;
 
     #[test]

@@ -72,7 +72,10 @@ pub fn write_archive(file: &Path, store: &BlobStore, images: &[TaggedImage]) -> 
     let index = json!({
         "schemaVersion": 2,
         "mediaType": MEDIA_TYPE_INDEX,
-        "manifests": images.iter().map(index_entry).collect::<Vec<_>>(),
+        "manifests": images
+            .iter()
+            .map(|tagged| index_entry(tagged.image.manifest.clone(), &tagged.reference))
+            .collect::<Vec<_>>(),
     });
     let docker_manifest = docker_manifest(images);
     let files: [(&str, Vec<u8>); 3] = [
@@ -158,7 +161,11 @@ pub fn write_sbom_files(
         };
         let mut name = archive.as_os_str().to_owned();
         if images.len() > 1 {
-            name.push(format!(".{}", image.name));
+            // One platform of an index: `app@linux/arm64` -> `.app.linux-arm64`.
+            name.push(format!(
+                ".{}",
+                image.key.replace('@', ".").replace('/', "-")
+            ));
         }
         name.push(".spdx.json");
         let path = std::path::PathBuf::from(name);

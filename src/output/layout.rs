@@ -19,8 +19,14 @@ use crate::oci::spec::{
 
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 
-/// Write `images` into the layout at `dir` (created when missing).
-pub fn write_layout(dir: &Path, store: &BlobStore, images: &[TaggedImage]) -> Result<()> {
+/// Write `images`, then `indexes` (whose manifests are among `images`), into the layout at
+/// `dir` (created when missing).
+pub fn write_layout(
+    dir: &Path,
+    store: &BlobStore,
+    images: &[TaggedImage],
+    indexes: &[super::OutputIndex<'_>],
+) -> Result<()> {
     let blobs = dir.join("blobs");
     let sha256 = blobs.join("sha256");
     super::create_dirs(&sha256)?;
@@ -32,11 +38,25 @@ pub fn write_layout(dir: &Path, store: &BlobStore, images: &[TaggedImage]) -> Re
     for tagged in images {
         copy_blobs(&blobs, store, blob_order(tagged))?;
     }
+    copy_blobs(&blobs, store, indexes.iter().map(|index| index.index))?;
     update_index(dir, |manifests| {
-        for tagged in images {
-            manifests.retain(|entry| !same_reference(entry, tagged));
-            manifests
-                .push(serde_json::to_value(index_entry(tagged)).context("cannot encode index")?);
+        let entries = images
+            .iter()
+            .map(|tagged| {
+                (
+                    &tagged.reference,
+                    index_entry(tagged.image.manifest.clone(), &tagged.reference),
+                )
+            })
+            .chain(indexes.iter().flat_map(|index| {
+                index
+                    .references
+                    .iter()
+                    .map(|reference| (reference, index_entry(index.index.clone(), reference)))
+            }));
+        for (reference, entry) in entries {
+            manifests.retain(|old| !same_reference(old, reference));
+            manifests.push(serde_json::to_value(entry).context("cannot encode index")?);
         }
         Ok(())
     })
@@ -137,24 +157,23 @@ pub fn blob_order<'a>(tagged: &TaggedImage<'a>) -> Vec<&'a Descriptor> {
 /// (`name:tag`, which the spec's ref grammar allows), not the bare tag: a layout holds many
 /// images, and several of them are tagged `latest`. `skopeo copy oci:DIR:name:tag …` and
 /// containerd both read it so.
-pub fn index_entry(tagged: &TaggedImage) -> Descriptor {
-    let mut desc = tagged.image.manifest.clone();
+pub fn index_entry(mut desc: Descriptor, reference: &str) -> Descriptor {
     desc.annotations
-        .insert(ANNOTATION_REF_NAME.to_string(), tagged.reference.clone());
+        .insert(ANNOTATION_REF_NAME.to_string(), reference.to_string());
     desc.annotations.insert(
         ANNOTATION_CONTAINERD_NAME.to_string(),
-        tagged.reference.clone(),
+        reference.to_string(),
     );
     desc
 }
 
 /// Whether an existing index entry names the same image reference: the same full name when
 /// it has one, else the same `ref.name`.
-fn same_reference(entry: &Value, tagged: &TaggedImage) -> bool {
+fn same_reference(entry: &Value, reference: &str) -> bool {
     let annotation = |key: &str| entry.pointer(&format!("/annotations/{}", key.replace('/', "~1")));
     match annotation(ANNOTATION_CONTAINERD_NAME).and_then(Value::as_str) {
-        Some(name) => name == tagged.reference,
-        None => annotation(ANNOTATION_REF_NAME).and_then(Value::as_str) == Some(&tagged.reference),
+        Some(name) => name == reference,
+        None => annotation(ANNOTATION_REF_NAME).and_then(Value::as_str) == Some(reference),
     }
 }
 
@@ -311,7 +330,7 @@ mod tests {
             image: &child,
             reference: "child:1".into(),
         };
-        write_layout(&layout, &store, &[tagged]).unwrap();
+        write_layout(&layout, &store, &[tagged], &[]).unwrap();
         let bundle = tmp.path().join("bundle");
         run(Command::new("umoci")
             .arg("unpack")

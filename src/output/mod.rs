@@ -97,9 +97,14 @@ pub struct Outputs {
 #[derive(Debug, Clone)]
 pub struct OutputImage<'a> {
     pub name: &'a str,
+    /// Its push report's key: its name, with the platform for one platform of an index.
+    pub key: &'a str,
     pub image: &'a Image,
-    /// Every reference it is written and pushed under (all in one repository).
-    pub references: &'a [String],
+    /// The references it is written under in an OCI layout, in an archive, and pushed to
+    /// (all in one repository; one platform of an index has its platform's tags).
+    pub layout_references: &'a [String],
+    pub archive_references: &'a [String],
+    pub push_references: &'a [String],
     /// The artifacts about it (its SBOM first), written and pushed beside it.
     pub referrers: &'a [Artifact],
     /// Its parent's reference, whose blobs a push mounts instead of uploading.
@@ -111,27 +116,33 @@ pub struct OutputImage<'a> {
     pub in_registry: bool,
 }
 
-/// Write `images` (parents first) to every output of `outputs`; what each push did, by
-/// image name.
+/// An image of several platforms: its index (in the blob store; its manifests are images
+/// of the same run), named by the image's own references in a layout and in the registry.
+#[derive(Debug, Clone)]
+pub struct OutputIndex<'a> {
+    pub name: &'a str,
+    pub index: &'a crate::oci::spec::Descriptor,
+    pub references: &'a [String],
+}
+
+/// Write `images` (parents first) and then `indexes` to every output of `outputs`; what each
+/// push did, by image key (an index's by image name).
 pub fn write(
     outputs: &Outputs,
     store: &BlobStore,
     client: &Client,
     images: &[OutputImage<'_>],
+    indexes: &[OutputIndex<'_>],
     printer: &Printer,
 ) -> Result<BTreeMap<String, PushReport>> {
-    let tagged: Vec<TaggedImage> = images
-        .iter()
-        .flat_map(|image| {
-            image.references.iter().map(|reference| TaggedImage {
-                image: image.image,
-                reference: reference.clone(),
-            })
-        })
-        .collect();
     if let Some(dir) = &outputs.oci_layout {
-        layout::write_layout(dir, store, &tagged)
-            .with_context(|| format!("cannot write the OCI layout {}", dir.display()))?;
+        layout::write_layout(
+            dir,
+            store,
+            &tagged(images, |i| i.layout_references),
+            indexes,
+        )
+        .with_context(|| format!("cannot write the OCI layout {}", dir.display()))?;
         let referrers: Vec<&Artifact> = images
             .iter()
             .flat_map(|image| image.referrers.iter())
@@ -145,7 +156,7 @@ pub fn write(
         printer.status("Wrote", &format!("OCI layout {}", dir.display()));
     }
     if let Some(file) = &outputs.archive {
-        archive::write_archive(file, store, &tagged)
+        archive::write_archive(file, store, &tagged(images, |i| i.archive_references))
             .with_context(|| format!("cannot write the archive {}", file.display()))?;
         printer.status("Wrote", &format!("archive {}", file.display()));
         for written in archive::write_sbom_files(file, store, images)? {
@@ -161,28 +172,57 @@ pub fn write(
                     "Tagged",
                     &format!(
                         "{} {} (reused from registry, nothing uploaded)",
-                        image.references.join(" "),
+                        image.push_references.join(" "),
                         report.manifest_digest
                     ),
                 );
-                pushed.insert(image.name.to_string(), report);
+                pushed.insert(image.key.to_string(), report);
                 continue;
             }
-            let step = printer.step("Pushing", &image.references.join(" "));
+            let step = printer.step("Pushing", &image.push_references.join(" "));
             let report = registry::push(client, store.root(), image, &step)?;
             step.finish(
                 "Pushed",
                 &format!(
                     "{} {} ({} blobs uploaded, {} mounted, {} already there)",
-                    image.references.join(" "),
+                    image.push_references.join(" "),
                     report.manifest_digest,
                     report.uploaded.len(),
                     report.mounted.len(),
                     report.skipped.len()
                 ),
             );
-            pushed.insert(image.name.to_string(), report);
+            pushed.insert(image.key.to_string(), report);
+        }
+        // Each index after its manifests: a registry refuses one whose manifests it lacks.
+        for index in indexes {
+            let report = registry::push_index(client, store.root(), index)?;
+            printer.status(
+                "Pushed",
+                &format!(
+                    "{} {} (index)",
+                    index.references.join(" "),
+                    report.manifest_digest
+                ),
+            );
+            pushed.insert(index.name.to_string(), report);
         }
     }
     Ok(pushed)
+}
+
+/// Every image under each of the references `references` picks.
+fn tagged<'a>(
+    images: &[OutputImage<'a>],
+    references: impl Fn(&OutputImage<'a>) -> &'a [String],
+) -> Vec<TaggedImage<'a>> {
+    images
+        .iter()
+        .flat_map(|image| {
+            references(image).iter().map(|reference| TaggedImage {
+                image: image.image,
+                reference: reference.clone(),
+            })
+        })
+        .collect()
 }

@@ -29,33 +29,42 @@ pub fn tag(
     blobs_dir: &std::path::Path,
     job: &super::OutputImage<'_>,
 ) -> Result<PushReport> {
-    let (target, tags) = target_and_tags(job)?;
+    let (target, tags) = target_and_tags(job.name, job.push_references)?;
     crate::registry::tag_image(client, blobs_dir, &job.image.manifest, &target, &tags)
         .with_context(|| format!("cannot tag image {} in {target}", job.name))
 }
 
-/// The reference `job` is pushed to (its first) and the tags of all of its references.
-fn target_and_tags(job: &super::OutputImage<'_>) -> Result<(Reference, Vec<String>)> {
+/// The reference an image is pushed to (its first) and the tags of all of its references.
+fn target_and_tags(name: &str, references: &[String]) -> Result<(Reference, Vec<String>)> {
     let parse = |text: &str| {
         Reference::parse(text).map_err(|e| {
             UserError::new(format!(
-                "image {}: cannot push {text}: {e} (set `registry:` in gib.yaml to a prefix such \
-                 as registry.example.org/mine)",
-                job.name
+                "image {name}: cannot push {text}: {e} (set `registry:` in gib.yaml to a prefix \
+                 such as registry.example.org/mine)"
             ))
         })
     };
-    let first = job
-        .references
+    let first = references
         .first()
-        .with_context(|| format!("image {} has no reference to push", job.name))?;
+        .with_context(|| format!("image {name} has no reference to push"))?;
     let target = parse(first)?;
-    let tags: Vec<String> = job
-        .references
+    let tags: Vec<String> = references
         .iter()
         .map(|r| parse(r).map(|r| r.tag.unwrap_or_else(|| "latest".to_string())))
         .collect::<Result<_, _>>()?;
     Ok((target, tags))
+}
+
+/// Point the tags of `index`, an image of several platforms whose manifests are all in its
+/// repository now, at its index; no blob is sent.
+pub fn push_index(
+    client: &Client,
+    blobs_dir: &std::path::Path,
+    index: &super::OutputIndex<'_>,
+) -> Result<PushReport> {
+    let (target, tags) = target_and_tags(index.name, index.references)?;
+    crate::registry::tag_image(client, blobs_dir, index.index, &target, &tags)
+        .with_context(|| format!("cannot push the index of image {} to {target}", index.name))
 }
 
 /// Push `job`'s image (and its SBOM, by digest, after it) from the blob directory `blobs_dir` under all of its references.
@@ -65,7 +74,7 @@ pub fn push(
     job: &super::OutputImage<'_>,
     progress: &dyn crate::printer::ByteProgress,
 ) -> Result<PushReport> {
-    let (target, tags) = target_and_tags(job)?;
+    let (target, tags) = target_and_tags(job.name, job.push_references)?;
     // A parent that is no registry reference (no `registry:` prefix) has no blobs to mount.
     let mount_from: Vec<Reference> = job
         .parent_reference

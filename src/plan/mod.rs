@@ -39,6 +39,11 @@ pub struct Plan {
     pub binhost: crate::config::Binhost,
     /// In build order: every image comes after its parent; ties are broken by name.
     pub images: Vec<ImagePlan>,
+    /// The images gib.yaml gives several platforms, each with all of them in its order: this
+    /// plan builds one of them (a leg), and the image is an index of one manifest each. Not
+    /// in `ImagePlan`, whose text is the image's input key: a leg's image is the same image
+    /// whether or not other platforms are built beside it.
+    pub indexes: BTreeMap<String, Vec<Platform>>,
 }
 
 /// An image made in a builder: emerge `builder_packages` into the builder and `packages` into
@@ -270,6 +275,7 @@ impl Plan {
             registry: config.registry.clone(),
             binhost: config.build.binhost.clone(),
             images,
+            indexes: BTreeMap::new(),
         })
     }
 
@@ -277,6 +283,11 @@ impl Plan {
     /// file's only platform, or a `--platform` leg), else the host's.
     pub fn platform(&self) -> Platform {
         run_platform(self.images.iter().map(|i| i.platforms.as_slice()))
+    }
+
+    /// The platforms of the index `image` is one manifest of, when it has several.
+    pub fn index_platforms(&self, image: &str) -> Option<&[Platform]> {
+        self.indexes.get(image).map(Vec::as_slice)
     }
 
     /// The image names in build order.

@@ -298,6 +298,9 @@ impl<'a> BuildContext<'a> {
 
     /// Build nothing: every image comes from the cache or the registry (`registry_only`).
     pub fn with_registry_only(mut self, on: bool) -> Self {
+        if on {
+            crate::stage3::only_read_stage3s();
+        }
         self.registry_only = on;
         self
     }

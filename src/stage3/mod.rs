@@ -277,6 +277,16 @@ fn unpack_into_cache(
     Ok(done())
 }
 
+/// Set for a run that only reads its stage3s (`gib push --index`, which builds nothing):
+/// a stage3 of a platform this machine cannot run is then no error (its tree is read for
+/// its snapshot, nothing of it runs).
+static ONLY_READ: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// This process runs nothing in its stage3s: see [`ONLY_READ`].
+pub fn only_read_stage3s() {
+    ONLY_READ.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Refuse, before anything runs in it, a root nothing can run in: one without `/bin/sh`
 /// (not a stage3: a plain tree, a distroless image), or one whose programs are for another
 /// architecture that qemu-user does not run here. Without this check the sandbox fails with `cannot execute /bin/sh`.
@@ -292,7 +302,10 @@ pub fn check_is_a_stage3(root: &Path, label: &str) -> Result<()> {
     let Some(machine) = read.ok().and_then(|()| elf_machine(&header)) else {
         return Ok(());
     };
-    if !host_runs(machine) && !arch::emulated(machine) {
+    if !host_runs(machine)
+        && !arch::emulated(machine)
+        && !ONLY_READ.load(std::sync::atomic::Ordering::Relaxed)
+    {
         return Err(UserError::with_hint(
             format!(
                 "the stage3 {label} is for {}, not for this machine ({}): its programs cannot run here",

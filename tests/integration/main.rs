@@ -21,6 +21,7 @@ mod inspect_page;
 mod lint;
 mod lock;
 mod multiarch;
+mod multiarch_index;
 mod oci;
 mod outputs;
 mod parallel;

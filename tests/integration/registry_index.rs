@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::registry_server::{PASSWORD, Registry, USER, tail};
-use crate::util::{Podman, Runner, gib_bin, require_tool, run_ok, scratch_dir};
+use crate::util::{Podman, Runner, gib_bin, require_tool, run_ok, scratch_dir, work_dir};
 
 const SDE: &str = "1700000000";
 
@@ -21,7 +21,11 @@ fn gib(runner: Runner, registry: &Registry, file: &Path, cache: &Path, args: &[&
         Runner::Root => registry.gib("auth.json"),
         Runner::User => {
             let mut cmd = crate::util::as_test_user(&gib_bin());
+            let home = registry.dir.join("home");
+            std::fs::create_dir_all(&home).unwrap();
             cmd.env("NO_COLOR", "1")
+                .env("HOME", &home)
+                .env("DOCKER_CONFIG", home.join(".docker"))
                 .env("REGISTRY_AUTH_FILE", registry.dir.join("auth.json"))
                 .env_remove("XDG_RUNTIME_DIR")
                 .env_remove("XDG_CONFIG_HOME");
@@ -290,5 +294,391 @@ fn a_child_of_a_registry_index_builds_on_its_platforms_manifest() {
     assert_eq!(
         manifest["annotations"]["org.opencontainers.image.base.digest"],
         arm64.as_str()
+    );
+}
+
+/// The ELF machine of `usr/bin/greet` in the layers of image `reference` of an archive.
+fn greet_machine(archive: &Path, reference: &str) -> u16 {
+    let files = crate::util::archive_layer_files(archive, reference);
+    let greet = files
+        .iter()
+        .rev()
+        .find_map(|layer| layer.get("usr/bin/greet"))
+        .expect("no usr/bin/greet in the image");
+    assert_eq!(&greet[..4], b"\x7fELF");
+    u16::from_le_bytes([greet[18], greet[19]])
+}
+
+/// The greet chain across a registry index: gib builds the glibc base of the mini stage3
+/// for amd64 and (under qemu) arm64, podman joins them into one index, and `app` (greet)
+/// `from:` that index is built for each platform on its own: its base layers are that
+/// platform's, its greet is that platform's ELF (AArch64 is 183, x86-64 62), and `podman run
+/// --platform` of each prints the greeting.
+#[test]
+fn the_greet_chain_builds_on_each_platform_of_a_registry_index() {
+    assert_eq!(
+        std::env::consts::ARCH,
+        "x86_64",
+        "the test expects an amd64 host"
+    );
+    let dir = scratch_dir("registry-index-greet");
+    let registry = Registry::start(dir.path());
+    let podman = Podman::new(dir.path());
+    let cache = dir.path().join("cache");
+    let stage3 = format!(
+        "stage3:\n  path: {{amd64: {}, arm64: {}}}\nportage:\n  sync_type: none\n\
+         registries:\n  \"{}\":\n    ca_certificate: {}\n\
+         platforms: [linux/amd64, linux/arm64]\n",
+        crate::fixture::mini_stage3().display(),
+        crate::fixture::mini_stage3_arm64().display(),
+        registry.host(),
+        registry.ca().display(),
+    );
+    let base = dir.path().join("base.yaml");
+    std::fs::write(
+        &base,
+        format!("{stage3}images:\n  base:\n    tag: t\n    packages: [sys-libs/glibc]\n"),
+    )
+    .unwrap();
+    for arch in ["amd64", "arm64"] {
+        let layout = dir.path().join(format!("layout-base-{arch}"));
+        gib_ok(
+            &registry,
+            &base,
+            &cache,
+            &[
+                "build",
+                "--platform",
+                &format!("linux/{arch}"),
+                "--oci-layout",
+                &layout.display().to_string(),
+            ],
+        );
+        copy_to_registry(&registry, &layout, "base:t", &format!("gib/libc:{arch}"));
+    }
+    push_index(
+        &podman,
+        &registry,
+        &[("gib/libc:amd64", &[]), ("gib/libc:arm64", &[])],
+        "gib/libc:multi",
+        "oci",
+    );
+
+    let app = dir.path().join("app.yaml");
+    std::fs::write(
+        &app,
+        format!(
+            "{stage3}images:\n  app:\n    from: {}\n    tag: t\n    packages: [app-misc/greet]\n    cmd: [greet]\n",
+            registry.reference("gib/libc:multi")
+        ),
+    )
+    .unwrap();
+    for (arch, parent_digest) in index_entries(&registry, "gib/libc:multi", OCI_INDEX) {
+        let parent_layers =
+            layer_digests(&registry.skopeo_raw(&format!("gib/libc@{parent_digest}")));
+        let layout = dir.path().join(format!("layout-app-{arch}"));
+        let archive = dir.path().join(format!("app-{arch}.tar"));
+        let platform = format!("linux/{arch}");
+        let started = std::time::Instant::now();
+        gib_ok(
+            &registry,
+            &app,
+            &cache,
+            &[
+                "build",
+                "--platform",
+                &platform,
+                "--oci-layout",
+                &layout.display().to_string(),
+                "--archive",
+                &archive.display().to_string(),
+            ],
+        );
+        eprintln!("the {arch} child took {:?}", started.elapsed());
+        let (manifest, config) = layout_image(&layout, "app:t");
+        let layers = layer_digests(&manifest);
+        assert_eq!(
+            layers[..parent_layers.len()],
+            parent_layers[..],
+            "the {arch} child is not on the {arch} glibc"
+        );
+        assert!(
+            layers.len() > parent_layers.len(),
+            "{arch}: no layer of its own"
+        );
+        assert_eq!(config["architecture"], arch.as_str());
+        let machine = greet_machine(&archive, "app:t");
+        assert_eq!(machine, if arch == "arm64" { 183 } else { 62 }, "{arch}");
+
+        let podman = Podman::new(&dir.path().join(format!("podman-{arch}")));
+        podman.load(&archive);
+        let mut run =
+            podman.command(&["run", "--rm", "--network", "none", "--platform", &platform]);
+        run.args([
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=1024:1024",
+            "app:t",
+        ]);
+        assert_eq!(run_ok(&mut run).trim(), "hello from gib", "{arch}");
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// `PUT` a manifest of the test's making under `<registry>/<repository>:<tag>` (curl: no
+/// tool pushes an index of indexes).
+fn put_manifest(registry: &Registry, repository: &str, tag: &str, media_type: &str, body: &str) {
+    run_ok(
+        Command::new(require_tool("curl"))
+            .args(["--fail", "--silent", "--show-error", "--cacert"])
+            .arg(registry.ca())
+            .args(["--user", &format!("{USER}:{PASSWORD}")])
+            .args(["-X", "PUT", "-H", &format!("Content-Type: {media_type}")])
+            .args(["--data-binary", body])
+            .arg(format!(
+                "https://{}/v2/{repository}/manifests/{tag}",
+                registry.host()
+            )),
+    );
+}
+
+/// The bytes of the manifest or index under `repo_tag`, as the registry serves them.
+fn raw_manifest(registry: &Registry, repo_tag: &str) -> Vec<u8> {
+    let out = skopeo(registry)
+        .args(["inspect", "--raw", "--cert-dir"])
+        .arg(registry.dir.join("certs"))
+        .arg(format!("docker://{}", registry.reference(repo_tag)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The files directly under `dir` (none when it does not exist).
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A child built for linux/arm64 `from:` an index podman made without arm64, one podman
+/// made claiming arm64 for the amd64 image (`manifest add --arch arm64`), and an index
+/// whose arm64 entry is itself an index: each fails within seconds with an error naming the
+/// reference and what is wrong (the platforms the index has, the platform the config says),
+/// no layout written, no index, manifest or layer in the cache's blob store and no pulled
+/// tree. Root and the test user.
+#[test]
+fn an_index_without_the_platform_or_lying_about_it_is_refused_before_any_layer() {
+    let dir = scratch_dir("registry-index-hostile");
+    let registry = Registry::start(dir.path());
+    let podman = Podman::new(dir.path());
+    rootfs_parents(dir.path(), &registry, &podman);
+    push_index(
+        &podman,
+        &registry,
+        &[("gib/base:amd64", &[])],
+        "gib/base:amd64only",
+        "oci",
+    );
+    push_index(
+        &podman,
+        &registry,
+        &[("gib/base:amd64", &["--arch", "arm64"])],
+        "gib/base:liar",
+        "oci",
+    );
+    let multi = raw_manifest(&registry, "gib/base:multi");
+    put_manifest(
+        &registry,
+        "gib/base",
+        "nested",
+        OCI_INDEX,
+        &format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_INDEX}","digest":"{}","size":{},"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#,
+            sha256(&multi),
+            multi.len()
+        ),
+    );
+    // Every manifest and layer of the parents: none may be left in a refused build's cache.
+    let mut parent_blobs: Vec<String> = Vec::new();
+    for tag in ["amd64only", "liar", "nested", "multi"] {
+        parent_blobs.push(sha256(&raw_manifest(&registry, &format!("gib/base:{tag}"))));
+    }
+    for arch in ["amd64", "arm64"] {
+        let manifest = raw_manifest(&registry, &format!("gib/base:{arch}"));
+        parent_blobs.push(sha256(&manifest));
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        parent_blobs.extend(layer_digests(&manifest));
+    }
+
+    let host = registry.host();
+    let cases = [
+        (
+            "amd64only",
+            format!("{host}/gib/base:amd64only has no image for linux/arm64 (it has: linux/amd64)"),
+        ),
+        ("liar", format!("{host}/gib/base:liar: manifest sha256:")),
+        (
+            "nested",
+            format!("{host}/gib/base:nested: the linux/arm64 entry of its index sha256:"),
+        ),
+    ];
+    for runner in [Runner::Root, Runner::User] {
+        let work = work_dir(runner, "registry-index-hostile");
+        for (tag, says) in &cases {
+            let file = child_file(
+                dir.path(),
+                &registry,
+                &format!("app-{tag}.yaml"),
+                &format!("gib/base:{tag}"),
+                "linux/amd64, linux/arm64",
+            );
+            let cache = work.path().join(format!("cache-{tag}"));
+            let layout = work.path().join(format!("layout-{tag}"));
+            let started = std::time::Instant::now();
+            let out = gib(
+                runner,
+                &registry,
+                &file,
+                &cache,
+                &[
+                    "build",
+                    "--platform",
+                    "linux/arm64",
+                    "--oci-layout",
+                    &layout.display().to_string(),
+                ],
+            );
+            let took = started.elapsed();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{runner:?} {tag}: {stderr}");
+            assert!(
+                took < std::time::Duration::from_secs(30),
+                "{runner:?} {tag}: {took:?}"
+            );
+            assert!(stderr.contains(says.as_str()), "{runner:?} {tag}: {stderr}");
+            let errors = stderr.lines().filter(|l| l.starts_with("error:")).count();
+            assert_eq!(errors, 1, "{runner:?} {tag}: {stderr}");
+            if *tag == "liar" {
+                assert!(
+                    stderr.contains(
+                        "was asked for as linux/arm64, but its config says it is linux/amd64"
+                    ),
+                    "{stderr}"
+                );
+            }
+            if *tag == "nested" {
+                assert!(stderr.contains("is itself an index"), "{stderr}");
+            }
+            assert!(!layout.exists(), "{runner:?} {tag}: the layout was written");
+            let stored = files_in(&cache.join("blobs/sha256"));
+            for blob in &parent_blobs {
+                let hex = blob.trim_start_matches("sha256:");
+                assert!(
+                    !stored.iter().any(|s| s == hex),
+                    "{runner:?} {tag}: {blob} was left in the cache"
+                );
+            }
+            assert!(
+                files_in(&cache.join("pulled")).is_empty(),
+                "{runner:?} {tag}: a pulled tree was left"
+            );
+        }
+    }
+}
+
+/// An index whose arm64 entry names a digest the registry (a fake: a real registry serves
+/// a manifest by its own digest) answers with other bytes: the pull fails with the digest
+/// mismatch, naming the URL and both digests, and leaves no file. Root and the test user.
+#[test]
+fn an_index_entry_whose_manifest_has_another_digest_is_refused() {
+    use crate::hostile_network::{Fake, Reply, run_bounded};
+    let config =
+        br#"{"architecture":"arm64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[]}}"#,
+        sha256(config),
+        config.len()
+    );
+    let claimed = sha256(manifest.as_bytes());
+    // The same manifest with a space more: valid, but not the bytes the index named.
+    let served = format!("{manifest} ");
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{claimed}","size":{},"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#,
+        manifest.len()
+    );
+    let fake = {
+        let (claimed, index, served) = (claimed.clone(), index.clone(), served.clone());
+        Fake::start(move |req| {
+            if req.target == "/v2/" {
+                Reply::status(200)
+            } else if req.target.ends_with("/manifests/t") {
+                Reply::with(200, &[("Content-Type", OCI_INDEX)], index.as_bytes())
+            } else if req.target.ends_with(&format!("/manifests/{claimed}")) {
+                Reply::with(
+                    200,
+                    &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+                    served.as_bytes(),
+                )
+            } else {
+                Reply::status(404)
+            }
+        })
+    };
+    for runner in [Runner::Root, Runner::User] {
+        let work = work_dir(runner, "registry-index-mismatch");
+        let into = work.path().join("blobs");
+        let mut cmd = match runner {
+            Runner::Root => crate::util::gib(),
+            Runner::User => crate::util::as_test_user(&gib_bin()),
+        };
+        cmd.args([
+            "__registry",
+            "pull",
+            "--plain-http",
+            "--platform",
+            "linux/arm64",
+        ])
+        .arg(format!("{}/base:t", fake.origin()))
+        .arg(&into);
+        let (out, took) = run_bounded(&mut cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{runner:?}: {stderr}");
+        assert!(
+            took < std::time::Duration::from_secs(30),
+            "{runner:?}: {took:?}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "digest mismatch: http://{}/v2/base/manifests/{claimed} sent content with digest {}",
+                fake.origin(),
+                sha256(served.as_bytes())
+            )) && stderr.contains(&format!("expected {claimed}")),
+            "{runner:?}: {stderr}"
+        );
+        assert!(
+            files_in(&into.join("sha256")).is_empty(),
+            "{runner:?}: a file was left"
+        );
+    }
+    // gib never asked for the config: it stopped at the manifest.
+    assert!(
+        !fake.seen().iter().any(|r| r.target.contains("/blobs/")),
+        "{:?}",
+        fake.seen()
     );
 }

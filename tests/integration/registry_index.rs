@@ -682,3 +682,61 @@ fn an_index_entry_whose_manifest_has_another_digest_is_refused() {
         fake.seen()
     );
 }
+
+/// `--parents-from-registry` where the parent's pushed tag is an index (as a multi-platform
+/// push leaves it): each `--platform` leg pulls that platform's manifest and builds on it.
+#[test]
+fn parents_from_registry_take_the_legs_platform_from_an_index() {
+    let dir = scratch_dir("registry-index-parents");
+    let registry = Registry::start(dir.path());
+    let podman = Podman::new(dir.path());
+    rootfs_parents(dir.path(), &registry, &podman);
+    push_index(
+        &podman,
+        &registry,
+        &[("gib/base:amd64", &[]), ("gib/base:arm64", &[])],
+        "gib/base:t",
+        "oci",
+    );
+    std::fs::create_dir_all(dir.path().join("app/etc")).unwrap();
+    std::fs::write(dir.path().join("app/etc/message"), "hello\n").unwrap();
+    let file = dir.path().join("gib.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "registry: {}/gib\nregistries:\n  \"{}\":\n    ca_certificate: {}\n\
+             platforms: [linux/amd64, linux/arm64]\nimages:\n  \
+             base:\n    rootfs: ./base-amd64\n    tag: t\n  \
+             app:\n    from: base\n    rootfs: ./app\n    tag: t\n",
+            registry.host(),
+            registry.host(),
+            registry.ca().display()
+        ),
+    )
+    .unwrap();
+    for (arch, parent_digest) in index_entries(&registry, "gib/base:t", OCI_INDEX) {
+        let parent_layers =
+            layer_digests(&registry.skopeo_raw(&format!("gib/base@{parent_digest}")));
+        let layout = dir.path().join(format!("layout-{arch}"));
+        gib_ok(
+            &registry,
+            &file,
+            &dir.path().join(format!("cache-{arch}")),
+            &[
+                "build",
+                "app",
+                "--parents-from-registry",
+                "--platform",
+                &format!("linux/{arch}"),
+                "--oci-layout",
+                &layout.display().to_string(),
+            ],
+        );
+        // With `registry:`, the layout names the image by its whole reference.
+        let (manifest, config) = layout_image(&layout, &registry.reference("gib/app:t"));
+        let layers = layer_digests(&manifest);
+        assert_eq!(layers.len(), parent_layers.len() + 1, "{arch}");
+        assert_eq!(layers[..parent_layers.len()], parent_layers[..], "{arch}");
+        assert_eq!(config["architecture"], arch.as_str());
+    }
+}

@@ -177,6 +177,15 @@ fn rootfs_parents(dir: &Path, registry: &Registry, podman: &Podman) {
     push_index(podman, registry, &both, "gib/base:list", "v2s2");
 }
 
+/// A scratch dir with a registry holding `rootfs_parents`, and the podman that made them.
+fn with_rootfs_parents(name: &str) -> (tempfile::TempDir, Registry, Podman) {
+    let dir = scratch_dir(name);
+    let registry = Registry::start(dir.path());
+    let podman = Podman::new(dir.path());
+    rootfs_parents(dir.path(), &registry, &podman);
+    (dir, registry, podman)
+}
+
 /// A child (`rootfs:` adding a file) of `from`, with `platforms` and `registries:` for the
 /// test registry.
 fn child_file(dir: &Path, registry: &Registry, name: &str, from: &str, platforms: &str) -> PathBuf {
@@ -203,10 +212,7 @@ fn child_file(dir: &Path, registry: &Registry, name: &str, from: &str, platforms
 /// platform whichever side names the variant.
 #[test]
 fn a_child_of_a_registry_index_builds_on_its_platforms_manifest() {
-    let dir = scratch_dir("registry-index");
-    let registry = Registry::start(dir.path());
-    let podman = Podman::new(dir.path());
-    rootfs_parents(dir.path(), &registry, &podman);
+    let (dir, registry, podman) = with_rootfs_parents("registry-index");
     // An arm64 entry that says `v8`, as Docker's and many published indexes do.
     push_index(
         &podman,
@@ -483,10 +489,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 /// tree. Root and the test user.
 #[test]
 fn an_index_without_the_platform_or_lying_about_it_is_refused_before_any_layer() {
-    let dir = scratch_dir("registry-index-hostile");
-    let registry = Registry::start(dir.path());
-    let podman = Podman::new(dir.path());
-    rootfs_parents(dir.path(), &registry, &podman);
+    let (dir, registry, podman) = with_rootfs_parents("registry-index-hostile");
     push_index(
         &podman,
         &registry,
@@ -687,10 +690,7 @@ fn an_index_entry_whose_manifest_has_another_digest_is_refused() {
 /// push leaves it): each `--platform` leg pulls that platform's manifest and builds on it.
 #[test]
 fn parents_from_registry_take_the_legs_platform_from_an_index() {
-    let dir = scratch_dir("registry-index-parents");
-    let registry = Registry::start(dir.path());
-    let podman = Podman::new(dir.path());
-    rootfs_parents(dir.path(), &registry, &podman);
+    let (dir, registry, podman) = with_rootfs_parents("registry-index-parents");
     push_index(
         &podman,
         &registry,

@@ -229,11 +229,21 @@ impl Platform {
         format!("{tag}{suffix}")
     }
 
-    /// Whether an index entry's platform fits; a variant is compared only when asked for.
+    /// Whether an index entry's (or a config's) platform fits; a variant is compared only
+    /// when asked for, and arm64's `v8` is arm64 without one (`linux/arm64` and
+    /// `linux/arm64/v8` are one platform, as in containerd's matcher).
     pub fn matches(&self, other: &Platform) -> bool {
         self.os == other.os
             && self.architecture == other.architecture
-            && (self.variant.is_none() || self.variant == other.variant)
+            && (self.variant.is_none() || self.plain_variant() == other.plain_variant())
+    }
+
+    /// The variant, with arm64's default `v8` as none.
+    fn plain_variant(&self) -> Option<&str> {
+        match (self.architecture.as_str(), self.variant.as_deref()) {
+            ("arm64", Some("v8")) => None,
+            (_, variant) => variant,
+        }
     }
 }
 
@@ -377,6 +387,12 @@ mod tests {
         let arm = Platform::parse("linux/arm64/v8").unwrap();
         assert!(Platform::parse("linux/arm64").unwrap().matches(&arm));
         assert!(!Platform::parse("linux/arm64/v7").unwrap().matches(&arm));
+        // arm64/v8 is arm64: either way round, and an entry without a variant fits both.
+        let plain = Platform::parse("linux/arm64").unwrap();
+        assert!(arm.matches(&plain) && plain.matches(&arm));
+        assert!(!arm.matches(&Platform::parse("linux/arm64/v9").unwrap()));
+        assert!(!arm.matches(&Platform::parse("linux/amd64").unwrap()));
+        assert!(!plain.matches(&Platform::parse("windows/arm64").unwrap()));
         assert!(Platform::parse("linux").is_err());
         assert_eq!(arm.to_string(), "linux/arm64/v8");
         let host = Platform::from_rust("x86_64", Endian::Little);

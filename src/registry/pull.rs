@@ -95,28 +95,26 @@ fn pull_blobs(
     client
         .check_registry(&reference.registry, &pull.scopes)
         .with_context(|| format!("cannot pull {reference}"))?;
-    let (mut descriptor, mut document) =
+    let (mut descriptor, mut document, bytes) =
         pull.fetch_manifest(&reference.manifest_reference(), reference.digest.as_ref())?;
+    // Manifests are stored only once the pull is known good: a reference refused for its
+    // platform leaves nothing behind.
+    let mut manifests = vec![(descriptor.digest.clone(), bytes)];
     let mut index_digest = None;
     if is_index(&descriptor.media_type) || !document.manifests.is_empty() {
-        let entry = document
-            .manifests
-            .iter()
-            .find(|m| m.platform.as_ref().is_some_and(|p| platform.matches(p)))
-            .with_context(|| {
-                let available: Vec<String> = document
-                    .manifests
-                    .iter()
-                    .filter_map(|m| m.platform.as_ref().map(|p| p.to_string()))
-                    .collect();
-                format!(
-                    "{reference} has no image for {platform} (it has: {})",
-                    available.join(", ")
-                )
-            })?;
+        let entry = pick_platform(reference, &document, platform)?;
+        let (child, child_document, child_bytes) =
+            pull.fetch_manifest(entry.digest.as_str(), Some(&entry.digest))?;
+        anyhow::ensure!(
+            !is_index(&child.media_type) && child_document.manifests.is_empty(),
+            "{reference}: the {platform} entry of its index {} is itself an index ({}); \
+             gib follows one index to an image manifest, not an index of indexes",
+            descriptor.digest,
+            child.digest
+        );
         index_digest = Some(descriptor.digest.clone());
-        let child = entry.digest.clone();
-        (descriptor, document) = pull.fetch_manifest(child.as_str(), Some(&child))?;
+        manifests.push((child.digest.clone(), child_bytes));
+        (descriptor, document) = (child, child_document);
     }
     let config = document.config.clone().with_context(|| {
         format!(
@@ -124,12 +122,16 @@ fn pull_blobs(
             descriptor.digest
         )
     })?;
-    let mut blobs: Vec<&Descriptor> = Vec::new();
+    // The config first, to see that the image is the platform's before any layer comes.
+    pull.fetch_blob(&config)?;
+    pull.check_config_platform(&config, &descriptor.digest, platform)?;
     if with_layers {
-        blobs.extend(&document.layers);
+        let layers: Vec<&Descriptor> = document.layers.iter().collect();
+        for_each_parallel(&layers, PARALLEL_BLOBS, |blob| pull.fetch_blob(blob))?;
     }
-    blobs.push(&config);
-    for_each_parallel(&blobs, PARALLEL_BLOBS, |blob| pull.fetch_blob(blob))?;
+    for (digest, bytes) in &manifests {
+        pull.store_manifest(digest, bytes)?;
+    }
 
     Ok(PulledImage {
         reference: reference.to_string(),
@@ -143,6 +145,44 @@ fn pull_blobs(
             .unwrap_or_else(|e| e.into_inner()),
         cached: pull.cached.into_inner().unwrap_or_else(|e| e.into_inner()),
     })
+}
+
+/// The entry of `index` for `platform`: an error naming the reference, the platform and the
+/// platforms the index has when it has none for it.
+fn pick_platform<'i>(
+    reference: &Reference,
+    index: &'i ManifestDocument,
+    platform: &Platform,
+) -> anyhow::Result<&'i Descriptor> {
+    index
+        .manifests
+        .iter()
+        .find(|m| m.platform.as_ref().is_some_and(|p| platform.matches(p)))
+        .with_context(|| {
+            let available: Vec<String> = index
+                .manifests
+                .iter()
+                .filter_map(|m| m.platform.as_ref().map(|p| p.to_string()))
+                .collect();
+            format!(
+                "{reference} has no image for {platform} (it has: {})",
+                if available.is_empty() {
+                    "no platform at all".to_string()
+                } else {
+                    available.join(", ")
+                }
+            )
+        })
+}
+
+/// The `os`, `architecture` and `variant` of an image config.
+fn config_platform(bytes: &[u8]) -> anyhow::Result<Platform> {
+    let platform: Platform = serde_json::from_slice(bytes)?;
+    anyhow::ensure!(
+        !platform.os.is_empty() && !platform.architecture.is_empty(),
+        "its `os` or `architecture` is empty"
+    );
+    Ok(platform)
 }
 
 struct Pull<'a> {
@@ -162,12 +202,13 @@ impl Pull<'_> {
     }
 
     /// `GET manifests/<reference>`, verified against `expected` (the digest the reference or
-    /// the parent index named) or else the registry's `Docker-Content-Digest`, then stored.
+    /// the parent index named) or else the registry's `Docker-Content-Digest`; its bytes
+    /// for `store_manifest`.
     fn fetch_manifest(
         &self,
         name: &str,
         expected: Option<&Digest>,
-    ) -> anyhow::Result<(Descriptor, ManifestDocument)> {
+    ) -> anyhow::Result<(Descriptor, ManifestDocument, Vec<u8>)> {
         let url = self.repo_url(&format!("manifests/{name}"));
         let (bytes, media_type, announced) = self.client.retrying(|| {
             let response = self.client.send(
@@ -211,14 +252,45 @@ impl Pull<'_> {
             .unwrap_or_else(|| document.media_type());
         check_image_media_types(&media_type, &document)
             .with_context(|| format!("{url} is no image gib can build on"))?;
-        let path = actual.blob_path(self.blobs_dir);
+        let descriptor = Descriptor::new(&media_type, actual, bytes.len() as u64);
+        Ok((descriptor, document, bytes))
+    }
+
+    /// A verified manifest into the blob directory under its digest.
+    fn store_manifest(&self, digest: &Digest, bytes: &[u8]) -> anyhow::Result<()> {
+        let path = digest.blob_path(self.blobs_dir);
         let mut temp = tempfile::NamedTempFile::new_in(self.blobs_dir.join("sha256"))
             .with_context(|| format!("cannot create a file in {}", self.blobs_dir.display()))?;
-        temp.write_all(&bytes)
+        temp.write_all(bytes)
             .and_then(|()| temp.persist(&path).map(|_| ()).map_err(|e| e.error))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        let descriptor = Descriptor::new(&media_type, actual, bytes.len() as u64);
-        Ok((descriptor, document))
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// An index entry's `platform` is the index's word; the config's `os`/`architecture`
+    /// are the image's own. A child built on an image of another architecture would be a
+    /// broken image, so a config that is not `platform`'s is refused.
+    fn check_config_platform(
+        &self,
+        config: &Descriptor,
+        manifest: &Digest,
+        platform: &Platform,
+    ) -> anyhow::Result<()> {
+        let path = config.digest.blob_path(self.blobs_dir);
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let found = config_platform(&bytes).with_context(|| {
+            format!(
+                "{}: the config {} of manifest {manifest} names no platform",
+                self.reference, config.digest
+            )
+        })?;
+        anyhow::ensure!(
+            platform.matches(&found),
+            "{}: manifest {manifest} was asked for as {platform}, but its config says it is \
+             {found}",
+            self.reference
+        );
+        Ok(())
     }
 
     /// One blob, unless a file of the right size is already there (files only get their
@@ -295,5 +367,68 @@ impl Pull<'_> {
             .map_err(|e| e.error)
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn index(platforms: &[&str]) -> ManifestDocument {
+        let entries: Vec<String> = platforms
+            .iter()
+            .map(|p| {
+                let p = Platform::parse(p).unwrap();
+                format!(
+                    r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{DIGEST}","size":1,"platform":{}}}"#,
+                    serde_json::to_string(&p).unwrap()
+                )
+            })
+            .collect();
+        let text = format!(
+            r#"{{"schemaVersion":2,"manifests":[{}]}}"#,
+            entries.join(",")
+        );
+        ManifestDocument::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn an_index_entry_is_picked_by_platform_variant_or_not() {
+        let reference = Reference::parse("127.0.0.1:5000/base:t").unwrap();
+        let both = index(&["linux/amd64", "linux/arm64/v8"]);
+        for wanted in ["linux/amd64", "linux/arm64", "linux/arm64/v8"] {
+            let wanted = Platform::parse(wanted).unwrap();
+            let entry = pick_platform(&reference, &both, &wanted).unwrap();
+            assert!(wanted.matches(entry.platform.as_ref().unwrap()), "{wanted}");
+            assert_eq!(
+                entry.platform.as_ref().unwrap().architecture,
+                wanted.architecture
+            );
+        }
+        let plain = index(&["linux/arm64"]);
+        let asked = Platform::parse("linux/arm64/v8").unwrap();
+        assert!(pick_platform(&reference, &plain, &asked).is_ok());
+
+        let err = pick_platform(&reference, &plain, &Platform::parse("linux/amd64").unwrap())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "127.0.0.1:5000/base:t has no image for linux/amd64 (it has: linux/arm64)"
+        );
+    }
+
+    #[test]
+    fn a_config_names_its_platform() {
+        let found = config_platform(
+            br#"{"architecture":"arm64","os":"linux","variant":"v8","rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .unwrap();
+        assert!(Platform::parse("linux/arm64").unwrap().matches(&found));
+        assert!(!Platform::parse("linux/amd64").unwrap().matches(&found));
+        assert!(config_platform(br#"{"os":"linux"}"#).is_err());
+        assert!(config_platform(br#"{"os":"","architecture":"amd64"}"#).is_err());
+        assert!(config_platform(b"[]").is_err());
     }
 }

@@ -34,6 +34,7 @@ mod real_packages;
 mod reference;
 mod registry;
 mod registry_cache;
+mod registry_index;
 mod registry_server;
 mod reproducible;
 mod sandbox;

@@ -238,7 +238,8 @@ fn one_run_and_native_legs_give_the_same_index_of_the_greet_chain() {
         assert!(entry["index"].is_string(), "{entry}");
     }
 
-    // One run, both platforms, every output (the same gib.yaml in another directory).
+    // One run, both platforms, the files (the same gib.yaml in another directory; amd64
+    // built afresh in this cache, arm64 reused from its leg).
     let file = write_project(&dir.path().join("one-run"), &registry);
     let stderr = gib_ok(
         &registry,
@@ -247,7 +248,6 @@ fn one_run_and_native_legs_give_the_same_index_of_the_greet_chain() {
         &cache,
         &[
             "build",
-            "--push",
             "--oci-layout",
             layout.to_str().unwrap(),
             "--archive",
@@ -308,6 +308,9 @@ fn one_run_and_native_legs_give_the_same_index_of_the_greet_chain() {
         layout_digest, joined,
         "the one run's index differs from the legs'"
     );
+    // Its push: the manifests are there, the index tag is moved to the same index.
+    let stderr = gib_ok(&registry, false, &file, &cache, &["push"]);
+    assert!(stderr.contains("(index)"), "{stderr}");
     assert_eq!(registry_digest(&registry, "gib/app:t").unwrap(), joined);
     // An SBOM per platform manifest, its subject that manifest.
     let subjects: Vec<String> = layout_index["manifests"]

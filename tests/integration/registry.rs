@@ -415,10 +415,26 @@ fn pull_verifies_every_digest_and_keeps_no_corrupt_blob() {
             size_of(d)
         )
     };
+    // The arm64 entry: base with a config that says arm64 (a pull checks the config too).
+    let read_json = |d: &str| -> serde_json::Value {
+        let path = chain
+            .blobs
+            .join("sha256")
+            .join(d.trim_start_matches("sha256:"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let mut arm_manifest = read_json(&chain.base);
+    let mut arm_config = read_json(arm_manifest["config"]["digest"].as_str().unwrap());
+    arm_config["architecture"] = "arm64".into();
+    let arm_config = serde_json::to_vec(&arm_config).unwrap();
+    let (config_digest, config_len) = write_blob(&chain.blobs, &arm_config);
+    arm_manifest["config"]["digest"] = config_digest.into();
+    arm_manifest["config"]["size"] = config_len.into();
+    let (arm_base, _) = write_blob(&chain.blobs, &serde_json::to_vec(&arm_manifest).unwrap());
     let index = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{},{}]}}"#,
         entry(&chain.child, "amd64"),
-        entry(&chain.base, "arm64")
+        entry(&arm_base, "arm64")
     );
     let (index_digest, _) = write_blob(&chain.blobs, index.as_bytes());
     let report = registry.push_ok(&chain.blobs, &index_digest, "gib/multi:1", &[]);
@@ -427,7 +443,7 @@ fn pull_verifies_every_digest_and_keeps_no_corrupt_blob() {
         pushed,
         [
             registry.reference(&format!("gib/multi@{}", chain.child)),
-            registry.reference(&format!("gib/multi@{}", chain.base)),
+            registry.reference(&format!("gib/multi@{arm_base}")),
             registry.reference("gib/multi:1"),
         ]
     );
@@ -444,7 +460,7 @@ fn pull_verifies_every_digest_and_keeps_no_corrupt_blob() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["index_digest"], index_digest.as_str());
-    assert_eq!(report["manifest"]["digest"], chain.base.as_str());
+    assert_eq!(report["manifest"]["digest"], arm_base.as_str());
 
     // A registry that serves a corrupted layer: a digest error, and no blob left behind.
     let layer = &chain.blobs_of(&chain.child)[0];

@@ -8,9 +8,17 @@
 //! any server whether something newer exists. Only `gib update` moves it. `--locked` (for CI)
 //! refuses to build when gib.yaml and the lock disagree, and never writes it.
 //!
+//! Per platform: the stage3 (and what depends on it: the official binhost's index, a main
+//! repository that is the stage3's own tree) differs by architecture. The top-level entries
+//! are those of the lock's own platform (gib.yaml's first `platforms:`, else the host's: a
+//! file without `platforms:` has only these, in the format it always had); every other
+//! architecture has a `platforms: {arm64: …}` entry holding what differs from them. Keyed by
+//! Gentoo's architecture name, so the file reads the same on every runner.
+//!
 //! Not here: resolving an input (fetching, syncing: `build::inputs`), what an input is
 //! (`stage3`, `repository`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -38,6 +46,55 @@ pub struct Lock {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage3: Option<LockedStage3>,
     /// The main repository first, then the overlays in gib.yaml's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<LockedRepository>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binhost: Option<LockedBinhost>,
+    /// The other architectures' entries, each only what differs from the top-level ones.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub platforms: BTreeMap<LockArch, LockedPlatform>,
+}
+
+/// A key of `platforms:`: an architecture gib builds for, by Gentoo's name (`arm64`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct LockArch(String);
+
+impl LockArch {
+    /// The key of `platform`; `None` for a platform gib has no stage3 for.
+    pub fn of(platform: &crate::oci::spec::Platform) -> Option<LockArch> {
+        crate::stage3::arch::of(platform).map(|a| LockArch(a.gentoo.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for LockArch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        let known: Vec<&str> = crate::stage3::arch::ARCHES
+            .iter()
+            .map(|a| a.gentoo)
+            .collect();
+        if !known.contains(&name.as_str()) {
+            return Err(serde::de::Error::custom(format!(
+                "`platforms` names the architecture `{name}`, which gib does not build for (it knows {})",
+                known.join(", ")
+            )));
+        }
+        Ok(LockArch(name))
+    }
+}
+
+/// One architecture's entries in `platforms:`: those that differ from the top-level ones
+/// (an entry left out is the top-level one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedPlatform {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage3: Option<LockedStage3>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<LockedRepository>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,7 +160,97 @@ impl Lock {
             stage3: None,
             repositories: Vec::new(),
             binhost: None,
+            platforms: BTreeMap::new(),
         }
+    }
+
+    /// The entries of architecture `arch` (the top-level ones for `None`, or for the lock's
+    /// own architecture): the top-level ones with its `platforms:` entry over them, as a lock
+    /// of that platform alone.
+    pub fn of_arch(&self, arch: Option<&LockArch>) -> Lock {
+        let mut view = Lock {
+            platforms: BTreeMap::new(),
+            ..self.clone()
+        };
+        let Some(own) = arch.and_then(|a| self.platforms.get(a)) else {
+            return view;
+        };
+        if own.stage3.is_some() {
+            view.stage3 = own.stage3.clone();
+        }
+        if own.binhost.is_some() {
+            view.binhost = own.binhost.clone();
+        }
+        for repo in &own.repositories {
+            match view.repositories.iter_mut().find(|r| r.name == repo.name) {
+                Some(top) => *top = repo.clone(),
+                None => view.repositories.push(repo.clone()),
+            }
+        }
+        view
+    }
+
+    /// Set architecture `arch`'s entries to those of `entries` (a lock of one platform),
+    /// keeping every other architecture's: `own` is the lock's own architecture, whose
+    /// entries are the top-level ones (`arch` `None` is it too).
+    pub fn set_arch(&mut self, arch: Option<&LockArch>, entries: &Lock, own: Option<&LockArch>) {
+        let top_level = |a: Option<&LockArch>| a.is_none() || a == own;
+        // Every architecture's entries as they are now, before the top-level ones move.
+        let mut views: BTreeMap<LockArch, Lock> = self
+            .platforms
+            .keys()
+            .filter(|a| !top_level(Some(a)))
+            .map(|a| (a.clone(), self.of_arch(Some(a))))
+            .collect();
+        let mut top = self.of_arch(own);
+        match arch {
+            Some(a) if !top_level(Some(a)) => {
+                views.insert(a.clone(), entries.clone());
+            }
+            _ => top = entries.clone(),
+        }
+        self.stage3 = top.stage3.clone();
+        self.repositories = top.repositories.clone();
+        self.binhost = top.binhost.clone();
+        self.platforms = views
+            .into_iter()
+            .map(|(a, view)| (a, view.differences_from(&top)))
+            .filter(|(_, p)| *p != LockedPlatform::default())
+            .collect();
+    }
+
+    /// This lock's entries that are not `top`'s, as a `platforms:` entry.
+    fn differences_from(&self, top: &Lock) -> LockedPlatform {
+        LockedPlatform {
+            stage3: self
+                .stage3
+                .clone()
+                .filter(|s| top.stage3.as_ref() != Some(s)),
+            repositories: self
+                .repositories
+                .iter()
+                .filter(|r| top.repository(&r.name) != Some(*r))
+                .cloned()
+                .collect(),
+            binhost: self
+                .binhost
+                .clone()
+                .filter(|b| top.binhost.as_ref() != Some(b)),
+        }
+    }
+
+    /// Write architecture `arch`'s entries into the lock at `path` as it is now (another run,
+    /// or another platform's leg of this one, may have written it since it was read), keeping
+    /// every other architecture's.
+    pub fn save_arch(
+        path: &Path,
+        arch: Option<&LockArch>,
+        entries: &Lock,
+        own: Option<&LockArch>,
+    ) -> Result<()> {
+        let mut lock = Lock::read(path)?.unwrap_or_default();
+        lock.set_arch(arch, entries, own);
+        lock.write(path)
     }
 
     /// The lock of the configuration file `config_file`: `gib.lock` for `gib.yaml` (the

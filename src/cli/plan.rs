@@ -441,7 +441,31 @@ fn lock_text(status: &crate::build::LockStatus) -> String {
     for repo in &lock.repositories {
         let _ = writeln!(out, "  repository {}: {}", repo.name, repo.short());
     }
-    if !status.unlocked.is_empty() {
+    for (arch, own) in &lock.platforms {
+        if let Some(stage3) = &own.stage3 {
+            let _ = writeln!(out, "  {}: stage3: {}", arch.as_str(), stage3.short());
+        }
+        for repo in &own.repositories {
+            let _ = writeln!(
+                out,
+                "  {}: repository {}: {}",
+                arch.as_str(),
+                repo.name,
+                repo.short()
+            );
+        }
+    }
+    if status.unlocked_by_platform.len() > 1 {
+        for (platform, unlocked) in &status.unlocked_by_platform {
+            if !unlocked.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  not locked for {platform} (its next build resolves them): {}",
+                    unlocked.join(", ")
+                );
+            }
+        }
+    } else if !status.unlocked.is_empty() {
         let _ = writeln!(
             out,
             "  not locked for what gib.yaml says (the next build resolves them): {}",

@@ -534,4 +534,173 @@ mod tests {
         let order: Vec<&str> = lock.repositories.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(order, ["gentoo", "a", "mine"]);
     }
+
+    fn arch(name: &str) -> LockArch {
+        LockArch(name.to_string())
+    }
+
+    /// The entries of an arm64 leg of `sample()`: its own stage3, the main repository the
+    /// same, the overlay another snapshot.
+    fn arm64_entries() -> Lock {
+        let mut lock = sample();
+        lock.stage3 = Some(LockedStage3 {
+            source: "flavor arm64-openrc".into(),
+            file: "stage3-arm64-openrc-20261117T170000Z.tar.xz".into(),
+            build: Some("20261117T170000Z".into()),
+            sha512: "cd".repeat(64),
+            signed_by: None,
+        });
+        lock.repositories[1].snapshot = Some("20261121".into());
+        lock.binhost = Some(LockedBinhost {
+            source: "official https://example.org/arm64".into(),
+            index_sha256: "ef".repeat(32),
+        });
+        lock
+    }
+
+    #[test]
+    fn a_lock_of_one_platform_keeps_the_format_it_always_had() {
+        // What gib wrote before locks had platforms, byte for byte.
+        let expected = "\
+# gib.lock: the stage3 and ebuild repository snapshots gib.yaml resolved to.
+# Written by gib; `gib update` moves it; `gib build --locked` refuses to build without it.
+# Commit it beside gib.yaml. Do not edit it by hand.
+version: 1
+gib: \"9.9.9\"
+stage3:
+  source: path stage3.tar.xz
+  file: stage3.tar.xz
+  sha512: abab
+repositories:
+- name: gentoo
+  source: none
+  snapshot: \"20261120\"
+  time: 1763600000
+";
+        let mut lock = Lock {
+            gib: "9.9.9".into(),
+            ..Lock::new()
+        };
+        let entries = Lock {
+            stage3: Some(LockedStage3 {
+                source: "path stage3.tar.xz".into(),
+                file: "stage3.tar.xz".into(),
+                build: None,
+                sha512: "abab".into(),
+                signed_by: None,
+            }),
+            repositories: vec![LockedRepository {
+                name: "gentoo".into(),
+                source: "none".into(),
+                revision: None,
+                snapshot: Some("20261120".into()),
+                time: Some(1_763_600_000),
+                signed_by: None,
+            }],
+            ..Lock::new()
+        };
+        // The lock's own platform, named or not, is the top level.
+        lock.set_arch(Some(&arch("amd64")), &entries, Some(&arch("amd64")));
+        assert_eq!(lock.to_text().unwrap(), expected);
+        lock.set_arch(None, &entries, Some(&arch("arm64")));
+        assert_eq!(lock.to_text().unwrap(), expected);
+        assert_eq!(serde_saphyr::from_str::<Lock>(expected).unwrap(), lock);
+    }
+
+    #[test]
+    fn each_architecture_keeps_its_entries_whichever_leg_came_first() {
+        let amd64 = sample();
+        let arm64 = arm64_entries();
+        let own = Some(arch("amd64"));
+        let mut arm_first = Lock::new();
+        arm_first.set_arch(Some(&arch("arm64")), &arm64, own.as_ref());
+        // Before the own platform's leg: the arm64 entries stand alone.
+        assert_eq!(arm_first.stage3, None);
+        assert_eq!(arm_first.of_arch(Some(&arch("arm64"))), arm64);
+        arm_first.set_arch(Some(&arch("amd64")), &amd64, own.as_ref());
+        let mut amd_first = Lock::new();
+        amd_first.set_arch(Some(&arch("amd64")), &amd64, own.as_ref());
+        amd_first.set_arch(Some(&arch("arm64")), &arm64, own.as_ref());
+        assert_eq!(arm_first.to_text().unwrap(), amd_first.to_text().unwrap());
+        let lock = amd_first;
+        assert_eq!(lock.of_arch(None), amd64);
+        assert_eq!(lock.of_arch(Some(&arch("amd64"))), amd64);
+        assert_eq!(lock.of_arch(Some(&arch("arm64"))), arm64);
+        // The arm64 entry holds only what differs: not the shared main repository.
+        let apart = &lock.platforms[&arch("arm64")];
+        assert_eq!(apart.stage3, arm64.stage3);
+        assert_eq!(apart.binhost, arm64.binhost);
+        let names: Vec<&str> = apart.repositories.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["mine"]);
+        let text = lock.to_text().unwrap();
+        assert!(
+            text.contains("platforms:\n  arm64:\n    stage3:\n"),
+            "{text}"
+        );
+        assert_eq!(
+            serde_saphyr::from_str::<Lock>(&text[HEADER.len()..]).unwrap(),
+            lock
+        );
+
+        // Moving the own platform's entries keeps arm64's as they were.
+        let mut moved = sample();
+        moved.repositories[0].revision = Some("3".repeat(40));
+        let mut lock = lock;
+        lock.set_arch(own.as_ref(), &moved, own.as_ref());
+        assert_eq!(lock.of_arch(None), moved);
+        assert_eq!(lock.of_arch(Some(&arch("arm64"))), arm64);
+    }
+
+    #[test]
+    fn saving_a_platform_merges_into_the_lock_as_it_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gib.lock");
+        let own = Some(arch("amd64"));
+        // Two legs of one run: each read the file before the other wrote it.
+        Lock::save_arch(&path, Some(&arch("arm64")), &arm64_entries(), own.as_ref()).unwrap();
+        Lock::save_arch(&path, Some(&arch("amd64")), &sample(), own.as_ref()).unwrap();
+        let lock = Lock::read(&path).unwrap().unwrap();
+        assert_eq!(lock.of_arch(Some(&arch("arm64"))), arm64_entries());
+        assert_eq!(lock.of_arch(Some(&arch("amd64"))), sample());
+    }
+
+    #[test]
+    fn a_hostile_platforms_entry_is_a_clear_error_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gib.lock");
+        let stage3 = "stage3: {source: s, file: f, sha512: ab}";
+        for (text, expected) in [
+            (
+                format!("version: 1\ngib: x\nplatforms:\n  riscv:\n    {stage3}\n"),
+                "architecture `riscv`",
+            ),
+            (
+                format!(
+                    "version: 1\ngib: x\nplatforms:\n  arm64:\n    {stage3}\n  arm64:\n    {stage3}\n"
+                ),
+                "uplicate",
+            ),
+            (
+                "version: 1\ngib: x\nplatforms: [arm64]\n".to_string(),
+                "gib.lock:",
+            ),
+            (
+                "version: 1\ngib: x\nplatforms:\n  arm64: 3\n".to_string(),
+                "gib.lock:",
+            ),
+            (
+                "version: 1\ngib: x\nplatforms:\n  arm64:\n    stage4: 1\n".to_string(),
+                "stage4",
+            ),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            let err = Lock::read(&path).unwrap_err();
+            let shown = format!("{err:#}");
+            assert!(crate::printer::user_error(&err).is_some(), "{shown}");
+            assert!(shown.contains(expected), "{text}: {shown}");
+            assert!(shown.contains(&path.display().to_string()), "{shown}");
+            assert!(shown.contains("line"), "no line: {shown}");
+            assert!(!format!("{err}").contains('\n'), "one line: {err}");
+        }
+    }
 }

@@ -274,7 +274,11 @@ impl Lock {
             "remove {} and run `gib update` to write it again",
             path.display()
         );
-        let lock: Lock = serde_saphyr::from_str(&text).map_err(|err| {
+        // No source snippet: the error stays one line (it names the line and column).
+        let options = serde_saphyr::options! {
+            with_snippet: false,
+        };
+        let lock: Lock = serde_saphyr::from_str_with_options(&text, options).map_err(|err| {
             UserError::new(format!(
                 "{}: {}",
                 path.display(),
@@ -426,9 +430,12 @@ impl LockedRepository {
     }
 }
 
-/// An error message of the YAML reader on one line.
+/// An error message of the YAML reader on one line, without its advice to the programmer.
 fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    text.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -678,7 +685,7 @@ repositories:
                 format!(
                     "version: 1\ngib: x\nplatforms:\n  arm64:\n    {stage3}\n  arm64:\n    {stage3}\n"
                 ),
-                "uplicate",
+                "duplicate mapping key: arm64 at line 6",
             ),
             (
                 "version: 1\ngib: x\nplatforms: [arm64]\n".to_string(),

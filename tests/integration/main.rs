@@ -24,6 +24,7 @@ mod multiarch;
 mod oci;
 mod outputs;
 mod parallel;
+mod platform_lock;
 mod preflight;
 mod progress;
 mod provenance;

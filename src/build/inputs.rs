@@ -730,20 +730,21 @@ fn unlocked_inputs(
     let view = lock.map(|l| l.of_arch(arch));
     let lock = view.as_ref();
     let mut unlocked = Vec::new();
-    if let Some(source) = stage3 {
+    // The stage3 entry for what gib.yaml says: a main repository that is its tree is locked
+    // only with it.
+    let locked_stage3 = stage3.and_then(|source| {
         let described = describe_stage3(source, &plan.file);
-        if lock.and_then(|l| l.stage3.as_ref()).map(|s| &s.source) != Some(&described) {
-            unlocked.push("stage3".to_string());
-        }
+        lock.and_then(|l| l.stage3.as_ref())
+            .filter(|s| s.source == described)
+    });
+    if stage3.is_some() && locked_stage3.is_none() {
+        unlocked.push("stage3".to_string());
     }
     for spec in repo_specs(plan) {
         if matches!(spec.sync_type, SyncType::Local) {
             continue;
         }
-        let stage3 = lock
-            .and_then(|l| l.stage3.as_ref())
-            .map(|s| s.sha512.as_str());
-        let described = describe_repository(&spec, stage3);
+        let described = describe_repository(&spec, locked_stage3.map(|s| s.sha512.as_str()));
         let locked = lock.and_then(|l| l.repository(&spec.name));
         if locked.map(|r| &r.source) != Some(&described) {
             unlocked.push(spec.name.clone());

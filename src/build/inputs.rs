@@ -836,4 +836,58 @@ mod tests {
         );
         assert_eq!(file_name("https://x/y/stage3-a.tar.xz"), "stage3-a.tar.xz");
     }
+
+    /// The legs of one run (one context per platform, as a multi-platform run makes them,
+    /// both opened before either resolves): each writes its platform's entries into gib.lock
+    /// as it is then, so neither loses the other's, and each then passes `--locked`.
+    #[test]
+    fn legs_of_one_run_keep_each_others_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("amd64.tar"), "amd64").unwrap();
+        std::fs::write(dir.path().join("arm64.tar"), "arm64").unwrap();
+        std::fs::create_dir_all(dir.path().join("repo/profiles")).unwrap();
+        std::fs::write(dir.path().join("repo/profiles/repo_name"), "gentoo\n").unwrap();
+        let file = dir.path().join("gib.yaml");
+        std::fs::write(
+            &file,
+            "stage3:\n  path: {amd64: amd64.tar, arm64: arm64.tar}\nportage:\n  sync_type: local\n  \
+             uri: repo\nplatforms: [linux/amd64, linux/arm64]\nimages:\n  base:\n    packages: sys-libs/glibc\n",
+        )
+        .unwrap();
+        let config = crate::config::load(&file).unwrap();
+        let plans: Vec<crate::plan::Plan> = ["linux/arm64", "linux/amd64"]
+            .into_iter()
+            .map(|platform| {
+                let mut leg = config.clone();
+                leg.keep_only_platform(platform).unwrap();
+                crate::plan::Plan::resolve(&leg, &[]).unwrap()
+            })
+            .collect();
+        let cache = crate::cache::Cache::open(Some(&dir.path().join("cache"))).unwrap();
+        let store = crate::oci::blob::BlobStore::open(&cache.dir("blobs").unwrap()).unwrap();
+        let printer = crate::printer::Printer::new(false);
+        let context = |plan, lock| {
+            let options = crate::build::BuildOptions {
+                lock,
+                ..Default::default()
+            };
+            BuildContext::new(plan, &cache, &store, &printer, options).unwrap()
+        };
+        let legs: Vec<BuildContext<'_>> = plans
+            .iter()
+            .map(|plan| context(plan, LockMode::Follow))
+            .collect();
+        for leg in &legs {
+            leg.resolve_inputs().unwrap();
+        }
+        let lock = Lock::read(&dir.path().join("gib.lock")).unwrap().unwrap();
+        assert_eq!(lock.stage3.as_ref().unwrap().file, "amd64.tar");
+        let arm64: Vec<&str> = lock.platforms.keys().map(LockArch::as_str).collect();
+        assert_eq!(arm64, ["arm64"]);
+        let apart = lock.platforms.values().next().unwrap();
+        assert_eq!(apart.stage3.as_ref().unwrap().file, "arm64.tar");
+        for plan in &plans {
+            context(plan, LockMode::Locked).resolve_inputs().unwrap();
+        }
+    }
 }

@@ -191,3 +191,75 @@ fn update_locks_every_platform_rootless() {
     assert!(stderr(&out).contains("Unchanged"), "{}", stderr(&out));
     assert_eq!(fs::read_to_string(&lock_path).unwrap(), lock);
 }
+
+/// A hostile gib.lock (an architecture gib does not build for, one named twice, a
+/// `platforms:` of the wrong shape): every command that reads it stops at once with one line
+/// naming gib.lock and the line, exit 2, and leaves it as it was; nothing is built.
+#[test]
+fn a_hostile_platforms_entry_in_gib_lock_stops_every_leg() {
+    for runner in [Runner::Root, Runner::User] {
+        let dir = work_dir(runner, "platform-lock");
+        let cache = dir.path().join("cache");
+        let config = two_platforms(dir.path());
+        let lock_path = dir.path().join("gib.lock");
+        let stage3 = "stage3: {source: s, file: f, sha512: ab}";
+        for (text, expected) in [
+            (
+                format!("version: 1\ngib: x\nplatforms:\n  riscv:\n    {stage3}\n"),
+                "architecture `riscv`, which gib does not build for (it knows amd64, arm64) at line 4",
+            ),
+            (
+                format!("version: 1\ngib: x\nplatforms:\n  arm64:\n    {stage3}\n  arm64: {{}}\n"),
+                "duplicate mapping key: arm64 at line 6",
+            ),
+            (
+                "version: 1\ngib: x\nplatforms:\n  arm64: [stage3]\n".to_string(),
+                "at line 4",
+            ),
+        ] {
+            fs::write(&lock_path, &text).unwrap();
+            if runner == Runner::User {
+                crate::util::run_ok(
+                    std::process::Command::new("chown")
+                        .arg(crate::util::test_user())
+                        .arg(&lock_path),
+                );
+            }
+            let started = std::time::Instant::now();
+            let runs = [
+                build_with(gib_by(runner), &config, &cache)
+                    .args(["--platform", "linux/arm64"])
+                    .output()
+                    .unwrap(),
+                gib_by(runner)
+                    .args(["plan", "-f"])
+                    .arg(&config)
+                    .output()
+                    .unwrap(),
+            ];
+            assert!(started.elapsed() < std::time::Duration::from_secs(60));
+            for out in runs {
+                let said = stderr(&out);
+                assert_eq!(out.status.code(), Some(2), "{said}");
+                let error = said
+                    .lines()
+                    .find(|l| l.starts_with("error: "))
+                    .unwrap_or_else(|| panic!("no error line: {said}"));
+                assert!(
+                    error.contains(&format!("{}: ", lock_path.display()))
+                        && error.contains(expected),
+                    "{runner:?} {text}: {said}"
+                );
+                assert_eq!(said.matches("error: ").count(), 1, "{said}");
+            }
+            assert_eq!(fs::read_to_string(&lock_path).unwrap(), text);
+            // The cache opened, and nothing fetched, unpacked or built in it.
+            let mut made: Vec<String> = fs::read_dir(&cache)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            made.sort();
+            assert_eq!(made, ["blobs", "locks"]);
+        }
+    }
+}

@@ -43,6 +43,18 @@ fn unlocked_by_platform(runner: Runner, config: &Path) -> serde_json::Value {
     plan["lock"]["unlocked_by_platform"].clone()
 }
 
+/// `gib update -f config --cache-dir cache extra...` run by `runner`.
+fn update(runner: Runner, config: &Path, cache: &Path, extra: &[&str]) -> Output {
+    gib_by(runner)
+        .args(["update", "-f"])
+        .arg(config)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 /// The top-level part of gib.lock's text (the lock's own platform's, linux/amd64) and its
 /// `platforms:` part.
 fn split(lock: &str) -> (&str, &str) {
@@ -130,13 +142,7 @@ fn each_platform_leg_locks_its_own_stage3_and_keeps_the_others() {
 
     // `gib update --platform linux/arm64` writes arm64's entries back (the same files, so
     // the same entries), leaving amd64's as they were.
-    let out = gib_by(runner)
-        .args(["update", "--platform", "linux/arm64", "-f"])
-        .arg(&config)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .output()
-        .unwrap();
+    let out = update(runner, &config, &cache, &["--platform", "linux/arm64"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(fs::read_to_string(&lock_path).unwrap(), lock);
 }
@@ -150,13 +156,7 @@ fn update_locks_every_platform_rootless() {
     let cache = dir.path().join("cache");
     let config = two_platforms(dir.path());
     let lock_path = dir.path().join("gib.lock");
-    let out = gib_by(runner)
-        .args(["update", "-f"])
-        .arg(&config)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .output()
-        .unwrap();
+    let out = update(runner, &config, &cache, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let lock = fs::read_to_string(&lock_path).unwrap();
     let (top, apart) = split(&lock);
@@ -180,13 +180,7 @@ fn update_locks_every_platform_rootless() {
     assert_eq!(status["linux/amd64"], none, "{status}");
     assert_eq!(status["linux/arm64"], none, "{status}");
     // Updating again moves nothing.
-    let out = gib_by(runner)
-        .args(["update", "-f"])
-        .arg(&config)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .output()
-        .unwrap();
+    let out = update(runner, &config, &cache, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("Unchanged"), "{}", stderr(&out));
     assert_eq!(fs::read_to_string(&lock_path).unwrap(), lock);

@@ -59,6 +59,9 @@ pub(super) struct RunLock {
     own: Option<LockArch>,
     /// The run's platform, named in errors when gib.lock keeps inputs per platform.
     platform: Option<Platform>,
+    /// Whether gib.lock had entries of this platform's own (else what it read is the
+    /// top-level entries, another platform's, and what this run locks is told as new).
+    had_own: bool,
 }
 
 impl RunLock {
@@ -73,7 +76,11 @@ impl RunLock {
     pub(super) fn open(plan: &crate::plan::Plan, mode: LockMode) -> Result<RunLock> {
         let path = Lock::path_for(&plan.file);
         let (arch, own) = lock_arches(plan);
-        let read = Lock::read(&path)?.map(|l| l.of_arch(arch.as_ref()));
+        let file = Lock::read(&path)?;
+        let had_own = file.as_ref().is_some_and(|l| {
+            arch == own || arch.as_ref().is_none_or(|a| l.platforms.contains_key(a))
+        });
+        let read = file.map(|l| l.of_arch(arch.as_ref()));
         let current = Mutex::new(read.clone().unwrap_or_default());
         let platform = (plan.lock_platform.is_some() || arch != own).then(|| plan.platform());
         Ok(RunLock {
@@ -85,6 +92,7 @@ impl RunLock {
             arch,
             own,
             platform,
+            had_own,
         })
     }
 
@@ -211,7 +219,8 @@ impl BuildContext<'_> {
         if self.lock.read.as_ref() == Some(&*lock) {
             return Ok(());
         }
-        let changes = lock.changes_from(self.lock.read.as_ref());
+        let before = self.lock.read.as_ref().filter(|_| self.lock.had_own);
+        let changes = lock.changes_from(before);
         let saved = Lock::save_arch(
             &self.lock.path,
             self.lock.arch.as_ref(),
@@ -229,7 +238,7 @@ impl BuildContext<'_> {
             ));
             return Ok(());
         }
-        let verb = if self.lock.read.is_some() {
+        let verb = if before.is_some() {
             "Updated"
         } else {
             "Locked"

@@ -144,6 +144,12 @@ fn each_platform_leg_locks_its_own_stage3_and_keeps_the_others() {
     // the same entries), leaving amd64's as they were.
     let out = update(runner, &config, &cache, &["--platform", "linux/arm64"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Told as arm64's first entries, not as a move from amd64's top-level ones.
+    assert!(
+        stderr(&out).contains(&format!("Locked stage3: (none) → {arm64} ")),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(fs::read_to_string(&lock_path).unwrap(), lock);
 }
 

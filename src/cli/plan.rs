@@ -25,9 +25,13 @@
 //!                                "sha512": "…", "signed_by": "…" | null} | null,
 //!                     "repositories": [{"name": "gentoo", "source": "git https://…",
 //!                                       "revision": "…" | null, "snapshot": "20261120" | null,
-//!                                       "time": 1763596800 | null}]}
+//!                                       "time": 1763596800 | null}],
+//!                     "platforms": {"arm64": {"stage3": …, "repositories": […]}}}
+//!                                                      // only with `platforms:`: what the
+//!                                                      // other architectures pin apart
 //!                   | null,                            // before the first build
-//!            "unlocked": ["stage3", "gentoo"]},        // not pinned for what gib.yaml says
+//!            "unlocked": ["stage3", "gentoo"],         // not pinned for what gib.yaml says
+//!            "unlocked_by_platform": {"linux/amd64": [], "linux/arm64": ["stage3"]}},
 //!   "sandbox": "as root on host uids 100000..165535 …", // the host ids builds run as
 //!   "order": ["base", "python", "app"],                // build order, parents first
 //!   "platforms": ["linux/amd64", "linux/arm64"],       // every image's, for a CI matrix

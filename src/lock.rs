@@ -202,6 +202,17 @@ impl Lock {
             .filter(|a| !top_level(Some(a)))
             .map(|a| (a.clone(), self.of_arch(Some(a))))
             .collect();
+        // The own architecture apart: gib.yaml's first platform changed, and the top-level
+        // entries are those of the one architecture without an entry of its own.
+        if let Some(own) = own.filter(|o| self.platforms.contains_key(*o)) {
+            let mut others = crate::stage3::arch::ARCHES
+                .iter()
+                .map(|a| LockArch(a.gentoo.to_string()))
+                .filter(|a| a != own && !self.platforms.contains_key(a));
+            if let (Some(former), None) = (others.next(), others.next()) {
+                views.insert(former, self.of_arch(None));
+            }
+        }
         let mut top = self.of_arch(own);
         match arch {
             Some(a) if !top_level(Some(a)) => {
@@ -709,5 +720,31 @@ repositories:
             assert!(shown.contains("line"), "no line: {shown}");
             assert!(!format!("{err}").contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn another_first_platform_keeps_every_architectures_entries() {
+        // Written with arm64 first; gib.yaml now names amd64 first. (An entry a platform
+        // lacks is the top-level one: each has a binhost here, as both do when gib.yaml
+        // names one.)
+        let amd64 = Lock {
+            binhost: Some(LockedBinhost {
+                source: "official https://example.org/amd64".into(),
+                index_sha256: "01".repeat(32),
+            }),
+            ..sample()
+        };
+        let mut lock = Lock::new();
+        lock.set_arch(Some(&arch("arm64")), &arm64_entries(), Some(&arch("arm64")));
+        lock.set_arch(Some(&arch("amd64")), &amd64, Some(&arch("arm64")));
+        assert_eq!(lock.stage3, arm64_entries().stage3);
+        let own = Some(arch("amd64"));
+        assert_eq!(lock.of_arch(own.as_ref()), amd64);
+        let mut moved = amd64.clone();
+        moved.repositories[0].revision = Some("3".repeat(40));
+        lock.set_arch(own.as_ref(), &moved, own.as_ref());
+        assert_eq!(lock.stage3, moved.stage3);
+        assert_eq!(lock.of_arch(own.as_ref()), moved);
+        assert_eq!(lock.of_arch(Some(&arch("arm64"))), arm64_entries());
     }
 }

@@ -16,7 +16,8 @@ use anyhow::{Context, Result};
 
 use super::BuildContext;
 use crate::config::{Stage3, SyncType};
-use crate::lock::{Lock, LockedBinhost, LockedRepository, LockedStage3};
+use crate::lock::{Lock, LockArch, LockedBinhost, LockedRepository, LockedStage3};
+use crate::oci::spec::Platform;
 use crate::printer::{Hint, UserError};
 use crate::repository::{self, RepoSpec, SnapshotTime, SyncedRepo};
 use crate::stage3::{self, Stage3Root};
@@ -44,7 +45,7 @@ pub struct UpdateSelection {
     pub binhost: bool,
 }
 
-/// The lock of one run: as read, and as this run resolved it.
+/// The lock of one run: its platform's entries as read, and as this run resolved them.
 pub(super) struct RunLock {
     path: std::path::PathBuf,
     read: Option<Lock>,
@@ -52,6 +53,15 @@ pub(super) struct RunLock {
     mode: LockMode,
     /// The stage3 entry this run settled on: resolved (a `path:` stage3 hashed) once.
     stage3: OnceLock<Option<LockedStage3>>,
+    /// The architecture whose entries this run uses, and the lock's own (whose entries are
+    /// the top-level ones).
+    arch: Option<LockArch>,
+    own: Option<LockArch>,
+    /// The run's platform, named in errors when gib.lock keeps inputs per platform.
+    platform: Option<Platform>,
+    /// Whether gib.lock had entries of this platform's own (else what it read is the
+    /// top-level entries, another platform's, and what this run locks is told as new).
+    had_own: bool,
 }
 
 impl RunLock {
@@ -62,18 +72,44 @@ impl RunLock {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(super) fn open(config_file: &Path, mode: LockMode) -> Result<RunLock> {
-        let path = Lock::path_for(config_file);
-        let read = Lock::read(&path)?;
+    /// The lock of `plan`'s file, as the entries of the platform `plan` builds.
+    pub(super) fn open(plan: &crate::plan::Plan, mode: LockMode) -> Result<RunLock> {
+        let path = Lock::path_for(&plan.file);
+        let (arch, own) = lock_arches(plan);
+        let file = Lock::read(&path)?;
+        let had_own = file.as_ref().is_some_and(|l| {
+            arch == own || arch.as_ref().is_none_or(|a| l.platforms.contains_key(a))
+        });
+        let read = file.map(|l| l.of_arch(arch.as_ref()));
         let current = Mutex::new(read.clone().unwrap_or_default());
+        let platform = (plan.lock_platform.is_some() || arch != own).then(|| plan.platform());
         Ok(RunLock {
             path,
             read,
             current,
             mode,
             stage3: Default::default(),
+            arch,
+            own,
+            platform,
+            had_own,
         })
     }
+
+    /// ` for linux/arm64` when gib.lock keeps inputs per platform, else nothing.
+    fn for_platform(&self) -> String {
+        self.platform
+            .as_ref()
+            .map(|p| format!(" for {p}"))
+            .unwrap_or_default()
+    }
+}
+
+/// The architecture whose gib.lock entries `plan` builds with, and the lock's own one (gib.yaml's
+/// first `platforms:`, else the host's).
+fn lock_arches(plan: &crate::plan::Plan) -> (Option<LockArch>, Option<LockArch>) {
+    let own = plan.lock_platform.clone().unwrap_or_else(Platform::host);
+    (LockArch::of(&plan.platform()), LockArch::of(&own))
 }
 
 /// What the inputs resolved to, for input keys and the tag rule.
@@ -183,8 +219,15 @@ impl BuildContext<'_> {
         if self.lock.read.as_ref() == Some(&*lock) {
             return Ok(());
         }
-        let changes = lock.changes_from(self.lock.read.as_ref());
-        if let Err(err) = lock.write(&self.lock.path) {
+        let before = self.lock.read.as_ref().filter(|_| self.lock.had_own);
+        let changes = lock.changes_from(before);
+        let saved = Lock::save_arch(
+            &self.lock.path,
+            self.lock.arch.as_ref(),
+            &lock,
+            self.lock.own.as_ref(),
+        );
+        if let Err(err) = saved {
             if matches!(self.lock.mode, LockMode::Update(_)) {
                 return Err(err);
             }
@@ -195,14 +238,17 @@ impl BuildContext<'_> {
             ));
             return Ok(());
         }
-        let verb = if self.lock.read.is_some() {
+        let verb = if before.is_some() {
             "Updated"
         } else {
             "Locked"
         };
+        let platform = self.lock.for_platform();
         for change in &changes {
-            self.printer
-                .status(verb, &format!("{change} ({})", self.lock.path.display()));
+            self.printer.status(
+                verb,
+                &format!("{change}{platform} ({})", self.lock.path.display()),
+            );
         }
         Ok(())
     }
@@ -560,13 +606,23 @@ impl BuildContext<'_> {
             return Ok(());
         }
         let path = self.lock.path.display();
+        let platform = self.lock.for_platform();
         let message = if self.lock.read.is_none() {
-            format!("--locked: there is no {path}, so {what} ({described}) is not locked")
+            format!("--locked: there is no {path}, so {what}{platform} ({described}) is not locked")
         } else {
-            format!("--locked: {path} does not name {what} as gib.yaml gives it ({described})")
+            format!(
+                "--locked: {path} does not name {what}{platform} as gib.yaml gives it ({described})"
+            )
         };
-        Err(UserError::new(message)
-            .hint("run `gib update` (or a build without --locked) and commit gib.lock"))
+        let hint = match &self.lock.platform {
+            Some(p) => format!(
+                "run `gib update --platform {p}` (or `gib build --platform {p}` without --locked) and commit gib.lock"
+            ),
+            None => {
+                "run `gib update` (or a build without --locked) and commit gib.lock".to_string()
+            }
+        };
+        Err(UserError::new(message).hint(hint))
     }
 
     /// The main repository's snapshot time: the lock's (or this run's sync's); `None` when
@@ -609,12 +665,20 @@ fn describe_repository(spec: &RepoSpec, stage3_sha512: Option<&str>) -> String {
 /// gib.yaml's binhost as one line for gib.lock, and where its `Packages` index is (a URL, or
 /// `file://` for a directory); `None` without a binhost.
 fn binhost_index(plan: &crate::plan::Plan) -> Result<Option<(String, String)>> {
+    binhost_index_on(plan, plan.stage3.as_ref())
+}
+
+/// [`binhost_index`] of a build in `stage3`: the official binhost is its architecture's.
+fn binhost_index_on(
+    plan: &crate::plan::Plan,
+    stage3: Option<&Stage3>,
+) -> Result<Option<(String, String)>> {
     use crate::config::Binhost;
     let index = |base: &str| format!("{}/Packages", base.trim_end_matches('/'));
     Ok(match &plan.binhost {
         Binhost::None => None,
         Binhost::Official => {
-            let (mirror, flavor) = match &plan.stage3 {
+            let (mirror, flavor) = match stage3 {
                 Some(Stage3::Flavor { mirror, flavor, .. }) => {
                     (Some(mirror.as_str()), Some(flavor.as_str()))
                 }
@@ -638,54 +702,69 @@ pub struct LockStatus {
     pub path: std::path::PathBuf,
     pub lock: Option<Lock>,
     /// `stage3` and repository names whose entry is missing or was made for other gib.yaml
-    /// text.
+    /// text (for the platform this run builds).
     pub unlocked: Vec<String>,
+    /// The same for each platform an image is built for (`linux/arm64` -> its unlocked
+    /// inputs; empty: locked).
+    pub unlocked_by_platform: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The lock of `plan`'s file and how it stands against gib.yaml.
 pub fn lock_status(plan: &crate::plan::Plan) -> Result<LockStatus> {
     let path = Lock::path_for(&plan.file);
     let lock = Lock::read(&path)?;
-    let mut unlocked = Vec::new();
-    if let Some(source) = &plan.stage3 {
-        let described = describe_stage3(source, &plan.file);
-        if lock
-            .as_ref()
-            .and_then(|l| l.stage3.as_ref())
-            .map(|s| &s.source)
-            != Some(&described)
-        {
-            unlocked.push("stage3".to_string());
-        }
-    }
-    for spec in repo_specs(plan) {
-        if matches!(spec.sync_type, SyncType::Local) {
-            continue;
-        }
-        let stage3 = lock
-            .as_ref()
-            .and_then(|l| l.stage3.as_ref())
-            .map(|s| s.sha512.as_str());
-        let described = describe_repository(&spec, stage3);
-        let locked = lock.as_ref().and_then(|l| l.repository(&spec.name));
-        if locked.map(|r| &r.source) != Some(&described) {
-            unlocked.push(spec.name.clone());
-        }
-    }
-    if let Some((described, _)) = binhost_index(plan)?
-        && lock
-            .as_ref()
-            .and_then(|l| l.binhost.as_ref())
-            .map(|b| &b.source)
-            != Some(&described)
-    {
-        unlocked.push("binhost".to_string());
+    let (arch, _) = lock_arches(plan);
+    let unlocked = unlocked_inputs(plan, plan.stage3.as_ref(), lock.as_ref(), arch.as_ref())?;
+    let mut unlocked_by_platform = std::collections::BTreeMap::new();
+    for (platform, stage3) in &plan.stage3_by_platform {
+        let arch = LockArch::of(platform);
+        let inputs = unlocked_inputs(plan, Some(stage3), lock.as_ref(), arch.as_ref())?;
+        unlocked_by_platform.insert(platform.to_string(), inputs);
     }
     Ok(LockStatus {
         path,
         lock,
         unlocked,
+        unlocked_by_platform,
     })
+}
+
+/// The inputs of a build in `stage3` that `lock`'s entries of architecture `arch` do not pin.
+fn unlocked_inputs(
+    plan: &crate::plan::Plan,
+    stage3: Option<&Stage3>,
+    lock: Option<&Lock>,
+    arch: Option<&LockArch>,
+) -> Result<Vec<String>> {
+    let view = lock.map(|l| l.of_arch(arch));
+    let lock = view.as_ref();
+    let mut unlocked = Vec::new();
+    // The stage3 entry for what gib.yaml says: a main repository that is its tree is locked
+    // only with it.
+    let locked_stage3 = stage3.and_then(|source| {
+        let described = describe_stage3(source, &plan.file);
+        lock.and_then(|l| l.stage3.as_ref())
+            .filter(|s| s.source == described)
+    });
+    if stage3.is_some() && locked_stage3.is_none() {
+        unlocked.push("stage3".to_string());
+    }
+    for spec in repo_specs(plan) {
+        if matches!(spec.sync_type, SyncType::Local) {
+            continue;
+        }
+        let described = describe_repository(&spec, locked_stage3.map(|s| s.sha512.as_str()));
+        let locked = lock.and_then(|l| l.repository(&spec.name));
+        if locked.map(|r| &r.source) != Some(&described) {
+            unlocked.push(spec.name.clone());
+        }
+    }
+    if let Some((described, _)) = binhost_index_on(plan, stage3)?
+        && lock.and_then(|l| l.binhost.as_ref()).map(|b| &b.source) != Some(&described)
+    {
+        unlocked.push("binhost".to_string());
+    }
+    Ok(unlocked)
 }
 
 /// gib.yaml's `stage3:` as one line for gib.lock; a `path:` relative to gib.yaml's directory
@@ -765,5 +844,59 @@ mod tests {
             "flavor amd64-openrc from https://mirror.example pin 20261117T170000Z"
         );
         assert_eq!(file_name("https://x/y/stage3-a.tar.xz"), "stage3-a.tar.xz");
+    }
+
+    /// The legs of one run (one context per platform, as a multi-platform run makes them,
+    /// both opened before either resolves): each writes its platform's entries into gib.lock
+    /// as it is then, so neither loses the other's, and each then passes `--locked`.
+    #[test]
+    fn legs_of_one_run_keep_each_others_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("amd64.tar"), "amd64").unwrap();
+        std::fs::write(dir.path().join("arm64.tar"), "arm64").unwrap();
+        std::fs::create_dir_all(dir.path().join("repo/profiles")).unwrap();
+        std::fs::write(dir.path().join("repo/profiles/repo_name"), "gentoo\n").unwrap();
+        let file = dir.path().join("gib.yaml");
+        std::fs::write(
+            &file,
+            "stage3:\n  path: {amd64: amd64.tar, arm64: arm64.tar}\nportage:\n  sync_type: local\n  \
+             uri: repo\nplatforms: [linux/amd64, linux/arm64]\nimages:\n  base:\n    packages: sys-libs/glibc\n",
+        )
+        .unwrap();
+        let config = crate::config::load(&file).unwrap();
+        let plans: Vec<crate::plan::Plan> = ["linux/arm64", "linux/amd64"]
+            .into_iter()
+            .map(|platform| {
+                let mut leg = config.clone();
+                leg.keep_only_platform(platform).unwrap();
+                crate::plan::Plan::resolve(&leg, &[]).unwrap()
+            })
+            .collect();
+        let cache = crate::cache::Cache::open(Some(&dir.path().join("cache"))).unwrap();
+        let store = crate::oci::blob::BlobStore::open(&cache.dir("blobs").unwrap()).unwrap();
+        let printer = crate::printer::Printer::new(false);
+        let context = |plan, lock| {
+            let options = crate::build::BuildOptions {
+                lock,
+                ..Default::default()
+            };
+            BuildContext::new(plan, &cache, &store, &printer, options).unwrap()
+        };
+        let legs: Vec<BuildContext<'_>> = plans
+            .iter()
+            .map(|plan| context(plan, LockMode::Follow))
+            .collect();
+        for leg in &legs {
+            leg.resolve_inputs().unwrap();
+        }
+        let lock = Lock::read(&dir.path().join("gib.lock")).unwrap().unwrap();
+        assert_eq!(lock.stage3.as_ref().unwrap().file, "amd64.tar");
+        let arm64: Vec<&str> = lock.platforms.keys().map(LockArch::as_str).collect();
+        assert_eq!(arm64, ["arm64"]);
+        let apart = lock.platforms.values().next().unwrap();
+        assert_eq!(apart.stage3.as_ref().unwrap().file, "arm64.tar");
+        for plan in &plans {
+            context(plan, LockMode::Locked).resolve_inputs().unwrap();
+        }
     }
 }

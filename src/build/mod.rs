@@ -270,7 +270,7 @@ impl<'a> BuildContext<'a> {
             registry_only: false,
             stage3: OnceLock::new(),
             repositories: OnceLock::new(),
-            lock: inputs::RunLock::open(&plan.file, lock)?,
+            lock: inputs::RunLock::open(plan, lock)?,
             inputs: OnceLock::new(),
             synced: Default::default(),
             preparing: Mutex::new(()),

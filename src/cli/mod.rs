@@ -254,6 +254,10 @@ pub struct UpdateArgs {
     /// Record the binhost's current index.
     #[arg(long)]
     pub binhost: bool,
+    /// Move only this platform's entries (`os/arch`, one of gib.yaml's `platforms`); without
+    /// it, every platform's.
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
     /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib; /var/cache/gib for root].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

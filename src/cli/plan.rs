@@ -25,9 +25,13 @@
 //!                                "sha512": "…", "signed_by": "…" | null} | null,
 //!                     "repositories": [{"name": "gentoo", "source": "git https://…",
 //!                                       "revision": "…" | null, "snapshot": "20261120" | null,
-//!                                       "time": 1763596800 | null}]}
+//!                                       "time": 1763596800 | null}],
+//!                     "platforms": {"arm64": {"stage3": …, "repositories": […]}}}
+//!                                                      // only with `platforms:`: what the
+//!                                                      // other architectures pin apart
 //!                   | null,                            // before the first build
-//!            "unlocked": ["stage3", "gentoo"]},        // not pinned for what gib.yaml says
+//!            "unlocked": ["stage3", "gentoo"],         // not pinned for what gib.yaml says
+//!            "unlocked_by_platform": {"linux/amd64": [], "linux/arm64": ["stage3"]}},
 //!   "sandbox": "as root on host uids 100000..165535 …", // the host ids builds run as
 //!   "order": ["base", "python", "app"],                // build order, parents first
 //!   "platforms": ["linux/amd64", "linux/arm64"],       // every image's, for a CI matrix
@@ -441,7 +445,31 @@ fn lock_text(status: &crate::build::LockStatus) -> String {
     for repo in &lock.repositories {
         let _ = writeln!(out, "  repository {}: {}", repo.name, repo.short());
     }
-    if !status.unlocked.is_empty() {
+    for (arch, own) in &lock.platforms {
+        if let Some(stage3) = &own.stage3 {
+            let _ = writeln!(out, "  {}: stage3: {}", arch.as_str(), stage3.short());
+        }
+        for repo in &own.repositories {
+            let _ = writeln!(
+                out,
+                "  {}: repository {}: {}",
+                arch.as_str(),
+                repo.name,
+                repo.short()
+            );
+        }
+    }
+    if status.unlocked_by_platform.len() > 1 {
+        for (platform, unlocked) in &status.unlocked_by_platform {
+            if !unlocked.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  not locked for {platform} (its next build resolves them): {}",
+                    unlocked.join(", ")
+                );
+            }
+        }
+    } else if !status.unlocked.is_empty() {
         let _ = writeln!(
             out,
             "  not locked for what gib.yaml says (the next build resolves them): {}",

@@ -1,6 +1,7 @@
 //! `gib update`: move gib.lock. The stage3 (a flavor's newest build, a `url:` downloaded
 //! again) and the repositories (their newest commit or snapshot) are resolved afresh, as
-//! gib.yaml says, and each input that moved is printed `old → new`. Builds nothing.
+//! gib.yaml says, and each input that moved is printed `old → new`. Builds nothing. Each
+//! platform's inputs are resolved in turn (its stage3 is another), or one's with `--platform`.
 
 use std::process::ExitCode;
 
@@ -14,7 +15,10 @@ use crate::printer::{Hint, Printer, UserError};
 
 pub fn run(args: UpdateArgs) -> Result<ExitCode> {
     let printer = Printer::new(args.verbose);
-    let config = crate::config::load(&args.config.file)?;
+    let mut config = crate::config::load(&args.config.file)?;
+    if let Some(platform) = &args.platform {
+        config.keep_only_platform(platform)?;
+    }
     let plan = Plan::resolve(&config, &[])?;
     let known: Vec<String> = std::iter::once(crate::repository::MAIN_REPO.to_string())
         .chain(plan.repositories.iter().map(|r| r.name.clone()))
@@ -38,17 +42,34 @@ pub fn run(args: UpdateArgs) -> Result<ExitCode> {
     let lock_path = Lock::path_for(&plan.file);
     let before = Lock::read(&lock_path)?;
     let session = Session::open(args.cache_dir.as_deref())?;
-    let options = BuildOptions {
-        lock: LockMode::Update(selection),
-        ..BuildOptions::default()
+    // One platform's plan at a time: each resolves in its own stage3 and writes its entries.
+    let platforms: Vec<String> = plan
+        .stage3_by_platform
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect();
+    let legs = if platforms.len() > 1 {
+        let mut legs = Vec::new();
+        for platform in &platforms {
+            let mut leg = config.clone();
+            leg.keep_only_platform(platform)?;
+            let plan = Plan::resolve(&leg, &[])?;
+            legs.push((leg, plan));
+        }
+        legs
+    } else {
+        vec![(config, plan)]
     };
-    let ctx = session.context(&plan, &config, options, &printer)?;
-    ctx.resolve_inputs()?;
+    for (config, plan) in &legs {
+        let options = BuildOptions {
+            lock: LockMode::Update(selection.clone()),
+            ..BuildOptions::default()
+        };
+        let ctx = session.context(plan, config, options, &printer)?;
+        ctx.resolve_inputs()?;
+    }
     let after = Lock::read(&lock_path)?;
-    let unchanged = after
-        .as_ref()
-        .map(|a| a.changes_from(before.as_ref()).is_empty());
-    if unchanged != Some(false) {
+    if after.is_none() || after == before {
         printer.status(
             "Unchanged",
             &format!("{} already names the newest inputs", lock_path.display()),

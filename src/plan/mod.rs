@@ -28,6 +28,9 @@ pub struct Plan {
     /// The stage3 of each platform an image is built for, in the order first named: the
     /// flavor made that architecture's, or the per-architecture `url:`/`path:`.
     pub stage3_by_platform: Vec<(Platform, Stage3)>,
+    /// gib.yaml's first `platforms:`, whose inputs are gib.lock's top-level entries (the
+    /// other platforms' are kept apart); `None` without `platforms:` (the host's are).
+    pub lock_platform: Option<Platform>,
     /// The main ebuild repository and the overlays, to sync before building.
     pub portage: Portage,
     /// The signing keys and CAs the stage3 and snapshots are checked with.
@@ -269,6 +272,7 @@ impl Plan {
             file: config.file.clone(),
             stage3,
             stage3_by_platform,
+            lock_platform: config.platforms.as_ref().and_then(|p| p.first().cloned()),
             portage: config.portage.clone(),
             trust: config.trust.clone(),
             repositories: config.repositories.clone(),

@@ -25,6 +25,7 @@ mod multiarch_index;
 mod oci;
 mod outputs;
 mod parallel;
+mod platform_lock;
 mod preflight;
 mod progress;
 mod provenance;

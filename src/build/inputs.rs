@@ -678,12 +678,7 @@ fn binhost_index_on(
     Ok(match &plan.binhost {
         Binhost::None => None,
         Binhost::Official => {
-            let (mirror, flavor) = match stage3 {
-                Some(Stage3::Flavor { mirror, flavor, .. }) => {
-                    (Some(mirror.as_str()), Some(flavor.as_str()))
-                }
-                _ => (None, None),
-            };
+            let (mirror, flavor) = crate::plan::official_flavor(stage3, &plan.platform());
             let repo = crate::gentoo::portage_conf::official_binrepo(mirror, flavor)?;
             Some((format!("official {}", repo.uri), index(&repo.uri)))
         }

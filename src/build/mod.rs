@@ -336,8 +336,7 @@ impl<'a> BuildContext<'a> {
                 "push that platform's leg first (gib push --platform {platform}, on a runner of \
                  that platform or with qemu), then join again"
             ),
-        )
-        .into())
+        ))
     }
 
     /// Identities of the sources every packages image depends on, for input keys: the

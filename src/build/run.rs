@@ -499,8 +499,7 @@ fn write_indexes(store: &BlobStore, legs: &[Leg], built: &[LegBuilt]) -> Result<
                         tag_list(image)
                     ),
                     format!("give image {name} a `tag:`"),
-                )
-                .into());
+                ));
             }
         }
         let entries: Vec<IndexEntry> = found

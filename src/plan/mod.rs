@@ -7,6 +7,8 @@
 
 mod portage;
 
+pub use portage::official_flavor;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -245,13 +247,15 @@ impl Plan {
             .iter()
             .map(|image| config.platforms_of(image))
             .collect();
+        let platform = run_platform(platforms.iter().map(Vec::as_slice));
         let stage3 = config
-            .stage3_for(&run_platform(platforms.iter().map(Vec::as_slice)))
+            .stage3_for(&platform)
             .or_else(|| config.stage3.clone());
         let portage = portage::portage_files(
             &config.build,
             &config.repositories,
             stage3.as_ref(),
+            &platform,
             threads,
             jobs,
         )?;

@@ -17,6 +17,7 @@ pub fn portage_files(
     build: &Build,
     repositories: &[Repository],
     stage3: Option<&Stage3>,
+    platform: &crate::oci::spec::Platform,
     threads: u32,
     jobs: u32,
 ) -> Result<PortageFiles> {
@@ -50,23 +51,36 @@ pub fn portage_files(
         package_accept_keywords: package_accept_keywords(&build.accept_keywords),
         package_license: package_use(&build.accept_licenses),
         repos_conf: repos_conf(&repos),
-        binrepos_conf: binrepos_conf(binrepo(&build.binhost, stage3)?.as_ref()),
+        binrepos_conf: binrepos_conf(binrepo(&build.binhost, stage3, platform)?.as_ref()),
         binhost_dir,
     })
 }
 
+/// The mirror and flavor of the official binhost for a build in `stage3` for `platform`: a
+/// flavor's own, else (a stage3 given by URL or file, whose flavor is not known before
+/// unpacking) the platform's architecture, which is not always the host's (an emulated leg).
+pub fn official_flavor<'s>(
+    stage3: Option<&'s Stage3>,
+    platform: &crate::oci::spec::Platform,
+) -> (Option<&'s str>, Option<&'s str>) {
+    match stage3 {
+        Some(Stage3::Flavor { mirror, flavor, .. }) => {
+            (Some(mirror.as_str()), Some(flavor.as_str()))
+        }
+        _ => (None, crate::stage3::arch::of(platform).map(|a| a.gentoo)),
+    }
+}
+
 /// `build.binhost` as the host binrepos.conf names; `None` for none.
-fn binrepo(binhost: &Binhost, stage3: Option<&Stage3>) -> Result<Option<Binrepo>> {
+fn binrepo(
+    binhost: &Binhost,
+    stage3: Option<&Stage3>,
+    platform: &crate::oci::spec::Platform,
+) -> Result<Option<Binrepo>> {
     Ok(match binhost {
         Binhost::None => None,
         Binhost::Official => {
-            let (mirror, flavor) = match stage3 {
-                Some(Stage3::Flavor { mirror, flavor, .. }) => {
-                    (Some(mirror.as_str()), Some(flavor.as_str()))
-                }
-                // A stage3 given by URL or file: its flavor is not known before unpacking.
-                _ => (None, None),
-            };
+            let (mirror, flavor) = official_flavor(stage3, platform);
             Some(official_binrepo(mirror, flavor)?)
         }
         Binhost::Url {
@@ -126,7 +140,15 @@ mod tests {
             ca_certificate: None,
             priority: Some(60),
         };
-        let files = portage_files(&build(), &[repo], None, 12, 4).unwrap();
+        let files = portage_files(
+            &build(),
+            &[repo],
+            None,
+            &crate::oci::spec::Platform::host(),
+            12,
+            4,
+        )
+        .unwrap();
         assert!(
             files
                 .make_conf
@@ -160,7 +182,12 @@ mod tests {
             pin: None,
         };
         assert_eq!(
-            binrepo(&Binhost::Official, Some(&stage3)).unwrap(),
+            binrepo(
+                &Binhost::Official,
+                Some(&stage3),
+                &crate::oci::spec::Platform::host()
+            )
+            .unwrap(),
             Some(Binrepo {
                 uri:
                     "https://mirror.example.org/gentoo/releases/amd64/binpackages/23.0/x86-64_musl/"
@@ -173,8 +200,33 @@ mod tests {
             mirror: "https://mirror.example.org/gentoo/".into(),
             pin: None,
         };
-        let err = binrepo(&Binhost::Official, Some(&stage3)).unwrap_err();
+        let err = binrepo(
+            &Binhost::Official,
+            Some(&stage3),
+            &crate::oci::spec::Platform::host(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("riscv64-openrc"), "{err}");
+    }
+
+    /// A stage3 by path has no flavor: the official binhost is the build's platform's, which
+    /// an emulated leg does not share with the host.
+    #[test]
+    fn official_binhost_of_a_stage3_file_is_the_platforms() {
+        let stage3 = Stage3::Path {
+            path: "/x/stage3.tar.xz".into(),
+            sha512: None,
+        };
+        for (platform, path) in [
+            ("linux/arm64", "releases/arm64/binpackages/23.0/arm64/"),
+            ("linux/amd64", "releases/amd64/binpackages/23.0/x86-64/"),
+        ] {
+            let platform = crate::oci::spec::Platform::parse(platform).unwrap();
+            let repo = binrepo(&Binhost::Official, Some(&stage3), &platform)
+                .unwrap()
+                .unwrap();
+            assert!(repo.uri.ends_with(path), "{}", repo.uri);
+        }
     }
 
     #[test]
@@ -184,7 +236,7 @@ mod tests {
             verify_signature: false,
         };
         assert_eq!(
-            binrepo(&url, None).unwrap(),
+            binrepo(&url, None, &crate::oci::spec::Platform::host()).unwrap(),
             Some(Binrepo {
                 uri: "http://cache.example.org/binpkgs/".into(),
                 verify_signature: false,
@@ -195,7 +247,8 @@ mod tests {
             path: "/srv/binpkgs".into(),
             verify_signature: true,
         };
-        let files = portage_files(&b, &[], None, 1, 1).unwrap();
+        let files =
+            portage_files(&b, &[], None, &crate::oci::spec::Platform::host(), 1, 1).unwrap();
         assert_eq!(files.binhost_dir, Some(PathBuf::from("/srv/binpkgs")));
         assert!(
             files

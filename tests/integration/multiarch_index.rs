@@ -158,6 +158,29 @@ fn one_run_and_native_legs_give_the_same_index_of_the_greet_chain() {
         registry_digest(&registry, "gib/app:t").is_err(),
         "a leg pushed the index tag"
     );
+    // A leg's archive (what `docker load` takes: one platform) has it under the plain tags.
+    let leg_archive = dir.path().join("leg-arm64.tar");
+    gib_ok(
+        &registry,
+        false,
+        &legs_file,
+        &cache,
+        &[
+            "build",
+            "--platform",
+            "linux/arm64",
+            "--archive",
+            leg_archive.to_str().unwrap(),
+        ],
+    );
+    let podman = Podman::new(&dir.path().join("podman-leg"));
+    podman.load(&leg_archive);
+    let got = run_ok(
+        podman
+            .command(&["image", "inspect", "--format", "{{.Architecture}}"])
+            .arg(named("app:t")),
+    );
+    assert_eq!(got.trim(), "arm64");
 
     // A join before the amd64 leg is there: one clear error, nothing tagged.
     let no_qemu = dir.path().join("no-binfmt");

@@ -222,11 +222,17 @@ pub fn write_record(entry_scratch: &Path, record: &BuiltImage) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// The most recent build of the image `name` in `cache` (by its record's time).
-pub fn latest_record(cache: &Cache, name: &str) -> Result<Option<BuiltImage>> {
+/// The most recent build of the image `name` in `cache` (by its record's time), of
+/// `platform` when given (the platform its config names: the images of several platforms
+/// have an entry each).
+pub fn latest_record(
+    cache: &Cache,
+    name: &str,
+    platform: Option<&crate::oci::spec::Platform>,
+) -> Result<Option<BuiltImage>> {
     let images = cache.dir(KIND)?;
     let prefix = format!("{name}-");
-    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut records: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
     let entries =
         fs::read_dir(&images).with_context(|| format!("cannot read {}", images.display()))?;
     for entry in entries {
@@ -244,15 +250,17 @@ pub fn latest_record(cache: &Cache, name: &str) -> Result<Option<BuiltImage>> {
         let Ok(modified) = fs::metadata(&record).and_then(|m| m.modified()) else {
             continue;
         };
-        if newest.as_ref().is_none_or(|(t, _)| modified > *t) {
-            newest = Some((modified, record));
+        records.push((modified, record));
+    }
+    records.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (_, record) in records {
+        let text =
+            fs::read(&record).with_context(|| format!("cannot read {}", record.display()))?;
+        let built: BuiltImage = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a build record", record.display()))?;
+        if platform.is_none_or(|wanted| wanted.matches(&built.platform())) {
+            return Ok(Some(built));
         }
     }
-    let Some((_, record)) = newest else {
-        return Ok(None);
-    };
-    let text = fs::read(&record).with_context(|| format!("cannot read {}", record.display()))?;
-    let built = serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a build record", record.display()))?;
-    Ok(Some(built))
+    Ok(None)
 }

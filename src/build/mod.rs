@@ -105,6 +105,23 @@ pub struct BuiltImage {
 }
 
 impl BuiltImage {
+    /// The platform its config names.
+    pub fn platform(&self) -> crate::oci::spec::Platform {
+        let field = |name: &str| {
+            self.image.config_json[name]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        crate::oci::spec::Platform {
+            architecture: field("architecture"),
+            os: field("os"),
+            variant: self.image.config_json["variant"]
+                .as_str()
+                .map(str::to_string),
+        }
+    }
+
     /// The image's SPDX SBOM artifact, when it has one (pulled parents have none).
     pub fn sbom(&self) -> Option<&crate::oci::artifact::Artifact> {
         self.referrers

@@ -25,9 +25,13 @@ pub struct AuditArgs {
     /// The cache directory [default: $XDG_CACHE_HOME/gib, else ~/.cache/gib; /var/cache/gib for root].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Print the reports as JSON (a list, one per image).
+    /// Print the reports as JSON (a list, one per image, and per platform of an image of
+    /// several platforms).
     #[arg(long)]
     pub json: bool,
+    /// Audit this platform's builds (`os/arch`) alone; every platform of gib.yaml's without it.
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
 }
 
 pub fn run(args: AuditArgs) -> Result<ExitCode> {
@@ -37,27 +41,47 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
     let store = BlobStore::open(&cache.dir("blobs")?)?;
     let mut reports: Vec<AuditReport> = Vec::new();
     let mut failed = Vec::new();
+    let wanted = args
+        .platform
+        .as_deref()
+        .map(crate::oci::spec::Platform::parse)
+        .transpose()
+        .map_err(UserError::new)?;
     for image in &plan.images {
         if !args.images.is_empty() && !args.images.contains(&image.name) {
             continue;
         }
-        let no_report = || {
-            UserError::with_hint(
-                format!(
-                    "no audited build of image {} in {}",
-                    image.name,
-                    cache.root().display()
-                ),
-                format!("run `gib build {}` first", image.name),
-            )
+        // An image of several platforms has a build (and an audit report) per platform.
+        let platforms: Vec<Option<&crate::oci::spec::Platform>> = match &wanted {
+            Some(wanted) => {
+                if !image.platforms.iter().any(|p| wanted.matches(p)) {
+                    continue;
+                }
+                vec![Some(wanted)]
+            }
+            None if image.platforms.len() > 1 => image.platforms.iter().map(Some).collect(),
+            None => vec![None],
         };
-        let record = latest_record(&cache, &image.name)?.ok_or_else(no_report)?;
-        let mut report = stored_report(&store, &record)?.ok_or_else(no_report)?;
-        judge(&mut report, &image.audit);
-        if !failing(&report, &image.audit).is_empty() {
-            failed.push(image.name.clone());
+        for platform in platforms {
+            let of = platform.map(|p| format!(" for {p}")).unwrap_or_default();
+            let no_report = || {
+                UserError::with_hint(
+                    format!(
+                        "no audited build of image {}{of} in {}",
+                        image.name,
+                        cache.root().display()
+                    ),
+                    format!("run `gib build {}` first", image.name),
+                )
+            };
+            let record = latest_record(&cache, &image.name, platform)?.ok_or_else(no_report)?;
+            let mut report = stored_report(&store, &record)?.ok_or_else(no_report)?;
+            judge(&mut report, &image.audit);
+            if !failing(&report, &image.audit).is_empty() {
+                failed.push(format!("{}{of}", image.name));
+            }
+            reports.push(report);
         }
-        reports.push(report);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);

@@ -331,6 +331,41 @@ fn one_run_and_native_legs_give_the_same_index_of_the_greet_chain() {
         layout_digest, joined,
         "the one run's index differs from the legs'"
     );
+    // The cache keeps a build per platform: `gib inspect --platform` and `gib audit` read each.
+    for (arch, digest) in &platforms {
+        let out = gib_run(
+            &registry,
+            false,
+            &file,
+            &cache,
+            &[
+                "inspect",
+                "app",
+                "--platform",
+                &format!("linux/{arch}"),
+                "--json",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["digest"], *digest, "inspect --platform linux/{arch}");
+    }
+    let out = gib_run(&registry, false, &file, &cache, &["audit", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let audits: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        audits.len(),
+        4,
+        "base and app, two platforms each: {audits:?}"
+    );
     // Its push: the manifests are there, the index tag is moved to the same index.
     let stderr = gib_ok(&registry, false, &file, &cache, &["push"]);
     assert!(stderr.contains("(index)"), "{stderr}");

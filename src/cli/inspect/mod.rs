@@ -37,6 +37,10 @@ pub struct InspectArgs {
     /// package, what trimming removed, lint and audit results) to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// The build of this platform (`os/arch`) of an image of several platforms; the most
+    /// recent build of any platform without it.
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
     #[command(flatten)]
     pub config: super::ConfigArgs,
 }
@@ -49,7 +53,13 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
     let Some(name) = args.image.as_deref() else {
         anyhow::bail!("gib bug: clap let `gib inspect` run without an image or --html");
     };
-    let record = last_build(&cache, name)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(crate::oci::spec::Platform::parse)
+        .transpose()
+        .map_err(UserError::new)?;
+    let record = last_build(&cache, name, platform.as_ref())?;
     let report = image_usage_in_namespace(&cache, &record, args.largest)?;
     let checks = Checks::of(&cache, &record)?;
     if args.json {
@@ -65,10 +75,15 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
 }
 
 /// The record of the last build of `name`; a user error when there is none.
-fn last_build(cache: &Cache, name: &str) -> Result<BuiltImage> {
-    latest_record(cache, name)?.ok_or_else(|| {
+fn last_build(
+    cache: &Cache,
+    name: &str,
+    platform: Option<&crate::oci::spec::Platform>,
+) -> Result<BuiltImage> {
+    latest_record(cache, name, platform)?.ok_or_else(|| {
+        let of = platform.map(|p| format!(" for {p}")).unwrap_or_default();
         UserError::new(format!(
-            "no build of image {name} in {}; run `gib build {name}` first",
+            "no build of image {name}{of} in {}; run `gib build {name}` first",
             cache.root().display(),
         ))
         .into()

@@ -171,7 +171,7 @@ fn layer_names(plan: &Plan, name: &str) -> Vec<String> {
 
 /// The page's view of the last build of `name` (an unbuilt image when the cache has none).
 fn page_image(plan: &Plan, cache: &Cache, name: &str, largest: usize) -> Result<PageImage> {
-    let Some(record) = latest_record(cache, name)? else {
+    let Some(record) = latest_record(cache, name, None)? else {
         return Ok(PageImage {
             name: name.to_string(),
             ..PageImage::default()

@@ -132,6 +132,8 @@ pub fn lookup(
     let Ok((reference, tag)) = super::from_registry::plan_image_reference(image) else {
         return Ok(None);
     };
+    // What gib does instead of reusing it, for the warnings (a join builds nothing).
+    let instead = if ctx.registry_only { "" } else { ", building it" };
     // One platform of an index is pushed under its platform's tag.
     let reference = match ctx.plan.index_platforms(&image.name) {
         Some(_) => Reference {
@@ -145,7 +147,7 @@ pub fn lookup(
         Ok(None) => return Ok(None),
         Err(err) => {
             ctx.printer.warn(&format!(
-                "image {}: cannot reuse {reference} from the registry, building it: {err:#}",
+                "image {}: cannot reuse {reference} from the registry{instead}: {err:#}",
                 image.name
             ));
             return Ok(None);
@@ -156,7 +158,7 @@ pub fn lookup(
         Ok(None) => return Ok(None),
         Err(err) => {
             ctx.printer.warn(&format!(
-                "image {}: {reference} ({}) has a malformed input key, building it: {err:#}",
+                "image {}: {reference} ({}) has a malformed input key{instead}: {err:#}",
                 image.name, fetched.image.manifest.digest
             ));
             return Ok(None);
@@ -177,7 +179,7 @@ pub fn lookup(
     // The version becomes the image's tags: a value no tag can be is not taken.
     if let Err(err) = crate::registry::validate_tag(&version) {
         ctx.printer.warn(&format!(
-            "image {}: {reference} ({}) has a malformed {ANNOTATION_VERSION}, building it: {}",
+            "image {}: {reference} ({}) has a malformed {ANNOTATION_VERSION}{instead}: {}",
             image.name,
             fetched.image.manifest.digest,
             err.escape_debug()

@@ -452,6 +452,35 @@ fn one_run_and_native_legs_give_the_same_index_of_the_greet_chain() {
         );
     }
     assert_eq!(podman.run(&named("app:t"), &[]).trim(), "hello from gib");
+
+    // A registry that lies: app's arm64 tag now holds the amd64 image. The join refuses it
+    // (its config is not arm64), tags nothing, and the index stays the one it was.
+    run_ok(
+        Command::new(require_tool("skopeo"))
+            .args([
+                "copy",
+                "--quiet",
+                "--dest-creds",
+                &format!("{USER}:{PASSWORD}"),
+            ])
+            .args(["--src-creds", &format!("{USER}:{PASSWORD}")])
+            .arg("--src-cert-dir")
+            .arg(registry.dir.join("certs"))
+            .arg("--dest-cert-dir")
+            .arg(registry.dir.join("certs"))
+            .arg(format!("docker://{}", named("app:t-amd64")))
+            .arg(format!("docker://{}", named("app:t-arm64"))),
+    );
+    let out = join(false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr
+            .contains("image app for linux/arm64: the registry has no image of its current inputs")
+            && stderr.contains("linux/amd64"),
+        "{stderr}"
+    );
+    assert_eq!(registry_digest(&registry, "gib/app:t").unwrap(), joined);
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -133,7 +133,11 @@ pub fn lookup(
         return Ok(None);
     };
     // What gib does instead of reusing it, for the warnings (a join builds nothing).
-    let instead = if ctx.registry_only { "" } else { ", building it" };
+    let instead = if ctx.registry_only {
+        ""
+    } else {
+        ", building it"
+    };
     // One platform of an index is pushed under its platform's tag.
     let reference = match ctx.plan.index_platforms(&image.name) {
         Some(_) => Reference {

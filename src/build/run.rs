@@ -125,12 +125,11 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
         &output_indexes,
         printer,
     )?;
-    let several = legs.len() > 1;
-    let row_name = |leg: &Leg, image: &BuiltImage| match leg.plan.index_platforms(&image.name) {
-        Some(_) if several || request.platform.is_some() => {
-            format!("{} ({})", image.name, leg.platform)
-        }
-        _ => image.name.clone(),
+    // Each row of a run of several platforms (or of a leg of one) says its platform.
+    let with_platform = legs.len() > 1 || request.platform.is_some();
+    let row_name = |leg: &Leg, image: &BuiltImage| match with_platform {
+        true => format!("{} ({})", image.name, leg.platform),
+        false => image.name.clone(),
     };
     let mut rows = Vec::new();
     for (leg, done) in legs.iter().zip(&built) {

@@ -487,3 +487,167 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// The index logic without qemu's cost: `rootfs:` images (nothing runs in them) for two
+/// platforms, one of them (`tool`) for arm64 alone. One run writes an index per image of
+/// both platforms (its manifests in `platforms:`'s order, each also under its platform's
+/// tag), a plain arm64 manifest for `tool`; the archive loads each platform's image and the
+/// host's under the plain tag; a second run writes the same index.json; a `--platform` leg
+/// writes the very arm64 manifest under the plain tag; `--json` says each entry's platform
+/// and index. Root and rootless.
+#[test]
+fn rootfs_images_of_several_platforms_are_indexes_in_every_file() {
+    for runner in [crate::util::Runner::Root, crate::util::Runner::User] {
+        let dir = crate::util::work_dir(runner, "multiarch-rootfs");
+        let root = dir.path();
+        let write = |path: &str, text: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("tree/etc/hello.txt", "hello\n");
+        write("tool/usr/share/tool.txt", "tool\n");
+        write(
+            "gib.yaml",
+            "platforms: [linux/amd64, linux/arm64]\nimages:\n  base:\n    rootfs: ./tree\n    tag: t\n\
+             \x20 tool:\n    from: base\n    rootfs: ./tool\n    tag: t\n    platforms: [linux/arm64]\n",
+        );
+        if runner == crate::util::Runner::User {
+            let user = test_user();
+            run_ok(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg(format!("{user}:{user}"))
+                    .arg(root),
+            );
+        }
+        let config = root.join("gib.yaml");
+        let cache = root.join("cache");
+        let build = |args: &[&str]| {
+            // The epoch fixed: a `rootfs:` directory is read (and its provenance made) anew
+            // each run, with the build's times otherwise.
+            let out = crate::util::build_with(crate::util::gib_by(runner), &config, &cache)
+                .args(args)
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{runner:?} {args:?}:\n{stderr}");
+            (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+        };
+        let layout = root.join("layout");
+        let archive = root.join("all.tar");
+        let (stdout, _) = build(&[
+            "--oci-layout",
+            layout.to_str().unwrap(),
+            "--archive",
+            archive.to_str().unwrap(),
+            "--json",
+        ]);
+        let skopeo = require_tool("skopeo");
+        let inspect = |what: &str, reference: &str| -> serde_json::Value {
+            let text = run_ok(
+                Command::new(&skopeo)
+                    .args(["inspect", what])
+                    .arg(format!("oci:{}:{reference}", layout.display())),
+            );
+            serde_json::from_str(&text).unwrap()
+        };
+        let index = inspect("--raw", "base:t");
+        let platforms = index_platforms(&index);
+        let arches: Vec<&str> = platforms.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(arches, ["amd64", "arm64"], "{runner:?} {index}");
+        for (arch, _) in &platforms {
+            assert_eq!(
+                inspect("--config", &format!("base:t-{arch}"))["architecture"],
+                *arch
+            );
+        }
+        let tool = inspect("--raw", "tool:t");
+        assert_eq!(
+            tool["mediaType"],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        assert_eq!(inspect("--config", "tool:t")["architecture"], "arm64");
+        let index_json = std::fs::read(layout.join("index.json")).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&index_json).contains("tool:t-arm64"),
+            "an image of one platform has no platform tag"
+        );
+
+        let report: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+        let entries: Vec<(String, String, bool)> = report
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_string(),
+                    e["platform"].as_str().unwrap_or("-").to_string(),
+                    e["index"].is_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("base".into(), "linux/amd64".into(), true),
+                ("base".into(), "linux/arm64".into(), true),
+                ("tool".into(), "-".into(), false),
+            ],
+            "{runner:?}"
+        );
+
+        let podman = Podman::new(root);
+        let loaded = podman.load(&archive);
+        for tag in ["base:t-amd64", "base:t-arm64", "base:t", "tool:t"] {
+            assert!(
+                loaded.contains(&format!("localhost/{tag}\n")),
+                "{tag}:\n{loaded}"
+            );
+        }
+        let arch = run_ok(
+            podman
+                .command(&["image", "inspect", "--format", "{{.Architecture}}"])
+                .arg("base:t"),
+        );
+        assert_eq!(
+            arch.trim(),
+            "amd64",
+            "the host's platform under the plain tag"
+        );
+
+        // The same inputs, the same layout; a leg writes that platform's very manifest.
+        build(&["--oci-layout", layout.to_str().unwrap()]);
+        // (as a set: a rewrite keeps other entries in place and adds its own after them)
+        let entries = |bytes: &[u8]| {
+            let index: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+            let mut entries: Vec<String> = index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e.to_string())
+                .collect();
+            entries.sort();
+            entries
+        };
+        assert!(
+            entries(&std::fs::read(layout.join("index.json")).unwrap()) == entries(&index_json),
+            "{runner:?}: another layout the second time"
+        );
+        let leg = root.join("leg");
+        build(&[
+            "--platform",
+            "linux/arm64",
+            "--oci-layout",
+            leg.to_str().unwrap(),
+        ]);
+        let leg_manifest = run_ok(
+            Command::new(&skopeo)
+                .args(["inspect", "--raw"])
+                .arg(format!("oci:{}:base:t", leg.display())),
+        );
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(leg_manifest.as_bytes())),
+            platforms[1].1
+        );
+    }
+}

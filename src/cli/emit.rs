@@ -95,31 +95,46 @@ fn github(plan: &Plan) -> Value {
         if let Some(parent) = parent_in_file(plan, image) {
             needs.push(job_name(parent).into());
         }
+        let mut steps = vec![
+            json!({"uses": "actions/checkout@v4"}),
+            json!({"uses": "actions/download-artifact@v4",
+                   "with": {"name": "gib", "path": "${{ runner.temp }}/gib"}}),
+            json!({"run": "chmod +x \"$RUNNER_TEMP/gib/gib\""}),
+            json!({"run": RUNNER_SETUP}),
+        ];
+        // The runners are amd64: another platform's leg runs under qemu-user, which
+        // setup-qemu-action registers with binfmt_misc's F flag (what gib checks for).
+        let foreign: Vec<&str> = image
+            .platforms
+            .iter()
+            .filter(|p| p.architecture != "amd64")
+            .map(|p| p.architecture.as_str())
+            .collect();
+        if !foreign.is_empty() {
+            steps.push(json!({"uses": "docker/setup-qemu-action@v3",
+                              "with": {"platforms": foreign.join(",")}}));
+        }
+        steps.extend([
+            json!({"uses": "actions/cache@v4",
+            "with": {
+                "path": "~/.cache/gib/binpkgs\n~/.cache/gib/binpkgs-*\n~/.cache/gib/distfiles\n",
+                "key": format!("gib-{}-${{{{ hashFiles('gib.lock') }}}}", image.name),
+                "restore-keys": format!("gib-{}-", image.name),
+            }}),
+            json!({"uses": "docker/login-action@v3",
+            "with": {
+                "registry": "${{ env.REGISTRY }}",
+                "username": "${{ secrets.REGISTRY_USER }}",
+                "password": "${{ secrets.REGISTRY_PASSWORD }}",
+            }}),
+            json!({"run": build_command("\"$RUNNER_TEMP/gib/gib\"", &image.name, None)}),
+        ]);
         jobs.insert(
             job_name(&image.name),
             json!({
                 "needs": needs,
                 "runs-on": "ubuntu-24.04",
-                "steps": [
-                    {"uses": "actions/checkout@v4"},
-                    {"uses": "actions/download-artifact@v4",
-                     "with": {"name": "gib", "path": "${{ runner.temp }}/gib"}},
-                    {"run": "chmod +x \"$RUNNER_TEMP/gib/gib\""},
-                    {"run": RUNNER_SETUP},
-                    {"uses": "actions/cache@v4",
-                     "with": {
-                         "path": "~/.cache/gib/binpkgs\n~/.cache/gib/distfiles\n",
-                         "key": format!("gib-{}-${{{{ hashFiles('gib.lock') }}}}", image.name),
-                         "restore-keys": format!("gib-{}-", image.name),
-                     }},
-                    {"uses": "docker/login-action@v3",
-                     "with": {
-                         "registry": "${{ env.REGISTRY }}",
-                         "username": "${{ secrets.REGISTRY_USER }}",
-                         "password": "${{ secrets.REGISTRY_PASSWORD }}",
-                     }},
-                    {"run": build_command("\"$RUNNER_TEMP/gib/gib\"", &image.name, None)},
-                ],
+                "steps": steps,
             }),
         );
     }
@@ -238,6 +253,40 @@ mod tests {
         .unwrap();
         let config = crate::config::load(&path).unwrap();
         Plan::resolve(&config, &[]).unwrap()
+    }
+
+    #[test]
+    fn a_job_of_another_platform_registers_qemu_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gib.yaml");
+        std::fs::write(
+            &path,
+            "stage3:\n  flavor: amd64-openrc\nplatforms: [linux/amd64, linux/arm64]\nimages:\n  \
+             base: {packages: sys-libs/glibc}\n  host: {from: base, packages: x/a, platforms: [linux/amd64]}\n",
+        )
+        .unwrap();
+        let config = crate::config::load(&path).unwrap();
+        let github = github(&Plan::resolve(&config, &[]).unwrap());
+        let qemu = |job: &str| -> Vec<Value> {
+            github["jobs"][job]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["uses"] == "docker/setup-qemu-action@v3")
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            qemu("image-base"),
+            [json!({"uses": "docker/setup-qemu-action@v3", "with": {"platforms": "arm64"}})]
+        );
+        assert!(qemu("image-host").is_empty());
+        let steps = github["jobs"]["image-base"]["steps"].as_array().unwrap();
+        let at = |uses: &str| steps.iter().position(|s| s["uses"] == uses).unwrap();
+        assert!(
+            at("docker/setup-qemu-action@v3") < steps.len() - 1,
+            "qemu before the build"
+        );
     }
 
     #[test]

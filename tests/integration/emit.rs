@@ -19,12 +19,14 @@ fn write_config(dir: &Path) -> PathBuf {
     let path = dir.join("gib.yaml");
     fs::write(
         &path,
-        "stage3:\n  flavor: amd64-openrc\nregistry: registry.example.org/team\nimages:\n  \
+        // Two platforms: the GitHub jobs of arm64 images register qemu (validated too).
+        "stage3:\n  flavor: amd64-openrc\nregistry: registry.example.org/team\n\
+         platforms: [linux/amd64, linux/arm64]\nimages:\n  \
          base: {packages: sys-libs/glibc}\n  \
          py: {from: base, packages: dev-lang/python}\n  \
          go: {from: base, packages: dev-lang/go}\n  \
          web: {from: base, packages: www-servers/nginx}\n  \
-         db: {from: base, packages: dev-db/redis}\n  \
+         db: {from: base, packages: dev-db/redis, platforms: [linux/amd64]}\n  \
          app: {from: py, packages: app-misc/greet}\n  \
          api: {from: go, packages: app-misc/hello}\n  \
          ext: {from: 'registry.example.org/other/base:1', packages: app-misc/greet}\n",

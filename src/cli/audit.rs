@@ -30,8 +30,8 @@ pub struct AuditArgs {
     #[arg(long)]
     pub json: bool,
     /// Audit this platform's builds (`os/arch`) alone; every platform of gib.yaml's without it.
-    #[arg(long, value_name = "OS/ARCH")]
-    pub platform: Option<String>,
+    #[arg(long, value_name = "OS/ARCH", value_parser = super::platform_arg)]
+    pub platform: Option<crate::oci::spec::Platform>,
 }
 
 pub fn run(args: AuditArgs) -> Result<ExitCode> {
@@ -41,12 +41,7 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
     let store = BlobStore::open(&cache.dir("blobs")?)?;
     let mut reports: Vec<AuditReport> = Vec::new();
     let mut failed = Vec::new();
-    let wanted = args
-        .platform
-        .as_deref()
-        .map(crate::oci::spec::Platform::parse)
-        .transpose()
-        .map_err(UserError::new)?;
+    let wanted = args.platform.clone();
     for image in &plan.images {
         if !args.images.is_empty() && !args.images.contains(&image.name) {
             continue;

@@ -375,3 +375,8 @@ fn source_date_epoch() -> anyhow::Result<Option<i64>> {
 fn exit_code(exit: crate::sandbox::Exit) -> ExitCode {
     ExitCode::from(u8::try_from(exit.code()).unwrap_or(u8::MAX))
 }
+
+/// An `--platform OS/ARCH` argument.
+fn platform_arg(text: &str) -> Result<crate::oci::spec::Platform, String> {
+    crate::oci::spec::Platform::parse(text)
+}

@@ -39,8 +39,8 @@ pub struct InspectArgs {
     pub html: Option<PathBuf>,
     /// The build of this platform (`os/arch`) of an image of several platforms; the most
     /// recent build of any platform without it.
-    #[arg(long, value_name = "OS/ARCH")]
-    pub platform: Option<String>,
+    #[arg(long, value_name = "OS/ARCH", value_parser = super::platform_arg)]
+    pub platform: Option<crate::oci::spec::Platform>,
     #[command(flatten)]
     pub config: super::ConfigArgs,
 }
@@ -53,13 +53,7 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
     let Some(name) = args.image.as_deref() else {
         anyhow::bail!("gib bug: clap let `gib inspect` run without an image or --html");
     };
-    let platform = args
-        .platform
-        .as_deref()
-        .map(crate::oci::spec::Platform::parse)
-        .transpose()
-        .map_err(UserError::new)?;
-    let record = last_build(&cache, name, platform.as_ref())?;
+    let record = last_build(&cache, name, args.platform.as_ref())?;
     let report = image_usage_in_namespace(&cache, &record, args.largest)?;
     let checks = Checks::of(&cache, &record)?;
     if args.json {

@@ -610,6 +610,90 @@ mod tests {
         );
     }
 
+    /// The legs of a file of `app`, a `rootfs:` image for amd64 and arm64, each built as
+    /// an image of `tags`, in the order given.
+    fn legs_of(order: &[&str], tags: &[&str]) -> (Vec<super::Leg>, Vec<super::LegBuilt>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tree")).unwrap();
+        let file = dir.path().join("gib.yaml");
+        std::fs::write(
+            &file,
+            "platforms: [linux/amd64, linux/arm64]\nimages:\n  app: {rootfs: ./tree, tag: t}\n",
+        )
+        .unwrap();
+        let config = crate::config::load(&file).unwrap();
+        let mut legs = Vec::new();
+        let mut built = Vec::new();
+        for (platform, tag) in order.iter().zip(tags) {
+            let mut leg_config = config.clone();
+            leg_config.keep_only_platform(platform).unwrap();
+            let mut plan = super::Plan::resolve(&leg_config, &[]).unwrap();
+            plan.indexes.insert(
+                "app".into(),
+                vec![
+                    super::Platform::parse("linux/amd64").unwrap(),
+                    super::Platform::parse("linux/arm64").unwrap(),
+                ],
+            );
+            let digest = crate::oci::spec::Digest::of_bytes(platform.as_bytes());
+            let image: super::BuiltImage = serde_json::from_value(serde_json::json!({
+                "name": "app", "key": "k", "tags": [tag], "references": [format!("app:{tag}")],
+                "packages": [], "layer_dirs": [], "builder_dirs": [], "size": 1,
+                "image": {
+                    "manifest": {"mediaType": crate::oci::spec::MEDIA_TYPE_MANIFEST,
+                                 "digest": digest, "size": 10},
+                    "config": {"mediaType": crate::oci::spec::MEDIA_TYPE_CONFIG,
+                               "digest": digest, "size": 10},
+                    "layers": [], "config_json": {},
+                },
+            }))
+            .unwrap();
+            legs.push(super::Leg {
+                platform: plan.platform(),
+                plan,
+            });
+            built.push(super::LegBuilt {
+                images: vec![image],
+                pulled: Default::default(),
+                times: Default::default(),
+            });
+        }
+        (legs, built)
+    }
+
+    #[test]
+    fn an_index_lists_the_platforms_in_the_files_order_whatever_the_legs_order() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = crate::oci::blob::BlobStore::open(store_dir.path()).unwrap();
+        let (legs, built) = legs_of(&["linux/arm64", "linux/amd64"], &["t", "t"]);
+        let indexes = super::write_indexes(&store, &legs, &built).unwrap();
+        assert_eq!(indexes.len(), 1);
+        let platforms: Vec<String> = indexes[0]
+            .entries
+            .iter()
+            .map(|e| e.platform.to_string())
+            .collect();
+        assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+        assert_eq!(indexes[0].references, ["app:t"]);
+    }
+
+    #[test]
+    fn platforms_of_other_tags_make_no_index() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = crate::oci::blob::BlobStore::open(store_dir.path()).unwrap();
+        let (legs, built) = legs_of(&["linux/amd64", "linux/arm64"], &["1.0", "1.1"]);
+        let Err(err) = super::write_indexes(&store, &legs, &built) else {
+            panic!("an index of two tags");
+        };
+        let text = format!("{err:#}");
+        assert!(
+            text.contains(
+                "image app: its platforms have other tags (linux/amd64: 1.0; linux/arm64: 1.1)"
+            ),
+            "{text}"
+        );
+    }
+
     #[test]
     fn tags_of_references() {
         assert_eq!(super::tag_of("registry:5000/app:1.0"), "1.0");

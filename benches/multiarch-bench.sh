@@ -2,7 +2,8 @@
 # Benchmark the two legs of a two-platform file on an amd64 host: the greet chain (glibc ->
 # greet) built with `gib build --platform linux/amd64` natively and with
 # `--platform linux/arm64` under qemu-user (binfmt_misc's qemu-aarch64, registered with F;
-# .ci/run does that), each from an empty cache. Prints both wall times and their ratio.
+# .ci/run does that), each from an empty cache, then one `gib build` of both platforms (an
+# image index per image) from an empty cache. Prints the wall times and the legs' ratio.
 # Needs root, the test suite's two mini stage3s (`cargo test --locked --test integration
 # fixture::` builds them into target/gib-fixtures) and qemu-user-static.
 # Usage: benches/multiarch-bench.sh
@@ -53,8 +54,18 @@ leg() {
 	awk -v a="$(now)" -v b="$start" 'BEGIN { print a - b }'
 }
 
+both() {
+	start=$(now)
+	"$gib" build -f "$bench/gib.yaml" --cache-dir "$bench/cache-both" \
+		--oci-layout "$bench/layout-both" --progress plain >"$bench/both.log" 2>&1 ||
+		{ echo "multiarch-bench: the run of both platforms failed; see $bench/both.log" >&2; exit 1; }
+	awk -v a="$(now)" -v b="$start" 'BEGIN { print a - b }'
+}
+
 amd=$(leg amd64)
 arm=$(leg arm64)
+all=$(both)
 printf 'amd64 leg (native):           %6.1f s\n' "$amd"
 printf 'arm64 leg (qemu-user):        %6.1f s\n' "$arm"
 printf 'emulated / native:            %6.1f x\n' "$(awk -v a="$arm" -v b="$amd" 'BEGIN { print a / b }')"
+printf 'both in one run (an index):   %6.1f s\n' "$all"

@@ -18,6 +18,7 @@ mod inputs;
 mod key;
 mod layer;
 mod layering;
+mod legs;
 mod lint;
 mod packages;
 mod preflight;

@@ -1,5 +1,6 @@
 //! One `gib build` (or `gib push`) from start to end: open the cache, build (or reuse, or
-//! pull) the plan's images parents first, write them to the outputs, and make the report.
+//! pull) the plan's images parents first — one leg per platform (`legs`) — write them and
+//! the indexes of images of several platforms to the outputs, and make the report.
 //! The command line only parses its arguments into a [`RunRequest`] and prints the outcome.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -132,15 +132,26 @@ impl BuildContext<'_> {
 
     /// The stage3 and the repositories, prepared once per run: images built side by side
     /// wait for the first to prepare them rather than fetching and unpacking them twice.
+    /// Something runs in the stage3 now, so it must be one this machine runs (reading its
+    /// tree, as a join does, needs no such check).
     pub(super) fn sources(&self) -> Result<(&Stage3Root, &[SyncedRepo])> {
-        if let (Some(stage3), Some(repos)) = (self.stage3.get(), self.repositories.get()) {
+        if let (Some(stage3), Some(repos), Some(())) = (
+            self.stage3.get(),
+            self.repositories.get(),
+            self.stage3_runs.get(),
+        ) {
             return Ok((stage3, repos));
         }
         let _preparing = self
             .preparing
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok((self.stage3()?, self.repositories()?))
+        let stage3 = self.stage3()?;
+        if self.stage3_runs.get().is_none() {
+            stage3::check_runs_here(stage3)?;
+            let _ = self.stage3_runs.set(());
+        }
+        Ok((stage3, self.repositories()?))
     }
 
     /// The inputs, resolved through gib.lock (once per run); the lock is written when this

@@ -228,6 +228,8 @@ pub struct BuildContext<'a> {
     resolving: Mutex<()>,
     /// Set once `package_use_flags`' atoms were checked against the repositories.
     atoms_checked: OnceLock<()>,
+    /// Set once the stage3 was found to run here (see `sources`).
+    stage3_runs: OnceLock<()>,
     epoch: OnceLock<i64>,
     /// Set once the binhost's index was compared with gib.lock's.
     binhost_checked: OnceLock<()>,
@@ -294,6 +296,7 @@ impl<'a> BuildContext<'a> {
             preparing: Mutex::new(()),
             resolving: Mutex::new(()),
             atoms_checked: OnceLock::new(),
+            stage3_runs: OnceLock::new(),
             epoch: OnceLock::new(),
             binhost_checked: OnceLock::new(),
             parallelism,
@@ -316,9 +319,6 @@ impl<'a> BuildContext<'a> {
 
     /// Build nothing: every image comes from the cache or the registry (`registry_only`).
     pub fn with_registry_only(mut self, on: bool) -> Self {
-        if on {
-            crate::stage3::only_read_stage3s();
-        }
         self.registry_only = on;
         self
     }

@@ -126,6 +126,7 @@ fn run_sandbox(args: RunArgs) -> Result<ExitCode> {
             }
         };
         let root = stage3::prepare(&source, &cache, &printer)?;
+        stage3::check_runs_here(&root)?;
         let exit = crate::build::run_in_stage3(
             &root,
             &cache,

@@ -31,6 +31,7 @@ pub fn run(args: ShellArgs) -> Result<ExitCode> {
     })?;
     let cache = Cache::open(args.cache_dir.as_deref())?;
     let root = stage3::prepare(source, &cache, &printer)?;
+    stage3::check_runs_here(&root)?;
     let exit = run_in_stage3(&root, &cache, network, None, Vec::new(), &printer)?;
     Ok(exit_code(exit))
 }

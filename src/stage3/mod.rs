@@ -277,38 +277,31 @@ fn unpack_into_cache(
     Ok(done())
 }
 
-/// Set for a run that only reads its stage3s (`gib push --index`, which builds nothing):
-/// a stage3 of a platform this machine cannot run is then no error (its tree is read for
-/// its snapshot, nothing of it runs).
-static ONLY_READ: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// This process runs nothing in its stage3s: see [`ONLY_READ`].
-pub fn only_read_stage3s() {
-    ONLY_READ.store(true, std::sync::atomic::Ordering::Relaxed);
+/// Refuse a root that is no stage3: one without `/bin/sh` (a plain tree, a distroless
+/// image). Without this check the sandbox fails with `cannot execute /bin/sh`.
+pub fn check_is_a_stage3(root: &Path, label: &str) -> Result<()> {
+    shell_of(root).ok_or_else(|| not_a_stage3(&format!("the stage3 {label}"), "/bin/sh"))?;
+    Ok(())
 }
 
-/// Refuse, before anything runs in it, a root nothing can run in: one without `/bin/sh`
-/// (not a stage3: a plain tree, a distroless image), or one whose programs are for another
-/// architecture that qemu-user does not run here. Without this check the sandbox fails with `cannot execute /bin/sh`.
-pub fn check_is_a_stage3(root: &Path, label: &str) -> Result<()> {
-    let shell = crate::rootfs::resolve::resolve_in_root(root, "/bin/sh", true)
-        .ok()
-        .filter(|path| path.is_file())
-        .ok_or_else(|| not_a_stage3(&format!("the stage3 {label}"), "/bin/sh"))?;
-    // The first bytes of the shell say which machine it is for (elf(5)); an unreadable or
-    // non-ELF shell is left for the sandbox to judge.
+/// Refuse, before anything runs in it, a stage3 whose programs are for another
+/// architecture that qemu-user does not run here. Only reading its tree (its snapshot) needs
+/// no such check: `gib push --index` reads a foreign stage3 on a machine without qemu.
+pub fn check_runs_here(stage3: &Stage3Root) -> Result<()> {
+    // The first bytes of the shell say which machine it is for (elf(5)); a missing,
+    // unreadable or non-ELF shell is left for the sandbox to judge.
+    let Some(shell) = shell_of(&stage3.path) else {
+        return Ok(());
+    };
     let mut header = [0u8; 20];
     let read = File::open(&shell).and_then(|mut f| f.read_exact(&mut header));
     let Some(machine) = read.ok().and_then(|()| elf_machine(&header)) else {
         return Ok(());
     };
-    if !host_runs(machine)
-        && !arch::emulated(machine)
-        && !ONLY_READ.load(std::sync::atomic::Ordering::Relaxed)
-    {
+    if !host_runs(machine) && !arch::emulated(machine) {
         return Err(UserError::with_hint(
             format!(
-                "the stage3 {label} is for {}, not for this machine ({}): its programs cannot run here",
+                "the stage3 is for {}, not for this machine ({}): its programs cannot run here",
                 machine_name(machine),
                 std::env::consts::ARCH
             ),
@@ -317,6 +310,13 @@ pub fn check_is_a_stage3(root: &Path, label: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The root's `/bin/sh`, resolved inside it, when it is a file.
+fn shell_of(root: &Path) -> Option<PathBuf> {
+    crate::rootfs::resolve::resolve_in_root(root, "/bin/sh", true)
+        .ok()
+        .filter(|path| path.is_file())
 }
 
 /// Refuse a stage3 without Portage before an emerge is attempted in it.

@@ -58,7 +58,6 @@ use crate::oci::blob::BlobStore;
 use crate::oci::image::Image;
 use crate::plan::{BuildKind, ImagePlan, Plan, TagRule};
 use crate::printer::Printer;
-use crate::registry::Reference;
 use crate::repository::SyncedRepo;
 use crate::sandbox::Network;
 use crate::stage3::Stage3Root;
@@ -321,40 +320,6 @@ impl<'a> BuildContext<'a> {
     pub fn with_registry_only(mut self, on: bool) -> Self {
         self.registry_only = on;
         self
-    }
-
-    /// The error of an image that must be built when the run builds nothing
-    /// (`registry_only`): its platform's leg has not pushed an image of these inputs.
-    fn refuse_to_build(&self, image: &ImagePlan) -> Result<()> {
-        if !self.registry_only {
-            return Ok(());
-        }
-        let platform = self.plan.platform();
-        let looked_up = from_registry::plan_image_reference(image)
-            .map(
-                |(reference, tag)| match self.plan.index_platforms(&image.name) {
-                    Some(_) => format!(
-                        " under {}",
-                        Reference {
-                            tag: Some(platform.tag_of(&tag)),
-                            ..reference
-                        }
-                    ),
-                    None => format!(" under {reference}"),
-                },
-            )
-            .unwrap_or_default();
-        Err(crate::printer::UserError::with_hint(
-            format!(
-                "image {} for {platform}: the registry has no image of its current inputs{looked_up}, \
-                 and gib push --index builds nothing",
-                image.name
-            ),
-            format!(
-                "push that platform's leg first (gib push --platform {platform}, on a runner of \
-                 that platform or with qemu), then join again"
-            ),
-        ))
     }
 
     /// Identities of the sources every packages image depends on, for input keys: the

@@ -41,7 +41,7 @@ pub fn build(
     })? {
         return Ok(remote);
     }
-    ctx.refuse_to_build(image)?;
+    super::registry_cache::refuse_to_build(ctx, image)?;
     // A parent known from the registry alone is pulled now: this build stands on its tree.
     let parent = super::registry_cache::materialize(ctx, parent)?;
     let parent = parent.as_deref();

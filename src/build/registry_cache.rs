@@ -128,8 +128,7 @@ pub fn lookup(
     if !ctx.registry_cache || ctx.force || ctx.offline {
         return Ok(None);
     }
-    // Without `tag:` (or `latest`) the tag is only known after the build: nothing to ask.
-    let Ok((reference, tag)) = super::from_registry::plan_image_reference(image) else {
+    let Some((reference, tag)) = cached_reference(ctx, image) else {
         return Ok(None);
     };
     // What gib does instead of reusing it, for the warnings (a join builds nothing).
@@ -137,14 +136,6 @@ pub fn lookup(
         ""
     } else {
         ", building it"
-    };
-    // One platform of an index is pushed under its platform's tag.
-    let reference = match ctx.plan.index_platforms(&image.name) {
-        Some(_) => Reference {
-            tag: Some(ctx.plan.platform().tag_of(&tag)),
-            ..reference
-        },
-        None => reference,
     };
     let fetched = match fetch(ctx, &reference) {
         Ok(Some(fetched)) => fetched,
@@ -199,6 +190,44 @@ pub fn lookup(
         ),
     );
     Ok(Some(built))
+}
+
+/// Where the registry would hold `image` of this run's platform, and the image's own tag:
+/// the reference it is pushed to, under its platform's tag for one platform of an index.
+/// `None` without `tag:` (or `latest`): the tag is only known after the build.
+fn cached_reference(ctx: &BuildContext<'_>, image: &ImagePlan) -> Option<(Reference, String)> {
+    let (reference, tag) = super::from_registry::plan_image_reference(image).ok()?;
+    let reference = match ctx.plan.index_platforms(&image.name) {
+        Some(_) => Reference {
+            tag: Some(ctx.plan.platform().tag_of(&tag)),
+            ..reference
+        },
+        None => reference,
+    };
+    Some((reference, tag))
+}
+
+/// With `registry_only` (`gib push --index`, which builds nothing), the error of an image
+/// the registry has no image of its inputs for: its platform's leg was not pushed.
+pub fn refuse_to_build(ctx: &BuildContext<'_>, image: &ImagePlan) -> Result<()> {
+    if !ctx.registry_only {
+        return Ok(());
+    }
+    let platform = ctx.plan.platform();
+    let looked_up = cached_reference(ctx, image)
+        .map(|(reference, _)| format!(" under {reference}"))
+        .unwrap_or_default();
+    Err(crate::printer::UserError::with_hint(
+        format!(
+            "image {} for {platform}: the registry has no image of its current inputs{looked_up}, \
+             and gib push --index builds nothing",
+            image.name
+        ),
+        format!(
+            "push that platform's leg first (gib push --platform {platform}, on a runner of \
+             that platform or with qemu), then join again"
+        ),
+    ))
 }
 
 /// A plan image known from the registry by its manifest and config: its tags and references

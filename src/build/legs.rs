@@ -87,11 +87,7 @@ pub(super) fn plan_legs(request: &RunRequest<'_>) -> Result<Vec<Leg>> {
             .into());
         }
         let mut plan = Plan::resolve(&leg_config, &images)?;
-        plan.indexes = indexes
-            .iter()
-            .filter(|(name, _)| plan.images.iter().any(|i| &i.name == *name))
-            .map(|(name, platforms)| (name.clone(), platforms.clone()))
-            .collect();
+        plan.indexes = indexes.clone();
         legs.push(Leg {
             platform: plan.platform(),
             plan,
@@ -157,9 +153,10 @@ pub(super) fn leg_outputs<'r>(
         for (plan_image, image) in leg.plan.images.iter().zip(&done.images) {
             let plain = image.references.clone();
             let in_index = leg.plan.index_platforms(&image.name).is_some();
-            let per_platform: Vec<String> = plain
+            let per_platform: Vec<String> = image
+                .tags
                 .iter()
-                .map(|r| platform_reference(r, &leg.platform))
+                .map(|tag| plan_image.reference(&leg.platform.tag_of(tag)))
                 .collect();
             let (layout, archive) = match (in_index, request.platform) {
                 (false, _) | (true, Some(_)) => (plain.clone(), plain.clone()),
@@ -203,17 +200,6 @@ pub(super) fn push_key(name: &str, platform: Option<&Platform>) -> String {
     match platform {
         Some(platform) => format!("{name}@{platform}"),
         None => name.to_string(),
-    }
-}
-
-/// `registry/app:1.0` for linux/arm64 -> `registry/app:1.0-arm64`.
-fn platform_reference(reference: &str, platform: &Platform) -> String {
-    let name = reference.split('@').next().unwrap_or(reference);
-    match name.rsplit_once(':') {
-        Some((repository, tag)) if !tag.contains('/') => {
-            format!("{repository}:{}", platform.tag_of(tag))
-        }
-        _ => format!("{name}:{}", platform.tag_of("latest")),
     }
 }
 
@@ -309,19 +295,6 @@ fn tag_list(image: &BuiltImage) -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn platform_references_suffix_the_tag() {
-        let arm64 = super::Platform::parse("linux/arm64").unwrap();
-        assert_eq!(
-            super::platform_reference("registry:5000/app:1.0", &arm64),
-            "registry:5000/app:1.0-arm64"
-        );
-        assert_eq!(
-            super::platform_reference("registry:5000/app", &arm64),
-            "registry:5000/app:latest-arm64"
-        );
-    }
-
     /// The legs of a file of `app`, a `rootfs:` image for amd64 and arm64, each built as
     /// an image of `tags`, in the order given.
     fn legs_of(order: &[&str], tags: &[&str]) -> (Vec<super::Leg>, Vec<super::LegBuilt>) {

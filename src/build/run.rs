@@ -90,12 +90,17 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
     let plans: Vec<&Plan> = legs.iter().map(|leg| &leg.plan).collect();
     super::preflight::check(request, &plans)?;
     let session = Session::open(request.cache_dir)?;
+    // One client for the whole run: the tokens and connections of the pulls of one leg
+    // serve the next leg and the pushes.
+    let mut client = crate::output::registry::client(&request.config.registries);
     let mut built = Vec::new();
     for leg in &legs {
         if legs.len() > 1 {
             printer.status("Platform", &describe_platform(&leg.platform));
         }
-        built.push(build_leg(request, &session, leg, printer)?);
+        let (done, back) = build_leg(request, &session, leg, client, printer)?;
+        client = back;
+        built.push(done);
     }
     let outputs = leg_outputs(request, &legs, &built);
     let indexes = if request.platform.is_none() {
@@ -105,7 +110,6 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
     };
     let output_images: Vec<OutputImage> = outputs.iter().map(LegOutput::output).collect();
     let output_indexes: Vec<OutputIndex> = indexes.iter().map(BuiltIndex::output).collect();
-    let client = crate::output::registry::client(&request.config.registries);
     let pushed = crate::output::write(
         &request.outputs,
         &session.store,
@@ -192,21 +196,28 @@ pub fn run(request: &RunRequest<'_>, printer: &Printer) -> Result<RunOutcome> {
     })
 }
 
-/// Build (or reuse, or pull) the images of one leg, parents first; their layers pulled when
-/// a file output needs them.
+/// Build (or reuse, or pull) the images of one leg, parents first, pulling with `client`;
+/// their layers pulled when a file output needs them. The client is handed back.
 fn build_leg(
     request: &RunRequest<'_>,
     session: &Session,
     leg: &Leg,
+    client: crate::registry::Client,
     printer: &Printer,
-) -> Result<LegBuilt> {
+) -> Result<(LegBuilt, crate::registry::Client)> {
     let plan = &leg.plan;
-    let ctx = session
-        .context(plan, request.config, request.options.clone(), printer)?
-        .with_registry_cache(
-            request.outputs.push || request.parents_from_registry || request.join_index,
-        )
-        .with_registry_only(request.join_index);
+    let mut ctx = BuildContext::new(
+        plan,
+        &session.cache,
+        &session.store,
+        printer,
+        request.options.clone(),
+    )?
+    .with_registries(client)
+    .with_registry_cache(
+        request.outputs.push || request.parents_from_registry || request.join_index,
+    )
+    .with_registry_only(request.join_index);
     let selected: BTreeSet<&str> = request.images.iter().map(String::as_str).collect();
     let scope = PlanScope {
         pull_all_but: request.parents_from_registry.then_some(&selected),
@@ -240,11 +251,15 @@ fn build_leg(
             super::registry_cache::pull_layers(&ctx, image)?;
         }
     }
-    Ok(LegBuilt {
-        images,
-        pulled: built.pulled,
-        times: built.times,
-    })
+    let client = std::mem::take(&mut ctx.registries);
+    Ok((
+        LegBuilt {
+            images,
+            pulled: built.pulled,
+            times: built.times,
+        },
+        client,
+    ))
 }
 
 /// A run some image of which failed: the failures shown (a failed `test:` with what it
